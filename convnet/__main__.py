@@ -1,0 +1,3 @@
+from convnet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Analysis: counting a model (parameters, connections, MACs, depth, memory) and profiling."""

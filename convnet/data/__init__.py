@@ -1,0 +1,1 @@
+"""Data layer: IDX files, the dataset registry, and image preparation."""

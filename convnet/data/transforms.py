@@ -1,0 +1,80 @@
+"""Whole-batch tensor transforms: padding to a model's input and random affine augmentation.
+
+Everything works on (N, C, H, W) float tensors in [0, 1] with background 0, so a batch of
+thousands of images is one call rather than thousands of per-image Python transforms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+
+def to_model_input(images: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 (N, H, W) or (N, C, H, W) -> float (N, C, h, w) in [0, 1], centred by padding.
+
+    MNIST's 28×28 digits go into a 32×32 field with 2 pixels of background on each side,
+    as LeCun et al. 1998 did for LeNet-5 (§III-A). Larger images are resized instead.
+    """
+    if images.ndim == 3:
+        images = images[:, None]
+    channels, height, width = size
+    images = images.float().div_(255.0)
+    if images.shape[1] != channels:
+        images = (
+            images.expand(-1, channels, -1, -1)
+            if images.shape[1] == 1
+            else images.mean(1, keepdim=True)
+        )
+    pad_height, pad_width = height - images.shape[2], width - images.shape[3]
+    if pad_height >= 0 and pad_width >= 0:
+        top, left = pad_height // 2, pad_width // 2
+        return F.pad(images, (left, pad_width - left, top, pad_height - top))
+    return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True)
+
+
+def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    return (images - mean) / std
+
+
+def random_affine(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    max_shift: float = 2.0,
+    max_degrees: float = 10.0,
+    scale_range: tuple[float, float] = (0.9, 1.1),
+) -> torch.Tensor:
+    """Shift (pixels), rotate and scale each image by its own random amount, in one call."""
+    count, _, height, width = images.shape
+    uniform = torch.rand(count, 4, generator=generator)
+    angle = (uniform[:, 0] * 2 - 1) * math.radians(max_degrees)
+    scale = scale_range[0] + uniform[:, 1] * (scale_range[1] - scale_range[0])
+    # affine_grid works in [-1, 1] coordinates: a shift of k pixels is 2k / size.
+    shift_x = (uniform[:, 2] * 2 - 1) * max_shift * 2 / width
+    shift_y = (uniform[:, 3] * 2 - 1) * max_shift * 2 / height
+    return affine(images, angle, scale, shift_x, shift_y)
+
+
+def affine(
+    images: torch.Tensor,
+    angle: torch.Tensor,
+    scale: torch.Tensor,
+    shift_x: torch.Tensor,
+    shift_y: torch.Tensor,
+) -> torch.Tensor:
+    """Rotate by `angle` (radians), scale, then shift (in [-1, 1] units), per image.
+
+    The grid maps output coordinates to input coordinates, so it uses the inverse transform.
+    """
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [
+            torch.stack([cos, sin, -(cos * shift_x + sin * shift_y)], dim=1),
+            torch.stack([-sin, cos, -(-sin * shift_x + cos * shift_y)], dim=1),
+        ],
+        dim=1,
+    ).to(images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -1,0 +1,1 @@
+"""Engine: training, evaluation, metrics, checkpoints, device and precision."""

@@ -1,0 +1,94 @@
+"""Evaluation: run a model over held-out images and score it."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from convnet.data.transforms import normalize
+from convnet.engine.device import autocast
+from convnet.engine.metrics import (
+    confusion_matrix,
+    easiest_and_hardest,
+    most_confused,
+    per_class_accuracy,
+    topk_accuracy,
+)
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    normalization: tuple[float, float],
+    device: torch.device,
+    precision: str = "fp32",
+    batch_size: int = 1000,
+) -> torch.Tensor:
+    """Logits (fp32, on the CPU) for float images in [0, 1], in batches."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = normalize(images[start : start + batch_size].to(device), *normalization)
+            with autocast(device, precision):
+                outputs.append(model(batch).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def score(
+    logits: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...], extremes: int = 3
+) -> dict:
+    """The evaluation keys of DESIGN.md §4: top-1/top-5 error, per-class accuracy, extremes."""
+    num_classes = logits.shape[1]
+    predictions = logits.argmax(dim=1)
+    confusion = confusion_matrix(predictions, labels, num_classes)
+    accuracy = per_class_accuracy(confusion)
+    counts = confusion.sum(dim=1)
+    per_class = [
+        {
+            "index": index,
+            "name": class_names[index] if index < len(class_names) else str(index),
+            "accuracy": None if torch.isnan(accuracy[index]) else round(accuracy[index].item(), 6),
+            "count": int(counts[index]),
+        }
+        for index in range(num_classes)
+    ]
+    easiest, hardest = easiest_and_hardest(accuracy, extremes)
+    return {
+        "num_examples": len(labels),
+        "top1_error": round(1 - topk_accuracy(logits, labels, 1), 6),
+        "top5_error": round(1 - topk_accuracy(logits, labels, 5), 6),
+        "per_class": per_class,
+        "easiest": [per_class[i] for i in easiest],
+        "hardest": [per_class[i] for i in hardest],
+        "confusions": [
+            {"true": per_class[t]["name"], "predicted": per_class[p]["name"], "count": n}
+            for t, p, n in most_confused(confusion)
+        ],
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: tuple[str, ...],
+    normalization: tuple[float, float],
+    device: torch.device,
+    precision: str = "fp32",
+) -> tuple[dict, torch.Tensor]:
+    """Score `model` on (images, labels); also return the logits for reports."""
+    start = time.perf_counter()
+    logits = predict_logits(model, images, normalization, device, precision)
+    seconds = time.perf_counter() - start
+    result = score(logits, labels, class_names)
+    result["eval_seconds"] = round(seconds, 4)
+    result["eval_images_per_second"] = round(len(labels) / max(seconds, 1e-9), 1)
+    return result, logits

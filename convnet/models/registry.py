@@ -1,0 +1,63 @@
+"""Model registry: one entry per architecture, so the CLI and the tests share one list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from convnet.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What convnet knows about a registered architecture besides its code."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    family: str
+    description: str
+    input_size: tuple[int, int, int]  # channels, height, width of the default input
+    # Per-channel (mean, std) applied to pixels in [0, 1] before the model sees them.
+    normalization: tuple[float, float] = (0.0, 1.0)
+    # Training hyperparameters that reach the published error with `convnet train`.
+    train_defaults: dict = field(default_factory=dict)
+    paper: str = ""
+    year: int | None = None
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str, *, family: str, description: str, input_size: tuple[int, int, int], **details
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator adding a builder `fn(num_classes=…, in_channels=…, **config)` to the registry."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS:
+            raise ValueError(f"model '{name}' is registered twice")
+        MODELS[name] = ModelSpec(name, builder, family, description, input_size, **details)
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise UserError(f"Unknown model '{name}'. Known models: {', '.join(list_models())}.")
+    return MODELS[name]
+
+
+def get_model(
+    name: str, num_classes: int = 10, in_channels: int | None = None, **config
+) -> nn.Module:
+    """Build a registered model with fresh weights."""
+    spec = get_model_spec(name)
+    channels = spec.input_size[0] if in_channels is None else in_channels
+    return spec.builder(num_classes=num_classes, in_channels=channels, **config)

@@ -1,0 +1,138 @@
+"""The report of one run: an HTML page with its figures, written beside the run's files."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import torch
+
+from convnet.analysis.summary import ModelSummary, matching_sources, summarize
+from convnet.engine.checkpoint import atomic_write_text
+from convnet.engine.runs import Evaluation, LoadedModel, read_history
+from convnet.report import plots
+
+REPORT_FILE = "report.html"
+FIGURES = "figures"
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} .lead{color:#555;margin-top:0} img{max-width:100%}
+table{border-collapse:collapse;margin:1em 0} td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}
+th:first-child,td:first-child{text-align:left} .big{font-size:2em;font-weight:600}
+.cards{display:flex;gap:2em;flex-wrap:wrap} .card{background:#f4f6f8;padding:.8em 1.2em;border-radius:8px}
+"""
+
+
+def _table(header: list[str], rows: list[list[object]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def summary_table(summary: ModelSummary) -> str:
+    rows = [
+        [layer.name, layer.type, "×".join(map(str, layer.output_shape)), f"{layer.trainable_params:,}",
+         f"{layer.connections:,}", f"{layer.macs:,}"]
+        for layer in summary.layers
+    ]  # fmt: skip
+    total = summary.total
+    rows.append(["total", f"depth {total['depth']}", "", f"{total['trainable_params']:,}",
+                 f"{total['connections']:,}", f"{total['macs']:,}"])  # fmt: skip
+    return _table(["layer", "type", "output", "trainable params", "connections", "MACs"], rows)
+
+
+def most_confident_mistakes(
+    evaluation: Evaluation, count: int = 16
+) -> tuple[torch.Tensor, list[str]]:
+    probabilities = evaluation.logits.softmax(dim=1)
+    predicted = probabilities.argmax(dim=1)
+    wrong = (predicted != evaluation.data.labels).nonzero().flatten()
+    confidence = probabilities[wrong, predicted[wrong]]
+    chosen = wrong[confidence.argsort(descending=True)[:count]]
+    names = evaluation.data.class_names
+    captions = [
+        f"#{int(i)}: {names[int(evaluation.data.labels[i])]}→{names[int(predicted[i])]} "
+        f"{probabilities[i, predicted[i]].item():.0%}"
+        for i in chosen
+    ]
+    return evaluation.images[chosen], captions
+
+
+def write_run_report(run_dir: Path, loaded: LoadedModel, evaluation: Evaluation) -> Path:
+    """Figures plus report.html in `run_dir`; returns the page's path."""
+    run_dir = Path(run_dir)
+    figures = run_dir / FIGURES
+    result = evaluation.result
+    history = read_history(run_dir)
+    names = list(evaluation.data.class_names)
+    parts = []
+    if history:
+        plots.training_curves(history, figures / "curves.png")
+        parts.append("<h2>Training</h2><img src='figures/curves.png' alt='training curves'>")
+        parts.append(_table(
+            ["epoch", "train loss", "train error", "test error", "images/s", "seconds"],
+            [[int(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['train_error']:.2%}",
+              f"{r['test_error']:.2%}", f"{r['images_per_second']:,.0f}", f"{r['epoch_seconds']:.1f}"]
+             for r in history],
+        ))  # fmt: skip
+    plots.confusion_figure(result["confusion_matrix"], names, figures / "confusion.png")
+    plots.per_class_figure(
+        result["per_class"], result["easiest"], result["hardest"], figures / "per_class.png"
+    )
+    parts.append("<h2>Where it errs</h2><img src='figures/confusion.png' alt='confusion matrix'>")
+    parts.append("<img src='figures/per_class.png' alt='per-class accuracy'>")
+    parts.append(
+        "<p>Easiest classes: " + ", ".join(f"{r['name']} ({r['accuracy']:.2%})" for r in result["easiest"])
+        + ". Hardest: " + ", ".join(f"{r['name']} ({r['accuracy']:.2%})" for r in result["hardest"]) + ".</p>"
+    )  # fmt: skip
+    if result["confusions"]:
+        parts.append("<p>Most frequent confusions (true → predicted): " + ", ".join(
+            f"{html.escape(c['true'])} → {html.escape(c['predicted'])} ×{c['count']}" for c in result["confusions"]
+        ) + ".</p>")  # fmt: skip
+    images, captions = most_confident_mistakes(evaluation)
+    if len(images):
+        plots.image_grid(
+            images, captions, figures / "mistakes.png", "Most confident mistakes (true→predicted)"
+        )
+        parts.append(
+            "<h2>Most confident mistakes</h2><img src='figures/mistakes.png' alt='mistakes'>"
+        )
+    summary = summarize(loaded.model.cpu(), loaded.spec.input_size, loaded.name)
+    parts.append(
+        "<h2>The model</h2>"
+        + f"<p>{html.escape(loaded.spec.description)}.</p>"
+        + summary_table(summary)
+    )
+    if loaded.spec.family == "LeNet":
+        matches = [source for source, ok in matching_sources(summary).items() if ok]
+        parts.append(f"<p>These counts match {html.escape(' and '.join(matches) or 'neither published source')}. "
+                     "The lecture's “about 14,000 parameters and 187,000 connections” does not match the "
+                     "published LeNet-5 (60,000 and 340,908).</p>")  # fmt: skip
+    cards = [
+        ("test error", f"{result['top1_error']:.2%}"),
+        ("top-5 error", f"{result['top5_error']:.2%}"),
+        ("parameters", f"{result['params']:,}"),
+        ("test images", f"{result['num_examples']:,}"),
+    ]
+    if history:
+        cards.append(("training time", f"{sum(r['epoch_seconds'] for r in history):.0f} s"))
+    header = (
+        f"<h1>{html.escape(loaded.name)} on {html.escape(result['dataset'])}</h1>"
+        f"<p class='lead'>{html.escape(loaded.spec.paper)}</p><div class='cards'>"
+        + "".join(
+            f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
+        )
+        + "</div>"
+    )
+    page = (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(loaded.name)} report"
+        f"</title><meta name='viewport' content='width=device-width, initial-scale=1'><style>{STYLE}</style>"
+        f"</head><body>{header}{''.join(parts)}</body></html>\n"
+    )
+    path = run_dir / REPORT_FILE
+    atomic_write_text(path, page)
+    return path

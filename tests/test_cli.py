@@ -1,0 +1,127 @@
+"""The command line as a user meets it: round trip, JSON contract, and clean errors."""
+
+import json
+
+import numpy as np
+from conftest import run_cli
+from PIL import Image
+
+
+def digit_png(mnist_test, index, path):
+    """A real test digit, 4× larger, dark ink on a light RGB background, as a photo would be."""
+    digit = np.kron(mnist_test.images[index].numpy(), np.ones((4, 4), dtype=np.uint8))
+    Image.fromarray(255 - digit).convert("RGB").save(path)
+    return path
+
+
+def test_evaluate_and_predict_a_trained_run(trained_run, mnist_test, tmp_path):
+    run_dir, trained = trained_run
+    evaluated = json.loads(run_cli("evaluate", str(run_dir), "--json", check=True).stdout)
+    assert evaluated["top1_error"] == trained["top1_error"]
+    assert len(evaluated["per_class"]) == 10 and len(evaluated["hardest"]) == 3
+
+    paths = [str(digit_png(mnist_test, i, tmp_path / f"digit{i}.png")) for i in range(10)]
+    predictions = json.loads(
+        run_cli("predict", str(run_dir), *paths, "--top", "3", "--json", check=True).stdout
+    )
+    assert [item["image"] for item in predictions] == paths
+    correct = sum(
+        int(item["top"][0]["name"]) == int(mnist_test.labels[i])
+        for i, item in enumerate(predictions)
+    )
+    assert correct >= 9, predictions
+    for item in predictions:
+        probabilities = [t["probability"] for t in item["top"]]
+        assert (
+            probabilities == sorted(probabilities, reverse=True)
+            and 0 < sum(probabilities) <= 1.0001
+        )
+
+    weights = run_cli(
+        "predict", "lenet5", "--weights", str(run_dir / "model.safetensors"), paths[0], check=True
+    )
+    assert weights.stdout.startswith(paths[0])
+
+
+def test_summary_json_contract():
+    document = json.loads(run_cli("summary", "lenet5_1998", "--json", check=True).stdout)
+    assert set(document) >= {"model", "input_size", "layers", "total"}
+    assert set(document["layers"][0]) >= {"name", "type", "output_shape", "params", "trainable_params",
+                                          "connections", "macs"}  # fmt: skip
+    assert document["total"]["connections"] == 340_908 and document["total"]["depth"] == 5
+
+
+def test_summary_text_says_which_source_it_matches():
+    text = run_cli("summary", "lenet5_1998", check=True).stdout
+    assert "matches LeCun et al. 1998" in text and "does not match the published LeNet-5" in text
+
+
+def assert_user_error(result, *phrases):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+
+
+def test_user_errors_exit_2_without_traceback(tmp_path, trained_run):
+    run_dir, _ = trained_run
+    assert_user_error(run_cli("train", "lenet6"), "Unknown model 'lenet6'", "lenet5_1998")
+    assert_user_error(run_cli("train", "lenet5", "--dataset", "cifar"), "Unknown data set", "mnist")
+    assert_user_error(run_cli("train", "lenet5", "--epochs", "-1"), "--epochs")
+    assert_user_error(run_cli("train", "lenet5", "--device", "tpu"), "Unknown device")
+    assert_user_error(run_cli("train", "lenet5", "--frobnicate"), "unrecognized arguments")
+    empty = {"CONVNET_DATA_DIR": str(tmp_path / "empty")}
+    assert_user_error(run_cli("train", "lenet5", env=empty), "convnet data fetch mnist")
+    assert_user_error(run_cli("evaluate", str(tmp_path)), "no config.json")
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "config.json").write_text((run_dir / "config.json").read_text())
+    assert_user_error(run_cli("evaluate", str(half)), "has no weights", "--resume")
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    assert_user_error(
+        run_cli("predict", str(run_dir), str(not_image)), "notes.png", "not a readable image"
+    )
+    assert_user_error(
+        run_cli("predict", str(run_dir), str(tmp_path / "absent.png")), "no such file"
+    )
+    wrong = tmp_path / "wrong.safetensors"
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(3)}, wrong)
+    assert_user_error(
+        run_cli("predict", "lenet5", "--weights", str(wrong), str(not_image)), "does not fit"
+    )
+
+
+def test_corrupt_idx_file_is_a_user_error(mnist_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(mnist_dir / "mnist", tmp_path / "mnist")
+    (tmp_path / "mnist" / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00")
+    result = run_cli("train", "lenet5", "--data-dir", str(tmp_path))
+    assert_user_error(result, "train-labels-idx1-ubyte is corrupt")
+
+
+def test_pickle_weights_that_run_code_are_refused(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps({"weight": Exploit()}))
+    image = tmp_path / "x.png"
+    Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(image)
+    result = run_cli("predict", "lenet5", "--weights", str(bad), str(image))
+    assert_user_error(result, "refusing to load")
+    assert not marker.exists()
+
+
+def test_data_list_json():
+    rows = json.loads(run_cli("data", "list", "--json", check=True).stdout)
+    assert {row["name"] for row in rows} >= {"mnist", "fashion-mnist"}

@@ -1,0 +1,69 @@
+"""Preparing a user's image the way MNIST was prepared (20×20 box, centre of mass)."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from convnet.data.images import load_digit
+from convnet.errors import UserError
+
+
+def png_bytes(array: np.ndarray, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def big_digit(mnist_test, index: int, scale: int = 5, dark_on_light: bool = True) -> np.ndarray:
+    digit = mnist_test.images[index].numpy()
+    digit = np.kron(digit, np.ones((scale, scale), dtype=np.uint8))
+    digit = np.pad(digit, ((37, 11), (60, 20)))  # off-centre, non-square canvas
+    return 255 - digit if dark_on_light else digit
+
+
+def test_polarity_and_size_do_not_matter(mnist_test):
+    light_on_dark = load_digit(png_bytes(big_digit(mnist_test, 0, dark_on_light=False)))
+    dark_on_light = load_digit(png_bytes(big_digit(mnist_test, 0, dark_on_light=True)))
+    assert torch.equal(light_on_dark, dark_on_light)
+    assert light_on_dark.shape == (28, 28) and light_on_dark.dtype == torch.uint8
+
+
+def test_box_is_20_pixels_and_mass_is_centred(mnist_test):
+    digit = load_digit(png_bytes(big_digit(mnist_test, 3))).float()
+    rows, columns = torch.nonzero(digit > 25, as_tuple=True)
+    assert max(rows.max() - rows.min(), columns.max() - columns.min()) + 1 in (19, 20, 21)
+    ys, xs = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    centre = ((ys * digit).sum() / digit.sum(), (xs * digit).sum() / digit.sum())
+    assert abs(centre[0] - 13.5) < 1.0 and abs(centre[1] - 13.5) < 1.0
+
+
+def test_colour_and_alpha_images(mnist_test):
+    grey = big_digit(mnist_test, 5)
+    rgb = np.stack([grey, grey, grey], axis=-1)
+    assert torch.equal(load_digit(png_bytes(rgb, "RGB")), load_digit(png_bytes(grey)))
+    ink_alpha = 255 - grey  # black strokes on a transparent sheet, as a canvas exports them
+    rgba = np.stack([np.zeros_like(grey)] * 3 + [ink_alpha], axis=-1)
+    assert load_digit(png_bytes(rgba, "RGBA")).float().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"this is not an image", "not a readable image"),
+        (png_bytes(np.full((40, 40), 255, np.uint8)), "blank"),
+        (png_bytes(np.zeros((1, 1), np.uint8)), "too small"),
+    ],
+)
+def test_bad_images_get_clear_errors(data, message):
+    with pytest.raises(UserError, match=message):
+        load_digit(data, "upload.png")
+
+
+def test_truncated_image_is_refused(mnist_test):
+    data = png_bytes(big_digit(mnist_test, 1))
+    with pytest.raises(UserError, match="upload.png"):
+        load_digit(data[: len(data) // 2], "upload.png")

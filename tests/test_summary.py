@@ -1,0 +1,66 @@
+import pytest
+
+from convnet.analysis.summary import matching_sources, summarize
+from convnet.models import get_model, get_model_spec, list_models
+
+# LeCun et al. 1998, §II-B: trainable parameters / connections of each layer.
+PAPER = {
+    "features.c1": (156, 122_304),
+    "features.s2": (12, 5_880),
+    "features.c3": (1_516, 151_600),
+    "features.s4": (32, 2_000),
+    "features.c5": (48_120, 48_120),
+    "head.f6": (10_164, 10_164),
+    "head.output": (0, 840),
+}
+
+
+def test_lenet5_1998_matches_the_paper_layer_by_layer():
+    summary = summarize(get_model("lenet5_1998"), (1, 32, 32), "lenet5_1998")
+    counted = {layer.name: (layer.trainable_params, layer.connections) for layer in summary.layers}
+    assert counted == PAPER
+    assert summary.total["trainable_params"] == 60_000
+    assert summary.total["connections"] == 340_908
+    assert matching_sources(summary) == {
+        "LeCun et al. 1998 (Proc. IEEE)": True,
+        "the lecture": False,
+    }
+
+
+def test_lenet5_shapes_and_macs():
+    summary = summarize(get_model("lenet5"), (1, 32, 32), "lenet5")
+    shapes = [layer.output_shape for layer in summary.layers]
+    assert shapes == [[6, 28, 28], [6, 14, 14], [16, 10, 10], [16, 5, 5], [120, 1, 1], [84], [10]]
+    # C1: 28·28 positions × 6 maps × 25 weights.
+    assert summary.layers[0].macs == 28 * 28 * 6 * 25
+    assert summary.total["params"] == 61_706
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_totals_are_consistent(name):
+    model = get_model(name)
+    summary = summarize(model, get_model_spec(name).input_size, name)
+    assert summary.total["params"] == sum(p.numel() for p in model.parameters())
+    assert summary.total["params"] >= sum(layer.params for layer in summary.layers)
+    assert summary.total["depth"] >= 1
+    assert summary.total["connections"] >= summary.total["macs"] > 0
+
+
+def test_depth_counts_the_longest_path_not_the_layers():
+    import torch
+    from torch import nn
+
+    class TwoBranches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.short = nn.Conv2d(1, 2, 1)
+            self.long = nn.Sequential(
+                nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 1)
+            )
+            self.fc = nn.Linear(2 * 4 * 4, 3)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.short(x) + self.long(x), 1))
+
+    summary = summarize(TwoBranches(), (1, 4, 4))
+    assert summary.total["depth"] == 4  # 3 convolutions on the long branch + the classifier

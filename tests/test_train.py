@@ -1,0 +1,85 @@
+"""Training on real MNIST: accuracy after one epoch, files of a run, exact resume."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import convnet.engine.train as train_module
+from convnet.engine.train import TrainConfig, fit, learning_rate
+from convnet.errors import UserError
+
+
+@pytest.mark.slow
+def test_one_epoch_of_lenet5_reaches_97_5_percent(trained_run):
+    run_dir, result = trained_run
+    assert result["top1_error"] <= 0.025, result["top1_error"]
+    assert result["num_examples"] == 10_000 and result["epochs"] == 1
+    for name in ("config.json", "metrics.csv", "model.safetensors", "checkpoint.safetensors",
+                 "results.json", "report.html", "figures/curves.png", "figures/confusion.png",
+                 "figures/per_class.png", "figures/mistakes.png"):  # fmt: skip
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["batch_size"] == 128 and config["augment"] is True  # defaults were resolved
+    assert set(result) >= {"model", "dataset", "num_examples", "top1_error", "top5_error", "per_class",
+                           "easiest", "hardest", "params", "epochs", "train_seconds",
+                           "images_per_second", "run_dir"}  # fmt: skip
+
+
+def test_learning_rate_schedule_warms_up_then_decays():
+    rates = [learning_rate(step, 100, 0.1, 0.1) for step in range(101)]
+    assert rates[0] == pytest.approx(0.005)
+    assert max(rates) == pytest.approx(0.1)
+    assert rates.index(max(rates)) == 10
+    assert rates[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bad_configuration_is_a_user_error():
+    for bad in (dict(epochs=0), dict(batch_size=0), dict(lr=-1.0)):
+        with pytest.raises(UserError):
+            TrainConfig(**bad).resolved()
+
+
+def small_config(run_dir, **overrides) -> TrainConfig:
+    values = dict(model="lenet5", epochs=2, batch_size=100, train_subset=1500, test_subset=500,
+                  checkpoint_every=4, out=str(run_dir), precision="fp32")  # fmt: skip
+    return TrainConfig(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("crash_after_checkpoint", [2, 4])  # mid-epoch 1, then end of epoch 1
+def test_resume_after_a_crash_gives_identical_weights(
+    mnist_dir, tmp_path, monkeypatch, crash_after_checkpoint
+):
+    fit(small_config(tmp_path / "straight"), log=lambda message: None)
+
+    original, calls = train_module.save_checkpoint, []
+
+    def save_then_crash(*args, **kwargs):
+        original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == crash_after_checkpoint:
+            raise KeyboardInterrupt  # stands in for the process dying right after the write
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        fit(small_config(tmp_path / "crashed"), log=lambda message: None)
+    monkeypatch.setattr(train_module, "save_checkpoint", original)
+    assert not (tmp_path / "crashed" / "results.json").exists()
+    fit(TrainConfig(), resume=tmp_path / "crashed", log=lambda message: None)
+
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    resumed = load_file(tmp_path / "crashed" / "model.safetensors")
+    for name, tensor in straight.items():
+        assert torch.equal(tensor, resumed[name]), name
+    history = (tmp_path / "crashed" / "metrics.csv").read_text().splitlines()
+    assert (
+        history
+        == (tmp_path / "straight" / "metrics.csv").read_text().splitlines()[:1] + history[1:]
+    )
+    assert len(history) == 3
+
+
+def test_resume_without_a_run_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="config.json"):
+        fit(TrainConfig(), resume=tmp_path)
