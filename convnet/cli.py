@@ -1,4 +1,4 @@
-"""The `convnet` command. Each subcommand is a (configure, run) pair in COMMANDS.
+"""The `convnet` command: gathers the subcommands of the modules in convnet/commands.
 
 With --json exactly one JSON document goes to standard output; progress and logs go to
 standard error. A mistake the user can fix exits with status 2 and a one-paragraph message.
@@ -7,334 +7,19 @@ standard error. A mistake the user can fix exits with status 2 and a one-paragra
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
+from convnet.commands import COMMAND_MODULES
+from convnet.commands.common import Command
 from convnet.errors import UserError
 
 
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _emit(args: argparse.Namespace, document: object, text: str) -> None:
-    print(json.dumps(document, indent=2) if args.json else text)
-
-
-def _data_dir(args: argparse.Namespace) -> Path | None:
-    return Path(args.data_dir) if getattr(args, "data_dir", None) else None
-
-
-# --- data ------------------------------------------------------------------------------
-
-
-def configure_data(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", required=True)
-    listing = actions.add_parser("list", help="list the registered data sets")
-    listing.add_argument(
-        "--data-dir", help="data cache (default $CONVNET_DATA_DIR or ~/.cache/convnet)"
-    )
-    listing.add_argument("--json", action="store_true")
-    fetch = actions.add_parser("fetch", help="fetch a data set and verify its SHA-256 checksums")
-    fetch.add_argument("name")
-    fetch.add_argument(
-        "--data-dir", help="data cache (default $CONVNET_DATA_DIR or ~/.cache/convnet)"
-    )
-    fetch.add_argument("--source", help="a directory holding the IDX files (raw or .gz)")
-
-
-def run_data(args: argparse.Namespace) -> int:
-    from convnet.data.datasets import DATASETS, default_data_dir, fetch_dataset, is_cached
-
-    if args.action == "fetch":
-        source = Path(args.source) if args.source else None
-        path = fetch_dataset(args.name, _data_dir(args), source, log=_log)
-        print(path)
-        return 0
-    rows = [
-        {"name": spec.name, "description": spec.description, "classes": len(spec.class_names),
-         "cached": is_cached(spec.name, _data_dir(args)), "citation": spec.citation}
-        for spec in DATASETS.values()
-    ]  # fmt: skip
-    text = (
-        "\n".join(
-            f"{row['name']:<15} {'cached ' if row['cached'] else 'missing'}  {row['description']}"
-            for row in rows
-        )
-        + f"\n(cache: {_data_dir(args) or default_data_dir()})"
-    )
-    _emit(args, rows, text)
-    return 0
-
-
-# --- summary ---------------------------------------------------------------------------
-
-
-def configure_summary(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model")
-    parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"))
-    parser.add_argument("--num-classes", type=int, default=10)
-    parser.add_argument("--json", action="store_true")
-
-
-def summary_text(summary) -> str:
-    lines = [
-        f"{'layer':<22}{'type':<22}{'output':>14}{'params':>13}{'connections':>15}{'MACs':>15}"
-    ]
-    for layer in summary.layers:
-        shape = "×".join(map(str, layer.output_shape))
-        lines.append(f"{layer.name:<22}{layer.type:<22}{shape:>14}{layer.trainable_params:>13,}"
-                     f"{layer.connections:>15,}{layer.macs:>15,}")  # fmt: skip
-    total = summary.total
-    lines.append("-" * 101)
-    lines.append(f"{'total':<22}{'depth ' + str(total['depth']):<22}{'':>14}{total['trainable_params']:>13,}"
-                 f"{total['connections']:>15,}{total['macs']:>15,}")  # fmt: skip
-    lines.append(f"parameters {total['params']:,} ({total['weight_bytes'] / 2**20:.2f} MiB of weights), "
-                 f"activations {total['activation_bytes'] / 2**10:,.1f} KiB per image")  # fmt: skip
-    return "\n".join(lines)
-
-
-def run_summary(args: argparse.Namespace) -> int:
-    from convnet.analysis.summary import LENET5_SOURCES, matching_sources, summarize
-    from convnet.models import get_model, get_model_spec
-
-    spec = get_model_spec(args.model)
-    size = tuple(args.input_size) if args.input_size else spec.input_size
-    if min(size) < 1:
-        raise UserError(f"--input-size must be positive, not {' '.join(map(str, size))}.")
-    model = get_model(args.model, num_classes=args.num_classes, in_channels=size[0])
-    try:
-        summary = summarize(model, size, args.model)
-    except RuntimeError as error:
-        raise UserError(
-            f"{args.model} cannot take input of size {size}: {str(error).splitlines()[0]}"
-        ) from None
-    text = (
-        f"{args.model}: {spec.description}\ninput {size[0]}×{size[1]}×{size[2]}\n\n"
-        + summary_text(summary)
-    )
-    if spec.family == "LeNet":
-        matches = matching_sources(summary)
-        text += "\n\n" + "\n".join(
-            f"{'matches' if ok else 'differs from'} {source}: {LENET5_SOURCES[source]['trainable_params']:,} "
-            f"trainable parameters, {LENET5_SOURCES[source]['connections']:,} connections"
-            for source, ok in matches.items()
-        )
-        text += ("\nNote: the lecture's 'about 14,000 parameters and 187,000 connections' does not match the "
-                 "published LeNet-5 (60,000 and 340,908, LeCun et al. 1998, §II-B).")  # fmt: skip
-    _emit(args, summary.to_dict(), text)
-    return 0
-
-
-# --- train / evaluate / predict / demo ---------------------------------------------------
-
-
-def configure_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model", nargs="?", help="a registered model (see 'convnet summary --help')"
-    )
-    parser.add_argument("--dataset", default="mnist")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--no-augment", dest="augment", action="store_false", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS")
-    parser.add_argument(
-        "--train-subset", type=int, metavar="N", help="train on the first N images only"
-    )
-    parser.add_argument("--out", metavar="RUN_DIR")
-    parser.add_argument("--resume", metavar="RUN_DIR")
-    parser.add_argument("--json", action="store_true")
-
-
-def _finish_run(run_dir: Path, args: argparse.Namespace, train_result: dict) -> dict:
-    """Evaluate the saved weights of a run and write its report; return the JSON result."""
-    from convnet.engine.runs import evaluate_loaded, load_run
-    from convnet.report.run_report import write_run_report
-
-    loaded = load_run(run_dir)
-    evaluation = evaluate_loaded(
-        loaded, loaded.config.dataset, _data_dir(args), args.device, args.precision
-    )
-    report = write_run_report(run_dir, loaded, evaluation)
-    result = {**train_result, "report": str(report)}
-    result.pop("confusion_matrix", None)
-    return result
-
-
-def _result_text(result: dict) -> str:
-    lines = [f"{result['model']} on {result['dataset']}: test error {result['top1_error']:.2%} "
-             f"(top-5 {result['top5_error']:.2%}) on {result['num_examples']:,} images"]  # fmt: skip
-    if "train_seconds" in result:
-        lines.append(f"trained {result['epochs']} epochs in {result['train_seconds']:.1f} s "
-                     f"({result['images_per_second']:,.0f} images/s, {result['precision']} on {result['device']})")  # fmt: skip
-    lines.append(
-        "easiest: " + ", ".join(f"{r['name']} {r['accuracy']:.2%}" for r in result["easiest"])
-    )
-    lines.append(
-        "hardest: " + ", ".join(f"{r['name']} {r['accuracy']:.2%}" for r in result["hardest"])
-    )
-    if result.get("confusions"):
-        lines.append("most confused: " + ", ".join(
-            f"{c['true']}→{c['predicted']} ×{c['count']}" for c in result["confusions"]))  # fmt: skip
-    if "run_dir" in result:
-        lines.append(f"run directory: {result['run_dir']}")
-    if "report" in result:
-        lines.append(f"report: {result['report']}")
-    return "\n".join(lines)
-
-
-def run_train(args: argparse.Namespace) -> int:
-    from convnet.engine.train import TrainConfig, fit
-
-    if args.resume is None and args.model is None:
-        raise UserError(
-            "Name a model to train (e.g. 'convnet train lenet5') or give --resume RUN_DIR."
-        )
-    config = TrainConfig(
-        model=args.model or "lenet5", dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, augment=args.augment,
-        seed=args.seed, device=args.device, precision=args.precision, out=args.out,
-        checkpoint_every=args.checkpoint_every, train_subset=args.train_subset,
-    )  # fmt: skip
-    result = fit(config, Path(args.resume) if args.resume else None, log=_log)
-    result = _finish_run(Path(result["run_dir"]), args, result)
-    _emit(args, result, _result_text(result))
-    return 0
-
-
-def _load_for_inference(args: argparse.Namespace):
-    from convnet.engine.runs import load_model, load_run
-
-    if args.weights:
-        return load_model(
-            args.target, Path(args.weights), dataset=getattr(args, "dataset", None) or "mnist"
-        )
-    return load_run(Path(args.target))
-
-
-def configure_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="RUN_DIR|MODEL")
-    parser.add_argument(
-        "--weights", help="with MODEL: a weights file (safetensors or PyTorch state_dict)"
-    )
-    parser.add_argument("--dataset")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--json", action="store_true")
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from convnet.engine.runs import evaluate_loaded
-
-    loaded = _load_for_inference(args)
-    dataset = args.dataset or (loaded.config.dataset if loaded.config else "mnist")
-    evaluation = evaluate_loaded(loaded, dataset, _data_dir(args), args.device, args.precision)
-    result = dict(evaluation.result)
-    result.pop("confusion_matrix")
-    _emit(args, result, _result_text(result))
-    return 0
-
-
-def configure_predict(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="RUN_DIR|MODEL")
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--weights")
-    parser.add_argument("--top", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    import torch
-
-    from convnet.data.images import load_digit
-    from convnet.data.transforms import normalize, to_model_input
-
-    if args.top < 1:
-        raise UserError(f"--top must be at least 1, not {args.top}.")
-    loaded = _load_for_inference(args)
-    digits = torch.stack([load_digit(path) for path in args.images])
-    inputs = normalize(to_model_input(digits, loaded.spec.input_size), *loaded.spec.normalization)
-    with torch.inference_mode():
-        probabilities = loaded.model(inputs).float().softmax(dim=1)
-    top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
-    results = [
-        {"image": path, "top": [
-            {"index": int(i), "name": loaded.class_names[int(i)], "probability": round(float(p), 6)}
-            for p, i in zip(top.values[row], top.indices[row], strict=True)
-        ]}
-        for row, path in enumerate(args.images)
-    ]  # fmt: skip
-    text = "\n".join(
-        f"{item['image']}: " + ", ".join(f"{t['name']} {t['probability']:.1%}" for t in item["top"])
-        for item in results
-    )
-    _emit(args, results, text)
-    return 0
-
-
-def configure_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, help="fewer epochs for a quicker look")
-    parser.add_argument("--out", metavar="RUN_DIR", default="runs/demo")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--json", action="store_true")
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from convnet.data.datasets import fetch_dataset
-    from convnet.engine.train import TrainConfig, fit
-
-    fetch_dataset("mnist", _data_dir(args), log=_log)
-    _log(f"Training lenet5 on MNIST into {args.out} …")
-    config = TrainConfig(
-        model="lenet5", dataset="mnist", data_dir=args.data_dir, epochs=args.epochs, out=args.out
-    )
-    args.device, args.precision = config.device, config.precision
-    result = _finish_run(Path(args.out), args, fit(config, log=_log))
-    _emit(
-        args,
-        result,
-        _result_text(result) + f"\n\nOpen {result['report']} in a browser to see the report.",
-    )
-    return 0
-
-
-COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
-    "data": ("list and fetch data sets", configure_data, run_data),
-    "summary": (
-        "per-layer parameters, connections, MACs and depth of a model",
-        configure_summary,
-        run_summary,
-    ),
-    "train": (
-        "train a model; writes a run directory with weights and a report",
-        configure_train,
-        run_train,
-    ),
-    "evaluate": (
-        "top-1/top-5 error, per-class accuracy, confusions",
-        configure_evaluate,
-        run_evaluate,
-    ),
-    "predict": (
-        "classify image files (PNG, JPEG, …) the way MNIST was prepared",
-        configure_predict,
-        run_predict,
-    ),
-    "demo": (
-        "fetch MNIST, train LeNet-5, evaluate it and write its report",
-        configure_demo,
-        run_demo,
-    ),
-}
+def all_commands() -> dict[str, Command]:
+    commands: dict[str, Command] = {}
+    for module_name in COMMAND_MODULES:
+        commands.update(importlib.import_module(f"convnet.commands.{module_name}").COMMANDS)
+    return commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,16 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="models: " + ", ".join(list_models()),
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"convnet {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, configure, _) in COMMANDS.items():
-        configure(commands.add_parser(name, help=help_text, description=help_text))
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in all_commands().items():
+        command.configure(subparsers.add_parser(name, help=command.help, description=command.help))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command][2](args)
+        return all_commands()[args.command].run(args)
     except UserError as error:
         print(f"convnet: error: {error}", file=sys.stderr)
         return 2

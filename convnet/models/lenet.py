@@ -146,7 +146,11 @@ class EuclideanRBF(nn.Module):
         self.in_features, self.out_features = in_features, num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return -torch.cdist(x.float(), self.prototypes).square()
+        # Exact differences in fp32 even under autocast: cdist's |x|²+|w|²−2x·w shortcut
+        # in bf16 cancels catastrophically and derails training.
+        with torch.autocast(x.device.type, enabled=False):
+            difference = x.float()[:, None, :] - self.prototypes[None]
+            return -difference.square().sum(dim=-1)
 
 
 def _init_uniform_fan_in(module: nn.Module) -> None:
