@@ -67,3 +67,50 @@ def test_truncated_image_is_refused(mnist_test):
     data = png_bytes(big_digit(mnist_test, 1))
     with pytest.raises(UserError, match="upload.png"):
         load_digit(data[: len(data) // 2], "upload.png")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width×height pixels but carries almost no data (a bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))  # fmt: skip
+
+
+@pytest.mark.parametrize("side", [7_000, 20_000])  # over our limit; over Pillow's own as well
+def test_decompression_bomb_is_refused_before_decoding(side):
+    with pytest.raises(UserError, match="Refusing to decode it"):
+        load_digit(png_header_only(side, side), "bomb.png")
+
+
+def test_sixteen_bit_cmyk_and_animated_images(mnist_test):
+    reference = load_digit(png_bytes(big_digit(mnist_test, 7)))
+    sixteen = big_digit(mnist_test, 7).astype(np.uint16) * 257
+    buffer = io.BytesIO()
+    Image.fromarray(sixteen).save(buffer, format="PNG")
+    assert Image.open(io.BytesIO(buffer.getvalue())).mode.startswith("I")
+    assert (load_digit(buffer.getvalue()).int() - reference.int()).abs().max() <= 1
+
+    buffer = io.BytesIO()
+    Image.fromarray(big_digit(mnist_test, 7)).convert("CMYK").save(
+        buffer, format="JPEG", quality=95
+    )
+    cmyk = load_digit(buffer.getvalue()).float()
+    assert (
+        torch.nn.functional.cosine_similarity(cmyk.flatten(), reference.float().flatten(), dim=0)
+        > 0.95
+    )
+
+    frames = [Image.fromarray(big_digit(mnist_test, 7)), Image.fromarray(big_digit(mnist_test, 8))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    assert torch.equal(
+        load_digit(buffer.getvalue()), load_digit(png_bytes(big_digit(mnist_test, 7)))
+    )

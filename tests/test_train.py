@@ -55,14 +55,17 @@ def test_resume_after_a_crash_gives_identical_weights(
 
     original, calls = train_module.save_checkpoint, []
 
+    class Crash(BaseException):
+        """Stands in for the process dying right after a checkpoint write."""
+
     def save_then_crash(*args, **kwargs):
         original(*args, **kwargs)
         calls.append(1)
         if len(calls) == crash_after_checkpoint:
-            raise KeyboardInterrupt  # stands in for the process dying right after the write
+            raise Crash
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Crash):
         fit(small_config(tmp_path / "crashed"), log=lambda message: None)
     monkeypatch.setattr(train_module, "save_checkpoint", original)
     assert not (tmp_path / "crashed" / "results.json").exists()
@@ -83,3 +86,31 @@ def test_resume_after_a_crash_gives_identical_weights(
 def test_resume_without_a_run_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="config.json"):
         fit(TrainConfig(), resume=tmp_path)
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(mnist_dir, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors import safe_open
+
+    run_dir = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convnet", "train", "lenet5", "--epochs", "30", "--train-subset",
+         "3000", "--out", str(run_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert f"convnet train --resume {run_dir}" in stderr and "Traceback" not in stderr
+    with safe_open(run_dir / "checkpoint.safetensors", "pt") as checkpoint:
+        state = json.loads(checkpoint.metadata()["state"])
+    assert state["epoch"] * 24 + state["batch"] >= 24  # at least one whole epoch of 24 steps

@@ -44,18 +44,16 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise UserError(
-                    f"{label}: {width}×{height} pixels is more than {MAX_PIXELS:,}; refusing."
+                    f"{label}: {width}×{height} pixels is more than {MAX_PIXELS:,}. Refusing to decode it."
                 )
             image.seek(0)  # first frame of an animation
             image.load()
     except UserError:
         raise
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as error:
-        raise UserError(f"{label}: not a readable image ({error}).") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UserError(f"{label}: {error} Refusing to decode it.") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{label}: not a readable image (unknown or broken format).") from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise UserError(f"{label}: the image is corrupt or truncated ({error}).") from None
     return image

@@ -12,6 +12,8 @@ import csv
 import io
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -177,6 +179,34 @@ def train_one_epoch(
     }
 
 
+class _Interrupted(Exception):
+    """Raised between steps after Ctrl-C, once the checkpoint is written."""
+
+
+class _StopOnInterrupt:
+    """While active, the first Ctrl-C only asks training to stop after the current step (so
+    the checkpoint holds a whole step); a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopOnInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 def _default_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{config.model}-{config.dataset}-{stamp}"
@@ -251,25 +281,34 @@ def fit(
         })  # fmt: skip
 
     result: dict = {}
+    stop = _StopOnInterrupt()
     for epoch in range(start_epoch, config.epochs):
         epoch_started = time.perf_counter()
+        position = {"batch": start_batch, "totals": totals}
 
         def on_step(
             batch: int, partial: dict, epoch: int = epoch, before: float = train_seconds,
-            started: float = epoch_started,
+            started: float = epoch_started, position: dict = position,
         ) -> None:  # fmt: skip
-            if (
-                config.checkpoint_every
-                and batch % config.checkpoint_every == 0
-                and batch < steps_per_epoch
-            ):
-                checkpoint(epoch, batch, partial, before + time.perf_counter() - started)
+            position.update(batch=batch, totals=dict(partial))
+            seconds = before + time.perf_counter() - started
+            if stop.requested:  # Ctrl-C: the step is complete, so this state resumes exactly
+                checkpoint(epoch, batch, partial, seconds)
+                raise _Interrupted
+            every = config.checkpoint_every
+            if every and batch % every == 0 and batch < steps_per_epoch:
+                checkpoint(epoch, batch, partial, seconds)
 
         try:
-            stats = train_one_epoch(
-                model, optimizer, train_images, train.labels, config, epoch, steps_per_epoch,
-                device, precision, spec.normalization, start_batch, totals, on_step,
-            )  # fmt: skip
+            with stop:
+                stats = train_one_epoch(
+                    model, optimizer, train_images, train.labels, config, epoch, steps_per_epoch,
+                    device, precision, spec.normalization, start_batch, totals, on_step,
+                )  # fmt: skip
+        except _Interrupted:
+            log(f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch {position['batch']}. "
+                f"Continue with: convnet train --resume {run_dir}")  # fmt: skip
+            raise KeyboardInterrupt from None
         except FloatingPointError as error:
             raise UserError(
                 f"Training stopped: {error}. The last good checkpoint is kept in {checkpoint_path}; "

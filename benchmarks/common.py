@@ -1,0 +1,60 @@
+"""What every benchmark prints first and saves beside its results: the machine it ran on."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from convnet.engine.checkpoint import atomic_write_json
+from convnet.engine.device import cpu_has_native_bf16
+
+
+def hardware() -> dict:
+    """CPU model, cores, PyTorch build: the facts a reader needs to compare figures."""
+    model_name = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model_name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model_name,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "native_bf16": cpu_has_native_bf16(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def hardware_line(facts: dict) -> str:
+    bf16 = "native bf16 (AMX/AVX-512)" if facts["native_bf16"] else "no native bf16"
+    return (f"{facts['cpu']}, {facts['cores']} cores, {bf16}, torch {facts['torch']}, "
+            f"{facts['date']}")  # fmt: skip
+
+
+def spread(values: list[float]) -> str:
+    """Mean ± standard deviation (n) of a list of measurements."""
+    if len(values) == 1:
+        return f"{values[0]:.4g} (n=1)"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g} (n={len(values)})"
+
+
+def save_results(script: str, document: dict) -> Path:
+    path = Path(script).with_suffix(".json")
+    atomic_write_json(path, document)
+    return path
+
+
+def dumps(document: dict) -> str:
+    return json.dumps(document, indent=2)
