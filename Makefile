@@ -8,9 +8,9 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data demo test lint format benchmark clean
+.PHONY: setup data system-packages demo test lint format benchmark clean
 
-setup: $(STAMP) data
+setup: $(STAMP) system-packages data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-data: $(STAMP)
+data: $(STAMP) system-packages
 	$(BIN)/convnet data fetch mnist
+	$(BIN)/convnet data fetch fashion-mnist || echo "Note: Fashion-MNIST is not available here."
+
+# Debian packages some features use: Chromium for the browser test (Playwright's own browser
+# download needs the internet) and dataset-fashion-mnist (Fashion-MNIST's IDX files). As root
+# with apt-get, install the missing ones; elsewhere, or if apt-get fails, say so and carry on:
+# the browser test then skips saying why, and Fashion-MNIST falls back to its mirrors.
+SYSTEM_PACKAGES := $(if $(wildcard /usr/bin/chromium),,chromium) \
+	$(if $(wildcard /usr/share/datasets/fashion-mnist),,dataset-fashion-mnist)
+
+system-packages:
+	@if [ -z "$(strip $(SYSTEM_PACKAGES))" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); } \
+		|| echo "Note: could not install $(strip $(SYSTEM_PACKAGES))."; \
+	else echo "Note: $(strip $(SYSTEM_PACKAGES)) missing (install them for the browser test and Fashion-MNIST)."; fi
 
 demo: setup
 	$(BIN)/convnet demo

@@ -224,7 +224,7 @@ def lenet5(num_classes: int = 10, in_channels: int = 1, pooling: str = "max") ->
     input_size=(1, 32, 32),
     # §II-A: background −0.1, ink 1.175, i.e. x·1.275 − 0.1 = (x − 0.1/1.275) / (1/1.275).
     normalization=(0.1 / 1.275, 1 / 1.275),
-    train_defaults=dict(epochs=20, batch_size=64, lr=0.005, weight_decay=0.0, augment=True),
+    train_defaults=dict(epochs=30, batch_size=64, lr=0.005, weight_decay=0.0, augment=True),
     paper=LECUN_1998,
     year=1998,
 )

@@ -1,0 +1,252 @@
+"""The web app: a page that draws digits and an API that shows what the networks see.
+
+GET  /                 the page (index.html, app.js, views.js, style.css, held in memory)
+GET  /api/models       both networks: name, parameters, where they came from, test error
+GET  /api/samples      MNIST test digits (?index=N, or a random one; ?count=K ≤ 16)
+POST /api/predict      a PNG (drawn or uploaded) or JSON {"pixels": 28×28 of 0…255}, with
+                       ?shift_x&shift_y (px, ±6) &rotate (degrees) &scale &noise &seed
+                       → both networks' probabilities, the CNN's feature maps C1…C5 and
+                       its C1 filters, and the 28×28 pixels the networks saw.
+
+A PNG is prepared as MNIST was (`convnet.data.images.load_digit`: 20×20 box, centred by
+mass); JSON pixels are used as given, so a client can move them itself. Requests are
+refused with a 4xx JSON {"error": …} when the body passes 1 MB (checked while reading,
+never after), the image passes 4096 px a side (checked from its header, before decoding)
+or anything else is wrong. No part of a request names a file: the page's four files are
+read once from the package when the app is made.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+from importlib import resources
+
+import torch
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from convnet.data.datasets import ImageDataset
+from convnet.data.images import load_digit
+from convnet.errors import UserError
+from convnet.serve.inference import View, look
+from convnet.serve.models import ServedModels
+
+MAX_BODY_BYTES = 1_000_000
+MAX_IMAGE_SIDE = 4096
+DIGIT_SIDE = 28
+MAX_SHIFT = 6.0
+MAX_ROTATE = 180.0
+SCALE_RANGE = (0.5, 2.0)
+MAX_NOISE = 1.0
+MAX_SAMPLES = 16
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+STATIC_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/views.js": ("views.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'"
+    ),
+}
+
+
+class RequestError(Exception):
+    """A request the server refuses: an HTTP status and a sentence for the user."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused (413) as soon as its declared or actual size passes `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise RequestError(400, "The Content-Length header is not a number.")
+        if int(declared) > limit:
+            raise RequestError(
+                413, f"The request body has {int(declared):,} bytes; the limit is {limit:,}."
+            )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"The request body passes the limit of {limit:,} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def digit_from_png(data: bytes) -> torch.Tensor:
+    """A PNG's digit, MNIST-style; its size is checked from the header before decoding."""
+    if not data:
+        raise RequestError(400, "The request body is empty; send a PNG image or JSON pixels.")
+    if not data.startswith(PNG_SIGNATURE):
+        raise RequestError(415, "The body is not a PNG image (it lacks the PNG signature).")
+    try:
+        with Image.open(io.BytesIO(data)) as header:  # reads the header only
+            width, height = header.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise RequestError(422, f"The PNG image cannot be read ({error}).") from None
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
+        raise RequestError(
+            413, f"The image is {width}×{height} pixels; the limit is "
+            f"{MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE}.",
+        )  # fmt: skip
+    try:
+        return load_digit(data, name="The image")
+    except UserError as error:
+        raise RequestError(422, str(error)) from None
+
+
+def digit_from_json(data: bytes) -> torch.Tensor:
+    """{"pixels": 28 rows of 28 numbers in 0…255, light ink on black} → uint8 (28, 28)."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RequestError(400, f"The body is not valid JSON ({error}).") from None
+    if not isinstance(document, dict) or "pixels" not in document:
+        raise RequestError(422, 'The JSON body must be an object with a "pixels" array.')
+    rows = document["pixels"]
+    if (
+        not isinstance(rows, list)
+        or len(rows) != DIGIT_SIDE
+        or not all(isinstance(row, list) and len(row) == DIGIT_SIDE for row in rows)
+    ):
+        raise RequestError(
+            422, f'"pixels" must be {DIGIT_SIDE} rows of {DIGIT_SIDE} numbers (0…255).'
+        )
+    values = [value for row in rows for value in row]
+    if not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    ):
+        raise RequestError(422, '"pixels" must hold only finite numbers (0…255).')
+    if min(values) < 0 or max(values) > 255:
+        raise RequestError(422, f'"pixels" must lie in 0…255; found {min(values)}…{max(values)}.')
+    return torch.tensor(values, dtype=torch.float64).round().to(torch.uint8).view(28, 28)
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    folder = resources.files("convnet.serve") / "static"
+    return {
+        route: ((folder / name).read_bytes(), media_type)
+        for route, (name, media_type) in STATIC_FILES.items()
+    }
+
+
+def create_app(models: ServedModels, samples: ImageDataset | None = None) -> FastAPI:
+    """The app serving `models`; `samples` (MNIST's test split) backs the sample button."""
+    app = FastAPI(
+        title="convnet", docs_url=None, redoc_url=None, openapi_url=None,
+        description="Draw a digit and watch a CNN see it.",
+    )  # fmt: skip
+    static = _load_static()
+    describe = [served.describe() for served in models.all()]
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.exception_handler(RequestError)
+    async def refuse(request: Request, error: RequestError) -> JSONResponse:
+        return error_response(error.status, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc'][1:]) or 'request'}: {item['msg']}"
+            for item in error.errors()
+        )
+        return error_response(422, f"Invalid request parameters: {problems}.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail))
+
+    def static_route(route: str):
+        content, media_type = static[route]
+
+        async def serve_file() -> Response:
+            return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+        return serve_file
+
+    for route in STATIC_FILES:
+        app.add_api_route(route, static_route(route), methods=["GET"], include_in_schema=False)
+
+    @app.get("/api/models")
+    async def list_models() -> dict:
+        return {
+            "models": describe,
+            "samples": samples is not None,
+            "limits": {
+                "body_bytes": MAX_BODY_BYTES, "image_side": MAX_IMAGE_SIDE,
+                "shift": MAX_SHIFT, "rotate": MAX_ROTATE, "scale": list(SCALE_RANGE),
+                "noise": MAX_NOISE,
+            },
+        }  # fmt: skip
+
+    @app.get("/api/samples")
+    async def sample_digits(
+        index: int | None = Query(None, ge=0), count: int = Query(1, ge=1, le=MAX_SAMPLES)
+    ) -> dict:
+        if samples is None:
+            raise RequestError(503, "MNIST's test set is not available on this server.")
+        total = len(samples.labels)
+        if index is not None and index >= total:
+            raise RequestError(404, f"There is no sample {index}; indices go 0…{total - 1}.")
+        first = random.randrange(total) if index is None else index
+        indices = [(first + offset) % total for offset in range(count)]
+        return {
+            "total": total,
+            "samples": [
+                {"index": i, "label": int(samples.labels[i]),
+                 "name": samples.class_names[int(samples.labels[i])],
+                 "pixels": samples.images[i].tolist()}
+                for i in indices
+            ],
+        }  # fmt: skip
+
+    @app.post("/api/predict")
+    async def predict(
+        request: Request,
+        shift_x: float = Query(0.0, ge=-MAX_SHIFT, le=MAX_SHIFT),
+        shift_y: float = Query(0.0, ge=-MAX_SHIFT, le=MAX_SHIFT),
+        rotate: float = Query(0.0, ge=-MAX_ROTATE, le=MAX_ROTATE),
+        scale: float = Query(1.0, ge=SCALE_RANGE[0], le=SCALE_RANGE[1]),
+        noise: float = Query(0.0, ge=0.0, le=MAX_NOISE),
+        seed: int = Query(0, ge=0, le=2**31 - 1),
+    ) -> dict:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in ("image/png", "application/json"):
+            raise RequestError(
+                415, f"Send Content-Type image/png or application/json, not "
+                f"'{content_type or 'none'}'.",
+            )  # fmt: skip
+        body = await read_body_limited(request)
+        parse = digit_from_png if content_type == "image/png" else digit_from_json
+        digit = await run_in_threadpool(parse, body)
+        view = View(shift_x, shift_y, rotate, scale, noise, seed)
+        return await run_in_threadpool(look, models, digit, view)
+
+    return app

@@ -1,0 +1,133 @@
+"""What the page shows for one digit: the view after shift/rotate/scale/noise, both networks'
+probabilities, every feature map of the CNN, and its C1 filters.
+
+Everything is computed on the server from the same 28×28 uint8 digit, so the page shows
+exactly the pixels both networks saw.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from convnet.data.transforms import affine, normalize, to_model_input
+from convnet.serve.models import CNN_LAYERS, ServedModel, ServedModels
+
+DECIMALS = 4  # enough for a picture and a dot product shown to four places; keeps JSON small
+TOP_K = 3
+
+
+@dataclass(frozen=True)
+class View:
+    """How the page moves the digit: pixels, degrees (counter-clockwise), a factor, a σ."""
+
+    shift_x: float = 0.0
+    shift_y: float = 0.0
+    rotate: float = 0.0
+    scale: float = 1.0
+    noise: float = 0.0
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def apply_view(digit: torch.Tensor, view: View) -> torch.Tensor:
+    """uint8 (28, 28) → uint8 (28, 28): rotate and scale about the centre, shift, add noise.
+
+    Gaussian noise comes from a generator seeded with `view.seed`, so the same request
+    always yields the same picture (the page can redraw without the noise flickering).
+    """
+    image = digit.float().div(255.0)[None, None]
+    if view.rotate or view.scale != 1.0 or view.shift_x or view.shift_y:
+        size = image.shape[-1]
+        image = affine(
+            image,
+            torch.tensor([math.radians(-view.rotate)]),  # screen y points down: negate for CCW
+            torch.tensor([view.scale]),
+            torch.tensor([view.shift_x * 2 / size]),  # affine_grid's [-1, 1] units
+            torch.tensor([view.shift_y * 2 / size]),
+        )
+    if view.noise > 0:
+        generator = torch.Generator().manual_seed(view.seed)
+        image = image + view.noise * torch.randn(image.shape, generator=generator)
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8)[0, 0]
+
+
+def _rounded(tensor: torch.Tensor) -> list:
+    return np.round(tensor.detach().float().cpu().numpy().astype(np.float64), DECIMALS).tolist()
+
+
+def _prepare(served: ServedModel, digit: torch.Tensor) -> torch.Tensor:
+    spec = served.loaded.spec
+    return normalize(to_model_input(digit[None], spec.input_size), *spec.normalization)
+
+
+def _prediction(served: ServedModel, logits: torch.Tensor) -> dict:
+    probabilities = logits.float().softmax(dim=1)[0]
+    top = probabilities.topk(min(TOP_K, len(probabilities)))
+    names = served.loaded.class_names
+    return {
+        "role": served.role,
+        "name": served.loaded.name,
+        "probabilities": _rounded(probabilities),
+        "top": [
+            {"index": int(i), "name": names[int(i)], "probability": round(float(p), 6)}
+            for p, i in zip(top.values, top.indices, strict=True)
+        ],
+    }
+
+
+def _activation_name(features: torch.nn.Module) -> str:
+    """The squashing that follows C1 ('relu', 'scaled_tanh' or 'identity'), for the page's
+    weight-sharing panel, which recomputes one C1 cell from its window and weights."""
+    children = list(features.named_children())
+    names = [name for name, _ in children]
+    following = children[names.index("c1") + 1][1] if names.index("c1") + 1 < len(names) else None
+    kind = type(following).__name__ if following is not None else ""
+    return {"ReLU": "relu", "ScaledTanh": "scaled_tanh"}.get(kind, "identity")
+
+
+def feature_maps(served: ServedModel, inputs: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """Each named layer's output after the squashing that follows it, and the features."""
+    maps: dict[str, torch.Tensor] = {}
+    layer = None
+    x = inputs
+    for name, module in served.loaded.model.features.named_children():
+        if name in CNN_LAYERS:
+            layer = name
+        x = module(x)
+        if layer is not None:
+            maps[layer] = x.clone()  # clone: the ReLU that follows works in place
+    return maps, x
+
+
+def look(models: ServedModels, digit: torch.Tensor, view: View) -> dict:
+    """The whole answer of /api/predict for one 28×28 uint8 digit."""
+    seen = apply_view(digit, view)
+    cnn, ordinary = models.cnn, models.ordinary
+    with torch.inference_mode():
+        cnn_input = _prepare(cnn, seen)
+        maps, features = feature_maps(cnn, cnn_input)
+        cnn_logits = cnn.loaded.model.forward_head(features)
+        ordinary_logits = ordinary.loaded.model(_prepare(ordinary, seen))
+        c1 = cnn.loaded.model.features.c1
+        filters = {
+            "weights": _rounded(c1.weight[:, 0]),
+            "bias": _rounded(c1.bias),
+            "activation": _activation_name(cnn.loaded.model.features),
+        }
+    return {
+        "view": view.as_dict(),
+        "pixels": seen.tolist(),
+        "model_input": _rounded(cnn_input[0, 0]),
+        "predictions": [_prediction(cnn, cnn_logits), _prediction(ordinary, ordinary_logits)],
+        "feature_maps": {
+            name: {"shape": list(tensor.shape[1:]), "data": _rounded(tensor[0])}
+            for name, tensor in maps.items()
+        },
+        "c1_filters": filters,
+    }

@@ -1,0 +1,310 @@
+// Pictures of one /api/predict reply: predictions, feature maps, C1 filters, the weight-sharing
+// panel and the shift sweep chart. Pure drawing; app.js owns the state and the server calls.
+export const LAYERS = [
+  { key: "c1", title: "C1", what: "convolution 5×5" },
+  { key: "s2", title: "S2", what: "pooling 2×2" },
+  { key: "c3", title: "C3", what: "convolution 5×5" },
+  { key: "s4", title: "S4", what: "pooling 2×2" },
+  { key: "c5", title: "C5", what: "convolution 5×5" },
+];
+export const ROLES = { cnn: "prediction-cnn", ordinary: "prediction-ordinary" };
+
+export const $ = (id) => document.getElementById(id);
+
+// ---- colours -------------------------------------------------------------------------
+
+// A dark-to-bright ramp for activations (close to matplotlib's "magma").
+const RAMP = [[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109], [252, 253, 191]];
+
+export function rampColour(t) {
+  const x = Math.min(Math.max(t, 0), 1) * (RAMP.length - 1);
+  const i = Math.min(Math.floor(x), RAMP.length - 2);
+  const f = x - i;
+  return RAMP[i].map((a, k) => Math.round(a + f * (RAMP[i + 1][k] - a)));
+}
+
+// Blue for negative, white for zero, red for positive (weights and signed values).
+function divergingColour(t) {
+  const x = Math.min(Math.max(t, -1), 1);
+  const fade = (c) => Math.round(255 - (255 - c) * Math.abs(x));
+  return x < 0 ? [fade(37), fade(99), fade(235)] : [fade(220), fade(38), fade(38)];
+}
+
+export function greyColour(t) {
+  const v = Math.round(Math.min(Math.max(t, 0), 1) * 255);
+  return [v, v, v];
+}
+
+// Paint a 2-D array into a canvas of exactly its size, one pixel per value.
+export function paintArray(canvas, rows, colour) {
+  const height = rows.length;
+  const width = rows[0].length;
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(width, height);
+  rows.forEach((row, y) =>
+    row.forEach((value, x) => {
+      const [r, g, b] = colour(value);
+      const at = 4 * (y * width + x);
+      image.data.set([r, g, b, 255], at);
+    }),
+  );
+  context.putImageData(image, 0, 0);
+}
+
+// Paint a 2-D array as blocks of `cell` pixels, for canvases that also get drawn on top.
+function paintBlocks(canvas, rows, colour, cell) {
+  const context = canvas.getContext("2d");
+  rows.forEach((row, y) =>
+    row.forEach((value, x) => {
+      context.fillStyle = `rgb(${colour(value).join(",")})`;
+      context.fillRect(x * cell, y * cell, cell, cell);
+    }),
+  );
+  return context;
+}
+
+const flat = (rows) => rows.flat(Infinity);
+const largest = (values) => values.reduce((a, b) => Math.max(a, Math.abs(b)), 1e-9);
+
+// ---- predictions, maps, filters -----------------------------------------------------
+
+// The data attributes say which view and probabilities a block shows (the browser test reads them).
+export function showPredictions(predictions, view) {
+  for (const prediction of predictions) {
+    const block = $(ROLES[prediction.role]);
+    block.dataset.view = JSON.stringify(view);
+    block.dataset.probabilities = prediction.probabilities.join(",");
+    const list = block.querySelector(".top");
+    list.replaceChildren(
+      ...prediction.top.map((entry, rank) => {
+        const item = document.createElement("li");
+        item.className = rank === 0 ? "first" : "";
+        const digit = document.createElement("span");
+        digit.className = "digit";
+        digit.textContent = entry.name;
+        const bar = document.createElement("span");
+        bar.className = "bar";
+        const fill = document.createElement("span");
+        fill.style.width = `${(100 * entry.probability).toFixed(1)}%`;
+        bar.append(fill);
+        const percent = document.createElement("span");
+        percent.className = "percent";
+        percent.textContent = `${(100 * entry.probability).toFixed(1)}%`;
+        item.append(digit, bar, percent);
+        return item;
+      }),
+    );
+  }
+  const [cnn, ordinary] = ["cnn", "ordinary"].map((role) => predictions.find((p) => p.role === role).top[0]);
+  const moved = Object.entries(view).some(([k, v]) => v !== (k === "scale" ? 1 : 0));
+  $("verdict").textContent =
+    cnn.name === ordinary.name
+      ? `Both read ${cnn.name}${moved ? " — even moved." : "."}`
+      : `They disagree: the CNN reads ${cnn.name}, the ordinary network ${ordinary.name}.`;
+}
+
+let mapCanvases = null; // built on the first reply: the shapes never change
+
+function buildMaps(reply) {
+  const holder = $("maps");
+  holder.replaceChildren();
+  mapCanvases = {};
+  for (const layer of LAYERS) {
+    const map = reply.feature_maps[layer.key];
+    const [count, height, width] = map.shape;
+    const row = document.createElement("div");
+    row.className = "layer";
+    const title = document.createElement("h3");
+    title.innerHTML = `<b>${layer.title}</b> ${layer.what}<br><small>${count} maps ${height}×${width}</small>`;
+    const grid = document.createElement("div");
+    grid.className = `maps maps-${layer.key}`;
+    grid.dataset.layer = layer.key;
+    const canvases = [];
+    const pieces = height * width === 1 ? 1 : count; // C5's 1×1 maps: one strip of 120 cells
+    for (let i = 0; i < pieces; i += 1) {
+      const canvas = document.createElement("canvas");
+      canvas.className = "map";
+      canvas.title = pieces === 1 ? `${layer.title}: all ${count} values` : `${layer.title} map ${i + 1}`;
+      grid.append(canvas);
+      canvases.push(canvas);
+    }
+    row.append(title, grid);
+    holder.append(row);
+    mapCanvases[layer.key] = canvases;
+  }
+}
+
+export function showMaps(reply) {
+  if (!mapCanvases) buildMaps(reply);
+  for (const layer of LAYERS) {
+    const map = reply.feature_maps[layer.key];
+    const top = largest(flat(map.data));
+    const signed = flat(map.data).some((v) => v < 0);
+    const colour = signed ? (v) => divergingColour(v / top) : (v) => rampColour(v / top);
+    const canvases = mapCanvases[layer.key];
+    if (canvases.length === 1 && map.shape[0] > 1) {
+      const values = map.data.map((m) => m[0][0]);
+      const rows = [];
+      for (let i = 0; i < values.length; i += 12) rows.push(values.slice(i, i + 12));
+      paintArray(canvases[0], rows, colour);
+    } else {
+      map.data.forEach((rows, i) => paintArray(canvases[i], rows, colour));
+    }
+  }
+}
+
+export function showFilters(filters, selected, onPick) {
+  const picker = $("filter-picker");
+  if (!picker.children.length) {
+    filters.weights.forEach((_, i) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "filter";
+      button.setAttribute("aria-label", `C1 filter ${i + 1}`);
+      button.append(document.createElement("canvas"));
+      const label = document.createElement("span");
+      label.textContent = `filter ${i + 1}`;
+      button.append(label);
+      button.addEventListener("click", () => {
+        onPick(i);
+      });
+      picker.append(button);
+    });
+  }
+  const top = largest(flat(filters.weights));
+  [...picker.children].forEach((button, i) => {
+    paintArray(button.querySelector("canvas"), filters.weights[i], (v) => divergingColour(v / top));
+    button.classList.toggle("selected", i === selected);
+    button.setAttribute("aria-pressed", String(i === selected));
+  });
+}
+
+// ---- weight sharing ------------------------------------------------------------------
+
+const ACTIVATIONS = {
+  relu: { name: "ReLU", apply: (s) => Math.max(0, s) },
+  scaled_tanh: { name: "1.7159·tanh(⅔·)", apply: (s) => 1.7159 * Math.tanh((2 / 3) * s) },
+  identity: { name: "", apply: (s) => s },
+};
+
+function fillTable(table, rows, colour, digits) {
+  table.replaceChildren(
+    ...rows.map((row) => {
+      const line = document.createElement("tr");
+      for (const value of row) {
+        const cell = document.createElement("td");
+        const [r, g, b] = colour(value);
+        cell.style.background = `rgb(${r},${g},${b})`;
+        cell.style.color = r * 0.3 + g * 0.59 + b * 0.11 > 140 ? "#111" : "#fff";
+        cell.textContent = value.toFixed(digits);
+        line.append(cell);
+      }
+      return line;
+    }),
+  );
+}
+
+// The window of C1 filter `filter` at output cell `position` (row-major), recomputed here from the
+// input and the shared weights, beside the value the server's C1 map holds there.
+export function showSharing(reply, filter, position) {
+  const input = reply.model_input;
+  const filters = reply.c1_filters;
+  const weights = filters.weights[filter];
+  const bias = filters.bias[filter];
+  const output = reply.feature_maps.c1.data[filter];
+  const size = weights.length;
+  const side = output.length;
+  const row = Math.floor(position / side);
+  const column = position % side;
+  const window = input.slice(row, row + size).map((line) => line.slice(column, column + size));
+
+  const low = Math.min(...flat(input));
+  const high = Math.max(...flat(input));
+  const grey = (v) => greyColour((v - low) / (high - low || 1));
+  const inputCanvas = $("sharing-input");
+  const inputCell = inputCanvas.width / input.length;
+  const context = paintBlocks(inputCanvas, input, grey, inputCell);
+  context.strokeStyle = "#f59e0b";
+  context.lineWidth = 3;
+  context.strokeRect(column * inputCell, row * inputCell, size * inputCell, size * inputCell);
+
+  const top = largest(flat(output));
+  const outputCanvas = $("sharing-output");
+  const outputCell = outputCanvas.width / side;
+  const outputContext = paintBlocks(outputCanvas, output, (v) => rampColour(v / top), outputCell);
+  outputContext.strokeStyle = "#22d3ee";
+  outputContext.lineWidth = 3;
+  outputContext.strokeRect(column * outputCell, row * outputCell, outputCell, outputCell);
+
+  const wide = largest(flat(weights));
+  fillTable($("window-table"), window, grey, 1);
+  fillTable($("weights-table"), weights, (v) => divergingColour(v / wide), 2);
+
+  let sum = bias;
+  window.forEach((line, i) => line.forEach((value, j) => (sum += value * weights[i][j])));
+  const activation = ACTIVATIONS[filters.activation] || ACTIVATIONS.identity;
+  const mine = activation.apply(sum);
+  const servers = output[row][column];
+  const agree = Math.abs(mine - servers) <= 0.005 * Math.max(1, Math.abs(servers));
+  $("sharing-equation").innerHTML =
+    `Σ window × weights + bias (${bias.toFixed(3)}) = <b>${sum.toFixed(3)}</b>` +
+    (activation.name ? `<br>${activation.name} → <b>${mine.toFixed(3)}</b>` : "") +
+    `<br>C1 map ${filter + 1}, row ${row}, column ${column}, from the server: <b>${servers.toFixed(3)}</b> ` +
+    `<span class="${agree ? "agree" : "disagree"}">${agree ? "✓ the same" : "✗ differs"}</span>`;
+  $("position").max = String(side * side - 1);
+  $("position").value = String(position);
+  $("position-label").textContent = `row ${row}, column ${column}`;
+
+  const count = filters.weights.length;
+  const parameters = count * (size * size + 1);
+  const connections = count * side * side * (size * size + 1);
+  $("sharing-counts").textContent =
+    `C1 has ${count} filters × (${size}×${size} weights + 1 bias) = ${parameters.toLocaleString("en")} parameters, ` +
+    `used at all ${side}×${side} positions: ${connections.toLocaleString("en")} connections. ` +
+    `Without sharing, every connection would need its own weight.`;
+}
+
+export function drawSweep(shifts, series) {
+  const canvas = $("sweep-chart");
+  const context = canvas.getContext("2d");
+  const [left, right, top, bottom] = [48, 14, 34, 44];
+  const width = canvas.width - left - right;
+  const height = canvas.height - top - bottom;
+  const x = (i) => left + (i / (shifts.length - 1)) * width;
+  const y = (p) => top + (1 - p) * height;
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  context.font = "17px system-ui, sans-serif";
+  context.fillStyle = "#475569";
+  context.strokeStyle = "#e2e8f0";
+  context.lineWidth = 1;
+  for (const p of [0, 0.5, 1]) {
+    context.beginPath();
+    context.moveTo(left, y(p));
+    context.lineTo(left + width, y(p));
+    context.stroke();
+    context.fillText(p.toFixed(1), 8, y(p) + 6);
+  }
+  shifts.forEach((shift, i) => {
+    if (shift % 2 === 0) context.fillText(`${shift > 0 ? "+" : ""}${shift}`, x(i) - 9, canvas.height - 24);
+  });
+  context.fillText("shift (px)", left + width / 2 - 36, canvas.height - 3);
+  const legend = [["CNN", "#2563eb"], ["ordinary network", "#d97706"]];
+  let legendX = left;
+  for (const [label, colour] of legend) {
+    context.fillStyle = colour;
+    context.fillRect(legendX, 9, 18, 5);
+    context.fillText(label, legendX + 24, 17);
+    legendX += 34 + context.measureText(label).width;
+  }
+  for (const [role, colour] of [["ordinary", "#d97706"], ["cnn", "#2563eb"]]) {
+    context.strokeStyle = colour;
+    context.fillStyle = colour;
+    context.lineWidth = 3;
+    context.beginPath();
+    series[role].forEach((p, i) => (i ? context.lineTo(x(i), y(p)) : context.moveTo(x(i), y(p))));
+    context.stroke();
+    series[role].forEach((p, i) => context.fillRect(x(i) - 3, y(p) - 3, 6, 6));
+  }
+}

@@ -1,0 +1,178 @@
+"""The page in a real browser: `convnet serve` on a free local port, Debian's Chromium driven
+headless by Playwright. Draw a stroke, see predictions and feature maps, shift the digit and
+see both networks answer again; screenshots go to test-artifacts/.
+
+Playwright's own browser download is never used (it cannot work offline): the test drives
+the system Chromium, which `make setup` installs with apt-get where it runs as root.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_serve import QUICK, quick_runs_root
+
+from convnet.serve.models import prepare_models
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps dialling out, which a closed
+# network refuses; none of these change what the page does.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+START_TIMEOUT = 120
+
+
+def playwright_or_skip():
+    if not CHROMIUM.is_file():
+        pytest.skip(
+            f"Chromium is not installed at {CHROMIUM}: 'make setup' installs it with apt-get "
+            "when it runs as root on Debian; elsewhere install the 'chromium' package."
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright for Python is not installed: pip install -e '.[test]'.")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def server_url(mnist_dir, tmp_path_factory):
+    """`convnet serve` finding two quickly trained runs, on a free port; stopped afterwards."""
+    playwright_or_skip()
+    root = quick_runs_root(tmp_path_factory)
+    prepare_models(runs_root=root, **QUICK, log=print)  # trains them unless already there
+    process = subprocess.Popen(  # with no --run, the server finds the newest runs in root
+        [sys.executable, "-m", "convnet", "serve", "--port", "0", "--runs-dir", str(root)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stderr], daemon=True
+    ).start()
+    deadline, seen = time.monotonic() + START_TIMEOUT, []
+    url = None
+    while url is None and time.monotonic() < deadline and process.poll() is None:
+        try:
+            seen.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            continue
+        match = re.search(r"Open (http://127\.0\.0\.1:\d+/)", seen[-1])
+        url = match.group(1) if match else None
+    try:
+        if url is None:
+            pytest.fail("convnet serve did not start:\n" + "".join(seen[-20:]))
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def draw_seven(page) -> None:
+    box = page.locator("#pad").bounding_box()
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + x * box["width"], box["y"] + y * box["height"]
+
+    page.mouse.move(*at(0.25, 0.22))
+    page.mouse.down()
+    page.mouse.move(*at(0.75, 0.22), steps=8)
+    page.mouse.move(*at(0.45, 0.85), steps=10)
+    page.mouse.up()
+
+
+def predictions(page) -> dict:
+    return page.evaluate(
+        """() => Object.fromEntries(["cnn", "ordinary"].map((role) => {
+            const block = document.getElementById(`prediction-${role}`);
+            return [role, {view: block.dataset.view, probabilities: block.dataset.probabilities}];
+        }))"""
+    )
+
+
+DISTINCT_COLOURS = """(selector) => {
+    const colours = new Set();
+    for (const canvas of document.querySelectorAll(selector)) {
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        for (let i = 0; i < data.length; i += 4) colours.add(data[i] * 65536 + data[i + 1] * 256 + data[i + 2]);
+    }
+    return colours.size;
+}"""
+SEEN_PIXELS = """() => {
+    const canvas = document.getElementById("seen");
+    return Array.from(canvas.getContext("2d").getImageData(0, 0, 28, 28).data).join(",");
+}"""
+
+
+def test_draw_see_and_shift(server_url):
+    from playwright.sync_api import expect
+
+    sync_playwright = playwright_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on(
+                "response",
+                lambda r: problems.append(f"{r.status} {r.url}: {r.text()}") if r.status >= 400 else None,
+            )  # fmt: skip
+            page.goto(server_url)
+            expect(page.locator("#model-notes")).to_contain_text("lenet5")
+            expect(page.locator("#model-notes")).to_contain_text("mlp")
+
+            draw_seven(page)
+            for role in ("cnn", "ordinary"):
+                expect(page.locator(f"#prediction-{role} .top li")).to_have_count(3)
+            for layer, count in {"c1": 6, "s2": 6, "c3": 16, "s4": 16, "c5": 1}.items():
+                expect(page.locator(f".maps-{layer} canvas")).to_have_count(count)
+            page.wait_for_selector("body[data-busy='0']")
+            assert page.evaluate(DISTINCT_COLOURS, ".maps-c1 canvas") > 10  # maps, not blanks
+            assert page.evaluate(DISTINCT_COLOURS, "#filter-picker canvas") > 10
+            before, seen_before = predictions(page), page.evaluate(SEEN_PIXELS)
+            assert all(json.loads(before[role]["view"])["shift_x"] == 0 for role in before)
+
+            for _ in range(3):
+                page.click("#shift-right")
+            expect(page.locator("#shift-x-value")).to_have_text("+3 px")
+            page.wait_for_function(
+                """() => ["cnn", "ordinary"].every((role) =>
+                    JSON.parse(document.getElementById(`prediction-${role}`).dataset.view).shift_x === 3)
+                    && document.body.dataset.busy === "0" """
+            )
+            after = predictions(page)
+            for role in ("cnn", "ordinary"):
+                assert after[role]["probabilities"] != before[role]["probabilities"], role
+            assert page.evaluate(SEEN_PIXELS) != seen_before  # the digit the networks saw moved
+
+            page.click("#filter-picker button:nth-child(2)")
+            page.locator("#position").fill("300")
+            expect(page.locator("#position-label")).to_have_text("row 10, column 20")
+            expect(page.locator("#sharing-equation")).to_contain_text("C1 map 2, row 10")
+            expect(page.locator("#sharing-equation")).to_contain_text("✓ the same")
+            page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
+
+            page.set_viewport_size({"width": 390, "height": 844})
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            page.screenshot(path=str(ARTIFACTS / "serve-page-phone.png"), full_page=True)
+            assert overflow <= 0, f"the page is {overflow} px wider than a phone screen"
+            assert problems == []
+        finally:
+            browser.close()
