@@ -37,7 +37,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for model in args.models:
             for seed in args.seeds:
-                config = TrainConfig(model=model, seed=seed, out=str(Path(scratch) / f"{model}-{seed}"))
+                config = TrainConfig(
+                    model=model, seed=seed, out=str(Path(scratch) / f"{model}-{seed}")
+                )
                 result = fit(config, log=lambda message: print(f"  {message}", file=sys.stderr))
                 runs.append({"model": model, "seed": seed, "test_error": result["top1_error"],
                              "train_seconds": result["train_seconds"], "epochs": result["epochs"],
@@ -53,7 +55,9 @@ def main() -> None:
         met = max(errors) <= 100 * TARGETS.get(model, 1) and max(seconds) <= TIME_LIMIT_SECONDS
         summary[model] = {"test_error_percent": errors, "train_seconds": seconds,
                           "mean_error_percent": statistics.mean(errors), "target_met": met}  # fmt: skip
-        target = f"≤ {100 * TARGETS[model]:.1f}% in ≤ {TIME_LIMIT_SECONDS} s" if model in TARGETS else ""
+        target = (
+            f"≤ {100 * TARGETS[model]:.1f}% in ≤ {TIME_LIMIT_SECONDS} s" if model in TARGETS else ""
+        )
         print(f"{model:<13}{spread(errors):>24}{spread(seconds):>24}  {target} "
               f"{'met' if met else 'NOT met'}")  # fmt: skip
     path = save_results(__file__, {"hardware": facts, "runs": runs, "summary": summary})

@@ -27,6 +27,24 @@ def run_cli(
 
 
 @pytest.fixture(scope="session")
+def build_model():
+    """Registered models built once per session (10 classes, quick input size): the
+    ImageNet-size families take seconds to initialise."""
+    from functools import cache
+
+    import torch
+
+    from convnet.models import get_model
+
+    @cache
+    def build(name: str):
+        torch.manual_seed(0)
+        return get_model(name, num_classes=7)
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The data cache holding verified MNIST (fetched now if `make setup` has not)."""
     fetch_dataset("mnist")

@@ -171,7 +171,9 @@ def summarize(model: nn.Module, input_size: tuple[int, int, int], name: str = ""
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, *input_size))
+            # On the model's device: a model built on "meta" gives shapes without arithmetic.
+            device = next(model.parameters(), torch.empty(0)).device
+            model(torch.zeros(1, *input_size, device=device))
     finally:
         for handle in handles:
             handle.remove()

@@ -56,36 +56,90 @@ def run_data(args: argparse.Namespace) -> int:
 def configure_summary(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model")
     parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"))
-    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument(
+        "--num-classes", type=int, help="default: 1000 for the ImageNet families, else 10"
+    )
+    parser.add_argument(
+        "--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP + "; checks they fit the model"
+    )
     parser.add_argument("--json", action="store_true")
 
 
 def summary_text(summary) -> str:
+    width = max([22, *(len(layer.name) + 2 for layer in summary.layers)])
     lines = [
-        f"{'layer':<22}{'type':<22}{'output':>14}{'params':>13}{'connections':>15}{'MACs':>15}"
+        f"{'layer':<{width}}{'type':<20}{'output':>14}{'params':>13}{'connections':>15}"
+        f"{'MACs':>15}{'activ. KiB':>12}"
     ]
     for layer in summary.layers:
         shape = "×".join(map(str, layer.output_shape))
-        lines.append(f"{layer.name:<22}{layer.type:<22}{shape:>14}{layer.trainable_params:>13,}"
-                     f"{layer.connections:>15,}{layer.macs:>15,}")  # fmt: skip
+        lines.append(f"{layer.name:<{width}}{layer.type:<20}{shape:>14}{layer.trainable_params:>13,}"
+                     f"{layer.connections:>15,}{layer.macs:>15,}{layer.activation_bytes / 2**10:>12,.1f}")  # fmt: skip
     total = summary.total
-    lines.append("-" * 101)
-    lines.append(f"{'total':<22}{'depth ' + str(total['depth']):<22}{'':>14}{total['trainable_params']:>13,}"
-                 f"{total['connections']:>15,}{total['macs']:>15,}")  # fmt: skip
+    lines.append("-" * (width + 89))
+    lines.append(f"{'total':<{width}}{'depth ' + str(total['depth']):<20}{'':>14}{total['trainable_params']:>13,}"
+                 f"{total['connections']:>15,}{total['macs']:>15,}{total['activation_bytes'] / 2**10:>12,.1f}")  # fmt: skip
     lines.append(f"parameters {total['params']:,} ({total['weight_bytes'] / 2**20:.2f} MiB of weights), "
-                 f"activations {total['activation_bytes'] / 2**10:,.1f} KiB per image")  # fmt: skip
+                 f"{total['macs'] / 1e9:.3f} GMACs, activations {total['activation_bytes'] / 2**20:,.2f} MiB "
+                 f"per image, depth {total['depth']} weight layers")  # fmt: skip
     return "\n".join(lines)
+
+
+def _published_text(name: str, summary) -> str:
+    """Compare an ImageNet model's counts with torchvision's published ones (its weights'
+    metadata, shipped inside torchvision) and name its ILSVRC entry."""
+    import torchvision
+
+    from convnet.models.imagenet import CHALLENGE_ENTRIES
+
+    entry = CHALLENGE_ENTRIES[name]
+    lines = [
+        f"ILSVRC {entry.year}: {entry.entry}, top-5 error {entry.top5_error}% ({entry.source})"
+    ]
+    meta = next(iter(torchvision.models.get_model_weights(name))).meta
+    total = summary.total
+    if summary.layers and summary.layers[-1].output_shape == [1000]:
+        params, gmacs = meta["num_params"], meta["_ops"]
+        lines.append(
+            f"torchvision publishes {params:,} parameters ({'equal' if total['params'] == params else 'differs'}) "
+            f"and {gmacs} GFLOPS = GMACs ({(total['macs'] / 1e9 - gmacs) / gmacs:+.1%} here)"
+        )
+    return "\n".join(lines)
+
+
+def _meta_model(name: str, num_classes: int, in_channels: int):
+    import torch
+
+    from convnet.models import get_model
+
+    try:
+        with torch.device("meta"):
+            return get_model(name, num_classes=num_classes, in_channels=in_channels)
+    except (RuntimeError, NotImplementedError):  # e.g. data-dependent initialization
+        return get_model(name, num_classes=num_classes, in_channels=in_channels)
 
 
 def run_summary(args: argparse.Namespace) -> int:
     from convnet.analysis.summary import LENET5_SOURCES, matching_sources, summarize
-    from convnet.models import get_model, get_model_spec
+    from convnet.models import get_model_spec
 
     spec = get_model_spec(args.model)
     size = tuple(args.input_size) if args.input_size else spec.input_size
     if min(size) < 1:
         raise UserError(f"--input-size must be positive, not {' '.join(map(str, size))}.")
-    model = get_model(args.model, num_classes=args.num_classes, in_channels=size[0])
+    if args.weights:
+        from convnet.engine.runs import load_weights_argument
+
+        if size[0] != spec.input_size[0]:
+            raise UserError("--weights fit the model's own input channels; drop --input-size C.")
+        model = load_weights_argument(args.model, args.weights).model
+    else:
+        # Shapes and counts need no arithmetic: build on the meta device (no memory, no
+        # initialization) where the model allows it, so VGG-19 at 224×224 takes a moment.
+        from convnet.models.imagenet import CHALLENGE_ENTRIES
+
+        classes = args.num_classes or (1000 if args.model in CHALLENGE_ENTRIES else 10)
+        model = _meta_model(args.model, classes, size[0])
     try:
         summary = summarize(model, size, args.model)
     except RuntimeError as error:
@@ -105,6 +159,10 @@ def run_summary(args: argparse.Namespace) -> int:
         )
         text += ("\nNote: the lecture's 'about 14,000 parameters and 187,000 connections' does not match the "
                  "published LeNet-5 (60,000 and 340,908, LeCun et al. 1998, §II-B).")  # fmt: skip
+    from convnet.models.imagenet import CHALLENGE_ENTRIES
+
+    if args.model in CHALLENGE_ENTRIES and size == spec.input_size:
+        text += "\n\n" + _published_text(args.model, summary)
     emit(args, summary.to_dict(), text)
     return 0
 
@@ -192,20 +250,22 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _load_for_inference(args: argparse.Namespace):
-    from convnet.engine.runs import load_model, load_run
+    from convnet.engine.runs import load_run, load_weights_argument
 
     if args.weights:
-        return load_model(
-            args.target, Path(args.weights), dataset=getattr(args, "dataset", None) or "mnist"
-        )
+        return load_weights_argument(args.target, args.weights, getattr(args, "dataset", None))
     return load_run(Path(args.target))
+
+
+WEIGHTS_HELP = (
+    "with MODEL: torchvision weights by name (e.g. IMAGENET1K_V1, read from the torch hub "
+    "cache, never downloaded) or a weights file (safetensors or PyTorch state_dict)"
+)
 
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="RUN_DIR|MODEL")
-    parser.add_argument(
-        "--weights", help="with MODEL: a weights file (safetensors or PyTorch state_dict)"
-    )
+    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
     parser.add_argument("--dataset")
     parser.add_argument("--data-dir")
     parser.add_argument("--device", default="auto")
@@ -228,8 +288,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="RUN_DIR|MODEL")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--weights")
+    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
     parser.add_argument("--top", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
     parser.add_argument("--json", action="store_true")
 
 
@@ -237,15 +299,25 @@ def run_predict(args: argparse.Namespace) -> int:
     import torch
 
     from convnet.data.images import load_digit
-    from convnet.data.transforms import normalize, to_model_input
+    from convnet.data.transforms import to_model_input
+    from convnet.engine.device import resolve_device, resolve_precision
+    from convnet.engine.evaluate import predict_logits
+    from convnet.engine.runs import load_photo
 
     if args.top < 1:
         raise UserError(f"--top must be at least 1, not {args.top}.")
     loaded = _load_for_inference(args)
-    digits = torch.stack([load_digit(path) for path in args.images])
-    inputs = normalize(to_model_input(digits, loaded.spec.input_size), *loaded.spec.normalization)
-    with torch.inference_mode():
-        probabilities = loaded.model(inputs).float().softmax(dim=1)
+    size = loaded.spec.input_size
+    if loaded.photos:  # ImageNet weights: the photo itself, resized and centre-cropped
+        inputs = torch.stack([load_photo(path, size) for path in args.images])
+    else:  # a digit model: prepared the way MNIST was
+        inputs = to_model_input(torch.stack([load_digit(path) for path in args.images]), size)
+    device = resolve_device(args.device)
+    logits = predict_logits(
+        loaded.model.to(device), inputs, loaded.spec.normalization, device,
+        resolve_precision(args.precision, device),
+    )  # fmt: skip
+    probabilities = logits.softmax(dim=1)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
     results = [
         {"image": path, "top": [

@@ -35,7 +35,14 @@ def to_model_input(images: torch.Tensor, size: tuple[int, int, int]) -> torch.Te
     return F.interpolate(images, size=(height, width), mode="bilinear", antialias=True)
 
 
-def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+def normalize(
+    images: torch.Tensor, mean: float | tuple[float, ...], std: float | tuple[float, ...]
+) -> torch.Tensor:
+    """(images − mean) / std, with one value for all channels or one per channel (ImageNet)."""
+    if not isinstance(mean, (int, float)):
+        mean = images.new_tensor(mean)[:, None, None]
+    if not isinstance(std, (int, float)):
+        std = images.new_tensor(std)[:, None, None]
     return (images - mean) / std
 
 

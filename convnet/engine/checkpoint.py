@@ -91,6 +91,8 @@ def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
 def load_weights(model: nn.Module, path: Path) -> dict[str, str]:
     """Load a weights file into `model`, naming what does not fit."""
     tensors, metadata = read_state_file(path)
+    if hasattr(model, "prepare_state_dict"):  # e.g. GoogLeNet drops torchvision's aux heads
+        tensors = model.prepare_state_dict(tensors)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

@@ -50,3 +50,40 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def memory_format(precision: str) -> torch.memory_format:
+    """channels_last with bf16: the layout oneDNN's AMX and cuDNN's tensor-core convolutions
+    read natively, so no reorder runs around every convolution; plain NCHW with fp32."""
+    return torch.channels_last if precision == "bf16" else torch.contiguous_format
+
+
+def _is_channels_last(model: torch.nn.Module) -> bool:
+    return any(
+        p.dim() == 4
+        and not p.is_contiguous()
+        and p.is_contiguous(memory_format=torch.channels_last)
+        for p in model.parameters()
+    )
+
+
+@contextlib.contextmanager
+def fast_inference(model: torch.nn.Module, device: torch.device, precision: str):
+    """The shared inference path (evaluate, predict, zoo, benchmarks): bf16 autocast with
+    channels-last model and inputs, or plain fp32. Yields `prepare(batch)`, which puts a batch
+    in the layout; the model gets its original layout back afterwards (training continues in
+    it)."""
+    layout = memory_format(precision)
+    convert = layout == torch.channels_last and not _is_channels_last(model)
+    if convert:
+        model.to(memory_format=layout)
+
+    def prepare(batch: torch.Tensor) -> torch.Tensor:
+        return batch.contiguous(memory_format=layout) if batch.dim() == 4 else batch
+
+    try:
+        with autocast(device, precision):
+            yield prepare
+    finally:
+        if convert:
+            model.to(memory_format=torch.contiguous_format)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from convnet.data.transforms import normalize
-from convnet.engine.device import autocast
+from convnet.engine.device import fast_inference
 from convnet.engine.metrics import (
     confusion_matrix,
     easiest_and_hardest,
@@ -25,17 +25,20 @@ def predict_logits(
     normalization: tuple[float, float],
     device: torch.device,
     precision: str = "fp32",
-    batch_size: int = 1000,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
-    """Logits (fp32, on the CPU) for float images in [0, 1], in batches."""
+    """Logits (fp32, on the CPU) for float images in [0, 1], in batches, through the shared
+    fast-inference path (bf16 autocast + channels-last, or fp32)."""
     was_training = model.training
     model.eval()
     outputs = []
+    if batch_size is None:  # 1000 MNIST digits at a time, a few dozen 224×224 photos
+        batch_size = max(1, min(1000, 4_000_000 // max(1, images[0].numel() if len(images) else 1)))
     try:
-        for start in range(0, len(images), batch_size):
-            batch = normalize(images[start : start + batch_size].to(device), *normalization)
-            with autocast(device, precision):
-                outputs.append(model(batch).float().cpu())
+        with fast_inference(model, device, precision) as prepare:
+            for start in range(0, len(images), batch_size):
+                batch = normalize(images[start : start + batch_size].to(device), *normalization)
+                outputs.append(model(prepare(batch)).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from convnet.data.datasets import ImageDataset, get_dataset_spec, load_dataset
 from convnet.data.transforms import to_model_input
-from convnet.engine.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_weights
+from convnet.engine.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_weights, read_state_file
 from convnet.engine.device import resolve_device, resolve_precision
 from convnet.engine.evaluate import evaluate
 from convnet.engine.train import METRICS_FILE, TrainConfig
 from convnet.errors import UserError
 from convnet.models import ModelSpec, get_model, get_model_spec
+from convnet.models.imagenet import CHALLENGE_ENTRIES
 
 
 @dataclass
@@ -26,6 +29,7 @@ class LoadedModel:
     model: nn.Module
     class_names: tuple[str, ...]
     config: TrainConfig | None = None
+    photos: bool = False  # ImageNet weights: inputs are photos, resized and centre-cropped
 
 
 def load_run(run_dir: Path) -> LoadedModel:
@@ -60,6 +64,92 @@ def load_model(
     load_weights(model, Path(weights))
     model.eval()
     return LoadedModel(name, spec, model, class_names, config)
+
+
+# torchvision weight names look like IMAGENET1K_V1, IMAGENET1K_V2 or DEFAULT.
+WEIGHT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def hub_weights(name: str, weights_name: str) -> tuple[Path, tuple[str, ...]]:
+    """The torch hub cache file of torchvision's `weights_name` for model `name`, and the
+    weights' class names. Never downloads: a file not in the cache is a UserError."""
+    import torchvision
+
+    if name not in CHALLENGE_ENTRIES:
+        raise UserError(
+            f"{name} has no torchvision weights; '{weights_name}' names torchvision weights. "
+            "Give a weights file instead (--weights FILE)."
+        )
+    enum = torchvision.models.get_model_weights(name)
+    if weights_name not in enum.__members__:
+        raise UserError(
+            f"torchvision has no weights '{weights_name}' for {name}; it has "
+            f"{', '.join(enum.__members__)}."
+        )
+    weights = enum[weights_name]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if not path.is_file():
+        raise UserError(
+            f"The {name} weights {weights_name} are not in the torch hub cache, and convnet never "
+            f"downloads. Fetch {weights.url} where you have internet access and put the file at "
+            f"{path} (the hub cache is $TORCH_HOME/hub/checkpoints, by default "
+            "~/.cache/torch/hub/checkpoints), or pass a local file with --weights FILE."
+        )
+    return path, tuple(weights.meta["categories"])
+
+
+def _classes_in_file(name: str, path: Path) -> int | None:
+    """How many classes an ImageNet-family weights file's classifier (its last fully
+    connected layer) outputs; None for other families, whose class count is the data set's."""
+    if name not in CHALLENGE_ENTRIES:
+        return None
+    with torch.device("meta"):  # only the layer names are needed: allocate nothing
+        model = get_model(name)
+    last = [key for key, module in model.named_modules() if isinstance(module, nn.Linear)]
+    tensors, _ = read_state_file(path)
+    weight = tensors.get(f"{last[-1]}.weight")
+    return int(weight.shape[0]) if weight is not None and weight.dim() == 2 else None
+
+
+def load_weights_argument(name: str, weights: str, dataset: str | None = None) -> LoadedModel:
+    """`--weights NAME_OR_FILE`: torchvision weights from the hub cache, or a local file
+    (safetensors or a plain-tensor PyTorch file, loaded without running code). ImageNet
+    class names come from torchvision's weight metadata."""
+    spec = get_model_spec(name)
+    if WEIGHT_NAME.match(weights) and not Path(weights).exists():
+        path, class_names = hub_weights(name, weights)
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise UserError(f"Weights file {path} does not exist.")
+        dataset_names = get_dataset_spec(dataset or "mnist").class_names
+        count = _classes_in_file(name, path)
+        if name in CHALLENGE_ENTRIES and count == 1000 and dataset is None:
+            import torchvision
+
+            enum = torchvision.models.get_model_weights(name)
+            class_names = tuple(next(iter(enum)).meta["categories"])
+        elif count is None or count == len(dataset_names):
+            class_names = dataset_names
+        else:
+            class_names = tuple(str(index) for index in range(count))
+    model = get_model(name, num_classes=len(class_names))
+    load_weights(model, path)
+    model.eval()
+    photos = len(class_names) == 1000 and name in CHALLENGE_ENTRIES
+    return LoadedModel(name, spec, model, class_names, photos=photos)
+
+
+def load_photo(path: str, size: tuple[int, int, int]) -> torch.Tensor:
+    """An RGB photo as torchvision's ImageNet evaluation saw it: shorter side resized to
+    size/0.875 (256 for 224), centre crop; float (C, H, W) in [0, 1]."""
+    from torchvision.transforms import functional as TF
+
+    from convnet.data.images import open_image
+
+    image = open_image(path).convert("RGB" if size[0] == 3 else "L")
+    image = TF.resize(TF.pil_to_tensor(image), round(size[1] / 0.875), antialias=True)
+    return TF.center_crop(image, [size[1], size[2]]).float() / 255
 
 
 def read_history(run_dir: Path) -> list[dict]:

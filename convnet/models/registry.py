@@ -25,6 +25,13 @@ class ModelSpec:
     train_defaults: dict = field(default_factory=dict)
     paper: str = ""
     year: int | None = None
+    # The smallest convenient input the architecture accepts: quick checks and tests run
+    # ImageNet-size families at 32×32 instead of 224×224. None means `input_size`.
+    small_input_size: tuple[int, int, int] | None = None
+
+    @property
+    def quick_input_size(self) -> tuple[int, int, int]:
+        return self.small_input_size or self.input_size
 
 
 MODELS: dict[str, ModelSpec] = {}

@@ -1,0 +1,130 @@
+"""Fast CPU inference: eager fp32 against bf16 autocast + channels-last (the shared path of
+`convnet evaluate`/`predict`), for resnet152 and vgg19 at batch 16.
+
+For each model: images/s as the median over timed batches (after a warm-up batch), the
+spread (min–max), and how faithful bf16 is — cosine similarity of each image's logits
+against fp32 on a random-weight model (the issue asks ≥ 0.999). Then the accuracy check:
+lenet5 trained for one epoch on MNIST (`TrainConfig`/`fit`), its test accuracy evaluated in
+fp32 and in bf16 (the issue asks for no change beyond 0.1 point).
+
+    python benchmarks/inference_speed.py [--repeats 5] [--models resnet152 vgg19] [--skip-accuracy]
+
+The hardware, the machine's load, every timing and the figures go to
+benchmarks/inference_speed.json beside this script. Speed-ups on a shared machine are lower
+than on a quiet one: quote the load with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from convnet.analysis.zoo import hardware, images_per_second
+from convnet.engine.checkpoint import atomic_write_json
+from convnet.engine.device import fast_inference
+from convnet.models import get_model, get_model_spec
+
+RESULTS = Path(__file__).with_suffix(".json")
+BATCH_SIZE = 16
+
+
+def speed_and_faithfulness(name: str, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = get_model(name).eval()  # 1000 classes, 224×224, random weights
+    size = get_model_spec(name).input_size
+    fp32, fp32_times = images_per_second(
+        model, size, "fp32", batch_size=BATCH_SIZE, repeats=repeats
+    )
+    bf16, bf16_times = images_per_second(
+        model, size, "bf16", batch_size=BATCH_SIZE, repeats=repeats
+    )
+    images = torch.randn(BATCH_SIZE, *size, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        reference = model(images).float()
+        with fast_inference(model, torch.device("cpu"), "bf16") as prepare:
+            fast = model(prepare(images)).float()
+    cosine = F.cosine_similarity(reference, fast, dim=1)
+    return {
+        "model": name,
+        "batch_size": BATCH_SIZE,
+        "fp32_images_per_second": round(fp32, 2),
+        "bf16_channels_last_images_per_second": round(bf16, 2),
+        "speed_up": round(bf16 / fp32, 2),
+        "fp32_batch_seconds": [round(t, 4) for t in fp32_times],
+        "bf16_batch_seconds": [round(t, 4) for t in bf16_times],
+        "cosine_similarity_min": round(cosine.min().item(), 6),
+        "cosine_similarity_mean": round(cosine.mean().item(), 6),
+    }
+
+
+def accuracy_check() -> dict:
+    """lenet5, one epoch on MNIST, then test accuracy in fp32 and in bf16."""
+    from convnet.data.datasets import load_dataset
+    from convnet.data.transforms import to_model_input
+    from convnet.engine.evaluate import evaluate
+    from convnet.engine.runs import load_run
+    from convnet.engine.train import TrainConfig, fit
+
+    with tempfile.TemporaryDirectory() as directory:
+        start = time.perf_counter()
+        fit(TrainConfig(model="lenet5", epochs=1, precision="fp32", out=directory),
+            log=lambda message: print(message, file=sys.stderr))  # fmt: skip
+        train_seconds = time.perf_counter() - start
+        loaded = load_run(Path(directory))
+    test = load_dataset("mnist", "test")
+    images = to_model_input(test.images, loaded.spec.input_size)
+    result = {"model": "lenet5", "epochs": 1, "train_seconds": round(train_seconds, 1)}
+    cpu = torch.device("cpu")
+    for precision in ("fp32", "bf16"):
+        scores, _ = evaluate(loaded.model, images, test.labels, test.class_names,
+                             loaded.spec.normalization, cpu, precision)  # fmt: skip
+        result[f"{precision}_test_accuracy"] = round(1 - scores["top1_error"], 6)
+    result["change_points"] = round(
+        100 * (result["bf16_test_accuracy"] - result["fp32_test_accuracy"]), 3
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", nargs="+", default=["resnet152", "vgg19"])
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+
+    machine = hardware()
+    print(f"# {machine['cpu']}, {machine['logical_cpus']} logical CPUs, {machine['torch_threads']} "
+          f"torch threads, native bf16: {machine['native_bf16']}, torch {machine['torch']}, "
+          f"load average {machine['load_average_1min']} at the start")  # fmt: skip
+    print(f"# batch {BATCH_SIZE}, median of {args.repeats} timed batches after 1 warm-up, "
+          "random weights, 224×224")  # fmt: skip
+    print(f"{'model':<11}{'fp32 img/s':>12}{'bf16+CL img/s':>15}{'speed-up':>10}"
+          f"{'  fp32 s/batch (min–max)':>26}{'cos min':>10}")  # fmt: skip
+    speed = []
+    for name in args.models:
+        row = speed_and_faithfulness(name, args.repeats)
+        speed.append(row)
+        spread = f"{min(row['fp32_batch_seconds']):.2f}–{max(row['fp32_batch_seconds']):.2f}"
+        print(f"{name:<11}{row['fp32_images_per_second']:>12.2f}"
+              f"{row['bf16_channels_last_images_per_second']:>15.2f}{row['speed_up']:>9.2f}×"
+              f"{spread:>26}{row['cosine_similarity_min']:>10.5f}", flush=True)  # fmt: skip
+    accuracy = None
+    if not args.skip_accuracy:
+        accuracy = accuracy_check()
+        print(f"lenet5 (1 epoch): test accuracy fp32 {accuracy['fp32_test_accuracy']:.2%}, "
+              f"bf16 {accuracy['bf16_test_accuracy']:.2%}, change {accuracy['change_points']:+.2f} points")  # fmt: skip
+    machine["load_average_1min_at_end"] = hardware()["load_average_1min"]
+    print(f"# load average {machine['load_average_1min_at_end']} at the end")
+    document = {"hardware": machine, "repeats": args.repeats, "speed": speed, "accuracy": accuracy}
+    atomic_write_json(RESULTS, document)
+    print(f"# saved {RESULTS.name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""LeNet-5 training and evaluation speed: the common tutorial pipeline against convnet.
+
+The reference is the PyTorch tutorial way, written out below: torchvision's MNIST data set
+with per-image transforms, a DataLoader at batch 64, SGD. convnet trains the same `lenet5`
+with its own engine (`convnet train`). Printed: hardware; images/s of each and their ratio;
+convnet's time to 99.0% test accuracy; final test errors; evaluation speed of the 10,000
+test images. Medians with spread over seeds. Results are saved beside this script.
+
+Targets (issue 8): training ≥ 5× the tutorial's images/s; 99.0% test accuracy in ≤ 10 s of
+training (every seed); evaluation ≥ 3× faster than the tutorial's DataLoader loop.
+Run: `python benchmarks/train_speed.py [--seeds 0 1 2] [--fast-epochs N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from torchvision import transforms
+from torchvision.datasets import MNIST
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import hardware, hardware_line, save_results  # noqa: E402
+
+from convnet.data.datasets import default_data_dir, fetch_dataset, load_dataset  # noqa: E402
+from convnet.data.transforms import to_model_input  # noqa: E402
+from convnet.engine.evaluate import evaluate  # noqa: E402
+from convnet.engine.train import TrainConfig, fit  # noqa: E402
+from convnet.models import get_model, get_model_spec  # noqa: E402
+
+
+def tutorial_data(root: Path) -> tuple[MNIST, MNIST]:
+    """torchvision's MNIST over our verified files, with the tutorial's per-image transforms."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for path in (default_data_dir() / "mnist").iterdir():
+        if not (raw / path.name).exists():
+            (raw / path.name).symlink_to(path)
+    transform = transforms.Compose(
+        [transforms.Pad(2), transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
+    )
+    return (MNIST(str(root), train=True, transform=transform),
+            MNIST(str(root), train=False, transform=transform))  # fmt: skip
+
+
+def tutorial_evaluate(model: torch.nn.Module, test: MNIST) -> tuple[float, float]:
+    """The tutorial's evaluation loop: DataLoader at batch 1000; (seconds, test error)."""
+    model.eval()
+    wrong, started = 0, time.perf_counter()
+    with torch.no_grad():
+        for images, labels in DataLoader(test, batch_size=1000):
+            wrong += int((model(images).argmax(1) != labels).sum())
+    return time.perf_counter() - started, wrong / len(test)
+
+
+def tutorial_run(seed: int, train: MNIST, test: MNIST, epochs: int) -> dict:
+    """The tutorial's training loop: batch 64, SGD lr 0.01 momentum 0.9, cross-entropy."""
+    torch.manual_seed(seed)
+    model = get_model("lenet5")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    seen, started = 0, time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for images, labels in DataLoader(train, batch_size=64, shuffle=True):
+            optimizer.zero_grad()
+            F.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+            seen += len(labels)
+    seconds = time.perf_counter() - started
+    eval_seconds, error = tutorial_evaluate(model, test)
+    return {"images_per_second": seen / seconds, "train_seconds": seconds, "test_error": error,
+            "eval_seconds": eval_seconds}  # fmt: skip
+
+
+def convnet_run(seed: int, scratch: Path, epochs: int | None, **overrides) -> dict:
+    """`convnet train lenet5` (its engine, its defaults unless overridden)."""
+    config = TrainConfig(
+        model="lenet5",
+        seed=seed,
+        epochs=epochs,
+        out=str(scratch / f"run-{seed}-{epochs}"),
+        **overrides,
+    )
+    result = fit(config, log=lambda message: None)
+    history = [row for row in _history(Path(result["run_dir"]))]
+    elapsed, time_to_99 = 0.0, None
+    for row in history:
+        elapsed += row["epoch_seconds"]
+        if time_to_99 is None and row["test_error"] <= 0.01:
+            time_to_99 = elapsed
+    return {"images_per_second": result["images_per_second"], "train_seconds": result["train_seconds"],
+            "test_error": result["top1_error"], "time_to_99": time_to_99, "epochs": result["epochs"]}  # fmt: skip
+
+
+def _history(run_dir: Path) -> list[dict]:
+    import csv
+
+    with (run_dir / "metrics.csv").open() as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def convnet_evaluate_seconds(seed: int, scratch: Path) -> float:
+    """convnet's evaluation of the whole test set (data already in memory, as the engine keeps it)."""
+    spec = get_model_spec("lenet5")
+    test = load_dataset("mnist", "test")
+    images = to_model_input(test.images, spec.input_size)
+    model = get_model("lenet5")
+    started = time.perf_counter()
+    evaluate(
+        model,
+        images,
+        test.labels,
+        test.class_names,
+        spec.normalization,
+        torch.device("cpu"),
+        "auto",
+    )
+    return time.perf_counter() - started
+
+
+def median_spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.median(values):.4g} (min {min(values):.4g}, max {max(values):.4g})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--fast-epochs", type=int, default=2, help="epochs of convnet's quick run")
+    parser.add_argument("--tutorial-epochs", type=int, default=1)
+    parser.add_argument("--skip-default", action="store_true", help="skip the full default run")
+    args = parser.parse_args()
+    fetch_dataset("mnist")
+    facts = hardware()
+    print(f"# LeNet-5 training speed — {hardware_line(facts)}", flush=True)
+    results: dict[str, list[dict]] = {"tutorial": [], "convnet_fast": [], "convnet_default": []}
+    eval_seconds: list[float] = []
+    with tempfile.TemporaryDirectory() as scratch_name:
+        scratch = Path(scratch_name)
+        train, test = tutorial_data(scratch / "torchvision")
+        for seed in args.seeds:
+            results["tutorial"].append(tutorial_run(seed, train, test, args.tutorial_epochs))
+            results["convnet_fast"].append(convnet_run(seed, scratch, args.fast_epochs))
+            eval_seconds.append(convnet_evaluate_seconds(seed, scratch))
+            if not args.skip_default:
+                results["convnet_default"].append(convnet_run(seed, scratch, None))
+            print(f"seed {seed}: tutorial {results['tutorial'][-1]['images_per_second']:,.0f} images/s, "
+                  f"convnet {results['convnet_fast'][-1]['images_per_second']:,.0f} images/s", flush=True)  # fmt: skip
+    tutorial_speed = [r["images_per_second"] for r in results["tutorial"]]
+    fast_speed = [r["images_per_second"] for r in results["convnet_fast"]]
+    ratio = [f / t for f, t in zip(fast_speed, tutorial_speed, strict=True)]
+    time_to_99 = [r["time_to_99"] for r in results["convnet_fast"]]
+    tutorial_eval = [r["eval_seconds"] for r in results["tutorial"]]
+    eval_ratio = [t / c for t, c in zip(tutorial_eval, eval_seconds, strict=True)]
+    print()
+    print(
+        f"tutorial pipeline (DataLoader, batch 64): {median_spread(tutorial_speed)} images/s, "
+        f"test error after {args.tutorial_epochs} epoch(s) "
+        f"{median_spread([100 * r['test_error'] for r in results['tutorial']])}%"
+    )
+    print(
+        f"convnet train lenet5 --epochs {args.fast_epochs}: {median_spread(fast_speed)} images/s "
+        f"= {median_spread(ratio)}× the tutorial; test error "
+        f"{median_spread([100 * r['test_error'] for r in results['convnet_fast']])}%"
+    )
+    reached = all(t is not None for t in time_to_99)
+    print(
+        "time to 99.0% test accuracy: "
+        + (
+            f"{median_spread(time_to_99)} s of training"
+            if reached
+            else f"not reached by every seed: {time_to_99}"
+        )
+    )
+    if results["convnet_default"]:
+        errors = [100 * r["test_error"] for r in results["convnet_default"]]
+        print(
+            f"convnet train lenet5 (defaults, {results['convnet_default'][0]['epochs']} epochs): test error "
+            f"{median_spread(errors)}%, {median_spread([r['train_seconds'] for r in results['convnet_default']])} s"
+        )
+    print(
+        f"evaluation of 10,000 test images: tutorial {median_spread(tutorial_eval)} s, convnet "
+        f"{median_spread(eval_seconds)} s = {median_spread(eval_ratio)}× faster"
+    )
+    targets = {
+        "training ≥ 5× tutorial": min(ratio) >= 5,
+        "99% in ≤ 10 s (every seed)": reached and max(time_to_99) <= 10,
+        "evaluation ≥ 3× tutorial": min(eval_ratio) >= 3,
+    }
+    if results["convnet_default"]:
+        targets["default run ≤ 0.8% error"] = (
+            max(r["test_error"] for r in results["convnet_default"]) <= 0.008
+        )
+    for name, met in targets.items():
+        print(f"  {'met    ' if met else 'NOT met'}  {name}")
+    path = save_results(__file__, {"hardware": facts, "results": results, "convnet_eval_seconds": eval_seconds,
+                                   "targets": targets, "arguments": vars(args)})  # fmt: skip
+    print(f"saved {path.name}")
+
+
+if __name__ == "__main__":
+    main()

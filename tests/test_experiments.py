@@ -1,0 +1,302 @@
+"""The lecture's claims measured (issue 4): shift counts, test-time distortions, the
+ordinary networks, the cost experiment against `convnet summary`, and the lecture report."""
+
+import json
+
+import pytest
+import torch
+
+from convnet.cli import main
+from convnet.data.distortions import (
+    DISTORTIONS,
+    elastic,
+    gaussian_noise,
+    rotate,
+    scale,
+    translate,
+)
+from convnet.experiments.cost import ModelCost, judge_claims, layer_type
+from convnet.experiments.invariance import (
+    ABLATION_LR_SCALE,
+    InvarianceSettings,
+    cache_key,
+    plan_variants,
+)
+from convnet.experiments.shift import count_changes
+from convnet.models import get_model
+
+
+def cli(capsys, *arguments: str) -> str:
+    """Run `convnet ARGUMENTS` in this process (faster than a subprocess); return stdout."""
+    capsys.readouterr()
+    assert main(list(arguments)) == 0
+    return capsys.readouterr().out
+
+
+# --- claim 1: the shift count ------------------------------------------------------------
+
+
+def test_shift_count_on_a_hand_made_binary_image():
+    ink = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    ink[0, 0, 1:5, 3:5] = True  # a 2-wide, 4-tall bar: a 2-px left shift moves all 8 pixels
+    ink[0, 0, 7, 1] = True  # a dot the shift pushes out of the frame
+    counts = count_changes(ink, dx=-2)
+    # The bar leaves 8 pixels (black→white) and covers 8 new ones (white→black); the dot
+    # leaves 1 pixel and lands nowhere.
+    assert counts.black_to_white.item() == 9
+    assert counts.white_to_black.item() == 8
+    assert counts.changed.item() == 17
+    assert counts.ink.item() == 9
+
+
+def test_shift_count_of_an_overlapping_stroke():
+    ink = torch.zeros(1, 1, 5, 10, dtype=torch.bool)
+    ink[0, 0, 2, 2:7] = True  # a horizontal stroke of 5: only its two ends change
+    counts = count_changes(ink, dx=-2)
+    assert (counts.black_to_white.item(), counts.white_to_black.item()) == (2, 2)
+
+
+def test_shift_command_on_real_digits(mnist_dir, tmp_path, capsys):
+    figure = tmp_path / "shift.png"
+    result = json.loads(
+        cli(
+            capsys,
+            "experiment",
+            "shift",
+            "--index",
+            "7",
+            "--pixels",
+            "3",
+            "--figure",
+            str(figure),
+            "--json",
+        )
+    )
+    assert result["index"] == 7 and result["pixels"] == 3 and result["inputs"] == 1024
+    assert result["changed"] == result["black_to_white"] + result["white_to_black"]
+    assert result["test_set"]["count"] == 10_000
+    assert result["test_set"]["min"] <= result["changed"] <= result["test_set"]["max"]
+    assert figure.stat().st_size > 10_000
+
+
+# --- test-time distortions ---------------------------------------------------------------
+
+
+def dot(y: int, x: int, size: int = 16) -> torch.Tensor:
+    image = torch.zeros(1, 1, size, size)
+    image[0, 0, y, x] = 1.0
+    return image
+
+
+@pytest.mark.parametrize("dx,dy", [(3, 0), (-2, 0), (0, 4), (0, -1), (2, -3), (-5, 5)])
+def test_translate_moves_a_pixel_by_exactly_k(dx, dy):
+    moved = translate(dot(7, 8), dx, dy)
+    assert moved.sum().item() == 1.0
+    assert moved[0, 0, 7 + dy, 8 + dx].item() == 1.0
+
+
+def test_translate_drops_what_leaves_the_frame_and_copies():
+    image = dot(3, 1)
+    assert translate(image, -2, 0).sum().item() == 0.0
+    assert image.sum().item() == 1.0  # the input is untouched
+
+
+def test_rotation_by_zero_scale_one_noise_zero_elastic_zero_are_identities():
+    images = torch.rand(3, 1, 32, 32)
+    torch.testing.assert_close(rotate(images, 0.0), images)
+    torch.testing.assert_close(scale(images, 1.0), images)
+    torch.testing.assert_close(gaussian_noise(images, 0.0), images)
+    torch.testing.assert_close(elastic(images, 0.0), images)
+
+
+@pytest.mark.parametrize("name", list(DISTORTIONS))
+def test_each_sweep_contains_its_identity(name):
+    distortion = DISTORTIONS[name]
+    images = torch.rand(2, 1, 32, 32)
+    assert distortion.identity in distortion.levels
+    torch.testing.assert_close(distortion.apply(images, distortion.identity), images)
+    changed = distortion.apply(images, distortion.levels[-1])
+    assert changed.shape == images.shape and not torch.equal(changed, images)
+
+
+def test_rotation_turns_clockwise_and_keeps_the_centre():
+    turned = rotate(dot(1, 8, size=17), 90.0)  # a dot above the centre (8, 8)…
+    assert divmod(int(turned.flatten().argmax()), 17) == (8, 15)  # …ends up right of it
+
+
+def test_random_distortions_are_deterministic_and_in_range():
+    images = torch.rand(2, 1, 32, 32)
+    torch.testing.assert_close(
+        gaussian_noise(images, 0.3, seed=5), gaussian_noise(images, 0.3, seed=5)
+    )
+    torch.testing.assert_close(elastic(images, 34.0, seed=5), elastic(images, 34.0, seed=5))
+    assert not torch.equal(elastic(images, 34.0, seed=5), elastic(images, 34.0, seed=6))
+    noisy = gaussian_noise(images, 0.5)
+    assert noisy.min() >= 0 and noisy.max() <= 1
+
+
+# --- the ordinary networks and the invariance plan ---------------------------------------
+
+
+def test_parameter_counts_of_the_ordinary_networks():
+    count = lambda name: sum(p.numel() for p in get_model(name).parameters())  # noqa: E731
+    assert count("mlp_60k") == 1024 * 60 + 60 + 60 * 10 + 10 == 62_110
+    assert abs(count("mlp_60k") - count("lenet5")) <= 0.01 * count("lenet5")
+    assert count("mlp") == 1024 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+
+
+def test_invariance_plan_and_cache_keys():
+    variants = plan_variants(InvarianceSettings(epochs=1, train_subset=100))
+    kinds = {(v.model, v.kind) for v in variants}
+    assert kinds == {
+        ("lenet5", "plain"),
+        ("lenet5", "ablation"),
+        ("lenet5", "augmented"),
+        ("mlp", "plain"),
+        ("mlp", "augmented"),
+    }
+    ablation = next(v for v in variants if v.kind == "ablation")
+    assert ablation.config["model_config"] == {"pooling": "conv"} and not ablation.config["augment"]
+    plain = next(v for v in variants if v.kind == "plain" and v.model == "lenet5")
+    assert ablation.config["lr"] == pytest.approx(ABLATION_LR_SCALE * plain.config["lr"])
+    keys = {cache_key(v.config) for v in variants}
+    assert len(keys) == len(variants)
+    config = variants[0].config
+    assert cache_key({**config, "out": "elsewhere", "device": "cpu"}) == cache_key(config)
+    assert cache_key({**config, "epochs": 2}) != cache_key(config)
+
+
+# --- claim 6: cost -----------------------------------------------------------------------
+
+
+def test_layer_types_of_profiler_operators():
+    assert layer_type("aten::conv2d") == "convolution"
+    assert layer_type("autograd::engine::evaluate_function: ConvolutionBackward0") == "convolution"
+    assert layer_type("aten::max_pool2d") == "pooling"
+    assert layer_type("autograd::engine::evaluate_function: AddmmBackward0") == "fully connected"
+    assert layer_type("aten::relu_") == "activation"
+    assert layer_type("aten::flatten") == "other"
+
+
+def fake_cost(model, family, params, seconds, conv_share, weight_bytes, activation_bytes):
+    timing = {kind: {"1": seconds, "256": seconds / 10} for kind in ("inference", "training")}
+    shares = {kind: {b: {"convolution": conv_share} for b in ("1", "256")} for kind in timing}
+    return ModelCost(
+        model,
+        family,
+        params,
+        params,
+        weight_bytes,
+        activation_bytes,
+        params * 7,
+        params * 7,
+        timing,
+        shares,
+    )
+
+
+def test_cost_verdicts_follow_the_measurements():
+    cnn = fake_cost("cnn", "LeNet", 1000, 3e-3, 0.66, 4000, 30_000)
+    twin = fake_cost("twin", "MLP", 1010, 1e-3, 0.0, 4040, 300)
+    claims = {c["claim"]: c for c in judge_claims([cnn, twin])}
+    assert claims["convolution ≈ 2/3 of run time"]["verdict"] == "supported"
+    slower = next(c for name, c in claims.items() if "slower" in name)
+    assert slower["verdict"] == "supported" and slower["values"]["inference batch 1"] == 3.0
+    memory = next(c for name, c in claims.items() if "memory" in name)
+    assert memory["verdict"] == "depends"  # more activations, not more weights
+
+    fast = fake_cost("cnn", "LeNet", 1000, 1e-3, 0.2, 8000, 30_000)
+    claims = {c["claim"]: c for c in judge_claims([fast, twin])}
+    assert claims["convolution ≈ 2/3 of run time"]["verdict"] == "not supported"
+    assert all(c["verdict"] != "supported" for name, c in claims.items() if "slower" in name)
+    assert next(c for n, c in claims.items() if "memory" in n)["verdict"] == "supported"
+
+
+@pytest.mark.slow
+def test_cost_totals_agree_with_convnet_summary(tmp_path, capsys):
+    cost = json.loads(
+        cli(
+            capsys,
+            "experiment",
+            "cost",
+            "--models",
+            "lenet5,mlp_60k",
+            "--repeats",
+            "2",
+            "--repeats-large",
+            "1",
+            "--figure",
+            str(tmp_path / "cost.png"),
+            "--json",
+        )
+    )
+    assert (tmp_path / "cost.png").is_file()
+    for measured in cost["models"]:
+        total = json.loads(cli(capsys, "summary", measured["model"], "--json"))["total"]
+        for key in (
+            "params",
+            "trainable_params",
+            "macs",
+            "connections",
+            "weight_bytes",
+            "activation_bytes",
+        ):
+            assert measured[key] == total[key], (measured["model"], key)
+        for kind in ("inference", "training"):
+            assert set(measured["seconds_per_image"][kind]) == {"1", "256"}
+            for shares in measured["time_shares"][kind].values():
+                assert sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+    assert len(cost["claims"]) == 3
+
+
+# --- the lecture report, end to end on a small subset ------------------------------------
+
+
+@pytest.mark.slow
+def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
+    out, runs = tmp_path / "lecture" / "lecture.html", tmp_path / "runs"
+    brief = (
+        "--epochs",
+        "1",
+        "--train-subset",
+        "300",
+        "--test-subset",
+        "100",
+        "--runs-dir",
+        str(runs),
+    )
+    assert cli(
+        capsys, "report", "lecture", "--out", str(out), *brief, "--repeats", "2"
+    ).strip() == str(out)
+    page = out.read_text()
+    positions = [page.index(f"<h2>Claim {n}</h2>") for n in range(1, 9)]
+    assert positions == sorted(positions)
+    assert "brief training: 1 epoch(s) on the first 300 training images" in page
+    assert page.count("class='verdict'") == 8
+    for figure in ("shift.png", "feature_maps.png", "invariance.png", "cost.png"):
+        assert (out.parent / "lecture_figures" / figure).stat().st_size > 5_000
+        assert f"lecture_figures/{figure}" in page
+
+    # The invariance command reuses the runs the report trained (same configuration).
+    reused = json.loads(
+        cli(
+            capsys,
+            "experiment",
+            "invariance",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "300",
+            "--test-subset",
+            "100",
+            "--runs-dir",
+            str(runs),
+            "--reuse-only",
+            "--distortions",
+            "translate_x",
+            "--json",
+        )
+    )
+    assert all(variant["reused"] for variant in reused["variants"])
+    assert len(reused["variants"]) == 5 and reused["curves"][0]["levels"][0] == -6
+    assert {row["distortion"] for row in reused["gaps"]} == {"translate_x"}
