@@ -70,3 +70,22 @@ def test_arbitrary_bytes_either_parse_or_raise_idx_error(raw):
 def test_encode_parse_round_trip(shape, dtype):
     array = (np.arange(int(np.prod(shape))) % 100).astype(dtype).reshape(shape)
     np.testing.assert_array_equal(parse_idx(encode_idx(array)), array)
+
+
+def test_gzip_bomb_is_refused(monkeypatch):
+    import convnet.data.idx as idx_module
+
+    monkeypatch.setattr(idx_module, "MAX_IDX_BYTES", 1000)
+    with pytest.raises(IdxError, match="expands past"):
+        parse_idx(gzip.compress(b"\x00" * 5000), "bomb.gz")
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from convnet.engine.checkpoint import atomic_write_text
+
+    atomic_write_text(tmp_path / "x.json", "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -6,7 +6,8 @@ the number of dimensions, one big-endian uint32 per dimension, then the data, ro
 
 from __future__ import annotations
 
-import gzip
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +32,23 @@ class IdxError(UserError):
     """A file that is not a valid IDX file; the message names the file and the problem."""
 
 
+def _gunzip_bounded(raw: bytes, name: str) -> bytes:
+    """Decompress gzip data, refusing to expand past MAX_IDX_BYTES (a gzip bomb)."""
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    data = stream.decompress(raw, MAX_IDX_BYTES + 1)
+    if len(data) > MAX_IDX_BYTES:
+        raise IdxError(f"{name}: gzip data expands past {MAX_IDX_BYTES:,} bytes; refusing.")
+    if not stream.eof:
+        raise IdxError(f"{name}: gzip stream is corrupt or truncated (it ends early).")
+    return data
+
+
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode IDX bytes into a numpy array, checking every header field against the data."""
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
+            raw = _gunzip_bounded(raw, name)
+        except (OSError, EOFError, zlib.error) as error:
             raise IdxError(f"{name}: gzip stream is corrupt or truncated ({error}).") from None
     if len(raw) < 4:
         raise IdxError(f"{name}: only {len(raw)} bytes, too short for an IDX header.")
@@ -54,16 +66,24 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         raise IdxError(f"{name}: header declares {ndim} dimensions but the file ends inside it.")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = IDX_TYPES[type_code]
-    expected = dtype.itemsize * int(np.prod(shape, dtype=np.float64))
+    expected = dtype.itemsize * math.prod(shape)  # exact: 255 dimensions can pass 2**1000
     if expected > MAX_IDX_BYTES:
-        raise IdxError(f"{name}: header declares shape {shape}, {expected:,.0f} bytes; refusing.")
+        shown = shape if ndim <= 8 else (*shape[:8], "…")
+        raise IdxError(
+            f"{name}: header declares shape {shown}, more than {MAX_IDX_BYTES:,} bytes; refusing."
+        )
     actual = len(raw) - header_length
     if actual != expected:
         problem = "truncated" if actual < expected else "has trailing bytes"
         raise IdxError(
             f"{name}: {problem}: shape {shape} needs {expected:,} data bytes, file has {actual:,}."
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header_length).reshape(shape)
+    try:
+        return np.frombuffer(raw, dtype=dtype, offset=header_length).reshape(shape)
+    except ValueError as error:  # e.g. no data, but dimensions numpy cannot index
+        raise IdxError(
+            f"{name}: header declares shape {shape[:8]}, which is unusable ({error})."
+        ) from None
 
 
 def idx_to_tensor(raw: bytes, name: str = "<bytes>") -> torch.Tensor:

@@ -23,22 +23,40 @@ from convnet.errors import UserError
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 CONFIG_FILE = "config.json"
+PARTIAL_SUFFIX = ".partial"  # a temporary file of `atomic_write_bytes`: ".NAME.XXXXXXXX.partial"
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, flush to disk, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX
+    )
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_files(directory: Path) -> list[Path]:
+    """Delete the temporary files that writes cut short by a killed process left behind."""
+    removed = []
+    for path in Path(directory).glob(f".*{PARTIAL_SUFFIX}"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -67,11 +85,17 @@ def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         header_length = int.from_bytes(data[:8], "little")
         metadata = json.loads(data[8 : 8 + header_length]).get("__metadata__", {})
         return tensors, metadata
-    except (SafetensorError, ValueError, json.JSONDecodeError):
-        pass
+    except (SafetensorError, ValueError, json.JSONDecodeError) as error:
+        if data[8:10] in (b'{"', b"{'") or len(data) < 8:  # a safetensors header, damaged
+            raise UserError(
+                f"{path} is a damaged or truncated safetensors file ({error}); write it again "
+                "(for a run: 'convnet train --resume' or train anew)."
+            ) from None
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as error:
+    except (
+        pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, SafetensorError
+    ) as error:  # fmt: skip
         first_line = (
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         )
@@ -139,13 +163,23 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     tensors, metadata = read_state_file(path)
     if "state" not in metadata:
         raise UserError(f"{path} is not a convnet checkpoint (it has no training state).")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    buffers: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, index, name = key.split(".", 2)
-            buffers.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict(
-        {"state": buffers, "param_groups": json.loads(metadata["param_groups"])}
-    )
-    return json.loads(metadata["state"])
+    try:
+        state = json.loads(metadata["state"])
+        if not isinstance(state, dict) or not {"epoch", "batch", "history"} <= set(state):
+            raise ValueError("its training state lacks epoch, batch or history")
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        buffers: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, index, name = key.split(".", 2)
+                buffers.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict(
+            {"state": buffers, "param_groups": json.loads(metadata.get("param_groups", "null"))}
+        )
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"{path} does not fit this run's model and optimizer ({reason}). Was it written by "
+            "another run?"
+        ) from None
+    return state

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from convnet.models.registry import register_model
+from convnet.models.registry import FeaturesThenHead, register_model
 
 # MNIST pixel statistics after padding 28×28 to 32×32 with background (computed on the
 # training set: mean 0.1307·784/1024, std re-measured on the padded images).
@@ -28,7 +28,7 @@ C3_CONNECTION_TABLE: tuple[tuple[int, ...], ...] = (
 )  # fmt: skip
 
 
-class LeNet5(nn.Module):
+class LeNet5(FeaturesThenHead):
     """LeNet-5's shape with today's practice: ReLU and max pooling (or an ablation of it)."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, pooling: str = "max"):
@@ -63,15 +63,6 @@ class LeNet5(nn.Module):
                 output=nn.Linear(84, num_classes),
             )  # fmt: skip
         )
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 class ScaledTanh(nn.Module):
@@ -161,7 +152,7 @@ def _init_uniform_fan_in(module: nn.Module) -> None:
         nn.init.uniform_(module.bias, -bound, bound)
 
 
-class LeNet5Paper(nn.Module):
+class LeNet5Paper(FeaturesThenHead):
     """LeNet-5 as published in 1998: 60,000 trainable parameters, 340,908 connections."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1):
@@ -189,15 +180,6 @@ class LeNet5Paper(nn.Module):
             )  # fmt: skip
         )
         self.apply(_init_uniform_fan_in)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 LECUN_1998 = "LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to document recognition. Proc. IEEE 86(11):2278–2324, 1998"

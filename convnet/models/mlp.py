@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import torch
 from torch import nn
 
 from convnet.models.lenet import LECUN_1998, MNIST_PADDED_NORMALIZATION
-from convnet.models.registry import register_model
+from convnet.models.registry import FeaturesThenHead, register_model
 
 
-class MultilayerPerceptron(nn.Module):
+class MultilayerPerceptron(FeaturesThenHead):
     """Flatten the image, then fully connected layers with ReLU between them."""
 
     def __init__(
@@ -31,15 +30,6 @@ class MultilayerPerceptron(nn.Module):
             width = units
         self.features = nn.Sequential(layers)
         self.head = nn.Sequential(OrderedDict(output=nn.Linear(width, num_classes)))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 MLP_DEFAULTS = dict(epochs=15, batch_size=128, lr=0.05, weight_decay=1e-4, augment=False)

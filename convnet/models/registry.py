@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from convnet.errors import UserError
@@ -35,6 +36,23 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
+
+
+class FeaturesThenHead(nn.Module):
+    """Our own models: a `features` module, then a `head` module. The split is the uniform
+    interface (as in timm) that feature maps, summaries and experiments use without hooks."""
+
+    features: nn.Module
+    head: nn.Module
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 def register_model(

@@ -103,6 +103,10 @@ def digit_from_png(data: bytes) -> torch.Tensor:
     try:
         with Image.open(io.BytesIO(data)) as header:  # reads the header only
             width, height = header.size
+    except Image.DecompressionBombError:  # Pillow's own limit, far past ours
+        raise RequestError(
+            413, f"The image declares far more pixels than {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE}."
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise RequestError(422, f"The PNG image cannot be read ({error}).") from None
     if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
@@ -122,6 +126,8 @@ def digit_from_json(data: bytes) -> torch.Tensor:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(400, f"The body is not valid JSON ({error}).") from None
+    except RecursionError:  # e.g. "[[[[…" a million deep: the parser runs out of stack
+        raise RequestError(400, "The JSON body is nested too deeply.") from None
     if not isinstance(document, dict) or "pixels" not in document:
         raise RequestError(422, 'The JSON body must be an object with a "pixels" array.')
     rows = document["pixels"]

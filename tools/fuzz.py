@@ -1,0 +1,343 @@
+"""Throw generated inputs at everything a user or a web client controls, and count outcomes.
+
+Three targets, each fed valid inputs, mutated ones (bit flips, overwritten or inserted bytes,
+boundary integers, truncation, splices), random bytes and hand-made hostile ones:
+
+- the IDX reader (`convnet.data.idx.idx_to_tensor`), with raw and gzip files;
+- the image loader (`convnet.data.images.load_digit`): PNG, JPEG, GIF, BMP, TIFF, WebP, ICO,
+  PPM and TGA in many modes, and headers that declare absurd sizes;
+- POST /api/predict, called in-process through ASGI (no network) on the real app over
+  untrained models, with hostile headers (Content-Length missing, wrong, huge or not a
+  number; odd Content-Types), query strings and bodies cut into random chunks (those
+  requests, the ASGI call and the judging of answers are in tools/fuzz_http.py).
+
+Each input ends in one of three outcomes: accepted, a clean rejection (a UserError, or a
+4xx answer with a JSON {"error": …}), or a crash (any other exception, a 5xx, or a 4xx
+without that JSON). A crash is a bug; the script exits 1 if there is one.
+
+    python tools/fuzz.py [--count 30000] [--seconds 600] [--seed 0]
+
+Counts, the slowest input per target and up to 20 crashing inputs (base64) go to
+tools/fuzz.json beside this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gzip
+import io
+import platform
+import random
+import struct
+import sys
+import time
+import traceback
+import warnings
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from fuzz_http import call_app, judge_reply, predict_request, untrained_app
+from PIL import Image
+
+from convnet.data.idx import IDX_TYPES, encode_idx, idx_to_tensor
+from convnet.data.images import load_digit
+from convnet.engine.checkpoint import atomic_write_json
+from convnet.errors import UserError
+
+RESULTS = Path(__file__).with_suffix(".json")
+TARGETS = ("idx", "image", "predict")
+OUTCOMES = ("accepted", "rejected", "crash")
+BOUNDARY_INTEGERS = [0, 1, 2, 3, 4, 7, 8, 28, 255, 256, 4096, 4097, 20_000, 65_535, 65_536,
+                     2**31 - 1, 2**31, 2**32 - 1]  # fmt: skip
+MAX_CRASHES_KEPT = 20
+
+
+# --- mutation ------------------------------------------------------------------------------
+
+
+def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
+    """One to four random edits of `data`; `pool` supplies material for splices."""
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        edit = rng.randrange(8)
+        position = rng.randrange(len(data) + 1)
+        if edit == 0 and data:  # flip bits
+            for _ in range(rng.randint(1, 8)):
+                index = rng.randrange(len(data))
+                data[index] ^= 1 << rng.randrange(8)
+        elif edit == 1 and data:  # overwrite with random bytes
+            size = rng.randint(1, 16)
+            data[position : position + size] = rng.randbytes(size)
+        elif edit == 2:  # a boundary integer, big- or little-endian, 1, 2 or 4 bytes wide
+            width = rng.choice([1, 2, 4])
+            value = rng.choice(BOUNDARY_INTEGERS) % (256**width)
+            order = rng.choice(["big", "little"])
+            data[position : position + width] = value.to_bytes(width, order)
+        elif edit == 3:  # truncate
+            del data[position:]
+        elif edit == 4:  # insert random bytes
+            data[position:position] = rng.randbytes(rng.randint(1, 64))
+        elif edit == 5 and data:  # delete a slice
+            del data[position : position + rng.randint(1, 32)]
+        elif edit == 6 and data:  # duplicate a slice
+            start = rng.randrange(len(data))
+            data[position:position] = data[start : start + rng.randint(1, 64)]
+        elif edit == 7 and pool:  # splice with another input
+            other = rng.choice(pool)
+            cut = rng.randrange(len(other) + 1)
+            data = data[:position] + bytearray(other[cut:])
+    return bytes(data)
+
+
+def family_input(rng: random.Random, valid: Callable[[], bytes], hostile: Callable[[], bytes],
+                 pool: list[bytes]) -> tuple[str, bytes]:  # fmt: skip
+    """An input of one family: valid, mutated valid, hostile, mutated hostile or random."""
+    family = rng.choices(["valid", "mutated", "hostile", "mutated hostile", "random"],
+                         weights=[10, 50, 15, 15, 10])[0]  # fmt: skip
+    if family == "random":
+        return family, rng.randbytes(rng.choice([0, 1, 4, 8, 16, 64, 512, 4096]))
+    data = valid() if family in ("valid", "mutated") else hostile()
+    if family.startswith("mutated"):
+        data = mutate(rng, data, pool)
+    if len(pool) < 64:
+        pool.append(data)
+    else:
+        pool[rng.randrange(64)] = data
+    return family, data
+
+
+# --- IDX files -----------------------------------------------------------------------------
+
+
+def valid_idx(rng: random.Random) -> bytes:
+    dtype = rng.choice(list(IDX_TYPES.values())).newbyteorder("=")
+    shape = [rng.randint(0 if rng.random() < 0.05 else 1, 6) for _ in range(rng.randint(1, 4))]
+    count = int(np.prod(shape))
+    if dtype.kind == "f":
+        array = np.array([rng.choice([0.0, -1.5, 1e30, float("nan"), float("inf"), rng.random()])
+                          for _ in range(count)], dtype=dtype)  # fmt: skip
+    else:
+        info = np.iinfo(dtype)
+        array = np.array([rng.randint(int(info.min), int(info.max)) for _ in range(count)], dtype)
+    raw = encode_idx(array.reshape(shape))
+    return gzip.compress(raw, mtime=0) if rng.random() < 0.2 else raw
+
+
+def hostile_idx(rng: random.Random) -> bytes:
+    """Headers that lie: huge or zero dimensions, many dimensions, unknown types, short data."""
+    type_code = rng.choice([*IDX_TYPES, 0x00, 0x07, 0x0A, 0xFF])
+    ndim = rng.choice([0, 1, 2, 3, 4, 5, 16, 255])
+    sizes = [rng.choice(BOUNDARY_INTEGERS) for _ in range(min(ndim, 8))]
+    header = bytes([0, 0, type_code, ndim]) + b"".join(s.to_bytes(4, "big") for s in sizes)
+    raw = header + rng.randbytes(rng.choice([0, 1, 10, 100, 1000]))
+    if rng.random() < 0.2:
+        raw = gzip.compress(raw, mtime=0)
+        raw = raw[: rng.randint(2, len(raw))] if rng.random() < 0.5 else raw
+    return raw
+
+
+def try_idx(data: bytes) -> str:
+    try:
+        tensor = idx_to_tensor(data, "fuzz")
+    except UserError:
+        return "rejected"
+    assert isinstance(tensor, torch.Tensor)
+    return "accepted"
+
+
+# --- images --------------------------------------------------------------------------------
+
+IMAGE_ENCODINGS = [("L", "PNG"), ("RGB", "PNG"), ("RGBA", "PNG"), ("LA", "PNG"), ("P", "PNG"),
+                   ("1", "PNG"), ("I;16", "PNG"), ("L", "JPEG"), ("RGB", "JPEG"),
+                   ("CMYK", "JPEG"), ("P", "GIF"), ("RGB", "BMP"), ("1", "BMP"), ("F", "TIFF"),
+                   ("I", "TIFF"), ("CMYK", "TIFF"), ("RGB", "WEBP"), ("RGBA", "ICO"),
+                   ("L", "PPM"), ("RGB", "TGA")]  # fmt: skip
+
+
+def valid_image(rng: random.Random) -> bytes:
+    """A small picture (noise, a stroke, or a flat field) in a random mode and format."""
+    width, height = rng.randint(1, 64), rng.randint(1, 64)
+    kind = rng.randrange(3)
+    if kind == 0:
+        array = np.frombuffer(rng.randbytes(width * height), np.uint8).reshape(height, width)
+    else:
+        array = np.full((height, width), rng.choice([0, 255]), np.uint8)
+        if kind == 1:
+            row = rng.randrange(height)
+            array[row, :] = 255 - array[row, 0]
+    mode, image_format = rng.choice(IMAGE_ENCODINGS)
+    image = Image.fromarray(array).convert(mode)
+    buffer = io.BytesIO()
+    if image_format == "GIF" and rng.random() < 0.5:  # an animation of two frames
+        image.save(buffer, format="GIF", save_all=True, append_images=[image.transpose(0)])
+    else:
+        image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def hostile_image(rng: random.Random) -> bytes:
+    """Headers declaring absurd sizes or impossible formats over almost no data."""
+    width, height = rng.choice(BOUNDARY_INTEGERS), rng.choice(BOUNDARY_INTEGERS)
+    kind = rng.randrange(4)
+    if kind == 0:  # PNG: any size, bit depth and colour type; a little compressed data
+        header = struct.pack(">IIBBBBB", width, height, rng.choice([1, 2, 4, 8, 16, 3]),
+                             rng.choice([0, 2, 3, 4, 6, 5]), 0, 0, rng.choice([0, 1]))  # fmt: skip
+        idat = zlib.compress(bytes(rng.choice([0, 64, 10_000])))
+        chunks = [png_chunk(b"IHDR", header), png_chunk(b"IDAT", idat), png_chunk(b"IEND", b"")]
+        if rng.random() < 0.3:  # a palette, or an acTL chunk claiming an animation
+            chunks.insert(1, png_chunk(b"PLTE", rng.randbytes(3 * rng.randint(0, 300))))
+        return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+    if kind == 1:  # GIF: a logical screen and one image of any size
+        screen = struct.pack("<HHBBB", width % 65536, height % 65536, 0, 0, 0)
+        image = b"," + struct.pack("<HHHHB", 0, 0, width % 65536, height % 65536, 0)
+        return b"GIF89a" + screen + image + b"\x02\x02\x44\x01\x00;"
+    if kind == 2:  # BMP: negative (top-down) or huge heights, any bit count
+        info = struct.pack("<IiiHHIIiiII", 40, width % 2**31, rng.choice([height % 2**31, -height % 2**31 - 2**31]),
+                           1, rng.choice([1, 4, 8, 16, 24, 32, 0, 64]), 0, 0, 0, 0, 0, 0)  # fmt: skip
+        return b"BM" + struct.pack("<IHHI", 54 + 16, 0, 0, 54) + info + rng.randbytes(16)
+    # JPEG: a start-of-frame with any size, then nothing useful
+    frame = struct.pack(">BHHB", 8, height % 65536, width % 65536, 1) + b"\x01\x11\x00"
+    return (b"\xff\xd8" + b"\xff\xc0" + struct.pack(">H", len(frame) + 2) + frame
+            + rng.randbytes(rng.randint(0, 64)) + b"\xff\xd9")  # fmt: skip
+
+
+def try_image(data: bytes) -> str:
+    try:
+        digit = load_digit(data, "fuzz")
+    except UserError:
+        return "rejected"
+    assert digit.shape == (28, 28) and digit.dtype == torch.uint8, (digit.shape, digit.dtype)
+    return "accepted"
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def short_traceback(error: BaseException) -> str:
+    """The exception and the innermost frames, with file names only (no paths)."""
+    frames = traceback.extract_tb(error.__traceback__)[-3:]
+    where = " < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames))
+    return f"{type(error).__name__}: {str(error)[:300]} (at {where})"
+
+
+async def fuzz(count: int, seconds: float, seed: int) -> dict:
+    rng = random.Random(seed)
+    app = untrained_app()
+    pools: dict[str, list[bytes]] = {target: [] for target in TARGETS}
+    counts = {target: Counter() for target in TARGETS}
+    by_family: dict[str, Counter] = {target: Counter() for target in TARGETS}
+    slowest = {target: {"seconds": 0.0} for target in TARGETS}
+    crashes: list[dict] = []
+    started = time.perf_counter()
+    for index in range(count):
+        if time.perf_counter() - started > seconds:
+            break
+        target = TARGETS[index % len(TARGETS)]
+        input_started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about some broken files it reads
+            if target == "idx":
+                family, data = family_input(rng, lambda: valid_idx(rng), lambda: hostile_idx(rng),
+                                            pools["idx"])  # fmt: skip
+            elif target == "image":
+                family, data = family_input(rng, lambda: valid_image(rng),
+                                            lambda: hostile_image(rng), pools["image"])  # fmt: skip
+            else:
+                family, headers, query, chunks = predict_request(rng, lambda: family_input(
+                    rng, lambda: valid_image_png(rng), lambda: hostile_image(rng),
+                    pools["predict"])[1], lambda: stroke_png(rng))  # fmt: skip
+                data = b"".join(chunks)
+            try:
+                if target == "idx":
+                    outcome = try_idx(data)
+                elif target == "image":
+                    outcome = try_image(data)
+                else:
+                    outcome = judge_reply(*await call_app(app, headers, query, chunks))
+            except Exception as error:  # everything that is not a clean answer is a crash
+                outcome = "crash"
+                if len(crashes) < MAX_CRASHES_KEPT:
+                    crashes.append({
+                        "target": target, "family": family, "error": short_traceback(error),
+                        "input_base64": base64.b64encode(data[:2048]).decode(),
+                        "input_bytes": len(data),
+                    })  # fmt: skip
+        elapsed = time.perf_counter() - input_started
+        if elapsed > slowest[target]["seconds"]:
+            slowest[target] = {"seconds": round(elapsed, 4), "family": family, "bytes": len(data)}
+        counts[target][outcome] += 1
+        by_family[target][f"{family}: {outcome}"] += 1
+    total_seconds = time.perf_counter() - started
+    totals = Counter()
+    for target in TARGETS:
+        totals.update(counts[target])
+    return {
+        "seed": seed,
+        "inputs": sum(totals.values()),
+        "seconds": round(total_seconds, 1),
+        "stopped_by_time_limit": sum(totals.values()) < count,
+        "totals": {outcome: totals[outcome] for outcome in OUTCOMES},
+        "by_target": {t: {o: counts[t][o] for o in OUTCOMES} for t in TARGETS},
+        "by_family": {t: dict(sorted(by_family[t].items())) for t in TARGETS},
+        "slowest_input": slowest,
+        "crashes": crashes,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pillow": Image.__version__,
+    }
+
+
+def stroke_png(rng: random.Random) -> bytes:
+    """A digit-like drawing, light strokes on black, as the page's canvas sends it."""
+    from PIL import ImageDraw
+
+    size = rng.choice([28, 64, 200, 280])
+    image = Image.new("L", (size, size), 0)
+    points = [(rng.randrange(size), rng.randrange(size)) for _ in range(rng.randint(2, 5))]
+    ImageDraw.Draw(image).line(points, fill=255, width=max(2, size // 12))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def valid_image_png(rng: random.Random) -> bytes:
+    """The server takes PNG only: mostly PNGs, sometimes another format to be refused."""
+    while True:
+        data = valid_image(rng)
+        if data.startswith(b"\x89PNG") or rng.random() < 0.2:
+            return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=30_000, help="inputs in all (≥ 10,000)")
+    parser.add_argument("--seconds", type=float, default=600, help="stop after this long")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    result = asyncio.run(fuzz(args.count, args.seconds, args.seed))
+    atomic_write_json(RESULTS, result)
+    print(f"{result['inputs']:,} inputs in {result['seconds']} s (seed {result['seed']})")
+    print(f"{'target':<10}{'accepted':>10}{'rejected':>10}{'crash':>8}")
+    for target, row in result["by_target"].items():
+        print(f"{target:<10}{row['accepted']:>10,}{row['rejected']:>10,}{row['crash']:>8,}")
+    totals = result["totals"]
+    print(f"{'total':<10}{totals['accepted']:>10,}{totals['rejected']:>10,}{totals['crash']:>8,}")
+    for crash in result["crashes"][:5]:
+        print(f"crash in {crash['target']} ({crash['family']}): {crash['error']}", file=sys.stderr)
+    print(f"saved {RESULTS.name}")
+    return 1 if totals["crash"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
