@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from convnet.commands.common import Command, emit, log
+from convnet.commands.evolution import EVOLUTION
 from convnet.errors import UserError
 
 # --- shift -----------------------------------------------------------------------------
@@ -242,6 +243,7 @@ EXPERIMENTS: dict[str, Command] = {
         run_invariance,
     ),
     "cost": Command("claim 6: memory, MACs, run time and its split", configure_cost, run_cost),
+    "evolution": EVOLUTION,  # claim 8 in miniature (convnet/commands/evolution.py, issue 6)
 }
 
 

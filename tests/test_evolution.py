@@ -1,0 +1,172 @@
+"""Issue 6: the compact family members and `convnet experiment evolution`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import run_cli
+from torch import nn
+
+from convnet.analysis.summary import summarize
+from convnet.data.datasets import fetch_dataset
+from convnet.models import get_model, get_model_spec
+
+# The depth each family's idea implies (weight layers on the longest path):
+# AlexNet 5 conv + 3 FC; VGG-16's 13 conv + 3 FC; NiN 3 mlpconv × 3; GoogLeNet's 22
+# (3 stem + 9 Inception × 2 + 1 FC); ResNet-20 (1 + 3 stages × 3 blocks × 2 + 1 FC).
+EXPECTED_DEPTH = {
+    "alexnet_mini": 8,
+    "vgg_mini": 16,
+    "nin_mini": 9,
+    "googlenet_mini": 22,
+    "resnet_mini": 20,
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One CPU thread: on a busy 2-core machine a second OpenMP thread waiting for a core
+    made googlenet_mini's many small operations 20× slower (measured)."""
+    from convnet.experiments import cpu_threads
+
+    with cpu_threads(1):
+        yield
+
+
+def layers_of(model: nn.Module, kind: type) -> list[nn.Module]:
+    return [module for module in model.modules() if isinstance(module, kind)]
+
+
+@pytest.mark.parametrize("name", EXPECTED_DEPTH)
+def test_forward_shape_and_registry_entry(name):
+    spec = get_model_spec(name)
+    assert spec.input_size == (1, 32, 32)
+    assert spec.year is not None and spec.paper
+    model = get_model(name, num_classes=7).eval()
+    images = torch.randn(3, *spec.input_size)
+    with torch.no_grad():
+        assert model(images).shape == (3, 7)
+        torch.testing.assert_close(
+            model.forward_head(model.forward_features(images)), model(images)
+        )
+
+
+@pytest.mark.parametrize("name", EXPECTED_DEPTH)
+def test_depth_is_the_familys(name):
+    summary = summarize(get_model(name), get_model_spec(name).input_size, name)
+    assert summary.total["depth"] == EXPECTED_DEPTH[name]
+
+
+@pytest.mark.parametrize("name", EXPECTED_DEPTH)
+def test_a_few_training_steps_lower_the_loss(name):
+    torch.manual_seed(0)
+    model = get_model(name).train()
+    images, labels = torch.randn(32, 1, 32, 32), torch.arange(32) % 10
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(1)  # the same dropout masks each time
+        return nn.functional.cross_entropy(model(images), labels)
+
+    before = loss().item()
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    assert loss().item() < before
+
+
+def test_each_keeps_its_familys_defining_idea():
+    alexnet = get_model("alexnet_mini")
+    assert len(layers_of(alexnet, nn.Conv2d)) == 5 and len(layers_of(alexnet, nn.Linear)) == 3
+    assert layers_of(alexnet, nn.Dropout)
+    pools = layers_of(alexnet, nn.MaxPool2d)
+    assert pools and all(p.kernel_size == 3 and p.stride == 2 for p in pools)  # overlapping
+
+    vgg = get_model("vgg_mini")
+    assert {conv.kernel_size for conv in layers_of(vgg, nn.Conv2d)} == {(3, 3)}
+
+    nin = get_model("nin_mini")
+    assert not layers_of(nin, nn.Linear)  # class maps averaged, no fully connected layer
+    assert sum(conv.kernel_size == (1, 1) for conv in layers_of(nin, nn.Conv2d)) == 6
+    assert isinstance(nin.head[0], nn.AdaptiveAvgPool2d)
+
+    from convnet.models.minis import BasicBlock, Inception
+
+    googlenet = get_model("googlenet_mini")
+    modules = layers_of(googlenet, Inception)
+    assert len(modules) == 9
+    kernels = {conv.kernel_size for conv in layers_of(modules[0], nn.Conv2d)}
+    assert kernels == {(1, 1), (3, 3), (5, 5)}
+
+    resnet = get_model("resnet_mini")
+    assert len(layers_of(resnet, BasicBlock)) == 9
+    assert len(layers_of(resnet, nn.BatchNorm2d)) == 19
+    # He et al. 2016, §4.2: ResNet-20 has 0.27 M parameters; option-A shortcuts add none.
+    assert round(sum(p.numel() for p in resnet.parameters()) / 1e6, 2) == 0.27
+    block = layers_of(resnet, BasicBlock)[3]  # first block of stage 2: 16 → 32 maps, stride 2
+    x = torch.randn(2, 16, 32, 32)
+    shortcut = block.shortcut(x)
+    assert shortcut.shape == (2, 32, 16, 16)
+    torch.testing.assert_close(shortcut[:, 8:24], x[:, :, ::2, ::2])
+    assert shortcut[:, :8].abs().sum() == 0 and shortcut[:, 24:].abs().sum() == 0
+
+
+def test_cache_key_follows_the_recipe():
+    from convnet.experiments.evolution import EvolutionSettings, run_dir_for, training_config
+
+    settings = EvolutionSettings(train_subset=100)
+    first = run_dir_for(training_config(settings, "lenet5"), "runs")
+    assert first == run_dir_for(training_config(settings, "lenet5"), "runs")
+    for change in ({"epochs": 2}, {"lr": 0.1}, {"augment": False}, {"test_subset": 50}):
+        other = EvolutionSettings(**{"train_subset": 100, **change})
+        assert run_dir_for(training_config(other, "lenet5"), "runs") != first
+    moved = EvolutionSettings(train_subset=100, device="cpu", data_dir="elsewhere")
+    assert run_dir_for(training_config(moved, "lenet5"), "runs") == first
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist():
+    fetch_dataset("fashion-mnist")
+
+
+def test_evolution_command_end_to_end(fashion_mnist, tmp_path):
+    arguments = [
+        "experiment", "evolution", "--dataset", "fashion-mnist",
+        "--models", "lenet5,alexnet_mini", "--epochs", "2", "--train-subset", "4000",
+        "--test-subset", "1000", "--threads", "1", "--runs-dir", str(tmp_path / "runs"),
+    ]  # fmt: skip
+    first = run_cli(*arguments, "--json", check=True)
+    document = json.loads(first.stdout)
+    assert document["num_train_images"] == 4000 and document["num_test_images"] == 1000
+    rows = {row["model"]: row for row in document["models"]}
+    assert list(rows) == ["lenet5", "alexnet_mini"]
+    assert rows["lenet5"]["depth"] == 5 and rows["alexnet_mini"]["depth"] == 8
+    assert rows["lenet5"]["year"] == 1998 and rows["alexnet_mini"]["year"] == 2012
+    for row in rows.values():
+        assert not row["reused"] and row["epochs"] == 2 and len(row["test_error_by_epoch"]) == 2
+        assert row["params"] > 0 and row["macs"] > 0 and row["train_seconds"] > 0
+        assert 0.3 < row["test_accuracy"] <= 1  # learned something: chance is 0.1
+        assert row["published"]["d2l_10_epochs"]["network"] in {"LeNet", "AlexNet"}
+    assert (tmp_path / "runs" / "evolution.png").stat().st_size > 10_000
+
+    again = run_cli(*arguments, check=True)  # the text table, from the cached runs
+    assert again.stdout.count("reusing") == 0 and again.stderr.count("reusing") == 2
+    assert "alexnet_mini" in again.stdout and "AlexNet 88.2% d2l" in again.stdout
+    for model, row in rows.items():
+        assert f"{100 * row['test_accuracy']:.2f}%" in again.stdout.split(model, 1)[1]
+
+
+def test_evolution_command_user_errors(tmp_path, capsys):
+    from convnet.cli import main
+
+    def error(*arguments: str) -> str:
+        assert main(["experiment", "evolution", *arguments, "--runs-dir", str(tmp_path)]) == 2
+        return capsys.readouterr().err
+
+    assert "alexnet_maxi" in error("--models", "lenet5,alexnet_maxi")
+    assert "--epochs" in error("--epochs", "0")
+    assert "twice" in error("--models", "lenet5,lenet5")
+    assert "--reuse-only" in error("--models", "lenet5", "--reuse-only", "--train-subset", "10")
