@@ -107,7 +107,7 @@ def _history(run_dir: Path) -> list[dict]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def convnet_evaluate_seconds(seed: int, scratch: Path) -> float:
+def convnet_evaluate_seconds() -> float:
     """convnet's evaluation of the whole test set (data already in memory, as the engine keeps it)."""
     spec = get_model_spec("lenet5")
     test = load_dataset("mnist", "test")
@@ -150,7 +150,7 @@ def main() -> None:
         for seed in args.seeds:
             results["tutorial"].append(tutorial_run(seed, train, test, args.tutorial_epochs))
             results["convnet_fast"].append(convnet_run(seed, scratch, args.fast_epochs))
-            eval_seconds.append(convnet_evaluate_seconds(seed, scratch))
+            eval_seconds.append(convnet_evaluate_seconds())
             if not args.skip_default:
                 results["convnet_default"].append(convnet_run(seed, scratch, None))
             print(f"seed {seed}: tutorial {results['tutorial'][-1]['images_per_second']:,.0f} images/s, "

@@ -298,11 +298,10 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     import torch
 
-    from convnet.data.images import load_digit
+    from convnet.data.images import load_digit, load_photo
     from convnet.data.transforms import to_model_input
     from convnet.engine.device import resolve_device, resolve_precision
     from convnet.engine.evaluate import predict_logits
-    from convnet.engine.runs import load_photo
 
     if args.top < 1:
         raise UserError(f"--top must be at least 1, not {args.top}.")

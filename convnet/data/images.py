@@ -120,3 +120,13 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> torch.Ten
     image = ImageOps.exif_transpose(image) if image.mode != "I;16" else image
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     return mnist_style(to_grey(image), label)
+
+
+def load_photo(source: str | Path | bytes, size: tuple[int, int, int]) -> torch.Tensor:
+    """A photo as torchvision's ImageNet evaluation sees it: shorter side resized to
+    size/0.875 (256 for 224), centre crop; float (C, H, W) in [0, 1]."""
+    from torchvision.transforms import functional as TF
+
+    image = open_image(source).convert("RGB" if size[0] == 3 else "L")
+    image = TF.resize(TF.pil_to_tensor(image), round(size[1] / 0.875), antialias=True)
+    return TF.center_crop(image, [size[1], size[2]]).float() / 255

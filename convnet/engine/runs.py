@@ -140,18 +140,6 @@ def load_weights_argument(name: str, weights: str, dataset: str | None = None) -
     return LoadedModel(name, spec, model, class_names, photos=photos)
 
 
-def load_photo(path: str, size: tuple[int, int, int]) -> torch.Tensor:
-    """An RGB photo as torchvision's ImageNet evaluation saw it: shorter side resized to
-    size/0.875 (256 for 224), centre crop; float (C, H, W) in [0, 1]."""
-    from torchvision.transforms import functional as TF
-
-    from convnet.data.images import open_image
-
-    image = open_image(path).convert("RGB" if size[0] == 3 else "L")
-    image = TF.resize(TF.pil_to_tensor(image), round(size[1] / 0.875), antialias=True)
-    return TF.center_crop(image, [size[1], size[2]]).float() / 255
-
-
 def read_history(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
