@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from convnet.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -30,3 +33,21 @@ def emit(args: argparse.Namespace, document: object, text: str) -> None:
 
 def data_dir(args: argparse.Namespace) -> Path | None:
     return Path(args.data_dir) if getattr(args, "data_dir", None) else None
+
+
+def check_counts(args: argparse.Namespace, *options: str) -> None:
+    """Counts such as --epochs and --train-subset, when given, are at least 1; --threads is
+    0 (automatic) or more."""
+    for option in options:
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1, not {value}.")
+    if getattr(args, "threads", 0) < 0:
+        raise UserError(f"--threads must be 0 (automatic) or more, not {args.threads}.")
+
+
+def settings_from_args(settings_class: type, args: argparse.Namespace, **values: object):
+    """An experiment's settings dataclass from the flags of the same names, plus `values`."""
+    names = (item.name for item in dataclasses.fields(settings_class))
+    given = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    return settings_class(**{**given, **values})

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, emit, log
-from convnet.errors import UserError
+from convnet.commands.common import Command, check_counts, emit, log, settings_from_args
 
 COMMANDS: dict[str, Command] = {}  # nothing top-level: see EVOLUTION below
 
@@ -89,30 +88,9 @@ def run_evolution(args: argparse.Namespace) -> int:
     from convnet.experiments.evolution import run_evolution as measure
     from convnet.report.evolution_plots import evolution_figure
 
-    for option in ("epochs", "batch_size", "train_subset", "test_subset"):
-        value = getattr(args, option)
-        if value is not None and value < 1:
-            raise UserError(f"--{option.replace('_', '-')} must be at least 1, not {value}.")
-    if args.threads < 0:
-        raise UserError(f"--threads must be 0 (automatic) or more, not {args.threads}.")
-    settings = EvolutionSettings(
-        dataset=args.dataset,
-        models=tuple(name.strip() for name in args.models.split(",") if name.strip()),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        augment=args.augment,
-        train_subset=args.train_subset,
-        test_subset=args.test_subset,
-        runs_dir=args.runs_dir,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        data_dir=args.data_dir,
-        reuse_only=args.reuse_only,
-        threads=args.threads,
-    )
+    check_counts(args, "epochs", "batch_size", "train_subset", "test_subset")
+    models = tuple(name.strip() for name in args.models.split(",") if name.strip())
+    settings = settings_from_args(EvolutionSettings, args, models=models)
     result = measure(settings, log=log)
     figure = evolution_figure(result, Path(args.figure or Path(args.runs_dir) / "evolution.png"))
     document = {**result.to_dict(), "figure": str(figure)}

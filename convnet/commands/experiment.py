@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, emit, log
+from convnet.commands.common import Command, check_counts, emit, log, settings_from_args
 from convnet.commands.evolution import EVOLUTION
-from convnet.errors import UserError
 
 # --- shift -----------------------------------------------------------------------------
 
@@ -124,26 +123,11 @@ def run_invariance(args: argparse.Namespace) -> int:
     from convnet.experiments.invariance import run_invariance as measure
     from convnet.report.claims_plots import invariance_curves
 
-    for option in ("epochs", "train_subset", "test_subset"):
-        if getattr(args, option) is not None and getattr(args, option) < 1:
-            raise UserError(f"--{option.replace('_', '-')} must be at least 1.")
-    if args.threads < 0:
-        raise UserError(f"--threads must be 0 (automatic) or more, not {args.threads}.")
-    settings = InvarianceSettings(
-        models=_names(args.models),
-        variants=_names(args.variants),
+    check_counts(args, "epochs", "train_subset", "test_subset")
+    settings = settings_from_args(
+        InvarianceSettings, args, models=_names(args.models), variants=_names(args.variants),
         distortions=_names(args.distortions),
-        epochs=args.epochs,
-        train_subset=args.train_subset,
-        test_subset=args.test_subset,
-        runs_dir=args.runs_dir,
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        data_dir=args.data_dir,
-        reuse_only=args.reuse_only,
-        threads=args.threads,
-    )
+    )  # fmt: skip
     result = measure(settings, log=log)
     figure = invariance_curves(result, Path(args.figure or Path(args.runs_dir) / "invariance.png"))
     document = {**result.to_dict(), "figure": str(figure)}

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from convnet.data.datasets import load_dataset
@@ -171,23 +172,28 @@ def train_one_epoch(
         step = epoch * steps_per_epoch + batch_index
         generator = _step_generator(config.seed, epoch, batch_index, 1)
         torch.manual_seed(generator.initial_seed() + 1)  # dropout and other global draws
-        indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
-        batch, target = images[indices], labels[indices]
-        if config.augment:
-            batch = random_affine(batch, generator)
-        batch = normalize(batch, *normalization).to(device, non_blocking=True)
-        batch = batch.contiguous(memory_format=layout)
-        target = target.to(device, non_blocking=True)
+        # The named phases show up in a profile (benchmarks/profile_epoch.py).
+        with record_function("data"):
+            indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
+            batch, target = images[indices], labels[indices]
+            if config.augment:
+                batch = random_affine(batch, generator)
+            batch = normalize(batch, *normalization).to(device, non_blocking=True)
+            batch = batch.contiguous(memory_format=layout)
+            target = target.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total_steps, config.lr, config.warmup_fraction)
-        with autocast(device, precision):
-            logits = model(batch)
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
+        with record_function("forward"):
+            with autocast(device, precision):
+                logits = model(batch)
+            loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with record_function("backward"):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        with record_function("optimizer"):
+            optimizer.step()
         totals["loss"] += loss.item() * len(target)
         totals["correct"] += int((logits.argmax(1) == target).sum())
         totals["seen"] += len(target)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -30,3 +31,18 @@ def cpu_threads(threads: int = 0) -> Iterator[int]:
         yield chosen
     finally:
         torch.set_num_threads(before)
+
+
+@dataclass
+class CachedRunSettings:
+    """What the experiments that train (and cache) their runs share."""
+
+    train_subset: int | None = None  # None: all training images
+    test_subset: int | None = None  # None: all test images
+    runs_dir: str = "runs/experiments"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    data_dir: str | None = None
+    reuse_only: bool = False  # never train; fail if a run is missing
+    threads: int = 0  # CPU threads; 0: automatic (see automatic_threads)

@@ -25,7 +25,7 @@ from convnet.engine.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE
 from convnet.engine.runs import read_history
 from convnet.engine.train import RESULTS_FILE, TrainConfig, fit
 from convnet.errors import UserError
-from convnet.experiments import cpu_threads
+from convnet.experiments import CachedRunSettings, cpu_threads
 from convnet.models import get_model, get_model_spec
 from convnet.models.minis import MINI_TRAIN_DEFAULTS
 
@@ -62,7 +62,7 @@ NOT_IN_KEY = ("out", "data_dir", "device", "checkpoint_every")
 
 
 @dataclass
-class EvolutionSettings:
+class EvolutionSettings(CachedRunSettings):
     dataset: str = "fashion-mnist"
     models: tuple[str, ...] = DEFAULT_MODELS
     epochs: int = DEFAULT_EPOCHS
@@ -70,15 +70,7 @@ class EvolutionSettings:
     lr: float = DEFAULT_LR
     weight_decay: float = DEFAULT_WEIGHT_DECAY
     augment: bool = True
-    train_subset: int | None = None  # None: all training images
-    test_subset: int | None = None  # None: all test images
     runs_dir: str = "runs/evolution"
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    data_dir: str | None = None
-    reuse_only: bool = False  # never train; fail if a run is missing
-    threads: int = 0  # CPU threads; 0: automatic (see convnet.experiments.automatic_threads)
 
 
 @dataclass

@@ -30,7 +30,7 @@ from convnet.engine.evaluate import predict_logits
 from convnet.engine.runs import load_run
 from convnet.engine.train import RESULTS_FILE, TrainConfig, fit
 from convnet.errors import UserError
-from convnet.experiments import cpu_threads
+from convnet.experiments import CachedRunSettings, cpu_threads
 from convnet.models import get_model_spec
 
 VARIANT_KINDS = ("plain", "augmented", "ablation")
@@ -43,20 +43,11 @@ NOT_IN_KEY = ("out", "data_dir", "device", "checkpoint_every", "test_subset")
 
 
 @dataclass
-class InvarianceSettings:
+class InvarianceSettings(CachedRunSettings):
     models: tuple[str, ...] = ("lenet5", "mlp")
     variants: tuple[str, ...] = VARIANT_KINDS
     epochs: int | None = None  # None: each model's default
-    train_subset: int | None = None  # None: all 60,000 training images
-    test_subset: int | None = None  # None: all 10,000 test images
     distortions: tuple[str, ...] = tuple(DISTORTIONS)
-    runs_dir: str = "runs/experiments"
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    data_dir: str | None = None
-    reuse_only: bool = False  # never train; fail if a run is missing
-    threads: int = 0  # CPU threads; 0: automatic (see convnet.experiments.automatic_threads)
 
 
 @dataclass

@@ -1,0 +1,123 @@
+"""Where one epoch of `convnet train lenet5` spends its time, and how far it is from the
+compute floor (issue 8).
+
+Runs the engine's own `train_one_epoch` (lenet5 defaults: batch 128, augmentation, bf16 where
+native, channels-last) over the 60,000 MNIST training images under torch.profiler, and prints
+the wall time of its named phases (data, forward, backward, optimizer; the rest is Python
+bookkeeping), the operators that take longest, and the floor: multiply-accumulates of one
+training step (forward + two backward products ≈ 3 × forward) × images ÷ the CPU's peak.
+Run: `python benchmarks/profile_epoch.py [--threads N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import hardware, hardware_line, save_results  # noqa: E402
+
+from convnet.analysis.summary import summarize  # noqa: E402
+from convnet.data.datasets import fetch_dataset, load_dataset  # noqa: E402
+from convnet.data.transforms import to_model_input  # noqa: E402
+from convnet.engine.device import resolve_precision  # noqa: E402
+from convnet.engine.train import TrainConfig, train_one_epoch  # noqa: E402
+from convnet.models import get_model, get_model_spec  # noqa: E402
+
+PHASES = ("data", "forward", "backward", "optimizer")
+# Peak multiply-accumulates per cycle and core: AVX-512 with two FMA units does 2 × 16 fp32
+# (Intel optimization manual, Skylake-SP and later Xeons); an AMX tile unit does 1,024 bf16
+# (Intel AMX: TDPBF16PS, 16×16×32 in 16 cycles).
+FP32_MACS_PER_CYCLE = 32
+AMX_BF16_MACS_PER_CYCLE = 1024
+
+
+def cpu_ghz() -> float:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1]) / 1000
+    except (OSError, ValueError):
+        pass
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    fetch_dataset("mnist")
+    facts = hardware()
+    print(f"# One epoch of convnet train lenet5, profiled — {hardware_line(facts)}, "
+          f"{args.threads} thread(s)", flush=True)  # fmt: skip
+    config = TrainConfig(model="lenet5").resolved()
+    spec = get_model_spec("lenet5")
+    train = load_dataset("mnist", "train")
+    images = to_model_input(train.images, spec.input_size)
+    device = torch.device("cpu")
+    precision = resolve_precision("auto", device)
+    torch.manual_seed(0)
+    model = get_model("lenet5").to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
+                                weight_decay=config.weight_decay, foreach=True)  # fmt: skip
+    steps = math.ceil(len(images) / config.batch_size)
+    args_common = (model, optimizer, images, train.labels, config)
+    train_one_epoch(*args_common, 0, 20, device, precision, spec.normalization)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        started = time.perf_counter()
+        train_one_epoch(*args_common, 0, steps, device, precision, spec.normalization)
+        wall = time.perf_counter() - started
+    events = profiler.key_averages()
+    phase_seconds = {
+        event.key: event.cpu_time_total / 1e6 for event in events if event.key in PHASES
+    }
+    other = wall - sum(phase_seconds.values())
+    print(f"epoch: {wall:.2f} s wall for {len(images):,} images "
+          f"({len(images) / wall:,.0f} images/s under the profiler), {precision}")  # fmt: skip
+    for name in PHASES:
+        seconds = phase_seconds.get(name, 0.0)
+        print(f"  {name:<10} {seconds:6.2f} s  {seconds / wall:6.1%}")
+    print(
+        f"  {'other':<10} {other:6.2f} s  {other / wall:6.1%}  (Python bookkeeping, progress bar)"
+    )
+    operators = sorted(
+        (e for e in events if e.key not in PHASES and not e.key.startswith(("autograd::", "Optimizer"))),
+        key=lambda e: e.self_cpu_time_total, reverse=True,
+    )[:8]  # fmt: skip
+    print("slowest operators (self time):")
+    for event in operators:
+        share = event.self_cpu_time_total / 1e6 / wall
+        print(f"  {event.key:<40} {event.self_cpu_time_total / 1e6:6.2f} s  {share:6.1%}")
+    forward_macs = summarize(get_model("lenet5"), spec.input_size).total["macs"]
+    training_macs = 3 * forward_macs * len(images)
+    ghz, cores = cpu_ghz(), facts["cores"]
+    floors = {
+        "fp32 AVX-512": training_macs / (cores * ghz * 1e9 * FP32_MACS_PER_CYCLE),
+        "bf16 AMX": training_macs / (cores * ghz * 1e9 * AMX_BF16_MACS_PER_CYCLE),
+    }
+    print(f"compute floor: {forward_macs:,} MACs per image forward, ×3 for a training step, "
+          f"× {len(images):,} images = {training_macs / 1e9:.1f} GMACs per epoch; at "
+          f"{cores} cores × {ghz:.2f} GHz:")  # fmt: skip
+    for name, seconds in floors.items():
+        print(
+            f"  {name:<13} peak: {seconds:.3f} s per epoch; this epoch is {wall / seconds:,.0f}× that"
+        )
+    path = save_results(__file__, {
+        "hardware": facts, "threads": args.threads, "precision": precision, "epoch_seconds": wall,
+        "phase_seconds": phase_seconds, "other_seconds": other,
+        "operators": {e.key: e.self_cpu_time_total / 1e6 for e in operators},
+        "forward_macs": forward_macs, "floor_seconds": floors, "cpu_ghz": ghz,
+    })  # fmt: skip
+    print(f"saved {path.name}")
+
+
+if __name__ == "__main__":
+    main()
