@@ -71,3 +71,40 @@ def test_lenet5_1998_scaled_tanh_and_rbf():
     rbf = EuclideanRBF(84, 10)
     assert set(rbf.prototypes.unique().tolist()) == {-1.0, 1.0}
     assert rbf(rbf.prototypes[3:4]).argmax().item() == 3  # a prototype is nearest to itself
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_inference_folds_batch_norm_exactly_and_undoes_it(name, build_model):
+    """fast_inference folds every batch norm into its convolution (in evaluation): the same
+    outputs up to rounding, and afterwards the very same parameters and modules."""
+    import copy
+
+    from convnet.engine.device import conv_batch_norm_pairs, fast_inference
+
+    spec = get_model_spec(name)
+    model = copy.deepcopy(build_model(name)).eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    generator = torch.Generator().manual_seed(0)
+    for norm in norms:  # statistics far from the identity, so a missed fold shows
+        for tensor, low, high in ((norm.running_mean, -1, 1), (norm.running_var, 0.5, 2),
+                                  (norm.weight, 0.5, 1.5), (norm.bias, -1, 1)):  # fmt: skip
+            tensor.data.copy_(torch.empty_like(tensor).uniform_(low, high, generator=generator))
+    # Every batch norm of our families follows a convolution of its own.
+    assert len(conv_batch_norm_pairs(model)) == len(norms)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    images = torch.randn(2, *spec.quick_input_size)
+    with torch.no_grad():
+        reference = model(images)
+        with fast_inference(model, torch.device("cpu"), "fp32") as prepare:
+            assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+            folded = model(prepare(images))
+    torch.testing.assert_close(folded, reference, rtol=1e-4, atol=1e-4)
+    after = model.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(after[key], before[key]) for key in before)
+    assert len([m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]) == len(norms)
+    model.train()  # training uses batch statistics: nothing may be folded
+    with fast_inference(model, torch.device("cpu"), "fp32"):
+        assert len([m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]) == len(
+            norms
+        )
