@@ -41,6 +41,8 @@ def test_easiest_and_hardest_skip_unseen_classes():
     easiest, hardest = easiest_and_hardest(accuracy, 2)
     assert easiest == [3, 0]
     assert hardest == [1, 4]
+    easiest, hardest = easiest_and_hardest(accuracy, 5)  # 4 classes seen: two each
+    assert (easiest, hardest) == ([3, 0], [1, 4])
 
 
 def test_most_confused_orders_mistakes():

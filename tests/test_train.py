@@ -89,7 +89,8 @@ def test_resume_without_a_run_is_a_user_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(mnist_dir, tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])  # Ctrl-C; a scheduler's notice
+def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(signal_name, mnist_dir, tmp_path):
     import json
     import signal
     import subprocess
@@ -107,7 +108,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(mnist_dir, tmp_path):
     deadline = time.monotonic() + 120
     while not (run_dir / "metrics.csv").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(getattr(signal, signal_name))
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert f"convnet train --resume {run_dir}" in stderr and "Traceback" not in stderr

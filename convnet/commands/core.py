@@ -191,6 +191,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="RUN_DIR")
     parser.add_argument("--resume", metavar="RUN_DIR")
     parser.add_argument("--json", action="store_true")
+    from convnet.commands.folder_train import add_folder_arguments
+
+    add_folder_arguments(parser)  # --data DIR and its options (image folders, torchrun)
 
 
 def _finish_run(run_dir: Path, args: argparse.Namespace, train_result: dict) -> dict:
@@ -231,8 +234,11 @@ def _result_text(result: dict) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from convnet.commands.folder_train import run_folder_train, wants_folder_training
     from convnet.engine.train import TrainConfig, fit
 
+    if wants_folder_training(args):
+        return run_folder_train(args)
     if args.resume is None and args.model is None:
         raise UserError(
             "Name a model to train (e.g. 'convnet train lenet5') or give --resume RUN_DIR."
@@ -271,11 +277,18 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--json", action="store_true")
+    from convnet.commands.folder_eval import add_folder_arguments
+
+    add_folder_arguments(parser)  # --data DIR: image folders and ILSVRC2012
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from convnet.engine.runs import evaluate_loaded
 
+    if args.data:
+        from convnet.commands.folder_eval import run_folder_evaluate
+
+        return run_folder_evaluate(args)
     loaded = _load_for_inference(args)
     dataset = args.dataset or (loaded.config.dataset if loaded.config else "mnist")
     evaluation = evaluate_loaded(loaded, dataset, data_dir(args), args.device, args.precision)

@@ -48,9 +48,18 @@ def score(
     logits: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...], extremes: int = 3
 ) -> dict:
     """The evaluation keys of DESIGN.md §4: top-1/top-5 error, per-class accuracy, extremes."""
-    num_classes = logits.shape[1]
-    predictions = logits.argmax(dim=1)
-    confusion = confusion_matrix(predictions, labels, num_classes)
+    confusion = confusion_matrix(logits.argmax(dim=1), labels, logits.shape[1])
+    top5_correct = round(topk_accuracy(logits, labels, 5) * len(labels))
+    return score_confusion(confusion, top5_correct, class_names, extremes)
+
+
+def score_confusion(
+    confusion: torch.Tensor, top5_correct: int, class_names: tuple[str, ...], extremes: int = 3
+) -> dict:
+    """`score` from sums alone — the confusion matrix and the top-5 hit count — which
+    processes can add up (distributed validation) without gathering their logits."""
+    num_classes = confusion.shape[0]
+    total = int(confusion.sum())
     accuracy = per_class_accuracy(confusion)
     counts = confusion.sum(dim=1)
     per_class = [
@@ -64,9 +73,9 @@ def score(
     ]
     easiest, hardest = easiest_and_hardest(accuracy, extremes)
     return {
-        "num_examples": len(labels),
-        "top1_error": round(1 - topk_accuracy(logits, labels, 1), 6),
-        "top5_error": round(1 - topk_accuracy(logits, labels, 5), 6),
+        "num_examples": total,
+        "top1_error": round(1 - int(confusion.diagonal().sum()) / max(total, 1), 6),
+        "top5_error": round(1 - top5_correct / max(total, 1), 6),
         "per_class": per_class,
         "easiest": [per_class[i] for i in easiest],
         "hardest": [per_class[i] for i in hardest],

@@ -27,10 +27,11 @@ def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
 
 
 def easiest_and_hardest(accuracy: torch.Tensor, count: int = 3) -> tuple[list[int], list[int]]:
-    """Indices of the classes with the highest and the lowest accuracy (classes seen only)."""
+    """Indices of the classes with the highest and the lowest accuracy (classes seen only);
+    with fewer than 2 × count classes each list takes half, so no class is both."""
     seen = [i for i in range(len(accuracy)) if not torch.isnan(accuracy[i])]
     ranked = sorted(seen, key=lambda i: (-accuracy[i].item(), i))
-    count = min(count, len(ranked))
+    count = min(count, max(1, len(ranked) // 2))
     return ranked[:count], ranked[::-1][:count]
 
 

@@ -12,8 +12,6 @@ import csv
 import io
 import json
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -41,6 +39,7 @@ from convnet.engine.checkpoint import (
 )
 from convnet.engine.device import autocast, resolve_device, resolve_precision
 from convnet.engine.evaluate import evaluate
+from convnet.engine.run_control import StopRequests
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec
 
@@ -219,36 +218,12 @@ class _Interrupted(Exception):
     """Raised between steps after Ctrl-C, once the checkpoint is written."""
 
 
-class _StopOnInterrupt:
-    """While active, the first Ctrl-C only asks training to stop after the current step (so
-    the checkpoint holds a whole step); a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> _StopOnInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-
 def _default_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{config.model}-{config.dataset}-{stamp}"
 
 
-def _metrics_csv(history: list[dict]) -> str:
+def metrics_csv(history: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
     writer.writeheader()
@@ -342,7 +317,7 @@ def fit(
         })  # fmt: skip
 
     result: dict = {}
-    stop = _StopOnInterrupt()
+    stop = StopRequests()
     for epoch in range(start_epoch, config.epochs):
         epoch_started = time.perf_counter()
         position = {"batch": start_batch, "totals": totals}
@@ -353,7 +328,7 @@ def fit(
         ) -> None:  # fmt: skip
             position.update(batch=batch, totals=dict(partial))
             seconds = before + time.perf_counter() - started
-            if stop.requested:  # Ctrl-C: the step is complete, so this state resumes exactly
+            if stop.requested:  # Ctrl-C or SIGTERM: the step is complete, so this resumes exactly
                 checkpoint(epoch, batch, partial, seconds)
                 raise _Interrupted
             every = config.checkpoint_every
@@ -393,7 +368,7 @@ def fit(
             raise stopped(str(error)) from None
         save_weights(run_dir / WEIGHTS_FILE, model, metadata)
         checkpoint(epoch + 1, 0, None, train_seconds)
-        atomic_write_text(run_dir / METRICS_FILE, _metrics_csv(history))
+        atomic_write_text(run_dir / METRICS_FILE, metrics_csv(history))
         log(f"epoch {epoch + 1}/{config.epochs}: train loss {stats['train_loss']:.4f}, "
             f"test error {result['top1_error']:.2%}, {history[-1]['images_per_second']:,.0f} images/s")  # fmt: skip
 
