@@ -7,7 +7,8 @@ convnet's time to 99.0% test accuracy; final test errors; evaluation speed of th
 test images. Medians with spread over seeds. Results are saved beside this script.
 
 Targets (issue 8): training ≥ 5× the tutorial's images/s; 99.0% test accuracy in ≤ 10 s of
-training (median of the seeds, each of which must reach 99%); evaluation ≥ 3× faster than the tutorial's DataLoader loop.
+training (median of the seeds, each of which must reach 99%); evaluation ≥ 3× faster than
+the tutorial's DataLoader loop.
 Run: `python benchmarks/train_speed.py [--seeds 0 1 2] [--fast-epochs N]`.
 """
 

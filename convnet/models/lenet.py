@@ -39,9 +39,9 @@ class WholeInputConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[-2:] != self.weight.shape[-2:] or self.padding != (0, 0):
-            return super().forward(x)
-        if self.groups != 1 or self.dilation != (1, 1):
+        one_position = x.dim() == 4 and x.shape[-2:] == self.weight.shape[-2:]
+        plain = self.padding == (0, 0) and self.groups == 1 and self.dilation == (1, 1)
+        if not (one_position and plain):
             return super().forward(x)
         order = (0, 2, 3, 1) if x.is_contiguous(memory_format=torch.channels_last) else (0, 1, 2, 3)
         inputs, weight = x.permute(order).flatten(1), self.weight.permute(order).flatten(1)
