@@ -114,6 +114,49 @@ def test_each_keeps_its_familys_defining_idea():
     assert shortcut[:, :8].abs().sum() == 0 and shortcut[:, 24:].abs().sum() == 0
 
 
+def _channels_last_input(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape).contiguous(memory_format=torch.channels_last).requires_grad_()
+
+
+@pytest.mark.parametrize("layer", ["global_average_pool", "shortcut", "concatenate"])
+def test_layout_keeping_layers_compute_the_plain_operation(layer):
+    """Same values and gradients as the plain PyTorch operation, and gradients that come
+    back channels-last like the inputs (channels-first ones make training slow)."""
+    from convnet.models.minis import BasicBlock, GlobalAveragePool, concatenate_channels
+
+    ours, plain = {
+        "global_average_pool": (GlobalAveragePool(), nn.AdaptiveAvgPool2d(1)),
+        "shortcut": (
+            BasicBlock(16, 32, stride=2).shortcut,
+            lambda x: nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8)),
+        ),
+        "concatenate": (concatenate_channels, lambda *xs: torch.cat(xs, dim=1)),
+    }[layer]
+    inputs = [_channels_last_input(4, 16, 8, 8)]
+    if layer == "concatenate":
+        inputs.append(_channels_last_input(4, 5, 8, 8))
+    expected, result = plain(*inputs), ours(*inputs)
+    torch.testing.assert_close(result, expected)
+    outside = torch.randn_like(expected)
+    expected_gradients = torch.autograd.grad(expected, inputs, outside)
+    gradients = torch.autograd.grad(result, inputs, outside)
+    for gradient, expected_gradient in zip(gradients, expected_gradients, strict=True):
+        torch.testing.assert_close(gradient, expected_gradient)
+        assert gradient.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_dropout_keeps_each_value_with_probability_one_minus_p():
+    from convnet.models.minis import Dropout
+
+    dropout, x = Dropout(0.4), torch.ones(200_000)
+    torch.manual_seed(0)
+    kept = dropout(x)
+    dropped, scaled = kept.unique().tolist()
+    assert dropped == 0 and scaled == pytest.approx(1 / 0.6)  # the expectation is kept
+    assert (kept > 0).float().mean().item() == pytest.approx(0.6, abs=0.005)
+    assert torch.equal(dropout.eval()(x), x)
+
+
 def test_cache_key_follows_the_recipe():
     from convnet.experiments.evolution import EvolutionSettings, run_dir_for, training_config
 
