@@ -100,7 +100,7 @@ class GlobalAveragePool(nn.AdaptiveAvgPool2d):
         return F.avg_pool2d(x, x.shape[-2:])
 
 
-class Dropout(nn.Dropout):
+class FastDropout(nn.Dropout):
     """nn.Dropout with its mask drawn by torch.rand_like: the same Bernoulli(1 − p) keep
     mask, drawn 3× faster on a CPU than bernoulli_ (3.6 vs 11 ms for nin_mini's
     128×24×15×15 maps, 2-core Xeon)."""
@@ -160,8 +160,8 @@ class AlexNetMini(FeaturesThenHead):
         )  # fmt: skip
         self.head = nn.Sequential(
             nn.Flatten(),
-            Dropout(dropout), nn.Linear(64 * 3 * 3, 512), nn.ReLU(inplace=True),
-            Dropout(dropout), nn.Linear(512, 512), nn.ReLU(inplace=True),
+            FastDropout(dropout), nn.Linear(64 * 3 * 3, 512), nn.ReLU(inplace=True),
+            FastDropout(dropout), nn.Linear(512, 512), nn.ReLU(inplace=True),
             nn.Linear(512, num_classes),
         )  # fmt: skip
         self.apply(_init_relu_network)
@@ -199,8 +199,8 @@ class VGGMini(FeaturesThenHead):
         side = GREY_32[1] // 2 ** len(blocks)
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(channels * side * side, 256), nn.ReLU(inplace=True), Dropout(dropout),
-            nn.Linear(256, 256), nn.ReLU(inplace=True), Dropout(dropout),
+            nn.Linear(channels * side * side, 256), nn.ReLU(inplace=True), FastDropout(dropout),
+            nn.Linear(256, 256), nn.ReLU(inplace=True), FastDropout(dropout),
             nn.Linear(256, num_classes),
         )  # fmt: skip
         self.apply(_init_relu_network)
@@ -232,8 +232,8 @@ class NiNMini(FeaturesThenHead):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5):
         super().__init__()
         self.features = nn.Sequential(
-            _mlpconv(in_channels, (48, 40, 24), 5), nn.MaxPool2d(3, stride=2), Dropout(dropout),
-            _mlpconv(24, (48, 48, 48), 5), nn.MaxPool2d(3, stride=2), Dropout(dropout),
+            _mlpconv(in_channels, (48, 40, 24), 5), nn.MaxPool2d(3, stride=2), FastDropout(dropout),
+            _mlpconv(24, (48, 48, 48), 5), nn.MaxPool2d(3, stride=2), FastDropout(dropout),
             _mlpconv(48, (48, 48, num_classes), 3, scores=True),
         )  # fmt: skip
         self.head = nn.Sequential(GlobalAveragePool(), nn.Flatten())
@@ -314,7 +314,7 @@ class GoogLeNetMini(FeaturesThenHead):
                 layers[f"pool{stage}"] = nn.MaxPool2d(3, stride=2, padding=1)  # 8 → 4 → 2
         self.features = nn.Sequential(layers)
         self.head = nn.Sequential(
-            GlobalAveragePool(), nn.Flatten(), Dropout(dropout),
+            GlobalAveragePool(), nn.Flatten(), FastDropout(dropout),
             nn.Linear(channels, num_classes),
         )  # fmt: skip
 
