@@ -86,7 +86,7 @@ def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.S
 # operation whose gradient comes back channels-first makes every elementwise backward below
 # it mix layouts, the slow path: ReLU's backward on 128×16×32×32 bf16 maps took 10 ms mixed,
 # 0.5 ms with both channels-last (2-core Xeon). The three layers below compute exactly what
-# the plain PyTorch ones do, with gradients in the layout of their inputs.
+# the plain PyTorch ones do, with dense channels-last gradients in a channels-last network.
 
 
 class GlobalAveragePool(nn.AdaptiveAvgPool2d):
@@ -113,27 +113,19 @@ class FastDropout(nn.Dropout):
 
 
 class _ConcatenateChannels(torch.autograd.Function):
-    """torch.cat along channels whose gradient hands each input a copy in its own layout
-    rather than a strided slice (ReLU's backward on a slice: 0.59 vs 0.08 ms)."""
+    """torch.cat along channels whose gradient hands each input a dense copy in the
+    gradient's layout rather than a strided slice (ReLU's backward on a slice: 0.59 vs
+    0.08 ms)."""
 
     @staticmethod
     def forward(ctx, *tensors: torch.Tensor) -> torch.Tensor:
         ctx.widths = [tensor.shape[1] for tensor in tensors]
-        ctx.layouts = [_layout_of(tensor) for tensor in tensors]
         return torch.cat(tensors, dim=1)
 
     @staticmethod
     def backward(ctx, gradient: torch.Tensor) -> tuple[torch.Tensor, ...]:
         parts = gradient.split(ctx.widths, dim=1)
-        return tuple(
-            part.contiguous(memory_format=layout)
-            for part, layout in zip(parts, ctx.layouts, strict=True)
-        )
-
-
-def _layout_of(tensor: torch.Tensor) -> torch.memory_format:
-    channels_last = tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if channels_last else torch.contiguous_format
+        return tuple(part.clone(memory_format=torch.preserve_format) for part in parts)
 
 
 @torch.fx.wrap  # one node in a traced graph (convnet.analysis.summary counts depth on it)
@@ -378,8 +370,9 @@ class ResNetMini(FeaturesThenHead):
 # The shared recipe of `convnet experiment evolution`, also each model's `convnet train`
 # default: SGD with Nesterov momentum, warm-up then cosine decay, the engine's batch
 # augmentation (shift, rotation, scale). Eight epochs are as many as keep the slowest,
-# resnet_mini, within ten minutes of training on a 2-core Xeon (about 850 images/s with two
-# threads: 480,000 images in ~570 s). At lr 0.1 alexnet_mini diverged (NaN at step 24).
+# resnet_mini, near ten minutes of training on a 2-core Xeon (about 800 images/s with two
+# threads: 480,000 images in 603 s, measured). At lr 0.1 alexnet_mini diverged (NaN at
+# step 24).
 MINI_TRAIN_DEFAULTS = dict(epochs=8, batch_size=128, lr=0.05, weight_decay=5e-4, augment=True)
 
 
