@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# PyTorch pins that install from the local wheel cache on our machines (DESIGN.md §6);
+# PyTorch pins that install from the local wheel cache on our machines;
 # override with e.g. `make setup TORCH="torch torchvision"`.
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed

@@ -82,11 +82,10 @@ def speed_and_faithfulness(name: str, repeats: int) -> dict:
 
 def accuracy_check() -> dict:
     """lenet5, one epoch on MNIST, then test accuracy in fp32 and in bf16."""
-    from convnet.data.datasets import load_dataset
-    from convnet.data.transforms import to_model_input
+    from convnet.engine.config import TrainConfig
     from convnet.engine.evaluate import evaluate
-    from convnet.engine.runs import load_run
-    from convnet.engine.train import TrainConfig, fit
+    from convnet.engine.run import load_run
+    from convnet.engine.train import fit
 
     with tempfile.TemporaryDirectory() as directory:
         start = time.perf_counter()
@@ -94,13 +93,11 @@ def accuracy_check() -> dict:
             log=lambda message: print(message, file=sys.stderr))  # fmt: skip
         train_seconds = time.perf_counter() - start
         loaded = load_run(Path(directory))
-    test = load_dataset("mnist", "test")
-    images = to_model_input(test.images, loaded.spec.input_size)
+    source = loaded.evaluation_source()
     result = {"model": "lenet5", "epochs": 1, "train_seconds": round(train_seconds, 1)}
     cpu = torch.device("cpu")
     for precision in ("fp32", "bf16"):
-        scores, _ = evaluate(loaded.model, images, test.labels, test.class_names,
-                             loaded.spec.normalization, cpu, precision)  # fmt: skip
+        scores = evaluate(loaded.model, source, cpu, precision).result
         result[f"{precision}_test_accuracy"] = round(1 - scores["top1_error"], 6)
     result["change_points"] = round(
         100 * (result["bf16_test_accuracy"] - result["fp32_test_accuracy"]), 3

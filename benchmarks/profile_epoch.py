@@ -1,10 +1,10 @@
 """Where one epoch of `convnet train lenet5` spends its time, and how far it is from the
 compute floor (issue 8).
 
-Runs the engine's own `train_one_epoch` (lenet5 defaults: batch 128, augmentation, bf16 where
-native, channels-last) over the 60,000 MNIST training images under torch.profiler, and prints
-the wall time of its named phases (data, forward, backward, optimizer; the rest is Python
-bookkeeping), the operators that take longest, and the floor: multiply-accumulates of one
+Runs the engine's own `fit` for one epoch (lenet5 defaults: batch 128, augmentation, bf16
+where native, channels-last) over the 60,000 MNIST training images under torch.profiler, and
+prints the wall time of its named phases (data, forward, backward, optimizer; the rest is
+Python bookkeeping; the epoch's evaluation is not counted), the operators that take longest, and the floor: multiply-accumulates of one
 training step (forward + two backward products ≈ 3 × forward) × images ÷ the CPU's peak.
 Run: `python benchmarks/profile_epoch.py [--threads N]`.
 """
@@ -12,9 +12,8 @@ Run: `python benchmarks/profile_epoch.py [--threads N]`.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import torch
@@ -25,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import hardware, hardware_line, save_results  # noqa: E402
 
 from convnet.analysis.summary import summarize  # noqa: E402
-from convnet.data.datasets import fetch_dataset, load_dataset  # noqa: E402
-from convnet.data.transforms import to_model_input  # noqa: E402
+from convnet.data.datasets import fetch_dataset  # noqa: E402
+from convnet.engine.config import TrainConfig  # noqa: E402
 from convnet.engine.device import resolve_precision  # noqa: E402
-from convnet.engine.train import TrainConfig, train_one_epoch  # noqa: E402
+from convnet.engine.run import Run  # noqa: E402
+from convnet.engine.train import fit  # noqa: E402
 from convnet.models import get_model, get_model_spec  # noqa: E402
 
 PHASES = ("data", "forward", "backward", "optimizer")
@@ -58,30 +58,25 @@ def main() -> None:
     facts = hardware()
     print(f"# One epoch of convnet train lenet5, profiled — {hardware_line(facts)}, "
           f"{args.threads} thread(s)", flush=True)  # fmt: skip
-    config = TrainConfig(model="lenet5").resolved()
     spec = get_model_spec("lenet5")
-    train = load_dataset("mnist", "train")
-    images = to_model_input(train.images, spec.input_size)
-    device = torch.device("cpu")
-    precision = resolve_precision("auto", device)
-    torch.manual_seed(0)
-    model = get_model("lenet5").to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
-                                weight_decay=config.weight_decay, foreach=True)  # fmt: skip
-    steps = math.ceil(len(images) / config.batch_size)
-    args_common = (model, optimizer, images, train.labels, config)
-    train_one_epoch(*args_common, 0, 20, device, precision, spec.normalization)  # warm-up
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        started = time.perf_counter()
-        train_one_epoch(*args_common, 0, steps, device, precision, spec.normalization)
-        wall = time.perf_counter() - started
+    precision = resolve_precision("auto", torch.device("cpu"))
+    count = 60_000
+    quiet = lambda message: None  # noqa: E731
+    with tempfile.TemporaryDirectory() as scratch:
+        fit(TrainConfig(model="lenet5", epochs=1, train_subset=2560, test_subset=1000,
+                        out=f"{scratch}/warm-up"), log=quiet)  # fmt: skip
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            result = fit(
+                TrainConfig(model="lenet5", epochs=1, out=f"{scratch}/profiled"), log=quiet
+            )
+        wall = Run(result["run_dir"]).history()[0]["epoch_seconds"]  # training, not evaluation
     events = profiler.key_averages()
     phase_seconds = {
         event.key: event.cpu_time_total / 1e6 for event in events if event.key in PHASES
     }
     other = wall - sum(phase_seconds.values())
-    print(f"epoch: {wall:.2f} s wall for {len(images):,} images "
-          f"({len(images) / wall:,.0f} images/s under the profiler), {precision}")  # fmt: skip
+    print(f"epoch: {wall:.2f} s wall for {count:,} images "
+          f"({count / wall:,.0f} images/s under the profiler), {precision}")  # fmt: skip
     for name in PHASES:
         seconds = phase_seconds.get(name, 0.0)
         print(f"  {name:<10} {seconds:6.2f} s  {seconds / wall:6.1%}")
@@ -97,14 +92,14 @@ def main() -> None:
         share = event.self_cpu_time_total / 1e6 / wall
         print(f"  {event.key:<40} {event.self_cpu_time_total / 1e6:6.2f} s  {share:6.1%}")
     forward_macs = summarize(get_model("lenet5"), spec.input_size).total["macs"]
-    training_macs = 3 * forward_macs * len(images)
+    training_macs = 3 * forward_macs * count
     ghz, cores = cpu_ghz(), facts["cores"]
     floors = {
         "fp32 AVX-512": training_macs / (cores * ghz * 1e9 * FP32_MACS_PER_CYCLE),
         "bf16 AMX": training_macs / (cores * ghz * 1e9 * AMX_BF16_MACS_PER_CYCLE),
     }
     print(f"compute floor: {forward_macs:,} MACs per image forward, ×3 for a training step, "
-          f"× {len(images):,} images = {training_macs / 1e9:.1f} GMACs per epoch; at "
+          f"× {count:,} images = {training_macs / 1e9:.1f} GMACs per epoch; at "
           f"{cores} cores × {ghz:.2f} GHz:")  # fmt: skip
     for name, seconds in floors.items():
         print(

@@ -31,10 +31,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import hardware, hardware_line, save_results  # noqa: E402
 
-from convnet.data.datasets import default_data_dir, fetch_dataset, load_dataset  # noqa: E402
-from convnet.data.transforms import to_model_input  # noqa: E402
+from convnet.data.datasets import default_data_dir, fetch_dataset  # noqa: E402
+from convnet.data.sources import TensorSource  # noqa: E402
+from convnet.engine.config import TrainConfig  # noqa: E402
+from convnet.engine.device import resolve_precision  # noqa: E402
 from convnet.engine.evaluate import evaluate  # noqa: E402
-from convnet.engine.train import TrainConfig, fit  # noqa: E402
+from convnet.engine.run import Run  # noqa: E402
+from convnet.engine.train import fit  # noqa: E402
 from convnet.models import get_model, get_model_spec  # noqa: E402
 
 
@@ -91,39 +94,23 @@ def convnet_run(seed: int, scratch: Path, epochs: int | None, **overrides) -> di
         **overrides,
     )
     result = fit(config, log=lambda message: None)
-    history = [row for row in _history(Path(result["run_dir"]))]
+    history = Run(result["run_dir"]).history()
     elapsed, time_to_99 = 0.0, None
     for row in history:
         elapsed += row["epoch_seconds"]
-        if time_to_99 is None and row["test_error"] <= 0.01:
+        if time_to_99 is None and row["eval_error"] <= 0.01:
             time_to_99 = elapsed
     return {"images_per_second": result["images_per_second"], "train_seconds": result["train_seconds"],
             "test_error": result["top1_error"], "time_to_99": time_to_99, "epochs": result["epochs"]}  # fmt: skip
 
 
-def _history(run_dir: Path) -> list[dict]:
-    import csv
-
-    with (run_dir / "metrics.csv").open() as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-
-
 def convnet_evaluate_seconds() -> float:
     """convnet's evaluation of the whole test set (data already in memory, as the engine keeps it)."""
     spec = get_model_spec("lenet5")
-    test = load_dataset("mnist", "test")
-    images = to_model_input(test.images, spec.input_size)
+    source = TensorSource.from_dataset("mnist", spec.input_size, spec.normalization, train=False)
     model = get_model("lenet5")
     started = time.perf_counter()
-    evaluate(
-        model,
-        images,
-        test.labels,
-        test.class_names,
-        spec.normalization,
-        torch.device("cpu"),
-        "auto",
-    )
+    evaluate(model, source, torch.device("cpu"), resolve_precision("auto", torch.device("cpu")))
     return time.perf_counter() - started
 
 

@@ -19,8 +19,8 @@ from folder_data import make_split_folders
 from safetensors.torch import load_file
 
 from convnet.cli import main
+from convnet.data.sources import _SeededSamples, epoch_order
 from convnet.engine import distributed
-from convnet.engine.run_control import ResumableSampler, SeededSamples
 from convnet.errors import UserError
 
 TRAIN = ["lenet5", "--epochs", "2", "--lr", "0.05", "--precision", "fp32", "--workers", "0"]
@@ -102,20 +102,17 @@ def test_nccl_without_gpus_is_a_user_error(monkeypatch):
 
 def test_two_shards_cover_the_single_process_batches():
     """DistributedSampler semantics: global step s of 2 processes × batch 4 holds the same
-    images as step s of 1 process × batch 8, and a resumed sampler skips what was done."""
-    data = list(range(40))
-    one = list(ResumableSampler(data, num_replicas=1, rank=0, shuffle=True, seed=3))
-    ranks = [list(ResumableSampler(data, num_replicas=2, rank=r, shuffle=True, seed=3))
-             for r in range(2)]  # fmt: skip
-    assert sorted(one) == data and one != data  # a permutation, shuffled
+    images as step s of 1 process × batch 8, and every epoch has its own permutation."""
+    one = epoch_order(40, seed=3, epoch=0).tolist()
+    ranks = [epoch_order(40, seed=3, epoch=0, rank=r, world_size=2).tolist() for r in range(2)]
+    assert sorted(one) == list(range(40)) and one != list(range(40))  # a permutation, shuffled
     for step in range(5):
         global_batch = ranks[0][step * 4 : step * 4 + 4] + ranks[1][step * 4 : step * 4 + 4]
         assert sorted(global_batch) == sorted(one[step * 8 : step * 8 + 8])
-    resumed = ResumableSampler(data, num_replicas=2, rank=1, shuffle=True, seed=3)
-    resumed.skip = 8
-    assert list(resumed) == ranks[1][8:] and len(resumed) == 12
-    resumed.set_epoch(1)
-    assert list(resumed) != ranks[1][8:]  # a new permutation every epoch
+    assert epoch_order(40, seed=3, epoch=1).tolist() != one  # a new permutation every epoch
+    uneven = [epoch_order(41, seed=3, epoch=0, rank=r, world_size=2) for r in range(2)]
+    assert len(uneven[0]) == len(uneven[1]) == 21  # equal steps: the shorter rank repeats one
+    assert set(torch.cat(uneven).tolist()) == set(range(41))
 
 
 def test_augmentation_is_a_function_of_seed_epoch_and_index():
@@ -126,7 +123,7 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index():
         def __getitem__(self, index):
             return torch.rand(3)
 
-    samples = SeededSamples(Noise(), seed=0)
+    samples = _SeededSamples(Noise(), seed=0, epoch=0)
     first = samples[2]
     torch.rand(5)  # other draws in between change nothing
     assert torch.equal(samples[2], first) and not torch.equal(samples[1], first)
@@ -152,7 +149,7 @@ def test_stopped_and_resumed_run_ends_like_the_uninterrupted_one(
     result = json.loads(captured.out)
     assert result["epochs"] == 2 and result["world_size"] == 1 and result["replicas_identical"]
     assert {"top1_error", "top5_error", "per_class", "easiest", "hardest"} <= set(result)
-    assert (run_dir / "report.md").is_file()
+    assert (run_dir / "report.html").is_file()
     assert _max_difference(run_dir / "model.safetensors", single_run / "model.safetensors") == 0
 
     def without_timing(path: Path) -> list[list[str]]:  # all but epoch_seconds, images/s
@@ -205,11 +202,11 @@ def test_a_mistake_under_torchrun_is_reported_once(tmp_path):
 
 
 def test_bad_input_exits_2_with_a_message(folders, tmp_path, capsys, one_thread):
-    weights = tmp_path / "ten_classes.safetensors"
+    weights = tmp_path / "grey.safetensors"  # for one input channel, not three: unusable
     from convnet.engine.checkpoint import save_weights
     from convnet.models import get_model
 
-    save_weights(weights, get_model("lenet5", num_classes=10, in_channels=3))
+    save_weights(weights, get_model("lenet5", num_classes=10, in_channels=1))
     cases = [
         (["--data", str(tmp_path / "missing")], "does not exist"),
         (["--data", str(folders), "--val-fraction", "1.5"], "--val-fraction"),

@@ -267,7 +267,8 @@ def test_metrics_equal_a_hand_count(tmp_path):
     streamed evaluation must equal top-k and per-class counts done here by hand."""
     from folder_data import pattern
 
-    from convnet.engine.folder_eval import evaluate_collection
+    from convnet.data.sources import FolderSource
+    from convnet.engine.evaluate import evaluate
 
     for split, count in (("train", 1), ("val", 5)):
         for label in range(7):
@@ -284,10 +285,8 @@ def test_metrics_equal_a_hand_count(tmp_path):
         torch.nn.Conv2d(3, 6, 5, stride=3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
         torch.nn.Flatten(), torch.nn.Linear(24, 7),
     )  # fmt: skip
-    evaluation = evaluate_collection(
-        model, collection, transform, torch.device("cpu"), "fp32", batch_size=4, workers=0,
-        extremes=2, progress=False,
-    )  # fmt: skip
+    source = FolderSource(tmp_path, (3, 32, 32), (MEAN, STD), resize=40, train=False, workers=0)
+    evaluation = evaluate(model, source, torch.device("cpu"), "fp32", batch_size=4, extremes=2)
     result = evaluation.result
     with torch.no_grad():
         logits = model(
@@ -316,7 +315,7 @@ def test_metrics_equal_a_hand_count(tmp_path):
     assert result["confusions"][0]["count"] == top
     first = result["confusions"][0]
     assert pairs[(int(first["true"][5:]), int(first["predicted"][5:]))] == top
-    assert result["per_class"][0]["folder"] == "class0" and result["num_skipped"] == 0
+    assert result["per_class"][0]["name"] == "class0" and result["num_skipped"] == 0
 
 
 @pytest.mark.slow
@@ -404,11 +403,9 @@ def test_weights_for_another_class_count_exit_2(collections, tmp_path):
 def test_torchvision_weights_bring_their_preprocessing_and_names(tmp_path, monkeypatch):
     """A named torchvision weight reads its own transforms (resnet50 V2: resize 232, not 256)
     and category names; the file comes from the hub cache, which here is a fake one."""
-    import argparse
-
     import torchvision
 
-    from convnet.commands.folder_eval import Source, prepare_model
+    from convnet.engine.run import load_weights_argument
     from convnet.models import get_model
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
@@ -417,10 +414,9 @@ def test_torchvision_weights_bring_their_preprocessing_and_names(tmp_path, monke
     cache.parent.mkdir(parents=True)
     torch.save(get_model("resnet50", num_classes=1000).state_dict(), cache)
     wnids = tuple(f"n{index:08d}" for index in range(1000))
-    args = argparse.Namespace(data="DIR", resize=None, crop=None)
-    prepared = prepare_model(args, Source("resnet50", "IMAGENET1K_V2", {}), wnids)
-    assert (prepared.resize, prepared.crop) == (232, 224)
-    assert prepared.class_names[:2] == ("tench", "goldfish")
-    assert prepared.mean == MEAN and prepared.std == STD
+    loaded = load_weights_argument("resnet50", "IMAGENET1K_V2", classes=wnids, data_name="DIR")
+    assert (loaded.preprocessing["resize"], loaded.input_size[1]) == (232, 224)
+    assert loaded.class_names[:2] == ("tench", "goldfish")
+    assert loaded.normalization == (MEAN, STD)
     with pytest.raises(UserError, match="classify 1000 classes, but DIR has 5"):
-        prepare_model(args, Source("resnet50", "IMAGENET1K_V2", {}), WNIDS)
+        load_weights_argument("resnet50", "IMAGENET1K_V2", classes=WNIDS, data_name="DIR")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from convnet.engine.runs import LoadedModel
+from convnet.engine.run import LoadedModel
 from convnet.models import get_model, get_model_spec
 from convnet.serve.app import MAX_BODY_BYTES, create_app
 from convnet.serve.models import CNN, ORDINARY, ServedModel, ServedModels

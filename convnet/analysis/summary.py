@@ -191,7 +191,7 @@ def summarize(model: nn.Module, input_size: tuple[int, int, int], name: str = ""
     return ModelSummary(name, list(input_size), rows, total)
 
 
-# Published totals a summary can be compared with (DESIGN.md §2, claim 4).
+# Published totals a summary can be compared with (the lecture's claim 4).
 LENET5_SOURCES = {
     "LeCun et al. 1998 (Proc. IEEE)": {"trainable_params": 60_000, "connections": 340_908},
     "the lecture": {"trainable_params": 14_000, "connections": 187_000},

@@ -54,7 +54,7 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
-# SHA-256 of the uncompressed files, from DESIGN.md §5.
+# SHA-256 of the uncompressed IDX files: every source is checked against them.
 register_dataset(
     DatasetSpec(
         name="mnist",

@@ -41,6 +41,9 @@ from convnet.errors import UserError
 
 LAYOUTS = ("split-folders", "class-folders", "ilsvrc")
 SPLITS = ("train", "val")
+# "all": every image of a folder of class folders, unsplit (scoring data a run never saw).
+# Other layouts have their own val/ split, which "all" then means.
+ALL = "all"
 # torchvision's IMG_EXTENSIONS (datasets/folder.py)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -233,7 +236,7 @@ def open_image_collection(
     Zero-byte files are left out and listed in `skipped`; with `strict` they are an error.
     """
     root = Path(root).expanduser()
-    if split not in SPLITS:
+    if split not in (*SPLITS, ALL):
         raise UserError(f"Unknown split '{split}'; use one of {', '.join(SPLITS)}.")
     if not root.is_dir():
         raise UserError(f"Data folder {root} does not exist (or is not a folder).")
@@ -251,9 +254,11 @@ def open_image_collection(
         return _strictly(_ilsvrc_val(root, root, None, given), strict)
     if layout is None:
         files = _scan_class_folders(root)
-        files = _fraction_split(files, split, val_fraction, seed)
+        if split != ALL:
+            files = _fraction_split(files, split, val_fraction, seed)
         collection = _from_class_files(root, "class-folders", split, tuple(sorted(files)), files)
         return _strictly(collection, strict)
+    split = "val" if split == ALL else split
     train_dir, split_dir = root / "train", root / split
     classes = tuple(name.name for name in _subfolders(train_dir)) if train_dir.is_dir() else None
     if layout == "ilsvrc" and split == "val":

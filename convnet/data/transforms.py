@@ -48,14 +48,16 @@ def normalize(
 
 def random_affine(
     images: torch.Tensor,
-    generator: torch.Generator,
+    uniform: torch.Tensor,
     max_shift: float = 2.0,
     max_degrees: float = 10.0,
     scale_range: tuple[float, float] = (0.9, 1.1),
 ) -> torch.Tensor:
-    """Shift (pixels), rotate and scale each image by its own random amount, in one call."""
+    """Shift (pixels), rotate and scale each image by its own amount, in one call.
+
+    `uniform` holds four draws in [0, 1) per image, (N, 4): drawn per image rather than per
+    batch, an image's augmentation does not depend on which batch or process it lands in."""
     count, _, height, width = images.shape
-    uniform = torch.rand(count, 4, generator=generator)
     angle = (uniform[:, 0] * 2 - 1) * math.radians(max_degrees)
     scale = scale_range[0] + uniform[:, 1] * (scale_range[1] - scale_range[0])
     # affine_grid works in [-1, 1] coordinates: a shift of k pixels is 2k / size.

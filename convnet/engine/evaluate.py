@@ -1,13 +1,25 @@
-"""Evaluation: run a model over held-out images and score it."""
+"""Evaluation: the one way a model is scored, for per-epoch validation and `convnet evaluate`.
+
+Every data source goes through `evaluate`, with the same numerics: the shared inference path
+(batch norms folded into their convolutions, bf16 autocast with channels-last where the
+precision is bf16, fp32 otherwise). Under torchrun each rank scores its share of the
+held-out images (r, r + W, …, no padding) and the sums are added, so the scores are exact.
+"""
 
 from __future__ import annotations
 
+import sys
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
 
+from convnet.data.sources import DataSource
 from convnet.data.transforms import normalize
+from convnet.engine import distributed
 from convnet.engine.device import fast_inference
 from convnet.engine.metrics import (
     confusion_matrix,
@@ -16,6 +28,7 @@ from convnet.engine.metrics import (
     per_class_accuracy,
     topk_accuracy,
 )
+from convnet.errors import UserError
 
 
 @torch.inference_mode()
@@ -47,7 +60,8 @@ def predict_logits(
 def score(
     logits: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...], extremes: int = 3
 ) -> dict:
-    """The evaluation keys of DESIGN.md §4: top-1/top-5 error, per-class accuracy, extremes."""
+    """The evaluation keys of the JSON contract (docs/json.md): top-1/top-5 error,
+    per-class accuracy, the easiest and hardest classes, the most frequent confusions."""
     confusion = confusion_matrix(logits.argmax(dim=1), labels, logits.shape[1])
     top5_correct = round(topk_accuracy(logits, labels, 5) * len(labels))
     return score_confusion(confusion, top5_correct, class_names, extremes)
@@ -87,20 +101,111 @@ def score_confusion(
     }
 
 
+LISTED = 10  # skipped files named in a message
+
+
+@dataclass
+class Evaluation:
+    """The JSON-ready `result`, and for reports the logits (N, K) of the scored images,
+    their labels and their positions among the source's held-out images."""
+
+    result: dict
+    logits: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    source: DataSource
+
+
+@torch.inference_mode()
 def evaluate(
     model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    class_names: tuple[str, ...],
-    normalization: tuple[float, float],
+    source: DataSource,
     device: torch.device,
     precision: str = "fp32",
-) -> tuple[dict, torch.Tensor]:
-    """Score `model` on (images, labels); also return the logits for reports."""
-    start = time.perf_counter()
-    logits = predict_logits(model, images, normalization, device, precision)
-    seconds = time.perf_counter() - start
-    result = score(logits, labels, class_names)
+    *,
+    batch_size: int | None = None,
+    extremes: int = 3,
+    strict: bool = False,
+    keep_logits: bool = True,
+    progress: bool = False,
+) -> Evaluation:
+    """Top-1/top-5 error, mean loss, per-class accuracy, easiest/hardest classes, confusions
+    and speed of `model` on `source`'s held-out images. Images that cannot be decoded are
+    left out and listed under "skipped"; with `strict` they are a UserError, as is a model
+    whose output does not have one score per class."""
+    session = distributed.current()
+    count = len(source.class_names)
+    batch_size = batch_size or source.eval_batch_size
+    confusion = torch.zeros(count, count, dtype=torch.long)
+    top5_correct, loss_sum = 0, 0.0
+    logits, labels, indices, failed = [], [], [], []
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=-(-source.eval_count // session.world_size), unit="img", file=sys.stderr,
+               disable=not (progress and session.is_main), desc=f"evaluating {source.eval_split}",
+               leave=False, mininterval=0.5)  # fmt: skip
+    started = time.perf_counter()
+    try:
+        with fast_inference(model, device, precision) as prepare:
+            for images, batch_labels, batch_indices in source.eval_batches(
+                batch_size, session.rank, session.world_size
+            ):
+                bar.update(len(batch_labels))
+                good = batch_labels >= 0
+                if not good.all():
+                    failed.extend(batch_indices[~good].tolist())
+                    images, batch_labels, batch_indices = (
+                        images[good], batch_labels[good], batch_indices[good])  # fmt: skip
+                if not len(batch_labels):
+                    continue
+                output = model(prepare(images.to(device, non_blocking=True))).float().cpu()
+                if output.shape[1] != count:
+                    raise UserError(
+                        f"The model outputs {output.shape[1]} scores per image but "
+                        f"{source.name} has {count} classes; evaluate it on the classes it "
+                        "was trained for."
+                    )
+                loss_sum += F.cross_entropy(output, batch_labels, reduction="sum").item()
+                top = output.topk(min(5, count), dim=1).indices
+                top5_correct += int((top == batch_labels[:, None]).any(dim=1).sum())
+                confusion += confusion_matrix(output.argmax(1), batch_labels, count)
+                if keep_logits:
+                    logits.append(output)
+                    labels.append(batch_labels)
+                    indices.append(batch_indices)
+    finally:
+        bar.close()
+        model.train(was_training)
+    seconds = time.perf_counter() - started
+    if session.distributed:
+        summed = distributed.all_reduce_sum(
+            torch.cat([confusion.flatten().double(), torch.tensor([top5_correct, loss_sum])])
+        )
+        confusion = summed[: count * count].reshape(count, count).round().long()
+        top5_correct, loss_sum = round(summed[-2].item()), summed[-1].item()
+        failed = sum(distributed.gather_objects(failed), [])
+    skipped = [*source.skipped, *(source.failure(index) for index in sorted(failed))]
+    if strict and skipped:
+        raise UserError(
+            f"--strict: {len(skipped)} file(s) in {source.name} cannot be used: "
+            + ", ".join(f"{path} ({why})" for path, why in skipped[:LISTED])
+            + (f" and {len(skipped) - LISTED} more" if len(skipped) > LISTED else "")
+            + ". Remove or replace them, or run without --strict to skip them."
+        )
+    if int(confusion.sum()) == 0:
+        raise UserError(f"None of the {source.eval_count:,} held-out images of {source.name} "
+                        "could be scored (none could be decoded).")  # fmt: skip
+    result = score_confusion(confusion, top5_correct, source.class_names, extremes)
+    result["loss"] = round(loss_sum / max(result["num_examples"], 1), 6)
+    result["split"] = source.eval_split
     result["eval_seconds"] = round(seconds, 4)
-    result["eval_images_per_second"] = round(len(labels) / max(seconds, 1e-9), 1)
-    return result, logits
+    result["eval_images_per_second"] = round(result["num_examples"] / max(seconds, 1e-9), 1)
+    result["num_skipped"] = len(skipped)
+    result["skipped"] = [{"file": str(path), "reason": why} for path, why in skipped]
+    return Evaluation(
+        result,
+        torch.cat(logits) if logits else torch.empty(0, count),
+        torch.cat(labels) if labels else torch.empty(0, dtype=torch.long),
+        torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
+        source,
+    )

@@ -1,234 +1,77 @@
-"""Training: one configuration dataclass, `train_one_epoch`, and `fit`, which reads top to bottom.
+"""Training: the one loop, `fit`, for every data source, as one process or many (torchrun).
 
-The whole data set sits in memory as one float tensor; batches are slices of it, augmented
-with one batched affine transform. Every random draw of step s comes from a generator
-seeded with (seed, s), so a run resumed from a checkpoint taken at any step continues
-exactly as the uninterrupted run would have.
+    convnet train lenet5                                           # MNIST in memory
+    convnet train resnet18 --data DIR                              # image folders
+    torchrun --standalone --nproc_per_node 2 -m convnet train lenet5      # either, on 2 processes
+
+The recipe: SGD with Nesterov momentum 0.9 and weight decay on the weights only, not on
+biases or normalization scales (Goyal et al. 2017, §5.1); a linear warm-up, then cosine
+decay, as a pure function of the step; cross-entropy with optional label smoothing. What
+differs by data source (augmentation, label smoothing, warm-up) is one table,
+`convnet.engine.config.SOURCE_DEFAULTS`.
+
+Every random draw is a function of (seed, epoch, image index) or (seed, step, rank), and a
+checkpoint is a whole step, so a run resumed from any checkpoint ends with the weights of
+the uninterrupted run. With W processes of batch B each, step s covers the images of step s
+of a one-process run with batch W·B, and DistributedDataParallel averages the gradients as
+that run's mean loss does: the two end with the same weights, up to floating-point
+summation order, for models without batch normalization (whose statistics are per process)
+or dropout (whose masks are).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from convnet.data.datasets import load_dataset
-from convnet.data.transforms import normalize, random_affine, to_model_input
+from convnet.data.sources import DataSource, FolderSource, TensorSource, mix, steps_per_epoch
+from convnet.engine import distributed
 from convnet.engine.checkpoint import (
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
-    WEIGHTS_FILE,
     atomic_write_json,
     atomic_write_text,
     load_checkpoint,
-    remove_partial_files,
     save_checkpoint,
     save_weights,
 )
-from convnet.engine.device import autocast, resolve_device, resolve_precision
+from convnet.engine.config import TrainConfig, learning_rate
+from convnet.engine.device import autocast, resolve_precision
 from convnet.engine.evaluate import evaluate
+from convnet.engine.run import Run, model_inputs
 from convnet.engine.run_control import StopRequests
+from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights
 from convnet.errors import UserError
-from convnet.models import get_model, get_model_spec
+from convnet.models import get_model
 
-METRICS_FILE = "metrics.csv"
-RESULTS_FILE = "results.json"
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; None means "the model's default" (see its registry entry)."""
-
-    model: str = "lenet5"
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    momentum: float = 0.9
-    warmup_fraction: float = 0.15  # share of the steps spent ramping the learning rate up
-    augment: bool | None = None
-    label_smoothing: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    out: str | None = None
-    checkpoint_every: int = 0  # also checkpoint every N steps (0: at the end of each epoch only)
-    train_subset: int | None = None  # use only the first N training images (tests, quick looks)
-    test_subset: int | None = None
-    model_config: dict = field(default_factory=dict)
-
-    def resolved(self) -> TrainConfig:
-        """A copy with the model's defaults filled in and every value checked."""
-        spec = get_model_spec(self.model)
-        values = asdict(self)
-        for key, default in spec.train_defaults.items():
-            if values.get(key) is None:
-                values[key] = default
-        for key, fallback in (("epochs", 10), ("batch_size", 128), ("lr", 0.05),
-                              ("weight_decay", 0.0), ("augment", False)):  # fmt: skip
-            if values[key] is None:
-                values[key] = fallback
-        config = TrainConfig(**values)
-        if config.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, not {config.epochs}.")
-        if config.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, not {config.batch_size}.")
-        if not (config.lr > 0 and math.isfinite(config.lr)):
-            raise UserError(f"--lr must be a positive number, not {config.lr}.")
-        if config.checkpoint_every < 0:
-            raise UserError(f"--checkpoint-every must be 0 or more, not {config.checkpoint_every}.")
-        for name in ("train_subset", "test_subset"):
-            value = getattr(config, name)
-            if value is not None and value < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
-        return config
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        """The configuration a run saved; ValueError names what is wrong with a damaged one."""
-        document = json.loads(text)
-        if not isinstance(document, dict):
-            raise ValueError("it holds no JSON object")
-        allowed = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-                   "dict": (dict,), "None": (type(None),)}  # fmt: skip
-        values = {}
-        for item in fields(cls):
-            if item.name not in document:
-                continue
-            value = document[item.name]
-            names = [kind.strip() for kind in str(item.type).split("|")]
-            kinds = sum((allowed.get(name, (object,)) for name in names), ())  # unknown: any
-            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                raise ValueError(f'"{item.name}" is {json.dumps(value)}, not of type {item.type}')
-            values[item.name] = value
-        return cls(**values)
+# What `--resume RUN` may change: where the data lies and how it is read, how long to train.
+RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device", "out")
 
 
-def learning_rate(step: int, total_steps: int, peak: float, warmup_fraction: float) -> float:
-    """Linear warm-up from peak/20 to peak, then cosine decay to zero (a pure function of
-    the step, so resuming needs no scheduler state)."""
-    warmup = max(1, int(total_steps * warmup_fraction))
-    if step < warmup:
-        return peak * (0.05 + 0.95 * step / warmup)
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _layout(model: nn.Module) -> torch.memory_format:
-    """Channels-last for networks with 2-D convolutions, the default layout otherwise."""
+def layout_for(model: nn.Module) -> torch.memory_format:
+    """Channels-last for networks with 2-D convolutions: oneDNN's (and cuDNN's) native
+    layout, so no reorder runs around each convolution (1.3–2.5× on lenet5 training here,
+    benchmarks/train_speed.py); the default layout otherwise."""
     has_convolutions = any(parameter.dim() == 4 for parameter in model.parameters())
     return torch.channels_last if has_convolutions else torch.contiguous_format
 
 
-def _step_generator(seed: int, *counters: int) -> torch.Generator:
-    value = seed
-    for counter in counters:
-        value = value * 1_000_003 + counter
-    return torch.Generator().manual_seed(value % (2**63))
-
-
-def _seed_global_draws(seed: int, device: torch.device) -> None:
-    """Seed the generators dropout draws from: the CPU's, and the GPU's when training there
-    (torch.manual_seed visits every device: 0.15–0.25 ms, 2–3% of a LeNet-5 step)."""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seed)
-
-
-def train_one_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    config: TrainConfig,
-    epoch: int,
-    steps_per_epoch: int,
-    device: torch.device,
-    precision: str,
-    normalization: tuple[float, float],
-    start_batch: int = 0,
-    totals: dict | None = None,
-    on_step: Callable[[int, dict], None] | None = None,
-) -> dict:
-    """Train over one shuffled pass of the data; `start_batch` resumes inside the epoch."""
-    model.train()
-    layout = _layout(model)
-    order = torch.randperm(len(images), generator=_step_generator(config.seed, epoch))
-    totals = dict(totals or {"loss": 0.0, "correct": 0, "seen": 0})
-    total_steps = steps_per_epoch * config.epochs
-    started = time.perf_counter()
-    progress = tqdm(
-        range(start_batch, steps_per_epoch), initial=start_batch, total=steps_per_epoch,
-        desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, mininterval=0.5,
-    )  # fmt: skip
-    for batch_index in progress:
-        step = epoch * steps_per_epoch + batch_index
-        generator = _step_generator(config.seed, epoch, batch_index, 1)
-        _seed_global_draws(generator.initial_seed() + 1, device)  # dropout and the like
-        # The named phases show up in a profile (benchmarks/profile_epoch.py).
-        with record_function("data"):
-            indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
-            batch, target = images[indices], labels[indices]
-            if config.augment:
-                batch = random_affine(batch, generator)
-            batch = normalize(batch, *normalization).to(device, non_blocking=True)
-            batch = batch.contiguous(memory_format=layout)
-            target = target.to(device, non_blocking=True)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, total_steps, config.lr, config.warmup_fraction)
-        with record_function("forward"):
-            with autocast(device, precision):
-                logits = model(batch)
-            loss = F.cross_entropy(logits.float(), target, label_smoothing=config.label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
-        with record_function("backward"):
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        with record_function("optimizer"):
-            optimizer.step()
-        totals["loss"] += loss.item() * len(target)
-        totals["correct"] += int((logits.argmax(1) == target).sum())
-        totals["seen"] += len(target)
-        elapsed = time.perf_counter() - started
-        done = (batch_index + 1 - start_batch) * config.batch_size
-        progress.set_postfix(
-            loss=f"{totals['loss'] / totals['seen']:.4f}",
-            acc=f"{totals['correct'] / totals['seen']:.4f}",
-            img_s=f"{done / max(elapsed, 1e-9):,.0f}",
-            refresh=False,
-        )
-        if on_step is not None:
-            on_step(batch_index + 1, totals)
-    progress.close()
-    return {
-        "train_loss": totals["loss"] / max(totals["seen"], 1),
-        "train_error": 1 - totals["correct"] / max(totals["seen"], 1),
-        "seen": totals["seen"],
-    }
-
-
-class _Interrupted(Exception):
-    """Raised between steps after Ctrl-C, once the checkpoint is written."""
-
-
-def _default_run_dir(config: TrainConfig) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.model}-{config.dataset}-{stamp}"
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weight matrices and kernels only, not on biases or normalization
+    scales (Goyal et al. 2017, §5.1; torchvision's `--norm-weight-decay 0`)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
 
 
 def metrics_csv(history: list[dict]) -> str:
@@ -239,162 +82,328 @@ def metrics_csv(history: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def fit(
-    config: TrainConfig, resume: Path | None = None, log: Callable[[str], None] = print
-) -> dict:
-    """Train `config.model`, evaluating on the test split after every epoch; return results.
-
-    The run directory receives config.json, metrics.csv, model.safetensors, a checkpoint
-    written atomically at the end of every epoch (and every `checkpoint_every` steps), and
-    results.json with the final evaluation.
-    """
-    if resume is not None:
-        config_path = Path(resume) / CONFIG_FILE
-        if not config_path.is_file():
-            raise UserError(f"Cannot resume: {config_path} does not exist.")
-        try:
-            config = TrainConfig.from_json(config_path.read_text())
-        except ValueError as error:  # also bad JSON and undecodable bytes
-            raise UserError(
-                f"Cannot resume: {config_path} is not a valid run configuration ({error})."
-            ) from None
-        config.out = str(resume)
-    config = config.resolved()
-    spec = get_model_spec(config.model)
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
+def open_source(config: TrainConfig, device: torch.device) -> DataSource:
+    """The training and held-out data of a resolved configuration."""
+    input_size, normalization = model_inputs(config)
+    if config.data is not None:
+        return FolderSource(
+            config.data, input_size, normalization, classes=config.classes or None,
+            augment=config.augment, val_fraction=config.val_fraction, seed=config.seed,
+            strict=config.strict, workers=config.workers, train_subset=config.train_subset,
+            test_subset=config.test_subset, pin_memory=device.type == "cuda",
+        )  # fmt: skip
     data_dir = Path(config.data_dir) if config.data_dir else None
-
-    train = load_dataset(config.dataset, "train", data_dir)
-    test = load_dataset(config.dataset, "test", data_dir)
-    if config.train_subset:
-        train = train.subset(config.train_subset)
-    if config.test_subset:
-        test = test.subset(config.test_subset)
-    train_images = to_model_input(train.images, spec.input_size)
-    test_images = to_model_input(test.images, spec.input_size)
-    num_classes = len(train.class_names)
-
-    torch.manual_seed(config.seed)
-    model = get_model(config.model, num_classes=num_classes, **config.model_config)
-    # Channels-last: oneDNN's (and cuDNN's) native layout, so no reorder runs around each
-    # convolution; measured 1.3–2.5× on lenet5 training here (benchmarks/train_speed.py).
-    model = model.to(device, memory_format=_layout(model))
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=True,
-        weight_decay=config.weight_decay, foreach=True,
+    return TensorSource.from_dataset(
+        config.dataset, input_size, normalization, data_dir=data_dir, augment=config.augment,
+        train_subset=config.train_subset, test_subset=config.test_subset,
     )  # fmt: skip
-    steps_per_epoch = math.ceil(len(train_images) / config.batch_size)
 
-    run_dir = Path(config.out) if config.out else _default_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    remove_partial_files(run_dir)  # writes a killed process left unfinished
-    checkpoint_path = run_dir / CHECKPOINT_FILE
-    history: list[dict] = []
-    start_epoch, start_batch, totals, train_seconds = 0, 0, None, 0.0
-    if resume is not None:
-        if not checkpoint_path.is_file():
-            raise UserError(f"Cannot resume: {checkpoint_path} does not exist.")
-        state = load_checkpoint(checkpoint_path, model, optimizer)
+
+def _initial_weights(model: nn.Module, config: TrainConfig, log: Callable[[str], None]) -> None:
+    """--weights: a file, or torchvision weights by name from the hub cache; a classifier
+    for another class count starts from fresh weights (fine-tuning)."""
+    path = Path(config.weights)
+    if WEIGHT_NAME.match(config.weights) and not path.exists():
+        path, _ = hub_weights(config.model, config.weights)
+    elif not path.is_file():
+        raise UserError(f"Weights file {path} does not exist.")
+    load_weights(model, path, replace_classifier=True, log=log)
+
+
+def _check_input(model: nn.Module, name: str, input_size: tuple[int, int, int]) -> None:
+    """One image through the fresh model: an input size it cannot take is the user's to fix."""
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_size))
+    except RuntimeError as error:
+        raise UserError(
+            f"{name} cannot take {'×'.join(map(str, input_size))} input "
+            f"({str(error).strip().splitlines()[0]}); choose another --image-size."
+        ) from None
+    finally:
+        model.train()
+
+
+def _seed_global_draws(seed: int, device: torch.device) -> None:
+    """Seed the generators dropout draws from: the CPU's, and the GPU's when training there
+    (torch.manual_seed visits every device: 0.15–0.25 ms, 2–3% of a LeNet-5 step)."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
+def _resumed_config(
+    run: Run, changes: dict, session: distributed.Session
+) -> tuple[TrainConfig, int]:
+    """The saved configuration of `run` with the allowed `changes`, and the epochs it had."""
+    saved = run.read_config("resume")
+    if not run.checkpoint_path.is_file():
+        raise UserError(f"Cannot resume: {run.checkpoint_path} does not exist.")
+    refused = sorted(set(changes) - set(RESUMABLE_CHANGES))
+    if refused:
+        raise UserError(
+            f"--resume continues a run as it was configured; {', '.join('--' + n.replace('_', '-') for n in refused)} "
+            "cannot change. Start a new run for other settings (--config RUN/config.json "
+            "starts from its configuration)."
+        )
+    saved = saved.resolved(saved.world_size)  # a configuration from an older version
+    planned = saved.epochs
+    for key, value in changes.items():
+        if key == "data" and saved.data is None:
+            raise UserError(
+                f"{run.path} trained on {saved.dataset}, not an image folder; drop --data."
+            )
+        setattr(saved, key, value)
+    saved.out = str(run.path)
+    global_batch = saved.batch_size * saved.world_size
+    if global_batch % session.world_size:
+        raise UserError(
+            f"This run's global batch is {global_batch}; it cannot be shared by "
+            f"{session.world_size} processes. Resume it with a process count that divides it."
+        )
+    saved.batch_size, saved.world_size = global_batch // session.world_size, session.world_size
+    return saved, planned
+
+
+def fit(
+    config: TrainConfig,
+    resume: Path | None = None,
+    *,
+    changes: dict | None = None,
+    stop_after_epoch: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Train, evaluating on the held-out split after every epoch; return the results.
+
+    Call inside `distributed.session()` under torchrun (every rank runs this; rank 0 writes
+    the run directory and returns the results, the others an empty dict). With `resume`, the
+    run continues from its checkpoint; `changes` may set what RESUMABLE_CHANGES lists (more
+    epochs re-plan the schedule). `stop_after_epoch` ends the run early, resumably.
+    """
+    session = distributed.current()
+    main = session.is_main
+    say = log if main else (lambda message: None)
+
+    def read_saved() -> tuple[TrainConfig, int] | None:
+        """Rank 0 reads a resumed run's configuration (other machines may not see it)."""
+        if resume is None or not main:
+            return None
+        saved, planned = _resumed_config(Run(resume), changes or {}, session)
+        saved.check()
+        return saved, planned
+
+    saved = distributed.broadcast_object(distributed.together(read_saved))
+    planned = saved[1] if saved else None
+
+    def prepare() -> tuple[TrainConfig, Run, DataSource]:
+        resolved = saved[0] if saved else config.resolved(session.world_size)
+        source = open_source(resolved, session.device)
+        if source.train_count == 0:
+            raise UserError(f"{source.name} has no training images.")
+        resolved.classes = list(source.class_names)
+        run = Run(resolved.out or "")
+        if main:
+            run = Run.create(resolved)  # a new run's default name, or the resumed one
+        return resolved, run, source
+
+    config, run, source = distributed.together(prepare)
+    run = Run(distributed.broadcast_object(str(run.path)))
+    device = session.device
+    precision = resolve_precision(config.precision, device)
+    for path, why in source.skipped[:5]:
+        say(f"Skipped {path} ({why}).")
+
+    def build() -> tuple[nn.Module, torch.optim.Optimizer, dict | None]:
+        torch.manual_seed(config.seed)
+        input_size, _ = model_inputs(config)
+        model = get_model(config.model, num_classes=len(config.classes),
+                          in_channels=input_size[0], **config.model_config)  # fmt: skip
+        _check_input(model, config.model, input_size)
+        if config.weights and resume is None:
+            _initial_weights(model, config, say)
+        model = model.to(device, memory_format=layout_for(model))
+        optimizer = torch.optim.SGD(
+            parameter_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum,
+            nesterov=config.momentum > 0, foreach=True,
+        )  # fmt: skip
+        state = load_checkpoint(run.checkpoint_path, model, optimizer) if resume and main else None
+        if state is not None and config.epochs < state["epoch"]:
+            raise UserError(f"{run.path} has already trained {state['epoch']} epochs; --epochs "
+                            f"{config.epochs} would undo them.")  # fmt: skip
+        return model, optimizer, state
+
+    model, optimizer, state = distributed.together(build)
+    state = distributed.broadcast_object(state)
+    distributed.broadcast_optimizer_state(optimizer)
+    # DDP broadcasts rank 0's parameters and buffers when it wraps the model, then averages
+    # gradients across ranks during every backward pass.
+    trained = (
+        DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if session.distributed
+        else model
+    )
+    layout = layout_for(model)
+    batch_size, world = config.batch_size, session.world_size
+    steps = steps_per_epoch(source.train_count, batch_size, world)
+    total_steps = steps * config.epochs
+    history, start_epoch, start_batch, totals, train_seconds = [], 0, 0, None, 0.0
+    if state is not None:
         history, start_epoch, start_batch = state["history"], state["epoch"], state["batch"]
         totals, train_seconds = state.get("totals"), state.get("train_seconds", 0.0)
-        log(f"Resuming {run_dir} at epoch {start_epoch + 1}, batch {start_batch}.")
-    atomic_write_json(run_dir / CONFIG_FILE, asdict(config))
-    metadata = {"model": config.model, "dataset": config.dataset, "num_classes": str(num_classes)}
+        say(f"Resuming {run.path} at epoch {start_epoch + 1}, batch {start_batch}.")
+        if planned is not None and planned != config.epochs:
+            say(f"Continuing to {config.epochs} epochs (planned: {planned}); the learning-rate "
+                f"schedule is re-planned over {config.epochs} epochs from here.")  # fmt: skip
+    if main:
+        run.write_config(config)
+        if planned is not None and planned != config.epochs:
+            run.results_path.unlink(missing_ok=True)  # no longer the finished run's
+    say(f"{config.model} on {source.train_count:,} training and {source.eval_count:,} "
+        f"{source.eval_split} images of {source.name}, {len(config.classes)} classes; "
+        f"{world} process(es) × batch {batch_size}; {precision} on {device}"
+        f"{f' ({session.backend})' if session.distributed else ''}.")  # fmt: skip
+    metadata = {"model": config.model, "dataset": config.source_name,
+                "num_classes": str(len(config.classes))}  # fmt: skip
 
     def stopped(reason: str) -> UserError:
         kept = (
-            f"The last good checkpoint is kept in {checkpoint_path}"
-            if checkpoint_path.is_file()
+            f"The last good checkpoint is kept in {run.checkpoint_path}"
+            if run.checkpoint_path.is_file()
             else "No checkpoint had been written yet"
         )
         return UserError(f"Training stopped: {reason}. {kept}; try a smaller --lr.")
 
-    def check_weights(epoch: int, batch: int) -> None:
-        """Never save weights that are no longer numbers (a finite loss can precede them)."""
-        if not all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()):
-            raise FloatingPointError(
-                f"the weights became non-finite at epoch {epoch + 1}, batch {batch}"
-            )
-
     def checkpoint(epoch: int, batch: int, partial: dict | None, seconds: float) -> None:
-        check_weights(epoch - 1 if batch == 0 else epoch, batch or steps_per_epoch)
-        save_checkpoint(checkpoint_path, model, optimizer, {
+        """Never save weights that are no longer numbers (a finite loss can precede them)."""
+        if not main:
+            return
+        if not all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()):
+            shown = epoch if batch == 0 else epoch + 1  # batch 0: the end of the epoch before
+            raise stopped(f"the weights became non-finite at epoch {shown}, batch {batch or steps}")
+        save_checkpoint(run.checkpoint_path, model, optimizer, {
             "epoch": epoch, "batch": batch, "totals": partial, "history": history,
             "train_seconds": seconds,
         })  # fmt: skip
 
-    result: dict = {}
     stop = StopRequests()
+    evaluation = None
     for epoch in range(start_epoch, config.epochs):
         epoch_started = time.perf_counter()
-        position = {"batch": start_batch, "totals": totals}
-
-        def on_step(
-            batch: int, partial: dict, epoch: int = epoch, before: float = train_seconds,
-            started: float = epoch_started, position: dict = position,
-        ) -> None:  # fmt: skip
-            position.update(batch=batch, totals=dict(partial))
-            seconds = before + time.perf_counter() - started
-            if stop.requested:  # Ctrl-C or SIGTERM: the step is complete, so this resumes exactly
-                checkpoint(epoch, batch, partial, seconds)
-                raise _Interrupted
-            every = config.checkpoint_every
-            if every and batch % every == 0 and batch < steps_per_epoch:
-                checkpoint(epoch, batch, partial, seconds)
-
-        try:
-            with stop:
-                stats = train_one_epoch(
-                    model, optimizer, train_images, train.labels, config, epoch, steps_per_epoch,
-                    device, precision, spec.normalization, start_batch, totals, on_step,
-                )  # fmt: skip
-        except _Interrupted:
-            log(f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch {position['batch']}. "
-                f"Continue with: convnet train --resume {run_dir}")  # fmt: skip
-            raise KeyboardInterrupt from None
-        except FloatingPointError as error:
-            raise stopped(str(error)) from None
+        sums = dict(totals or {"loss": 0.0, "correct": 0, "seen": 0})
+        seen_before = sums["seen"]  # images of this epoch trained before a resume
+        trained.train()
+        progress = tqdm(total=steps, initial=start_batch, disable=not main, unit="batch",
+                        desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, mininterval=0.5)  # fmt: skip
+        batches = source.train_batches(
+            epoch, batch_size, config.seed, session.rank, world, start_batch
+        )
+        with stop:
+            for batch_index, (images, labels) in enumerate(batches, start=start_batch):
+                step = epoch * steps + batch_index
+                _seed_global_draws(mix(config.seed, step, session.rank), device)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(
+                        step, total_steps, config.lr, config.warmup_fraction
+                    )
+                # The named phases show up in a profile (benchmarks/profile_epoch.py).
+                with record_function("data"):
+                    images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
+                    labels = labels.to(device, non_blocking=True)
+                with record_function("forward"):
+                    with autocast(device, precision):
+                        logits = trained(images)
+                    # Undecodable images (label -1) add nothing; dividing by the batch size,
+                    # not the valid count, keeps every rank's share of the global mean equal.
+                    loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-1,
+                                               label_smoothing=config.label_smoothing, reduction="sum")  # fmt: skip
+                with record_function("backward"):
+                    optimizer.zero_grad(set_to_none=True)
+                    (loss_sum / len(labels)).backward()
+                counts = torch.stack([
+                    loss_sum.detach().float(), (labels >= 0).sum().float(),
+                    (logits.argmax(1) == labels).sum().float(),
+                ])  # fmt: skip
+                stop_asked = stop.requested
+                if session.distributed:  # and whether any rank was asked to stop
+                    flag = torch.tensor([float(stop_asked)], device=counts.device)
+                    counts = distributed.all_reduce_sum(torch.cat([counts, flag]))
+                    stop_asked = bool(counts[3] > 0)
+                loss_total, valid, correct = counts[:3].tolist()
+                if not math.isfinite(loss_total):  # every rank sees the same sum: all stop
+                    if not main:
+                        raise distributed.PeerFailure(0)
+                    raise stopped(f"loss became {loss_total} at epoch {epoch + 1}, step {step}")
+                with record_function("optimizer"):
+                    optimizer.step()
+                sums = {"loss": sums["loss"] + loss_total, "seen": sums["seen"] + int(valid),
+                        "correct": sums["correct"] + int(correct)}  # fmt: skip
+                progress.update()
+                progress.set_postfix(loss=f"{sums['loss'] / max(sums['seen'], 1):.4f}",
+                                     acc=f"{sums['correct'] / max(sums['seen'], 1):.4f}", refresh=False)  # fmt: skip
+                seconds = train_seconds + time.perf_counter() - epoch_started
+                if stop_asked:  # Ctrl-C or SIGTERM on some rank: all stop after this whole step
+                    checkpoint(epoch, batch_index + 1, sums, seconds)
+                    progress.close()
+                    say(f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch "
+                        f"{batch_index + 1}. Continue with: convnet train --resume {run.path}")  # fmt: skip
+                    raise KeyboardInterrupt
+                every = config.checkpoint_every
+                if every and (batch_index + 1) % every == 0 and batch_index + 1 < steps:
+                    checkpoint(epoch, batch_index + 1, sums, seconds)
+        progress.close()
         epoch_seconds = time.perf_counter() - epoch_started
         train_seconds += epoch_seconds
-        result, _ = evaluate(model, test_images, test.labels, test.class_names,
-                             spec.normalization, device, precision)  # fmt: skip
+        distributed.average_buffers(model)  # one set of batch-norm statistics for all ranks
+        evaluation = evaluate(model, source, device, precision, keep_logits=False)
+        scores = evaluation.result
         history.append({
             "epoch": epoch + 1,
-            "train_loss": round(stats["train_loss"], 6),
-            "train_error": round(stats["train_error"], 6),
-            "test_error": result["top1_error"],
-            "test_top5_error": result["top5_error"],
+            "train_loss": round(sums["loss"] / max(sums["seen"], 1), 6),
+            "train_error": round(1 - sums["correct"] / max(sums["seen"], 1), 6),
+            "eval_loss": scores["loss"],
+            "eval_error": scores["top1_error"],
+            "eval_top5_error": scores["top5_error"],
             "lr": round(optimizer.param_groups[0]["lr"], 8),
             "epoch_seconds": round(epoch_seconds, 3),
-            "images_per_second": round(stats["seen"] / epoch_seconds, 1),
+            "images_per_second": round((sums["seen"] - seen_before) / epoch_seconds, 1),
         })  # fmt: skip
         start_batch, totals = 0, None
-        try:
-            check_weights(epoch, steps_per_epoch)
-        except FloatingPointError as error:
-            raise stopped(str(error)) from None
-        save_weights(run_dir / WEIGHTS_FILE, model, metadata)
+        if main:  # the checkpoint last: it commits the epoch, which a crash before it redoes
+            save_weights(run.weights_path, model, metadata)
+            atomic_write_text(run.metrics_path, metrics_csv(history))
         checkpoint(epoch + 1, 0, None, train_seconds)
-        atomic_write_text(run_dir / METRICS_FILE, metrics_csv(history))
-        log(f"epoch {epoch + 1}/{config.epochs}: train loss {stats['train_loss']:.4f}, "
-            f"test error {result['top1_error']:.2%}, {history[-1]['images_per_second']:,.0f} images/s")  # fmt: skip
+        say(f"epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, "
+            f"{source.eval_split} error {scores['top1_error']:.2%} (top-5 {scores['top5_error']:.2%}), "
+            f"{history[-1]['images_per_second']:,.0f} images/s")  # fmt: skip
+        if stop_after_epoch is not None and stop_after_epoch <= epoch + 1 < config.epochs:
+            say(f"Stopped after epoch {epoch + 1} as asked; continue with: "
+                f"convnet train --resume {run.path}")  # fmt: skip
+            return {"run_dir": str(run.path), "stopped_after_epoch": epoch + 1,
+                    "epochs": config.epochs} if main else {}  # fmt: skip
 
-    if not result:  # resumed a run that had already finished: evaluate what it left
-        result, _ = evaluate(model, test_images, test.labels, test.class_names,
-                             spec.normalization, device, precision)  # fmt: skip
+    if evaluation is None:  # resumed a run that had already finished: score what it left
+        evaluation = evaluate(model, source, device, precision, keep_logits=False)
+    # Every replica must hold the same weights; a real check, since it is cheap.
+    digests = (
+        distributed.gather_objects(distributed.weight_digest(model)) if session.distributed else []
+    )
+    if not main:
+        return {}
+    if len(set(digests)) > 1:
+        log(f"Warning: the {len(digests)} replicas ended with different weights: {digests}")
     seen = sum(row["images_per_second"] * row["epoch_seconds"] for row in history)
     result = {
-        "model": config.model,
-        "dataset": config.dataset,
-        **result,
-        "params": sum(p.numel() for p in model.parameters()),
-        "epochs": config.epochs,
+        "model": config.model, "dataset": config.source_name,
+        **({"data_dir": config.data} if config.data else {}),
+        **evaluation.result,
+        "params": sum(p.numel() for p in model.parameters()), "epochs": config.epochs,
         "train_seconds": round(train_seconds, 3),
         "images_per_second": round(seen / max(train_seconds, 1e-9), 1),
-        "precision": precision,
-        "device": str(device),
-        "run_dir": str(run_dir),
-    }
-    atomic_write_json(run_dir / RESULTS_FILE, result)
+        "precision": precision, "device": str(device), "world_size": world,
+        "backend": session.backend, "batch_size": batch_size, "global_batch_size": batch_size * world,
+        "replicas_identical": len(set(digests)) <= 1, "run_dir": str(run.path),
+    }  # fmt: skip
+    if digests:
+        result["weight_digests"] = digests
+    atomic_write_json(run.results_path, result)
     return result

@@ -11,8 +11,6 @@ their configuration, so calling the experiment again with the same settings is i
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,9 +19,9 @@ from pathlib import Path
 from convnet.analysis.summary import summarize
 from convnet.analysis.zoo import hardware
 from convnet.data.datasets import load_dataset
-from convnet.engine.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE
-from convnet.engine.runs import read_history
-from convnet.engine.train import RESULTS_FILE, TrainConfig, fit
+from convnet.engine.config import TrainConfig
+from convnet.engine.run import Run, cache_key
+from convnet.engine.train import fit
 from convnet.errors import UserError
 from convnet.experiments import CachedRunSettings, cpu_threads
 from convnet.models import get_model, get_model_spec
@@ -57,8 +55,6 @@ BENCHMARK = (
     "normalization, flips, translation and rotation"
 )
 PUBLISHED_BENCHMARK: dict[str, tuple[str, float]] = {"ResNet": ("ResNet-18", 0.949)}
-# Fields of TrainConfig that do not change what a run measures, left out of the cache key.
-NOT_IN_KEY = ("out", "data_dir", "device", "checkpoint_every")
 
 
 @dataclass
@@ -167,18 +163,8 @@ def training_config(settings: EvolutionSettings, model: str) -> TrainConfig:
     ).resolved()
 
 
-def cache_key(config: TrainConfig) -> str:
-    """A short hash of everything in a configuration that shapes the weights or the score."""
-    kept = {k: v for k, v in sorted(asdict(config).items()) if k not in NOT_IN_KEY}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
-
-
 def run_dir_for(config: TrainConfig, runs_dir: Path) -> Path:
     return Path(runs_dir) / f"{config.model}-{config.dataset}-{cache_key(config)}"
-
-
-def _finished(run_dir: Path) -> bool:
-    return all((run_dir / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, RESULTS_FILE))
 
 
 def train_or_reuse(
@@ -186,16 +172,17 @@ def train_or_reuse(
 ) -> tuple[dict, Path, bool]:
     """The results of a finished cached run, or of a new (or resumed) one."""
     run_dir = run_dir_for(config, runs_dir)
-    if _finished(run_dir):
+    run = Run(run_dir)
+    if run.finished:
         log(f"{config.model}: reusing {run_dir}")
-        return json.loads((run_dir / RESULTS_FILE).read_text()), run_dir, True
+        return run.results(), run_dir, True
     if reuse_only:
         raise UserError(
             f"No finished run for {config.model} in {run_dir}; "
             "run without --reuse-only to train it."
         )
     config.out = str(run_dir)
-    resume = run_dir if (run_dir / CHECKPOINT_FILE).is_file() else None
+    resume = run_dir if run.checkpoint_path.is_file() else None
     log(
         f"{config.model}: training {config.epochs} epoch(s) on "
         f"{config.train_subset or 'all'} training images into {run_dir}"
@@ -208,7 +195,7 @@ def outcome_for(model: str, results: dict, run_dir: Path, reused: bool) -> Model
     spec = get_model_spec(model)
     network = get_model(model, num_classes=10)
     summary = summarize(network, spec.input_size, model).total
-    history = read_history(run_dir)
+    history = Run(run_dir).history()
     return ModelOutcome(
         model=model,
         family=spec.family,
@@ -222,7 +209,7 @@ def outcome_for(model: str, results: dict, run_dir: Path, reused: bool) -> Model
         epochs=int(results["epochs"]),
         run_dir=str(run_dir),
         reused=reused,
-        test_error_by_epoch=[row["test_error"] for row in history],
+        test_error_by_epoch=[row["eval_error"] for row in history],
     )
 
 

@@ -10,9 +10,7 @@ next call with the same settings reuses them instead of training again.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,11 +22,11 @@ from tqdm import tqdm
 from convnet.data.datasets import load_dataset
 from convnet.data.distortions import DISTORTIONS
 from convnet.data.transforms import to_model_input
-from convnet.engine.checkpoint import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE
+from convnet.engine.config import TrainConfig
 from convnet.engine.device import resolve_device, resolve_precision
 from convnet.engine.evaluate import predict_logits
-from convnet.engine.runs import load_run
-from convnet.engine.train import RESULTS_FILE, TrainConfig, fit
+from convnet.engine.run import Run, cache_key, load_run
+from convnet.engine.train import fit
 from convnet.errors import UserError
 from convnet.experiments import CachedRunSettings, cpu_threads
 from convnet.models import get_model_spec
@@ -38,8 +36,8 @@ VARIANT_KINDS = ("plain", "augmented", "ablation")
 # it diverged (NaN loss, or chance accuracy) in 3-epoch runs on 20,000 images with seeds 0
 # and 1, and at 0.035 with seed 0; at half the rate it trained with both seeds.
 ABLATION_LR_SCALE = 0.5
-# Fields of TrainConfig that do not change the trained weights, left out of the cache key.
-NOT_IN_KEY = ("out", "data_dir", "device", "checkpoint_every", "test_subset")
+# Also left out of the cache key: the held-out share scored does not change the weights.
+NOT_IN_KEY = ("test_subset",)
 
 
 @dataclass
@@ -190,25 +188,15 @@ def plan_variants(settings: InvarianceSettings) -> list[Variant]:
     return variants
 
 
-def cache_key(config: dict) -> str:
-    """A short hash of everything in a training configuration that shapes the weights."""
-    kept = {k: v for k, v in sorted(config.items()) if k not in NOT_IN_KEY}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
-
-
 def run_dir_for(variant: Variant, runs_dir: Path) -> Path:
     pooling = variant.config["model_config"].get("pooling")
     name = "-".join(
         [variant.model]
         + ([f"pool{pooling}"] if pooling else [])
         + (["aug"] if variant.config["augment"] else [])
-        + [cache_key(variant.config)]
+        + [cache_key(variant.config, NOT_IN_KEY)]
     )
     return Path(runs_dir) / name
-
-
-def finished_run(run_dir: Path) -> bool:
-    return all((run_dir / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, RESULTS_FILE))
 
 
 def train_or_reuse(
@@ -217,9 +205,10 @@ def train_or_reuse(
     """Fill in `variant.run_dir`: a finished cached run, or a new (or resumed) one."""
     run_dir = run_dir_for(variant, runs_dir)
     variant.run_dir = str(run_dir)
-    if finished_run(run_dir):
+    run = Run(run_dir)
+    if run.finished:
         variant.reused = True
-        results = json.loads((run_dir / RESULTS_FILE).read_text())
+        results = run.results()
         variant.train_seconds = float(results.get("train_seconds", 0.0))
         log(f"{variant.label}: reusing {run_dir}")
         return variant
@@ -229,7 +218,7 @@ def train_or_reuse(
             "run without --reuse-only to train it."
         )
     config = TrainConfig(**{**variant.config, "out": str(run_dir)})
-    resume = run_dir if (run_dir / CHECKPOINT_FILE).is_file() else None
+    resume = run_dir if run.checkpoint_path.is_file() else None
     log(
         f"{variant.label}: training {config.epochs} epoch(s) on "
         f"{config.train_subset or 'all'} training images into {run_dir}"

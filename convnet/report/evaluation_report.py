@@ -12,19 +12,15 @@ import html
 import io
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
-
 from convnet.data.folders import DECODE_ERRORS, decode_image
 from convnet.engine.checkpoint import atomic_write_text
-from convnet.engine.folder_eval import FolderEvaluation
+from convnet.engine.evaluate import Evaluation
 from convnet.report import plots
 from convnet.report.run_report import STYLE, _table
 
 REPORT_FILE = "report.html"
 FIGURES = "figures"
 THUMBNAIL = 112  # pixels on the longer side
-PER_CLASS_BARS = 40  # above this many classes, a sorted curve instead of one bar per class
 EXTRA_STYLE = """
 .classes{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:1em}
 .class{background:#f4f6f8;border-radius:8px;padding:.6em} .class h3{margin:.1em 0 .4em;font-size:1em}
@@ -33,45 +29,52 @@ figure img{display:block;border-radius:3px} .wrong{color:#b3262e}
 """
 
 
-def _thumbnail(path: Path) -> str | None:
-    """A data: URI of a small JPEG of `path`, or None if it cannot be decoded."""
-    try:
-        image = decode_image(path)
-    except DECODE_ERRORS:
-        return None
+def _thumbnail(evaluation: Evaluation, index: int) -> str | None:
+    """A data: URI of a small JPEG of held-out image `index`, or None if it cannot be decoded."""
+    source = evaluation.source
+    if hasattr(source, "eval_path"):  # a file: its own pixels, not the model's crop
+        try:
+            image = decode_image(source.eval_path(index))
+        except DECODE_ERRORS:
+            return None
+    else:
+        from torchvision.transforms.functional import to_pil_image
+
+        image = to_pil_image(source.eval_image(index)).convert("RGB")
+        image = image.resize((THUMBNAIL // 2, THUMBNAIL // 2))
     image.thumbnail((THUMBNAIL, THUMBNAIL))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _class_examples(evaluation: FolderEvaluation, index: int, count: int) -> list[tuple[Path, int]]:
+def _class_examples(evaluation: Evaluation, index: int, count: int) -> list[tuple[int, int]]:
     """Up to `count` (image, predicted class) of class `index`: mistakes first (they show why
     a class is hard), then correct ones, each in file order."""
     predictions = evaluation.logits.argmax(dim=1)
     mine = (evaluation.labels == index).nonzero().flatten().tolist()
     mine.sort(key=lambda row: (int(predictions[row]) == index, int(evaluation.indices[row])))
-    samples = evaluation.collection.samples
-    return [
-        (samples[int(evaluation.indices[row])][0], int(predictions[row])) for row in mine[:count]
-    ]
+    return [(int(evaluation.indices[row]), int(predictions[row])) for row in mine[:count]]
 
 
-def _class_cards(
-    evaluation: FolderEvaluation, rows: list[dict], names: list[str], count: int
-) -> str:
+def _label(evaluation: Evaluation, index: int) -> str:
+    source = evaluation.source
+    return source.eval_path(index).name if hasattr(source, "eval_path") else f"#{index}"
+
+
+def _class_cards(evaluation: Evaluation, rows: list[dict], names: list[str], count: int) -> str:
     cards = []
     for row in rows:
         figures = []
-        for path, predicted in _class_examples(evaluation, row["index"], count):
-            uri = _thumbnail(path)
+        for image_index, predicted in _class_examples(evaluation, row["index"], count):
+            uri = _thumbnail(evaluation, image_index)
             if uri is None:
                 continue
             wrong = predicted != row["index"]
             caption = f"→ {names[predicted]}" if wrong else "correct"
             figures.append(
-                f"<figure><img src='{uri}' alt='{html.escape(path.name)}' "
-                f"title='{html.escape(path.name)}'><figcaption class='{'wrong' if wrong else ''}'>"
+                f"<figure><img src='{uri}' alt='image {image_index}' "
+                f"title='{html.escape(_label(evaluation, image_index))}'><figcaption class='{'wrong' if wrong else ''}'>"
                 f"{html.escape(caption)}</figcaption></figure>"
             )
         cards.append(
@@ -81,43 +84,31 @@ def _class_cards(
     return f"<div class='classes'>{''.join(cards)}</div>"
 
 
-def _sorted_accuracy_figure(per_class: list[dict], path: Path) -> Path:
-    """Per-class accuracy from the easiest to the hardest class (ImageNet: 1,000 of them)."""
-    accuracy = sorted((100 * row["accuracy"] for row in per_class if row["accuracy"] is not None),
-                      reverse=True)  # fmt: skip
-    figure, axis = plt.subplots(figsize=(8, 3.4))
-    axis.plot(np.arange(1, len(accuracy) + 1), accuracy, color="#2c6e9b")
-    axis.set(xlabel="class rank (easiest first)", ylabel="accuracy (%)", ylim=(0, 100.5),
-             title=f"Per-class accuracy of {len(accuracy)} classes, sorted")  # fmt: skip
-    axis.grid(alpha=0.3)
-    return plots.save_figure(figure, path)
-
-
 def write_evaluation_report(
-    out_dir: Path, result: dict, evaluation: FolderEvaluation, images_per_class: int = 4
+    out_dir: Path, result: dict, evaluation: Evaluation, images_per_class: int = 4
 ) -> Path:
     """Write OUT/report.html (and OUT/figures/per_class.png); return the page's path."""
     out_dir = Path(out_dir)
     names = [row["name"] for row in result["per_class"]]
-    figure = out_dir / FIGURES / "per_class.png"
-    if len(names) <= PER_CLASS_BARS:
-        plots.per_class_figure(result["per_class"], result["easiest"], result["hardest"], figure)
-    else:
-        _sorted_accuracy_figure(result["per_class"], figure)
+    plots.class_accuracy_figure(result, out_dir / FIGURES / "per_class.png")
     cards = [
         ("top-1 error", f"{result['top1_error']:.2%}"),
         ("top-5 error", f"{result['top5_error']:.2%}"),
         ("images", f"{result['num_examples']:,}"),
-        ("images/s", f"{result['images_per_second']:,.1f}"),
+        ("images/s", f"{result['eval_images_per_second']:,.1f}"),
         ("skipped", f"{result['num_skipped']:,}"),
     ]
-    pre = result["preprocessing"]
+    pre = result.get("preprocessing")
+    preparation = (
+        f"({html.escape(result['layout'])}, {html.escape(result['split'])} split); resize "
+        f"{pre['resize']}, centre crop {pre['crop']} ({html.escape(pre['interpolation'])})"
+        if pre
+        else f"({html.escape(result['split'])} split, held in memory)"
+    )
     parts = [
         f"<h1>{html.escape(result['model'])} on {html.escape(Path(result['dataset']).name)}</h1>",
         f"<p class='lead'>weights {html.escape(result['weights'])}; {html.escape(result['dataset'])} "
-        f"({html.escape(result['layout'])}, {html.escape(result['split'])} split); resize "
-        f"{pre['resize']}, centre crop {pre['crop']} ({html.escape(pre['interpolation'])}); "
-        f"{html.escape(result['precision'])} on {html.escape(result['device'])}.</p>",
+        f"{preparation}; {html.escape(result['precision'])} on {html.escape(result['device'])}.</p>",
         "<div class='cards'>" + "".join(
             f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
         ) + "</div>",

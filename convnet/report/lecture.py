@@ -1,5 +1,5 @@
 """`convnet report lecture`: one page walking through the lecture's claims 1–8
-(DESIGN.md §2) in order — the claim, the command that measures it, the figure measured on
+(listed in the README) in order — the claim, the command that measures it, the figure measured on
 this machine, a plot, and a one-line verdict (the sections are in lecture_claims.py).
 
 To finish in minutes on a laptop CPU it reuses fully trained runs of the invariance
@@ -18,10 +18,10 @@ from pathlib import Path
 from convnet.data.datasets import load_dataset
 from convnet.data.transforms import to_model_input
 from convnet.engine.checkpoint import atomic_write_text
+from convnet.engine.run import Run
 from convnet.experiments.invariance import (
     InvarianceSettings,
     Variant,
-    finished_run,
     plan_variants,
     run_dir_for,
     run_invariance,
@@ -59,7 +59,7 @@ def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, st
         reuse_only=True,
         threads=settings.threads,
     )
-    if all(finished_run(run_dir_for(v, Path(full.runs_dir))) for v in plan_variants(full)):
+    if all(Run(run_dir_for(v, Path(full.runs_dir))).finished for v in plan_variants(full)):
         return full, "reused fully trained runs (each model's default epochs, all 60,000 images)"
     brief = InvarianceSettings(
         runs_dir=settings.runs_dir,
@@ -102,7 +102,7 @@ def render(
     )
     title = "The lecture's claims, measured"
     lead = (
-        f"Each claim of the CNN lecture (DESIGN.md §2), measured on real MNIST on this machine "
+        f"Each claim of the CNN lecture, measured on real MNIST on this machine "
         f"in {seconds:.0f} s. Networks: {html.escape(how)} (each run reused when cached)."
     )
     return (

@@ -1,4 +1,4 @@
-"""The sections of `convnet report lecture`, one function per claim of DESIGN.md §2: each
+"""The sections of `convnet report lecture`, one function per claim of the lecture: each
 measures (or looks up) what it needs and returns the claim, the command, what was
 measured, a figure and a verdict — supported, not supported, depends, or not measured here.
 """
@@ -15,8 +15,7 @@ import torch
 
 from convnet.analysis.summary import LENET5_SOURCES, matching_sources, summarize, traced_depth
 from convnet.data.datasets import DATASETS
-from convnet.engine.checkpoint import CONFIG_FILE
-from convnet.engine.runs import load_run
+from convnet.engine.run import CONFIG_FILE, load_run
 from convnet.experiments.cost import run_cost
 from convnet.experiments.invariance import InvarianceResult
 from convnet.experiments.shift import feature_map_shift, run_shift

@@ -9,11 +9,9 @@ import torch
 
 from convnet.analysis.summary import ModelSummary, matching_sources, summarize
 from convnet.engine.checkpoint import atomic_write_text
-from convnet.engine.runs import Evaluation, LoadedModel, read_history
+from convnet.engine.evaluate import Evaluation
+from convnet.engine.run import FIGURES, LoadedModel, Run
 from convnet.report import plots
-
-REPORT_FILE = "report.html"
-FIGURES = "figures"
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
@@ -48,43 +46,50 @@ def summary_table(summary: ModelSummary) -> str:
 def most_confident_mistakes(
     evaluation: Evaluation, count: int = 16
 ) -> tuple[torch.Tensor, list[str]]:
+    """The held-out images the model got wrong with the highest confidence, as it saw them
+    (before normalization), with "#index: true→predicted probability" captions."""
     probabilities = evaluation.logits.softmax(dim=1)
     predicted = probabilities.argmax(dim=1)
-    wrong = (predicted != evaluation.data.labels).nonzero().flatten()
+    wrong = (predicted != evaluation.labels).nonzero().flatten()
     confidence = probabilities[wrong, predicted[wrong]]
     chosen = wrong[confidence.argsort(descending=True)[:count]]
-    names = evaluation.data.class_names
+    names = evaluation.source.class_names
     captions = [
-        f"#{int(i)}: {names[int(evaluation.data.labels[i])]}→{names[int(predicted[i])]} "
-        f"{probabilities[i, predicted[i]].item():.0%}"
+        f"#{int(evaluation.indices[i])}: {names[int(evaluation.labels[i])]}→"
+        f"{names[int(predicted[i])]} {probabilities[i, predicted[i]].item():.0%}"
         for i in chosen
     ]
-    return evaluation.images[chosen], captions
+    images = [evaluation.source.eval_image(int(evaluation.indices[i])) for i in chosen]
+    return (torch.stack(images) if images else torch.empty(0)), captions
 
 
-def write_run_report(run_dir: Path, loaded: LoadedModel, evaluation: Evaluation) -> Path:
-    """Figures plus report.html in `run_dir`; returns the page's path."""
-    run_dir = Path(run_dir)
-    figures = run_dir / FIGURES
+def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> Path:
+    """Figures plus report.html in the run directory, for a run on any data source; returns
+    the page's path."""
+    figures = run.figures
     result = evaluation.result
-    history = read_history(run_dir)
-    names = list(evaluation.data.class_names)
+    split = result["split"]
+    history = run.history()
+    names = list(evaluation.source.class_names)
     parts = []
     if history:
-        plots.training_curves(history, figures / "curves.png")
-        parts.append("<h2>Training</h2><img src='figures/curves.png' alt='training curves'>")
+        plots.training_curves(history, figures / "curves.png", split)
+        parts.append(f"<h2>Training</h2><img src='{FIGURES}/curves.png' alt='training curves'>")
         parts.append(_table(
-            ["epoch", "train loss", "train error", "test error", "images/s", "seconds"],
+            ["epoch", "train loss", "train error", f"{split} loss", f"{split} error",
+             f"{split} top-5 error", "images/s", "seconds"],
             [[int(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['train_error']:.2%}",
-              f"{r['test_error']:.2%}", f"{r['images_per_second']:,.0f}", f"{r['epoch_seconds']:.1f}"]
+              f"{r['eval_loss']:.4f}" if "eval_loss" in r else "–", f"{r['eval_error']:.2%}",
+              f"{r['eval_top5_error']:.2%}" if "eval_top5_error" in r else "–",
+              f"{r['images_per_second']:,.0f}", f"{r['epoch_seconds']:.1f}"]
              for r in history],
         ))  # fmt: skip
-    plots.confusion_figure(result["confusion_matrix"], names, figures / "confusion.png")
-    plots.per_class_figure(
-        result["per_class"], result["easiest"], result["hardest"], figures / "per_class.png"
-    )
-    parts.append("<h2>Where it errs</h2><img src='figures/confusion.png' alt='confusion matrix'>")
-    parts.append("<img src='figures/per_class.png' alt='per-class accuracy'>")
+    parts.append("<h2>Where it errs</h2>")
+    if len(names) <= plots.MANY_CLASSES:
+        plots.confusion_figure(result["confusion_matrix"], names, figures / "confusion.png", split)
+        parts.append(f"<img src='{FIGURES}/confusion.png' alt='confusion matrix'>")
+    plots.class_accuracy_figure(result, figures / "per_class.png")
+    parts.append(f"<img src='{FIGURES}/per_class.png' alt='per-class accuracy'>")
     parts.append(
         "<p>Easiest classes: " + ", ".join(f"{r['name']} ({r['accuracy']:.2%})" for r in result["easiest"])
         + ". Hardest: " + ", ".join(f"{r['name']} ({r['accuracy']:.2%})" for r in result["hardest"]) + ".</p>"
@@ -99,9 +104,13 @@ def write_run_report(run_dir: Path, loaded: LoadedModel, evaluation: Evaluation)
             images, captions, figures / "mistakes.png", "Most confident mistakes (true→predicted)"
         )
         parts.append(
-            "<h2>Most confident mistakes</h2><img src='figures/mistakes.png' alt='mistakes'>"
+            f"<h2>Most confident mistakes</h2><img src='{FIGURES}/mistakes.png' alt='mistakes'>"
         )
-    summary = summarize(loaded.model.cpu(), loaded.spec.input_size, loaded.name)
+    if result.get("skipped"):
+        parts.append(f"<h2>Skipped files ({result['num_skipped']})</h2>" + _table(
+            ["file", "reason"], [[item["file"], item["reason"]] for item in result["skipped"]]
+        ))  # fmt: skip
+    summary = summarize(loaded.model.cpu(), loaded.input_size, loaded.name)
     parts.append(
         "<h2>The model</h2>"
         + f"<p>{html.escape(loaded.spec.description)}.</p>"
@@ -113,15 +122,15 @@ def write_run_report(run_dir: Path, loaded: LoadedModel, evaluation: Evaluation)
                      "The lecture's “about 14,000 parameters and 187,000 connections” does not match the "
                      "published LeNet-5 (60,000 and 340,908).</p>")  # fmt: skip
     cards = [
-        ("test error", f"{result['top1_error']:.2%}"),
+        (f"{split} error", f"{result['top1_error']:.2%}"),
         ("top-5 error", f"{result['top5_error']:.2%}"),
-        ("parameters", f"{result['params']:,}"),
-        ("test images", f"{result['num_examples']:,}"),
+        ("parameters", f"{sum(p.numel() for p in loaded.model.parameters()):,}"),
+        (f"{split} images", f"{result['num_examples']:,}"),
     ]
     if history:
         cards.append(("training time", f"{sum(r['epoch_seconds'] for r in history):.0f} s"))
     header = (
-        f"<h1>{html.escape(loaded.name)} on {html.escape(result['dataset'])}</h1>"
+        f"<h1>{html.escape(loaded.name)} on {html.escape(evaluation.source.name)}</h1>"
         f"<p class='lead'>{html.escape(loaded.spec.paper)}</p><div class='cards'>"
         + "".join(
             f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
@@ -133,6 +142,5 @@ def write_run_report(run_dir: Path, loaded: LoadedModel, evaluation: Evaluation)
         f"</title><meta name='viewport' content='width=device-width, initial-scale=1'><style>{STYLE}</style>"
         f"</head><body>{header}{''.join(parts)}</body></html>\n"
     )
-    path = run_dir / REPORT_FILE
-    atomic_write_text(path, page)
-    return path
+    atomic_write_text(run.report_path, page)
+    return run.report_path

@@ -8,16 +8,15 @@ page's comparison under shifts differs in architecture only.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from convnet.engine.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from convnet.engine.runs import LoadedModel, load_run
-from convnet.engine.train import RESULTS_FILE, TrainConfig, fit
+from convnet.engine.config import TrainConfig
+from convnet.engine.run import LoadedModel, Run, load_run, newest_run
+from convnet.engine.train import fit
 from convnet.errors import UserError
 
 CNN, ORDINARY = "cnn", "ordinary"
@@ -65,11 +64,11 @@ def role_of(loaded: LoadedModel) -> str:
     """CNN if the model has LeNet-5's layers C1…C5, ordinary if it is an MLP; else refuse."""
     features = getattr(loaded.model, "features", None)
     names = {name for name, _ in features.named_children()} if features is not None else set()
-    if loaded.spec.input_size != EXPECTED_INPUT or len(loaded.class_names) != 10:
+    if loaded.input_size != EXPECTED_INPUT or len(loaded.class_names) != 10:
         raise UserError(
             f"The page needs models of 10 classes on 1×32×32 input (MNIST digits); "
             f"{loaded.name} has {len(loaded.class_names)} classes on "
-            f"{'×'.join(map(str, loaded.spec.input_size))} input."
+            f"{'×'.join(map(str, loaded.input_size))} input."
         )
     if set(CNN_LAYERS) <= names:
         return CNN
@@ -81,31 +80,10 @@ def role_of(loaded: LoadedModel) -> str:
     )
 
 
-def _test_error(run_dir: Path) -> float | None:
-    try:
-        return float(json.loads((run_dir / RESULTS_FILE).read_text())["top1_error"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def find_newest_run(runs_root: Path, model: str, dataset: str = "mnist") -> Path | None:
-    """The run directory directly under `runs_root` with the newest weights of `model`."""
-    candidates: list[tuple[float, Path]] = []
-    if not Path(runs_root).is_dir():
-        return None
-    for run_dir in Path(runs_root).iterdir():
-        config_path, weights_path = run_dir / CONFIG_FILE, run_dir / WEIGHTS_FILE
-        if not (config_path.is_file() and weights_path.is_file()):
-            continue
-        try:
-            config = json.loads(config_path.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(config, dict):
-            continue
-        if config.get("model") == model and config.get("dataset") == dataset:
-            candidates.append((weights_path.stat().st_mtime, run_dir))
-    return max(candidates)[1] if candidates else None
+    """The finished run directly under `runs_root` with the newest weights of `model`."""
+    run = newest_run(runs_root, model, dataset)
+    return run.path if run else None
 
 
 def train_quickly(
@@ -152,7 +130,7 @@ def prepare_models(
                 f"{loaded.name} from {Path(run_dir).name}); give at most one of each."
             )
         origin = f"run {Path(run_dir).name} (given with --run)"
-        served[role] = ServedModel(role, loaded, origin, _test_error(Path(run_dir)))
+        served[role] = ServedModel(role, loaded, origin, Run(run_dir).test_error())
     for role, model in DEFAULT_MODELS.items():
         if role in served:
             continue
@@ -173,7 +151,7 @@ def prepare_models(
         loaded = load_run(run_dir)
         if role_of(loaded) != role:
             raise UserError(f"Run {run_dir.name} does not hold a {ROLE_TITLES[role]}.")
-        served[role] = ServedModel(role, loaded, origin, _test_error(run_dir))
+        served[role] = ServedModel(role, loaded, origin, Run(run_dir).test_error())
         log(f"{ROLE_TITLES[role]}: {model} — {origin}")
     for entry in served.values():
         entry.loaded.model.to("cpu").eval()

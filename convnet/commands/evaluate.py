@@ -1,0 +1,201 @@
+"""`convnet evaluate` and `convnet predict`: a run directory or MODEL --weights W, on any data
+source, through the one evaluation of the engine."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from convnet.commands.common import Command, data_dir, emit, log
+from convnet.commands.train import IMAGE_ONLY, _result_text
+from convnet.errors import UserError
+
+WEIGHTS_HELP = (
+    "with MODEL: torchvision weights by name (e.g. IMAGENET1K_V1, read from the torch hub "
+    "cache, never downloaded) or a weights file (safetensors or PyTorch state_dict)"
+)
+
+
+def load_target(args: argparse.Namespace):
+    """RUN_DIR, or MODEL --weights NAME_OR_FILE, as a LoadedModel. Bare weights scored on
+    image folders are built for the folders' classes."""
+    from convnet.data.folders import open_image_collection
+    from convnet.engine.run import Run, load_weights_argument
+
+    if not args.weights:
+        return Run(args.target).load()
+    classes = None
+    if getattr(args, "data", None):
+        classes = open_image_collection(
+            args.data, args.split or "all", val_fraction=args.val_fraction or 0.2,
+            seed=args.seed or 0, ground_truth=args.ground_truth,
+        ).classes  # fmt: skip
+    return load_weights_argument(args.target, args.weights, getattr(args, "dataset", None),
+                                 classes=classes, data_name=getattr(args, "data", None) or "the data")  # fmt: skip
+
+
+def configure_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="RUN_DIR|MODEL")
+    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    parser.add_argument(
+        "--dataset", metavar="NAME", help="a registered data set (default: the run's)"
+    )
+    parser.add_argument("--data", metavar="DIR", help="image files: class folders (train/ and "
+                        "val/, or one folder of classes) or the ILSVRC2012 layout")  # fmt: skip
+    parser.add_argument("--data-dir", help="the cache of registered data sets")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument(
+        "--test-subset", type=int, metavar="N", help="score the first N images only"
+    )
+    parser.add_argument("--extremes", type=int, metavar="N", help="how many easiest and "
+                        "hardest classes to list (default 3; 5 for image files)")  # fmt: skip
+    parser.add_argument("--report", metavar="DIR", help="write an HTML report into DIR")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--json", action="store_true")
+    images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
+    images.add_argument("--split", choices=("train", "val", "all"),
+                        help="default: val of the run's own folder, else every image (all)")  # fmt: skip
+    images.add_argument("--workers", type=int, help="decoding processes (default min(4, CPUs))")
+    images.add_argument(
+        "--strict", action="store_true", default=None, help="fail on unreadable images"
+    )
+    images.add_argument("--resize", type=int, help="shorter side before the centre crop")
+    images.add_argument("--crop", type=int, help="centre crop (the model's input size)")
+    images.add_argument("--val-fraction", type=float,
+                        help="one folder of classes: the share held out (default: the run's)")  # fmt: skip
+    images.add_argument("--seed", type=int, help="one folder of classes: the seed of the split")
+    images.add_argument("--ground-truth", metavar="FILE",
+                        help="ILSVRC2012 validation labels found elsewhere (csv or devkit txt)")  # fmt: skip
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from convnet.data.folders import default_workers
+    from convnet.engine.device import resolve_device, resolve_precision
+    from convnet.engine.evaluate import evaluate
+
+    for name in ("batch_size", "test_subset", "extremes"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
+    if args.data and args.dataset:
+        raise UserError("Give either --dataset NAME or --data DIR, not both.")
+    if args.data and not Path(args.data).is_dir():
+        raise UserError(f"Data folder {args.data} does not exist (or is not a folder).")
+    loaded = load_target(args)
+    images = bool(args.data) or (args.dataset is None and loaded.config is not None
+                                 and loaded.config.data is not None)  # fmt: skip
+    image_flags = (*IMAGE_ONLY, "split", "resize", "crop", "seed", "ground_truth")
+    given = [f"--{n.replace('_', '-')}" for n in image_flags if getattr(args, n, None) is not None]
+    if given and not images:
+        raise UserError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
+                        "files on disk (--data DIR); this evaluation reads a data set held in memory.")  # fmt: skip
+    if images and not loaded.photos and loaded.config is None:
+        log(f"Note: {loaded.name} reads its input at {loaded.input_size}; the images are "
+            "resized and centre-cropped to it.")  # fmt: skip
+    if args.crop:
+        loaded.input_size = (loaded.input_size[0], args.crop, args.crop)
+    if args.resize:
+        loaded.preprocessing["resize"] = args.resize
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 0:
+        raise UserError(f"--workers must be 0 or more, not {workers}.")
+    source = loaded.evaluation_source(
+        args.dataset, args.data, data_dir=data_dir(args), split=args.split, workers=workers,
+        strict=bool(args.strict), ground_truth=args.ground_truth, val_fraction=args.val_fraction,
+        seed=args.seed, test_subset=args.test_subset,
+    )  # fmt: skip
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    evaluation = evaluate(loaded.model.to(device), source, device, precision,
+                          batch_size=args.batch_size, extremes=args.extremes or (5 if images else 3),
+                          strict=bool(args.strict), progress=True)  # fmt: skip
+    result = {
+        "model": loaded.name,
+        "weights": args.weights or str(Path(args.target) / "model.safetensors"),
+        "dataset": source.name,
+        **evaluation.result,
+        "params": sum(p.numel() for p in loaded.model.parameters()),
+        "device": str(device), "precision": precision,
+        "batch_size": args.batch_size or source.eval_batch_size,
+    }  # fmt: skip
+    if source.kind == "images":
+        result["layout"] = source.layout
+        result["workers"] = workers
+        result["images_per_second"] = result["eval_images_per_second"]
+        pre = source.preprocessing
+        interpolation = loaded.preprocessing.get("interpolation")
+        result["preprocessing"] = {
+            **pre, **{key: list(pre[key]) if isinstance(pre[key], tuple) else pre[key]
+                      for key in ("mean", "std")},
+            "interpolation": str(getattr(interpolation, "value", "bilinear")),
+        }  # fmt: skip
+        for entry in result["per_class"]:  # folders matched by name: the class's own folder
+            entry["folder"] = entry["name"]
+        if source.eval_collection.ground_truth is not None:
+            result["ground_truth"] = str(source.eval_collection.ground_truth)
+    if args.report:
+        from convnet.report.evaluation_report import write_evaluation_report
+
+        result["report"] = str(write_evaluation_report(Path(args.report), result, evaluation))
+    result.pop("confusion_matrix", None)
+    emit(args, result, _result_text(result))
+    return 0
+
+
+def configure_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="RUN_DIR|MODEL")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    parser.add_argument("--top", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
+    parser.add_argument("--json", action="store_true")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from convnet.data.images import load_digit, load_photo
+    from convnet.data.transforms import to_model_input
+    from convnet.engine.device import resolve_device, resolve_precision
+    from convnet.engine.evaluate import predict_logits
+
+    if args.top < 1:
+        raise UserError(f"--top must be at least 1, not {args.top}.")
+    loaded = load_target(args)
+    size = loaded.input_size
+    if loaded.photos:  # photos: the image itself, resized and centre-cropped
+        inputs = torch.stack([load_photo(path, size) for path in args.images])
+    else:  # a digit model: prepared the way MNIST was
+        inputs = to_model_input(torch.stack([load_digit(path) for path in args.images]), size)
+    device = resolve_device(args.device)
+    logits = predict_logits(loaded.model.to(device), inputs, loaded.normalization, device,
+                            resolve_precision(args.precision, device))  # fmt: skip
+    probabilities = logits.softmax(dim=1)
+    top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
+    results = [
+        {"image": path, "top": [
+            {"index": int(i), "name": loaded.class_names[int(i)], "probability": round(float(p), 6)}
+            for p, i in zip(top.values[row], top.indices[row], strict=True)
+        ]}
+        for row, path in enumerate(args.images)
+    ]  # fmt: skip
+    text = "\n".join(
+        f"{item['image']}: " + ", ".join(f"{t['name']} {t['probability']:.1%}" for t in item["top"])
+        for item in results
+    )
+    emit(args, results, text)
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "evaluate": Command(
+        "top-1/top-5 error, per-class accuracy, confusions", configure_evaluate, run_evaluate
+    ),
+    "predict": Command(
+        "classify image files (PNG, JPEG, …) as the model's training data was prepared",
+        configure_predict,
+        run_predict,
+    ),
+}

@@ -1,0 +1,288 @@
+"""`convnet train` and `convnet demo`: one command for every data source, as one process or
+under torchrun.
+
+Every flag works for every data source or is refused with exit status 2 and the reason.
+Under torchrun every rank runs this same code; only rank 0 prints, and a mistake is reported
+once (by the lowest rank that made it) while the other ranks exit with status 2 quietly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import fields
+from pathlib import Path
+
+from convnet.commands.common import Command, data_dir, emit, log
+from convnet.errors import UserError
+
+# Flags that only mean something for image files on disk (--data DIR).
+IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers")
+
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", help="a registered model (see 'convnet zoo')")
+    source = parser.add_argument_group("data (one of)")
+    source.add_argument("--dataset", metavar="NAME", help="a registered data set held in "
+                        "memory: mnist (default), fashion-mnist")  # fmt: skip
+    source.add_argument("--data", metavar="DIR", help="image files: DIR/train/<class>/*, "
+                        "DIR/val/<class>/* (or DIR/<class>/*, split by --val-fraction) or ILSVRC2012")  # fmt: skip
+    source.add_argument("--data-dir", metavar="DIR",
+                        help="the cache of registered data sets (default ~/.cache/convnet)")  # fmt: skip
+    recipe = parser.add_argument_group("recipe (defaults: the model's, then the data source's)")
+    recipe.add_argument("--epochs", type=int)
+    recipe.add_argument("--batch-size", type=int, help="per process")
+    recipe.add_argument("--lr", type=float, help="peak learning rate")
+    recipe.add_argument("--weight-decay", type=float)
+    recipe.add_argument("--momentum", type=float)
+    recipe.add_argument("--warmup-fraction", type=float, help="share of the steps warming up")
+    recipe.add_argument("--label-smoothing", type=float)
+    recipe.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    recipe.add_argument("--weights", metavar="NAME_OR_FILE", help="start from these weights: a "
+                        "file, or torchvision weights by name from the hub cache; a classifier "
+                        "for another class count starts afresh (fine-tuning)")  # fmt: skip
+    recipe.add_argument("--seed", type=int)
+    recipe.add_argument("--train-subset", type=int, metavar="N", help="train on N images only")
+    recipe.add_argument("--test-subset", type=int, metavar="N",
+                        help="score the first N held-out images only")  # fmt: skip
+    images = parser.add_argument_group("image folders only (--data)")
+    images.add_argument("--image-size", type=int, metavar="PIXELS",
+                        help="side of the crop the model sees (default: its input size)")  # fmt: skip
+    images.add_argument("--val-fraction", type=float,
+                        help="held-out share of a folder without train/ and val/ (default 0.2)")  # fmt: skip
+    images.add_argument("--strict", action="store_true", default=None,
+                        help="fail on corrupt or empty image files instead of skipping them")  # fmt: skip
+    images.add_argument(
+        "--workers", type=int, help="decoding processes per training process (default 2)"
+    )
+    machine = parser.add_argument_group("machine and run")
+    machine.add_argument("--device", help="auto|cpu|cuda")
+    machine.add_argument("--precision", help="auto|fp32|bf16")
+    machine.add_argument("--backend", help="auto|gloo|nccl (under torchrun)")
+    machine.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")
+    machine.add_argument("--checkpoint-every", type=int, metavar="STEPS")
+    machine.add_argument("--stop-after-epoch", type=int, metavar="N",
+                         help="stop after epoch N, resumably; continue with --resume")  # fmt: skip
+    machine.add_argument("--config", metavar="FILE", help="start from a saved config.json; "
+                         "flags given override it")  # fmt: skip
+    machine.add_argument("--out", metavar="RUN_DIR")
+    machine.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint "
+                         "(--epochs N continues it to N epochs)")  # fmt: skip
+    machine.add_argument("--json", action="store_true")
+
+
+def _given(args: argparse.Namespace) -> dict:
+    """The configuration fields set on the command line."""
+    from convnet.engine.config import TrainConfig
+
+    names = {item.name for item in fields(TrainConfig)}
+    values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if args.model is not None:
+        values["model"] = args.model
+    return values
+
+
+def _refuse_misplaced(values: dict, images: bool, dataset: str | None) -> None:
+    """Every flag works for the data source at hand, or is refused here."""
+    if images:
+        if "data_dir" in values:
+            raise UserError("--data-dir is the cache of registered data sets; with --data DIR "
+                            "it has no use. Drop it.")  # fmt: skip
+        return
+    misplaced = [f"--{name.replace('_', '-')}" for name in IMAGE_ONLY if name in values]
+    if misplaced:
+        raise UserError(
+            f"{', '.join(misplaced)} appl{'ies' if len(misplaced) == 1 else 'y'} to image files "
+            f"on disk (--data DIR); {dataset or 'mnist'} is held in memory, already decoded "
+            "at its own size. Drop it, or train on an image folder."
+        )
+
+
+def build_config(args: argparse.Namespace):
+    """The run's configuration: --config FILE (if given), with the flags given on top."""
+    from convnet.engine.config import TrainConfig
+
+    values = _given(args)
+    base: dict = {}
+    if args.config:
+        try:
+            base = TrainConfig.from_json(Path(args.config).read_text()).to_dict()
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            raise UserError(f"--config {args.config} is not a usable run configuration "
+                            f"({error}).") from None  # fmt: skip
+        for key in ("out", "classes", "world_size"):
+            base.pop(key, None)
+        if "data" in values or "dataset" in values:  # the flag names the source
+            base.pop("data", None), base.pop("dataset", None)
+    merged = {**base, **values}
+    if merged.get("data") and merged.get("dataset"):
+        raise UserError("Give either --dataset NAME or --data DIR, not both.")
+    if merged.get("data") and not Path(merged["data"]).is_dir():
+        raise UserError(f"Data folder {merged['data']} does not exist (or is not a folder).")
+    _refuse_misplaced(values, bool(merged.get("data")), merged.get("dataset"))
+    if "model" not in merged:
+        raise UserError("Name a model to train (e.g. 'convnet train lenet5') or give "
+                        "--resume RUN_DIR.")  # fmt: skip
+    return TrainConfig(**merged)
+
+
+def _resume_changes(args: argparse.Namespace) -> dict:
+    """The flags given with --resume: fit() accepts those a resumed run may change."""
+    if args.config:
+        raise UserError("--resume continues a run with its own configuration; drop --config.")
+    values = _given(args)
+    from convnet.engine.run import Run
+
+    saved = Run(args.resume).read_config("resume")
+    same = {key for key, value in values.items() if getattr(saved, key, object()) == value}
+    changes = {key: value for key, value in values.items() if key not in same}
+    _refuse_misplaced(changes, saved.data is not None or "data" in changes, saved.dataset)
+    return changes
+
+
+def _result_text(result: dict) -> str:
+    split = result.get("split", "test")
+    lines = [f"{result['model']} on {result.get('data_dir') or result['dataset']}: {split} error "
+             f"{result['top1_error']:.2%} (top-5 {result['top5_error']:.2%}) on "
+             f"{result['num_examples']:,} images"]  # fmt: skip
+    if "train_seconds" in result:
+        lines.append(f"trained {result['epochs']} epochs in {result['train_seconds']:.1f} s "
+                     f"({result['images_per_second']:,.0f} images/s, {result['precision']} on "
+                     f"{result['device']}, {result['world_size']} process(es) × batch "
+                     f"{result['batch_size']})")  # fmt: skip
+    for kind in ("easiest", "hardest"):
+        lines.append(
+            f"{kind}: " + ", ".join(f"{r['name']} {r['accuracy']:.2%}" for r in result[kind])
+        )
+    if result.get("confusions"):
+        lines.append("most confused: " + ", ".join(
+            f"{c['true']}→{c['predicted']} ×{c['count']}" for c in result["confusions"]))  # fmt: skip
+    if result.get("num_skipped"):
+        shown = result["skipped"][:10]
+        lines.append(f"skipped {result['num_skipped']} file(s): " + "; ".join(
+            f"{s['file']} ({s['reason']})" for s in shown)
+            + (f"; and {result['num_skipped'] - len(shown)} more" if result["num_skipped"] > 10 else ""))  # fmt: skip
+    for key, label in (("run_dir", "run directory"), ("report", "report")):
+        if key in result:
+            lines.append(f"{label}: {result[key]}")
+    return "\n".join(lines)
+
+
+def finish_run(
+    run_dir: Path, result: dict, device_name: str = "auto", precision: str = "auto"
+) -> dict:
+    """Score the saved weights of a finished run with their logits and write its report."""
+    from convnet.engine.device import resolve_device, resolve_precision
+    from convnet.engine.evaluate import evaluate
+    from convnet.engine.run import Run
+    from convnet.report.run_report import write_run_report
+
+    run = Run(run_dir)
+    loaded = run.load()
+    config = loaded.config
+    device = resolve_device(device_name)
+    source = loaded.evaluation_source(data_dir=Path(config.data_dir) if config.data_dir else None,
+                                      workers=config.workers or 0)  # fmt: skip
+    evaluation = evaluate(loaded.model.to(device), source, device,
+                          resolve_precision(precision, device))  # fmt: skip
+    report = write_run_report(run, loaded, evaluation)
+    result = {**result, "report": str(report)}
+    result.pop("confusion_matrix", None)
+    return result
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from convnet.engine import distributed
+    from convnet.engine.train import fit
+
+    for name in ("epochs", "batch_size", "train_subset", "test_subset", "stop_after_epoch"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
+    if args.threads < 0:
+        raise UserError(f"--threads must be 0 (automatic) or more, not {args.threads}.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rank_text = os.environ.get("RANK", "0")
+    launched_rank = int(rank_text) if rank_text.isdigit() else 0
+    try:
+        if args.resume:
+            config, changes = None, _resume_changes(args)
+        else:
+            config, changes = build_config(args), None
+            config.resolved()  # a bad value is refused before any process group forms
+        device_name = (changes or {}).get("device") or (config.device if config else "auto")
+        session = distributed.start(
+            device_name, args.backend or (config.backend if config else "auto")
+        )
+    except distributed.RankError:
+        raise
+    except UserError:
+        if launched_rank != 0:  # every rank hit the same mistake: rank 0 reports it
+            return 2
+        raise
+    try:
+        result = fit(config, Path(args.resume) if args.resume else None, changes=changes,
+                     stop_after_epoch=args.stop_after_epoch, log=log)  # fmt: skip
+    except distributed.PeerFailure:
+        return 2
+    except UserError as error:
+        if not session.is_main:
+            raise UserError(f"(rank {session.rank}) {error}") from None
+        raise
+    except KeyboardInterrupt:
+        if not session.is_main:
+            return 130
+        raise
+    finally:
+        distributed.stop()
+    if not session.is_main:
+        return 0
+    if "stopped_after_epoch" in result:
+        emit(args, result, f"Stopped after epoch {result['stopped_after_epoch']} of "
+                           f"{result['epochs']}; run directory: {result['run_dir']}")  # fmt: skip
+        return 0
+    result = finish_run(Path(result["run_dir"]), result, session.device.type, result["precision"])
+    emit(args, result, _result_text(result))
+    return 0
+
+
+def configure_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, help="fewer epochs for a quicker look")
+    parser.add_argument("--out", metavar="RUN_DIR", default="runs/demo")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--json", action="store_true")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from convnet.data.datasets import fetch_dataset
+    from convnet.engine.config import TrainConfig
+    from convnet.engine.train import fit
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, not {args.epochs}.")
+    fetch_dataset("mnist", data_dir(args), log=log)
+    log(f"Training lenet5 on MNIST into {args.out} …")
+    config = TrainConfig(model="lenet5", dataset="mnist", data_dir=args.data_dir,
+                         epochs=args.epochs, out=args.out)  # fmt: skip
+    result = finish_run(Path(args.out), fit(config, log=log))
+    emit(args, result,
+         _result_text(result) + f"\n\nOpen {result['report']} in a browser to see the report.")  # fmt: skip
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(
+        "train a model on a data set or an image folder; writes a run directory with weights "
+        "and a report",
+        configure_train,
+        run_train,
+    ),
+    "demo": Command(
+        "fetch MNIST, train LeNet-5, evaluate it and write its report",
+        configure_demo,
+        run_demo,
+    ),
+}

@@ -1,0 +1,327 @@
+"""Data sources: the one interface through which training and evaluation see data.
+
+Two implementations, one contract:
+
+- `TensorSource`: a data set held in memory as one float tensor (MNIST, Fashion-MNIST);
+  batches are slices, augmented with one batched affine transform.
+- `FolderSource`: image files on disk (class folders, ILSVRC2012), decoded and augmented
+  in DataLoader worker processes.
+
+The contract (`DataSource`): batches of (normalised float images (N, C, H, W), labels (N,))
+for training, and (images, labels, indices) for evaluation. A label of -1 marks an image
+that could not be decoded: it adds nothing to the loss or the scores.
+
+Order: one permutation of the training images per epoch, seeded by (seed, epoch), of which
+rank r of W takes positions r, r + W, r + 2W, … (as DistributedSampler; the shorter ranks
+repeat the first images so every rank takes the same number of steps). Each image's random
+augmentation is drawn from (seed, epoch, image index), so it does not depend on the batch,
+worker or process that loads it: a W-process run with batch B sees exactly the images of a
+one-process run with batch W·B, and a run resumed mid-epoch continues as if never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from convnet.data.datasets import get_dataset_spec, load_dataset
+from convnet.data.folders import (
+    FolderDataset,
+    ImageCollection,
+    decode_failure,
+    evaluation_transform,
+    open_image_collection,
+    training_transform,
+)
+from convnet.data.transforms import normalize, random_affine, to_model_input
+from convnet.errors import UserError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+# Resize before the centre crop for evaluation: torchvision's 256 → 224 ratio.
+CROP_FRACTION = 0.875
+
+
+def mix(*numbers: int) -> int:
+    """One seed from several counters (seed, epoch, index), below 2**63."""
+    value = 0
+    for number in numbers:
+        value = (value * 1_000_003 + number) % (2**63)
+    return value
+
+
+def epoch_order(
+    count: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> torch.Tensor:
+    """The positions rank `rank` of `world_size` trains on in `epoch`, in order."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(mix(seed, epoch)))
+    if world_size > 1:
+        padded = math.ceil(count / world_size) * world_size
+        order = order.repeat(math.ceil(padded / count))[:padded]
+    return order[rank::world_size]
+
+
+def steps_per_epoch(count: int, batch_size: int, world_size: int = 1) -> int:
+    return math.ceil(math.ceil(count / world_size) / batch_size)
+
+
+class DataSource(Protocol):
+    """What the engine needs of any data source."""
+
+    kind: str  # "tensors" | "images"
+    name: str  # the data set's name, or the folder
+    class_names: tuple[str, ...]
+    eval_split: str  # the held-out split scored every epoch: "test" or "val"
+    train_count: int
+    eval_count: int
+    eval_batch_size: int  # images per evaluation batch
+    skipped: list[tuple[Path, str]]  # files left out, and why
+
+    def train_batches(self, epoch: int, batch_size: int, seed: int, rank: int = 0,
+                      world_size: int = 1, start_batch: int = 0) -> Iterator[Batch]: ...  # fmt: skip
+
+    def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...  # fmt: skip
+
+    def eval_image(self, index: int) -> torch.Tensor:
+        """Held-out image `index` as the model saw it, before normalisation: (C, H, W) in [0, 1]."""
+
+    def failure(self, index: int) -> tuple[str, str]:
+        """(file, why) of a held-out image that could not be decoded."""
+
+
+class TensorSource:
+    """A data set held in memory: `images` float (N, C, H, W) in [0, 1], `labels` (N,)."""
+
+    kind = "tensors"
+    skipped: list = []
+
+    def __init__(
+        self,
+        name: str,
+        class_names: tuple[str, ...],
+        train: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor],
+        normalization: tuple,
+        augment: bool = False,
+    ) -> None:
+        self.name, self.class_names, self.eval_split = name, tuple(class_names), "test"
+        (self.train_images, self.train_labels), (self.test_images, self.test_labels) = train, test
+        self.normalization, self.augment = normalization, augment
+        self.train_count, self.eval_count = len(self.train_labels), len(self.test_labels)
+        # 1,000 MNIST digits per evaluation batch, fewer of larger images
+        self.eval_batch_size = max(1, min(1000, 4_000_000 // max(1, test[0].shape[1:].numel())))
+
+    @classmethod
+    def from_dataset(
+        cls,
+        name: str,
+        input_size: tuple[int, int, int],
+        normalization: tuple,
+        *,
+        data_dir: Path | None = None,
+        augment: bool = False,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+        train: bool = True,
+    ) -> TensorSource:
+        """A registered data set (checksums verified), padded or resized to `input_size`.
+        With `train=False` only the test split is read (evaluation)."""
+        empty = (torch.empty(0, *input_size), torch.empty(0, dtype=torch.long))
+        splits = []
+        for split, count, wanted in (("train", train_subset, train), ("test", test_subset, True)):
+            if not wanted:
+                splits.append(empty)
+                continue
+            data = load_dataset(name, split, data_dir)
+            data = data.subset(count) if count else data
+            splits.append((to_model_input(data.images, input_size), data.labels))
+        return cls(name, get_dataset_spec(name).class_names, splits[0], splits[1],
+                   normalization, augment)  # fmt: skip
+
+    def train_batches(self, epoch: int, batch_size: int, seed: int, rank: int = 0,
+                      world_size: int = 1, start_batch: int = 0) -> Iterator[Batch]:  # fmt: skip
+        order = epoch_order(self.train_count, seed, epoch, rank, world_size)
+        draws = None
+        if self.augment:  # four draws per image of the data set, from (seed, epoch)
+            generator = torch.Generator().manual_seed(mix(seed, epoch, 1))
+            draws = torch.rand(self.train_count, 4, generator=generator)
+        for start in range(start_batch * batch_size, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            batch = self.train_images[indices]
+            if draws is not None:
+                batch = random_affine(batch, draws[indices])
+            yield normalize(batch, *self.normalization), self.train_labels[indices]
+
+    def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
+        positions = torch.arange(rank, self.eval_count, world_size)
+        for start in range(0, len(positions), batch_size):
+            indices = positions[start : start + batch_size]
+            images = normalize(self.test_images[indices], *self.normalization)
+            yield images, self.test_labels[indices], indices
+
+    def eval_image(self, index: int) -> torch.Tensor:
+        return self.test_images[index]
+
+    def failure(self, index: int) -> tuple[str, str]:
+        return f"test image {index}", "unreadable"
+
+
+class _SeededSamples(Dataset):
+    """Each sample's random augmentation drawn from (seed, epoch, index)."""
+
+    def __init__(self, dataset: Dataset, seed: int, epoch: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix(self.seed, self.epoch, index))
+            return self.dataset[index]
+
+
+def ignore_interrupts(worker_id: int) -> None:
+    """DataLoader worker start-up: Ctrl-C reaches the whole process group, but only the
+    training process should act on it (stopping after the step); a worker that died of it
+    would break the batches that step still needs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _loader(dataset: Dataset, batch_size: int, indices: list[int], workers: int,
+            pin: bool) -> DataLoader:  # fmt: skip
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=indices, num_workers=workers, pin_memory=pin,
+        worker_init_fn=ignore_interrupts, prefetch_factor=4 if workers > 0 else None,
+    )  # fmt: skip
+
+
+class FolderSource:
+    """Image files on disk: a training split and a held-out split of one collection.
+
+    `classes` (a run's class names, in its output order) matches folders to classes by
+    name: a folder no class is named after is a UserError naming it, and a class without a
+    folder simply has no images. `eval_split` "all" scores every image of a folder of class
+    folders (data the run never saw) rather than the seeded held-out share of it."""
+
+    kind = "images"
+
+    def __init__(
+        self,
+        root: str | Path,
+        input_size: tuple[int, int, int],
+        normalization: tuple,
+        *,
+        classes: tuple[str, ...] | None = None,
+        augment: bool = True,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        strict: bool = False,
+        workers: int = 2,
+        train: bool = True,
+        eval_split: str = "val",
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+        resize: int | None = None,
+        interpolation=None,
+        ground_truth: str | None = None,
+        pin_memory: bool = False,
+    ) -> None:
+        channels, crop = input_size[0], input_size[1]
+        mean, std = normalization
+        options = dict(val_fraction=val_fraction, seed=seed, strict=strict)
+        self.eval_collection = open_image_collection(root, eval_split, ground_truth=ground_truth,
+                                                     **options)  # fmt: skip
+        self.train_collection = open_image_collection(root, "train", **options) if train else None
+        own = (self.train_collection or self.eval_collection).classes
+        self.class_names = tuple(classes) if classes else tuple(own)
+        self._relabel(self.eval_collection)
+        if self.train_collection is not None:
+            self._relabel(self.train_collection)
+        if train_subset and self.train_collection is not None:  # a seeded random share
+            samples = self.train_collection.samples
+            keep = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))
+            self.train_collection.samples = [
+                samples[i] for i in sorted(keep[:train_subset].tolist())
+            ]
+        if test_subset:
+            self.eval_collection.samples = self.eval_collection.samples[:test_subset]
+        self.name = str(self.eval_collection.root)
+        self.eval_split = self.eval_collection.split
+        self.train_count = len(self.train_collection.samples) if self.train_collection else 0
+        self.eval_count = len(self.eval_collection.samples)
+        self.skipped = [*(self.train_collection.skipped if self.train_collection else []),
+                        *self.eval_collection.skipped]  # fmt: skip
+        resize = resize or round(crop / CROP_FRACTION)
+        if resize < crop:
+            raise UserError(f"--resize {resize} is smaller than the centre crop {crop}.")
+        self.preprocessing = dict(resize=resize, crop=crop, mean=mean, std=std, channels=channels)
+        extra = {"interpolation": interpolation} if interpolation is not None else {}
+        self.evaluate_transform = evaluation_transform(resize, crop, mean, std, channels=channels,
+                                                       **extra)  # fmt: skip
+        self._view = evaluation_transform(resize, crop, 0.0, 1.0, channels=channels, **extra)
+        self.train_transform = (
+            training_transform(crop, mean, std, channels) if augment else self.evaluate_transform
+        )
+        self.workers, self.pin_memory = workers, pin_memory
+        self.eval_batch_size = 64
+
+    def _relabel(self, collection: ImageCollection) -> None:
+        """Class indices by name, in `class_names` order."""
+        index = {name: position for position, name in enumerate(self.class_names)}
+        unknown = sorted(set(collection.classes) - set(index))
+        if unknown:
+            shown = ", ".join(unknown[:10]) + (
+                f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            )
+            raise UserError(
+                f"{collection.root} has class folders this model has no class for: {shown}. "
+                f"Its classes are {', '.join(self.class_names[:10])}"
+                f"{', …' if len(self.class_names) > 10 else ''}; remove or rename those folders."
+            )
+        collection.samples = [(path, index[collection.classes[label]])
+                              for path, label in collection.samples]  # fmt: skip
+        collection.classes = self.class_names
+
+    @property
+    def layout(self) -> str:
+        return self.eval_collection.layout
+
+    def train_batches(self, epoch: int, batch_size: int, seed: int, rank: int = 0,
+                      world_size: int = 1, start_batch: int = 0) -> Iterator[Batch]:  # fmt: skip
+        order = epoch_order(self.train_count, seed, epoch, rank, world_size)
+        dataset = _SeededSamples(
+            FolderDataset(self.train_collection, self.train_transform), seed, epoch
+        )
+        indices = order[start_batch * batch_size :].tolist()
+        for images, labels, _ in _loader(
+            dataset, batch_size, indices, self.workers, self.pin_memory
+        ):
+            yield images, labels
+
+    def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
+        dataset = FolderDataset(self.eval_collection, self.evaluate_transform)
+        indices = list(range(rank, self.eval_count, world_size))
+        yield from _loader(dataset, batch_size, indices, self.workers, self.pin_memory)
+
+    def eval_image(self, index: int) -> torch.Tensor:
+        from convnet.data.folders import DECODE_ERRORS, decode_image
+
+        try:
+            return self._view(decode_image(self.eval_collection.samples[index][0]))
+        except DECODE_ERRORS:
+            crop = self.preprocessing["crop"]
+            return torch.zeros(self.preprocessing["channels"], crop, crop)
+
+    def eval_path(self, index: int) -> Path:
+        return self.eval_collection.samples[index][0]
+
+    def failure(self, index: int) -> tuple[str, str]:
+        path = self.eval_path(index)
+        return str(path), decode_failure(path) or "cannot be decoded"

@@ -1,0 +1,407 @@
+"""The run directory: the one owner of its file names, its configuration, its history, its
+model and its preprocessing. Commands, experiments, reports and the server ask a `Run`.
+
+A run directory holds (docs/run-directory.md):
+
+    config.json              the resolved TrainConfig; `convnet train --config` starts it again
+    metrics.csv              one row per epoch (train loss and error, held-out loss and errors)
+    model.safetensors        the weights after the last finished epoch
+    checkpoint.safetensors   weights, optimizer buffers and position, for --resume
+    results.json             the final evaluation (written when the run is finished)
+    report.html, figures/    the run report
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from convnet.data.datasets import get_dataset_spec
+from convnet.data.sources import DataSource, FolderSource, TensorSource
+from convnet.engine.checkpoint import atomic_write_json, remove_partial_files
+from convnet.engine.config import TrainConfig
+from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights, read_state_file
+from convnet.errors import UserError
+from convnet.models import ModelSpec, get_model, get_model_spec
+from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.html"
+FIGURES = "figures"
+# metrics.csv columns of older runs, read under today's names
+OLD_HISTORY_KEYS = {"test_error": "eval_error", "test_top5_error": "eval_top5_error",
+                    "val_error": "eval_error", "val_top5_error": "eval_top5_error",
+                    "val_loss": "eval_loss"}  # fmt: skip
+# Fields of a configuration that do not change the trained weights or their score.
+NOT_IN_CACHE_KEY = ("out", "data_dir", "device", "checkpoint_every", "workers", "backend")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference, with what it needs to read an image: its class names, its
+    input size and normalization, and whether its inputs are photos (resized and
+    centre-cropped) or digits (prepared as MNIST was)."""
+
+    name: str
+    spec: ModelSpec
+    model: nn.Module
+    class_names: tuple[str, ...]
+    config: TrainConfig | None = None
+    photos: bool = False
+    input_size: tuple[int, int, int] = (1, 32, 32)
+    normalization: tuple = (0.0, 1.0)
+    preprocessing: dict = field(default_factory=dict)  # photos: resize, interpolation
+
+    def evaluation_source(
+        self,
+        dataset: str | None = None,
+        data: str | None = None,
+        *,
+        data_dir: Path | None = None,
+        split: str | None = None,
+        workers: int = 2,
+        strict: bool = False,
+        ground_truth: str | None = None,
+        val_fraction: float | None = None,
+        seed: int | None = None,
+        test_subset: int | None = None,
+    ) -> DataSource:
+        """The held-out data this model is scored on: `dataset` or `data` where given, else
+        the data it was trained on. Class folders are matched to its classes by name; a
+        folder of class folders that is not its own training data is scored whole."""
+        config = self.config
+        if dataset is None and data is None:
+            if config is None:
+                dataset = "mnist"
+            else:
+                dataset, data = config.dataset, config.data
+                test_subset = test_subset or config.test_subset
+        if data is None:
+            spec = get_dataset_spec(dataset)
+            if len(spec.class_names) != len(self.class_names):
+                raise UserError(
+                    f"The model has {len(self.class_names)} classes but {dataset} has "
+                    f"{len(spec.class_names)}; evaluate it on the data set it was trained for."
+                )
+            return TensorSource.from_dataset(
+                dataset, self.input_size, self.normalization, data_dir=data_dir, train=False,
+                test_subset=test_subset,
+            )  # fmt: skip
+        own = config is not None and config.data is not None and _same_folder(config.data, data)
+        if split is None:
+            split = "val" if own else "all"
+        # A run's classes are matched to folders by name; bare weights (MODEL --weights W)
+        # know no folder names, so their outputs follow the folders' sorted order.
+        source = FolderSource(
+            data, self.input_size, self.normalization,
+            classes=self.class_names if config is not None else None, train=False,
+            eval_split=split, workers=workers, strict=strict, ground_truth=ground_truth,
+            val_fraction=val_fraction or (config.val_fraction if config else 0.2),
+            seed=seed if seed is not None else (config.seed if config else 0),
+            resize=self.preprocessing.get("resize"),
+            interpolation=self.preprocessing.get("interpolation"), test_subset=test_subset,
+        )  # fmt: skip
+        if config is None:
+            if len(source.class_names) != len(self.class_names):
+                raise UserError(
+                    f"The model has {len(self.class_names)} classes but {data} has "
+                    f"{len(source.class_names)}; evaluate it on data with its classes."
+                )
+            source.class_names = self.class_names  # the weights' own names (ImageNet's)
+        return source
+
+
+def _same_folder(first: str, second: str) -> bool:
+    try:
+        return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
+    except OSError:
+        return False
+
+
+def model_inputs(config: TrainConfig) -> tuple[tuple[int, int, int], tuple]:
+    """The input size and normalization a run's model sees. Image folders are read as RGB at
+    the configured crop, normalised as the model's own three-channel inputs are or else as
+    ImageNet's; data sets in memory take the model's registered input."""
+    spec = get_model_spec(config.model)
+    if config.data is None:
+        return spec.input_size, spec.normalization
+    normalization = spec.normalization if spec.input_size[0] == 3 else IMAGENET_NORMALIZATION
+    return (3, config.image_size, config.image_size), normalization
+
+
+class Run:
+    """One run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # --- files --------------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS_FILE
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / RESULTS_FILE
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / REPORT_FILE
+
+    @property
+    def figures(self) -> Path:
+        return self.path / FIGURES
+
+    # --- creating and reading -----------------------------------------------------------
+
+    @classmethod
+    def create(cls, config: TrainConfig) -> Run:
+        """The run directory of a new run (config.out, or runs/MODEL-SOURCE-TIME), made."""
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = (
+            Path(config.out)
+            if config.out
+            else Path("runs") / f"{config.model}-{config.source_name}-{stamp}"
+        )
+        run = cls(path)
+        run.prepare()
+        return run
+
+    def prepare(self) -> None:
+        """Make the directory and delete the temporary files a killed write left behind."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        remove_partial_files(self.path)
+
+    def write_config(self, config: TrainConfig) -> None:
+        atomic_write_json(self.config_path, asdict(config))
+
+    def read_config(self, purpose: str = "") -> TrainConfig:
+        """The saved configuration; a UserError says what is wrong with a missing or damaged one."""
+        prefix = f"Cannot {purpose}: " if purpose else ""
+        if not self.path.is_dir():
+            raise UserError(f"{prefix}run directory {self.path} does not exist.")
+        if not self.config_path.is_file():
+            raise UserError(f"{prefix}{self.path} is not a run directory: it has no {CONFIG_FILE}.")
+        try:
+            return TrainConfig.from_json(self.config_path.read_text())
+        except (ValueError, TypeError, UnicodeDecodeError, OSError) as error:
+            raise UserError(
+                f"{prefix}{self.config_path} is not a valid run configuration ({error})."
+            ) from None
+
+    def history(self) -> list[dict]:
+        """metrics.csv as numbers, one dictionary per epoch ([] before the first epoch)."""
+        if not self.metrics_path.is_file():
+            return []
+        with self.metrics_path.open() as handle:
+            return [{OLD_HISTORY_KEYS.get(key, key): float(value) for key, value in row.items()
+                     if value not in (None, "")} for row in csv.DictReader(handle)]  # fmt: skip
+
+    def results(self) -> dict | None:
+        """results.json, or None where the run has not finished (or it is unreadable)."""
+        try:
+            results = json.loads(self.results_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return results if isinstance(results, dict) else None
+
+    @property
+    def finished(self) -> bool:
+        """Every epoch trained and evaluated: configuration, weights and results are there."""
+        return (
+            self.config_path.is_file()
+            and self.weights_path.is_file()
+            and self.results() is not None
+        )
+
+    def test_error(self) -> float | None:
+        results = self.results()
+        try:
+            return float(results["top1_error"]) if results else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    # --- the model ----------------------------------------------------------------------
+
+    def load(self) -> LoadedModel:
+        """The run's trained model (on the CPU, in evaluation mode) with its class names and
+        its own preprocessing."""
+        config = self.read_config()
+        if not self.weights_path.is_file():
+            raise UserError(
+                f"{self.path} has no weights ({WEIGHTS_FILE}): the run did not finish an epoch. "
+                f"Continue it with 'convnet train --resume {self.path}'."
+            )
+        spec = get_model_spec(config.model)
+        if config.data is not None:
+            class_names = tuple(config.classes)
+            if config.image_size is None or not class_names:
+                raise UserError(f"{self.config_path} lacks the classes or image size of its run.")
+        else:
+            class_names = get_dataset_spec(config.dataset or "mnist").class_names
+        input_size, normalization = model_inputs(config)
+        model = get_model(config.model, num_classes=len(class_names), in_channels=input_size[0],
+                          **config.model_config)  # fmt: skip
+        load_weights(model, self.weights_path)
+        model.eval()
+        return LoadedModel(config.model, spec, model, class_names, config,
+                           photos=config.data is not None, input_size=input_size,
+                           normalization=normalization)  # fmt: skip
+
+
+def load_run(path: str | Path) -> LoadedModel:
+    return Run(path).load()
+
+
+def _classes_in_file(model: nn.Module, path: Path, num_classes: int) -> int | None:
+    """The class count a weights file was saved for: the output size, as stored in the file,
+    of the model's last layer whose output size is the class count (its classifier)."""
+    tensors, _ = read_state_file(path)
+    classifier = [key for key, value in model.state_dict().items()
+                  if key.endswith("weight") and value.dim() >= 2 and value.shape[0] == num_classes]  # fmt: skip
+    for key in reversed(classifier):
+        for stored in (key, f"module.{key}", f"_orig_mod.{key}"):
+            if stored in tensors and tensors[stored].dim() >= 2:
+                return int(tensors[stored].shape[0])
+    return None
+
+
+def _imagenet_categories(name: str) -> tuple[str, ...]:
+    import torchvision
+
+    return tuple(next(iter(torchvision.models.get_model_weights(name))).meta["categories"])
+
+
+def load_weights_argument(
+    name: str,
+    weights: str,
+    dataset: str | None = None,
+    *,
+    classes: tuple[str, ...] | None = None,
+    data_name: str = "the data",
+) -> LoadedModel:
+    """`MODEL --weights NAME_OR_FILE`: torchvision weights from the hub cache (with their
+    class names and preprocessing), or a local file (safetensors, or a PyTorch file of
+    tensors, loaded without running code). `classes` are the class folders of the data it is
+    to score (`data_name`), in order: the model is built for as many classes."""
+    import torchvision
+
+    spec = get_model_spec(name)
+    preprocessing: dict = {}
+    normalization, input_size = spec.normalization, spec.input_size
+    challenge = name in CHALLENGE_ENTRIES
+    if WEIGHT_NAME.match(weights) and not Path(weights).exists():
+        path, class_names = hub_weights(name, weights)
+        if classes is not None and len(classes) != len(class_names):
+            raise UserError(
+                f"torchvision's {name} {weights} weights classify {len(class_names)} classes, "
+                f"but {data_name} has {len(classes)}; they need the 1,000 ImageNet classes."
+            )
+        preset = torchvision.models.get_model_weights(name)[weights].transforms()
+        input_size = (3, preset.crop_size[0], preset.crop_size[0])
+        normalization = (tuple(preset.mean), tuple(preset.std))
+        preprocessing = {"resize": preset.resize_size[0], "interpolation": preset.interpolation}
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise UserError(f"Weights file {path} does not exist.")
+        if classes is not None:
+            class_names = (
+                _imagenet_categories(name) if challenge and len(classes) == 1000 else tuple(classes)
+            )
+        else:
+            with torch.device("meta"):  # only the layer names are needed: allocate nothing
+                probe = get_model(name, num_classes=1000 if challenge else 10)
+            count = _classes_in_file(probe, path, 1000 if challenge else 10)
+            dataset_names = get_dataset_spec(dataset or "mnist").class_names
+            if challenge and count == 1000 and dataset is None:
+                class_names = _imagenet_categories(name)
+            elif count is None or count == len(dataset_names):
+                class_names = dataset_names
+            else:
+                class_names = tuple(str(index) for index in range(count))
+    model = get_model(name, num_classes=len(class_names))
+    try:
+        load_weights(model, path)
+    except UserError:
+        count = _classes_in_file(model, path, len(class_names))
+        if classes is not None and count is not None and count != len(class_names):
+            shown = ", ".join(classes[:5]) + (", …" if len(classes) > 5 else "")
+            raise UserError(
+                f"The weights file {path} is for {count} classes, but {data_name} has "
+                f"{len(classes)} ({shown}); evaluate it on data with the classes it was "
+                "trained for."
+            ) from None
+        raise
+    model.eval()
+    photos = classes is not None or (len(class_names) == 1000 and challenge)
+    return LoadedModel(name, spec, model, class_names, photos=photos, input_size=input_size,
+                       normalization=normalization, preprocessing=preprocessing)  # fmt: skip
+
+
+# --- finding runs -------------------------------------------------------------------------
+
+
+def find_runs(root: str | Path, model: str | None = None, dataset: str | None = None) -> list[Run]:
+    """The finished runs directly under `root` of `model` on `dataset` (where given)."""
+    root = Path(root)
+    found = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        run = Run(path)
+        if not run.finished:
+            continue
+        try:
+            config = run.read_config()
+        except UserError:
+            continue
+        if (model is None or config.model == model) and (
+            dataset is None or config.source_name == dataset
+        ):
+            found.append(run)
+    return found
+
+
+def newest_run(
+    root: str | Path, model: str | None = None, dataset: str | None = None
+) -> Run | None:
+    """The finished run whose weights were written last."""
+    runs = find_runs(root, model, dataset)
+    return max(runs, key=lambda run: run.weights_path.stat().st_mtime) if runs else None
+
+
+def best_run(root: str | Path, model: str | None = None, dataset: str | None = None) -> Run | None:
+    """The finished run with the lowest held-out top-1 error."""
+    runs = [run for run in find_runs(root, model, dataset) if run.test_error() is not None]
+    return min(runs, key=lambda run: (run.test_error(), run.path.name)) if runs else None
+
+
+def cache_key(config: TrainConfig | dict, ignored: tuple[str, ...] = ()) -> str:
+    """A short hash of everything in a configuration that shapes the weights or the score:
+    experiments keep their runs under it and reuse a finished one."""
+    values = asdict(config) if isinstance(config, TrainConfig) else dict(config)
+    kept = {k: v for k, v in sorted(values.items()) if k not in NOT_IN_CACHE_KEY + ignored}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]

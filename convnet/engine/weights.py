@@ -1,0 +1,305 @@
+"""Weights files: the one reader, the one loader and a byte-for-byte reproducible writer.
+
+Nothing here unpickles: safetensors files are parsed as data, and PyTorch files go through
+`torch.load(weights_only=True)`, which refuses to build anything but tensors and plain
+containers, so a file cannot run code. The reader accepts what training scripts commonly
+save (a bare state_dict, or one under "model", "state_dict" or "model_state_dict", with the
+"module." of DataParallel or the "_orig_mod." of torch.compile in front of every key); the
+loader can swap in a fresh classifier for fine-tuning; the writer gives identical bytes for
+identical tensors and metadata, in any process.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from torch import nn
+
+from convnet.errors import UserError
+
+# torchvision weight names look like IMAGENET1K_V1, IMAGENET1K_V2 or DEFAULT.
+WEIGHT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+# Keys under which training scripts keep the state_dict inside a larger dictionary.
+CONTAINER_KEYS = ("model", "state_dict", "model_state_dict")
+# Prefixes a wrapper puts in front of every key: DataParallel/DDP, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+# torch dtype -> safetensors dtype name (the format's own spelling).
+SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+    **{getattr(torch, name): label for name, label in (
+        ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64"),
+        ("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"),
+    ) if hasattr(torch, name)},
+}  # fmt: skip
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def _little_endian_bytes(tensor: torch.Tensor) -> memoryview:
+    """The tensor's elements in row-major order, each little-endian (the format's order)."""
+    flat = tensor.detach().cpu().contiguous().reshape(-1)
+    if sys.byteorder == "little" or flat.element_size() == 1:
+        return memoryview(flat.view(torch.uint8).numpy())
+    integer = {2: torch.int16, 4: torch.int32, 8: torch.int64}[flat.element_size()]
+    return memoryview(flat.view(integer).numpy().byteswap())
+
+
+def safetensors_bytes(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> bytes:
+    """A safetensors file's bytes, the same for the same tensors and metadata in any process.
+
+    safetensors' own serializer writes the metadata in hash-map order, which changes from
+    one process to the next; here the metadata is sorted by key. Tensors are laid out by
+    element size, largest first, then by name, and the header is padded with spaces to a
+    multiple of 8 bytes (as safetensors does), so every tensor starts at a multiple of its
+    element size and can be mapped in place.
+    """
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(f"safetensors metadata must map strings to strings, not {key!r}")
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise ValueError(f"{name!r} is a {type(tensor).__name__}, not a tensor")
+        if tensor.dtype not in SAFETENSORS_DTYPES:
+            raise ValueError(f"{name!r} has dtype {tensor.dtype}, which safetensors cannot hold")
+    order = sorted(tensors, key=lambda name: (-tensors[name].element_size(), name))
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {key: metadata[key] for key in sorted(metadata)}
+    chunks, offset = [], 0
+    for name in order:
+        chunk = _little_endian_bytes(tensors[name])
+        header[name] = {
+            "dtype": SAFETENSORS_DTYPES[tensors[name].dtype],
+            "shape": list(tensors[name].shape),
+            "data_offsets": [offset, offset + chunk.nbytes],
+        }
+        chunks.append(chunk)
+        offset += chunk.nbytes
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return b"".join([len(text).to_bytes(8, "little"), text, *chunks])
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _is_tensor_dict(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(key, str) and isinstance(v, torch.Tensor) for key, v in value.items())
+    )
+
+
+def _unwrap_container(loaded: object) -> dict[str, torch.Tensor] | None:
+    """The state_dict in `loaded`: itself, or under a container key, up to two levels deep
+    (e.g. {"model": {"state_dict": ...}}); None when there is none."""
+    for _ in range(3):
+        if _is_tensor_dict(loaded):
+            return loaded  # type: ignore[return-value]
+        if not isinstance(loaded, dict):
+            return None
+        inner = [loaded[key] for key in CONTAINER_KEYS if isinstance(loaded.get(key), dict)]
+        if not inner:
+            return None
+        loaded = inner[0]
+    return None
+
+
+def strip_wrapper_prefixes(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop "module." and "_orig_mod." (in any combination) when every key starts with it."""
+    stripped = True
+    while stripped and tensors:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(key.startswith(prefix) and len(key) > len(prefix) for key in tensors):
+                tensors = {key[len(prefix) :]: value for key, value in tensors.items()}
+                stripped = True
+    return tensors
+
+
+def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, or tensors of a PyTorch file (no code run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Weights file {path} does not exist.")
+    data = path.read_bytes()
+    try:
+        tensors = load_safetensors_bytes(data)
+        header_length = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_length]).get("__metadata__", {})
+        return strip_wrapper_prefixes(tensors), metadata
+    except (SafetensorError, ValueError, json.JSONDecodeError) as error:
+        if data[8:10] in (b'{"', b"{'") or len(data) < 8:  # a safetensors header, damaged
+            raise UserError(
+                f"{path} is a damaged or truncated safetensors file ({error}); write it again "
+                "(for a run: 'convnet train --resume' or train anew)."
+            ) from None
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, SafetensorError
+    ) as error:  # fmt: skip
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise UserError(
+            f"{path} is neither a safetensors file nor a PyTorch file of plain tensors; refusing "
+            f"to load it (nothing in it was run). Reason: {first_line}"
+        ) from None
+    tensors = _unwrap_container(loaded)
+    if tensors is None:
+        raise UserError(
+            f"{path} holds no dictionary of tensors (a state_dict), neither at its top nor "
+            f"under {', '.join(repr(key) for key in CONTAINER_KEYS)}."
+        )
+    return strip_wrapper_prefixes(dict(tensors)), {}
+
+
+# --- loading into a model ---------------------------------------------------------------
+
+
+def find_classifier(model: nn.Module) -> tuple[str, list[str]] | None:
+    """The final classifier: the last module in `named_modules()` order that holds state of
+    its own (parameters or persistent buffers), when all its tensors lead with one dimension,
+    the class count. Returns its name and its state_dict keys; None if there is none.
+
+    This is `fc` in torchvision's ResNet and GoogLeNet, `classifier.6` in AlexNet and VGG,
+    `head.output` or `head.N` in our own models, and NiN's last 1×1 convolution, whose output
+    channels are the class maps."""
+    found: tuple[str, list[str]] | None = None
+    for name, module in model.named_modules():
+        own = [key for key, _ in module.named_parameters(recurse=False)] + [
+            key
+            for key, _ in module.named_buffers(recurse=False)
+            if key not in module._non_persistent_buffers_set
+        ]
+        if own:
+            found = (name, [f"{name}.{key}" if name else key for key in own])
+    if found is None:
+        return None
+    state = model.state_dict()
+    leading = {state[key].shape[0] if state[key].dim() else None for key in found[1]}
+    return found if len(leading) == 1 and None not in leading else None
+
+
+def _describe_misfit(missing: list[str], unexpected: list[str], wrong_shape: list[str]) -> str:
+    details = []
+    if missing:
+        details.append(f"missing {', '.join(missing[:5])}")
+    if unexpected:
+        details.append(f"unexpected {', '.join(unexpected[:5])}")
+    if wrong_shape:
+        details.append(f"wrong shape {', '.join(wrong_shape[:5])}")
+    return "; ".join(details)
+
+
+def _classifier_to_replace(
+    model: nn.Module, expected: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor],
+    wrong: list[str],
+) -> tuple[str, list[str], int] | None:  # fmt: skip
+    """(name, keys, the file's class count) when the disagreeing keys `wrong` are exactly
+    the classifier's and differ only in their leading dimension, the class count."""
+    classifier = find_classifier(model)
+    if classifier is None or sorted(wrong) != sorted(classifier[1]):
+        return None
+    counts = set()
+    for key in wrong:
+        theirs, ours = tensors[key].shape, expected[key].shape
+        if len(theirs) != len(ours) or len(ours) == 0 or theirs[1:] != ours[1:]:
+            return None
+        counts.add(theirs[0])
+    return (classifier[0], classifier[1], counts.pop()) if len(counts) == 1 else None
+
+
+def load_weights(
+    model: nn.Module,
+    path: Path,
+    *,
+    replace_classifier: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """Load a weights file into `model` and return the file's metadata; a file that does
+    not fit is a UserError naming the keys that do not.
+
+    With `replace_classifier`, a file that differs only in the class count of the final
+    classifier (e.g. ImageNet's 1000 classes, fine-tuned to 3) loads everything else and
+    keeps the model's freshly initialised classifier, saying so in one line to `log`."""
+    tensors, metadata = read_state_file(path)
+    if hasattr(model, "prepare_state_dict"):  # e.g. GoogLeNet drops torchvision's aux heads
+        tensors = model.prepare_state_dict(tensors)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    replaced = None
+    if replace_classifier and wrong and not missing and not unexpected:
+        replaced = _classifier_to_replace(model, expected, tensors, wrong)
+    if (missing or unexpected or wrong) and replaced is None:
+        wrong_shape = [
+            f"{k} {tuple(tensors[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong
+        ]
+        raise UserError(
+            f"{path} does not fit this model ({_describe_misfit(missing, unexpected, wrong_shape)})."
+            " Was it saved for another model or class count?"
+        )
+    if replaced is None:
+        model.load_state_dict(tensors)
+        return metadata
+    name, keys, file_classes = replaced
+    model.load_state_dict({**tensors, **{key: expected[key] for key in keys}})  # model's own
+    log(
+        f"Loaded {len(expected) - len(keys)} of {len(expected)} tensors from {path}; the "
+        f"classifier {name} ({file_classes} → {expected[keys[0]].shape[0]} classes) starts "
+        "from fresh weights."
+    )
+    return metadata
+
+
+# --- torchvision's weights in the torch hub cache ---------------------------------------
+
+
+def hub_weights(name: str, weights_name: str) -> tuple[Path, tuple[str, ...]]:
+    """The torch hub cache file of torchvision's `weights_name` for model `name`, and the
+    weights' class names. Never downloads: a file not in the cache is a UserError."""
+    import torchvision
+
+    from convnet.models.imagenet import CHALLENGE_ENTRIES
+
+    if name not in CHALLENGE_ENTRIES:
+        raise UserError(
+            f"{name} has no torchvision weights; '{weights_name}' names torchvision weights. "
+            "Give a weights file instead (--weights FILE)."
+        )
+    enum = torchvision.models.get_model_weights(name)
+    if weights_name not in enum.__members__:
+        raise UserError(
+            f"torchvision has no weights '{weights_name}' for {name}; it has "
+            f"{', '.join(enum.__members__)}."
+        )
+    weights = enum[weights_name]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if not path.is_file():
+        raise UserError(
+            f"The {name} weights {weights_name} are not in the torch hub cache, and convnet never "
+            f"downloads. Fetch {weights.url} where you have internet access and put the file at "
+            f"{path} (the hub cache is $TORCH_HOME/hub/checkpoints, by default "
+            "~/.cache/torch/hub/checkpoints), or pass a local file with --weights FILE."
+        )
+    return path, tuple(weights.meta["categories"])
