@@ -50,9 +50,26 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g} (n={len(values)})"
 
 
+def commit_of(tree: Path | str = Path(__file__).parent) -> str:
+    """The git commit a tree is at, with "+changes" when its tracked files differ from it."""
+    import subprocess
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", "-C", str(tree), *arguments], capture_output=True,
+                              text=True, timeout=30).stdout.strip()  # fmt: skip
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit or "unknown") + ("+changes" if changed else "")
+
+
 def save_results(script: str, document: dict) -> Path:
+    """Write SCRIPT.json beside the script, stamped with the commit it ran on."""
     path = Path(script).with_suffix(".json")
-    atomic_write_json(path, document)
+    atomic_write_json(path, {"commit": commit_of(Path(script).parent), **document})
     return path
 
 

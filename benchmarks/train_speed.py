@@ -10,6 +10,11 @@ Targets (issue 8): training ≥ 5× the tutorial's images/s; 99.0% test accuracy
 training (median of the seeds, each of which must reach 99%); evaluation ≥ 3× faster than
 the tutorial's DataLoader loop.
 Run: `python benchmarks/train_speed.py [--seeds 0 1 2] [--fast-epochs N]`.
+
+`--compare-with TREE` also trains with another checkout of convnet (for example
+`git worktree add /tmp/base HEAD~1`), interleaved with this one, both through their command
+line (`convnet train lenet5 --epochs N --seed S --json`), so an engine change is measured
+against the code before it in the same run, on the same machine.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from torchvision.datasets import MNIST
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import hardware, hardware_line, save_results  # noqa: E402
+from common import commit_of, hardware, hardware_line, save_results  # noqa: E402
 
 from convnet.data.datasets import default_data_dir, fetch_dataset  # noqa: E402
 from convnet.data.sources import TensorSource  # noqa: E402
@@ -104,6 +109,53 @@ def convnet_run(seed: int, scratch: Path, epochs: int | None, **overrides) -> di
             "test_error": result["top1_error"], "time_to_99": time_to_99, "epochs": result["epochs"]}  # fmt: skip
 
 
+def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
+    """`convnet train lenet5 --epochs N --seed S` of the convnet in `tree`, in a subprocess."""
+    import csv
+    import json
+    import os
+    import subprocess
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "convnet", "train", "lenet5", "--epochs", str(epochs), "--seed",
+         str(seed), "--out", str(out), "--json"],
+        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+        check=True, timeout=3600,
+    )  # fmt: skip
+    result = json.loads(completed.stdout)
+    elapsed, time_to_99 = 0.0, None
+    with (out / "metrics.csv").open() as handle:
+        for row in csv.DictReader(handle):  # held-out error: "eval_error" (older: "test_error")
+            elapsed += float(row["epoch_seconds"])
+            error = float(row.get("eval_error") or row["test_error"])
+            if time_to_99 is None and error <= 0.01:
+                time_to_99 = elapsed
+    return {"images_per_second": result["images_per_second"], "train_seconds": result["train_seconds"],
+            "test_error": result["top1_error"], "time_to_99": time_to_99}  # fmt: skip
+
+
+def compare(tree: Path, seeds: list[int], epochs: int, scratch: Path) -> dict:
+    """This checkout against `tree`, alternating run by run (this one first, then the other)."""
+    here = Path(__file__).resolve().parent.parent
+    runs: dict[str, list[dict]] = {"this": [], "other": []}
+    for seed in seeds:
+        for name, root in (("this", here), ("other", tree)):
+            runs[name].append(command_line_run(root, seed, epochs, scratch / f"{name}-{seed}"))
+            print(f"  seed {seed}, {name}: {runs[name][-1]['images_per_second']:,.0f} images/s, "
+                  f"time to 99% {runs[name][-1]['time_to_99']}", flush=True)  # fmt: skip
+    this = [r["images_per_second"] for r in runs["this"]]
+    other = [r["images_per_second"] for r in runs["other"]]
+    ratio = [a / b for a, b in zip(this, other, strict=True)]
+    print(f"this checkout ({commit_of(here)[:12]}): {median_spread(this)} images/s; "
+          f"{tree} ({commit_of(tree)[:12]}): {median_spread(other)} images/s; "
+          f"ratio {median_spread(ratio)}")  # fmt: skip
+    for name in runs:
+        times = [r["time_to_99"] for r in runs[name]]
+        errors = [100 * r["test_error"] for r in runs[name]]
+        print(f"  {name}: time to 99% {times} s; test error {median_spread(errors)}%")
+    return {"other_tree": str(tree), "other_commit": commit_of(tree), "runs": runs, "ratio": ratio}
+
+
 def convnet_evaluate_seconds() -> float:
     """convnet's evaluation of the whole test set (data already in memory, as the engine keeps it)."""
     spec = get_model_spec("lenet5")
@@ -126,10 +178,33 @@ def main() -> None:
     parser.add_argument("--fast-epochs", type=int, default=2, help="epochs of convnet's quick run")
     parser.add_argument("--tutorial-epochs", type=int, default=1)
     parser.add_argument("--skip-default", action="store_true", help="skip the full default run")
+    parser.add_argument("--compare-with", metavar="TREE", type=Path,
+                        help="another convnet checkout to train beside this one (see above)")  # fmt: skip
+    parser.add_argument("--compare-only", action="store_true",
+                        help="with --compare-with: only the comparison, not the tutorial")  # fmt: skip
     args = parser.parse_args()
     fetch_dataset("mnist")
     facts = hardware()
     print(f"# LeNet-5 training speed — {hardware_line(facts)}", flush=True)
+    comparison = None
+    arguments = {
+        **vars(args),
+        "compare_with": str(args.compare_with) if args.compare_with else None,
+    }
+    if args.compare_with:
+        with tempfile.TemporaryDirectory() as scratch_name:
+            print(f"convnet train lenet5 --epochs {args.fast_epochs}, this checkout against "
+                  f"{args.compare_with}:", flush=True)  # fmt: skip
+            comparison = compare(
+                args.compare_with, args.seeds, args.fast_epochs, Path(scratch_name)
+            )
+        if args.compare_only:
+            path = save_results(
+                __file__.replace("train_speed", "train_speed_compare"),
+                {"hardware": facts, "comparison": comparison, "arguments": arguments},
+            )
+            print(f"saved {path.name}")
+            return
     results: dict[str, list[dict]] = {"tutorial": [], "convnet_fast": [], "convnet_default": []}
     eval_seconds: list[float] = []
     with tempfile.TemporaryDirectory() as scratch_name:
@@ -192,7 +267,8 @@ def main() -> None:
     for name, met in targets.items():
         print(f"  {'met    ' if met else 'NOT met'}  {name}")
     path = save_results(__file__, {"hardware": facts, "results": results, "convnet_eval_seconds": eval_seconds,
-                                   "targets": targets, "arguments": vars(args)})  # fmt: skip
+                                   "targets": targets, "arguments": arguments,
+                                   "comparison": comparison})  # fmt: skip
     print(f"saved {path.name}")
 
 
