@@ -135,11 +135,13 @@ def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
 
 
 def compare(tree: Path, seeds: list[int], epochs: int, scratch: Path) -> dict:
-    """This checkout against `tree`, alternating run by run (this one first, then the other)."""
+    """This checkout against `tree`, alternating run by run; which goes first alternates too,
+    so a machine that speeds up or slows down during the benchmark favours neither."""
     here = Path(__file__).resolve().parent.parent
     runs: dict[str, list[dict]] = {"this": [], "other": []}
-    for seed in seeds:
-        for name, root in (("this", here), ("other", tree)):
+    for position, seed in enumerate(seeds):
+        pair = [("this", here), ("other", tree)]
+        for name, root in pair if position % 2 == 0 else pair[::-1]:
             runs[name].append(command_line_run(root, seed, epochs, scratch / f"{name}-{seed}"))
             print(f"  seed {seed}, {name}: {runs[name][-1]['images_per_second']:,.0f} images/s, "
                   f"time to 99% {runs[name][-1]['time_to_99']}", flush=True)  # fmt: skip
