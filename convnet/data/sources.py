@@ -32,9 +32,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from convnet.data.datasets import get_dataset_spec, load_dataset
 from convnet.data.folders import (
+    DECODE_ERRORS,
     FolderDataset,
     ImageCollection,
     decode_failure,
+    decode_image,
     evaluation_transform,
     open_image_collection,
     training_transform,
@@ -311,8 +313,6 @@ class FolderSource:
         yield from _loader(dataset, batch_size, indices, self.workers, self.pin_memory)
 
     def eval_image(self, index: int) -> torch.Tensor:
-        from convnet.data.folders import DECODE_ERRORS, decode_image
-
         try:
             return self._view(decode_image(self.eval_collection.samples[index][0]))
         except DECODE_ERRORS:
