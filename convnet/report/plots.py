@@ -91,7 +91,7 @@ def image_grid(
     mistakes): one channel as dark ink on light paper, three as the colour photo."""
     count = len(images)
     rows = max(1, -(-count // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.25, rows * 1.45 + 0.4))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.6 + 0.4))
     for index, axis in enumerate(np.atleast_1d(axes).flat):
         axis.axis("off")
         if index < count:
@@ -100,7 +100,7 @@ def image_grid(
                 axis.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
             else:
                 axis.imshow(image.squeeze().numpy(), cmap="gray_r", vmin=0, vmax=1)
-            axis.set_title(captions[index], fontsize=7)
+            axis.set_title(captions[index], fontsize=6.5)
     figure.suptitle(title, fontsize=10)
     return save_figure(figure, path)
 

@@ -47,16 +47,20 @@ def most_confident_mistakes(
     evaluation: Evaluation, count: int = 16
 ) -> tuple[torch.Tensor, list[str]]:
     """The held-out images the model got wrong with the highest confidence, as it saw them
-    (before normalization), with "#index: true→predicted probability" captions."""
+    (before normalization), captioned "#index · probability" over "true→predicted"."""
     probabilities = evaluation.logits.softmax(dim=1)
     predicted = probabilities.argmax(dim=1)
     wrong = (predicted != evaluation.labels).nonzero().flatten()
     confidence = probabilities[wrong, predicted[wrong]]
     chosen = wrong[confidence.argsort(descending=True)[:count]]
     names = evaluation.source.class_names
+
+    def short(name: str) -> str:  # long class names would run into the next image
+        return name if len(name) <= 12 else name[:11] + "…"
+
     captions = [
-        f"#{int(evaluation.indices[i])}: {names[int(evaluation.labels[i])]}→"
-        f"{names[int(predicted[i])]} {probabilities[i, predicted[i]].item():.0%}"
+        f"#{int(evaluation.indices[i])} · {probabilities[i, predicted[i]].item():.0%}\n"
+        f"{short(names[int(evaluation.labels[i])])}→{short(names[int(predicted[i])])}"
         for i in chosen
     ]
     images = [evaluation.source.eval_image(int(evaluation.indices[i])) for i in chosen]
