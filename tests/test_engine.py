@@ -162,6 +162,7 @@ INVALID = {
     "warm-up fraction 2": (["--warmup-fraction", "2"], "--warmup-fraction must be in [0, 1)"),
     "zero epochs": (["--epochs", "0"], "--epochs must be at least 1"),
     "negative checkpoint interval": (["--checkpoint-every", "-2"], "--checkpoint-every must be 0 or more"),
+    "thousands of threads": (["--threads", "9999"], "--threads must be between 0"),
     "both sources": (["--dataset", "fashion-mnist"], "not both"),
     "missing weights": (["--weights", "missing.safetensors"], "missing.safetensors does not exist"),
 }  # fmt: skip

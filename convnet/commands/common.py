@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,13 +38,22 @@ def data_dir(args: argparse.Namespace) -> Path | None:
 
 def check_counts(args: argparse.Namespace, *options: str) -> None:
     """Counts such as --epochs and --train-subset, when given, are at least 1; --threads is
-    0 (automatic) or more."""
+    0 (automatic) up to the CPUs this process may use (thousands of threads would bury the
+    machine rather than speed anything up)."""
     for option in options:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, not {value}.")
-    if getattr(args, "threads", 0) < 0:
-        raise UserError(f"--threads must be 0 (automatic) or more, not {args.threads}.")
+    threads = getattr(args, "threads", 0) or 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    if not 0 <= threads <= cpus:
+        raise UserError(
+            f"--threads must be between 0 (automatic) and {cpus}, the CPUs this process may "
+            f"use, not {threads}."
+        )
 
 
 def settings_from_args(settings_class: type, args: argparse.Namespace, **values: object):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, data_dir, emit, log
+from convnet.commands.common import Command, data_dir, emit
 from convnet.commands.train import IMAGE_ONLY, _result_text
 from convnet.errors import UserError
 
@@ -90,9 +90,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if given and not images:
         raise UserError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
                         "files on disk (--data DIR); this evaluation reads a data set held in memory.")  # fmt: skip
-    if images and not loaded.photos and loaded.config is None:
-        log(f"Note: {loaded.name} reads its input at {loaded.input_size}; the images are "
-            "resized and centre-cropped to it.")  # fmt: skip
     if args.crop:
         loaded.input_size = (loaded.input_size[0], args.crop, args.crop)
     if args.resize:

@@ -13,7 +13,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from convnet.commands.common import Command, data_dir, emit, log
+from convnet.commands.common import Command, check_counts, data_dir, emit, log
 from convnet.errors import UserError
 
 # Flags that only mean something for image files on disk (--data DIR).
@@ -197,12 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
     from convnet.engine import distributed
     from convnet.engine.train import fit
 
-    for name in ("epochs", "batch_size", "train_subset", "test_subset", "stop_after_epoch"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
-    if args.threads < 0:
-        raise UserError(f"--threads must be 0 (automatic) or more, not {args.threads}.")
+    check_counts(args, "epochs", "batch_size", "train_subset", "test_subset", "stop_after_epoch")
     if args.threads:
         torch.set_num_threads(args.threads)
     rank_text = os.environ.get("RANK", "0")

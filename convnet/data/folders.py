@@ -37,6 +37,7 @@ from convnet.data.ilsvrc import (
     listing,
     read_ground_truth,
 )
+from convnet.data.images import as_photo, mnist_style, oriented, to_grey
 from convnet.errors import UserError
 
 LAYOUTS = ("split-folders", "class-folders", "ilsvrc")
@@ -286,18 +287,23 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.Decompression
 
 
 def decode_image(path: Path) -> Image.Image:
-    """An RGB image from any file PIL reads: greyscale, CMYK, palette, 16-bit, RGBA."""
+    """An 8-bit RGB image, the right way up (EXIF orientation), from any file and pixel mode
+    PIL reads: greyscale, CMYK, palette, 16-bit and float, with transparency over white."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. palette transparency, EXIF oddities
         with Image.open(path) as image:
-            return image.convert("RGB")
+            image.load()
+            return as_photo(image)
 
 
-def decode_failure(path: Path) -> str | None:
-    """Why `path` cannot be decoded (None if it can): for listing skipped files."""
+def decode_failure(path: Path, transform: Callable | None = None) -> str | None:
+    """Why `path` cannot be decoded, or prepared by `transform` (None if it can): for
+    listing skipped files."""
     try:
-        decode_image(path)
-    except DECODE_ERRORS as error:
+        image = getattr(transform, "decode", decode_image)(path)
+        if transform is not None:
+            transform(image)
+    except (*DECODE_ERRORS, UserError) as error:
         text = str(error).strip().splitlines()[0] if str(error).strip() else ""
         return f"cannot be decoded ({type(error).__name__}{': ' + text if text else ''})"
     return None
@@ -306,7 +312,8 @@ def decode_failure(path: Path) -> str | None:
 class FolderDataset(torch.utils.data.Dataset):
     """(image tensor, label, index) of an image collection, decoded when a worker asks.
 
-    A file that cannot be decoded gives label -1 and a zero image of the transform's output
+    The transform's `decode(path)` reads the file (default `decode_image`). A file that
+    cannot be decoded or prepared gives label -1 and a zero image of the transform's output
     shape, so one bad JPEG among 1.28 million neither stops an epoch nor breaks a batch;
     callers drop label -1 and report the indices (`decode_failure` says why).
     """
@@ -318,7 +325,8 @@ class FolderDataset(torch.utils.data.Dataset):
     ) -> None:
         self.collection = collection
         self.transform = transform
-        self._blank_shape: torch.Size | None = None
+        self.decode = getattr(transform, "decode", decode_image)
+        self._blank_shape: torch.Size | None = getattr(transform, "shape", None)
 
     def __len__(self) -> int:
         return len(self.collection.samples)
@@ -331,10 +339,9 @@ class FolderDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         path, label = self.collection.samples[index]
         try:
-            image = decode_image(path)
-        except DECODE_ERRORS:
+            return self.transform(self.decode(path)), label, index
+        except (*DECODE_ERRORS, UserError):
             return self._blank(), -1, index
-        return self.transform(image), label, index
 
 
 class _Preprocess:
@@ -354,6 +361,32 @@ class _Preprocess:
     def __repr__(self) -> str:
         steps = ", ".join(repr(step) for step in self.steps)
         return f"Preprocess([{steps}], mean={self.mean}, std={self.std})"
+
+
+def read_image(path: Path) -> Image.Image:
+    """The file's own pixels and mode, the right way up (for preparations that need them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as image:
+            image.load()
+            return oriented(image)
+
+
+class DigitPreprocess:
+    """A file -> a normalised digit as the model's MNIST training data looked: the
+    preparation `convnet predict` gives a digit model (grey, 20×20 box centred by mass in
+    28×28, padded or resized to the model's input)."""
+
+    decode = staticmethod(read_image)
+
+    def __init__(self, size: tuple[int, int, int], mean, std) -> None:
+        self.shape, self.mean, self.std = torch.Size(size), mean, std
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        from convnet.data.transforms import normalize, to_model_input
+
+        digit = mnist_style(to_grey(image), getattr(image, "filename", "") or "image")
+        return normalize(to_model_input(digit[None], tuple(self.shape))[0], self.mean, self.std)
 
 
 def _per_channel(value, channels: int) -> list[float]:

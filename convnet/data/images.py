@@ -59,50 +59,166 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     return image
 
 
+def oriented(image: Image.Image) -> Image.Image:
+    """The image the right way up: its EXIF orientation (tags 2–8: phones store photos
+    sideways and say so there) applied, whatever the pixel mode."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (ValueError, TypeError, KeyError, OSError, SyntaxError):  # broken EXIF: as stored
+        return image
+
+
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def pixel_values(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB values (H, W, 3) in [0, 1] and the alpha (H, W) in [0, 1], None where the image
+    is opaque, from every mode Pillow opens: 1, L, LA, P, PA, RGB, RGBA, CMYK, YCbCr, and
+    16-bit (I;16, I;16B), 32-bit integer (I: 8- or 16-bit data stored wide) and float (F)
+    greyscale, which `Image.convert` would clip to white."""
+    if image.mode in (*SIXTEEN_BIT, "I", "F"):
+        grey = np.asarray(image, dtype=np.float64)
+        if image.mode == "F" and (grey.min() < 0 or grey.max() > 255):  # an arbitrary range
+            span = grey.max() - grey.min()
+            grey = (grey - grey.min()) / span if span > 0 else np.zeros_like(grey)
+        elif image.mode == "F" and grey.max() <= 1:  # already in [0, 1]
+            pass
+        else:
+            wide = image.mode in SIXTEEN_BIT or grey.max() > 255
+            grey = grey / (65535.0 if wide else 255.0)
+        return np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2), None
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float64) / 255
+        alpha = rgba[..., 3]
+        return rgba[..., :3], (alpha if alpha.min() < 1 else None)
+    return np.asarray(image.convert("RGB"), dtype=np.float64) / 255, None
+
+
+def as_photo(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB image with the right values from any mode, the right way up; a
+    transparent background becomes white, as a viewer shows it."""
+    rgb, alpha = pixel_values(oriented(image))
+    if alpha is not None:
+        rgb = rgb * alpha[..., None] + (1 - alpha[..., None])
+    return Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
+
+
 def to_grey(image: Image.Image) -> np.ndarray:
-    """Float array in [0, 1] from any PIL mode (1, L, P, RGB(A), CMYK, I;16, F, …)."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        return np.clip(array / top, 0, 1)
-    if image.mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        span = array.max() - array.min()
-        return (array - array.min()) / span if span > 0 else np.zeros_like(array)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255
-        grey = np.asarray(rgba.convert("L"), dtype=np.float64) / 255
-        if alpha.min() < 1:  # a drawing on a transparent sheet: put it on a contrasting one
-            ink = (grey * alpha).sum() / max(alpha.sum(), 1e-9)
-            background = 1.0 if ink < 0.5 else 0.0
-            return grey * alpha + background * (1 - alpha)
-        return grey
-    return np.asarray(image.convert("L"), dtype=np.float64) / 255
+    """Float array in [0, 1] from any mode (see `pixel_values`): luminance as ITU-R 601-2
+    weighs it (Pillow's "L"); a drawing on a transparent sheet goes on a contrasting one."""
+    rgb, alpha = pixel_values(image)
+    grey = rgb @ np.array([0.299, 0.587, 0.114])
+    if alpha is not None:
+        ink = (grey * alpha).sum() / max(alpha.sum(), 1e-9)
+        background = 1.0 if ink < 0.5 else 0.0
+        return grey * alpha + background * (1 - alpha)
+    return grey
+
+
+# Working sizes of the digit preparation (pixels on the longer side): the sheet for the
+# background and ink estimate, and the digit's box before its final 20×20 (4× the final size,
+# so a stroke's width can be measured and widened in whole pixels).
+SHEET_SIDE = 512
+BOX_SIDE = 80
+# MNIST's strokes are about 3 pixels wide in the 20×20 box: thinner ones are widened to
+# this, in BOX_SIDE pixels (3.25 px × 4). Chosen so that a hairline 0, 1 or 7 lights as many
+# pixels as the median MNIST test digit of its class does (tests/test_photos.py).
+STROKE_WIDTH = 13.0
+THINNEST_STROKE = 11.0
+
+
+def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-averaged (antialiased) resize of a 2-D float array."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).float()[None, None]
+    resized = F.interpolate(tensor, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return resized[0, 0].numpy().astype(np.float64)
+
+
+def _otsu(values: np.ndarray) -> float:
+    """The threshold that best splits `values` in [0, 1] into two classes (Otsu 1979)."""
+    counts, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts)
+    total = weight[-1]
+    mean = np.cumsum(counts * centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mean[-1] * weight / total - mean) ** 2 / (weight * (total - weight))
+    return float(centres[np.nanargmax(between[:-1])]) if total else 0.5
+
+
+def ink_of(grey: np.ndarray) -> np.ndarray:
+    """How much ink each pixel holds, in [0, 1], whatever the paper and the light.
+
+    The paper is estimated as what remains when strokes are removed (a morphological closing
+    for dark ink, an opening for light ink, wider than any stroke), so a light gradient or a
+    shadow across the sheet is divided out rather than taken for ink; then Otsu's threshold
+    separates strokes from the paper's own grain, and the strokes are scaled to full contrast."""
+    from scipy import ndimage
+
+    height, width = grey.shape
+    scale = min(1.0, SHEET_SIDE / max(height, width))
+    if scale < 1:
+        grey = _resize(grey, (max(2, round(height * scale)), max(2, round(width * scale))))
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    dark_ink = float(np.median(border)) >= 0.5
+    window = max(9, min(grey.shape) // 5)
+    if dark_ink:  # the paper: the brightest values around each pixel, smoothed
+        paper = ndimage.uniform_filter(ndimage.grey_closing(grey, size=window), window // 2)
+        ink = 1 - grey / np.maximum(paper, 1e-3)
+    else:
+        paper = ndimage.uniform_filter(ndimage.grey_opening(grey, size=window), window // 2)
+        ink = grey - paper
+    ink = np.clip(ink, 0, 1)
+    if ink.max() < 0.05:
+        return np.zeros_like(ink)
+    ink = ink / ink.max()
+    threshold = _otsu(ink)
+    strokes = ink[ink > threshold]
+    high = float(np.percentile(strokes, 90)) if strokes.size else 1.0
+    floor = threshold / 2  # keeps the soft edges of a stroke, drops the paper's grain
+    return np.clip((ink - floor) / max(high - floor, 1e-6), 0, 1)
+
+
+def _widen_thin_strokes(box: np.ndarray) -> np.ndarray:
+    """Strokes thinner than MNIST's (a fine pen on a large canvas) widened to its width.
+
+    The width is read off the distance transform: a stroke w pixels wide has interior points
+    about (w + 1) / 2 from its edge, so the 90th percentile of those distances gives w."""
+    from scipy import ndimage
+
+    solid = box > 0.5
+    if not solid.any():
+        return box
+    distances = ndimage.distance_transform_edt(solid)[solid]
+    width = 2 * float(np.percentile(distances, 90)) - 1
+    if width >= THINNEST_STROKE:
+        return box
+    radius = max(1, round((STROKE_WIDTH - width) / 2))
+    y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return ndimage.grey_dilation(box, footprint=(x * x + y * y) <= radius * radius)
 
 
 def mnist_style(grey: np.ndarray, name: str = "image") -> torch.Tensor:
-    """A grey image in [0, 1] → uint8 28×28, light ink on black, 20×20 box, centred by mass."""
+    """A grey image in [0, 1] → uint8 28×28 as MNIST was made: light ink on black at full
+    contrast, strokes of MNIST's width, the digit's box scaled to 20×20 keeping its aspect
+    ratio and centred by its centre of mass (LeCun's MNIST page)."""
     if min(grey.shape) < 2:
         raise UserError(
             f"{name}: {grey.shape[1]}×{grey.shape[0]} pixels is too small to hold a digit."
         )
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    background = float(np.median(border))
-    ink = grey - background if background < 0.5 else background - grey  # light ink on dark
-    ink = np.clip(ink, 0, None)
-    if ink.max() < 0.05:
-        raise UserError(f"{name}: the image is blank (no ink differs from its background).")
-    ink = ink / ink.max()
+    ink = ink_of(grey)
     rows, columns = np.nonzero(ink > 0.1)
+    if rows.size == 0:
+        raise UserError(f"{name}: the image is blank (no ink differs from its background).")
     ink = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     height, width = ink.shape
-    scale = 20.0 / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    box = F.interpolate(
-        torch.from_numpy(ink).float()[None, None], size=size, mode="bilinear",
-        antialias=True, align_corners=False,
-    )[0, 0].clamp(0, 1)  # fmt: skip
+    box_scale = BOX_SIDE / max(height, width)
+    box = _resize(ink, (max(1, round(height * box_scale)), max(1, round(width * box_scale))))
+    box = _widen_thin_strokes(box / max(box.max(), 1e-6))
+    scale = 20.0 / max(box.shape)
+    size = (max(1, round(box.shape[0] * scale)), max(1, round(box.shape[1] * scale)))
+    box = torch.from_numpy(_resize(box, size)).float().clamp(0, 1)
+    box = box / box.max().clamp_min(1e-6)  # MNIST's strokes reach full brightness
     total = box.sum()
     ys, xs = torch.meshgrid(torch.arange(size[0]), torch.arange(size[1]), indexing="ij")
     centre_y, centre_x = (ys * box).sum() / total, (xs * box).sum() / total
@@ -116,8 +232,7 @@ def mnist_style(grey: np.ndarray, name: str = "image") -> torch.Tensor:
 
 def load_digit(source: str | Path | bytes, name: str | None = None) -> torch.Tensor:
     """Read an image file and prepare it as MNIST was prepared: uint8 (28, 28)."""
-    image = open_image(source, name)
-    image = ImageOps.exif_transpose(image) if image.mode != "I;16" else image
+    image = oriented(open_image(source, name))
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     return mnist_style(to_grey(image), label)
 
@@ -127,6 +242,6 @@ def load_photo(source: str | Path | bytes, size: tuple[int, int, int]) -> torch.
     size/0.875 (256 for 224), centre crop; float (C, H, W) in [0, 1]."""
     from torchvision.transforms import functional as TF
 
-    image = open_image(source).convert("RGB" if size[0] == 3 else "L")
+    image = as_photo(open_image(source)).convert("RGB" if size[0] == 3 else "L")
     image = TF.resize(TF.pil_to_tensor(image), round(size[1] / 0.875), antialias=True)
     return TF.center_crop(image, [size[1], size[2]]).float() / 255

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from convnet.data.datasets import get_dataset_spec, load_dataset
 from convnet.data.folders import (
     DECODE_ERRORS,
+    DigitPreprocess,
     FolderDataset,
     ImageCollection,
     decode_failure,
@@ -234,6 +235,7 @@ class FolderSource:
         interpolation=None,
         ground_truth: str | None = None,
         pin_memory: bool = False,
+        digits: bool = False,
     ) -> None:
         channels, crop = input_size[0], input_size[1]
         mean, std = normalization
@@ -263,13 +265,20 @@ class FolderSource:
         resize = resize or round(crop / CROP_FRACTION)
         if resize < crop:
             raise UserError(f"--resize {resize} is smaller than the centre crop {crop}.")
-        self.preprocessing = dict(resize=resize, crop=crop, mean=mean, std=std, channels=channels)
+        self.preprocessing = dict(resize=resize, crop=crop, mean=mean, std=std, channels=channels,
+                                  preparation="digit" if digits else "photo")  # fmt: skip
         extra = {"interpolation": interpolation} if interpolation is not None else {}
-        self.evaluate_transform = evaluation_transform(resize, crop, mean, std, channels=channels,
-                                                       **extra)  # fmt: skip
-        self._view = evaluation_transform(resize, crop, 0.0, 1.0, channels=channels, **extra)
+        if digits:  # as `convnet predict` prepares a file for a model trained on digits
+            self.evaluate_transform = DigitPreprocess(input_size, mean, std)
+            self._view = DigitPreprocess(input_size, 0.0, 1.0)
+        else:
+            self.evaluate_transform = evaluation_transform(resize, crop, mean, std,
+                                                           channels=channels, **extra)  # fmt: skip
+            self._view = evaluation_transform(resize, crop, 0.0, 1.0, channels=channels, **extra)
         self.train_transform = (
-            training_transform(crop, mean, std, channels) if augment else self.evaluate_transform
+            training_transform(crop, mean, std, channels)
+            if augment and not digits
+            else self.evaluate_transform
         )
         self.workers, self.pin_memory = workers, pin_memory
         self.eval_batch_size = 64
@@ -314,8 +323,8 @@ class FolderSource:
 
     def eval_image(self, index: int) -> torch.Tensor:
         try:
-            return self._view(decode_image(self.eval_collection.samples[index][0]))
-        except DECODE_ERRORS:
+            return self._view(getattr(self._view, "decode", decode_image)(self.eval_path(index)))
+        except (*DECODE_ERRORS, UserError):
             crop = self.preprocessing["crop"]
             return torch.zeros(self.preprocessing["channels"], crop, crop)
 
@@ -324,4 +333,4 @@ class FolderSource:
 
     def failure(self, index: int) -> tuple[str, str]:
         path = self.eval_path(index)
-        return str(path), decode_failure(path) or "cannot be decoded"
+        return str(path), decode_failure(path, self.evaluate_transform) or "cannot be decoded"

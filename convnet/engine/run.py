@@ -111,6 +111,7 @@ class LoadedModel:
             seed=seed if seed is not None else (config.seed if config else 0),
             resize=self.preprocessing.get("resize"),
             interpolation=self.preprocessing.get("interpolation"), test_subset=test_subset,
+            digits=not self.photos,
         )  # fmt: skip
         if config is None:
             if len(source.class_names) != len(self.class_names):
