@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from convnet.engine.checkpoint import atomic_write_json
 from convnet.engine.device import cpu_has_native_bf16
+from convnet.files import atomic_write_json
 
 
 def hardware() -> dict:

@@ -28,8 +28,8 @@ import torch
 from torch.nn import functional as F
 
 from convnet.analysis.zoo import hardware, images_per_second
-from convnet.engine.checkpoint import atomic_write_json
 from convnet.engine.device import fast_inference
+from convnet.files import atomic_write_json
 from convnet.models import get_model, get_model_spec
 
 RESULTS = Path(__file__).with_suffix(".json")

@@ -13,6 +13,7 @@ import sys
 from convnet.commands import COMMAND_MODULES
 from convnet.commands.common import Command
 from convnet.errors import UserError
+from convnet.files import explain
 
 
 def all_commands() -> dict[str, Command]:
@@ -43,6 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         return all_commands()[args.command].run(args)
     except UserError as error:
         print(f"convnet: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the machine's faults: a full disk, a read-only path, …
+        failed = explain(error)
+        if failed is None:
+            raise
+        print(f"convnet: error: {failed}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("convnet: error: the machine ran out of memory. Try a smaller --batch-size, or "
+              "close other programs.", file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
         print("convnet: interrupted", file=sys.stderr)

@@ -83,7 +83,7 @@ def test_gzip_bomb_is_refused(monkeypatch):
 def test_written_files_get_the_usual_permissions(tmp_path):
     import os
 
-    from convnet.engine.checkpoint import atomic_write_text
+    from convnet.files import atomic_write_text
 
     atomic_write_text(tmp_path / "x.json", "{}")
     umask = os.umask(0)

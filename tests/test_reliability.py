@@ -29,10 +29,10 @@ from safetensors.torch import load_file
 
 from convnet.cli import main
 from convnet.data.images import load_digit
-from convnet.engine.checkpoint import PARTIAL_SUFFIX
 from convnet.engine.run import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, LoadedModel
 from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError
+from convnet.files import PARTIAL_SUFFIX
 from convnet.models import get_model, get_model_spec
 from convnet.serve.app import create_app
 from convnet.serve.models import CNN, ORDINARY, ServedModel, ServedModels

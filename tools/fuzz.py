@@ -47,8 +47,8 @@ from PIL import Image
 
 from convnet.data.idx import IDX_TYPES, encode_idx, idx_to_tensor
 from convnet.data.images import load_digit
-from convnet.engine.checkpoint import atomic_write_json
 from convnet.errors import UserError
+from convnet.files import atomic_write_json
 
 RESULTS = Path(__file__).with_suffix(".json")
 TARGETS = ("idx", "image", "predict")

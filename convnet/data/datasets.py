@@ -24,6 +24,7 @@ import torch
 
 from convnet.data.idx import idx_to_tensor
 from convnet.errors import UserError
+from convnet.files import atomic_write_bytes, ensure_writable
 
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -123,15 +124,6 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
-
-
 def _read_candidate(path: Path) -> bytes | None:
     """Bytes of `path` or of `path.gz`, uncompressed; None when neither exists."""
     for candidate in (path, path.with_name(path.name + ".gz")):
@@ -199,6 +191,25 @@ def is_cached(name: str, data_dir: Path | None = None) -> bool:
     return all((directory / file_name).is_file() for file_name in spec.sha256)
 
 
+def _store(target: Path, files: dict[str, bytes], name: str) -> None:
+    """Write verified files into the cache, all or nothing: when the machine refuses (a full
+    disk, a read-only cache), what this call wrote is removed again, with the folder if it
+    made it, so no later command takes a partial data set or an empty folder for a cache."""
+    created = not target.exists()
+    written: list[Path] = []
+    try:
+        ensure_writable(target.parent, sum(len(data) for data in files.values()), f"{name}'s files")
+        for file_name, data in files.items():
+            atomic_write_bytes(target / file_name, data)
+            written.append(target / file_name)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
 def fetch_dataset(
     name: str,
     data_dir: Path | None = None,
@@ -232,8 +243,7 @@ def fetch_dataset(
                 break
             found[file_name] = data
         if len(found) == len(missing):
-            for file_name, data in found.items():
-                _atomic_write(target / file_name, data)
+            _store(target, found, spec.name)
             log(f"{spec.name}: fetched {len(found)} files from {label} into {target}")
             return target
     raise UserError(

@@ -1,4 +1,4 @@
-"""Files of a run: atomic writes, safetensors weights, resumable checkpoints.
+"""Files of a run: safetensors weights and resumable checkpoints, written atomically.
 
 Nothing here unpickles: our own files are safetensors plus JSON, written reproducibly and
 read back by `convnet.engine.weights`, which also reads foreign PyTorch files through
@@ -8,8 +8,6 @@ read back by `convnet.engine.weights`, which also reads foreign PyTorch files th
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -17,49 +15,7 @@ from torch import nn
 
 from convnet.engine.weights import read_state_file, safetensors_bytes
 from convnet.errors import UserError
-
-PARTIAL_SUFFIX = ".partial"  # a temporary file of `atomic_write_bytes`: ".NAME.XXXXXXXX.partial"
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, flush to disk, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def remove_partial_files(directory: Path) -> list[Path]:
-    """Delete the temporary files that writes cut short by a killed process left behind."""
-    removed = []
-    for path in Path(directory).glob(f".*{PARTIAL_SUFFIX}"):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_json(path: Path, value: object) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+from convnet.files import atomic_write_bytes
 
 
 def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None = None) -> None:

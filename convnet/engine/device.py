@@ -19,6 +19,17 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is an allocation failure: Python's, CUDA's, or PyTorch's CPU allocator
+    ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name not in DEVICES:
         raise UserError(f"Unknown device '{name}'; use one of {', '.join(DEVICES)}.")

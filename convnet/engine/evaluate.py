@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from convnet.data.sources import DataSource
 from convnet.data.transforms import normalize
 from convnet.engine import distributed
-from convnet.engine.device import fast_inference
+from convnet.engine.device import fast_inference, is_out_of_memory
 from convnet.engine.metrics import (
     confusion_matrix,
     easiest_and_hardest,
@@ -128,6 +129,7 @@ def evaluate(
     strict: bool = False,
     keep_logits: bool = True,
     progress: bool = False,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> Evaluation:
     """Top-1/top-5 error, mean loss, per-class accuracy, easiest/hardest classes, confusions
     and speed of `model` on `source`'s held-out images. Images that cannot be decoded are
@@ -144,6 +146,25 @@ def evaluate(
     bar = tqdm(total=-(-source.eval_count // session.world_size), unit="img", file=sys.stderr,
                disable=not (progress and session.is_main), desc=f"evaluating {source.eval_split}",
                leave=False, mininterval=0.5)  # fmt: skip
+    halved: list[int] = []
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch; a batch too large for memory is halved until it fits."""
+        try:
+            return model(prepare(images.to(device, non_blocking=True))).float().cpu()
+        except (RuntimeError, MemoryError) as error:
+            if not is_out_of_memory(error):
+                raise
+            if len(images) == 1:
+                raise UserError(
+                    f"Evaluation ran out of memory even one image at a time on {device} "
+                    f"({str(error).strip().splitlines()[0]}); close other programs, or use "
+                    "another --device."
+                ) from None
+            half = len(images) // 2
+            halved.append(half)
+            return torch.cat([forward(images[:half]), forward(images[half:])])
+
     started = time.perf_counter()
     try:
         with fast_inference(model, device, precision) as prepare:
@@ -158,7 +179,7 @@ def evaluate(
                         images[good], batch_labels[good], batch_indices[good])  # fmt: skip
                 if not len(batch_labels):
                     continue
-                output = model(prepare(images.to(device, non_blocking=True))).float().cpu()
+                output = forward(images)
                 if output.shape[1] != count:
                     raise UserError(
                         f"The model outputs {output.shape[1]} scores per image but "
@@ -177,6 +198,9 @@ def evaluate(
         bar.close()
         model.train(was_training)
     seconds = time.perf_counter() - started
+    if halved:
+        log(f"Note: a batch of {batch_size} images did not fit in memory; the evaluation went "
+            f"on in batches of {min(halved)} (--batch-size {min(halved)} avoids the retries).")  # fmt: skip
     if session.distributed:
         summed = distributed.all_reduce_sum(
             torch.cat([confusion.flatten().double(), torch.tensor([top5_correct, loss_sum])])

@@ -25,10 +25,10 @@ from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
 from convnet.data.sources import DataSource, FolderSource, TensorSource
-from convnet.engine.checkpoint import atomic_write_json, remove_partial_files
 from convnet.engine.config import TrainConfig
 from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights, read_state_file
 from convnet.errors import UserError
+from convnet.files import atomic_write_json, explain, remove_partial_files
 from convnet.models import ModelSpec, get_model, get_model_spec
 from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
 
@@ -194,8 +194,14 @@ class Run:
 
     def prepare(self) -> None:
         """Make the directory and delete the temporary files a killed write left behind."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        remove_partial_files(self.path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            remove_partial_files(self.path)
+        except OSError as error:
+            failed = explain(error, self.path)
+            if failed is None:
+                raise
+            raise failed from None
 
     def write_config(self, config: TrainConfig) -> None:
         atomic_write_json(self.config_path, asdict(config))

@@ -21,11 +21,12 @@ or dropout (whose masks are).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -37,20 +38,15 @@ from tqdm import tqdm
 
 from convnet.data.sources import DataSource, FolderSource, TensorSource, mix, steps_per_epoch
 from convnet.engine import distributed
-from convnet.engine.checkpoint import (
-    atomic_write_json,
-    atomic_write_text,
-    load_checkpoint,
-    save_checkpoint,
-    save_weights,
-)
+from convnet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from convnet.engine.config import TrainConfig, learning_rate
-from convnet.engine.device import autocast, resolve_precision
+from convnet.engine.device import autocast, is_out_of_memory, resolve_precision
 from convnet.engine.evaluate import evaluate
 from convnet.engine.run import Run, model_inputs
 from convnet.engine.run_control import StopRequests
 from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights
 from convnet.errors import UserError
+from convnet.files import WriteFailed, atomic_write_json, atomic_write_text, ensure_writable
 from convnet.models import get_model
 
 # What `--resume RUN` may change: where the data lies and how it is read, how long to train.
@@ -122,6 +118,32 @@ def _check_input(model: nn.Module, name: str, input_size: tuple[int, int, int]) 
         ) from None
     finally:
         model.train()
+
+
+@contextlib.contextmanager
+def resumable_after_write_failure(run: Run) -> Iterator[None]:
+    """A write the machine refuses (full disk, read-only, …) ends the run with what to do:
+    the atomic writes left the last checkpoint whole, so the run resumes once it is fixed."""
+    try:
+        yield
+    except WriteFailed as error:
+        if run.checkpoint_path.is_file():
+            kept = (f"The last checkpoint, {run.checkpoint_path}, is whole: once that is "
+                    f"fixed, continue with 'convnet train --resume {run.path}'.")  # fmt: skip
+        else:
+            kept = "No checkpoint had been written yet: start the run again once that is fixed."
+        raise UserError(f"Training stopped. {error} {kept}") from None
+
+
+def out_of_memory(error: BaseException, batch_size: int, device: torch.device) -> UserError:
+    """The message for a batch too large for the memory of the CPU or the GPU."""
+    where = "the GPU's" if device.type == "cuda" else "the machine's"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return UserError(
+        f"Training stopped: a batch of {batch_size} images does not fit in {where} memory "
+        f"({reason}). Start the run again with a smaller batch, e.g. --batch-size "
+        f"{max(1, batch_size // 2)} (and a learning rate scaled down alike)."
+    )
 
 
 def _seed_global_draws(seed: int, device: torch.device) -> None:
@@ -219,6 +241,9 @@ def fit(
         model = get_model(config.model, num_classes=len(config.classes),
                           in_channels=input_size[0], **config.model_config)  # fmt: skip
         _check_input(model, config.model, input_size)
+        if main:  # weights, and a checkpoint with the optimizer's momentum: about 3× the model
+            size = sum(p.numel() * p.element_size() for p in model.parameters())
+            ensure_writable(run.path, 4 * size + 2**20, "this run's weights and checkpoints")
         if config.weights and resume is None:
             _initial_weights(model, config, say)
         model = model.to(device, memory_format=layout_for(model))
@@ -280,10 +305,11 @@ def fit(
         if not all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()):
             shown = epoch if batch == 0 else epoch + 1  # batch 0: the end of the epoch before
             raise stopped(f"the weights became non-finite at epoch {shown}, batch {batch or steps}")
-        save_checkpoint(run.checkpoint_path, model, optimizer, {
-            "epoch": epoch, "batch": batch, "totals": partial, "history": history,
-            "train_seconds": seconds,
-        })  # fmt: skip
+        with resumable_after_write_failure(run):
+            save_checkpoint(run.checkpoint_path, model, optimizer, {
+                "epoch": epoch, "batch": batch, "totals": partial, "history": history,
+                "train_seconds": seconds,
+            })  # fmt: skip
 
     stop = StopRequests()
     evaluation = None
@@ -297,7 +323,7 @@ def fit(
         batches = source.train_batches(
             epoch, batch_size, config.seed, session.rank, world, start_batch
         )
-        with stop:
+        with stop, progress:  # the bar is cleared however the epoch ends
             for batch_index, (images, labels) in enumerate(batches, start=start_batch):
                 step = epoch * steps + batch_index
                 _seed_global_draws(mix(config.seed, step, session.rank), device)
@@ -309,16 +335,21 @@ def fit(
                 with record_function("data"):
                     images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
                     labels = labels.to(device, non_blocking=True)
-                with record_function("forward"):
-                    with autocast(device, precision):
-                        logits = trained(images)
-                    # Undecodable images (label -1) add nothing; dividing by the batch size,
-                    # not the valid count, keeps every rank's share of the global mean equal.
-                    loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-1,
-                                               label_smoothing=config.label_smoothing, reduction="sum")  # fmt: skip
-                with record_function("backward"):
-                    optimizer.zero_grad(set_to_none=True)
-                    (loss_sum / len(labels)).backward()
+                try:
+                    with record_function("forward"):
+                        with autocast(device, precision):
+                            logits = trained(images)
+                        # Undecodable images (label -1) add nothing; dividing by the batch
+                        # size, not the valid count, keeps every rank's share of the mean equal.
+                        loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-1,
+                                                   label_smoothing=config.label_smoothing, reduction="sum")  # fmt: skip
+                    with record_function("backward"):
+                        optimizer.zero_grad(set_to_none=True)
+                        (loss_sum / len(labels)).backward()
+                except (RuntimeError, MemoryError) as error:
+                    if not is_out_of_memory(error):
+                        raise
+                    raise out_of_memory(error, batch_size, device) from None
                 counts = torch.stack([
                     loss_sum.detach().float(), (labels >= 0).sum().float(),
                     (logits.argmax(1) == labels).sum().float(),
@@ -343,14 +374,13 @@ def fit(
                 seconds = train_seconds + time.perf_counter() - epoch_started
                 if stop_asked:  # Ctrl-C or SIGTERM on some rank: all stop after this whole step
                     checkpoint(epoch, batch_index + 1, sums, seconds)
-                    progress.close()
+                    progress.close()  # before the message below
                     say(f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch "
                         f"{batch_index + 1}. Continue with: convnet train --resume {run.path}")  # fmt: skip
                     raise KeyboardInterrupt
                 every = config.checkpoint_every
                 if every and (batch_index + 1) % every == 0 and batch_index + 1 < steps:
                     checkpoint(epoch, batch_index + 1, sums, seconds)
-        progress.close()
         epoch_seconds = time.perf_counter() - epoch_started
         train_seconds += epoch_seconds
         distributed.average_buffers(model)  # one set of batch-norm statistics for all ranks
@@ -369,8 +399,9 @@ def fit(
         })  # fmt: skip
         start_batch, totals = 0, None
         if main:  # the checkpoint last: it commits the epoch, which a crash before it redoes
-            save_weights(run.weights_path, model, metadata)
-            atomic_write_text(run.metrics_path, metrics_csv(history))
+            with resumable_after_write_failure(run):
+                save_weights(run.weights_path, model, metadata)
+                atomic_write_text(run.metrics_path, metrics_csv(history))
         checkpoint(epoch + 1, 0, None, train_seconds)
         say(f"epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, "
             f"{source.eval_split} error {scores['top1_error']:.2%} (top-5 {scores['top5_error']:.2%}), "
@@ -405,5 +436,6 @@ def fit(
     }  # fmt: skip
     if digests:
         result["weight_digests"] = digests
-    atomic_write_json(run.results_path, result)
+    with resumable_after_write_failure(run):
+        atomic_write_json(run.results_path, result)
     return result

@@ -13,8 +13,8 @@ import io
 from pathlib import Path
 
 from convnet.data.folders import DECODE_ERRORS, decode_image
-from convnet.engine.checkpoint import atomic_write_text
 from convnet.engine.evaluate import Evaluation
+from convnet.files import atomic_write_text
 from convnet.report import plots
 from convnet.report.run_report import STYLE, _table
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from convnet.data.datasets import load_dataset
 from convnet.data.transforms import to_model_input
-from convnet.engine.checkpoint import atomic_write_text
 from convnet.engine.run import Run
 from convnet.experiments.invariance import (
     InvarianceSettings,
@@ -26,6 +25,7 @@ from convnet.experiments.invariance import (
     run_dir_for,
     run_invariance,
 )
+from convnet.files import atomic_write_text
 from convnet.report import claims_plots
 from convnet.report import lecture_claims as claims
 from convnet.report.run_report import STYLE, _table

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from convnet.engine.checkpoint import atomic_write_bytes  # noqa: E402
+from convnet.files import atomic_write_bytes  # noqa: E402
 
 
 def save_figure(figure: plt.Figure, path: Path) -> Path:

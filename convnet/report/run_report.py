@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 
 from convnet.analysis.summary import ModelSummary, matching_sources, summarize
-from convnet.engine.checkpoint import atomic_write_text
 from convnet.engine.evaluate import Evaluation
 from convnet.engine.run import FIGURES, LoadedModel, Run
+from convnet.files import atomic_write_text
 from convnet.report import plots
 
 STYLE = """

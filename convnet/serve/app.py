@@ -35,6 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from convnet.data.datasets import ImageDataset
 from convnet.data.images import load_digit
 from convnet.errors import UserError
+from convnet.files import explain
 from convnet.serve.inference import View, look
 from convnet.serve.models import ServedModels
 
@@ -184,6 +185,19 @@ def create_app(models: ServedModels, samples: ImageDataset | None = None) -> Fas
             for item in error.errors()
         )
         return error_response(422, f"Invalid request parameters: {problems}.")
+
+    # The machine's faults while answering one request (memory, a full disk) fail that
+    # request with a JSON error; the server goes on serving the next one.
+    @app.exception_handler(MemoryError)
+    async def out_of_memory(request: Request, error: MemoryError) -> JSONResponse:
+        return error_response(503, "The server ran out of memory for this request; try a "
+                                   "smaller image, or again in a moment.")  # fmt: skip
+
+    @app.exception_handler(OSError)
+    async def machine_fault(request: Request, error: OSError) -> JSONResponse:
+        failed = explain(error)
+        return error_response(503 if failed else 500, str(failed or "The server could not "
+                              "complete this request (an operating-system error)."))  # fmt: skip
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
