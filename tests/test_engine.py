@@ -315,3 +315,74 @@ def test_config_file_starts_a_run_again(mnist_dir, tmp_path, capsys, one_thread)
     saved = json.loads((again / "config.json").read_text())
     assert saved["lr"] == 0.02 and saved["train_subset"] == 300 and saved["seed"] == 3
     shutil.rmtree(again)
+
+
+def test_a_trained_run_is_never_overwritten(folders, mnist_dir, tmp_path, capsys, one_thread):
+    run_dir = tmp_path / "run"
+    arguments = ["train", "lenet5", *source_arguments("idx", folders), "--epochs", "1",
+                 "--out", str(run_dir)]  # fmt: skip
+    assert main(arguments) == 0
+    weights = (run_dir / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(arguments) == 2
+    assert "already holds a trained run" in capsys.readouterr().err
+    assert (run_dir / "model.safetensors").read_bytes() == weights
+    assert main(["train", "--resume", str(run_dir), "--out", str(tmp_path / "x")]) == 2
+    assert "--out" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_strict_refuses_an_undecodable_training_image(folders, tmp_path, capsys, one_thread):
+    data = shutil.copytree(folders, tmp_path / "data")
+    broken = data / "train" / "n01440764" / "not-a-picture.jpg"
+    broken.write_bytes(b"this is not a JPEG")
+    common = ["train", "lenet5", "--data", str(data), "--epochs", "1", "--workers", "0"]
+    assert main([*common, "--strict", "--out", str(tmp_path / "strict")]) == 2
+    assert "not-a-picture.jpg" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "lenient"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "not-a-picture.jpg" in captured.err  # said once, and listed in the results
+    assert any(item["file"] == str(broken) for item in json.loads(captured.out)["skipped"])
+
+
+def test_resume_refuses_other_images(folders, tmp_path, capsys, one_thread):
+    run_dir = tmp_path / "run"
+    assert main(["train", "lenet5", "--data", str(folders), "--epochs", "1", "--workers", "0",
+                 "--out", str(run_dir)]) == 0  # fmt: skip
+    fewer = shutil.copytree(folders, tmp_path / "fewer")
+    for path in list((fewer / "train" / "n01440764").iterdir())[:3]:
+        path.unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--data", str(fewer)]) == 2
+    assert "the same images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--seed", "99999999999999999999"], "--seed must be between 0"),
+     (["--image-size", "0"], "--image-size must be at least 8"),
+     (["--out", "FILE"], "is a file, not a run directory")],
+)  # fmt: skip
+def test_more_bad_values_exit_2(extra, message, folders, tmp_path, capsys):
+    (tmp_path / "FILE").write_text("a file")
+    extra = [str(tmp_path / "FILE") if item == "FILE" else item for item in extra]
+    arguments = ["train", "lenet5", "--data", str(folders), "--workers", "0", *extra]
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_a_folder_of_one_class_is_refused(tmp_path, capsys):
+    make_brightness_classes(tmp_path / "one", ("a_dark",))
+    assert main(["train", "lenet5", "--data", str(tmp_path / "one"), "--workers", "0"]) == 2
+    assert "at least 2" in capsys.readouterr().err
+
+
+def test_config_of_one_source_does_not_start_the_other(
+    folders, mnist_dir, tmp_path, capsys, one_thread
+):
+    run_dir = tmp_path / "run"
+    assert main(["train", "lenet5", *source_arguments("idx", folders), "--epochs", "1",
+                 "--out", str(run_dir)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["train", "--config", str(run_dir / "config.json"), "--data", str(folders)]) == 2
+    assert "does not carry over" in capsys.readouterr().err

@@ -93,8 +93,8 @@ def _refuse_misplaced(values: dict, images: bool, dataset: str | None) -> None:
     if misplaced:
         raise UserError(
             f"{', '.join(misplaced)} appl{'ies' if len(misplaced) == 1 else 'y'} to image files "
-            f"on disk (--data DIR); {dataset or 'mnist'} is held in memory, already decoded "
-            "at its own size. Drop it, or train on an image folder."
+            f"on disk (--data DIR) only; {dataset or 'mnist'} is held in memory, decoded and "
+            "split once. Drop it, or train on an image folder."
         )
 
 
@@ -112,6 +112,13 @@ def build_config(args: argparse.Namespace):
                             f"({error}).") from None  # fmt: skip
         for key in ("out", "classes", "world_size"):
             base.pop(key, None)
+        was_images = bool(base.get("data"))
+        if ("data" in values and not was_images) or ("dataset" in values and was_images):
+            raise UserError(
+                f"--config {args.config} is the configuration of a run on "
+                f"{'image files' if was_images else 'a data set in memory'}; its recipe does not "
+                "carry over to the other kind of source. Start that run without --config."
+            )
         if "data" in values or "dataset" in values:  # the flag names the source
             base.pop("data", None), base.pop("dataset", None)
     merged = {**base, **values}
@@ -146,7 +153,7 @@ def _result_text(result: dict) -> str:
              f"{result['top1_error']:.2%} (top-5 {result['top5_error']:.2%}) on "
              f"{result['num_examples']:,} images"]  # fmt: skip
     if "train_seconds" in result:
-        lines.append(f"trained {result['epochs']} epochs in {result['train_seconds']:.1f} s "
+        lines.append(f"trained {result['epochs']} epoch{'s' if result['epochs'] != 1 else ''} in {result['train_seconds']:.1f} s "
                      f"({result['images_per_second']:,.0f} images/s, {result['precision']} on "
                      f"{result['device']}, {result['world_size']} process(es) × batch "
                      f"{result['batch_size']})")  # fmt: skip

@@ -282,6 +282,7 @@ class FolderSource:
         )
         self.workers, self.pin_memory = workers, pin_memory
         self.eval_batch_size = 64
+        self.failed_training: set[int] = set()  # training images that could not be decoded
 
     def _relabel(self, collection: ImageCollection) -> None:
         """Class indices by name, in `class_names` order."""
@@ -311,9 +312,11 @@ class FolderSource:
             FolderDataset(self.train_collection, self.train_transform), seed, epoch
         )
         indices = order[start_batch * batch_size :].tolist()
-        for images, labels, _ in _loader(
+        for images, labels, positions in _loader(
             dataset, batch_size, indices, self.workers, self.pin_memory
         ):
+            if (labels < 0).any():  # undecodable: left out of the loss, listed by the engine
+                self.failed_training.update(positions[labels < 0].tolist())
             yield images, labels
 
     def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
@@ -330,6 +333,10 @@ class FolderSource:
 
     def eval_path(self, index: int) -> Path:
         return self.eval_collection.samples[index][0]
+
+    def training_failure(self, index: int) -> tuple[str, str]:
+        path = self.train_collection.samples[index][0]
+        return str(path), decode_failure(path, self.train_transform) or "cannot be decoded"
 
     def failure(self, index: int) -> tuple[str, str]:
         path = self.eval_path(index)

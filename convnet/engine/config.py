@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from convnet.errors import UserError
 from convnet.models import get_model_spec
@@ -105,7 +106,10 @@ class TrainConfig:
             if values[key] is None:
                 values[key] = own.get(key, default)
         if self.data:
-            values["image_size"] = values["image_size"] or spec.input_size[1]
+            if values["image_size"] is None:
+                values["image_size"] = spec.input_size[1]
+            # absolute, so the run finds its images from any working directory
+            values["data"] = str(Path(values["data"]).expanduser().resolve())
             values["workers"] = 2 if values["workers"] is None else values["workers"]
         values["world_size"] = world_size
         config = TrainConfig(**values)
@@ -129,6 +133,7 @@ class TrainConfig:
              f"--val-fraction must lie between 0 and 1, not {self.val_fraction}"),
             (self.checkpoint_every >= 0,
              f"--checkpoint-every must be 0 or more, not {self.checkpoint_every}"),
+            (0 <= self.seed < 2**63, f"--seed must be between 0 and 2**63 - 1, not {self.seed}"),
             (self.train_subset is None or self.train_subset >= 1,
              f"--train-subset must be at least 1, not {self.train_subset}"),
             (self.test_subset is None or self.test_subset >= 1,

@@ -194,14 +194,15 @@ class Run:
 
     def prepare(self) -> None:
         """Make the directory and delete the temporary files a killed write left behind."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path} is a file, not a run directory; give another --out.")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             remove_partial_files(self.path)
         except OSError as error:
-            failed = explain(error, self.path)
-            if failed is None:
-                raise
-            raise failed from None
+            raise explain(error, self.path) or UserError(
+                f"Cannot make the run directory {self.path}: {error.strerror or error}."
+            ) from None
 
     def write_config(self, config: TrainConfig) -> None:
         atomic_write_json(self.config_path, asdict(config))

@@ -50,7 +50,7 @@ from convnet.files import WriteFailed, atomic_write_json, atomic_write_text, ens
 from convnet.models import get_model
 
 # What `--resume RUN` may change: where the data lies and how it is read, how long to train.
-RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device", "out")
+RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device")
 
 
 def layout_for(model: nn.Module) -> torch.memory_format:
@@ -146,6 +146,22 @@ def out_of_memory(error: BaseException, batch_size: int, device: torch.device) -
     )
 
 
+def _check_training_files(source: DataSource, strict: bool, say: Callable[[str], None]) -> None:
+    """Training images that could not be decoded this epoch: listed, or with --strict an
+    error (they were left out of their batches, label -1)."""
+    failed = sorted(getattr(source, "failed_training", ()))
+    if not failed:
+        return
+    listed = ", ".join(f"{path} ({why})" for path, why in map(source.training_failure, failed[:10]))
+    more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+    if strict:
+        raise UserError(f"--strict: {len(failed)} training image(s) of {source.name} cannot "
+                        f"be used: {listed}{more}. Remove or replace them, or run without --strict.")  # fmt: skip
+    if not getattr(source, "failures_reported", False):
+        say(f"Skipped {len(failed)} training image(s) that cannot be decoded: {listed}{more}.")
+        source.failures_reported = True
+
+
 def _seed_global_draws(seed: int, device: torch.device) -> None:
     """Seed the generators dropout draws from: the CPU's, and the GPU's when training there
     (torch.manual_seed visits every device: 0.15–0.25 ms, 2–3% of a LeNet-5 step)."""
@@ -171,6 +187,8 @@ def _resumed_config(
     saved = saved.resolved(saved.world_size)  # a configuration from an older version
     planned = saved.epochs
     for key, value in changes.items():
+        if key == "data":
+            value = str(Path(value).expanduser().resolve())
         if key == "data" and saved.data is None:
             raise UserError(
                 f"{run.path} trained on {saved.dataset}, not an image folder; drop --data."
@@ -222,8 +240,19 @@ def fit(
         source = open_source(resolved, session.device)
         if source.train_count == 0:
             raise UserError(f"{source.name} has no training images.")
+        if len(source.class_names) < 2:
+            raise UserError(f"{source.name} holds {len(source.class_names)} class; a classifier "
+                            "needs at least 2 (one folder of images per class).")  # fmt: skip
+        if source.eval_count == 0:
+            raise UserError(f"{source.name} has no held-out ({source.eval_split}) images to "
+                            "score the run on; add some, or a larger --val-fraction.")  # fmt: skip
         resolved.classes = list(source.class_names)
         run = Run(resolved.out or "")
+        if main and saved is None and (run.weights_path.is_file() or run.checkpoint_path.is_file()):
+            raise UserError(
+                f"{run.path} already holds a trained run; continue it with 'convnet train "
+                f"--resume {run.path}', or give another --out."
+            )
         if main:
             run = Run.create(resolved)  # a new run's default name, or the resumed one
         return resolved, run, source
@@ -252,6 +281,15 @@ def fit(
             nesterov=config.momentum > 0, foreach=True,
         )  # fmt: skip
         state = load_checkpoint(run.checkpoint_path, model, optimizer) if resume and main else None
+        if (
+            state is not None
+            and state.get("train_images", source.train_count) != source.train_count
+        ):
+            raise UserError(
+                f"{source.name} holds {source.train_count:,} training images, but this run "
+                f"trained on {state['train_images']:,}: --resume continues a run on the same "
+                "images (--data says where they are now). Start a new run for other data."
+            )
         if state is not None and config.epochs < state["epoch"]:
             raise UserError(f"{run.path} has already trained {state['epoch']} epochs; --epochs "
                             f"{config.epochs} would undo them.")  # fmt: skip
@@ -308,109 +346,121 @@ def fit(
         with resumable_after_write_failure(run):
             save_checkpoint(run.checkpoint_path, model, optimizer, {
                 "epoch": epoch, "batch": batch, "totals": partial, "history": history,
-                "train_seconds": seconds,
+                "train_seconds": seconds, "train_images": source.train_count,
             })  # fmt: skip
 
     stop = StopRequests()
     evaluation = None
-    for epoch in range(start_epoch, config.epochs):
-        epoch_started = time.perf_counter()
-        sums = dict(totals or {"loss": 0.0, "correct": 0, "seen": 0})
-        seen_before = sums["seen"]  # images of this epoch trained before a resume
-        trained.train()
-        progress = tqdm(total=steps, initial=start_batch, disable=not main, unit="batch",
-                        desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, mininterval=0.5)  # fmt: skip
-        batches = source.train_batches(
-            epoch, batch_size, config.seed, session.rank, world, start_batch
-        )
-        with stop, progress:  # the bar is cleared however the epoch ends
-            for batch_index, (images, labels) in enumerate(batches, start=start_batch):
-                step = epoch * steps + batch_index
-                _seed_global_draws(mix(config.seed, step, session.rank), device)
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(
-                        step, total_steps, config.lr, config.warmup_fraction
-                    )
-                # The named phases show up in a profile (benchmarks/profile_epoch.py).
-                with record_function("data"):
-                    images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
-                    labels = labels.to(device, non_blocking=True)
-                try:
-                    with record_function("forward"):
-                        with autocast(device, precision):
-                            logits = trained(images)
-                        # Undecodable images (label -1) add nothing; dividing by the batch
-                        # size, not the valid count, keeps every rank's share of the mean equal.
-                        loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-1,
-                                                   label_smoothing=config.label_smoothing, reduction="sum")  # fmt: skip
-                    with record_function("backward"):
-                        optimizer.zero_grad(set_to_none=True)
-                        (loss_sum / len(labels)).backward()
-                except (RuntimeError, MemoryError) as error:
-                    if not is_out_of_memory(error):
-                        raise
-                    raise out_of_memory(error, batch_size, device) from None
-                counts = torch.stack([
-                    loss_sum.detach().float(), (labels >= 0).sum().float(),
-                    (logits.argmax(1) == labels).sum().float(),
-                ])  # fmt: skip
-                stop_asked = stop.requested
-                if session.distributed:  # and whether any rank was asked to stop
-                    flag = torch.tensor([float(stop_asked)], device=counts.device)
-                    counts = distributed.all_reduce_sum(torch.cat([counts, flag]))
-                    stop_asked = bool(counts[3] > 0)
-                loss_total, valid, correct = counts[:3].tolist()
-                if not math.isfinite(loss_total):  # every rank sees the same sum: all stop
-                    if not main:
-                        raise distributed.PeerFailure(0)
-                    raise stopped(f"loss became {loss_total} at epoch {epoch + 1}, step {step}")
-                with record_function("optimizer"):
-                    optimizer.step()
-                sums = {"loss": sums["loss"] + loss_total, "seen": sums["seen"] + int(valid),
-                        "correct": sums["correct"] + int(correct)}  # fmt: skip
-                progress.update()
-                progress.set_postfix(loss=f"{sums['loss'] / max(sums['seen'], 1):.4f}",
-                                     acc=f"{sums['correct'] / max(sums['seen'], 1):.4f}", refresh=False)  # fmt: skip
-                seconds = train_seconds + time.perf_counter() - epoch_started
-                if stop_asked:  # Ctrl-C or SIGTERM on some rank: all stop after this whole step
-                    checkpoint(epoch, batch_index + 1, sums, seconds)
-                    progress.close()  # before the message below
-                    say(f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch "
-                        f"{batch_index + 1}. Continue with: convnet train --resume {run.path}")  # fmt: skip
-                    raise KeyboardInterrupt
-                every = config.checkpoint_every
-                if every and (batch_index + 1) % every == 0 and batch_index + 1 < steps:
-                    checkpoint(epoch, batch_index + 1, sums, seconds)
-        epoch_seconds = time.perf_counter() - epoch_started
-        train_seconds += epoch_seconds
-        distributed.average_buffers(model)  # one set of batch-norm statistics for all ranks
-        evaluation = evaluate(model, source, device, precision, keep_logits=False)
-        scores = evaluation.result
-        history.append({
-            "epoch": epoch + 1,
-            "train_loss": round(sums["loss"] / max(sums["seen"], 1), 6),
-            "train_error": round(1 - sums["correct"] / max(sums["seen"], 1), 6),
-            "eval_loss": scores["loss"],
-            "eval_error": scores["top1_error"],
-            "eval_top5_error": scores["top5_error"],
-            "lr": round(optimizer.param_groups[0]["lr"], 8),
-            "epoch_seconds": round(epoch_seconds, 3),
-            "images_per_second": round((sums["seen"] - seen_before) / epoch_seconds, 1),
-        })  # fmt: skip
-        start_batch, totals = 0, None
-        if main:  # the checkpoint last: it commits the epoch, which a crash before it redoes
-            with resumable_after_write_failure(run):
-                save_weights(run.weights_path, model, metadata)
-                atomic_write_text(run.metrics_path, metrics_csv(history))
-        checkpoint(epoch + 1, 0, None, train_seconds)
-        say(f"epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, "
-            f"{source.eval_split} error {scores['top1_error']:.2%} (top-5 {scores['top5_error']:.2%}), "
-            f"{history[-1]['images_per_second']:,.0f} images/s")  # fmt: skip
-        if stop_after_epoch is not None and stop_after_epoch <= epoch + 1 < config.epochs:
-            say(f"Stopped after epoch {epoch + 1} as asked; continue with: "
-                f"convnet train --resume {run.path}")  # fmt: skip
-            return {"run_dir": str(run.path), "stopped_after_epoch": epoch + 1,
-                    "epochs": config.epochs} if main else {}  # fmt: skip
+    # Ctrl-C or SIGTERM (a scheduler's notice) any time from here on, also during an
+    # evaluation or a write, stops the run after a whole step with a checkpoint.
+    with stop:
+        for epoch in range(start_epoch, config.epochs):
+            epoch_started = time.perf_counter()
+            sums = dict(totals or {"loss": 0.0, "correct": 0, "seen": 0})
+            seen_before = sums["seen"]  # images of this epoch trained before a resume
+            trained.train()
+            progress = tqdm(total=steps, initial=start_batch, disable=not main, unit="batch",
+                            desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, mininterval=0.5)  # fmt: skip
+            batches = source.train_batches(
+                epoch, batch_size, config.seed, session.rank, world, start_batch
+            )
+            with progress:  # the bar is cleared however the epoch ends
+                for batch_index, (images, labels) in enumerate(batches, start=start_batch):
+                    step = epoch * steps + batch_index
+                    _seed_global_draws(mix(config.seed, step, session.rank), device)
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(
+                            step, total_steps, config.lr, config.warmup_fraction
+                        )
+                    # The named phases show up in a profile (benchmarks/profile_epoch.py).
+                    with record_function("data"):
+                        images = images.to(device, non_blocking=True).contiguous(
+                            memory_format=layout
+                        )
+                        labels = labels.to(device, non_blocking=True)
+                    try:
+                        with record_function("forward"):
+                            with autocast(device, precision):
+                                logits = trained(images)
+                            # Undecodable images (label -1) add nothing; dividing by the batch
+                            # size, not the valid count, keeps every rank's share of the mean equal.
+                            loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-1,
+                                                       label_smoothing=config.label_smoothing, reduction="sum")  # fmt: skip
+                        with record_function("backward"):
+                            optimizer.zero_grad(set_to_none=True)
+                            (loss_sum / len(labels)).backward()
+                    except (RuntimeError, MemoryError) as error:
+                        if not is_out_of_memory(error):
+                            raise
+                        raise out_of_memory(error, batch_size, device) from None
+                    counts = torch.stack([
+                        loss_sum.detach().float(), (labels >= 0).sum().float(),
+                        (logits.argmax(1) == labels).sum().float(),
+                    ])  # fmt: skip
+                    stop_asked = stop.requested
+                    if session.distributed:  # and whether any rank was asked to stop
+                        flag = torch.tensor([float(stop_asked)], device=counts.device)
+                        counts = distributed.all_reduce_sum(torch.cat([counts, flag]))
+                        stop_asked = bool(counts[3] > 0)
+                    loss_total, valid, correct = counts[:3].tolist()
+                    if not math.isfinite(loss_total):  # every rank sees the same sum: all stop
+                        if not main:
+                            raise distributed.PeerFailure(0)
+                        raise stopped(f"loss became {loss_total} at epoch {epoch + 1}, step {step}")
+                    with record_function("optimizer"):
+                        optimizer.step()
+                    sums = {"loss": sums["loss"] + loss_total, "seen": sums["seen"] + int(valid),
+                            "correct": sums["correct"] + int(correct)}  # fmt: skip
+                    progress.update()
+                    progress.set_postfix(loss=f"{sums['loss'] / max(sums['seen'], 1):.4f}",
+                                         acc=f"{sums['correct'] / max(sums['seen'], 1):.4f}", refresh=False)  # fmt: skip
+                    seconds = train_seconds + time.perf_counter() - epoch_started
+                    if stop_asked:  # Ctrl-C or SIGTERM on some rank: all stop after this whole step
+                        checkpoint(epoch, batch_index + 1, sums, seconds)
+                        progress.close()  # before the message below
+                        say(f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch "
+                            f"{batch_index + 1}. Continue with: convnet train --resume {run.path}")  # fmt: skip
+                        raise KeyboardInterrupt
+                    every = config.checkpoint_every
+                    if every and (batch_index + 1) % every == 0 and batch_index + 1 < steps:
+                        checkpoint(epoch, batch_index + 1, sums, seconds)
+            epoch_seconds = time.perf_counter() - epoch_started
+            train_seconds += epoch_seconds
+            distributed.together(lambda: _check_training_files(source, config.strict, say))
+            distributed.average_buffers(model)  # one set of batch-norm statistics for all ranks
+            evaluation = evaluate(model, source, device, precision, keep_logits=False)
+            scores = evaluation.result
+            history.append({
+                "epoch": epoch + 1,
+                "train_loss": round(sums["loss"] / max(sums["seen"], 1), 6),
+                "train_error": round(1 - sums["correct"] / max(sums["seen"], 1), 6),
+                "eval_loss": scores["loss"],
+                "eval_error": scores["top1_error"],
+                "eval_top5_error": scores["top5_error"],
+                "lr": round(optimizer.param_groups[0]["lr"], 8),
+                "epoch_seconds": round(epoch_seconds, 3),
+                "images_per_second": round((sums["seen"] - seen_before) / epoch_seconds, 1),
+            })  # fmt: skip
+            start_batch, totals = 0, None
+            if main:  # the checkpoint last: it commits the epoch, which a crash before it redoes
+                with resumable_after_write_failure(run):
+                    save_weights(run.weights_path, model, metadata)
+                    atomic_write_text(run.metrics_path, metrics_csv(history))
+            checkpoint(epoch + 1, 0, None, train_seconds)
+            say(f"epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, "
+                f"{source.eval_split} error {scores['top1_error']:.2%} (top-5 {scores['top5_error']:.2%}), "
+                f"{history[-1]['images_per_second']:,.0f} images/s")  # fmt: skip
+            # Asked to stop during the evaluation or the writes: the epoch's checkpoint is
+            # whole, so stop here (under torchrun the ranks agree at the next step instead).
+            if stop.requested and not session.distributed and epoch + 1 < config.epochs:
+                say(f"Interrupted: checkpoint saved at the end of epoch {epoch + 1}. Continue "
+                    f"with: convnet train --resume {run.path}")  # fmt: skip
+                raise KeyboardInterrupt
+            if stop_after_epoch is not None and stop_after_epoch <= epoch + 1 < config.epochs:
+                say(f"Stopped after epoch {epoch + 1} as asked; continue with: "
+                    f"convnet train --resume {run.path}")  # fmt: skip
+                return {"run_dir": str(run.path), "stopped_after_epoch": epoch + 1,
+                        "epochs": config.epochs} if main else {}  # fmt: skip
 
     if evaluation is None:  # resumed a run that had already finished: score what it left
         evaluation = evaluate(model, source, device, precision, keep_logits=False)
@@ -436,6 +486,14 @@ def fit(
     }  # fmt: skip
     if digests:
         result["weight_digests"] = digests
+    for index in sorted(getattr(source, "failed_training", ())):
+        path, why = source.training_failure(index)
+        result["skipped"].append({"file": path, "reason": why})
+    result["num_skipped"] = len(result["skipped"])
+    if source.kind == "images":  # how the images were read, as `convnet evaluate` reports it
+        result["layout"], result["workers"] = source.layout, config.workers
+        result["preprocessing"] = {key: list(value) if isinstance(value, tuple) else value
+                                   for key, value in source.preprocessing.items()}  # fmt: skip
     with resumable_after_write_failure(run):
         atomic_write_json(run.results_path, result)
     return result
