@@ -282,9 +282,9 @@ def load_dataset(name: str, split: str, data_dir: Path | None = None) -> ImageDa
         if not path.is_file():
             raise UserError(
                 f"{spec.name} is not in {directory} ({file_name} is missing). "
-                f"Fetch it with 'convnet data fetch {spec.name}'"
+                f"Fetch it with 'convnet data fetch {spec.name}"
                 + (f" --data-dir {data_dir}" if data_dir else "")
-                + "."
+                + "'."
             )
         data = path.read_bytes()
         if sha256_of(data) != spec.sha256[file_name]:
