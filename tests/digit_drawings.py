@@ -96,3 +96,21 @@ def with_orientation(upright: Image.Image, orientation: int, format: str = "PNG"
     buffer = io.BytesIO()
     stored.save(buffer, format=format, exif=exif.tobytes())
     return buffer.getvalue()
+
+
+# The drawings the tests and benchmarks/digit_reading.py read: a digit (0–9) → pixels.
+CONDITIONS = {
+    "marker 60 px on a 600 px canvas": lambda d: draw_digit(d, 600, 60),
+    "pen 20 px on 600": lambda d: draw_digit(d, 600, 20),
+    "pen 6 px on 600": lambda d: draw_digit(d, 600, 6),
+    "pen 3 px on 400": lambda d: draw_digit(d, 400, 3),
+    "pen 2 px on 600": lambda d: draw_digit(d, 600, 2),
+    "pen 1 px on 800": lambda d: draw_digit(d, 800, 1),
+    "light falls off 20%": lambda d: light_falloff(draw_digit(d, 600, 12), 0.20, angle=0),
+    "light falls off 35%": lambda d: light_falloff(draw_digit(d, 600, 12), 0.35, angle=60),
+    "shadow over the top left": lambda d: corner_shadow(draw_digit(d, 600, 12), 0.45, (0, 0)),
+    "shadow over the bottom right": lambda d: corner_shadow(draw_digit(d, 600, 12), 0.45, (1, 1)),
+    "pen 2 px, falloff 30% and a shadow": lambda d: corner_shadow(
+        light_falloff(draw_digit(d, 700, 2), 0.3), 0.4, (1, 0)
+    ),
+}

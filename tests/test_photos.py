@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from digit_drawings import corner_shadow, draw_digit, light_falloff, with_orientation
+from digit_drawings import CONDITIONS, draw_digit, with_orientation
 from folder_data import make_split_folders, pattern
 from PIL import Image
 
@@ -49,21 +49,6 @@ def png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-CONDITIONS = {
-    "marker 60 px on 600": lambda d: draw_digit(d, 600, 60),
-    "pen 3 px on 400": lambda d: draw_digit(d, 400, 3),
-    "pen 2 px on 600": lambda d: draw_digit(d, 600, 2),
-    "pen 1 px on 800": lambda d: draw_digit(d, 800, 1),
-    "light falls off 20%": lambda d: light_falloff(draw_digit(d, 600, 12), 0.20, angle=0),
-    "light falls off 35%": lambda d: light_falloff(draw_digit(d, 600, 12), 0.35, angle=60),
-    "shadow, top left": lambda d: corner_shadow(draw_digit(d, 600, 12), 0.45, (0, 0)),
-    "shadow, bottom right": lambda d: corner_shadow(draw_digit(d, 600, 12), 0.45, (1, 1)),
-    "thin pen, falloff and shadow": lambda d: corner_shadow(
-        light_falloff(draw_digit(d, 700, 2), 0.3), 0.4, (1, 0)
-    ),
-}
 
 
 @pytest.mark.slow
