@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from convnet.commands.common import Command, data_dir, emit
-from convnet.commands.train import IMAGE_ONLY, _result_text
+from convnet.commands.train import IMAGE_ONLY, result_text
 from convnet.errors import UserError
 
 WEIGHTS_HELP = (
@@ -136,7 +136,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         result["report"] = str(write_evaluation_report(Path(args.report), result, evaluation))
     result.pop("confusion_matrix", None)
-    emit(args, result, _result_text(result))
+    emit(args, result, result_text(result))
     return 0
 
 

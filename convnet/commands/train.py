@@ -147,7 +147,7 @@ def _resume_changes(args: argparse.Namespace) -> dict:
     return changes
 
 
-def _result_text(result: dict) -> str:
+def result_text(result: dict) -> str:
     split = result.get("split", "test")
     lines = [f"{result['model']} on {result.get('data_dir') or result['dataset']}: {split} error "
              f"{result['top1_error']:.2%} (top-5 {result['top5_error']:.2%}) on "
@@ -247,7 +247,7 @@ def run_train(args: argparse.Namespace) -> int:
                            f"{result['epochs']}; run directory: {result['run_dir']}")  # fmt: skip
         return 0
     result = finish_run(Path(result["run_dir"]), result, session.device.type, result["precision"])
-    emit(args, result, _result_text(result))
+    emit(args, result, result_text(result))
     return 0
 
 
@@ -271,7 +271,7 @@ def run_demo(args: argparse.Namespace) -> int:
                          epochs=args.epochs, out=args.out)  # fmt: skip
     result = finish_run(Path(args.out), fit(config, log=log))
     emit(args, result,
-         _result_text(result) + f"\n\nOpen {result['report']} in a browser to see the report.")  # fmt: skip
+         result_text(result) + f"\n\nOpen {result['report']} in a browser to see the report.")  # fmt: skip
     return 0
 
 

@@ -94,6 +94,11 @@ class DataSource(Protocol):
     def eval_image(self, index: int) -> torch.Tensor:
         """Held-out image `index` as the model saw it, before normalisation: (C, H, W) in [0, 1]."""
 
+    failed_training: set[int] | frozenset[int]  # training images that could not be decoded
+
+    def training_failure(self, index: int) -> tuple[str, str]:
+        """(file, why) of a training image that could not be decoded."""
+
     def failure(self, index: int) -> tuple[str, str]:
         """(file, why) of a held-out image that could not be decoded."""
 
@@ -103,6 +108,7 @@ class TensorSource:
 
     kind = "tensors"
     skipped: list = []
+    failed_training: frozenset[int] = frozenset()  # decoded once, up front: nothing fails
 
     def __init__(
         self,
@@ -170,6 +176,9 @@ class TensorSource:
 
     def eval_image(self, index: int) -> torch.Tensor:
         return self.test_images[index]
+
+    def training_failure(self, index: int) -> tuple[str, str]:
+        return f"training image {index}", "unreadable"
 
     def failure(self, index: int) -> tuple[str, str]:
         return f"test image {index}", "unreadable"

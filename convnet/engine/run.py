@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -28,7 +29,7 @@ from convnet.data.sources import DataSource, FolderSource, TensorSource
 from convnet.engine.config import TrainConfig
 from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights, read_state_file
 from convnet.errors import UserError
-from convnet.files import atomic_write_json, explain, remove_partial_files
+from convnet.files import atomic_write_json, atomic_write_text, explain, remove_partial_files
 from convnet.models import ModelSpec, get_model, get_model_spec
 from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
 
@@ -141,41 +142,35 @@ def model_inputs(config: TrainConfig) -> tuple[tuple[int, int, int], tuple]:
     return (3, config.image_size, config.image_size), normalization
 
 
+def training_source(config: TrainConfig, device: torch.device) -> DataSource:
+    """The training and held-out data of a resolved configuration."""
+    input_size, normalization = model_inputs(config)
+    if config.data is not None:
+        return FolderSource(
+            config.data, input_size, normalization, classes=config.classes or None,
+            augment=config.augment, val_fraction=config.val_fraction, seed=config.seed,
+            strict=config.strict, workers=config.workers, train_subset=config.train_subset,
+            test_subset=config.test_subset, pin_memory=device.type == "cuda",
+        )  # fmt: skip
+    data_dir = Path(config.data_dir) if config.data_dir else None
+    return TensorSource.from_dataset(
+        config.dataset, input_size, normalization, data_dir=data_dir, augment=config.augment,
+        train_subset=config.train_subset, test_subset=config.test_subset,
+    )  # fmt: skip
+
+
 class Run:
     """One run directory."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-
-    # --- files --------------------------------------------------------------------------
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def weights_path(self) -> Path:
-        return self.path / WEIGHTS_FILE
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.path / CHECKPOINT_FILE
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def results_path(self) -> Path:
-        return self.path / RESULTS_FILE
-
-    @property
-    def report_path(self) -> Path:
-        return self.path / REPORT_FILE
-
-    @property
-    def figures(self) -> Path:
-        return self.path / FIGURES
+        self.config_path = self.path / CONFIG_FILE
+        self.weights_path = self.path / WEIGHTS_FILE
+        self.checkpoint_path = self.path / CHECKPOINT_FILE
+        self.metrics_path = self.path / METRICS_FILE
+        self.results_path = self.path / RESULTS_FILE
+        self.report_path = self.path / REPORT_FILE
+        self.figures = self.path / FIGURES
 
     # --- creating and reading -----------------------------------------------------------
 
@@ -220,6 +215,14 @@ class Run:
             raise UserError(
                 f"{prefix}{self.config_path} is not a valid run configuration ({error})."
             ) from None
+
+    def write_history(self, history: list[dict]) -> None:
+        """metrics.csv from one dictionary per epoch (its keys are the columns)."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.metrics_path, buffer.getvalue())
 
     def history(self) -> list[dict]:
         """metrics.csv as numbers, one dictionary per epoch ([] before the first epoch)."""

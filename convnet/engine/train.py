@@ -21,12 +21,10 @@ or dropout (whose masks are).
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
+import functools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,17 +34,23 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from convnet.data.sources import DataSource, FolderSource, TensorSource, mix, steps_per_epoch
+from convnet.data.sources import DataSource, mix, steps_per_epoch
 from convnet.engine import distributed
 from convnet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from convnet.engine.config import TrainConfig, learning_rate
 from convnet.engine.device import autocast, is_out_of_memory, resolve_precision
 from convnet.engine.evaluate import evaluate
-from convnet.engine.run import Run, model_inputs
+from convnet.engine.guards import (
+    check_input,
+    check_training_files,
+    out_of_memory,
+    resumable_after_write_failure,
+)
+from convnet.engine.run import Run, model_inputs, training_source
 from convnet.engine.run_control import StopRequests
 from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights
 from convnet.errors import UserError
-from convnet.files import WriteFailed, atomic_write_json, atomic_write_text, ensure_writable
+from convnet.files import atomic_write_json, ensure_writable
 from convnet.models import get_model
 
 # What `--resume RUN` may change: where the data lies and how it is read, how long to train.
@@ -70,31 +74,6 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
 
 
-def metrics_csv(history: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return buffer.getvalue()
-
-
-def open_source(config: TrainConfig, device: torch.device) -> DataSource:
-    """The training and held-out data of a resolved configuration."""
-    input_size, normalization = model_inputs(config)
-    if config.data is not None:
-        return FolderSource(
-            config.data, input_size, normalization, classes=config.classes or None,
-            augment=config.augment, val_fraction=config.val_fraction, seed=config.seed,
-            strict=config.strict, workers=config.workers, train_subset=config.train_subset,
-            test_subset=config.test_subset, pin_memory=device.type == "cuda",
-        )  # fmt: skip
-    data_dir = Path(config.data_dir) if config.data_dir else None
-    return TensorSource.from_dataset(
-        config.dataset, input_size, normalization, data_dir=data_dir, augment=config.augment,
-        train_subset=config.train_subset, test_subset=config.test_subset,
-    )  # fmt: skip
-
-
 def _initial_weights(model: nn.Module, config: TrainConfig, log: Callable[[str], None]) -> None:
     """--weights: a file, or torchvision weights by name from the hub cache; a classifier
     for another class count starts from fresh weights (fine-tuning)."""
@@ -104,62 +83,6 @@ def _initial_weights(model: nn.Module, config: TrainConfig, log: Callable[[str],
     elif not path.is_file():
         raise UserError(f"Weights file {path} does not exist.")
     load_weights(model, path, replace_classifier=True, log=log)
-
-
-def _check_input(model: nn.Module, name: str, input_size: tuple[int, int, int]) -> None:
-    """One image through the fresh model: an input size it cannot take is the user's to fix."""
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size))
-    except RuntimeError as error:
-        raise UserError(
-            f"{name} cannot take {'×'.join(map(str, input_size))} input "
-            f"({str(error).strip().splitlines()[0]}); choose another --image-size."
-        ) from None
-    finally:
-        model.train()
-
-
-@contextlib.contextmanager
-def resumable_after_write_failure(run: Run) -> Iterator[None]:
-    """A write the machine refuses (full disk, read-only, …) ends the run with what to do:
-    the atomic writes left the last checkpoint whole, so the run resumes once it is fixed."""
-    try:
-        yield
-    except WriteFailed as error:
-        if run.checkpoint_path.is_file():
-            kept = (f"The last checkpoint, {run.checkpoint_path}, is whole: once that is "
-                    f"fixed, continue with 'convnet train --resume {run.path}'.")  # fmt: skip
-        else:
-            kept = "No checkpoint had been written yet: start the run again once that is fixed."
-        raise UserError(f"Training stopped. {error} {kept}") from None
-
-
-def out_of_memory(error: BaseException, batch_size: int, device: torch.device) -> UserError:
-    """The message for a batch too large for the memory of the CPU or the GPU."""
-    where = "the GPU's" if device.type == "cuda" else "the machine's"
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return UserError(
-        f"Training stopped: a batch of {batch_size} images does not fit in {where} memory "
-        f"({reason}). Start the run again with a smaller batch, e.g. --batch-size "
-        f"{max(1, batch_size // 2)} (and a learning rate scaled down alike)."
-    )
-
-
-def _check_training_files(source: DataSource, strict: bool, say: Callable[[str], None]) -> None:
-    """Training images that could not be decoded this epoch: listed, or with --strict an
-    error (they were left out of their batches, label -1)."""
-    failed = sorted(getattr(source, "failed_training", ()))
-    if not failed:
-        return
-    listed = ", ".join(f"{path} ({why})" for path, why in map(source.training_failure, failed[:10]))
-    more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-    if strict:
-        raise UserError(f"--strict: {len(failed)} training image(s) of {source.name} cannot "
-                        f"be used: {listed}{more}. Remove or replace them, or run without --strict.")  # fmt: skip
-    if not getattr(source, "failures_reported", False):
-        say(f"Skipped {len(failed)} training image(s) that cannot be decoded: {listed}{more}.")
-        source.failures_reported = True
 
 
 def _seed_global_draws(seed: int, device: torch.device) -> None:
@@ -237,7 +160,7 @@ def fit(
 
     def prepare() -> tuple[TrainConfig, Run, DataSource]:
         resolved = saved[0] if saved else config.resolved(session.world_size)
-        source = open_source(resolved, session.device)
+        source = training_source(resolved, session.device)
         if source.train_count == 0:
             raise UserError(f"{source.name} has no training images.")
         if len(source.class_names) < 2:
@@ -269,7 +192,7 @@ def fit(
         input_size, _ = model_inputs(config)
         model = get_model(config.model, num_classes=len(config.classes),
                           in_channels=input_size[0], **config.model_config)  # fmt: skip
-        _check_input(model, config.model, input_size)
+        check_input(model, config.model, input_size)
         if main:  # weights, and a checkpoint with the optimizer's momentum: about 3× the model
             size = sum(p.numel() * p.element_size() for p in model.parameters())
             ensure_writable(run.path, 4 * size + 2**20, "this run's weights and checkpoints")
@@ -350,6 +273,7 @@ def fit(
             })  # fmt: skip
 
     stop = StopRequests()
+    reported = 0  # undecodable training images listed so far
     evaluation = None
     # Ctrl-C or SIGTERM (a scheduler's notice) any time from here on, also during an
     # evaluation or a write, stops the run after a whole step with a checkpoint.
@@ -426,7 +350,9 @@ def fit(
                         checkpoint(epoch, batch_index + 1, sums, seconds)
             epoch_seconds = time.perf_counter() - epoch_started
             train_seconds += epoch_seconds
-            distributed.together(lambda: _check_training_files(source, config.strict, say))
+            reported = distributed.together(
+                functools.partial(check_training_files, source, config.strict, say, reported)
+            )
             distributed.average_buffers(model)  # one set of batch-norm statistics for all ranks
             evaluation = evaluate(model, source, device, precision, keep_logits=False)
             scores = evaluation.result
@@ -445,7 +371,7 @@ def fit(
             if main:  # the checkpoint last: it commits the epoch, which a crash before it redoes
                 with resumable_after_write_failure(run):
                     save_weights(run.weights_path, model, metadata)
-                    atomic_write_text(run.metrics_path, metrics_csv(history))
+                    run.write_history(history)
             checkpoint(epoch + 1, 0, None, train_seconds)
             say(f"epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, "
                 f"{source.eval_split} error {scores['top1_error']:.2%} (top-5 {scores['top5_error']:.2%}), "
@@ -486,7 +412,7 @@ def fit(
     }  # fmt: skip
     if digests:
         result["weight_digests"] = digests
-    for index in sorted(getattr(source, "failed_training", ())):
+    for index in sorted(source.failed_training):
         path, why = source.training_failure(index)
         result["skipped"].append({"file": path, "reason": why})
     result["num_skipped"] = len(result["skipped"])

@@ -1,0 +1,74 @@
+"""What stops a run cleanly rather than with a traceback: an input the model cannot take,
+a batch too large for memory, training images that cannot be decoded, and a write the
+machine refuses — each a UserError that says what to do."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from convnet.data.sources import DataSource
+from convnet.engine.run import Run
+from convnet.errors import UserError
+from convnet.files import WriteFailed
+
+
+def check_input(model: nn.Module, name: str, input_size: tuple[int, int, int]) -> None:
+    """One image through the fresh model: an input size it cannot take is the user's to fix."""
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_size))
+    except RuntimeError as error:
+        raise UserError(
+            f"{name} cannot take {'×'.join(map(str, input_size))} input "
+            f"({str(error).strip().splitlines()[0]}); choose another --image-size."
+        ) from None
+    finally:
+        model.train()
+
+
+@contextlib.contextmanager
+def resumable_after_write_failure(run: Run) -> Iterator[None]:
+    """A write the machine refuses (full disk, read-only, …) ends the run with what to do:
+    the atomic writes left the last checkpoint whole, so the run resumes once it is fixed."""
+    try:
+        yield
+    except WriteFailed as error:
+        if run.checkpoint_path.is_file():
+            kept = (f"The last checkpoint, {run.checkpoint_path}, is whole: once that is "
+                    f"fixed, continue with 'convnet train --resume {run.path}'.")  # fmt: skip
+        else:
+            kept = "No checkpoint had been written yet: start the run again once that is fixed."
+        raise UserError(f"Training stopped. {error} {kept}") from None
+
+
+def out_of_memory(error: BaseException, batch_size: int, device: torch.device) -> UserError:
+    """The message for a batch too large for the memory of the CPU or the GPU."""
+    where = "the GPU's" if device.type == "cuda" else "the machine's"
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return UserError(
+        f"Training stopped: a batch of {batch_size} images does not fit in {where} memory "
+        f"({reason}). Start the run again with a smaller batch, e.g. --batch-size "
+        f"{max(1, batch_size // 2)} (and a learning rate scaled down alike)."
+    )
+
+
+def check_training_files(
+    source: DataSource, strict: bool, say: Callable[[str], None], reported: int = 0
+) -> int:
+    """Training images that could not be decoded so far (left out of their batches, label
+    -1): with --strict an error, else listed once more when there are new ones. Returns how
+    many have been listed."""
+    failed = sorted(source.failed_training)
+    if len(failed) <= reported:
+        return reported
+    listed = ", ".join(f"{path} ({why})" for path, why in map(source.training_failure, failed[:10]))
+    more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+    if strict:
+        raise UserError(f"--strict: {len(failed)} training image(s) of {source.name} cannot "
+                        f"be used: {listed}{more}. Remove or replace them, or run without --strict.")  # fmt: skip
+    say(f"Skipped {len(failed)} training image(s) that cannot be decoded: {listed}{more}.")
+    return len(failed)
