@@ -273,6 +273,13 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
     assert positions == sorted(positions)
     assert "brief training: 1 epoch(s) on the first 300 training images" in page
     assert page.count("class='verdict'") == 8
+    # 300 images train no network to the floor: the claims that compare networks give no verdict
+    sections = {n: page[page.index(f"<h2>Claim {n}</h2>") :] for n in range(1, 9)}
+    for number in (1, 3, 5):
+        verdict = sections[number].split("class='verdict'")[1].split("</p>")[0]
+        assert ">not judged</span> the networks are undertrained (" in verdict, verdict
+        assert "convnet report lecture --epochs 2 --train-subset 0 --runs-dir" in verdict
+    assert ">supported</span>" in sections[2].split("<h2>Claim 3</h2>")[0]  # not gated
     for figure in ("shift.png", "feature_maps.png", "invariance.png", "cost.png"):
         assert (out.parent / "lecture_figures" / figure).stat().st_size > 5_000
         assert f"lecture_figures/{figure}" in page
@@ -300,3 +307,31 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
     assert all(variant["reused"] for variant in reused["variants"])
     assert len(reused["variants"]) == 5 and reused["curves"][0]["levels"][0] == -6
     assert {row["distortion"] for row in reused["gaps"]} == {"translate_x"}
+
+
+class _Accuracies:
+    """What `gate` asks of an invariance result: each network's clean accuracy."""
+
+    def __init__(self, **accuracy: float):
+        self.accuracy = accuracy
+
+    def clean_accuracy(self, label: str) -> float:
+        return self.accuracy[label]
+
+
+@pytest.mark.parametrize(
+    "accuracies, judged",
+    [({"lenet5": 0.99, "mlp": 0.975}, True), ({"lenet5": 0.99, "mlp": 0.969}, False),
+     ({"lenet5": 0.20, "mlp": 0.98}, False)],
+)  # fmt: skip
+def test_a_verdict_needs_every_network_above_the_floor(accuracies, judged):
+    from convnet.report.lecture_claims import ACCURACY_FLOOR, NOT_JUDGED, Section, gate
+
+    assert ACCURACY_FLOOR == 0.97
+    section = Section(1, "claim", "command", "measured", "supported", "why")
+    gated = gate(section, _Accuracies(**accuracies), ("lenet5", "mlp"), "RETRAIN")
+    assert (gated.verdict == "supported") is judged
+    if not judged:
+        assert gated.verdict == NOT_JUDGED and gated.why.endswith("run: RETRAIN")
+        low = [label for label, value in accuracies.items() if value < 0.97]
+        assert all(f"{label} {100 * accuracies[label]:.1f}%" in gated.why for label in low)

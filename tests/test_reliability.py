@@ -29,7 +29,8 @@ from safetensors.torch import load_file
 
 from convnet.cli import main
 from convnet.data.images import load_digit
-from convnet.engine.run import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, LoadedModel
+from convnet.engine.config import learning_rate
+from convnet.engine.run import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, LoadedModel, Run
 from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError
 from convnet.files import PARTIAL_SUFFIX
@@ -134,6 +135,19 @@ def check_kill_and_resume(straight, killed, straight_dir, killed_dir, tmp_path) 
         for run_dir in (straight_dir, killed_dir)
     ]
     assert histories[0] == histories[1] and len(histories[0]) == 2
+    # steps.csv: one row per step, the redone steps not twice, the same losses and rates
+    steps = [Run(run_dir).steps() for run_dir in (straight_dir, killed_dir)]
+    assert [row["step"] for row in steps[1]] == list(range(1, 49))
+    for straight_row, resumed_row in zip(*steps, strict=True):
+        assert {k: v for k, v in straight_row.items() if k != "images_per_second"} == {
+            k: v for k, v in resumed_row.items() if k != "images_per_second"
+        }
+        assert resumed_row["epoch"] == 1 + (resumed_row["step"] - 1) // 24
+        config = TrainConfig.from_json((killed_dir / CONFIG_FILE).read_text())
+        expected = learning_rate(
+            int(resumed_row["step"]) - 1, 48, config.lr, config.warmup_fraction
+        )
+        assert resumed_row["lr"] == pytest.approx(expected, rel=1e-5)
     for name in ("top1_error", "top5_error", "per_class"):
         results = [json.loads((d / "results.json").read_text()) for d in (straight_dir, killed_dir)]
         assert results[0][name] == results[1][name], name

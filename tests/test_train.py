@@ -115,3 +115,41 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(signal_name, mn
     with safe_open(run_dir / "checkpoint.safetensors", "pt") as checkpoint:
         state = json.loads(checkpoint.metadata()["state"])
     assert state["epoch"] * 24 + state["batch"] >= 24  # at least one whole epoch of 24 steps
+
+
+def _steps(losses: list[float]) -> list[dict]:
+    return [{"step": i + 1, "epoch": 1, "loss": loss, "lr": 0.05, "images_per_second": 1.0}
+            for i, loss in enumerate(losses)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "losses, warned",
+    [([2.31, 2.30, 2.30, 2.29] * 4, True),  # 16 steps that learned nothing (1% lower)
+     ([2.31] * 8 + [2.15] * 8, False),  # 7% lower: it moved
+     ([0.12, 0.12, 0.11, 0.11] * 4, False),  # already fits (fine-tuning): nothing to learn
+     ([2.3], False)],  # one step tells nothing
+)  # fmt: skip
+def test_a_run_whose_loss_did_not_move_warns(losses, warned):
+    warning = train_module.learning_warning(_steps(losses), num_classes=10)
+    assert (warning is not None) is warned
+    if warned:
+        assert "barely moved (2.310 → 2.290 over 16 steps)" in warning
+        assert all(flag in warning for flag in ("--epochs", "--train-subset", "--batch-size"))
+
+
+def test_a_run_that_does_not_learn_says_so(mnist_dir, tmp_path, capsys):
+    """16 steps at a learning rate far too small: the loss stays put, and the command says so
+    after its results (and in results.json); steps.csv has one row per step."""
+    from convnet.cli import main
+    from convnet.engine.run import Run
+
+    code = main(["train", "lenet5", "--epochs", "1", "--train-subset", "2048", "--test-subset",
+                 "256", "--lr", "1e-5", "--out", str(tmp_path / "run")])  # fmt: skip
+    output = capsys.readouterr().out
+    assert code == 0
+    assert output.splitlines()[-1].startswith("Warning: the training loss barely moved")
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert result["warnings"] == [output.splitlines()[-1]]
+    steps = Run(tmp_path / "run").steps()
+    assert [row["step"] for row in steps] == list(range(1, 17))
+    assert all(row["epoch"] == 1 and row["images_per_second"] > 0 for row in steps)

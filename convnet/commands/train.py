@@ -172,7 +172,7 @@ def result_text(result: dict) -> str:
     for key, label in (("run_dir", "run directory"), ("report", "report")):
         if key in result:
             lines.append(f"{label}: {result[key]}")
-    return "\n".join(lines)
+    return "\n".join(lines + result.get("warnings", []))
 
 
 def finish_run(

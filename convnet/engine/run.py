@@ -5,6 +5,7 @@ A run directory holds (docs/run-directory.md):
 
     config.json              the resolved TrainConfig; `convnet train --config` starts it again
     metrics.csv              one row per epoch (train loss and error, held-out loss and errors)
+    steps.csv                one row per optimizer step (training loss, learning rate, images/s)
     model.safetensors        the weights after the last finished epoch
     checkpoint.safetensors   weights, optimizer buffers and position, for --resume
     results.json             the final evaluation (written when the run is finished)
@@ -35,6 +36,10 @@ from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
+STEPS_FILE = "steps.csv"
+# steps.csv: the step's number (1 = the first update), its epoch (from 1), the mean training
+# loss of its batch over all processes, the learning rate it used, and its images per second.
+STEP_COLUMNS = ("step", "epoch", "loss", "lr", "images_per_second")
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 RESULTS_FILE = "results.json"
@@ -168,6 +173,7 @@ class Run:
         self.weights_path = self.path / WEIGHTS_FILE
         self.checkpoint_path = self.path / CHECKPOINT_FILE
         self.metrics_path = self.path / METRICS_FILE
+        self.steps_path = self.path / STEPS_FILE
         self.results_path = self.path / RESULTS_FILE
         self.report_path = self.path / REPORT_FILE
         self.figures = self.path / FIGURES
@@ -232,6 +238,35 @@ class Run:
             return [{OLD_HISTORY_KEYS.get(key, key): float(value) for key, value in row.items()
                      if value not in (None, "")} for row in csv.DictReader(handle)]  # fmt: skip
 
+    def append_steps(self, rows: list[tuple]) -> None:
+        """Add rows (in STEP_COLUMNS order) to steps.csv. Appended, not rewritten, so a long
+        run's log costs little per checkpoint; a line cut short by a crash is skipped by
+        `steps` and dropped by `keep_steps` when the run resumes."""
+        if rows:
+            header = "" if self.steps_path.is_file() else _step_lines([STEP_COLUMNS])
+            with self.steps_path.open("a") as handle:
+                handle.write(header + _step_lines(rows))
+
+    def steps(self) -> list[dict]:
+        """steps.csv as numbers, one dictionary per step ([] where there is none)."""
+        if not self.steps_path.is_file():
+            return []
+        rows = []
+        for line in self.steps_path.read_text().splitlines()[1:]:
+            try:
+                numbers = [float(value) for value in line.split(",")]
+            except ValueError:
+                continue
+            if len(numbers) == len(STEP_COLUMNS):
+                rows.append(dict(zip(STEP_COLUMNS, numbers, strict=True)))
+        return rows
+
+    def keep_steps(self, done: int) -> None:
+        """Keep the rows of the first `done` steps only: a resumed run redoes the rest."""
+        if self.steps_path.is_file():
+            kept = [tuple(row.values()) for row in self.steps() if row["step"] <= done]
+            atomic_write_text(self.steps_path, _step_lines([STEP_COLUMNS, *kept]))
+
     def results(self) -> dict | None:
         """results.json, or None where the run has not finished (or it is unreadable)."""
         try:
@@ -282,6 +317,17 @@ class Run:
         return LoadedModel(config.model, spec, model, class_names, config,
                            photos=config.data is not None, input_size=input_size,
                            normalization=normalization)  # fmt: skip
+
+
+def _step_lines(rows: list[tuple]) -> str:
+    """CSV lines; whole numbers without a decimal point, others to 6 significant digits."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return str(int(value)) if value.is_integer() and abs(value) < 2**53 else f"{value:.6g}"
+        return str(value)
+
+    return "".join(",".join(cell(value) for value in row) + "\n" for row in rows)
 
 
 def load_run(path: str | Path) -> LoadedModel:

@@ -53,6 +53,11 @@ from convnet.errors import UserError
 from convnet.files import atomic_write_json, ensure_writable
 from convnet.models import get_model
 
+# A run whose training loss fell by less than this share has not learned: a 16-step lenet5
+# run went 2.310 → 2.293 and stayed at 82% test error (the mean loss of the first and the
+# last tenth of the steps are compared).
+MIN_LOSS_DROP = 0.05
+
 # What `--resume RUN` may change: where the data lies and how it is read, how long to train.
 RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device")
 
@@ -72,6 +77,26 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+
+
+def learning_warning(steps: list[dict], num_classes: int) -> str | None:
+    """A warning, with what to change, when the training loss barely moved over the run's
+    steps (rows of steps.csv); None when it fell or is already low (fine-tuning)."""
+    tenth = max(1, len(steps) // 10)
+    if len(steps) < 2:
+        return None
+    first = sum(row["loss"] for row in steps[:tenth]) / tenth
+    last = sum(row["loss"] for row in steps[-tenth:]) / tenth
+    # below a tenth of the loss of a uniform guess, ln(classes), the model already fits
+    if not math.isfinite(first + last) or last < 0.1 * math.log(max(num_classes, 2)):
+        return None
+    if first - last >= MIN_LOSS_DROP * first:
+        return None
+    return (f"Warning: the training loss barely moved ({first:.3f} → {last:.3f} over "
+            f"{len(steps)} steps), so this model has not learned yet and its errors say "
+            "little. Train for more steps: more --epochs, all the training images (no "
+            "--train-subset) or a smaller --batch-size (an epoch takes images / batch size "
+            "steps); a higher --lr can also help.")  # fmt: skip
 
 
 def _initial_weights(model: nn.Module, config: TrainConfig, log: Callable[[str], None]) -> None:
@@ -263,6 +288,9 @@ def fit(
         """Never save weights that are no longer numbers (a finite loss can precede them)."""
         if not main:
             return
+        with resumable_after_write_failure(run):  # the steps up to this checkpoint first
+            run.append_steps(step_rows)
+        step_rows.clear()
         if not all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()):
             shown = epoch if batch == 0 else epoch + 1  # batch 0: the end of the epoch before
             raise stopped(f"the weights became non-finite at epoch {shown}, batch {batch or steps}")
@@ -272,6 +300,9 @@ def fit(
                 "train_seconds": seconds, "train_images": source.train_count,
             })  # fmt: skip
 
+    step_rows: list[tuple] = []  # steps.csv rows since the last checkpoint
+    if main and state is not None:
+        run.keep_steps(start_epoch * steps + start_batch)
     stop = StopRequests()
     reported = 0  # undecodable training images listed so far
     evaluation = None
@@ -288,6 +319,7 @@ def fit(
             batches = source.train_batches(
                 epoch, batch_size, config.seed, session.rank, world, start_batch
             )
+            step_ended = time.perf_counter()
             with progress:  # the bar is cleared however the epoch ends
                 for batch_index, (images, labels) in enumerate(batches, start=start_batch):
                     step = epoch * steps + batch_index
@@ -335,6 +367,10 @@ def fit(
                         optimizer.step()
                     sums = {"loss": sums["loss"] + loss_total, "seen": sums["seen"] + int(valid),
                             "correct": sums["correct"] + int(correct)}  # fmt: skip
+                    step_started, step_ended = step_ended, time.perf_counter()
+                    step_rows.append((step + 1, epoch + 1, loss_total / max(valid, 1),
+                                      optimizer.param_groups[0]["lr"],
+                                      round(valid / max(step_ended - step_started, 1e-9), 1)))  # fmt: skip
                     progress.update()
                     progress.set_postfix(loss=f"{sums['loss'] / max(sums['seen'], 1):.4f}",
                                          acc=f"{sums['correct'] / max(sums['seen'], 1):.4f}", refresh=False)  # fmt: skip
@@ -412,6 +448,8 @@ def fit(
     }  # fmt: skip
     if digests:
         result["weight_digests"] = digests
+    warning = learning_warning(run.steps(), len(config.classes))
+    result["warnings"] = [warning] if warning else []
     for index in sorted(source.failed_training):
         path, why = source.training_failure(index)
         result["skipped"].append({"file": path, "reason": why})

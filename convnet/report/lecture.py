@@ -36,6 +36,7 @@ VERDICT_COLOURS = {
     "not supported": "#d1495b",
     "depends": "#e09f3e",
     "not measured here": "#7f8c9a",
+    claims.NOT_JUDGED: "#6c5b7b",
 }
 
 
@@ -71,6 +72,18 @@ def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, st
     )
     images = f"the first {settings.train_subset:,}" if settings.train_subset else "all 60,000"
     return brief, f"brief training: {settings.epochs} epoch(s) on {images} training images"
+
+
+def judging_command(settings: LectureSettings) -> str:
+    """The command that trains the networks further: twice the epochs on every image."""
+    runs = (
+        "" if settings.runs_dir == LectureSettings.runs_dir else f" --runs-dir {settings.runs_dir}"
+    )
+    return (
+        f"convnet report lecture --epochs {2 * settings.epochs} --train-subset 0{runs}, or "
+        f"once convnet experiment invariance{runs} (each model's full training, which the "
+        "report then reuses)"
+    )
 
 
 def render(
@@ -123,15 +136,16 @@ def write_lecture_report(
     log(f"Claims 1, 3, 5: {how}")
     result = run_invariance(invariance_settings, log=log)
     claims_plots.invariance_curves(result, figures / "invariance.png")
+    retrain = judging_command(settings)
     log("Claim 6: timing lenet5, mlp_60k and mlp …")
     data_dir = Path(settings.data_dir) if settings.data_dir else None
     digit = to_model_input(load_dataset("mnist", "test", data_dir).images[:1], (1, 32, 32))[0]
     sections = [
-        claims.claim_shift(result, figures, data_dir),
+        claims.claim_shift(result, figures, data_dir, retrain),
         claims.claim_weight_sharing(result, digit, figures),
-        claims.claim_pooling(result),
+        claims.claim_pooling(result, retrain),
         claims.claim_lenet(result, how),
-        claims.claim_invariance(result),
+        claims.claim_invariance(result, retrain),
         claims.claim_cost(settings.repeats, figures),
         claims.claim_imagenet(Path(settings.runs_dir).parent),
         claims.claim_depth(),
