@@ -1,6 +1,7 @@
 """The page in a real browser: `convnet serve` on a free local port, Debian's Chromium driven
 headless by Playwright. Draw a stroke, see predictions and feature maps, shift the digit and
-see both networks answer again; screenshots go to test-artifacts/.
+see both networks answer again; the page in Korean (from the browser's language and from the
+switch) with no English left but names and units; screenshots go to test-artifacts/.
 
 Playwright's own browser download is never used (it cannot work offline): the test drives
 the system Chromium, which `make setup` installs with apt-get where it runs as root.
@@ -18,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_serve import QUICK, quick_runs_root
+from test_serve import quick_runs
 
-from convnet.serve.models import prepare_models
+from convnet.i18n import text
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling out, which a closed
@@ -48,12 +49,13 @@ def playwright_or_skip():
 
 @pytest.fixture(scope="module")
 def server_url(mnist_dir, tmp_path_factory):
-    """`convnet serve` finding two quickly trained runs, on a free port; stopped afterwards."""
+    """`convnet serve` given two quickly trained (undertrained) runs, on a free port; stopped
+    afterwards. The runs directory is left empty: nothing else is found or trained."""
     playwright_or_skip()
-    root = quick_runs_root(tmp_path_factory)
-    prepare_models(runs_root=root, **QUICK, log=print)  # trains them unless already there
-    process = subprocess.Popen(  # with no --run, the server finds the newest runs in root
-        [sys.executable, "-m", "convnet", "serve", "--port", "0", "--runs-dir", str(root)],
+    runs = quick_runs(tmp_path_factory)  # trains them unless already there
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convnet", "serve", "--port", "0", "--run", str(runs["lenet5"]),
+         "--run", str(runs["mlp"]), "--runs-dir", str(tmp_path_factory.mktemp("no-runs"))],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
@@ -126,7 +128,7 @@ def test_draw_see_and_shift(server_url):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
             problems: list[str] = []
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
@@ -151,7 +153,9 @@ def test_draw_see_and_shift(server_url):
 
             for _ in range(3):
                 page.click("#shift-right")
-            expect(page.locator("#shift-x-value")).to_have_text("+3 px")
+            expect(page.locator("#shift-x-value")).to_have_text(
+                text("en", "page.unit.px", value="+3")
+            )
             page.wait_for_function(
                 """() => ["cnn", "ordinary"].every((role) =>
                     JSON.parse(document.getElementById(`prediction-${role}`).dataset.view).shift_x === 3)
@@ -164,15 +168,117 @@ def test_draw_see_and_shift(server_url):
 
             page.click("#filter-picker button:nth-child(2)")
             page.locator("#position").fill("300")
-            expect(page.locator("#position-label")).to_have_text("row 10, column 20")
-            expect(page.locator("#sharing-equation")).to_contain_text("C1 map 2, row 10")
-            expect(page.locator("#sharing-equation")).to_contain_text("✓ the same")
+            cell = text("en", "page.sharing.cell", row="10", column="20")
+            expect(page.locator("#position-label")).to_have_text(cell)
+            server_cell = text(
+                "en", "page.sharing.server", map="2", row="10", column="20", value=""
+            )
+            expect(page.locator("#sharing-equation")).to_contain_text(server_cell.strip())
+            expect(page.locator("#sharing-equation")).to_contain_text(
+                text("en", "page.sharing.same")
+            )
             page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
 
             page.set_viewport_size({"width": 390, "height": 844})
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             page.screenshot(path=str(ARTIFACTS / "serve-page-phone.png"), full_page=True)
             assert overflow <= 0, f"the page is {overflow} px wider than a phone screen"
+            assert problems == []
+        finally:
+            browser.close()
+
+
+# Latin-letter words the Korean page may show, each for a reason; anything else is English
+# left untranslated. The served runs' names are allowed as well (they name directories).
+ALLOWED_LATIN = {
+    "lenet5", "mlp", "LeNet-5",  # model names
+    "px",  # a unit
+    "C1", "S2", "C3", "S4", "C5",  # LeNet-5's layer names, as the paper and courses write them
+    "ReLU",  # the activation function's name, in the weight-sharing sum
+    "MNIST",  # the data set's name
+    "LeCun", "Bottou", "Bengio", "Haffner",  # the authors cited in the footer
+    "convnet", "serve",  # the program and its command (`convnet serve`)
+    "English",  # the switch names each language in that language
+}  # fmt: skip
+LATIN_WORDS = r"""() => document.body.innerText.match(/[A-Za-z][A-Za-z0-9-]*/g) || []"""
+HANGUL_BESIDE_SWITCH = r"""() => /[\uac00-\ud7a3]/.test(
+    document.body.innerText.replace(document.getElementById("languages").innerText, ""))"""
+
+
+def latin_words_left(page, allowed: set[str]) -> list[str]:
+    return sorted(set(page.evaluate(LATIN_WORDS)) - allowed)
+
+
+def wait_until_settled(page) -> None:
+    page.wait_for_function(
+        """() => (document.body.dataset.busy ?? "0") === "0" && !document.querySelector("#model-notes [data-i18n]")"""
+    )
+
+
+def test_korean_page_from_the_browser_language_and_the_switch(server_url):
+    from playwright.sync_api import expect
+
+    sync_playwright = playwright_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            # A Korean browser: the page opens in Korean.
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ko-KR")
+            page = context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(server_url)
+            models = page.evaluate("() => fetch('/api/models?lang=ko').then((r) => r.json())")
+            runs = {model["run"] for model in models["models"]}
+            expect(page.locator("h1")).to_have_text(text("ko", "page.heading"))
+            assert page.evaluate("document.documentElement.lang") == "ko"
+            draw_seven(page)
+            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
+            wait_until_settled(page)
+            page.click("#sweep")
+            expect(page.locator("#sweep-figure")).to_be_visible(timeout=60_000)
+            undertrained = [model for model in models["models"] if model["undertrained"]]
+            assert undertrained, "the quick runs should be undertrained"
+            expect(page.locator("#model-notes li.warning")).to_have_count(len(undertrained))
+            for model in undertrained:
+                expect(page.locator("#model-notes")).to_contain_text(model["warning"])
+                expect(page.locator(f"#prediction-{model['role']} .badge")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "serve-page-ko.png"), full_page=True)
+            assert latin_words_left(page, ALLOWED_LATIN | runs) == []
+            before = predictions(page), page.evaluate(SEEN_PIXELS)
+
+            # The switch: all English, the drawing and its readings kept, no reload.
+            page.click("#languages button[lang='en']")
+            expect(page.locator("h1")).to_have_text(text("en", "page.heading"))
+            assert page.evaluate("document.documentElement.lang") == "en"
+            english = page.evaluate("() => fetch('/api/models?lang=en').then((r) => r.json())")
+            for model in english["models"]:
+                expect(page.locator("#model-notes")).to_contain_text(model["origin"])
+            expect(page.locator("#prediction-ordinary h3")).to_contain_text(
+                text("en", "page.role.ordinary")
+            )
+            assert not page.evaluate(HANGUL_BESIDE_SWITCH), "Korean left on the English page"
+            assert (predictions(page), page.evaluate(SEEN_PIXELS)) == before
+            page.screenshot(path=str(ARTIFACTS / "serve-page-en-switched.png"), full_page=True)
+            page.reload()  # the choice is remembered
+            expect(page.locator("h1")).to_have_text(text("en", "page.heading"))
+            context.close()
+
+            # An English browser: English first, then Korean from the switch, remembered.
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+            page = context.new_page()
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(server_url)
+            expect(page.locator("h1")).to_have_text(text("en", "page.heading"))
+            page.click("#languages button[lang='ko']")
+            expect(page.locator("h1")).to_have_text(text("ko", "page.heading"))
+            expect(page.locator("#model-notes li.warning")).to_have_count(len(undertrained))
+            page.reload()
+            expect(page.locator("h1")).to_have_text(text("ko", "page.heading"))
+            wait_until_settled(page)
+            assert latin_words_left(page, ALLOWED_LATIN | runs) == []
+            context.close()
             assert problems == []
         finally:
             browser.close()

@@ -7,7 +7,12 @@ import asyncio
 import io
 import json
 import math
+import os
+import re
+import shutil
 import warnings
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,11 +22,24 @@ from PIL import Image, ImageDraw
 from starlette.requests import Request
 from torch.nn import functional as F
 
+from convnet import i18n
 from convnet.commands.serve import open_socket
 from convnet.data.transforms import normalize, to_model_input
+from convnet.engine.run import Run, newest_run
 from convnet.errors import UserError
-from convnet.serve.app import MAX_BODY_BYTES, RequestError, create_app, read_body_limited
-from convnet.serve.models import prepare_models
+from convnet.serve.app import (
+    MAX_BODY_BYTES,
+    PAGE_MESSAGES,
+    RequestError,
+    create_app,
+    read_body_limited,
+)
+from convnet.serve.models import (
+    DEFAULT_MODELS,
+    MAX_SERVED_ERROR,
+    prepare_models,
+    train_quickly,
+)
 
 with warnings.catch_warnings():  # starlette prefers httpx2 now; httpx still works
     warnings.simplefilter("ignore")
@@ -35,32 +53,50 @@ QUICK = dict(train_subset=2000, test_subset=500, batch_size=32)
 
 
 def quick_runs_root(tmp_path_factory):
-    """One directory per test session for the two tiny runs, shared with test_browser.py:
-    the first module to need them trains them (2,000 images, 1 epoch), the next finds them."""
+    """One directory per test session for the two tiny runs, shared with test_browser.py."""
     root = tmp_path_factory.getbasetemp() / "serve-quick-runs"
     root.mkdir(exist_ok=True)
     return root
 
 
-@pytest.fixture(scope="module")
-def runs_root(tmp_path_factory):
-    return quick_runs_root(tmp_path_factory)
+def quick_runs(tmp_path_factory) -> dict[str, Path]:
+    """A tiny run (2,000 images, 1 epoch) of lenet5 and of mlp: the first module to need them
+    trains them, the next finds them. They are meant to be undertrained."""
+    root = quick_runs_root(tmp_path_factory)
+    runs = {}
+    for model in DEFAULT_MODELS.values():
+        found = newest_run(root, model, "mnist")
+        runs[model] = found.path if found else train_quickly(model, root, **QUICK, log=print)[0]
+    return runs
 
 
 @pytest.fixture(scope="module")
-def served_and_trained(mnist_dir, runs_root):
-    trained_now = not any(runs_root.iterdir())
-    return prepare_models(runs_root=runs_root, **QUICK, log=print), trained_now
+def quick(mnist_dir, tmp_path_factory):
+    runs = quick_runs(tmp_path_factory)
+    errors = {model: Run(path).test_error() for model, path in runs.items()}
+    assert all(error > MAX_SERVED_ERROR for error in errors.values()), (
+        f"the quick runs should be undertrained, for these tests: {errors}"
+    )
+    return runs
 
 
 @pytest.fixture(scope="module")
-def served(served_and_trained):
-    return served_and_trained[0]
+def served(quick):
+    return prepare_models([quick["lenet5"], quick["mlp"]], runs_root=Path("nowhere"), log=print)
 
 
 @pytest.fixture(scope="module")
 def client(served, mnist_test):
     return TestClient(create_app(served, mnist_test))
+
+
+def copy_run(source: Path, root: Path, name: str, newer_than: Path | None = None) -> Path:
+    """A copy of a run directory under `root`; its weights written after `newer_than`'s."""
+    copied = Path(shutil.copytree(source, root / name))
+    if newer_than is not None:
+        stamp = Run(newer_than).weights_path.stat().st_mtime + 60
+        os.utime(Run(copied).weights_path, (stamp, stamp))
+    return copied
 
 
 def stroke_png(size: int = 200, width: int = 18) -> bytes:
@@ -93,28 +129,58 @@ def nested_shape(value) -> list[int]:
     return list(np.asarray(value).shape)
 
 
-def test_models_are_trained_once_then_found(served_and_trained, runs_root):
-    served, trained_now = served_and_trained
+def test_given_runs_are_served_and_flagged_undertrained(served, quick):
     assert served.cnn.loaded.name == "lenet5" and served.ordinary.loaded.name == "mlp"
     for entry in served.all():
-        expected = "trained when the server started" if trained_now else "newest run of"
-        assert expected in entry.origin
+        run = Run(quick[entry.loaded.name])
+        assert entry.origin.chosen == "given" and entry.origin.run == run.path.name
         assert entry.loaded.config.train_subset == 2000 and entry.loaded.config.augment is False
-        assert 0 <= entry.test_error < 0.5
-    runs_before = sorted(path.name for path in runs_root.iterdir())
-    assert len(runs_before) == 2
-    again = prepare_models(runs_root=runs_root, log=print)
-    assert sorted(path.name for path in runs_root.iterdir()) == runs_before  # nothing trained
-    for entry in again.all():
-        assert entry.origin.startswith(f"newest run of {entry.loaded.name} found")
+        assert entry.test_error == run.test_error() and entry.test_images == 500
+        assert entry.undertrained  # the quick runs are above the threshold (checked in `quick`)
+        assert f"{100 * entry.test_error:.2f}%" in entry.warning("en")
+        assert entry.warning("ko") != entry.warning("en")
 
 
-def test_runs_given_are_checked(served, runs_root):
-    cnn_run = next(path for path in runs_root.iterdir() if path.name.startswith("lenet5"))
+@pytest.mark.slow
+def test_the_best_run_is_served_not_the_newest(quick, trained_run, tmp_path):
+    """A good older lenet5 run and an undertrained newer one: the server picks the good one."""
+    good = copy_run(trained_run[0], tmp_path, "lenet5-good")
+    newer = copy_run(quick["lenet5"], tmp_path, "lenet5-undertrained", newer_than=good)
+    assert newest_run(tmp_path, "lenet5", "mnist").path == newer  # what the page used to serve
+    assert Run(good).test_error() <= MAX_SERVED_ERROR < Run(newer).test_error()
+    before = sorted(path.name for path in tmp_path.iterdir())
+    served = prepare_models([quick["mlp"]], runs_root=tmp_path, log=print)
+    assert sorted(path.name for path in tmp_path.iterdir()) == before  # nothing trained
+    described = TestClient(create_app(served)).get("/api/models").json()["models"]
+    cnn = next(model for model in described if model["role"] == "cnn")
+    assert cnn["run"] == "lenet5-good" and cnn["chosen"] == "best" and cnn["runs_found"] == 2
+    assert cnn["test_error"] == Run(good).test_error() and cnn["test_images"] == 10_000
+    assert cnn["undertrained"] is False and cnn["warning"] is None
+    assert "lenet5-good" in cnn["origin"] and "lenet5-undertrained" not in cnn["origin"]
+
+
+def test_when_every_run_is_undertrained_a_fresh_one_is_trained(quick, tmp_path):
+    for model, path in quick.items():
+        copy_run(path, tmp_path, f"{model}-undertrained")
+    served = prepare_models(runs_root=tmp_path, **QUICK, log=print)
+    assert len(list(tmp_path.iterdir())) == 4  # one new run per role
+    described = TestClient(create_app(served)).get("/api/models").json()["models"]
+    for model in described:
+        fresh = Run(tmp_path / model["run"])
+        assert model["chosen"] == "trained" and not model["run"].endswith("-undertrained")
+        assert model["runs_found"] == 1
+        assert model["best_found_error"] == Run(quick[model["name"]]).test_error()
+        assert model["test_error"] == fresh.test_error() and model["training_seconds"] > 0
+        assert model["undertrained"] == (fresh.test_error() > MAX_SERVED_ERROR)
+        assert (model["warning"] is not None) == model["undertrained"]
+        assert "trained when the server started" in model["origin"]
+
+
+def test_runs_given_are_checked(quick, tmp_path):
     with pytest.raises(UserError, match="Two CNN runs"):
-        prepare_models([cnn_run, cnn_run], runs_root=runs_root)
+        prepare_models([quick["lenet5"], quick["lenet5"]], runs_root=tmp_path)
     with pytest.raises(UserError, match="does not exist"):
-        prepare_models([runs_root / "missing"], runs_root=runs_root)
+        prepare_models([tmp_path / "missing"], runs_root=tmp_path)
 
 
 def test_models_endpoint(client, served):
@@ -125,8 +191,65 @@ def test_models_endpoint(client, served):
     assert [m["name"] for m in models] == ["lenet5", "mlp"]
     for described, entry in zip(models, served.all(), strict=True):
         assert described["params"] == sum(p.numel() for p in entry.loaded.model.parameters())
-        assert described["origin"] == entry.origin
+        assert described["test_error"] == entry.test_error
+        assert described["max_error"] == MAX_SERVED_ERROR
+        assert described["undertrained"] == (entry.test_error > MAX_SERVED_ERROR)
+        assert described["chosen"] == "given" and described["run"] == entry.origin.run
+        assert described["origin"] == entry.origin_sentence("en")
+        assert described["warning"] == entry.warning("en")
+    korean = client.get("/api/models", params={"lang": "ko"}).json()
+    assert korean["lang"] == "ko"
+    for described, entry in zip(korean["models"], served.all(), strict=True):
+        assert described["origin"] == entry.origin_sentence("ko") != entry.origin_sentence("en")
+        assert described["warning"] == entry.warning("ko")
+    by_header = client.get("/api/models", headers={"Accept-Language": "ko-KR,ko;q=0.9"}).json()
+    assert by_header["lang"] == "ko" and by_header["models"] == korean["models"]
+    assert client.get("/api/models", params={"lang": "xx"}).status_code == 404
     assert reply.json()["limits"]["body_bytes"] == MAX_BODY_BYTES
+
+
+def test_messages_endpoint(client, served):
+    everything = client.get("/api/messages", headers={"Accept-Language": "en-US"}).json()
+    assert everything["default"] == "en" and everything["fixed"] is False
+    assert everything["languages"] == {lang: i18n.text(lang, "language.name")
+                                       for lang in i18n.LANGUAGES}  # fmt: skip
+    for lang in i18n.LANGUAGES:
+        assert everything["messages"][lang] == i18n.messages(lang, PAGE_MESSAGES)
+        assert all(key.startswith(PAGE_MESSAGES) for key in everything["messages"][lang])
+    korean = client.get("/api/messages", params={"lang": "ko"}).json()
+    assert list(korean["messages"]) == ["ko"] and korean["default"] == "ko"
+    browser = client.get("/api/messages", headers={"Accept-Language": "ko-KR,en;q=0.5"}).json()
+    assert browser["default"] == "ko" and browser["fixed"] is False
+    fixed = TestClient(create_app(served, language="en"))
+    chosen = fixed.get("/api/messages", headers={"Accept-Language": "ko-KR"}).json()
+    assert chosen["default"] == "en" and chosen["fixed"] is True
+    missing = client.get("/api/messages", params={"lang": "xx"})
+    assert missing.status_code == 404 and "en, ko" in missing.json()["error"]
+
+
+def page_sources() -> dict[str, str]:
+    """The page's files, and the module that words the server's sentences about the models."""
+    package = resources.files("convnet.serve")
+    files = {name: package / "static" / name
+             for name in ("index.html", "app.js", "views.js", "i18n.js")}  # fmt: skip
+    return {name: path.read_text("utf-8") for name, path in {**files, "models.py": package /
+            "models.py"}.items()}  # fmt: skip
+
+
+def test_every_text_the_page_asks_for_is_in_the_catalog():
+    """The keys named in the page's HTML and scripts, and in the server's sentences, exist in
+    English (test_i18n checks that every language has every English key)."""
+    english = i18n.catalog("en")
+    named = set()
+    for name, source in page_sources().items():
+        pattern = r'data-i18n(?:-label)?="([^"]+)"' if name.endswith(".html") else (
+            r'"((?:page|number)\.[a-z_.]+)"')  # fmt: skip
+        found = set(re.findall(pattern, source))
+        assert found or name == "i18n.js", name
+        named |= found
+    named |= {f"page.role.{role}" for role in DEFAULT_MODELS}  # built from a role's name
+    assert sorted(named - set(english)) == []
+    assert len(named) > 60
 
 
 def test_page_and_its_files(client):
@@ -134,7 +257,7 @@ def test_page_and_its_files(client):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="pad"' in page.text and "/app.js" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for script in ("/app.js", "/views.js"):
+    for script in ("/app.js", "/views.js", "/i18n.js"):
         assert client.get(script).headers["content-type"].startswith("text/javascript")
     assert client.get("/style.css").headers["content-type"].startswith("text/css")
 
@@ -309,6 +432,14 @@ def test_serve_command_refuses_a_missing_run(tmp_path):
                       "--runs-dir", str(tmp_path))  # fmt: skip
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_serve_command_refuses_an_unknown_language(tmp_path):
+    refused = run_cli("serve", "--lang", "xx", "--port", "0", "--runs-dir", str(tmp_path))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--lang" in refused.stderr and "'xx'" in refused.stderr
+    assert all(lang in refused.stderr for lang in i18n.LANGUAGES)
+    assert list(tmp_path.iterdir()) == []  # refused before any training
 
 
 def test_port_errors_are_clear():

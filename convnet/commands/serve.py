@@ -9,18 +9,23 @@ from pathlib import Path
 
 from convnet.commands.common import Command, data_dir, log
 from convnet.errors import UserError
+from convnet.i18n import LANGUAGES, check_language
 
 
 def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run", dest="runs", action="extend", nargs="+", default=[], metavar="RUN_DIR",
-        help="a lenet5-like CNN run and/or an mlp run (default: the newest under --runs-dir, "
-        "or train each for one epoch now)",
+        help="a lenet5-like CNN run and/or an mlp run (default: the one of lowest test error "
+        "under --runs-dir, if it is trained well enough; else train one for one epoch now)",
     )  # fmt: skip
     parser.add_argument("--runs-dir", default="runs", help="where to look for and put runs")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--data-dir")
+    parser.add_argument(
+        "--lang", help=f"the page's language, {' or '.join(LANGUAGES)} (default: the browser's; "
+        "a visitor can still switch)",
+    )  # fmt: skip
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -52,13 +57,14 @@ def run_serve(args: argparse.Namespace) -> int:
     from convnet.serve.app import create_app
     from convnet.serve.models import prepare_models
 
+    language = check_language(args.lang) if args.lang is not None else None
     listener = open_socket(args.host, args.port)
     fetch_dataset("mnist", data_dir(args), log=log)
     models = prepare_models(
         [Path(run) for run in args.runs], Path(args.runs_dir), data_dir(args), log=log
     )
     samples = load_dataset("mnist", "test", data_dir(args))
-    app = create_app(models, samples)
+    app = create_app(models, samples, language)
     host, port = listener.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     if not ipaddress.ip_address(host).is_loopback:

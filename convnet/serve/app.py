@@ -1,7 +1,11 @@
 """The web app: a page that draws digits and an API that shows what the networks see.
 
-GET  /                 the page (index.html, app.js, views.js, style.css, held in memory)
-GET  /api/models       both networks: name, parameters, where they came from, test error
+GET  /                 the page (index.html, app.js, views.js, i18n.js, style.css, in memory)
+GET  /api/messages     the page's texts in every language (?lang=ko: in one), the language
+                       names for the switch, and the default: --lang, else Accept-Language
+GET  /api/models       both networks: name, parameters, test error, how the run was chosen
+                       (given / best of N runs / trained now), whether it is undertrained,
+                       and two sentences about it in ?lang (default as for /api/messages)
 GET  /api/samples      MNIST test digits (?index=N, or a random one; ?count=K ≤ 16)
 POST /api/predict      a PNG (drawn or uploaded) or JSON {"pixels": 28×28 of 0…255}, with
                        ?shift_x&shift_y (px, ±6) &rotate (degrees) &scale &noise &seed
@@ -12,8 +16,9 @@ A PNG is prepared as MNIST was (`convnet.data.images.load_digit`: 20×20 box, ce
 mass); JSON pixels are used as given, so a client can move them itself. Requests are
 refused with a 4xx JSON {"error": …} when the body passes 1 MB (checked while reading,
 never after), the image passes 4096 px a side (checked from its header, before decoding)
-or anything else is wrong. No part of a request names a file: the page's four files are
-read once from the package when the app is made.
+or anything else is wrong. No part of a request names a file: the page's files are read
+once from the package when the app is made. Every text the page shows comes from the
+message catalogs (convnet/locales), which it receives from /api/messages.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from convnet.data.datasets import ImageDataset
 from convnet.data.images import load_digit
 from convnet.errors import UserError
 from convnet.files import explain
+from convnet.i18n import LANGUAGE_NAME, LANGUAGES, choose_language, messages, text
 from convnet.serve.inference import View, look
 from convnet.serve.models import ServedModels
 
@@ -52,8 +58,10 @@ STATIC_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/views.js": ("views.js", "text/javascript; charset=utf-8"),
+    "/i18n.js": ("i18n.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }
+PAGE_MESSAGES = ("page.", "number.", "language.")  # the catalog keys the page uses
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -158,14 +166,28 @@ def _load_static() -> dict[str, tuple[bytes, str]]:
     }
 
 
-def create_app(models: ServedModels, samples: ImageDataset | None = None) -> FastAPI:
-    """The app serving `models`; `samples` (MNIST's test split) backs the sample button."""
+def create_app(
+    models: ServedModels, samples: ImageDataset | None = None, language: str | None = None
+) -> FastAPI:
+    """The app serving `models`; `samples` (MNIST's test split) backs the sample button;
+    `language` (--lang), when given, is the page's language until a visitor picks one."""
     app = FastAPI(
         title="convnet", docs_url=None, redoc_url=None, openapi_url=None,
         description="Draw a digit and watch a CNN see it.",
     )  # fmt: skip
     static = _load_static()
-    describe = [served.describe() for served in models.all()]
+    describe = {lang: [served.describe(lang) for served in models.all()] for lang in LANGUAGES}
+    catalogs = {lang: messages(lang, PAGE_MESSAGES) for lang in LANGUAGES}
+
+    def page_language(request: Request, lang: str | None) -> str:
+        if lang is None:
+            return language or choose_language(request.headers.get("accept-language"))
+        if lang not in LANGUAGES:
+            raise RequestError(
+                404, f"There are no messages in '{lang}'; the languages are "
+                f"{', '.join(LANGUAGES)}.",
+            )  # fmt: skip
+        return lang
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -214,10 +236,21 @@ def create_app(models: ServedModels, samples: ImageDataset | None = None) -> Fas
     for route in STATIC_FILES:
         app.add_api_route(route, static_route(route), methods=["GET"], include_in_schema=False)
 
-    @app.get("/api/models")
-    async def list_models() -> dict:
+    @app.get("/api/messages")
+    async def page_messages(request: Request, lang: str | None = Query(None)) -> dict:
+        chosen = page_language(request, lang)
         return {
-            "models": describe,
+            "default": chosen,
+            "fixed": language is not None,  # --lang was given: it outranks the browser's
+            "languages": {code: text(code, LANGUAGE_NAME) for code in LANGUAGES},
+            "messages": {code: catalogs[code] for code in LANGUAGES if lang in (None, code)},
+        }
+
+    @app.get("/api/models")
+    async def list_models(request: Request, lang: str | None = Query(None)) -> dict:
+        return {
+            "lang": page_language(request, lang),
+            "models": describe[page_language(request, lang)],
             "samples": samples is not None,
             "limits": {
                 "body_bytes": MAX_BODY_BYTES, "image_side": MAX_IMAGE_SIDE,

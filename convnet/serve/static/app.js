@@ -1,10 +1,15 @@
 // convnet serve: draw a digit, send it to /api/predict, show what both networks make of it.
 // Plain JavaScript, no build step. All pictures are drawn on <canvas> from the JSON reply.
+// Every text comes from the message catalogs (/api/messages); the switch changes the language
+// in place, and render() rewrites each text from the state, so the drawing stays.
+import { currentLanguage, element, fill, number, percent, pickLanguage, t, translate, useCatalog } from "/i18n.js";
 import {
-  $, ROLES, drawSweep, greyColour, paintArray, showFilters, showMaps, showPredictions, showSharing,
+  $, ROLES, drawSweep, forgetMaps, greyColour, paintArray, showFilters, showMaps, showPredictions,
+  showSharing,
 } from "/views.js";
 
 const STROKE_WIDTH = 20;
+const STORED_LANGUAGE = "convnet.language";
 
 const state = {
   source: null, // {kind: "png"} (the drawing pad) or {kind: "pixels", pixels} (an MNIST sample)
@@ -15,7 +20,13 @@ const state = {
   filter: 0,
   position: 13 * 28 + 11, // a cell near the middle, where a digit has ink
   timer: null,
+  sample: null, // the MNIST sample shown, for its label
+  sweep: null, // the last shift sweep, redrawn when the language changes
+  catalogs: null, // /api/messages
+  models: null, // /api/models in the current language
 };
+
+const undertrained = () => Boolean(state.models && state.models.models.some((m) => m.undertrained));
 
 // ---- drawing pad ---------------------------------------------------------------------
 
@@ -54,7 +65,8 @@ pad.addEventListener("pointerdown", (event) => {
   padContext.arc(...drawing, STROKE_WIDTH / 2, 0, 2 * Math.PI);
   padContext.fill();
   state.source = { kind: "png" };
-  $("sample-label").textContent = "Your drawing.";
+  state.sample = null;
+  showSampleLabel();
   requestPrediction();
 });
 pad.addEventListener("pointermove", (event) => {
@@ -75,12 +87,21 @@ $("clear").addEventListener("click", () => {
   clearPad();
   state.source = null;
   state.result = null;
-  $("sample-label").textContent = "Draw with a mouse, a finger or a pen.";
-  $("verdict").textContent = "Draw a digit to start.";
+  state.sample = null;
+  state.sweep = null;
+  showSampleLabel();
+  $("verdict").textContent = t("page.verdict.start");
   for (const id of Object.values(ROLES)) $(id).querySelector(".top").replaceChildren();
   $("seen").getContext("2d").clearRect(0, 0, 28, 28);
   $("sweep-figure").hidden = true;
 });
+
+function showSampleLabel() {
+  const sample = state.sample;
+  $("sample-label").textContent = sample
+    ? t("page.draw.sample_label", { index: number(sample.index), label: sample.name })
+    : t(state.source ? "page.draw.yours" : "page.draw.hint");
+}
 
 $("sample").addEventListener("click", async () => {
   const reply = await fetchJson("/api/samples");
@@ -92,7 +113,8 @@ $("sample").addEventListener("click", async () => {
   clearPad();
   padContext.imageSmoothingEnabled = true;
   padContext.drawImage(small, 0, 0, pad.width, pad.height);
-  $("sample-label").textContent = `MNIST test image ${sample.index}, labelled ${sample.name}.`;
+  state.sample = sample;
+  showSampleLabel();
   requestPrediction();
 });
 
@@ -106,7 +128,7 @@ async function fetchJson(url, options) {
     $("error").hidden = true;
     return reply;
   } catch (error) {
-    $("error").textContent = `The server said: ${error.message}`;
+    $("error").textContent = t("page.error.server", { message: error.message });
     $("error").hidden = false;
     return null;
   }
@@ -156,12 +178,17 @@ async function requestPrediction() {
 
 function show(reply) {
   state.result = reply;
+  showResult();
+  document.body.dataset.predictions = String(Number(document.body.dataset.predictions || 0) + 1);
+}
+
+function showResult() {
+  const reply = state.result;
   paintArray($("seen"), reply.pixels, (v) => greyColour(v / 255));
-  showPredictions(reply.predictions, reply.view);
+  showPredictions(reply.predictions, reply.view, undertrained());
   showMaps(reply);
   showFilters(reply.c1_filters, state.filter, pickFilter);
   showSharing(reply, state.filter, state.position);
-  document.body.dataset.predictions = String(Number(document.body.dataset.predictions || 0) + 1);
 }
 
 function redrawSharing() {
@@ -187,22 +214,27 @@ $("play").addEventListener("click", () => {
   if (state.timer) {
     clearInterval(state.timer);
     state.timer = null;
-    $("play").textContent = "Play";
+    $("play").textContent = t("page.sharing.play");
     return;
   }
-  $("play").textContent = "Pause";
+  $("play").textContent = t("page.sharing.pause");
   state.timer = setInterval(() => stepTo(state.position + 1), 80);
 });
 
 // ---- moving the digit ----------------------------------------------------------------
 
+const signed = (v) => `${v > 0 ? "+" : ""}${number(v)}`;
 const SLIDERS = {
-  shift_x: { id: "shift-x", text: (v) => `${v > 0 ? "+" : ""}${v} px` },
-  shift_y: { id: "shift-y", text: (v) => `${v > 0 ? "+" : ""}${v} px` },
-  rotate: { id: "rotate", text: (v) => `${v > 0 ? "+" : ""}${v}°` },
-  scale: { id: "scale", text: (v) => `×${v.toFixed(2)}` },
-  noise: { id: "noise", text: (v) => `σ ${v.toFixed(2)}` },
+  shift_x: { id: "shift-x", text: (v) => t("page.unit.px", { value: signed(v) }) },
+  shift_y: { id: "shift-y", text: (v) => t("page.unit.px", { value: signed(v) }) },
+  rotate: { id: "rotate", text: (v) => t("page.unit.degrees", { value: signed(v) }) },
+  scale: { id: "scale", text: (v) => t("page.unit.times", { value: number(v, 2) }) },
+  noise: { id: "noise", text: (v) => t("page.unit.sigma", { value: number(v, 2) }) },
 };
+
+function showSliders() {
+  for (const [key, slider] of Object.entries(SLIDERS)) $(`${slider.id}-value`).textContent = slider.text(state.view[key]);
+}
 
 function setView(key, value) {
   const slider = $(SLIDERS[key].id);
@@ -242,32 +274,125 @@ $("sweep").addEventListener("click", async () => {
       if (p.top[0].index === answers[p.role]) kept[p.role] += 1;
     }
   }
-  drawSweep(shifts, series);
-  $("sweep-caption").textContent =
-    `Probability of the unmoved answer (CNN: ${answers.cnn}, ordinary: ${answers.ordinary}) ` +
-    `as the digit moves left and right. The CNN keeps it at ${kept.cnn} of ${shifts.length} shifts, ` +
-    `the ordinary network at ${kept.ordinary} of ${shifts.length}.`;
+  state.sweep = { shifts, series, answers, kept };
+  showSweep();
   $("sweep-figure").hidden = false;
 });
 
+function showSweep() {
+  if (!state.sweep) return;
+  const { shifts, series, answers, kept } = state.sweep;
+  drawSweep(shifts, series);
+  const caption = t("page.sweep.caption", {
+    cnn: answers.cnn, ordinary: answers.ordinary, shifts: number(shifts.length),
+    cnn_kept: number(kept.cnn), ordinary_kept: number(kept.ordinary),
+  });
+  $("sweep-caption").textContent = undertrained() ? `${caption} ${t("page.sweep.undertrained")}` : caption;
+}
+
+
+// ---- language and models ------------------------------------------------------------
+
+// The notes at the top: each network's name, size, test error and origin, and a warning
+// for an undertrained one (the server words the origin and the warning in this language).
+function showModels() {
+  const notes = [];
+  for (const model of state.models.models) {
+    const item = document.createElement("li");
+    const error = model.test_error === null
+      ? t("page.note.error_unknown")
+      : t("page.note.error", { error: percent(model.test_error, 2), images: number(model.test_images ?? 0) });
+    item.append(
+      element("b", `${t(`page.role.${model.role}`)}: ${model.name}`, `${model.role}-colour`),
+      ` · ${t("page.note.params", { count: number(model.params) })} · ${error} · ${model.origin}`,
+    );
+    item.dataset.role = model.role;
+    notes.push(item);
+    if (model.undertrained) notes.push(element("li", `⚠ ${model.warning}`, "warning"));
+    const block = $(ROLES[model.role]);
+    block.querySelector(".model-name").textContent = model.name;
+    block.querySelector(".badge").hidden = !model.undertrained;
+  }
+  $("model-notes").replaceChildren(...notes);
+}
+
+function showLanguages() {
+  const holder = $("languages");
+  holder.replaceChildren(
+    ...Object.entries(state.catalogs.languages).map(([code, name]) => {
+      const button = element("button", name);
+      button.type = "button";
+      button.lang = code;
+      button.dataset.lang = code;
+      button.setAttribute("aria-pressed", String(code === currentLanguage()));
+      button.addEventListener("click", () => switchLanguage(code));
+      return button;
+    }),
+  );
+}
+
+// Every text on the page, rewritten from the state in the current language.
+function render() {
+  translate();
+  document.title = t("page.title");
+  fill($("lead"), "page.lead", {
+    lenet: element("strong", "LeNet-5", "cnn-colour"),
+    ordinary: element("strong", t("page.lead.ordinary"), "ordinary-colour"),
+  });
+  fill($("footer"), "page.footer", { command: element("code", "convnet serve") });
+  showLanguages();
+  showSampleLabel();
+  showSliders();
+  $("play").textContent = t(state.timer ? "page.sharing.pause" : "page.sharing.play");
+  if (state.models) showModels();
+  if (state.result) {
+    forgetMaps();
+    showResult();
+  } else {
+    $("verdict").textContent = t("page.verdict.start");
+  }
+  showSweep();
+}
+
+async function switchLanguage(lang) {
+  useCatalog(lang, state.catalogs.messages[lang]);
+  try {
+    localStorage.setItem(STORED_LANGUAGE, lang);
+  } catch {
+    // storage refused (private mode): the choice lasts until the page is reloaded
+  }
+  render();
+  const models = await fetchJson(`/api/models?lang=${encodeURIComponent(lang)}`);
+  if (models && currentLanguage() === lang) {
+    state.models = models;
+    render();
+  }
+}
 
 // ---- start ---------------------------------------------------------------------------
 
+function storedLanguage() {
+  try {
+    return localStorage.getItem(STORED_LANGUAGE);
+  } catch {
+    return null;
+  }
+}
+
 async function start() {
   clearPad();
-  const reply = await fetchJson("/api/models");
-  if (!reply) return;
-  const notes = reply.models.map((model) => {
-    const item = document.createElement("li");
-    const role = model.role === "cnn" ? "CNN" : "Ordinary network";
-    const error = model.test_error === null ? "" : `, test error ${(100 * model.test_error).toFixed(2)}%`;
-    item.innerHTML = `<b class="${model.role}-colour">${role}: ${model.name}</b> · ${model.params.toLocaleString("en")} parameters${error} · `;
-    item.append(document.createTextNode(model.origin));
-    $(ROLES[model.role]).querySelector(".model-name").textContent = model.name;
-    return item;
+  state.catalogs = await fetchJson("/api/messages");
+  if (!state.catalogs) return;
+  const lang = pickLanguage({
+    available: Object.keys(state.catalogs.messages), stored: storedLanguage(),
+    fixed: state.catalogs.fixed, fallback: state.catalogs.default, browser: navigator.languages,
   });
-  $("model-notes").replaceChildren(...notes);
-  $("sample").disabled = !reply.samples;
+  useCatalog(lang, state.catalogs.messages[lang]);
+  render();
+  state.models = await fetchJson(`/api/models?lang=${encodeURIComponent(lang)}`);
+  if (!state.models) return;
+  $("sample").disabled = !state.models.samples;
+  render();
 }
 
 start();

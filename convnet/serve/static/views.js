@@ -1,11 +1,14 @@
 // Pictures of one /api/predict reply: predictions, feature maps, C1 filters, the weight-sharing
 // panel and the shift sweep chart. Pure drawing; app.js owns the state and the server calls.
+// Every word comes from the message catalog through i18n.js.
+import { element, fill, number, percent, t } from "/i18n.js";
+
 export const LAYERS = [
-  { key: "c1", title: "C1", what: "convolution 5×5" },
-  { key: "s2", title: "S2", what: "pooling 2×2" },
-  { key: "c3", title: "C3", what: "convolution 5×5" },
-  { key: "s4", title: "S4", what: "pooling 2×2" },
-  { key: "c5", title: "C5", what: "convolution 5×5" },
+  { key: "c1", title: "C1", kind: "page.layer.convolution", size: "5×5" },
+  { key: "s2", title: "S2", kind: "page.layer.pooling", size: "2×2" },
+  { key: "c3", title: "C3", kind: "page.layer.convolution", size: "5×5" },
+  { key: "s4", title: "S4", kind: "page.layer.pooling", size: "2×2" },
+  { key: "c5", title: "C5", kind: "page.layer.convolution", size: "5×5" },
 ];
 export const ROLES = { cnn: "prediction-cnn", ordinary: "prediction-ordinary" };
 
@@ -71,7 +74,7 @@ const largest = (values) => values.reduce((a, b) => Math.max(a, Math.abs(b)), 1e
 // ---- predictions, maps, filters -----------------------------------------------------
 
 // The data attributes say which view and probabilities a block shows (the browser test reads them).
-export function showPredictions(predictions, view) {
+export function showPredictions(predictions, view, undertrained) {
   for (const prediction of predictions) {
     const block = $(ROLES[prediction.role]);
     block.dataset.view = JSON.stringify(view);
@@ -86,26 +89,31 @@ export function showPredictions(predictions, view) {
         digit.textContent = entry.name;
         const bar = document.createElement("span");
         bar.className = "bar";
-        const fill = document.createElement("span");
-        fill.style.width = `${(100 * entry.probability).toFixed(1)}%`;
-        bar.append(fill);
-        const percent = document.createElement("span");
-        percent.className = "percent";
-        percent.textContent = `${(100 * entry.probability).toFixed(1)}%`;
-        item.append(digit, bar, percent);
+        const level = document.createElement("span");
+        level.style.width = `${(100 * entry.probability).toFixed(1)}%`;
+        bar.append(level);
+        const share = document.createElement("span");
+        share.className = "percent";
+        share.textContent = percent(entry.probability, 1);
+        item.append(digit, bar, share);
         return item;
       }),
     );
   }
   const [cnn, ordinary] = ["cnn", "ordinary"].map((role) => predictions.find((p) => p.role === role).top[0]);
   const moved = Object.entries(view).some(([k, v]) => v !== (k === "scale" ? 1 : 0));
-  $("verdict").textContent =
+  const verdict =
     cnn.name === ordinary.name
-      ? `Both read ${cnn.name}${moved ? " — even moved." : "."}`
-      : `They disagree: the CNN reads ${cnn.name}, the ordinary network ${ordinary.name}.`;
+      ? t(moved ? "page.verdict.both_moved" : "page.verdict.both", { digit: cnn.name })
+      : t("page.verdict.disagree", { cnn: cnn.name, ordinary: ordinary.name });
+  $("verdict").textContent = undertrained ? `${verdict} ${t("page.verdict.undertrained")}` : verdict;
 }
 
-let mapCanvases = null; // built on the first reply: the shapes never change
+let mapCanvases = null; // built on the first reply (the shapes never change) and per language
+
+export function forgetMaps() {
+  mapCanvases = null;
+}
 
 function buildMaps(reply) {
   const holder = $("maps");
@@ -117,7 +125,9 @@ function buildMaps(reply) {
     const row = document.createElement("div");
     row.className = "layer";
     const title = document.createElement("h3");
-    title.innerHTML = `<b>${layer.title}</b> ${layer.what}<br><small>${count} maps ${height}×${width}</small>`;
+    const counted = t("page.layer.count", { count: number(count), height, width });
+    title.append(element("b", layer.title), ` ${t(layer.kind, { size: layer.size })}`,
+      document.createElement("br"), element("small", counted));
     const grid = document.createElement("div");
     grid.className = `maps maps-${layer.key}`;
     grid.dataset.layer = layer.key;
@@ -126,7 +136,10 @@ function buildMaps(reply) {
     for (let i = 0; i < pieces; i += 1) {
       const canvas = document.createElement("canvas");
       canvas.className = "map";
-      canvas.title = pieces === 1 ? `${layer.title}: all ${count} values` : `${layer.title} map ${i + 1}`;
+      canvas.title =
+        pieces === 1
+          ? t("page.layer.all_values", { layer: layer.title, count: number(count) })
+          : t("page.layer.map", { layer: layer.title, number: number(i + 1) });
       grid.append(canvas);
       canvases.push(canvas);
     }
@@ -162,11 +175,7 @@ export function showFilters(filters, selected, onPick) {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "filter";
-      button.setAttribute("aria-label", `C1 filter ${i + 1}`);
-      button.append(document.createElement("canvas"));
-      const label = document.createElement("span");
-      label.textContent = `filter ${i + 1}`;
-      button.append(label);
+      button.append(document.createElement("canvas"), document.createElement("span"));
       button.addEventListener("click", () => {
         onPick(i);
       });
@@ -175,6 +184,8 @@ export function showFilters(filters, selected, onPick) {
   }
   const top = largest(flat(filters.weights));
   [...picker.children].forEach((button, i) => {
+    button.setAttribute("aria-label", t("page.sharing.filter_label", { number: number(i + 1) }));
+    button.querySelector("span").textContent = t("page.sharing.filter", { number: number(i + 1) });
     paintArray(button.querySelector("canvas"), filters.weights[i], (v) => divergingColour(v / top));
     button.classList.toggle("selected", i === selected);
     button.setAttribute("aria-pressed", String(i === selected));
@@ -248,22 +259,30 @@ export function showSharing(reply, filter, position) {
   const mine = activation.apply(sum);
   const servers = output[row][column];
   const agree = Math.abs(mine - servers) <= 0.005 * Math.max(1, Math.abs(servers));
-  $("sharing-equation").innerHTML =
-    `Σ window × weights + bias (${bias.toFixed(3)}) = <b>${sum.toFixed(3)}</b>` +
-    (activation.name ? `<br>${activation.name} → <b>${mine.toFixed(3)}</b>` : "") +
-    `<br>C1 map ${filter + 1}, row ${row}, column ${column}, from the server: <b>${servers.toFixed(3)}</b> ` +
-    `<span class="${agree ? "agree" : "disagree"}">${agree ? "✓ the same" : "✗ differs"}</span>`;
+  const bold = (value) => element("b", number(value, 3));
+  const lines = [document.createElement("span"), document.createElement("span")];
+  fill(lines[0], "page.sharing.sum", { bias: number(bias, 3), sum: bold(sum) });
+  fill(lines[1], "page.sharing.server", {
+    map: number(filter + 1), row: number(row), column: number(column), value: bold(servers),
+  });
+  if (activation.name) {
+    lines.splice(1, 0, document.createElement("span"));
+    fill(lines[1], "page.sharing.activation", { activation: activation.name, value: bold(mine) });
+  }
+  const mark = element("span", t(agree ? "page.sharing.same" : "page.sharing.differs"), agree ? "agree" : "disagree");
+  $("sharing-equation").replaceChildren(
+    ...lines.flatMap((line, i) => (i ? [document.createElement("br"), line] : [line])), " ", mark,
+  );
   $("position").max = String(side * side - 1);
   $("position").value = String(position);
-  $("position-label").textContent = `row ${row}, column ${column}`;
+  $("position-label").textContent = t("page.sharing.cell", { row: number(row), column: number(column) });
 
   const count = filters.weights.length;
   const parameters = count * (size * size + 1);
   const connections = count * side * side * (size * size + 1);
-  $("sharing-counts").textContent =
-    `C1 has ${count} filters × (${size}×${size} weights + 1 bias) = ${parameters.toLocaleString("en")} parameters, ` +
-    `used at all ${side}×${side} positions: ${connections.toLocaleString("en")} connections. ` +
-    `Without sharing, every connection would need its own weight.`;
+  $("sharing-counts").textContent = t("page.sharing.counts", {
+    count: number(count), size, side, parameters: number(parameters), connections: number(connections),
+  });
 }
 
 export function drawSweep(shifts, series) {
@@ -284,13 +303,14 @@ export function drawSweep(shifts, series) {
     context.moveTo(left, y(p));
     context.lineTo(left + width, y(p));
     context.stroke();
-    context.fillText(p.toFixed(1), 8, y(p) + 6);
+    context.fillText(number(p, 1), 8, y(p) + 6);
   }
   shifts.forEach((shift, i) => {
-    if (shift % 2 === 0) context.fillText(`${shift > 0 ? "+" : ""}${shift}`, x(i) - 9, canvas.height - 24);
+    if (shift % 2 === 0) context.fillText(`${shift > 0 ? "+" : ""}${number(shift)}`, x(i) - 9, canvas.height - 24);
   });
-  context.fillText("shift (px)", left + width / 2 - 36, canvas.height - 3);
-  const legend = [["CNN", "#2563eb"], ["ordinary network", "#d97706"]];
+  const axis = t("page.sweep.axis");
+  context.fillText(axis, left + width / 2 - context.measureText(axis).width / 2, canvas.height - 3);
+  const legend = [[t("page.role.cnn"), "#2563eb"], [t("page.role.ordinary"), "#d97706"]];
   let legendX = left;
   for (const [label, colour] of legend) {
     context.fillStyle = colour;
