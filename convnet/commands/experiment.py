@@ -257,9 +257,9 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
     lecture.add_argument(
         "--train-subset",
         type=int,
-        default=20_000,
+        default=0,
         metavar="N",
-        help="brief training on the first N images (default 20,000; 0: all)",
+        help="brief training on the first N images (default 0: all 60,000)",
     )
     lecture.add_argument(
         "--test-subset",

@@ -43,7 +43,9 @@ VERDICT_COLOURS = {
 @dataclass
 class LectureSettings:
     epochs: int = 3
-    train_subset: int | None = 20_000
+    # All 60,000 images: on 20,000 for 3 epochs mlp reached 95.3% and the pooling ablation
+    # 96.2%, below the accuracy a compared claim needs (lecture_claims.ACCURACY_FLOOR).
+    train_subset: int | None = None
     test_subset: int | None = 2_000
     runs_dir: str = "runs/experiments"
     repeats: int = 50
