@@ -347,6 +347,8 @@ def test_report_and_skipped_files(collections, lenet_weights, tmp_path, capsys):
     assert "Easy classes" in page and "Hard classes" in page
     assert page.count("data:image/jpeg;base64,") >= 8 and "ILSVRC2012_val_00000005" in page
     assert (tmp_path / "report" / "figures" / "per_class.png").stat().st_size > 1000
+    assert "figures/confusion.png" in page and "<h2>Confusion matrix</h2>" in page
+    assert (tmp_path / "report" / "figures" / "confusion.png").stat().st_size > 1000
     code, _, err = _cli(capsys, *common, "--strict")  # refused while scanning
     assert code == 2 and "ILSVRC2012_val_00000003.JPEG" in err and "--strict" in err
     original = collections["devkit"] / "val" / "ILSVRC2012_val_00000003.JPEG"
