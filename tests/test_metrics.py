@@ -1,8 +1,10 @@
 import math
 
+import pytest
 import torch
 
 from convnet.engine.metrics import (
+    apart_threshold,
     confusion_matrix,
     easiest_and_hardest,
     most_confused,
@@ -38,11 +40,39 @@ def test_confusion_and_per_class_by_hand():
 
 def test_easiest_and_hardest_skip_unseen_classes():
     accuracy = torch.tensor([0.9, 0.5, float("nan"), 1.0, 0.7], dtype=torch.float64)
-    easiest, hardest = easiest_and_hardest(accuracy, 2)
+    counts = torch.tensor([100, 100, 0, 100, 100])
+    easiest, hardest = easiest_and_hardest(accuracy, counts, 2)
     assert easiest == [3, 0]
     assert hardest == [1, 4]
-    easiest, hardest = easiest_and_hardest(accuracy, 5)  # 4 classes seen: two each
+    easiest, hardest = easiest_and_hardest(accuracy, counts, 5)  # 4 classes seen: two each
     assert (easiest, hardest) == ([3, 0], [1, 4])
+
+
+def test_equal_classes_name_none():
+    accuracy = torch.full((10,), 0.97, dtype=torch.float64)
+    assert easiest_and_hardest(accuracy, torch.full((10,), 1000)) == ([], [])
+    perfect = torch.ones(5, dtype=torch.float64)  # "hardest" classes at 100%: none
+    assert easiest_and_hardest(perfect, torch.full((5,), 8)) == ([], [])
+
+
+def test_one_failed_class_is_hardest_and_makes_no_other_easy():
+    accuracy = torch.tensor([0.99] * 9 + [0.25], dtype=torch.float64)
+    assert easiest_and_hardest(accuracy, torch.full((10,), 100)) == ([], [9])
+
+
+def test_no_class_is_easy_at_25_percent():
+    """An undertrained model: most classes at 0%, one at 25%, one at 90%."""
+    accuracy = torch.tensor([0.0] * 8 + [0.25, 0.9], dtype=torch.float64)
+    easiest, hardest = easiest_and_hardest(accuracy, torch.full((10,), 200))
+    assert easiest == [9] and hardest == []
+
+
+def test_a_difference_within_the_noise_of_few_images_is_not_apart():
+    accuracy = torch.tensor([1.0, 1.0, 1.0, 1.0, 7 / 8], dtype=torch.float64)
+    assert easiest_and_hardest(accuracy, torch.full((5,), 8)) == ([], [])  # one slip of 8
+    assert easiest_and_hardest(accuracy, torch.full((5,), 800)) == ([], [4])  # 100 of 800
+    assert apart_threshold(0.5, 100) == pytest.approx(0.1, abs=0.001)  # 2 × sqrt(.25 / 100)
+    assert apart_threshold(1.0, 1_000_000) == 0.01  # the one-point floor
 
 
 def test_most_confused_orders_mistakes():

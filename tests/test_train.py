@@ -18,8 +18,10 @@ def test_one_epoch_of_lenet5_reaches_97_5_percent(trained_run):
     assert result["num_examples"] == 10_000 and result["epochs"] == 1
     for name in ("config.json", "metrics.csv", "model.safetensors", "checkpoint.safetensors",
                  "results.json", "report.html", "figures/curves.png", "figures/confusion.png",
-                 "figures/per_class.png", "figures/mistakes.png"):  # fmt: skip
+                 "figures/per_class.png", "figures/mistakes.png", "steps.csv",
+                 "figures/steps.png"):  # fmt: skip
         assert (run_dir / name).is_file(), name
+    assert "figures/steps.png" in (run_dir / "report.html").read_text()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["batch_size"] == 128 and config["augment"] is True  # defaults were resolved
     assert set(result) >= {"model", "dataset", "num_examples", "top1_error", "top5_error", "per_class",

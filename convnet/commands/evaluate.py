@@ -134,7 +134,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.report:
         from convnet.report.evaluation_report import write_evaluation_report
 
-        result["report"] = str(write_evaluation_report(Path(args.report), result, evaluation))
+        note = (
+            f"on the first {result['num_examples']:,} {result['split']} images"
+            if args.test_subset
+            else ""
+        )
+        result["report"] = str(
+            write_evaluation_report(Path(args.report), result, evaluation, note=note)
+        )
     result.pop("confusion_matrix", None)
     emit(args, result, result_text(result))
     return 0

@@ -157,10 +157,9 @@ def result_text(result: dict) -> str:
                      f"({result['images_per_second']:,.0f} images/s, {result['precision']} on "
                      f"{result['device']}, {result['world_size']} process(es) × batch "
                      f"{result['batch_size']})")  # fmt: skip
-    for kind in ("easiest", "hardest"):
-        lines.append(
-            f"{kind}: " + ", ".join(f"{r['name']} {r['accuracy']:.2%}" for r in result[kind])
-        )
+    for kind in ("easiest", "hardest"):  # only classes that stand apart (engine.metrics)
+        named = ", ".join(f"{r['name']} {r['accuracy']:.2%}" for r in result[kind])
+        lines.append(f"{kind}: {named or 'no class stands apart'}")
     if result.get("confusions"):
         lines.append("most confused: " + ", ".join(
             f"{c['true']}→{c['predicted']} ×{c['count']}" for c in result["confusions"]))  # fmt: skip

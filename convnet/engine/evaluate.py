@@ -62,7 +62,8 @@ def score(
     logits: torch.Tensor, labels: torch.Tensor, class_names: tuple[str, ...], extremes: int = 3
 ) -> dict:
     """The evaluation keys of the JSON contract (docs/json.md): top-1/top-5 error,
-    per-class accuracy, the easiest and hardest classes, the most frequent confusions."""
+    per-class accuracy, the easiest and hardest classes (only those that stand apart, see
+    `easiest_and_hardest`), the most frequent confusions."""
     confusion = confusion_matrix(logits.argmax(dim=1), labels, logits.shape[1])
     top5_correct = round(topk_accuracy(logits, labels, 5) * len(labels))
     return score_confusion(confusion, top5_correct, class_names, extremes)
@@ -86,7 +87,7 @@ def score_confusion(
         }
         for index in range(num_classes)
     ]
-    easiest, hardest = easiest_and_hardest(accuracy, extremes)
+    easiest, hardest = easiest_and_hardest(accuracy, counts, extremes)
     return {
         "num_examples": total,
         "top1_error": round(1 - int(confusion.diagonal().sum()) / max(total, 1), 6),

@@ -9,8 +9,10 @@ import numpy as np
 from convnet.experiments.cost import CostResult
 from convnet.experiments.invariance import InvarianceResult
 from convnet.experiments.shift import LECTURE_CHANGED, ShiftResult
-from convnet.report.plots import plt, save_figure
+from convnet.report.plots import legend_outside, plain_log_axis, plt, save_figure, subset_note
 
+# MNIST's split sizes (LeCun, Cortes, Burges: the MNIST database page), for subset titles.
+MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
 # One colour per family of variant; augmented runs dashed (see invariance_curves).
 COLOURS = {"MLP": "#d1495b", "ablation": "#2a9d4b", "CNN": "#2d6bb5"}
 MODEL_COLOURS = ("#2d6bb5", "#d1495b", "#f2a541", "#2a9d4b")
@@ -65,7 +67,7 @@ def shift_figure(result: ShiftResult, path: Path) -> Path:
         title=f"all {stats['count']:,} test digits: mean {stats['mean']:.1f} ± {stats['std']:.1f}",
     )
     axes[3].title.set_fontsize(9)
-    axes[3].legend(fontsize=8)
+    legend_outside(axes[3])
     return save_figure(figure, path)
 
 
@@ -112,37 +114,42 @@ def invariance_curves(result: InvarianceResult, path: Path) -> Path:
         fontsize=8,
         bbox_to_anchor=(0.5, -0.02),
     )
-    figure.suptitle(
-        f"Accuracy on {result.num_test_images:,} distorted MNIST test digits", fontsize=11
-    )
+    title = f"Accuracy on {result.num_test_images:,} distorted MNIST test digits"
+    if result.settings.get("test_subset"):
+        test = subset_note(result.num_test_images, MNIST_TEST, "distorted MNIST test digits")
+        title = f"Accuracy on {test}"
+    if result.settings.get("train_subset"):
+        trained = subset_note(result.settings["train_subset"], MNIST_TRAIN, "training digits")
+        title += f"; each network trained on {trained}"
+    figure.suptitle(title, fontsize=11)
     figure.tight_layout(rect=(0, 0.05, 1, 0.97))
     return save_figure(figure, path)
 
 
 def cost_bars(result: CostResult, path: Path) -> Path:
-    """Time per image, each layer type's share of it, and memory, per model."""
+    """Time per image, each layer type's share of it, and memory, per model. Times and
+    memory span orders of magnitude, so they are dots on log axes (a bar's length from an
+    arbitrary log floor would mean nothing); the shares are stacked bars from 0%."""
     figure, (time_axis, share_axis, memory_axis) = plt.subplots(
         1, 3, figsize=(15, 3.8), width_ratios=[1.2, 1.4, 1]
     )
     settings = [(kind, batch) for kind in ("inference", "training") for batch in ("1", "256")]
-    width = 0.8 / len(result.models)
+    width = 0.6 / max(1, len(result.models) - 1)
+    times = []
     for index, model in enumerate(result.models):
         seconds = [model.seconds_per_image[kind][batch] * 1e6 for kind, batch in settings]
-        colour = MODEL_COLOURS[index % len(MODEL_COLOURS)]
-        time_axis.bar(
-            np.arange(len(settings)) + index * width,
-            seconds,
-            width,
-            label=model.model,
-            color=colour,
-        )
+        times += seconds
+        time_axis.plot(np.arange(len(settings)) - 0.3 + index * width, seconds, "o",
+                       markersize=7, label=model.model,
+                       color=MODEL_COLOURS[index % len(MODEL_COLOURS)])  # fmt: skip
     time_axis.set_xticks(
-        np.arange(len(settings)) + width * (len(result.models) - 1) / 2,
-        [f"{kind}\nbatch {batch}" for kind, batch in settings],
-        fontsize=8,
+        np.arange(len(settings)), [f"{kind}\nbatch {batch}" for kind, batch in settings], fontsize=8
     )
-    time_axis.set(yscale="log", ylabel="µs per image (median)", title="Time per image")
-    time_axis.legend(fontsize=8)
+    time_axis.set_xlim(-0.6, len(settings) - 0.4)
+    plain_log_axis(time_axis, min(times) / 1.6, max(times) * 1.6)
+    time_axis.set(ylabel="µs per image (median, log scale)", title="Time per image")
+    time_axis.grid(axis="y", alpha=0.3)
+    legend_outside(time_axis)
 
     bars = [(model.model, kind, batch) for model in result.models for kind, batch in settings]
     kinds = list(LAYER_COLOURS)
@@ -173,18 +180,17 @@ def cost_bars(result: CostResult, path: Path) -> Path:
 
     names = [model.model for model in result.models]
     positions = np.arange(len(names))
-    memory_axis.bar(
-        positions - 0.2, [m.weight_bytes / 1024 for m in result.models], 0.4, label="weights"
-    )
-    memory_axis.bar(
-        positions + 0.2,
-        [m.activation_bytes / 1024 for m in result.models],
-        0.4,
-        label="activations per image",
-    )
+    weights = [m.weight_bytes / 1024 for m in result.models]
+    activations = [m.activation_bytes / 1024 for m in result.models]
+    memory_axis.plot(positions, weights, "s", markersize=8, color="#2d6bb5", label="weights")
+    memory_axis.plot(positions, activations, "^", markersize=8, color="#f2a541",
+                     label="activations per image")  # fmt: skip
     memory_axis.set_xticks(positions, names, fontsize=8)
-    memory_axis.set(yscale="log", ylabel="KiB", title="Memory")
-    memory_axis.legend(fontsize=8, loc="lower left")
+    memory_axis.set_xlim(-0.6, len(names) - 0.4)
+    plain_log_axis(memory_axis, min(weights + activations) / 1.6, max(weights + activations) * 1.6)
+    memory_axis.set(ylabel="KiB (log scale)", title="Memory")
+    memory_axis.grid(axis="y", alpha=0.3)
+    legend_outside(memory_axis)
     figure.suptitle(
         f"{result.device}, {result.precision}, {result.threads} thread(s), "
         f"load average {result.load_average[0]:.1f}",

@@ -1,5 +1,6 @@
 """The page of `convnet evaluate --data DIR --report OUT`: scores, the lecture's "easy
-classes / hard classes" slide with a few images of each, confusions and skipped files.
+classes / hard classes" slide with a few images of each (only classes that stand apart), the
+confusion matrix, the most frequent confusions and skipped files.
 
 Thumbnails are embedded in the page (base64 JPEG), so it is one file that can be moved or
 mailed; the per-class figure sits beside it in figures/.
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from convnet.data.folders import DECODE_ERRORS, decode_image
 from convnet.engine.evaluate import Evaluation
+from convnet.engine.metrics import APART_RULE
 from convnet.files import atomic_write_text
 from convnet.report import plots
 from convnet.report.run_report import STYLE, _table
@@ -62,7 +64,11 @@ def _label(evaluation: Evaluation, index: int) -> str:
     return source.eval_path(index).name if hasattr(source, "eval_path") else f"#{index}"
 
 
-def _class_cards(evaluation: Evaluation, rows: list[dict], names: list[str], count: int) -> str:
+def _class_cards(
+    evaluation: Evaluation, rows: list[dict], names: list[str], count: int, kind: str
+) -> str:
+    if not rows:
+        return f"<p>No class stands apart as {kind} ({APART_RULE}).</p>"
     cards = []
     for row in rows:
         figures = []
@@ -85,12 +91,16 @@ def _class_cards(evaluation: Evaluation, rows: list[dict], names: list[str], cou
 
 
 def write_evaluation_report(
-    out_dir: Path, result: dict, evaluation: Evaluation, images_per_class: int = 4
+    out_dir: Path, result: dict, evaluation: Evaluation, images_per_class: int = 4, note: str = ""
 ) -> Path:
-    """Write OUT/report.html (and OUT/figures/per_class.png); return the page's path."""
+    """Write OUT/report.html (and OUT/figures/per_class.png, OUT/figures/confusion.png);
+    return the page's path. `note` (e.g. "on the first 500 val images") goes into the
+    figures' titles when only part of the images was scored."""
     out_dir = Path(out_dir)
     names = [row["name"] for row in result["per_class"]]
-    plots.class_accuracy_figure(result, out_dir / FIGURES / "per_class.png")
+    plots.class_accuracy_figure(result, out_dir / FIGURES / "per_class.png", note)
+    plots.confusion_figure(result["confusion_matrix"], names, out_dir / FIGURES / "confusion.png",
+                           result["split"], note)  # fmt: skip
     cards = [
         ("top-1 error", f"{result['top1_error']:.2%}"),
         ("top-5 error", f"{result['top5_error']:.2%}"),
@@ -113,10 +123,14 @@ def write_evaluation_report(
             f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
         ) + "</div>",
         f"<h2>Per-class accuracy</h2><img src='{FIGURES}/per_class.png' alt='per-class accuracy'>",
+        "<h2>Confusion matrix</h2>"
+        + (f"<p>The {plots.CONFUSION_CLASSES} classes most often confused, of {len(names):,}.</p>"
+           if len(names) > plots.CONFUSION_CLASSES else "")
+        + f"<img src='{FIGURES}/confusion.png' alt='confusion matrix'>",
         "<h2>Easy classes</h2>",
-        _class_cards(evaluation, result["easiest"], names, images_per_class),
+        _class_cards(evaluation, result["easiest"], names, images_per_class, "easy"),
         "<h2>Hard classes</h2><p>Mistakes first, with the class the model chose.</p>",
-        _class_cards(evaluation, result["hardest"], names, images_per_class),
+        _class_cards(evaluation, result["hardest"], names, images_per_class, "hard"),
     ]  # fmt: skip
     if result["confusions"]:
         parts.append("<h2>Most frequent confusions</h2>" + _table(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from convnet.experiments.evolution import EvolutionResult
-from convnet.report.plots import plt, save_figure
+from convnet.report.plots import plt, save_figure, subset_note
 
 
 def evolution_figure(result: EvolutionResult, path: Path) -> Path:
@@ -41,6 +41,13 @@ def evolution_figure(result: EvolutionResult, path: Path) -> Path:
         ylabel="test error (%)",
         title=f"{result.settings['dataset']}: test error against depth",
     )
+    notes = []
+    if result.settings.get("train_subset"):
+        notes.append(f"trained on {subset_note(result.num_train_images, None, 'images')}")
+    if result.settings.get("test_subset"):
+        notes.append(f"tested on {subset_note(result.num_test_images, None, 'test images')}")
+    if notes:
+        figure.suptitle("; ".join(notes), fontsize=9)
     depth_axis.margins(x=0.2, y=0.12)
     depth_axis.grid(alpha=0.3)
 
@@ -68,11 +75,11 @@ def evolution_figure(result: EvolutionResult, path: Path) -> Path:
     table_axis.bar([p + width for p in positions], benchmark, width,
                    label="Fashion-MNIST benchmark (ResNet-18)", color="#e0a030")  # fmt: skip
     for position, value in zip(positions, ours, strict=True):
-        table_axis.text(position - width, value + 0.3, f"{value:.1f}", ha="center", fontsize=7)
-    low = min([value for value in ours + book if value == value] + [90.0])
+        table_axis.text(position - width, value + 0.8, f"{value:.1f}", ha="center", fontsize=7)
     table_axis.set_xticks(list(positions), [outcome.family for outcome in outcomes])
-    table_axis.set(ylabel="test accuracy (%)", ylim=(max(0.0, low - 5), 100),
-                   title="beside the published figures")  # fmt: skip
+    # From 0: a bar's height is its accuracy; the printed values carry the small differences.
+    table_axis.set(ylabel="test accuracy (%)", ylim=(0, 105), title="beside the published figures")
+    table_axis.set_yticks(range(0, 101, 20))
     table_axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False,
                       fontsize=8)  # fmt: skip
     table_axis.grid(axis="y", alpha=0.3)

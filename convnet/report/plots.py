@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib import colors, ticker  # noqa: E402
 
 from convnet.files import atomic_write_bytes  # noqa: E402
 
@@ -24,64 +25,170 @@ def save_figure(figure: plt.Figure, path: Path) -> Path:
     return Path(path)
 
 
-def training_curves(history: list[dict], path: Path, split: str = "test") -> Path:
-    """Loss and error per epoch, training images against the held-out `split`."""
-    epochs = [row["epoch"] for row in history]
-    figure, (loss_axis, error_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
-    loss_axis.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
-    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Training loss")
-    error_axis.plot(epochs, [100 * row["train_error"] for row in history], "o-", label="train")
-    error_axis.plot(epochs, [100 * row["eval_error"] for row in history], "s-", label=split)
-    error_axis.set(xlabel="epoch", ylabel="error (%)", title="Error per epoch")
-    error_axis.set_yscale("log")
-    error_axis.legend()
-    for axis in (loss_axis, error_axis):
-        axis.grid(alpha=0.3)
-    return save_figure(figure, path)
+def plain_number(value: float) -> str:
+    """0.05, 0.5, 2, 20, 1,000: as many decimals as the value needs, never 10^x."""
+    if value <= 0:
+        return "0"
+    decimals = max(0, -int(np.floor(np.log10(value))))
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def nice_ticks(low: float, high: float) -> list[float]:
+    """Tick values of a log axis between `low` and `high`: 1-2-5 in each decade, or every
+    integer multiple where that leaves fewer than three."""
+    decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    for multiples in ((1, 2, 5), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0**d for d in decades for m in multiples if low <= m * 10.0**d <= high]
+        if len(ticks) >= 3:
+            break
+    return ticks
+
+
+def plain_log_axis(axis: plt.Axes, low: float, high: float, unit: str = "") -> None:
+    """A log y axis from `low` to `high` labelled in plain numbers (0.5%, 2%, 100)."""
+    axis.set_yscale("log")
+    axis.set_ylim(low, high)
+    axis.yaxis.set_major_locator(ticker.FixedLocator(nice_ticks(low, high)))
+    axis.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: plain_number(v) + unit))
+    axis.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def percent_log_axis(
+    axis: plt.Axes, series: list[list[float]], label: str = "error (%)"
+) -> list[list[float]]:
+    """Set a log axis for percentages, labelled 0.5%, 1%, 2%, …, and return the series to
+    draw on it. A log axis has no 0: values at 0 are drawn at a floor (half the smallest
+    positive value, rounded down to 1-2-5) and the axis label says so; when every value is
+    0 the axis is linear from 0."""
+    positive = [value for values in series for value in values if value > 0]
+    if not positive:
+        axis.set_ylim(0, 1)
+        axis.set_ylabel(label)
+        axis.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: plain_number(v) + "%"))
+        return series
+    low, high = min(positive), max(positive)
+    if len(positive) < sum(len(values) for values in series):
+        exponent = int(np.floor(np.log10(low / 2)))
+        floor = max(m * 10.0**exponent for m in (1, 2, 5) if m * 10.0**exponent <= low / 2)
+        series = [[max(value, floor) for value in values] for values in series]
+        low = floor
+        label += f"; 0% drawn at {plain_number(floor)}%"
+    axis.set_ylabel(label + ", log scale")
+    plain_log_axis(axis, low / 1.25, high * 1.25, "%")
+    return series
+
+
+def legend_outside(axis: plt.Axes, **options) -> None:
+    """The legend to the right of the axes, where it cannot cover a curve or a bar."""
+    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, frameon=False,
+                fontsize=options.pop("fontsize", 8), **options)  # fmt: skip
+
+
+def subset_note(used: int, total: int | None, what: str) -> str:
+    """ "2,000 of 10,000 test images", or "" when all were used."""
+    if total is not None and used >= total:
+        return ""
+    return f"{used:,} of {total:,} {what}" if total else f"{used:,} {what} (a subset)"
+
+
+# A confusion matrix of more classes than this cannot be read; beyond it the figure keeps the
+# classes most involved in mistakes.
+CONFUSION_CLASSES = 20
+
+
+def confused_classes(matrix: np.ndarray, limit: int = CONFUSION_CLASSES) -> list[int]:
+    """Every class, or beyond `limit` the `limit` classes with the most mistakes (as the true
+    class or as the prediction), in class order."""
+    if len(matrix) <= limit:
+        return list(range(len(matrix)))
+    errors = matrix.copy()
+    np.fill_diagonal(errors, 0)
+    involved = errors.sum(axis=0) + errors.sum(axis=1)
+    return sorted(np.argsort(-involved, kind="stable")[:limit].tolist())
+
+
+def confusion_matrix_figure(
+    confusion: list[list[int]], class_names: list[str], split: str = "test", note: str = ""
+) -> plt.Figure:
+    """Each true class's images (rows) by predicted class (columns): the share of the row
+    as colour (square-root scale, so mistakes of 1% show) and as text, with the count."""
+    matrix = np.asarray(confusion)
+    shares = 100 * matrix / np.maximum(matrix.sum(axis=1), 1)[:, None]
+    shown = confused_classes(matrix)
+    counts, shares = matrix[np.ix_(shown, shown)], shares[np.ix_(shown, shown)]
+    size = len(shown)
+    figure, axis = plt.subplots(figsize=(0.62 * size + 3, 0.62 * size + 2.2))
+    image = axis.imshow(shares, cmap="Blues", norm=colors.PowerNorm(0.5, vmin=0, vmax=100))
+    font = 7.5 if size <= 12 else 6.5
+    for (row, column), count in np.ndenumerate(counts):
+        if count:
+            share = shares[row, column]
+            text = f"{share:.0f}%" if share >= 0.5 else "<1%"
+            axis.text(column, row, f"{text}\n{count:,}", ha="center", va="center", fontsize=font,
+                      color="white" if share > 50 else "black", linespacing=0.9)  # fmt: skip
+    names = [class_names[i] for i in shown]
+    axis.set_xticks(range(size), names, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(range(size), names, fontsize=8)
+    title = f"Confusion matrix: share of each true class ({split} images)"
+    if size < len(matrix):
+        title += f"\nthe {size} classes most often confused, of {len(matrix):,}"
+    axis.set(xlabel="predicted", ylabel="true", title=title + (f"\n{note}" if note else ""))
+    figure.colorbar(
+        image, ax=axis, shrink=0.8, label="% of the true class's images (square-root scale)"
+    )
+    return figure
 
 
 def confusion_figure(
-    confusion: list[list[int]], class_names: list[str], path: Path, split: str = "test"
-) -> Path:
-    """Counts of true (rows) against predicted (columns), log-coloured so mistakes show."""
-    matrix = np.asarray(confusion)
-    size = len(class_names)
-    figure, axis = plt.subplots(figsize=(0.55 * size + 2.5, 0.55 * size + 2))
-    axis.imshow(np.log1p(matrix), cmap="Blues")
-    for (row, column), value in np.ndenumerate(matrix):
-        if value:
-            colour = "white" if row == column else "black"
-            axis.text(column, row, str(value), ha="center", va="center", fontsize=7, color=colour)
-    axis.set_xticks(range(size), class_names, rotation=45, ha="right")
-    axis.set_yticks(range(size), class_names)
-    axis.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix ({split} images)")
-    return save_figure(figure, path)
+    confusion: list[list[int]], class_names: list[str], path: Path, split: str = "test",
+    note: str = "",
+) -> Path:  # fmt: skip
+    """`confusion_matrix_figure` saved as PNG."""
+    return save_figure(confusion_matrix_figure(confusion, class_names, split, note), path)
+
+
+EASY, HARD, OTHER = "#2a9d4b", "#d1495b", "#7f8c9a"
+
+
+def per_class_accuracy_figure(
+    per_class: list[dict], easiest: list[dict], hardest: list[dict], note: str = ""
+) -> plt.Figure:
+    """One bar per class from 0%, its value printed above it; a class at 0% still gets a
+    visible stroke on the axis and its "0" label, and a class without images says so. The
+    easiest (green) and hardest (red) are those that stand apart (engine.metrics)."""
+    names = [row["name"] for row in per_class]
+    easy = {row["index"] for row in easiest}
+    hard = {row["index"] for row in hardest}
+    colours = [EASY if i in easy else HARD if i in hard else OTHER for i in range(len(names))]
+    accuracy = [None if row["accuracy"] is None else 100 * row["accuracy"] for row in per_class]
+    many = len(names) > 12
+    figure, axis = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 3.8))
+    axis.bar(range(len(names)), [value or 0 for value in accuracy], color=colours)
+    for index, value in enumerate(accuracy):
+        if value is not None and value < 0.5:  # a bar of no height: a stroke on the axis
+            axis.plot([index - 0.4, index + 0.4], [0, 0], color=colours[index], linewidth=4,
+                      solid_capstyle="butt", clip_on=False, zorder=3)  # fmt: skip
+        text = "no images" if value is None else f"{value:.1f}" if value < 100 else "100"
+        axis.annotate(text, (index, value or 0), xytext=(0, 2), textcoords="offset points",
+                      ha="center", va="bottom", fontsize=6 if many else 7,
+                      rotation=90 if many else 0)  # fmt: skip
+    axis.set_xticks(range(len(names)), names, rotation=45 if many else 0,
+                    ha="right" if many else "center")  # fmt: skip
+    named = "easiest (green), hardest (red)" if easy or hard else "no class stands apart"
+    title = f"Per-class accuracy (%): {named}" + (f"\n{note}" if note else "")
+    axis.set(ylabel="accuracy (%)", ylim=(0, 112 if many else 108), title=title)
+    axis.set_yticks(range(0, 101, 20))
+    axis.grid(axis="y", alpha=0.3)
+    axis.spines[["top", "right"]].set_visible(False)
+    return figure
 
 
 def per_class_figure(
-    per_class: list[dict], easiest: list[dict], hardest: list[dict], path: Path
+    per_class: list[dict], easiest: list[dict], hardest: list[dict], path: Path, note: str = ""
 ) -> Path:
-    """Accuracy of each class, the easiest in green and the hardest in red."""
-    names = [row["name"] for row in per_class]
-    accuracy = [100 * (row["accuracy"] or 0) for row in per_class]
-    easy = {row["index"] for row in easiest}
-    hard = {row["index"] for row in hardest}
-    colours = [
-        "#2a9d4b" if i in easy else "#d1495b" if i in hard else "#7f8c9a" for i in range(len(names))
-    ]
-    figure, axis = plt.subplots(figsize=(max(6, 0.5 * len(names) + 2), 3.6))
-    axis.bar(range(len(names)), accuracy, color=colours)
-    axis.set_xticks(
-        range(len(names)),
-        names,
-        rotation=45 if len(names) > 12 else 0,
-        ha="right" if len(names) > 12 else "center",
-    )
-    low = min(accuracy) if accuracy else 0
-    axis.set_ylim(max(0, low - (100 - low) * 0.5 - 0.5), 100)
-    axis.set(ylabel="accuracy (%)", title="Per-class accuracy: easiest (green), hardest (red)")
-    axis.grid(axis="y", alpha=0.3)
-    return save_figure(figure, path)
+    """`per_class_accuracy_figure` saved as PNG."""
+    return save_figure(per_class_accuracy_figure(per_class, easiest, hardest, note), path)
 
 
 def image_grid(
@@ -105,14 +212,15 @@ def image_grid(
     return save_figure(figure, path)
 
 
-def sorted_accuracy_figure(per_class: list[dict], path: Path) -> Path:
+def sorted_accuracy_figure(per_class: list[dict], path: Path, note: str = "") -> Path:
     """Per-class accuracy from the easiest to the hardest class (ImageNet: 1,000 of them)."""
     accuracy = sorted((100 * row["accuracy"] for row in per_class if row["accuracy"] is not None),
                       reverse=True)  # fmt: skip
     figure, axis = plt.subplots(figsize=(8, 3.4))
     axis.plot(np.arange(1, len(accuracy) + 1), accuracy, color="#2c6e9b")
     axis.set(xlabel="class rank (easiest first)", ylabel="accuracy (%)", ylim=(0, 100.5),
-             title=f"Per-class accuracy of {len(accuracy)} classes, sorted")  # fmt: skip
+             title=f"Per-class accuracy of {len(accuracy)} classes, sorted"
+             + (f"\n{note}" if note else ""))  # fmt: skip
     axis.grid(alpha=0.3)
     return save_figure(figure, path)
 
@@ -121,8 +229,10 @@ def sorted_accuracy_figure(per_class: list[dict], path: Path) -> Path:
 MANY_CLASSES = 40
 
 
-def class_accuracy_figure(result: dict, path: Path) -> Path:
+def class_accuracy_figure(result: dict, path: Path, note: str = "") -> Path:
     """One bar per class, or for many classes the sorted accuracy curve."""
     if len(result["per_class"]) <= MANY_CLASSES:
-        return per_class_figure(result["per_class"], result["easiest"], result["hardest"], path)
-    return sorted_accuracy_figure(result["per_class"], path)
+        return per_class_figure(
+            result["per_class"], result["easiest"], result["hardest"], path, note
+        )
+    return sorted_accuracy_figure(result["per_class"], path, note)

@@ -8,10 +8,12 @@ from pathlib import Path
 import torch
 
 from convnet.analysis.summary import ModelSummary, matching_sources, summarize
+from convnet.engine.config import TrainConfig
 from convnet.engine.evaluate import Evaluation
+from convnet.engine.metrics import APART_RULE
 from convnet.engine.run import FIGURES, LoadedModel, Run
 from convnet.files import atomic_write_text
-from convnet.report import plots
+from convnet.report import plots, training_plots
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
@@ -67,18 +69,75 @@ def most_confident_mistakes(
     return (torch.stack(images) if images else torch.empty(0)), captions
 
 
+def split_size(config: TrainConfig | None, split: str) -> int | None:
+    """The number of images in a registered data set's split, read from its labels file's
+    IDX header (a big-endian 32-bit count after the 4-byte magic number, per the MNIST
+    page's format); None for image folders or when the file cannot be read."""
+    from convnet.data.datasets import SPLIT_FILES, default_data_dir, get_dataset_spec
+
+    if config is None or config.data or split not in SPLIT_FILES:
+        return None
+    directory = Path(config.data_dir) if config.data_dir else default_data_dir()
+    path = directory / get_dataset_spec(config.source_name).name / SPLIT_FILES[split][1]
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(8)
+    except OSError:
+        return None
+    return int.from_bytes(header[4:8], "big") if len(header) == 8 else None
+
+
+def subset_notes(config: TrainConfig | None, split: str, scored: int) -> tuple[str, str]:
+    """Figure-title notes of a run on part of its data: ("trained on 2,000 of 60,000
+    training images", "on 2,000 of 10,000 test images"), "" where all were used."""
+    if config is None:
+        return "", ""
+    trained = ""
+    if config.train_subset:
+        total = split_size(config, "train")
+        trained = plots.subset_note(min(config.train_subset, total or config.train_subset),
+                                    total, "training images")  # fmt: skip
+    scored_note = plots.subset_note(scored, split_size(config, split), f"{split} images")
+    if config.test_subset and not scored_note:
+        scored_note = plots.subset_note(scored, None, f"{split} images")
+    return (f"trained on {trained}" if trained else "", f"on {scored_note}" if scored_note else "")
+
+
+def extremes_sentence(result: dict) -> str:
+    """The easiest and hardest classes of `result`, or that no class stands apart."""
+    if not result["easiest"] and not result["hardest"]:
+        return f"<p>No class stands apart ({APART_RULE}).</p>"
+
+    def listed(rows: list[dict]) -> str:
+        named = ", ".join(f"{html.escape(r['name'])} ({r['accuracy']:.2%})" for r in rows)
+        return named or "none stands apart"
+
+    return (f"<p>Easiest: {listed(result['easiest'])}. Hardest: {listed(result['hardest'])}. "
+            f"({html.escape(APART_RULE[0].upper() + APART_RULE[1:])}.)</p>")  # fmt: skip
+
+
 def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> Path:
     """Figures plus report.html in the run directory, for a run on any data source; returns
-    the page's path."""
+    the page's path. Figures of a run on part of its data say so in their titles."""
     figures = run.figures
     result = evaluation.result
     split = result["split"]
     history = run.history()
+    steps = run.steps()
     names = list(evaluation.source.class_names)
+    trained_note, scored_note = subset_notes(loaded.config, split, result["num_examples"])
+    both = "; ".join(note for note in (trained_note, scored_note) if note)
     parts = []
+    if history or steps:
+        parts.append("<h2>Training</h2>")
     if history:
-        plots.training_curves(history, figures / "curves.png", split)
-        parts.append(f"<h2>Training</h2><img src='{FIGURES}/curves.png' alt='training curves'>")
+        training_plots.training_curves(history, figures / "curves.png", split, both)
+        parts.append(f"<img src='{FIGURES}/curves.png' alt='training curves'>")
+    if steps:
+        training_plots.training_steps(steps, figures / "steps.png", trained_note)
+        parts.append(f"<img src='{FIGURES}/steps.png' alt='training loss and learning rate "
+                     "per step'>")  # fmt: skip
+    if history:
         parts.append(_table(
             ["epoch", "train loss", "train error", f"{split} loss", f"{split} error",
              f"{split} top-5 error", "images/s", "seconds"],
@@ -90,23 +149,22 @@ def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> P
         ))  # fmt: skip
     parts.append("<h2>Where it errs</h2>")
     if len(names) <= plots.MANY_CLASSES:
-        plots.confusion_figure(result["confusion_matrix"], names, figures / "confusion.png", split)
+        plots.confusion_figure(result["confusion_matrix"], names, figures / "confusion.png",
+                               split, both)  # fmt: skip
         parts.append(f"<img src='{FIGURES}/confusion.png' alt='confusion matrix'>")
-    plots.class_accuracy_figure(result, figures / "per_class.png")
+    plots.class_accuracy_figure(result, figures / "per_class.png", both)
     parts.append(f"<img src='{FIGURES}/per_class.png' alt='per-class accuracy'>")
-    parts.append(
-        "<p>Easiest classes: " + ", ".join(f"{r['name']} ({r['accuracy']:.2%})" for r in result["easiest"])
-        + ". Hardest: " + ", ".join(f"{r['name']} ({r['accuracy']:.2%})" for r in result["hardest"]) + ".</p>"
-    )  # fmt: skip
+    parts.append(extremes_sentence(result))
     if result["confusions"]:
         parts.append("<p>Most frequent confusions (true → predicted): " + ", ".join(
             f"{html.escape(c['true'])} → {html.escape(c['predicted'])} ×{c['count']}" for c in result["confusions"]
         ) + ".</p>")  # fmt: skip
     images, captions = most_confident_mistakes(evaluation)
     if len(images):
-        plots.image_grid(
-            images, captions, figures / "mistakes.png", "Most confident mistakes (true→predicted)"
+        title = "Most confident mistakes (true→predicted)" + (
+            f", {scored_note}" if scored_note else ""
         )
+        plots.image_grid(images, captions, figures / "mistakes.png", title)
         parts.append(
             f"<h2>Most confident mistakes</h2><img src='{FIGURES}/mistakes.png' alt='mistakes'>"
         )

@@ -1,0 +1,92 @@
+"""Figures of how a run trained: loss and error per epoch, and loss and learning rate per step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from convnet.report.plots import legend_outside, percent_log_axis, plt, save_figure
+
+
+def training_curves_figure(history: list[dict], split: str = "test", note: str = "") -> plt.Figure:
+    """Loss and error per epoch, training images against the held-out `split`; the error on
+    a log axis labelled in plain percentages (0% drawn at a stated floor)."""
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, error_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    loss_axis.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Training loss")
+    train_error = [100 * row["train_error"] for row in history]
+    eval_error = [100 * row["eval_error"] for row in history]
+    train_error, eval_error = percent_log_axis(error_axis, [train_error, eval_error])
+    error_axis.plot(epochs, train_error, "o-", label="train")
+    error_axis.plot(epochs, eval_error, "s-", label=split)
+    error_axis.set(xlabel="epoch", title="Error per epoch")
+    legend_outside(error_axis)
+    for axis in (loss_axis, error_axis):
+        axis.grid(alpha=0.3)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+    if note:
+        figure.suptitle(note, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def training_curves(history: list[dict], path: Path, split: str = "test", note: str = "") -> Path:
+    """`training_curves_figure` saved as PNG."""
+    return save_figure(training_curves_figure(history, split, note), path)
+
+
+def smoothing_window(steps: int) -> int:
+    """Steps per moving average: 1/25 of the run, at least 3 and at most a third of it, so
+    a 40-step run averages 3, a 100-step run 4 and a 2,000-step run 80 — smooth enough to
+    see the trend, short enough to see the warm-up."""
+    return max(1, min(steps // 3, max(3, steps // 25)))
+
+
+def moving_average(values: list[float], window: int) -> np.ndarray:
+    """Trailing mean over `window` values (the first window − 1 values have none)."""
+    totals = np.cumsum(np.insert(np.asarray(values, dtype=float), 0, 0.0))
+    return (totals[window:] - totals[:-window]) / window
+
+
+def steps_figure(steps: list[dict], note: str = "") -> plt.Figure:
+    """The training loss of every optimizer step (raw, light) with its moving average, and
+    below it the learning rate of every step; dotted lines where an epoch begins."""
+    numbers = [row["step"] for row in steps]
+    losses = [row["loss"] for row in steps]
+    figure, (loss_axis, rate_axis) = plt.subplots(
+        2, 1, figsize=(10, 4.8), sharex=True, height_ratios=[2, 1]
+    )
+    loss_axis.plot(numbers, losses, color="#9ec3e6", linewidth=0.8, label="each step")
+    window = smoothing_window(len(steps))
+    if window > 1:
+        loss_axis.plot(numbers[window - 1 :], moving_average(losses, window), color="#1f5fa0",
+                       linewidth=1.8, label=f"mean of the last {window} steps")  # fmt: skip
+    loss_axis.set(ylabel="cross-entropy", ylim=(0, max(losses) * 1.05),
+                  title="Training loss and learning rate per step")  # fmt: skip
+    rate_axis.plot(numbers, [row["lr"] for row in steps], color="#d1495b", label="learning rate")
+    rate_axis.set(xlabel="optimizer step", ylabel="learning rate",
+                  ylim=(0, max(row["lr"] for row in steps) * 1.1))  # fmt: skip
+    rate_axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    starts = [(row["step"], row["epoch"]) for before, row in zip(steps, steps[1:], strict=False)
+              if row["epoch"] != before["epoch"]]  # fmt: skip
+    for axis in (loss_axis, rate_axis):
+        for start, _ in starts:
+            axis.axvline(start - 0.5, color="#7f8c9a", linestyle=":", linewidth=1)
+        axis.grid(alpha=0.3)
+    for start, epoch in starts if len(starts) <= 20 else []:  # more epochs: the lines alone
+        loss_axis.annotate(f"epoch {epoch:.0f}", (start, 1), xycoords=("data", "axes fraction"),
+                           xytext=(3, -3), textcoords="offset points", va="top", fontsize=7,
+                           color="#5a6570")  # fmt: skip
+    legend_outside(loss_axis)
+    legend_outside(rate_axis)
+    if note:
+        figure.suptitle(note, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def training_steps(steps: list[dict], path: Path, note: str = "") -> Path:
+    """`steps_figure` saved as PNG."""
+    return save_figure(steps_figure(steps, note), path)
