@@ -1,7 +1,9 @@
 """The lecture's claims measured (issue 4): shift counts, test-time distortions, the
 ordinary networks, the cost experiment against `convnet summary`, and the lecture report."""
 
+import html
 import json
+import re
 
 import pytest
 import torch
@@ -308,9 +310,59 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
     assert len(reused["variants"]) == 5 and reused["curves"][0]["levels"][0] == -6
     assert {row["distortion"] for row in reused["gaps"]} == {"translate_x"}
 
+    # The same page in Korean, from the same runs (reused, not trained again).
+    korean = out.parent.parent / "ko" / "lecture.html"
+    cli(capsys, "report", "lecture", "--lang", "ko", "--out", str(korean), *brief, "--repeats", "2")
+    check_korean_page(korean.read_text(encoding="utf-8"))
+    assert re.search(r"\{\w+\}", page) is None  # every placeholder filled in English too
+
+
+# Latin words a Korean page may show: model and network names, data sets, layer names, units,
+# the citation, and the few field terms Korean courses keep in English.
+KOREAN_PAGE_LATIN = re.compile(
+    r"lenet5(_1998)?|mlp(_60k)?|alexnet|googlenet|vgg\d+(_bn)?|resnet\d+|LeNet-5|AlexNet|VGG"
+    r"|GoogLeNet|ResNet|ImageNet|MNIST|CNN|ReLU|top-5|[CSF]\d|KiB|px|cpu|fp32|e[+-]\d+"
+    r"|LeCun|et|al|Proc|IEEE"
+)
+
+
+def visible_text(page: str) -> str:
+    """What a reader sees of a page, less its code (commands, run folders, layer names)."""
+    body = re.sub(r"<(style|code)>.*?</\1>", " ", page, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def check_korean_page(page: str) -> None:
+    from convnet.i18n import text
+
+    assert page.startswith("<!doctype html><html lang='ko'>")
+    positions = [page.index(f"<h2>{text('ko', 'lecture.claim_heading', number=n)}</h2>")
+                 for n in range(1, 9)]  # fmt: skip
+    assert positions == sorted(positions)
+    for n in range(1, 9):
+        assert html.escape(text("ko", f"lecture.claim.{n}")) in page
+    sections = page.split("<section>")[1:]
+    not_judged = f">{text('ko', 'lecture.verdict.not_judged')}</span>"
+    assert [n for n, section in enumerate(sections, 1) if not_judged in section] == [1, 3, 5]
+    assert f">{text('ko', 'lecture.verdict.supported')}</span>" in sections[1]  # claim 2
+    assert "convnet report lecture --epochs 2 --train-subset 0 --runs-dir" in sections[0]
+    assert text("ko", "lecture.variants.reused") in page.split("<section>")[0]
+    assert re.search(r"\{\w+\}", page) is None  # every placeholder filled
+    english = [word for word in re.findall(r"[A-Za-z][A-Za-z0-9_+-]*", visible_text(page))
+               if not KOREAN_PAGE_LATIN.fullmatch(word)]  # fmt: skip
+    assert english == [], english
+
+
+def test_the_lecture_report_refuses_an_unknown_language(capsys):
+    assert main(["report", "lecture", "--lang", "xx"]) == 2
+    error = capsys.readouterr().err
+    assert "--lang must be one of en, ko" in error and "'xx'" in error
+
 
 class _Accuracies:
     """What `gate` asks of an invariance result: each network's clean accuracy."""
+
+    variants = ()
 
     def __init__(self, **accuracy: float):
         self.accuracy = accuracy

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from convnet.commands.common import Command, check_counts, emit, log, settings_from_args
 from convnet.commands.evolution import EVOLUTION
+from convnet.i18n import LANGUAGES, check_language
 
 # --- shift -----------------------------------------------------------------------------
 
@@ -278,11 +279,17 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=0, help="CPU threads for training (default 0: automatic)"
     )
     lecture.add_argument("--data-dir")
+    lecture.add_argument(
+        "--lang",
+        default="en",
+        help=f"the page's language: {' or '.join(LANGUAGES)} (default en; figures in English)",
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:
     from convnet.report.lecture import LectureSettings, write_lecture_report
 
+    lang = check_language(args.lang)
     settings = LectureSettings(
         epochs=args.epochs,
         train_subset=args.train_subset or None,  # 0: all 60,000
@@ -292,7 +299,7 @@ def run_report(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         threads=args.threads,
     )
-    path = write_lecture_report(Path(args.out), settings, log=log)
+    path = write_lecture_report(Path(args.out), settings, log=log, lang=lang)
     print(path)
     return 0
 

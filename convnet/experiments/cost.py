@@ -188,6 +188,7 @@ def judge_claims(models: list[ModelCost]) -> list[dict]:
     near = [abs(share - LECTURE_CONVOLUTION_SHARE) <= 0.1 for share in shares.values()]
     claims.append(
         {
+            "id": "convolution_share",
             "claim": "convolution ≈ 2/3 of run time",
             "model": cnn.model,
             "measured": ", ".join(f"{key}: {share:.0%}" for key, share in shares.items()),
@@ -206,8 +207,11 @@ def judge_claims(models: list[ModelCost]) -> list[dict]:
     within = [2.0 <= ratio <= 4.5 for ratio in ratios.values()]
     claims.append(
         {
+            "id": "slowdown",
             "claim": "≈ 3× slower than a network with the same number of parameters",
             "model": f"{cnn.model} vs {twin.model} ({cnn.params:,} vs {twin.params:,} parameters)",
+            "models": [cnn.model, twin.model],
+            "macs_ratio": cnn.macs / max(twin.macs, 1),
             "measured": ", ".join(f"{key}: {ratio:.1f}×" for key, ratio in ratios.items()),
             "values": {key: round(ratio, 3) for key, ratio in ratios.items()},
             "verdict": _verdict(all(within), any(within)),
@@ -223,6 +227,7 @@ def judge_claims(models: list[ModelCost]) -> list[dict]:
     ratio = min(cnn.activation_bytes / max(m.activation_bytes, 1) for m in mlps)
     claims.append(
         {
+            "id": "memory",
             "claim": "more memory than a multilayer perceptron (many parameters)",
             "model": cnn.model,
             "measured": f"weights {cnn.weight_bytes / 1024:,.1f} KiB vs "

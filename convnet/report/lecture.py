@@ -1,6 +1,8 @@
 """`convnet report lecture`: one page walking through the lecture's claims 1–8
 (listed in the README) in order — the claim, the command that measures it, the figure measured on
-this machine, a plot, and a one-line verdict (the sections are in lecture_claims.py).
+this machine, a plot, and a one-line verdict (the sections are in lecture_claims.py), in
+English or Korean (`--lang`; the text is the catalog's `lecture.*` messages, the figures'
+labels stay English).
 
 To finish in minutes on a laptop CPU it reuses fully trained runs of the invariance
 experiment when the runs directory holds them, and otherwise trains every variant briefly
@@ -26,9 +28,11 @@ from convnet.experiments.invariance import (
     run_invariance,
 )
 from convnet.files import atomic_write_text
+from convnet.i18n import check_language
 from convnet.report import claims_plots
 from convnet.report import lecture_claims as claims
-from convnet.report.run_report import STYLE, _table
+from convnet.report.lecture_claims import Section, Words, code, table, variant_label
+from convnet.report.run_report import STYLE
 
 FIGURES = "lecture_figures"
 VERDICT_COLOURS = {
@@ -53,8 +57,8 @@ class LectureSettings:
     threads: int = 0  # CPU threads for training and sweeps; 0: automatic
 
 
-def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, str]:
-    """Fully trained cached runs when all exist, else brief training (also cached)."""
+def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, bool]:
+    """Fully trained cached runs when all exist (True), else brief training (also cached)."""
     full = InvarianceSettings(
         runs_dir=settings.runs_dir,
         test_subset=settings.test_subset,
@@ -63,7 +67,7 @@ def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, st
         threads=settings.threads,
     )
     if all(Run(run_dir_for(v, Path(full.runs_dir))).finished for v in plan_variants(full)):
-        return full, "reused fully trained runs (each model's default epochs, all 60,000 images)"
+        return full, True
     brief = InvarianceSettings(
         runs_dir=settings.runs_dir,
         epochs=settings.epochs,
@@ -72,87 +76,91 @@ def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, st
         data_dir=settings.data_dir,
         threads=settings.threads,
     )
-    images = f"the first {settings.train_subset:,}" if settings.train_subset else "all 60,000"
-    return brief, f"brief training: {settings.epochs} epoch(s) on {images} training images"
+    return brief, False
 
 
-def judging_command(settings: LectureSettings) -> str:
-    """The command that trains the networks further: twice the epochs on every image."""
+def training_note(settings: LectureSettings, reused: bool, w: Words) -> str:
+    """How the networks were trained, in words: reused full runs or brief training."""
+    if reused:
+        return w("how.reused", images=60_000)
+    subset = settings.train_subset
+    images = w("how.first", count=subset) if subset else w("how.all", count=60_000)
+    return w("how.brief", epochs=settings.epochs, images=images)
+
+
+def judging_command(settings: LectureSettings, w: Words) -> str:
+    """The commands that train the networks further (HTML): twice the epochs on every
+    image, or each model's full training."""
     runs = (
         "" if settings.runs_dir == LectureSettings.runs_dir else f" --runs-dir {settings.runs_dir}"
     )
-    return (
-        f"convnet report lecture --epochs {2 * settings.epochs} --train-subset 0{runs}, or "
-        f"once convnet experiment invariance{runs} (each model's full training, which the "
-        "report then reuses)"
+    report = f"convnet report lecture --epochs {2 * settings.epochs} --train-subset 0{runs}"
+    return w(
+        "retrain", report=code(report), invariance=code(f"convnet experiment invariance{runs}")
     )
 
 
 def render(
-    sections: list[claims.Section], how: str, seconds: float, variants: list[Variant]
+    sections: list[Section], how: str, seconds: float, variants: list[Variant], w: Words
 ) -> str:
     """The page: how the networks were trained, then one section per claim."""
     parts = []
     for s in sections:
         colour = VERDICT_COLOURS.get(s.verdict, "#7f8c9a")
-        figure = (
-            f"<img src='{FIGURES}/{s.figure}' alt='claim {s.number} figure'>" if s.figure else ""
-        )
+        alt = html.escape(w("figure_alt", number=s.number), quote=True)
+        figure = f"<img src='{FIGURES}/{s.figure}' alt='{alt}'>" if s.figure else ""
         parts.append(
-            f"<section><h2>Claim {s.number}</h2><p class='claim'>{html.escape(s.claim)}</p>"
-            f"<p><code>{html.escape(s.command)}</code></p><p>{s.measured}</p>{figure}{s.extra}"
-            f"<p class='verdict'><span style='background:{colour}'>{html.escape(s.verdict)}</span> "
-            f"{html.escape(s.why)}</p></section>"
+            f"<section><h2>{w('claim_heading', number=s.number)}</h2>"
+            f"<p class='claim'>{html.escape(s.claim)}</p><p>{code(s.command)}</p>"
+            f"<p>{s.measured}</p>{figure}{s.extra}<p class='verdict'><span "
+            f"style='background:{colour}'>{html.escape(w.verdict(s.verdict))}</span> "
+            f"{s.why}</p></section>"
         )
-    trained = _table(
-        ["variant", "run", "how", "training seconds"],
-        [
-            [v.label, v.run_dir, "reused" if v.reused else "trained now", f"{v.train_seconds:.1f}"]
-            for v in variants
-        ],
-    )
+    header = [w(f"variants.{key}") for key in ("variant", "run", "how", "seconds")]
+    rows = [[variant_label(v, w), v.run_dir, w(f"variants.{'reused' if v.reused else 'trained'}"),
+             w.n(v.train_seconds, 1)] for v in variants]  # fmt: skip
     style = STYLE + (
         ".claim{font-size:1.1em;font-style:italic} .verdict span{color:white;padding:.15em .5em;"
         "border-radius:4px;font-weight:600} section{border-top:1px solid #ddd;margin-top:1.5em}"
+        ".claim:lang(ko){font-style:normal;font-weight:500}"  # Hangul is not set in italics
     )
-    title = "The lecture's claims, measured"
-    lead = (
-        f"Each claim of the CNN lecture, measured on real MNIST on this machine "
-        f"in {seconds:.0f} s. Networks: {html.escape(how)} (each run reused when cached)."
-    )
+    title = html.escape(w("title"))
+    lead = w("lead", seconds=w.n(seconds), how=html.escape(how))
     return (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<!doctype html><html lang='{w.lang}'><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{style}</style></head><body><h1>{title}</h1><p class='lead'>{lead}</p>"
-        f"{trained}{''.join(parts)}</body></html>\n"
+        f"{table(header, rows, (1,))}{''.join(parts)}</body></html>\n"
     )
 
 
 def write_lecture_report(
-    out: Path, settings: LectureSettings, log: Callable[[str], None] = print
+    out: Path, settings: LectureSettings, log: Callable[[str], None] = print, lang: str = "en"
 ) -> Path:
-    """Measure claims 1–8 and write the page (figures in a folder beside it)."""
+    """Measure claims 1–8 and write the page in `lang` (figures in a folder beside it)."""
+    w = Words(check_language(lang))
     started = time.perf_counter()
     out = Path(out)
     figures = out.parent / FIGURES
-    invariance_settings, how = choose_invariance(settings)
-    log(f"Claims 1, 3, 5: {how}")
+    invariance_settings, reused = choose_invariance(settings)
+    log(f"Claims 1, 3, 5: {training_note(settings, reused, Words('en'))}")
+    how = training_note(settings, reused, w)
     result = run_invariance(invariance_settings, log=log)
     claims_plots.invariance_curves(result, figures / "invariance.png")
-    retrain = judging_command(settings)
+    retrain = judging_command(settings, w)
     log("Claim 6: timing lenet5, mlp_60k and mlp …")
     data_dir = Path(settings.data_dir) if settings.data_dir else None
     digit = to_model_input(load_dataset("mnist", "test", data_dir).images[:1], (1, 32, 32))[0]
     sections = [
-        claims.claim_shift(result, figures, data_dir, retrain),
-        claims.claim_weight_sharing(result, digit, figures),
-        claims.claim_pooling(result, retrain),
-        claims.claim_lenet(result, how),
-        claims.claim_invariance(result, retrain),
-        claims.claim_cost(settings.repeats, figures),
-        claims.claim_imagenet(Path(settings.runs_dir).parent),
-        claims.claim_depth(),
+        claims.claim_shift(result, figures, data_dir, retrain, w),
+        claims.claim_weight_sharing(result, digit, figures, w),
+        claims.claim_pooling(result, retrain, w),
+        claims.claim_lenet(result, how, w),
+        claims.claim_invariance(result, retrain, w),
+        claims.claim_cost(settings.repeats, figures, w),
+        claims.claim_imagenet(Path(settings.runs_dir).parent, w),
+        claims.claim_depth(w),
     ]
-    page = render(sections, how, time.perf_counter() - started, result.variants)
+    page = render(sections, how, time.perf_counter() - started, result.variants, w)
     atomic_write_text(out, page)
     log(f"Wrote {out} in {time.perf_counter() - started:.0f} s")
     return out
