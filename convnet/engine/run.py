@@ -139,10 +139,15 @@ def _same_folder(first: str, second: str) -> bool:
 def model_inputs(config: TrainConfig) -> tuple[tuple[int, int, int], tuple]:
     """The input size and normalization a run's model sees. Image folders are read as RGB at
     the configured crop, normalised as the model's own three-channel inputs are or else as
-    ImageNet's; data sets in memory take the model's registered input."""
+    ImageNet's. Data sets in memory take the model's registered input size; one with its own
+    normalization (CIFAR-10) also its own channels and normalization, the model being built
+    with as many input channels; the digits keep the model's (its registry entry's)."""
     spec = get_model_spec(config.model)
     if config.data is None:
-        return spec.input_size, spec.normalization
+        dataset = get_dataset_spec(config.dataset or "mnist")
+        if dataset.normalization is None:
+            return spec.input_size, spec.normalization
+        return (dataset.channels, *spec.input_size[1:]), dataset.normalization
     normalization = spec.normalization if spec.input_size[0] == 3 else IMAGENET_NORMALIZATION
     return (3, config.image_size, config.image_size), normalization
 
@@ -307,15 +312,17 @@ class Run:
             class_names = tuple(config.classes)
             if config.image_size is None or not class_names:
                 raise UserError(f"{self.config_path} lacks the classes or image size of its run.")
+            photos = True
         else:
-            class_names = get_dataset_spec(config.dataset or "mnist").class_names
+            dataset = get_dataset_spec(config.dataset or "mnist")
+            class_names, photos = dataset.class_names, dataset.photos
         input_size, normalization = model_inputs(config)
         model = get_model(config.model, num_classes=len(class_names), in_channels=input_size[0],
                           **config.model_config)  # fmt: skip
         load_weights(model, self.weights_path)
         model.eval()
         return LoadedModel(config.model, spec, model, class_names, config,
-                           photos=config.data is not None, input_size=input_size,
+                           photos=photos, input_size=input_size,
                            normalization=normalization)  # fmt: skip
 
 
