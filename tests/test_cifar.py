@@ -18,6 +18,7 @@ from cifar_data import (
     write_archive,
     write_folder,
 )
+from PIL import Image
 from safetensors.torch import load_file
 
 import convnet.engine.train as train_module
@@ -280,3 +281,15 @@ def test_resnet_mini_trains_on_it_and_resumes_bit_exactly(
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "straight"), "--data-dir", str(cache), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["top1_error"] == straight["top1_error"]
+    # the bare weights, scored on cifar10, are built and normalised for it too
+    weights = str(tmp_path / "straight" / "model.safetensors")
+    assert main(["evaluate", "resnet_mini", "--weights", weights, "--dataset", "cifar10",
+                 "--data-dir", str(cache), "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["top1_error"] == straight["top1_error"]
+    # a colour model is not scored on grey digits
+    assert main(["evaluate", str(tmp_path / "straight"), "--dataset", "mnist"]) == 2
+    assert "trained on cifar10, images of 3 channel(s), but mnist has 1" in capsys.readouterr().err
+    # a photo to classify is read in colour, as photos are
+    Image.fromarray(np.full((40, 50, 3), 200, dtype=np.uint8)).save(tmp_path / "photo.png")
+    assert main(["predict", str(tmp_path / "straight"), str(tmp_path / "photo.png"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["top"][0]["name"] in CLASSES

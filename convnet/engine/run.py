@@ -100,6 +100,13 @@ class LoadedModel:
                     f"The model has {len(self.class_names)} classes but {dataset} has "
                     f"{len(spec.class_names)}; evaluate it on the data set it was trained for."
                 )
+            trained_on = config.dataset if config is not None and config.data is None else None
+            if trained_on and get_dataset_spec(trained_on).channels != spec.channels:
+                raise UserError(
+                    f"The model was trained on {trained_on}, images of "
+                    f"{get_dataset_spec(trained_on).channels} channel(s), but {dataset} has "
+                    f"{spec.channels}; evaluate it on the data set it was trained for."
+                )
             return TensorSource.from_dataset(
                 dataset, self.input_size, self.normalization, data_dir=data_dir, train=False,
                 test_subset=test_subset,
@@ -144,12 +151,19 @@ def model_inputs(config: TrainConfig) -> tuple[tuple[int, int, int], tuple]:
     with as many input channels; the digits keep the model's (its registry entry's)."""
     spec = get_model_spec(config.model)
     if config.data is None:
-        dataset = get_dataset_spec(config.dataset or "mnist")
-        if dataset.normalization is None:
-            return spec.input_size, spec.normalization
-        return (dataset.channels, *spec.input_size[1:]), dataset.normalization
+        return dataset_inputs(spec, config.dataset)
     normalization = spec.normalization if spec.input_size[0] == 3 else IMAGENET_NORMALIZATION
     return (3, config.image_size, config.image_size), normalization
+
+
+def dataset_inputs(spec: ModelSpec, dataset: str | None) -> tuple[tuple[int, int, int], tuple]:
+    """The input size and normalization model `spec` sees on a registered data set: the
+    data set's channels and normalization where it has its own (CIFAR-10), at the model's
+    height and width; else the model's registered ones (the digits)."""
+    data = get_dataset_spec(dataset or "mnist")
+    if data.normalization is None:
+        return spec.input_size, spec.normalization
+    return (data.channels, *spec.input_size[1:]), data.normalization
 
 
 def training_source(config: TrainConfig, device: torch.device) -> DataSource:
@@ -408,7 +422,9 @@ def load_weights_argument(
                 class_names = dataset_names
             else:
                 class_names = tuple(str(index) for index in range(count))
-    model = get_model(name, num_classes=len(class_names))
+        if classes is None and dataset is not None:  # its channels and normalization
+            input_size, normalization = dataset_inputs(spec, dataset)
+    model = get_model(name, num_classes=len(class_names), in_channels=input_size[0])
     try:
         load_weights(model, path)
     except UserError:
@@ -423,6 +439,9 @@ def load_weights_argument(
         raise
     model.eval()
     photos = classes is not None or (len(class_names) == 1000 and challenge)
+    photos = photos or (
+        classes is None and dataset is not None and get_dataset_spec(dataset).photos
+    )
     return LoadedModel(name, spec, model, class_names, photos=photos, input_size=input_size,
                        normalization=normalization, preprocessing=preprocessing)  # fmt: skip
 
