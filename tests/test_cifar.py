@@ -6,6 +6,8 @@ crop-and-flip augmentation's statistics, and resnet_mini trained on it and resum
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 
 import numpy as np
@@ -25,7 +27,7 @@ import convnet.engine.train as train_module
 from convnet.cli import main
 from convnet.data import datasets
 from convnet.data.cifar import CifarError, parse_batch
-from convnet.data.datasets import DATASETS, load_dataset
+from convnet.data.datasets import DATASETS, Archive, load_dataset
 from convnet.data.sources import TensorSource
 from convnet.data.transforms import AUGMENTATIONS, random_crop_flip
 from convnet.engine.config import TrainConfig
@@ -134,6 +136,39 @@ def test_a_file_that_is_no_archive_is_refused(registered, tmp_path, capsys):
     (tmp_path / "source.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
     assert fetch(tmp_path / "source.tar.gz", tmp_path / "cache") == 2
     assert "is not a readable .tar.gz archive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_the_official_url_is_tried_last_and_its_archive_verified(
+    tampered, generated, monkeypatch, tmp_path, capsys
+):
+    """Offline here: urlopen serves an archive of generated files, registered under their
+    size and SHA-256; a download with one byte changed is refused, nothing cached."""
+    files, records = generated
+    archive = write_archive(tmp_path / "served.tar.gz", files).read_bytes()
+    register_generated(monkeypatch, files)
+    spec = DATASETS["cifar10"]
+    official = Archive(url="https://example.invalid/cifar-10-binary.tar.gz", size=len(archive),
+                       sha256=datasets.sha256_of(archive))  # fmt: skip
+    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(spec, archive=official))
+    served = archive[:-1] + bytes([archive[-1] ^ 1]) if tampered else archive
+    opened = []
+
+    def urlopen(url: str, timeout: float) -> io.BytesIO:
+        opened.append(url)
+        return io.BytesIO(served)
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", urlopen)
+    code = main(["data", "fetch", "cifar10", "--source", str(tmp_path / "absent"),
+                 "--data-dir", str(tmp_path / "cache")])  # fmt: skip
+    assert opened == [official.url]
+    if tampered:
+        assert code == 2 and "is not the published archive" in capsys.readouterr().err
+        assert not (tmp_path / "cache" / "cifar10").exists()
+    else:
+        assert code == 0
+        loaded = load_dataset("cifar10", "test", tmp_path / "cache")
+        assert loaded.labels.tolist() == records["test"][1].tolist()
 
 
 def test_the_real_checksums_refuse_other_bytes(generated, monkeypatch, tmp_path, capsys):

@@ -240,7 +240,10 @@ def _download_archive(archive: Archive) -> bytes:
     except (OSError, EOFError) as error:
         raise UserError(f"cannot download it ({getattr(error, 'reason', error)})") from None
     if len(data) != archive.size or sha256_of(data) != archive.sha256:
-        raise UserError(f"the download has {len(data):,} bytes and not the published SHA-256")
+        raise UserError(
+            f"the download ({len(data):,} bytes) is not the published archive of "
+            f"{archive.size:,} bytes with SHA-256 {archive.sha256[:12]}…"
+        )
     return data
 
 
