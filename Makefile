@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data system-packages demo test lint format benchmark clean
+.PHONY: setup data cifar10 system-packages demo test lint format benchmark clean
 
 setup: $(STAMP) system-packages data
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 data: $(STAMP) system-packages
 	$(BIN)/convnet data fetch mnist
 	$(BIN)/convnet data fetch fashion-mnist || echo "Note: Fashion-MNIST is not available here."
+
+# CIFAR-10 (170 MB) from its official URL, or from a copy: make cifar10 CIFAR10=cifar-10-binary.tar.gz
+cifar10: $(STAMP)
+	$(BIN)/convnet data fetch cifar10 $(if $(CIFAR10),--source "$(CIFAR10)")
 
 # Debian packages some features use: Chromium for the browser test (Playwright's own browser
 # download needs the internet), fonts-nanum (Korean glyphs for its screenshots of the Korean

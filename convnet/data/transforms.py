@@ -1,12 +1,16 @@
-"""Whole-batch tensor transforms: padding to a model's input and random affine augmentation.
+"""Whole-batch tensor transforms: padding to a model's input and the random augmentations.
 
 Everything works on (N, C, H, W) float tensors in [0, 1] with background 0, so a batch of
 thousands of images is one call rather than thousands of per-image Python transforms.
+Each augmentation takes its random numbers as an argument, a few uniform draws per image,
+so the caller decides where they come from (the seed, epoch and image index).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
@@ -87,3 +91,46 @@ def affine(
     ).to(images.dtype)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_crop_flip(images: torch.Tensor, uniform: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """Pad each image by `padding` pixels of 0 on every side, take a crop of its own size at
+    a random offset (−padding … +padding pixels in each direction, each equally likely), and
+    mirror it left–right with probability 1/2: the CIFAR recipe of He et al. 2016, §4.2.
+
+    `uniform` holds three draws in [0, 1) per image, (N, 3): vertical offset, horizontal
+    offset, flip. One gather for the whole batch; the result is (N, C, H, W) like `images`."""
+    count, channels, height, width = images.shape
+    positions = 2 * padding + 1
+    top = (uniform[:, 0] * positions).long().clamp_(max=positions - 1)
+    left = (uniform[:, 1] * positions).long().clamp_(max=positions - 1)
+    flip = uniform[:, 2] < 0.5
+    padded = F.pad(images, (padding, padding, padding, padding))
+    rows = top[:, None] + torch.arange(height)
+    columns = torch.arange(width).expand(count, width)
+    columns = torch.where(flip[:, None], columns.flip(1), columns) + left[:, None]
+    return padded[
+        torch.arange(count)[:, None, None, None],
+        torch.arange(channels)[None, :, None, None],
+        rows[:, None, :, None],
+        columns[:, None, None, :],
+    ]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """A batched random augmentation: `apply(images, uniform)` with `draws` uniform numbers
+    per image, (N, draws)."""
+
+    draws: int
+    apply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    description: str
+
+
+# A registered data set names its augmentation (DatasetSpec.augmentation).
+AUGMENTATIONS: dict[str, Augmentation] = {
+    "affine": Augmentation(4, random_affine, "shift ±2 px, rotate ±10°, scale 0.9–1.1 (digits)"),
+    "crop_flip": Augmentation(
+        3, random_crop_flip, "random crop with 4 px of padding, horizontal flip (He et al. 2016)"
+    ),
+}

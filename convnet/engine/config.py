@@ -2,7 +2,7 @@
 
 A run trains on one of two kinds of data source:
 
-- "tensors": a registered data set held in memory (MNIST, Fashion-MNIST), `--dataset NAME`;
+- "tensors": a registered data set held in memory (MNIST, Fashion-MNIST, CIFAR-10), `--dataset NAME`;
 - "images": image files on disk (class folders, ILSVRC2012), `--data DIR`.
 
 Everything else — the loop, the evaluation, the run directory — is the same for both. What
@@ -22,8 +22,9 @@ from convnet.models import get_model_spec
 
 # Defaults by kind of data source, where a model's registry entry sets none.
 SOURCE_DEFAULTS: dict[str, dict] = {
-    # Small grey digits held in memory: a batched affine augmentation (shift, rotate, scale),
-    # no label smoothing, and a longer warm-up, which the short MNIST runs tolerate best.
+    # Data sets held in memory: the data set's own batched augmentation when on (digits:
+    # shift, rotate, scale; CIFAR-10: crop and flip), no label smoothing, and a longer
+    # warm-up, which the short MNIST runs tolerate best.
     "tensors": dict(
         epochs=10,
         batch_size=128,

@@ -100,6 +100,13 @@ class LoadedModel:
                     f"The model has {len(self.class_names)} classes but {dataset} has "
                     f"{len(spec.class_names)}; evaluate it on the data set it was trained for."
                 )
+            trained_on = config.dataset if config is not None and config.data is None else None
+            if trained_on and get_dataset_spec(trained_on).channels != spec.channels:
+                raise UserError(
+                    f"The model was trained on {trained_on}, images of "
+                    f"{get_dataset_spec(trained_on).channels} channel(s), but {dataset} has "
+                    f"{spec.channels}; evaluate it on the data set it was trained for."
+                )
             return TensorSource.from_dataset(
                 dataset, self.input_size, self.normalization, data_dir=data_dir, train=False,
                 test_subset=test_subset,
@@ -139,12 +146,24 @@ def _same_folder(first: str, second: str) -> bool:
 def model_inputs(config: TrainConfig) -> tuple[tuple[int, int, int], tuple]:
     """The input size and normalization a run's model sees. Image folders are read as RGB at
     the configured crop, normalised as the model's own three-channel inputs are or else as
-    ImageNet's; data sets in memory take the model's registered input."""
+    ImageNet's. Data sets in memory take the model's registered input size; one with its own
+    normalization (CIFAR-10) also its own channels and normalization, the model being built
+    with as many input channels; the digits keep the model's (its registry entry's)."""
     spec = get_model_spec(config.model)
     if config.data is None:
-        return spec.input_size, spec.normalization
+        return dataset_inputs(spec, config.dataset)
     normalization = spec.normalization if spec.input_size[0] == 3 else IMAGENET_NORMALIZATION
     return (3, config.image_size, config.image_size), normalization
+
+
+def dataset_inputs(spec: ModelSpec, dataset: str | None) -> tuple[tuple[int, int, int], tuple]:
+    """The input size and normalization model `spec` sees on a registered data set: the
+    data set's channels and normalization where it has its own (CIFAR-10), at the model's
+    height and width; else the model's registered ones (the digits)."""
+    data = get_dataset_spec(dataset or "mnist")
+    if data.normalization is None:
+        return spec.input_size, spec.normalization
+    return (data.channels, *spec.input_size[1:]), data.normalization
 
 
 def training_source(config: TrainConfig, device: torch.device) -> DataSource:
@@ -307,15 +326,17 @@ class Run:
             class_names = tuple(config.classes)
             if config.image_size is None or not class_names:
                 raise UserError(f"{self.config_path} lacks the classes or image size of its run.")
+            photos = True
         else:
-            class_names = get_dataset_spec(config.dataset or "mnist").class_names
+            dataset = get_dataset_spec(config.dataset or "mnist")
+            class_names, photos = dataset.class_names, dataset.photos
         input_size, normalization = model_inputs(config)
         model = get_model(config.model, num_classes=len(class_names), in_channels=input_size[0],
                           **config.model_config)  # fmt: skip
         load_weights(model, self.weights_path)
         model.eval()
         return LoadedModel(config.model, spec, model, class_names, config,
-                           photos=config.data is not None, input_size=input_size,
+                           photos=photos, input_size=input_size,
                            normalization=normalization)  # fmt: skip
 
 
@@ -401,7 +422,9 @@ def load_weights_argument(
                 class_names = dataset_names
             else:
                 class_names = tuple(str(index) for index in range(count))
-    model = get_model(name, num_classes=len(class_names))
+        if classes is None and dataset is not None:  # its channels and normalization
+            input_size, normalization = dataset_inputs(spec, dataset)
+    model = get_model(name, num_classes=len(class_names), in_channels=input_size[0])
     try:
         load_weights(model, path)
     except UserError:
@@ -416,6 +439,9 @@ def load_weights_argument(
         raise
     model.eval()
     photos = classes is not None or (len(class_names) == 1000 and challenge)
+    photos = photos or (
+        classes is None and dataset is not None and get_dataset_spec(dataset).photos
+    )
     return LoadedModel(name, spec, model, class_names, photos=photos, input_size=input_size,
                        normalization=normalization, preprocessing=preprocessing)  # fmt: skip
 

@@ -1,0 +1,115 @@
+"""Reader for the official *binary* version of CIFAR-10 (never the pickled Python version).
+
+Layout (Krizhevsky 2009, https://www.cs.toronto.edu/~kriz/cifar.html, "Binary version"):
+each file is a run of 3,073-byte records with nothing between them: 1 label byte (0–9),
+then 3,072 pixel bytes, the 32×32 red plane, then the green, then the blue, each row-major.
+data_batch_1.bin … data_batch_5.bin hold the 50,000 training images, test_batch.bin the
+10,000 test images, 10,000 records (30,730,000 bytes) each; batches.meta.txt names the
+classes, one a line, label i on line i + 1.
+
+The archive cifar-10-binary.tar.gz holds them under cifar-10-batches-bin/ (with a
+readme.html). Its members are read into memory by name and checked against that list:
+nothing is extracted to disk, so a member named ../x or /etc/x can do no harm, and any
+member outside the list is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zlib
+
+import numpy as np
+import torch
+
+from convnet.errors import UserError
+
+CHANNELS, SIDE = 3, 32
+IMAGE_BYTES = CHANNELS * SIDE * SIDE  # 3,072: red, green, blue planes of 32×32
+RECORD_BYTES = 1 + IMAGE_BYTES  # 3,073: one label byte first
+ARCHIVE_FOLDER = "cifar-10-batches-bin"
+META_FILE = "batches.meta.txt"
+# Members of the official archive besides the data files; anything else is refused.
+ARCHIVE_EXTRAS = (META_FILE, "readme.html")
+# No member of the real archive passes 31 MB; refuse declared sizes far beyond it.
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_ARCHIVE_BYTES = 4 * 2**30
+
+
+class CifarError(UserError):
+    """A file that is not valid CIFAR binary data; the message names the file and the problem."""
+
+
+def parse_batch(raw: bytes, name: str, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode one batch file into uint8 images (N, 3, 32, 32), channels R, G, B, and int64
+    labels (N,). CifarError for a size that is not a whole number of records (a truncated
+    file), an empty file, or a label outside 0 … num_classes − 1."""
+    if len(raw) == 0 or len(raw) % RECORD_BYTES:
+        raise CifarError(
+            f"{name}: {len(raw):,} bytes is not a whole, non-zero number of {RECORD_BYTES:,}-byte "
+            "records (1 label byte + 3,072 pixel bytes); the file is truncated or not CIFAR "
+            "binary data."
+        )
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD_BYTES)
+    labels = records[:, 0]
+    bad = np.flatnonzero(labels >= num_classes)
+    if len(bad):
+        raise CifarError(
+            f"{name}: record {bad[0]:,} has label {labels[bad[0]]}, outside 0–{num_classes - 1} "
+            f"({len(bad):,} such records); the file is not CIFAR binary data."
+        )
+    images = records[:, 1:].reshape(-1, CHANNELS, SIDE, SIDE)
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def encode_batch(images: torch.Tensor, labels: torch.Tensor) -> bytes:
+    """The binary records of uint8 images (N, 3, 32, 32) and labels (N,): the inverse of
+    `parse_batch` (used by tests and by tools that write miniatures)."""
+    pixels = images.to(torch.uint8).reshape(len(images), IMAGE_BYTES).numpy()
+    records = np.concatenate([labels.to(torch.uint8).numpy()[:, None], pixels], axis=1)
+    return records.tobytes()
+
+
+def parse_class_names(raw: bytes, name: str = META_FILE) -> tuple[str, ...]:
+    """The class names of batches.meta.txt, one a line (blank lines, such as the official
+    file's last one, left out). CifarError for a file that is not ASCII text."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise CifarError(f"{name} is not ASCII text, as CIFAR's list of class names is.") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def read_archive(raw: bytes, wanted: tuple[str, ...], name: str) -> dict[str, bytes]:
+    """The members of a .tar.gz (or plain .tar) named in `wanted`, by file name, read into
+    memory. Members may lie at the top or under cifar-10-batches-bin/. CifarError for an
+    archive that cannot be read, or a member that is not a plain file or directory of that
+    list (a path with .., an absolute path, a link, a device, or any other name)."""
+    allowed = set(wanted) | set(ARCHIVE_EXTRAS)
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:*") as archive:
+            total = 0
+            for member in archive:
+                path = member.name.removeprefix("./")
+                parts = path.rstrip("/").split("/")
+                if member.isdir() and parts == [ARCHIVE_FOLDER]:
+                    continue
+                inside = parts[1:] if len(parts) == 2 and parts[0] == ARCHIVE_FOLDER else parts
+                if not member.isfile() or len(inside) != 1 or inside[0] not in allowed:
+                    raise CifarError(
+                        f"{name} holds '{member.name}', which is not one of CIFAR-10's files "
+                        f"(a plain file {', '.join(sorted(allowed))}, at the top or under "
+                        f"{ARCHIVE_FOLDER}/); refusing the archive."
+                    )
+                total += member.size
+                if member.size > MAX_MEMBER_BYTES or total > MAX_ARCHIVE_BYTES:
+                    raise CifarError(
+                        f"{name}: member '{member.name}' declares {member.size:,} bytes, far more "
+                        "than any CIFAR-10 file; refusing the archive."
+                    )
+                if inside[0] in wanted:
+                    found[inside[0]] = archive.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise CifarError(f"{name} is not a readable .tar.gz archive ({error}).") from None
+    return found
