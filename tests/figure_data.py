@@ -4,10 +4,12 @@ milliseconds and inspected through matplotlib (tests/test_figures.py)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from convnet.experiments.cost import CostResult, ModelCost
 from convnet.experiments.evolution import EvolutionResult, ModelOutcome
 from convnet.experiments.invariance import Curve, InvarianceResult, Variant
+from convnet.experiments.shift import FeatureMapShift, ShiftResult
 
 
 def invariance_result(test_subset: int | None = None, train_subset: int | None = None):
@@ -22,13 +24,13 @@ def invariance_result(test_subset: int | None = None, train_subset: int | None =
     ]
     curves = []
     for distortion, label, levels in (
-        ("shift", "pixels", list(range(0, 9))),
-        ("rotation", "degrees", list(range(-40, 41, 10))),
+        ("translate_x", "pixels", list(range(0, 9))),
+        ("rotate", "degrees", list(range(-40, 41, 10))),
         ("scale", "factor", [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4]),
     ):
         accuracy = {}
         for rank, variant in enumerate(variants):
-            centre = levels[len(levels) // 2] if distortion != "shift" else 0
+            centre = levels[len(levels) // 2] if distortion != "translate_x" else 0
             spread = (max(levels) - min(levels)) * (0.3 + 0.15 * rank)
             accuracy[variant.label] = [
                 0.1 + 0.89 * float(np.exp(-(((level - centre) / spread) ** 2))) for level in levels
@@ -66,3 +68,25 @@ def evolution_result(train_subset: int | None = None):
     settings = {"dataset": "fashion-mnist", "epochs": 2, "train_subset": train_subset,
                 "test_subset": None}  # fmt: skip
     return EvolutionResult(settings, outcomes, train_subset or 60_000, 10_000, {}, 1.0)
+
+
+def shift_result():
+    """A bar-shaped digit shifted 2 pixels left, and made-up counts over 10,000 test digits."""
+    original = torch.zeros(32, 32, dtype=torch.bool)
+    original[6:26, 14:18] = True
+    shifted = torch.roll(original, -2, dims=1)
+    counts = torch.from_numpy(np.random.default_rng(0).normal(100, 19, 10_000).round().clip(30))
+    stats = {"count": 10_000, "mean": 99.4, "std": 18.7, "median": 99.0, "min": 30, "max": 190}
+    closest = {"index": 18, "label": "3", "changed": 154, "black_to_white": 77,
+               "white_to_black": 77}  # fmt: skip
+    return ShiftResult(0, "1", 2, 0.5, 1024, 80, 40, 40, 80, stats, closest, original, shifted,
+                       counts.int())  # fmt: skip
+
+
+def feature_map_result():
+    """A digit, its shifted copy and six 28×28 maps of each, as a C1 layer would give."""
+    digit = torch.zeros(32, 32)
+    digit[6:26, 14:18] = 1.0
+    shifted = torch.roll(digit, -2, dims=1)
+    feature = torch.rand(6, 28, 28, generator=torch.Generator().manual_seed(0))
+    return FeatureMapShift("c1", 2, 0.0, 8.87, digit, shifted, feature, feature.roll(-2, dims=2))

@@ -4,6 +4,7 @@ ordinary networks, the cost experiment against `convnet summary`, and the lectur
 import html
 import json
 import re
+import warnings
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from convnet.experiments.invariance import (
 )
 from convnet.experiments.shift import count_changes
 from convnet.models import get_model
+from convnet.report import figure_fonts
 
 
 def cli(capsys, *arguments: str) -> str:
@@ -312,8 +314,19 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
 
     # The same page in Korean, from the same runs (reused, not trained again).
     korean = out.parent.parent / "ko" / "lecture.html"
-    cli(capsys, "report", "lecture", "--lang", "ko", "--out", str(korean), *brief, "--repeats", "2")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Glyph")  # no Hangul drawn as an empty box
+        cli(capsys, "report", "lecture", "--lang", "ko", "--out", str(korean), *brief,
+            "--repeats", "2")  # fmt: skip
     check_korean_page(korean.read_text(encoding="utf-8"))
+    if figure_fonts.font_settings("ko") is not None:  # else drawn in English, by design
+        for figure in (
+            "shift.png",
+            "feature_maps.png",
+            "invariance.png",
+        ):  # same data, Korean words
+            drawn = [folder / "lecture_figures" / figure for folder in (out.parent, korean.parent)]
+            assert drawn[0].read_bytes() != drawn[1].read_bytes(), figure
     assert re.search(r"\{\w+\}", page) is None  # every placeholder filled in English too
 
 

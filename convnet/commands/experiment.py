@@ -282,7 +282,7 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
     lecture.add_argument(
         "--lang",
         default="en",
-        help=f"the page's language: {' or '.join(LANGUAGES)} (default en; figures in English)",
+        help=f"the page's language: {' or '.join(LANGUAGES)} (default en), figures included",
     )
 
 

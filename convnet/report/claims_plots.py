@@ -1,4 +1,9 @@
-"""Figures of the lecture's claims: the shifted digit, invariance curves, cost bars."""
+"""Figures of the lecture's claims: the shifted digit, invariance curves, cost bars.
+
+Every word of a figure is a `lecture.figure.*` message of the catalog (the distortions'
+names and the variants' labels are the report's own `lecture.*` messages), drawn in the
+language passed as `lang` with a font that has its letters (figure_fonts.py).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from convnet import i18n
 from convnet.experiments.cost import CostResult
 from convnet.experiments.invariance import InvarianceResult
 from convnet.experiments.shift import LECTURE_CHANGED, ShiftResult
-from convnet.report.plots import legend_outside, plain_log_axis, plt, save_figure, subset_note
+from convnet.report.figure_fonts import drawn_in_language
+from convnet.report.plots import legend_outside, plain_log_axis, plt, save_figure
 
 # MNIST's split sizes (LeCun, Cortes, Burges: the MNIST database page), for subset titles.
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
@@ -27,15 +34,25 @@ LAYER_COLOURS = {
 }
 
 
-def shift_figure(result: ShiftResult, path: Path) -> Path:
+def words(lang: str, key: str, **values: object) -> str:
+    """The catalog's `lecture.<key>` in `lang`, integer values written as `lang` writes them
+    (pass an index as a str)."""
+    written = {name: i18n.number(value, lang) if isinstance(value, int) else value
+               for name, value in values.items()}  # fmt: skip
+    return i18n.text(lang, f"lecture.{key}", **written)
+
+
+@drawn_in_language
+def shift_figure(result: ShiftResult, path: Path, lang: str = "en") -> Path:
     """Original, shifted and their difference (as the lecture draws it), plus the spread
     of the count over the whole test set."""
     original = result.original.numpy()
     shifted = result.shifted.numpy()
     figure, axes = plt.subplots(1, 4, figsize=(13, 3.4), width_ratios=[1, 1, 1, 1.5])
+    digit = words(lang, "figure.shift.digit", index=str(result.index), label=result.label)
     for axis, image, title in (
-        (axes[0], original, f"test digit #{result.index} ({result.label}), binarized"),
-        (axes[1], shifted, f"shifted {result.pixels} px left"),
+        (axes[0], original, digit),
+        (axes[1], shifted, words(lang, "figure.shift.shifted", pixels=result.pixels)),
     ):
         axis.imshow(~image, cmap="gray", vmin=0, vmax=1)  # ink black on white, as on paper
         axis.set_title(title, fontsize=9)
@@ -45,27 +62,29 @@ def shift_figure(result: ShiftResult, path: Path) -> Path:
     difference[original & shifted] = (0.75, 0.75, 0.75)  # ink in both
     axes[2].imshow(difference)
     axes[2].set_title(
-        f"{result.changed} inputs change: {result.black_to_white} black→white (red),\n"
-        f"{result.white_to_black} white→black (blue)",
+        words(lang, "figure.shift.difference", changed=result.changed,
+              black_to_white=result.black_to_white, white_to_black=result.white_to_black),
         fontsize=9,
-    )
+    )  # fmt: skip
     for axis in axes[:3]:
         axis.set_xticks([])
         axis.set_yticks([])
     counts = result.all_changed.numpy()
     axes[3].hist(counts, bins=range(int(counts.min()), int(counts.max()) + 2, 4), color="#7f8c9a")
-    axes[3].axvline(
-        LECTURE_CHANGED, color="black", linestyle="--", label=f"lecture: {LECTURE_CHANGED}"
-    )
-    axes[3].axvline(
-        result.changed, color="#d1495b", label=f"digit #{result.index}: {result.changed}"
-    )
+    axes[3].axvline(LECTURE_CHANGED, color="black", linestyle="--",
+                    label=words(lang, "figure.lecture", value=LECTURE_CHANGED))  # fmt: skip
+    axes[3].axvline(result.changed, color="#d1495b",
+                    label=words(lang, "figure.shift.this_digit", index=str(result.index),
+                                changed=result.changed))  # fmt: skip
     stats = result.test_set
     axes[3].set(
-        xlabel=f"inputs changed by a {result.pixels}-px shift (of {result.inputs})",
-        ylabel="test digits",
-        title=f"all {stats['count']:,} test digits: mean {stats['mean']:.1f} ± {stats['std']:.1f}",
-    )
+        xlabel=words(lang, "figure.shift.changed_axis", pixels=result.pixels,
+                     inputs=result.inputs),
+        ylabel=words(lang, "figure.shift.digits_axis"),
+        title=words(lang, "figure.shift.all", count=int(stats["count"]),
+                    mean=i18n.number(stats["mean"], lang, 1),
+                    std=i18n.number(stats["std"], lang, 1)),
+    )  # fmt: skip
     axes[3].title.set_fontsize(9)
     legend_outside(axes[3])
     return save_figure(figure, path)
@@ -84,7 +103,33 @@ def _style(label: str, kind: str, family: str) -> dict:
     }
 
 
-def invariance_curves(result: InvarianceResult, path: Path) -> Path:
+def _variant_label(variant, lang: str) -> str:
+    """A variant's label in `lang` ("lenet5 + augmentation" from its model and kind)."""
+    if variant.kind == "plain":
+        return variant.label
+    return words(lang, f"variant.{variant.kind}", model=variant.model)
+
+
+def _known(lang: str, key: str, otherwise: str) -> str:
+    """The catalog's `lecture.<key>`, or `otherwise` where the catalog has no such key."""
+    return words(lang, key) if f"lecture.{key}" in i18n.messages(lang) else otherwise
+
+
+def _invariance_title(result: InvarianceResult, lang: str) -> str:
+    """What was measured on how many digits, and on how many the networks were trained."""
+    used = result.num_test_images
+    test = (words(lang, "figure.invariance.test_subset", used=used, total=MNIST_TEST)
+            if result.settings.get("test_subset") and used < MNIST_TEST
+            else words(lang, "figure.invariance.test_all", count=used))  # fmt: skip
+    trained = result.settings.get("train_subset")
+    if trained and trained < MNIST_TRAIN:
+        train = words(lang, "figure.invariance.train_subset", used=trained, total=MNIST_TRAIN)
+        return words(lang, "figure.invariance.title_trained", test=test, train=train)
+    return words(lang, "figure.invariance.title", test=test)
+
+
+@drawn_in_language
+def invariance_curves(result: InvarianceResult, path: Path, lang: str = "en") -> Path:
     """Test accuracy against each distortion's strength, one line per trained variant."""
     from convnet.models import get_model_spec
 
@@ -98,10 +143,15 @@ def invariance_curves(result: InvarianceResult, path: Path) -> Path:
             axis.plot(
                 curve.levels,
                 [100 * a for a in curve.accuracy[variant.label]],
-                **_style(variant.label, variant.kind, family),
+                **_style(_variant_label(variant, lang), variant.kind, family),
             )
-        axis.set(xlabel=curve.label, ylabel="test accuracy (%)", ylim=(0, 100))
-        axis.set_title(curve.distortion.replace("_", " "), fontsize=10)
+        name = curve.distortion
+        axis.set(
+            xlabel=_known(lang, f"figure.invariance.axis.{name}", curve.label),
+            ylabel=words(lang, "figure.invariance.accuracy"),
+            ylim=(0, 100),
+        )
+        axis.set_title(_known(lang, f"distortion.{name}", name.replace("_", " ")), fontsize=10)
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[count:]:
         axis.axis("off")
@@ -114,19 +164,13 @@ def invariance_curves(result: InvarianceResult, path: Path) -> Path:
         fontsize=8,
         bbox_to_anchor=(0.5, -0.02),
     )
-    title = f"Accuracy on {result.num_test_images:,} distorted MNIST test digits"
-    if result.settings.get("test_subset"):
-        test = subset_note(result.num_test_images, MNIST_TEST, "distorted MNIST test digits")
-        title = f"Accuracy on {test}"
-    if result.settings.get("train_subset"):
-        trained = subset_note(result.settings["train_subset"], MNIST_TRAIN, "training digits")
-        title += f"; each network trained on {trained}"
-    figure.suptitle(title, fontsize=11)
+    figure.suptitle(_invariance_title(result, lang), fontsize=11)
     figure.tight_layout(rect=(0, 0.05, 1, 0.97))
     return save_figure(figure, path)
 
 
-def cost_bars(result: CostResult, path: Path) -> Path:
+@drawn_in_language
+def cost_bars(result: CostResult, path: Path, lang: str = "en") -> Path:
     """Time per image, each layer type's share of it, and memory, per model. Times and
     memory span orders of magnitude, so they are dots on log axes (a bar's length from an
     arbitrary log floor would mean nothing); the shares are stacked bars from 0%."""
@@ -142,12 +186,13 @@ def cost_bars(result: CostResult, path: Path) -> Path:
         time_axis.plot(np.arange(len(settings)) - 0.3 + index * width, seconds, "o",
                        markersize=7, label=model.model,
                        color=MODEL_COLOURS[index % len(MODEL_COLOURS)])  # fmt: skip
-    time_axis.set_xticks(
-        np.arange(len(settings)), [f"{kind}\nbatch {batch}" for kind, batch in settings], fontsize=8
-    )
+    setting_labels = [words(lang, "figure.cost.setting", kind=words(lang, f"cost.{kind}"),
+                            batch=batch) for kind, batch in settings]  # fmt: skip
+    time_axis.set_xticks(np.arange(len(settings)), setting_labels, fontsize=8)
     time_axis.set_xlim(-0.6, len(settings) - 0.4)
     plain_log_axis(time_axis, min(times) / 1.6, max(times) * 1.6)
-    time_axis.set(ylabel="µs per image (median, log scale)", title="Time per image")
+    time_axis.set(ylabel=words(lang, "figure.cost.time_axis"),
+                  title=words(lang, "figure.cost.time_title"))  # fmt: skip
     time_axis.grid(axis="y", alpha=0.3)
     legend_outside(time_axis)
 
@@ -166,62 +211,70 @@ def cost_bars(result: CostResult, path: Path) -> Path:
         )
         if values.any():
             share_axis.bar(
-                range(len(bars)), values, bottom=bottoms, color=LAYER_COLOURS[kind], label=kind
+                range(len(bars)),
+                values,
+                bottom=bottoms,
+                color=LAYER_COLOURS[kind],
+                label=words(lang, f"figure.layer.{kind.replace(' ', '_')}"),
             )
             bottoms += values
-    share_axis.axhline(
-        100 * 2 / 3, color="black", linestyle="--", linewidth=1, label="lecture: 2/3"
-    )
-    share_axis.set_xticks(
-        range(len(bars)), [f"{name}\n{s[:5]}. b{b}" for name, s, b in bars], fontsize=6, rotation=90
-    )
-    share_axis.set(ylabel="share of profiled time (%)", ylim=(0, 100), title="Where the time goes")
+    share_axis.axhline(100 * 2 / 3, color="black", linestyle="--", linewidth=1,
+                       label=words(lang, "figure.lecture", value="2/3"))  # fmt: skip
+    bar_labels = [words(lang, "figure.cost.bar", model=name, batch=batch,
+                        kind=words(lang, f"figure.cost.{kind}_short"))
+                  for name, kind, batch in bars]  # fmt: skip
+    share_axis.set_xticks(range(len(bars)), bar_labels, fontsize=6, rotation=90)
+    share_axis.set(ylabel=words(lang, "figure.cost.share_axis"), ylim=(0, 100),
+                   title=words(lang, "figure.cost.share_title"))  # fmt: skip
     share_axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
 
     names = [model.model for model in result.models]
     positions = np.arange(len(names))
     weights = [m.weight_bytes / 1024 for m in result.models]
     activations = [m.activation_bytes / 1024 for m in result.models]
-    memory_axis.plot(positions, weights, "s", markersize=8, color="#2d6bb5", label="weights")
+    memory_axis.plot(positions, weights, "s", markersize=8, color="#2d6bb5",
+                     label=words(lang, "figure.cost.weights"))  # fmt: skip
     memory_axis.plot(positions, activations, "^", markersize=8, color="#f2a541",
-                     label="activations per image")  # fmt: skip
+                     label=words(lang, "figure.cost.activations"))  # fmt: skip
     memory_axis.set_xticks(positions, names, fontsize=8)
     memory_axis.set_xlim(-0.6, len(names) - 0.4)
     plain_log_axis(memory_axis, min(weights + activations) / 1.6, max(weights + activations) * 1.6)
-    memory_axis.set(ylabel="KiB (log scale)", title="Memory")
+    memory_axis.set(ylabel=words(lang, "figure.cost.memory_axis"),
+                    title=words(lang, "figure.cost.memory_title"))  # fmt: skip
     memory_axis.grid(axis="y", alpha=0.3)
     legend_outside(memory_axis)
     figure.suptitle(
-        f"{result.device}, {result.precision}, {result.threads} thread(s), "
-        f"load average {result.load_average[0]:.1f}",
+        words(lang, "figure.cost.machine", device=result.device, precision=result.precision,
+              threads=result.threads, load=i18n.number(result.load_average[0], lang, 1)),
         fontsize=9,
-    )
+    )  # fmt: skip
     figure.tight_layout()
     return save_figure(figure, path)
 
 
-def feature_map_figure(measured, path: Path, feature_index: int = 0) -> Path:
+@drawn_in_language
+def feature_map_figure(measured, path: Path, feature_index: int = 0, lang: str = "en") -> Path:
     """A digit and its shifted copy, and one C1 feature map of each: the map moves along."""
-    panels = (
-        (measured.digit, "digit"),
-        (measured.shifted_digit, f"shifted {measured.pixels} px left"),
-        (measured.feature[feature_index], f"{measured.layer} map {feature_index} of the digit"),
-        (
-            measured.shifted_feature[feature_index],
-            f"{measured.layer} map {feature_index} of the shifted digit",
-        ),
-    )
+    layer, index = measured.layer, str(feature_index)
+    panels = (  # image, title, colour map: digits in ink on paper, maps in colour
+        (measured.digit, words(lang, "figure.feature.digit"), "gray_r"),
+        (measured.shifted_digit, words(lang, "figure.shift.shifted", pixels=measured.pixels),
+         "gray_r"),
+        (measured.feature[feature_index],
+         words(lang, "figure.feature.map", layer=layer, index=index), "viridis"),
+        (measured.shifted_feature[feature_index],
+         words(lang, "figure.feature.shifted_map", layer=layer, index=index), "viridis"),
+    )  # fmt: skip
     figure, axes = plt.subplots(1, 4, figsize=(11, 3))
-    for axis, (image, title) in zip(axes, panels, strict=True):
-        axis.imshow(
-            image.numpy(), cmap="gray_r" if image.ndim == 2 and "map" not in title else "viridis"
-        )
+    for axis, (image, title, colours) in zip(axes, panels, strict=True):
+        axis.imshow(image.numpy(), cmap=colours)
         axis.set_title(title, fontsize=9)
         axis.set_xticks([])
         axis.set_yticks([])
+    difference = f"{measured.max_difference:.1e}".replace(".", i18n.text(lang, "number.decimal"))
     figure.suptitle(
-        f"Largest difference between the shifted map and the map of the shifted digit: "
-        f"{measured.max_difference:.1e} (largest response {measured.max_response:.2f})",
+        words(lang, "figure.feature.difference", difference=difference,
+              response=i18n.number(measured.max_response, lang, 2)),
         fontsize=9,
-    )
+    )  # fmt: skip
     return save_figure(figure, path)

@@ -1,8 +1,8 @@
 """`convnet report lecture`: one page walking through the lecture's claims 1–8
 (listed in the README) in order — the claim, the command that measures it, the figure measured on
 this machine, a plot, and a one-line verdict (the sections are in lecture_claims.py), in
-English or Korean (`--lang`; the text is the catalog's `lecture.*` messages, the figures'
-labels stay English).
+English or Korean (`--lang`; the text and the figures' words are the catalog's `lecture.*`
+messages; a figure is drawn in English where no font has the language's letters).
 
 To finish in minutes on a laptop CPU it reuses fully trained runs of the invariance
 experiment when the runs directory holds them, and otherwise trains every variant briefly
@@ -145,7 +145,7 @@ def write_lecture_report(
     log(f"Claims 1, 3, 5: {training_note(settings, reused, Words('en'))}")
     how = training_note(settings, reused, w)
     result = run_invariance(invariance_settings, log=log)
-    claims_plots.invariance_curves(result, figures / "invariance.png")
+    claims_plots.invariance_curves(result, figures / "invariance.png", lang=w.lang)
     retrain = judging_command(settings, w)
     log("Claim 6: timing lenet5, mlp_60k and mlp …")
     data_dir = Path(settings.data_dir) if settings.data_dir else None

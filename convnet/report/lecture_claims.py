@@ -146,7 +146,7 @@ def claim_shift(
     result: InvarianceResult, figures: Path, data_dir: Path | None, retrain: str, w: Words
 ) -> Section:
     shift = run_shift(data_dir=data_dir)
-    claims_plots.shift_figure(shift, figures / "shift.png")
+    claims_plots.shift_figure(shift, figures / "shift.png", lang=w.lang)
     cnn, mlp = result.pair
     curve = result.curve("translate_x")
     at = {level: curve.levels.index(level) for level in (0.0, -2.0, -4.0)}
@@ -186,7 +186,7 @@ def claim_weight_sharing(
     loaded = load_run(Path(next(v.run_dir for v in result.variants if v.label == cnn)))
     first_name, first_layer = next(iter(loaded.model.features.named_children()))
     measured_shift = feature_map_shift(first_layer, digit, loaded.spec.normalization, 2, first_name)
-    claims_plots.feature_map_figure(measured_shift, figures / "feature_maps.png")
+    claims_plots.feature_map_figure(measured_shift, figures / "feature_maps.png", lang=w.lang)
     paper = summarize(get_model("lenet5_1998"), (1, 32, 32)).layers
     rows = [[row.name.split(".")[-1], w.n(row.trainable_params), w.n(row.connections),
              w.n(row.connections / max(row.trainable_params, 1)) + "×"]
@@ -331,7 +331,7 @@ def claim_cost(repeats: int, figures: Path, w: Words) -> Section:
     result = run_cost(
         ("lenet5", "mlp_60k", "mlp"), repeats_batch1=repeats, repeats_batch256=max(3, repeats // 5)
     )
-    claims_plots.cost_bars(result, figures / "cost.png")
+    claims_plots.cost_bars(result, figures / "cost.png", lang=w.lang)
     verdicts = [c["verdict"] for c in result.claims]
     overall = verdicts[0] if len(set(verdicts)) == 1 else "depends"
     measured = "<ul>" + "".join(f"<li>{_cost_item(c, w)}</li>" for c in result.claims) + "</ul>"
