@@ -59,6 +59,8 @@ class DatasetSpec:
     normalization: tuple | None = None
     augmentation: str = "affine"  # a key of convnet.data.transforms.AUGMENTATIONS
     photos: bool = False  # a file to classify is resized and centre-cropped, not read as a digit
+    # images per split, as published (and checked: the files are pinned by their SHA-256)
+    split_sizes: dict = field(default_factory=lambda: {"train": 60_000, "test": 10_000})
     extra: dict = field(default_factory=dict)
 
     @property
@@ -132,6 +134,7 @@ register_dataset(
     DatasetSpec(
         name="cifar10",
         description="CIFAR-10 photos in 10 classes: 50,000 training and 10,000 test, 32×32 colour",
+        split_sizes={"train": 50_000, "test": 10_000},
         class_names=(
             "airplane",
             "automobile",

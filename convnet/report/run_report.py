@@ -70,21 +70,12 @@ def most_confident_mistakes(
 
 
 def split_size(config: TrainConfig | None, split: str) -> int | None:
-    """The number of images in a registered data set's split, read from its labels file's
-    IDX header (a big-endian 32-bit count after the 4-byte magic number, per the MNIST
-    page's format); None for image folders or when the file cannot be read."""
-    from convnet.data.datasets import SPLIT_FILES, default_data_dir, get_dataset_spec
+    """The number of images in a registered data set's split; None for image folders."""
+    from convnet.data.datasets import get_dataset_spec
 
-    if config is None or config.data or split not in SPLIT_FILES:
+    if config is None or config.data:
         return None
-    directory = Path(config.data_dir) if config.data_dir else default_data_dir()
-    path = directory / get_dataset_spec(config.source_name).name / SPLIT_FILES[split][1]
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(8)
-    except OSError:
-        return None
-    return int.from_bytes(header[4:8], "big") if len(header) == 8 else None
+    return get_dataset_spec(config.source_name).split_sizes.get(split)
 
 
 def subset_notes(config: TrainConfig | None, split: str, scored: int) -> tuple[str, str]:
