@@ -112,6 +112,8 @@ def build_config(args: argparse.Namespace):
                             f"({error}).") from None  # fmt: skip
         for key in ("out", "classes", "world_size"):
             base.pop(key, None)
+        if "model" in values:  # the recipe carries over to the registered model named
+            base.pop("custom_module", None)
         was_images = bool(base.get("data"))
         if ("data" in values and not was_images) or ("dataset" in values and was_images):
             raise UserError(

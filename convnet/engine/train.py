@@ -48,7 +48,7 @@ from convnet.engine.guards import (
 )
 from convnet.engine.run import Run, model_inputs, training_source
 from convnet.engine.run_control import StopRequests
-from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights
+from convnet.engine.weights import load_weights, weights_path
 from convnet.errors import UserError
 from convnet.files import atomic_write_json, ensure_writable
 from convnet.models import get_model
@@ -102,12 +102,9 @@ def learning_warning(steps: list[dict], num_classes: int) -> str | None:
 def _initial_weights(model: nn.Module, config: TrainConfig, log: Callable[[str], None]) -> None:
     """--weights: a file, or torchvision weights by name from the hub cache; a classifier
     for another class count starts from fresh weights (fine-tuning)."""
-    path = Path(config.weights)
-    if WEIGHT_NAME.match(config.weights) and not path.exists():
-        path, _ = hub_weights(config.model, config.weights)
-    elif not path.is_file():
-        raise UserError(f"Weights file {path} does not exist.")
-    load_weights(model, path, replace_classifier=True, log=log)
+    load_weights(
+        model, weights_path(config.model, config.weights), replace_classifier=True, log=log
+    )
 
 
 def _seed_global_draws(seed: int, device: torch.device) -> None:
@@ -159,9 +156,14 @@ def fit(
     *,
     changes: dict | None = None,
     stop_after_epoch: int | None = None,
+    module: nn.Module | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train, evaluating on the held-out split after every epoch; return the results.
+
+    `module` trains a user's own nn.Module (the Python API) instead of building the
+    registered `config.model`; `config.custom_module` then describes it, and the run
+    directory holds its weights but not its code.
 
     Call inside `distributed.session()` under torchrun (every rank runs this; rank 0 writes
     the run directory and returns the results, the others an empty dict). With `resume`, the
@@ -182,6 +184,14 @@ def fit(
 
     saved = distributed.broadcast_object(distributed.together(read_saved))
     planned = saved[1] if saved else None
+    described = (saved[0] if saved else config).custom_module is not None
+    if described != (module is not None):
+        raise UserError(
+            "This run trains a module of your own, which only the Python API can pass "
+            "(convnet.fit(module, ...)); its run directory does not hold the module's code."
+            if described else "A module of your own needs `custom_module` in its configuration "
+            "(convnet.fit builds it)."
+        )  # fmt: skip
 
     def prepare() -> tuple[TrainConfig, Run, DataSource]:
         resolved = saved[0] if saved else config.resolved(session.world_size)
@@ -215,8 +225,10 @@ def fit(
     def build() -> tuple[nn.Module, torch.optim.Optimizer, dict | None]:
         torch.manual_seed(config.seed)
         input_size, _ = model_inputs(config)
-        model = get_model(config.model, num_classes=len(config.classes),
-                          in_channels=input_size[0], **config.model_config)  # fmt: skip
+        model = module if module is not None else get_model(
+            config.model, num_classes=len(config.classes), in_channels=input_size[0],
+            **config.model_config,
+        )  # fmt: skip
         check_input(model, config.model, input_size)
         if main:  # weights, and a checkpoint with the optimizer's momentum: about 3× the model
             size = sum(p.numel() * p.element_size() for p in model.parameters())
