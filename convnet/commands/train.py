@@ -61,6 +61,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     machine.add_argument("--backend", help="auto|gloo|nccl (under torchrun)")
     machine.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")
     machine.add_argument("--checkpoint-every", type=int, metavar="STEPS")
+    machine.add_argument("--tensorboard", action="store_true", default=None,
+                         help="also write TensorBoard event files into RUN_DIR/tensorboard "
+                         "(needs the tensorboard package)")  # fmt: skip
     machine.add_argument("--stop-after-epoch", type=int, metavar="N",
                          help="stop after epoch N, resumably; continue with --resume")  # fmt: skip
     machine.add_argument("--config", metavar="FILE", help="start from a saved config.json; "

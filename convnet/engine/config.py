@@ -19,6 +19,7 @@ from pathlib import Path
 
 from torch import nn
 
+from convnet.engine.tensorboard import check_available
 from convnet.errors import UserError
 from convnet.models import ModelSpec, get_model_spec
 
@@ -78,6 +79,7 @@ class TrainConfig:
     backend: str = "auto"  # under torchrun: gloo on CPUs, nccl on GPUs
     out: str | None = None
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at the end of each epoch)
+    tensorboard: bool = False  # also write TensorBoard event files (RUN/tensorboard)
     train_subset: int | None = None  # train on N images only (quick looks, tests)
     test_subset: int | None = None  # evaluate on the first N held-out images only
     world_size: int = 1
@@ -165,6 +167,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message + ".")
+        if self.tensorboard:
+            check_available()
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -50,7 +50,8 @@ OLD_HISTORY_KEYS = {"test_error": "eval_error", "test_top5_error": "eval_top5_er
                     "val_error": "eval_error", "val_top5_error": "eval_top5_error",
                     "val_loss": "eval_loss"}  # fmt: skip
 # Fields of a configuration that do not change the trained weights or their score.
-NOT_IN_CACHE_KEY = ("out", "data_dir", "device", "checkpoint_every", "workers", "backend")
+NOT_IN_CACHE_KEY = ("out", "data_dir", "device", "checkpoint_every", "workers", "backend",
+                    "tensorboard")  # fmt: skip
 
 
 @dataclass

@@ -21,6 +21,7 @@ or dropout (whose masks are).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -48,6 +49,7 @@ from convnet.engine.guards import (
 )
 from convnet.engine.run import Run, model_inputs, training_source
 from convnet.engine.run_control import StopRequests
+from convnet.engine.tensorboard import TensorBoardLog
 from convnet.engine.weights import load_weights, weights_path
 from convnet.errors import UserError
 from convnet.files import atomic_write_json, ensure_writable
@@ -59,7 +61,7 @@ from convnet.models import get_model
 MIN_LOSS_DROP = 0.05
 
 # What `--resume RUN` may change: where the data lies and how it is read, how long to train.
-RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device")
+RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device", "tensorboard")
 
 
 def layout_for(model: nn.Module) -> torch.memory_format:
@@ -302,6 +304,8 @@ def fit(
             return
         with resumable_after_write_failure(run):  # the steps up to this checkpoint first
             run.append_steps(step_rows)
+        if board is not None:
+            board.steps(step_rows)
         step_rows.clear()
         if not all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()):
             shown = epoch if batch == 0 else epoch + 1  # batch 0: the end of the epoch before
@@ -313,6 +317,9 @@ def fit(
             })  # fmt: skip
 
     step_rows: list[tuple] = []  # steps.csv rows since the last checkpoint
+    board = None  # --tensorboard: the event files, written with steps.csv and metrics.csv
+    if main and config.tensorboard:
+        board = TensorBoardLog(run.path, start_epoch * steps + start_batch if state else None)
     if main and state is not None:
         run.keep_steps(start_epoch * steps + start_batch)
     stop = StopRequests()
@@ -320,7 +327,7 @@ def fit(
     evaluation = None
     # Ctrl-C or SIGTERM (a scheduler's notice) any time from here on, also during an
     # evaluation or a write, stops the run after a whole step with a checkpoint.
-    with stop:
+    with stop, contextlib.closing(board) if board else contextlib.nullcontext():
         for epoch in range(start_epoch, config.epochs):
             epoch_started = time.perf_counter()
             sums = dict(totals or {"loss": 0.0, "correct": 0, "seen": 0})
@@ -416,6 +423,8 @@ def fit(
                 "images_per_second": round((sums["seen"] - seen_before) / epoch_seconds, 1),
             })  # fmt: skip
             start_batch, totals = 0, None
+            if board is not None:
+                board.epoch(history[-1], (epoch + 1) * steps)
             if main:  # the checkpoint last: it commits the epoch, which a crash before it redoes
                 with resumable_after_write_failure(run):
                     save_weights(run.weights_path, model, metadata)
