@@ -69,3 +69,64 @@ def test_a_run_repeated_from_its_config_json_has_the_same_weights(mnist_dir, tmp
         document.pop("out")
     assert saved[0] == saved[1] and saved[2]["seed"] == 4
     assert (first / "model.safetensors").read_bytes() == (again / "model.safetensors").read_bytes()
+
+
+# --- threads ------------------------------------------------------------------------------
+
+# Every command that computes (zoo times models; summary only builds shapes on the meta
+# device, and data fetches files, so they have none).
+COMPUTE_COMMANDS = [("train",), ("evaluate",), ("predict",), ("serve",), ("zoo",),
+                    ("experiment", "shift"), ("experiment", "invariance"),
+                    ("experiment", "cost"), ("experiment", "evolution"), ("report", "lecture")]  # fmt: skip
+
+
+def subparser(path: tuple[str, ...]):
+    import argparse
+
+    from convnet.cli import build_parser
+
+    parser = build_parser()
+    for name in path:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("path", COMPUTE_COMMANDS, ids=" ".join)
+def test_every_compute_command_takes_threads(path):
+    parser = subparser(path)
+    option = next(a for a in parser._actions if "--threads" in a.option_strings)
+    assert option.type is int and option.help
+    # cost times one thread by default (it measures the network, not the scheduler)
+    assert option.default == (1 if path == ("experiment", "cost") else 0)
+
+
+@pytest.mark.parametrize(
+    ("load_average", "cpus", "expected"),
+    [(0.3, 2, 2), (1.9, 2, 2), (2.0, 2, 1), (5.4, 2, 1), (5.4, 16, 2)],
+)
+def test_the_automatic_thread_count_drops_to_one_on_a_busy_machine(load_average, cpus, expected):
+    from convnet.engine.threads import automatic_threads
+
+    assert automatic_threads(load_average, cpus, default=2) == expected
+
+
+def test_commands_use_the_automatic_choice_and_refuse_too_many(trained_run, monkeypatch, capsys):
+    import torch
+
+    from convnet.engine.threads import available_cpus
+
+    run_dir, _ = trained_run
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.getloadavg", lambda: (99.0, 99.0, 99.0))  # a busy machine
+    try:
+        arguments = ["evaluate", str(run_dir), "--test-subset", "50", "--json"]
+        assert main(arguments) == 0
+        assert json.loads(capsys.readouterr().out)["threads"] == 1
+        if available_cpus() >= 2:
+            assert main([*arguments, "--threads", "2"]) == 0
+            assert json.loads(capsys.readouterr().out)["threads"] == 2
+        assert main([*arguments, "--threads", str(available_cpus() + 1)]) == 2
+        assert "--threads must be between 0 (automatic)" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

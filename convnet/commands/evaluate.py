@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, data_dir, emit
+from convnet.commands.common import Command, add_threads_argument, apply_threads, data_dir, emit
 from convnet.commands.train import IMAGE_ONLY, result_text
 from convnet.errors import UserError
 
@@ -52,6 +52,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", metavar="DIR", help="write an HTML report into DIR")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
+    add_threads_argument(parser)
     parser.add_argument("--json", action="store_true")
     images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
     images.add_argument("--split", choices=("train", "val", "all"),
@@ -80,6 +81,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
     if args.data and args.dataset:
         raise UserError("Give either --dataset NAME or --data DIR, not both.")
+    threads = apply_threads(args)
     if args.data and not Path(args.data).is_dir():
         raise UserError(f"Data folder {args.data} does not exist (or is not a folder).")
     loaded = load_target(args)
@@ -113,7 +115,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "dataset": source.name,
         **evaluation.result,
         "params": sum(p.numel() for p in loaded.model.parameters()),
-        "device": str(device), "precision": precision,
+        "device": str(device), "precision": precision, "threads": threads,
         "batch_size": args.batch_size or source.eval_batch_size,
     }  # fmt: skip
     if source.kind == "images":
@@ -147,6 +149,7 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
+    add_threads_argument(parser)
     parser.add_argument("--json", action="store_true")
 
 
@@ -160,6 +163,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise UserError(f"--top must be at least 1, not {args.top}.")
+    apply_threads(args)
     loaded = load_target(args)
     size = loaded.input_size
     if loaded.photos:  # photos: the image itself, resized and centre-cropped

@@ -13,7 +13,15 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from convnet.commands.common import Command, check_counts, data_dir, emit, log
+from convnet.commands.common import (
+    Command,
+    add_threads_argument,
+    apply_threads,
+    check_counts,
+    data_dir,
+    emit,
+    log,
+)
 from convnet.errors import UserError
 
 # Flags that only mean something for image files on disk (--data DIR).
@@ -59,7 +67,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     machine.add_argument("--device", help="auto|cpu|cuda")
     machine.add_argument("--precision", help="auto|fp32|bf16")
     machine.add_argument("--backend", help="auto|gloo|nccl (under torchrun)")
-    machine.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")
+    add_threads_argument(machine)
     machine.add_argument("--checkpoint-every", type=int, metavar="STEPS")
     machine.add_argument("--tensorboard", action="store_true", default=None,
                          help="also write TensorBoard event files into RUN_DIR/tensorboard "
@@ -204,14 +212,12 @@ def finish_run(
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import torch
 
     from convnet.engine import distributed
     from convnet.engine.train import fit
 
     check_counts(args, "epochs", "batch_size", "train_subset", "test_subset", "stop_after_epoch")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     rank_text = os.environ.get("RANK", "0")
     launched_rank = int(rank_text) if rank_text.isdigit() else 0
     try:

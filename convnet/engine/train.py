@@ -463,7 +463,8 @@ def fit(
         "params": sum(p.numel() for p in model.parameters()), "epochs": config.epochs,
         "train_seconds": round(train_seconds, 3),
         "images_per_second": round(seen / max(train_seconds, 1e-9), 1),
-        "precision": precision, "device": str(device), "world_size": world,
+        "precision": precision, "device": str(device), "threads": torch.get_num_threads(),
+        "world_size": world,
         "backend": session.backend, "batch_size": batch_size, "global_batch_size": batch_size * world,
         "replicas_identical": len(set(digests)) <= 1, "run_dir": str(run.path),
     }  # fmt: skip
