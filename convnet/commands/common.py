@@ -45,6 +45,9 @@ def check_counts(args: argparse.Namespace, *options: str) -> None:
     check_threads(args)
 
 
+DEVICE_HELP = "auto (a CUDA GPU, then an Apple GPU, then the CPU), cpu, cuda or mps"
+PRECISION_HELP = ("auto (bf16 where the hardware computes it natively, else fp32), fp32, bf16, "
+                  "or fp16 (CUDA only; training scales the loss)")  # fmt: skip
 THREADS_HELP = ("CPU threads (default 0: automatic, PyTorch's count or 1 when the machine is "
                 "busier than it has cores)")  # fmt: skip
 

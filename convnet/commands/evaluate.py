@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, add_threads_argument, apply_threads, data_dir, emit
+from convnet.commands.common import (
+    DEVICE_HELP,
+    PRECISION_HELP,
+    Command,
+    add_threads_argument,
+    apply_threads,
+    data_dir,
+    emit,
+)
 from convnet.commands.train import IMAGE_ONLY, result_text
 from convnet.errors import UserError
 
@@ -50,8 +58,16 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extremes", type=int, metavar="N", help="how many easiest and "
                         "hardest classes to list (default 3; 5 for image files)")  # fmt: skip
     parser.add_argument("--report", metavar="DIR", help="write an HTML report into DIR")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help=DEVICE_HELP,
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help=PRECISION_HELP,
+    )
     add_threads_argument(parser)
     parser.add_argument("--json", action="store_true")
     images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
@@ -82,6 +98,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.data and args.dataset:
         raise UserError("Give either --dataset NAME or --data DIR, not both.")
     threads = apply_threads(args)
+    device = resolve_device(args.device)  # a device or precision not here: refused first
+    precision = resolve_precision(args.precision, device)
     if args.data and not Path(args.data).is_dir():
         raise UserError(f"Data folder {args.data} does not exist (or is not a folder).")
     loaded = load_target(args)
@@ -104,8 +122,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         strict=bool(args.strict), ground_truth=args.ground_truth, val_fraction=args.val_fraction,
         seed=args.seed, test_subset=args.test_subset,
     )  # fmt: skip
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
     evaluation = evaluate(loaded.model.to(device), source, device, precision,
                           batch_size=args.batch_size, extremes=args.extremes or (5 if images else 3),
                           strict=bool(args.strict), progress=True)  # fmt: skip
@@ -147,8 +163,16 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
     parser.add_argument("--top", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help=DEVICE_HELP,
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help=PRECISION_HELP,
+    )
     add_threads_argument(parser)
     parser.add_argument("--json", action="store_true")
 
@@ -164,15 +188,16 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise UserError(f"--top must be at least 1, not {args.top}.")
     apply_threads(args)
+    device = resolve_device(args.device)  # a device or precision not here: refused first
+    precision = resolve_precision(args.precision, device)
     loaded = load_target(args)
     size = loaded.input_size
     if loaded.photos:  # photos: the image itself, resized and centre-cropped
         inputs = torch.stack([load_photo(path, size) for path in args.images])
     else:  # a digit model: prepared the way MNIST was
         inputs = to_model_input(torch.stack([load_digit(path) for path in args.images]), size)
-    device = resolve_device(args.device)
     logits = predict_logits(loaded.model.to(device), inputs, loaded.normalization, device,
-                            resolve_precision(args.precision, device))  # fmt: skip
+                            precision)  # fmt: skip
     probabilities = logits.softmax(dim=1)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
     results = [

@@ -14,6 +14,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from convnet.commands.common import (
+    DEVICE_HELP,
+    PRECISION_HELP,
     Command,
     add_threads_argument,
     apply_threads,
@@ -64,8 +66,11 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, help="decoding processes per training process (default 2)"
     )
     machine = parser.add_argument_group("machine and run")
-    machine.add_argument("--device", help="auto|cpu|cuda")
-    machine.add_argument("--precision", help="auto|fp32|bf16")
+    machine.add_argument("--device", help=DEVICE_HELP)
+    machine.add_argument(
+        "--precision",
+        help=PRECISION_HELP,
+    )
     machine.add_argument("--backend", help="auto|gloo|nccl (under torchrun)")
     add_threads_argument(machine)
     machine.add_argument("--checkpoint-every", type=int, metavar="STEPS")

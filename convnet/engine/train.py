@@ -39,7 +39,7 @@ from convnet.data.sources import DataSource, mix, steps_per_epoch
 from convnet.engine import distributed
 from convnet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from convnet.engine.config import TrainConfig, learning_rate
-from convnet.engine.device import autocast, is_out_of_memory, resolve_precision
+from convnet.engine.device import autocast, grad_scaler, is_out_of_memory, resolve_precision
 from convnet.engine.evaluate import evaluate
 from convnet.engine.guards import (
     check_input,
@@ -186,6 +186,8 @@ def fit(
 
     saved = distributed.broadcast_object(distributed.together(read_saved))
     planned = saved[1] if saved else None
+    # an unsupported precision (fp16 off CUDA) is refused before the run directory is made
+    precision = resolve_precision((saved[0] if saved else config).precision, session.device)
     described = (saved[0] if saved else config).custom_module is not None
     if described != (module is not None):
         raise UserError(
@@ -220,7 +222,6 @@ def fit(
     config, run, source = distributed.together(prepare)
     run = Run(distributed.broadcast_object(str(run.path)))
     device = session.device
-    precision = resolve_precision(config.precision, device)
     for path, why in source.skipped[:5]:
         say(f"Skipped {path} ({why}).")
 
@@ -259,6 +260,9 @@ def fit(
 
     model, optimizer, state = distributed.together(build)
     state = distributed.broadcast_object(state)
+    scaler = grad_scaler(device, precision)  # fp16: loss scaling; otherwise a pass-through
+    if state is not None and state.get("grad_scaler"):
+        scaler.load_state_dict(state["grad_scaler"])
     distributed.broadcast_optimizer_state(optimizer)
     # DDP broadcasts rank 0's parameters and buffers when it wraps the model, then averages
     # gradients across ranks during every backward pass.
@@ -314,6 +318,7 @@ def fit(
             save_checkpoint(run.checkpoint_path, model, optimizer, {
                 "epoch": epoch, "batch": batch, "totals": partial, "history": history,
                 "train_seconds": seconds, "train_images": source.train_count,
+                "grad_scaler": scaler.state_dict(),
             })  # fmt: skip
 
     step_rows: list[tuple] = []  # steps.csv rows since the last checkpoint
@@ -363,7 +368,7 @@ def fit(
                                                        label_smoothing=config.label_smoothing, reduction="sum")  # fmt: skip
                         with record_function("backward"):
                             optimizer.zero_grad(set_to_none=True)
-                            (loss_sum / len(labels)).backward()
+                            scaler.scale(loss_sum / len(labels)).backward()
                     except (RuntimeError, MemoryError) as error:
                         if not is_out_of_memory(error):
                             raise
@@ -383,7 +388,8 @@ def fit(
                             raise distributed.PeerFailure(0)
                         raise stopped(f"loss became {loss_total} at epoch {epoch + 1}, step {step}")
                     with record_function("optimizer"):
-                        optimizer.step()
+                        scaler.step(optimizer)  # unscales first; skips a step that overflowed
+                        scaler.update()
                     sums = {"loss": sums["loss"] + loss_total, "seen": sums["seen"] + int(valid),
                             "correct": sums["correct"] + int(correct)}  # fmt: skip
                     step_started, step_ended = step_ended, time.perf_counter()
