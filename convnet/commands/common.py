@@ -80,6 +80,30 @@ def apply_threads(args: argparse.Namespace) -> int:
     return use_threads(getattr(args, "threads", 0) or 0)
 
 
+def add_download_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--download", action="store_true",
+        help="fetch the torchvision weights --weights names into the torch hub cache first, "
+        "checking the hash in their file name (default: offline, the cache only)",
+    )  # fmt: skip
+
+
+def download_if_asked(args: argparse.Namespace, model: str, weights: str | None) -> None:
+    """--download: fetch torchvision's `weights` for `model` into the hub cache now (a no-op
+    when the file is there); refused where there is nothing to fetch."""
+    if not getattr(args, "download", False):
+        return
+    if getattr(args, "resume", None):
+        raise UserError("--resume continues from the run's own checkpoint; --download has "
+                        "nothing to fetch. Drop it.")  # fmt: skip
+    if not weights:
+        raise UserError("--download fetches the torchvision weights that --weights names "
+                        "(e.g. --weights IMAGENET1K_V1); give --weights NAME.")  # fmt: skip
+    from convnet.engine.weights import weights_path
+
+    weights_path(model, weights, download=True)
+
+
 def settings_from_args(settings_class: type, args: argparse.Namespace, **values: object):
     """An experiment's settings dataclass from the flags of the same names, plus `values`."""
     names = (item.name for item in dataclasses.fields(settings_class))

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, data_dir, emit, log
+from convnet.commands.common import (
+    Command,
+    add_download_argument,
+    data_dir,
+    download_if_asked,
+    emit,
+    log,
+)
 from convnet.commands.evaluate import WEIGHTS_HELP
 from convnet.errors import UserError
 
@@ -63,6 +70,7 @@ def configure_summary(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP + "; checks they fit the model"
     )
+    add_download_argument(parser)
     parser.add_argument("--json", action="store_true")
 
 
@@ -108,6 +116,7 @@ def run_summary(args: argparse.Namespace) -> int:
     size = tuple(args.input_size) if args.input_size else spec.input_size
     if min(size) < 1:
         raise UserError(f"--input-size must be positive, not {' '.join(map(str, size))}.")
+    download_if_asked(args, args.model, args.weights)
     if args.weights:
         from convnet.engine.run import load_weights_argument
 

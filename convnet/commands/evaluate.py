@@ -10,9 +10,11 @@ from convnet.commands.common import (
     DEVICE_HELP,
     PRECISION_HELP,
     Command,
+    add_download_argument,
     add_threads_argument,
     apply_threads,
     data_dir,
+    download_if_asked,
     emit,
 )
 from convnet.commands.train import IMAGE_ONLY, result_text
@@ -20,7 +22,8 @@ from convnet.errors import UserError
 
 WEIGHTS_HELP = (
     "with MODEL: torchvision weights by name (e.g. IMAGENET1K_V1, read from the torch hub "
-    "cache, never downloaded) or a weights file (safetensors or PyTorch state_dict)"
+    "cache; downloaded only with --download) or a weights file (safetensors or PyTorch "
+    "state_dict)"
 )
 
 
@@ -45,6 +48,7 @@ def load_target(args: argparse.Namespace):
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="RUN_DIR|MODEL")
     parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    add_download_argument(parser)
     parser.add_argument(
         "--dataset", metavar="NAME", help="a registered data set (default: the run's)"
     )
@@ -102,6 +106,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     precision = resolve_precision(args.precision, device)
     if args.data and not Path(args.data).is_dir():
         raise UserError(f"Data folder {args.data} does not exist (or is not a folder).")
+    download_if_asked(args, args.target, args.weights)
     loaded = load_target(args)
     images = bool(args.data) or (args.dataset is None and loaded.config is not None
                                  and loaded.config.data is not None)  # fmt: skip
@@ -162,6 +167,7 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="RUN_DIR|MODEL")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    add_download_argument(parser)
     parser.add_argument("--top", type=int, default=3)
     parser.add_argument(
         "--device",
@@ -190,6 +196,7 @@ def run_predict(args: argparse.Namespace) -> int:
     apply_threads(args)
     device = resolve_device(args.device)  # a device or precision not here: refused first
     precision = resolve_precision(args.precision, device)
+    download_if_asked(args, args.target, args.weights)
     loaded = load_target(args)
     size = loaded.input_size
     if loaded.photos:  # photos: the image itself, resized and centre-cropped

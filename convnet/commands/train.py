@@ -17,10 +17,12 @@ from convnet.commands.common import (
     DEVICE_HELP,
     PRECISION_HELP,
     Command,
+    add_download_argument,
     add_threads_argument,
     apply_threads,
     check_counts,
     data_dir,
+    download_if_asked,
     emit,
     log,
 )
@@ -51,6 +53,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--weights", metavar="NAME_OR_FILE", help="start from these weights: a "
                         "file, or torchvision weights by name from the hub cache; a classifier "
                         "for another class count starts afresh (fine-tuning)")  # fmt: skip
+    add_download_argument(recipe)
     recipe.add_argument("--seed", type=int)
     recipe.add_argument("--train-subset", type=int, metavar="N", help="train on N images only")
     recipe.add_argument("--test-subset", type=int, metavar="N",
@@ -231,6 +234,8 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             config, changes = build_config(args), None
             config.resolved()  # a bad value is refused before any process group forms
+        if launched_rank == 0:  # one process fetches; the others read the cache
+            download_if_asked(args, config.model if config else "", config and config.weights)
         device_name = (changes or {}).get("device") or (config.device if config else "auto")
         session = distributed.start(
             device_name, args.backend or (config.backend if config else "auto")

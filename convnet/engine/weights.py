@@ -275,11 +275,6 @@ def load_weights(
 # --- torchvision's weights in the torch hub cache ---------------------------------------
 
 
-# A base URL to fetch torchvision's weight files from instead of their own host (a mirror,
-# or the tests' local server); the file name, and so its hash prefix, stays the same.
-WEIGHTS_MIRROR_VARIABLE = "CONVNET_WEIGHTS_MIRROR"
-
-
 def hub_weights(
     name: str, weights_name: str, *, download: bool = False
 ) -> tuple[Path, tuple[str, ...]]:
@@ -322,16 +317,11 @@ def download_weights(url: str, path: Path) -> None:
     `torch.hub.load_state_dict_from_url(check_hash=True)` does. torch.hub writes a temporary
     file beside `path` and moves it there only when the hash matches, so a failed or
     corrupt download leaves nothing in the cache. UserError on a network failure or a
-    wrong hash. $CONVNET_WEIGHTS_MIRROR, where set, is a base URL to fetch the same file
-    name from."""
-    import os
+    wrong hash."""
     import urllib.error
 
     from torch.hub import HASH_REGEX, download_url_to_file
 
-    mirror = os.environ.get(WEIGHTS_MIRROR_VARIABLE)
-    if mirror:
-        url = mirror.rstrip("/") + "/" + path.name
     match = HASH_REGEX.search(path.name)
     if match is None:
         raise UserError(f"{path.name} carries no hash in its name to check a download against.")
