@@ -133,7 +133,7 @@ def empty_hub(tmp_path, monkeypatch):
 def test_weights_name_not_cached_says_where_to_put_it(empty_hub):
     from convnet.engine.run import load_weights_argument
 
-    with pytest.raises(UserError, match="never downloads") as error:
+    with pytest.raises(UserError, match="downloads only when asked") as error:
         load_weights_argument("resnet18", "IMAGENET1K_V1")
     assert str(empty_hub / "resnet18-f37072fd.pth") in str(error.value)
     with pytest.raises(UserError, match="IMAGENET1K_V1"):

@@ -4,7 +4,12 @@ Connections follow LeCun et al. 1998: one per multiply-accumulate a unit perform
 counting its bias as one more (so C1 has 28·28·6·(25+1) = 122,304). MACs are the
 multiply-accumulates without the bias, the unit torchvision's "GFLOPS" figures use.
 Depth is the number of weight layers (convolution or fully connected) on the longest path
-from input to output of the traced graph.
+from input to output of the traced graph (None for a model torch.fx cannot trace).
+
+Any nn.Module can be summarized: the layers counted are the modules of COUNTERS' types (and
+their subclasses); other modules holding parameters are listed with zero counts, and
+operations called as functions (F.conv2d in a forward) are not counted —
+`torch.utils.flop_counter.FlopCounterMode` counts those (the tests compare the two).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class LayerSummary:
 
 @dataclass
 class ModelSummary:
+    """The per-layer rows and the totals; str() is the table `convnet summary` prints."""
+
     model: str
     input_size: list[int]
     layers: list[LayerSummary]
@@ -39,6 +46,44 @@ class ModelSummary:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def __str__(self) -> str:
+        return summary_table(self)
+
+
+def summary_table(summary: ModelSummary) -> str:
+    """One line per layer (shape, parameters, connections, MACs, activation KiB), the totals."""
+    width = max([22, *(len(layer.name) + 2 for layer in summary.layers)])
+    lines = [
+        f"{'layer':<{width}}{'type':<20}{'output':>14}{'params':>13}{'connections':>15}"
+        f"{'MACs':>15}{'activ. KiB':>12}"
+    ]
+    for layer in summary.layers:
+        shape = "×".join(map(str, layer.output_shape))
+        lines.append(f"{layer.name:<{width}}{layer.type:<20}{shape:>14}{layer.trainable_params:>13,}"
+                     f"{layer.connections:>15,}{layer.macs:>15,}{layer.activation_bytes / 2**10:>12,.1f}")  # fmt: skip
+    total = summary.total
+    depth = "?" if total["depth"] is None else total["depth"]
+    lines.append("-" * (width + 89))
+    lines.append(f"{'total':<{width}}{'depth ' + str(depth):<20}{'':>14}{total['trainable_params']:>13,}"
+                 f"{total['connections']:>15,}{total['macs']:>15,}{total['activation_bytes'] / 2**10:>12,.1f}")  # fmt: skip
+    depth_text = (
+        "depth unknown (the model does not trace)" if total["depth"] is None
+        else f"depth {depth} weight layers"
+    )  # fmt: skip
+    lines.append(f"parameters {total['params']:,} ({total['weight_bytes'] / 2**20:.2f} MiB of weights), "
+                 f"{total['macs'] / 1e9:.3f} GMACs, activations {total['activation_bytes'] / 2**20:,.2f} MiB "
+                 f"per image, {depth_text}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _first_tensor(output: object) -> torch.Tensor | None:
+    """The output, or the first tensor in a tuple or list of outputs (nn.LSTM, attention)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        return next((t for t in map(_first_tensor, output) if t is not None), None)
+    return None
 
 
 def _per_example(output: torch.Tensor) -> int:
@@ -85,7 +130,9 @@ def _no_counts(module: nn.Module, output: torch.Tensor) -> tuple[int, int]:
 # Module type -> (connections, MACs) per example. Layers of other types that hold no
 # parameters (activations, flatten, dropout) are not rows of the table.
 COUNTERS: dict[type, Callable[[nn.Module, torch.Tensor], tuple[int, int]]] = {
+    nn.Conv1d: _conv_counts,
     nn.Conv2d: _conv_counts,
+    nn.Conv3d: _conv_counts,
     PartialConv2d: _partial_conv_counts,
     nn.Linear: _linear_counts,
     EuclideanRBF: _rbf_counts,
@@ -97,7 +144,10 @@ COUNTERS: dict[type, Callable[[nn.Module, torch.Tensor], tuple[int, int]]] = {
     nn.AdaptiveMaxPool2d: _no_counts,
 }
 # Layers that carry weights through which a path counts one more in depth.
-WEIGHT_LAYERS: tuple[type, ...] = (nn.Conv2d, nn.Linear, PartialConv2d, EuclideanRBF)
+WEIGHT_LAYERS: tuple[type, ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, PartialConv2d,
+                                    EuclideanRBF)  # fmt: skip
+FUNCTIONAL_WEIGHT_LAYERS = (nn.functional.conv1d, nn.functional.conv2d, nn.functional.conv3d,
+                            nn.functional.linear)  # fmt: skip
 
 
 def _counter_for(module: nn.Module) -> Callable | None:
@@ -120,9 +170,13 @@ class _LeafTracer(fx.Tracer):
         return _is_leaf(module) or super().is_leaf_module(module, qualified_name)
 
 
-def traced_depth(model: nn.Module) -> int:
-    """Weight layers on the longest input→output path of the torch.fx graph."""
-    graph = _LeafTracer().trace(model)
+def traced_depth(model: nn.Module) -> int | None:
+    """Weight layers on the longest input→output path of the torch.fx graph; None when the
+    model does not trace (data-dependent control flow, say)."""
+    try:
+        graph = _LeafTracer().trace(model)
+    except Exception:  # torch.fx raises many kinds (TraceError, TypeError, …)
+        return None
     modules = dict(model.named_modules())
     depth: dict[fx.Node, int] = {}
     for node in graph.nodes:
@@ -132,20 +186,25 @@ def traced_depth(model: nn.Module) -> int:
             node.op == "call_module"
             and isinstance(modules[node.target], WEIGHT_LAYERS)
             or node.op == "call_function"
-            and node.target in (nn.functional.conv2d, nn.functional.linear)
+            and node.target in FUNCTIONAL_WEIGHT_LAYERS
         ):
             here += 1
         depth[node] = here
     return max(depth[node] for node in graph.nodes if node.op == "output")
 
 
-def summarize(model: nn.Module, input_size: tuple[int, int, int], name: str = "") -> ModelSummary:
-    """Run one example through `model` and account for every layer that computes."""
+def summarize(model: nn.Module, input_size: tuple[int, ...], name: str = "") -> ModelSummary:
+    """Run one example of `input_size` (C, H, W for images: no batch dimension) through any
+    `model` and account for every layer that computes. Errors of the forward pass (an input
+    the model cannot take) propagate as they are."""
     rows: list[LayerSummary] = []
     handles = []
 
     def record(layer_name: str) -> Callable:
-        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+            output = _first_tensor(output)
+            if output is None:
+                return
             counter = _counter_for(module) or _no_counts
             connections, macs = counter(module, output)
             own = list(module.parameters(recurse=False))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,23 +36,72 @@ def data_dir(args: argparse.Namespace) -> Path | None:
 
 
 def check_counts(args: argparse.Namespace, *options: str) -> None:
-    """Counts such as --epochs and --train-subset, when given, are at least 1; --threads is
-    0 (automatic) up to the CPUs this process may use (thousands of threads would bury the
-    machine rather than speed anything up)."""
+    """Counts such as --epochs and --train-subset, when given, are at least 1; and --threads
+    (`check_threads`)."""
     for option in options:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, not {value}.")
+    check_threads(args)
+
+
+DEVICE_HELP = "auto (a CUDA GPU, then an Apple GPU, then the CPU), cpu, cuda or mps"
+PRECISION_HELP = ("auto (bf16 where the hardware computes it natively, else fp32), fp32, bf16, "
+                  "or fp16 (CUDA only; training scales the loss)")  # fmt: skip
+THREADS_HELP = ("CPU threads (default 0: automatic, PyTorch's count or 1 when the machine is "
+                "busier than it has cores)")  # fmt: skip
+
+
+def add_threads_argument(parser: argparse.ArgumentParser, help: str = THREADS_HELP) -> None:
+    """--threads N, the same on every command that computes."""
+    parser.add_argument("--threads", type=int, default=0, metavar="N", help=help)
+
+
+def check_threads(args: argparse.Namespace) -> None:
+    """--threads is 0 (automatic) up to the CPUs this process may use (thousands of threads
+    would bury the machine rather than speed anything up)."""
+    from convnet.engine.threads import available_cpus
+
     threads = getattr(args, "threads", 0) or 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
+    cpus = available_cpus()
     if not 0 <= threads <= cpus:
         raise UserError(
             f"--threads must be between 0 (automatic) and {cpus}, the CPUs this process may "
             f"use, not {threads}."
         )
+
+
+def apply_threads(args: argparse.Namespace) -> int:
+    """Check --threads and use it for the rest of the command (0: the load-aware automatic
+    choice, convnet.engine.threads); returns the count."""
+    from convnet.engine.threads import use_threads
+
+    check_threads(args)
+    return use_threads(getattr(args, "threads", 0) or 0)
+
+
+def add_download_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--download", action="store_true",
+        help="fetch the torchvision weights --weights names into the torch hub cache first, "
+        "checking the hash in their file name (default: offline, the cache only)",
+    )  # fmt: skip
+
+
+def download_if_asked(args: argparse.Namespace, model: str, weights: str | None) -> None:
+    """--download: fetch torchvision's `weights` for `model` into the hub cache now (a no-op
+    when the file is there); refused where there is nothing to fetch."""
+    if not getattr(args, "download", False):
+        return
+    if getattr(args, "resume", None):
+        raise UserError("--resume continues from the run's own checkpoint; --download has "
+                        "nothing to fetch. Drop it.")  # fmt: skip
+    if not weights:
+        raise UserError("--download fetches the torchvision weights that --weights names "
+                        "(e.g. --weights IMAGENET1K_V1); give --weights NAME.")  # fmt: skip
+    from convnet.engine.weights import weights_path
+
+    weights_path(model, weights, download=True)
 
 
 def settings_from_args(settings_class: type, args: argparse.Namespace, **values: object):

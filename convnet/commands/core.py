@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, data_dir, emit, log
+from convnet.commands.common import (
+    Command,
+    add_download_argument,
+    data_dir,
+    download_if_asked,
+    emit,
+    log,
+)
 from convnet.commands.evaluate import WEIGHTS_HELP
 from convnet.errors import UserError
 
@@ -68,27 +75,8 @@ def configure_summary(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP + "; checks they fit the model"
     )
+    add_download_argument(parser)
     parser.add_argument("--json", action="store_true")
-
-
-def summary_text(summary) -> str:
-    width = max([22, *(len(layer.name) + 2 for layer in summary.layers)])
-    lines = [
-        f"{'layer':<{width}}{'type':<20}{'output':>14}{'params':>13}{'connections':>15}"
-        f"{'MACs':>15}{'activ. KiB':>12}"
-    ]
-    for layer in summary.layers:
-        shape = "×".join(map(str, layer.output_shape))
-        lines.append(f"{layer.name:<{width}}{layer.type:<20}{shape:>14}{layer.trainable_params:>13,}"
-                     f"{layer.connections:>15,}{layer.macs:>15,}{layer.activation_bytes / 2**10:>12,.1f}")  # fmt: skip
-    total = summary.total
-    lines.append("-" * (width + 89))
-    lines.append(f"{'total':<{width}}{'depth ' + str(total['depth']):<20}{'':>14}{total['trainable_params']:>13,}"
-                 f"{total['connections']:>15,}{total['macs']:>15,}{total['activation_bytes'] / 2**10:>12,.1f}")  # fmt: skip
-    lines.append(f"parameters {total['params']:,} ({total['weight_bytes'] / 2**20:.2f} MiB of weights), "
-                 f"{total['macs'] / 1e9:.3f} GMACs, activations {total['activation_bytes'] / 2**20:,.2f} MiB "
-                 f"per image, depth {total['depth']} weight layers")  # fmt: skip
-    return "\n".join(lines)
 
 
 def _published_text(name: str, summary) -> str:
@@ -133,6 +121,7 @@ def run_summary(args: argparse.Namespace) -> int:
     size = tuple(args.input_size) if args.input_size else spec.input_size
     if min(size) < 1:
         raise UserError(f"--input-size must be positive, not {' '.join(map(str, size))}.")
+    download_if_asked(args, args.model, args.weights)
     if args.weights:
         from convnet.engine.run import load_weights_argument
 
@@ -152,10 +141,8 @@ def run_summary(args: argparse.Namespace) -> int:
         raise UserError(
             f"{args.model} cannot take input of size {size}: {str(error).splitlines()[0]}"
         ) from None
-    text = (
-        f"{args.model}: {spec.description}\ninput {size[0]}×{size[1]}×{size[2]}\n\n"
-        + summary_text(summary)
-    )
+    heading = f"{args.model}: {spec.description}\ninput {size[0]}×{size[1]}×{size[2]}"
+    text = f"{heading}\n\n{summary}"
     if spec.family == "LeNet":
         matches = matching_sources(summary)
         text += "\n\n" + "\n".join(

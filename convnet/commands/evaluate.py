@@ -6,13 +6,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, data_dir, emit
+from convnet.commands.common import (
+    DEVICE_HELP,
+    PRECISION_HELP,
+    Command,
+    add_download_argument,
+    add_threads_argument,
+    apply_threads,
+    data_dir,
+    download_if_asked,
+    emit,
+)
 from convnet.commands.train import IMAGE_ONLY, result_text
 from convnet.errors import UserError
 
 WEIGHTS_HELP = (
     "with MODEL: torchvision weights by name (e.g. IMAGENET1K_V1, read from the torch hub "
-    "cache, never downloaded) or a weights file (safetensors or PyTorch state_dict)"
+    "cache; downloaded only with --download) or a weights file (safetensors or PyTorch "
+    "state_dict)"
 )
 
 
@@ -37,6 +48,7 @@ def load_target(args: argparse.Namespace):
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="RUN_DIR|MODEL")
     parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    add_download_argument(parser)
     parser.add_argument(
         "--dataset", metavar="NAME", help="a registered data set (default: the run's)"
     )
@@ -50,8 +62,17 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extremes", type=int, metavar="N", help="how many easiest and "
                         "hardest classes to list (default 3; 5 for image files)")  # fmt: skip
     parser.add_argument("--report", metavar="DIR", help="write an HTML report into DIR")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help=DEVICE_HELP,
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help=PRECISION_HELP,
+    )
+    add_threads_argument(parser)
     parser.add_argument("--json", action="store_true")
     images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
     images.add_argument("--split", choices=("train", "val", "all"),
@@ -80,8 +101,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
     if args.data and args.dataset:
         raise UserError("Give either --dataset NAME or --data DIR, not both.")
+    threads = apply_threads(args)
+    device = resolve_device(args.device)  # a device or precision not here: refused first
+    precision = resolve_precision(args.precision, device)
     if args.data and not Path(args.data).is_dir():
         raise UserError(f"Data folder {args.data} does not exist (or is not a folder).")
+    download_if_asked(args, args.target, args.weights)
     loaded = load_target(args)
     images = bool(args.data) or (args.dataset is None and loaded.config is not None
                                  and loaded.config.data is not None)  # fmt: skip
@@ -102,8 +127,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         strict=bool(args.strict), ground_truth=args.ground_truth, val_fraction=args.val_fraction,
         seed=args.seed, test_subset=args.test_subset,
     )  # fmt: skip
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
     evaluation = evaluate(loaded.model.to(device), source, device, precision,
                           batch_size=args.batch_size, extremes=args.extremes or (5 if images else 3),
                           strict=bool(args.strict), progress=True)  # fmt: skip
@@ -113,7 +136,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "dataset": source.name,
         **evaluation.result,
         "params": sum(p.numel() for p in loaded.model.parameters()),
-        "device": str(device), "precision": precision,
+        "device": str(device), "precision": precision, "threads": threads,
         "batch_size": args.batch_size or source.eval_batch_size,
     }  # fmt: skip
     if source.kind == "images":
@@ -151,9 +174,19 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="RUN_DIR|MODEL")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    add_download_argument(parser)
     parser.add_argument("--top", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", help="auto|fp32|bf16")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help=DEVICE_HELP,
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help=PRECISION_HELP,
+    )
+    add_threads_argument(parser)
     parser.add_argument("--json", action="store_true")
 
 
@@ -167,15 +200,18 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise UserError(f"--top must be at least 1, not {args.top}.")
+    apply_threads(args)
+    device = resolve_device(args.device)  # a device or precision not here: refused first
+    precision = resolve_precision(args.precision, device)
+    download_if_asked(args, args.target, args.weights)
     loaded = load_target(args)
     size = loaded.input_size
     if loaded.photos:  # photos: the image itself, resized and centre-cropped
         inputs = torch.stack([load_photo(path, size) for path in args.images])
     else:  # a digit model: prepared the way MNIST was
         inputs = to_model_input(torch.stack([load_digit(path) for path in args.images]), size)
-    device = resolve_device(args.device)
     logits = predict_logits(loaded.model.to(device), inputs, loaded.normalization, device,
-                            resolve_precision(args.precision, device))  # fmt: skip
+                            precision)  # fmt: skip
     probabilities = logits.softmax(dim=1)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
     results = [

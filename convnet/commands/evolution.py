@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, check_counts, emit, log, settings_from_args
+from convnet.commands.common import (
+    Command,
+    add_threads_argument,
+    check_counts,
+    emit,
+    log,
+    settings_from_args,
+)
 
 COMMANDS: dict[str, Command] = {}  # nothing top-level: see EVOLUTION below
 
@@ -44,9 +51,7 @@ def configure_evolution(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-subset", type=int, metavar="N", help="test on the first N images")
     parser.add_argument("--runs-dir", default="runs/evolution", help="cache of trained runs")
     parser.add_argument("--reuse-only", action="store_true", help="never train; use cached runs")
-    parser.add_argument(
-        "--threads", type=int, default=0, help="CPU threads (default 0: automatic, 1 when busy)"
-    )
+    add_threads_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")

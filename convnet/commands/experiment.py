@@ -10,7 +10,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, check_counts, emit, log, settings_from_args
+from convnet.commands.common import (
+    Command,
+    add_threads_argument,
+    apply_threads,
+    check_counts,
+    check_threads,
+    emit,
+    log,
+    settings_from_args,
+)
 from convnet.commands.evolution import EVOLUTION
 from convnet.i18n import LANGUAGES, check_language
 
@@ -22,6 +31,7 @@ def configure_shift(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixels", type=int, default=2, help="shift left by K pixels (default 2)")
     parser.add_argument("--threshold", type=float, default=0.5, help="binarize at this grey level")
     parser.add_argument("--figure", default="runs/experiments/shift.png", metavar="FILE")
+    add_threads_argument(parser)
     parser.add_argument("--data-dir")
     parser.add_argument("--json", action="store_true")
 
@@ -30,6 +40,7 @@ def run_shift(args: argparse.Namespace) -> int:
     from convnet.experiments.shift import run_shift as measure
     from convnet.report.claims_plots import shift_figure
 
+    apply_threads(args)
     data_dir = Path(args.data_dir) if args.data_dir else None
     result = measure(args.index, args.pixels, args.threshold, data_dir)
     figure = shift_figure(result, Path(args.figure))
@@ -78,12 +89,7 @@ def configure_invariance(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--runs-dir", default="runs/experiments", help="cache of trained runs")
     parser.add_argument("--reuse-only", action="store_true", help="never train; use cached runs")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="CPU threads (default 0: automatic, 1 when the machine is busy)",
-    )
+    add_threads_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
@@ -275,9 +281,7 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
         help="cache of trained runs, shared with 'experiment invariance'",
     )
     lecture.add_argument("--repeats", type=int, default=50, help="timed calls at batch 1")
-    lecture.add_argument(
-        "--threads", type=int, default=0, help="CPU threads for training (default 0: automatic)"
-    )
+    add_threads_argument(lecture)
     lecture.add_argument("--data-dir")
     lecture.add_argument(
         "--lang",
@@ -290,6 +294,7 @@ def run_report(args: argparse.Namespace) -> int:
     from convnet.report.lecture import LectureSettings, write_lecture_report
 
     lang = check_language(args.lang)
+    check_threads(args)
     settings = LectureSettings(
         epochs=args.epochs,
         train_subset=args.train_subset or None,  # 0: all 60,000

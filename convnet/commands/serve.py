@@ -7,7 +7,7 @@ import ipaddress
 import socket
 from pathlib import Path
 
-from convnet.commands.common import Command, data_dir, log
+from convnet.commands.common import Command, add_threads_argument, apply_threads, data_dir, log
 from convnet.errors import UserError
 from convnet.i18n import LANGUAGES, check_language
 
@@ -22,6 +22,7 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--data-dir")
+    add_threads_argument(parser)
     parser.add_argument(
         "--lang", help=f"the page's language, {' or '.join(LANGUAGES)} (default: the browser's; "
         "a visitor can still switch)",
@@ -58,6 +59,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from convnet.serve.models import prepare_models
 
     language = check_language(args.lang) if args.lang is not None else None
+    apply_threads(args)
     listener = open_socket(args.host, args.port)
     fetch_dataset("mnist", data_dir(args), log=log)
     models = prepare_models(

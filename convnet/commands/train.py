@@ -13,7 +13,19 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from convnet.commands.common import Command, check_counts, data_dir, emit, log
+from convnet.commands.common import (
+    DEVICE_HELP,
+    PRECISION_HELP,
+    Command,
+    add_download_argument,
+    add_threads_argument,
+    apply_threads,
+    check_counts,
+    data_dir,
+    download_if_asked,
+    emit,
+    log,
+)
 from convnet.errors import UserError
 
 # Flags that only mean something for image files on disk (--data DIR).
@@ -41,6 +53,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--weights", metavar="NAME_OR_FILE", help="start from these weights: a "
                         "file, or torchvision weights by name from the hub cache; a classifier "
                         "for another class count starts afresh (fine-tuning)")  # fmt: skip
+    add_download_argument(recipe)
     recipe.add_argument("--seed", type=int)
     recipe.add_argument("--train-subset", type=int, metavar="N", help="train on N images only")
     recipe.add_argument("--test-subset", type=int, metavar="N",
@@ -56,11 +69,17 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int, help="decoding processes per training process (default 2)"
     )
     machine = parser.add_argument_group("machine and run")
-    machine.add_argument("--device", help="auto|cpu|cuda")
-    machine.add_argument("--precision", help="auto|fp32|bf16")
+    machine.add_argument("--device", help=DEVICE_HELP)
+    machine.add_argument(
+        "--precision",
+        help=PRECISION_HELP,
+    )
     machine.add_argument("--backend", help="auto|gloo|nccl (under torchrun)")
-    machine.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's choice)")
+    add_threads_argument(machine)
     machine.add_argument("--checkpoint-every", type=int, metavar="STEPS")
+    machine.add_argument("--tensorboard", action="store_true", default=None,
+                         help="also write TensorBoard event files into RUN_DIR/tensorboard "
+                         "(needs the tensorboard package)")  # fmt: skip
     machine.add_argument("--stop-after-epoch", type=int, metavar="N",
                          help="stop after epoch N, resumably; continue with --resume")  # fmt: skip
     machine.add_argument("--config", metavar="FILE", help="start from a saved config.json; "
@@ -112,6 +131,8 @@ def build_config(args: argparse.Namespace):
                             f"({error}).") from None  # fmt: skip
         for key in ("out", "classes", "world_size"):
             base.pop(key, None)
+        if "model" in values:  # the recipe carries over to the registered model named
+            base.pop("custom_module", None)
         was_images = bool(base.get("data"))
         if ("data" in values and not was_images) or ("dataset" in values and was_images):
             raise UserError(
@@ -198,14 +219,12 @@ def finish_run(
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import torch
 
     from convnet.engine import distributed
     from convnet.engine.train import fit
 
     check_counts(args, "epochs", "batch_size", "train_subset", "test_subset", "stop_after_epoch")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     rank_text = os.environ.get("RANK", "0")
     launched_rank = int(rank_text) if rank_text.isdigit() else 0
     try:
@@ -214,6 +233,8 @@ def run_train(args: argparse.Namespace) -> int:
         else:
             config, changes = build_config(args), None
             config.resolved()  # a bad value is refused before any process group forms
+        if launched_rank == 0:  # one process fetches; the others read the cache
+            download_if_asked(args, config.model if config else "", config and config.weights)
         device_name = (changes or {}).get("device") or (config.device if config else "auto")
         session = distributed.start(
             device_name, args.backend or (config.backend if config else "auto")

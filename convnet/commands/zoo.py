@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, emit, log
+from convnet.commands.common import Command, add_threads_argument, apply_threads, emit, log
 from convnet.errors import UserError
 
 
@@ -24,6 +24,7 @@ def configure_zoo(parser: argparse.ArgumentParser) -> None:
         "--repeats", type=int, default=3, help="timed batches per model and precision (median)"
     )
     parser.add_argument("--batch-size", type=int, default=16)
+    add_threads_argument(parser)
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -67,6 +68,7 @@ def run_zoo(args: argparse.Namespace) -> int:
         raise UserError(f"{', '.join(unknown)} not in the zoo; it holds {', '.join(zoo_names())}.")
     if args.repeats < 1 or args.batch_size < 1:
         raise UserError("--repeats and --batch-size must be at least 1.")
+    apply_threads(args)
     if args.speed:
         log(f"Measuring images/s of {len(names)} models at batch {args.batch_size} "
             "(--no-speed skips this) …")  # fmt: skip

@@ -17,8 +17,11 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from torch import nn
+
+from convnet.engine.tensorboard import check_available
 from convnet.errors import UserError
-from convnet.models import get_model_spec
+from convnet.models import ModelSpec, get_model_spec
 
 # Defaults by kind of data source, where a model's registry entry sets none.
 SOURCE_DEFAULTS: dict[str, dict] = {
@@ -77,11 +80,29 @@ class TrainConfig:
     backend: str = "auto"  # under torchrun: gloo on CPUs, nccl on GPUs
     out: str | None = None
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at the end of each epoch)
+    tensorboard: bool = False  # also write TensorBoard event files (RUN/tensorboard)
     train_subset: int | None = None  # train on N images only (quick looks, tests)
     test_subset: int | None = None  # evaluate on the first N held-out images only
     world_size: int = 1
     classes: list = field(default_factory=list)  # the class names, in output order
     model_config: dict = field(default_factory=dict)
+    # A user's own nn.Module trained through the Python API (convnet.fit), named `model`:
+    # {"class": "package.Module", "input_size": [C, H, W], "normalization": [mean, std]}.
+    # Its code is not in the run, so loading the run needs the module again.
+    custom_module: dict | None = None
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The registry's entry of the model, or a stand-in describing a custom module."""
+        if self.custom_module is None:
+            return get_model_spec(self.model)
+        custom = self.custom_module
+        return ModelSpec(
+            name=self.model, builder=_not_rebuildable, family="custom",
+            description=f"{custom.get('class', self.model)}, a module of your own (Python API)",
+            input_size=tuple(custom["input_size"]),
+            normalization=tuple(custom.get("normalization", (0.0, 1.0))),
+        )  # fmt: skip
 
     @property
     def source_kind(self) -> str:
@@ -97,7 +118,7 @@ class TrainConfig:
         """A copy with every default filled in and every value checked (UserError)."""
         if self.dataset and self.data:
             raise UserError("Give either --dataset NAME or --data DIR, not both.")
-        spec = get_model_spec(self.model)
+        spec = self.spec
         values = asdict(self)
         values["dataset"] = None if self.data else (self.dataset or "mnist")
         for key, default in SOURCE_DEFAULTS[self.source_kind].items():
@@ -147,6 +168,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(message + ".")
+        if self.tensorboard:
+            check_available()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,6 +201,13 @@ class TrainConfig:
         if "model" in values and not isinstance(values["model"], str):
             raise ValueError('"model" is not a string')
         return cls(**values)
+
+
+def _not_rebuildable(**options) -> nn.Module:
+    raise UserError(
+        "A module of your own is not in convnet's model registry; its code is yours, so build "
+        "it yourself and pass it (convnet.fit(module, ...), convnet.load_run(path, module=...))."
+    )
 
 
 def learning_rate(step: int, total_steps: int, peak: float, warmup_fraction: float) -> float:

@@ -15,8 +15,25 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from convnet.errors import UserError
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+# fp16 is CUDA's: autocast to float16 with gradient scaling in training (torch.amp.GradScaler)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def mps_available() -> bool:
+    """Whether PyTorch can use an Apple GPU (Metal Performance Shaders) here."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def machine_devices() -> str:
+    """What this machine offers PyTorch, in words: "cpu", "cpu, cuda (NVIDIA H200)", …."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append(f"cuda ({torch.cuda.get_device_name(0)})")
+    if mps_available():
+        found.append("mps (Apple GPU)")
+    return ", ".join(found)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -30,13 +47,25 @@ def is_out_of_memory(error: BaseException) -> bool:
     )
 
 
+# device -> (is it here?, what it is, in words)
+DEVICE_CHECKS = {
+    "cuda": (torch.cuda.is_available, "CUDA GPU"),
+    "mps": (mps_available, "Apple GPU (MPS: PyTorch on macOS with Apple silicon)"),
+}
+
+
 def resolve_device(name: str = "auto") -> torch.device:
+    """The device `name` names; "auto" takes a CUDA GPU, then an Apple GPU, then the CPU.
+    UserError for a device this machine does not have, naming those it has."""
     if name not in DEVICES:
         raise UserError(f"Unknown device '{name}'; use one of {', '.join(DEVICES)}.")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but PyTorch sees no CUDA GPU here.")
+        return torch.device(next((d for d, (here, _) in DEVICE_CHECKS.items() if here()), "cpu"))
+    if name in DEVICE_CHECKS and not DEVICE_CHECKS[name][0]():
+        raise UserError(
+            f"--device {name} was asked for, but PyTorch sees no {DEVICE_CHECKS[name][1]} "
+            f"here. This machine has: {machine_devices()}."
+        )
     return torch.device(name)
 
 
@@ -51,9 +80,16 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' picks bf16 where the hardware computes it natively, fp32 elsewhere."""
+    """'auto' picks bf16 where the hardware computes it natively, fp32 elsewhere. UserError
+    for fp16 off CUDA (naming what this machine has)."""
     if name not in PRECISIONS:
         raise UserError(f"Unknown precision '{name}'; use one of {', '.join(PRECISIONS)}.")
+    if name == "fp16" and device.type != "cuda":
+        raise UserError(
+            f"--precision fp16 runs on CUDA GPUs (float16 autocast, with gradient scaling in "
+            f"training), not on {device.type}. This machine has: {machine_devices()}. Use "
+            "--precision bf16 or fp32 here."
+        )
     if name != "auto":
         return name
     if device.type == "cuda":
@@ -61,17 +97,29 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
+AUTOCAST_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision for the forward pass: matmuls and convolutions in bf16."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+    """Mixed precision for the forward pass: matmuls and convolutions in bf16 or fp16."""
+    if precision in AUTOCAST_TYPES:
+        return torch.autocast(device.type, dtype=AUTOCAST_TYPES[precision])
     return contextlib.nullcontext()
 
 
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 training (torch.amp.GradScaler): the loss is multiplied before
+    the backward pass so small gradients do not flush to zero in float16, and the gradients
+    are divided back before the step (skipped when they overflowed). A pass-through
+    (disabled) for the other precisions, whose range needs none."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
 def memory_format(precision: str) -> torch.memory_format:
-    """channels_last with bf16: the layout oneDNN's AMX and cuDNN's tensor-core convolutions
-    read natively, so no reorder runs around every convolution; plain NCHW with fp32."""
-    return torch.channels_last if precision == "bf16" else torch.contiguous_format
+    """channels_last with bf16 or fp16: the layout oneDNN's AMX and cuDNN's tensor-core
+    convolutions read natively, so no reorder runs around every convolution; plain NCHW
+    with fp32."""
+    return torch.channels_last if precision in AUTOCAST_TYPES else torch.contiguous_format
 
 
 def _is_channels_last(model: torch.nn.Module) -> bool:

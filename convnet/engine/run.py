@@ -50,7 +50,8 @@ OLD_HISTORY_KEYS = {"test_error": "eval_error", "test_top5_error": "eval_top5_er
                     "val_error": "eval_error", "val_top5_error": "eval_top5_error",
                     "val_loss": "eval_loss"}  # fmt: skip
 # Fields of a configuration that do not change the trained weights or their score.
-NOT_IN_CACHE_KEY = ("out", "data_dir", "device", "checkpoint_every", "workers", "backend")
+NOT_IN_CACHE_KEY = ("out", "data_dir", "device", "checkpoint_every", "workers", "backend",
+                    "tensorboard")  # fmt: skip
 
 
 @dataclass
@@ -146,13 +147,15 @@ def _same_folder(first: str, second: str) -> bool:
 def model_inputs(config: TrainConfig) -> tuple[tuple[int, int, int], tuple]:
     """The input size and normalization a run's model sees. Image folders are read as RGB at
     the configured crop, normalised as the model's own three-channel inputs are or else as
-    ImageNet's. Data sets in memory take the model's registered input size; one with its own
-    normalization (CIFAR-10) also its own channels and normalization, the model being built
-    with as many input channels; the digits keep the model's (its registry entry's)."""
-    spec = get_model_spec(config.model)
+    ImageNet's. Data sets in memory take the model's registered input size (a custom
+    module's, its own); one with its own normalization (CIFAR-10) also its own channels and
+    normalization, the model being built with as many input channels; the digits keep the
+    model's (its registry entry's)."""
+    spec = config.spec
     if config.data is None:
         return dataset_inputs(spec, config.dataset)
-    normalization = spec.normalization if spec.input_size[0] == 3 else IMAGENET_NORMALIZATION
+    own = spec.input_size[0] == 3 or config.custom_module is not None
+    normalization = spec.normalization if own else IMAGENET_NORMALIZATION
     return (3, config.image_size, config.image_size), normalization
 
 
@@ -312,16 +315,27 @@ class Run:
 
     # --- the model ----------------------------------------------------------------------
 
-    def load(self) -> LoadedModel:
+    def load(self, module: nn.Module | None = None) -> LoadedModel:
         """The run's trained model (on the CPU, in evaluation mode) with its class names and
-        its own preprocessing."""
+        its own preprocessing. A run of a module of the user's own (trained through the Python
+        API) loads its weights into `module`, built as it was for the run; without one it is
+        a UserError, since the run holds the weights but not the module's code."""
         config = self.read_config()
         if not self.weights_path.is_file():
             raise UserError(
                 f"{self.path} has no weights ({WEIGHTS_FILE}): the run did not finish an epoch. "
                 f"Continue it with 'convnet train --resume {self.path}'."
             )
-        spec = get_model_spec(config.model)
+        if config.custom_module is not None and module is None:
+            raise UserError(
+                f"{self.path} holds a module of your own ({config.custom_module.get('class')}, "
+                "trained through the Python API); its weights are there but not its code. Build "
+                f"the module again and pass it: convnet.load_run('{self.path}', module=...)."
+            )
+        if config.custom_module is None and module is not None:
+            raise UserError(f"{self.path} is a run of the registered model {config.model}; "
+                            "load it without module=.")  # fmt: skip
+        spec = config.spec
         if config.data is not None:
             class_names = tuple(config.classes)
             if config.image_size is None or not class_names:
@@ -331,9 +345,11 @@ class Run:
             dataset = get_dataset_spec(config.dataset or "mnist")
             class_names, photos = dataset.class_names, dataset.photos
         input_size, normalization = model_inputs(config)
-        model = get_model(config.model, num_classes=len(class_names), in_channels=input_size[0],
-                          **config.model_config)  # fmt: skip
-        load_weights(model, self.weights_path)
+        model = module if module is not None else get_model(
+            config.model, num_classes=len(class_names), in_channels=input_size[0],
+            **config.model_config,
+        )  # fmt: skip
+        load_weights(model.cpu(), self.weights_path)
         model.eval()
         return LoadedModel(config.model, spec, model, class_names, config,
                            photos=photos, input_size=input_size,
@@ -351,8 +367,8 @@ def _step_lines(rows: list[tuple]) -> str:
     return "".join(",".join(cell(value) for value in row) + "\n" for row in rows)
 
 
-def load_run(path: str | Path) -> LoadedModel:
-    return Run(path).load()
+def load_run(path: str | Path, module: nn.Module | None = None) -> LoadedModel:
+    return Run(path).load(module)
 
 
 def _classes_in_file(model: nn.Module, path: Path, num_classes: int) -> int | None:
@@ -450,7 +466,8 @@ def load_weights_argument(
 
 
 def find_runs(root: str | Path, model: str | None = None, dataset: str | None = None) -> list[Run]:
-    """The finished runs directly under `root` of `model` on `dataset` (where given)."""
+    """The finished runs directly under `root` of `model` on `dataset` (where given); runs
+    of a module of the user's own are left out (their directory cannot rebuild the model)."""
     root = Path(root)
     found = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
@@ -461,8 +478,10 @@ def find_runs(root: str | Path, model: str | None = None, dataset: str | None = 
             config = run.read_config()
         except UserError:
             continue
-        if (model is None or config.model == model) and (
-            dataset is None or config.source_name == dataset
+        if (
+            config.custom_module is None
+            and (model is None or config.model == model)
+            and (dataset is None or config.source_name == dataset)
         ):
             found.append(run)
     return found

@@ -21,6 +21,7 @@ or dropout (whose masks are).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -38,7 +39,7 @@ from convnet.data.sources import DataSource, mix, steps_per_epoch
 from convnet.engine import distributed
 from convnet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from convnet.engine.config import TrainConfig, learning_rate
-from convnet.engine.device import autocast, is_out_of_memory, resolve_precision
+from convnet.engine.device import autocast, grad_scaler, is_out_of_memory, resolve_precision
 from convnet.engine.evaluate import evaluate
 from convnet.engine.guards import (
     check_input,
@@ -48,7 +49,8 @@ from convnet.engine.guards import (
 )
 from convnet.engine.run import Run, model_inputs, training_source
 from convnet.engine.run_control import StopRequests
-from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights
+from convnet.engine.tensorboard import TensorBoardLog
+from convnet.engine.weights import load_weights, weights_path
 from convnet.errors import UserError
 from convnet.files import atomic_write_json, ensure_writable
 from convnet.models import get_model
@@ -59,7 +61,7 @@ from convnet.models import get_model
 MIN_LOSS_DROP = 0.05
 
 # What `--resume RUN` may change: where the data lies and how it is read, how long to train.
-RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device")
+RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device", "tensorboard")
 
 
 def layout_for(model: nn.Module) -> torch.memory_format:
@@ -102,12 +104,9 @@ def learning_warning(steps: list[dict], num_classes: int) -> str | None:
 def _initial_weights(model: nn.Module, config: TrainConfig, log: Callable[[str], None]) -> None:
     """--weights: a file, or torchvision weights by name from the hub cache; a classifier
     for another class count starts from fresh weights (fine-tuning)."""
-    path = Path(config.weights)
-    if WEIGHT_NAME.match(config.weights) and not path.exists():
-        path, _ = hub_weights(config.model, config.weights)
-    elif not path.is_file():
-        raise UserError(f"Weights file {path} does not exist.")
-    load_weights(model, path, replace_classifier=True, log=log)
+    load_weights(
+        model, weights_path(config.model, config.weights), replace_classifier=True, log=log
+    )
 
 
 def _seed_global_draws(seed: int, device: torch.device) -> None:
@@ -159,9 +158,14 @@ def fit(
     *,
     changes: dict | None = None,
     stop_after_epoch: int | None = None,
+    module: nn.Module | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train, evaluating on the held-out split after every epoch; return the results.
+
+    `module` trains a user's own nn.Module (the Python API) instead of building the
+    registered `config.model`; `config.custom_module` then describes it, and the run
+    directory holds its weights but not its code.
 
     Call inside `distributed.session()` under torchrun (every rank runs this; rank 0 writes
     the run directory and returns the results, the others an empty dict). With `resume`, the
@@ -182,6 +186,16 @@ def fit(
 
     saved = distributed.broadcast_object(distributed.together(read_saved))
     planned = saved[1] if saved else None
+    # an unsupported precision (fp16 off CUDA) is refused before the run directory is made
+    precision = resolve_precision((saved[0] if saved else config).precision, session.device)
+    described = (saved[0] if saved else config).custom_module is not None
+    if described != (module is not None):
+        raise UserError(
+            "This run trains a module of your own, which only the Python API can pass "
+            "(convnet.fit(module, ...)); its run directory does not hold the module's code."
+            if described else "A module of your own needs `custom_module` in its configuration "
+            "(convnet.fit builds it)."
+        )  # fmt: skip
 
     def prepare() -> tuple[TrainConfig, Run, DataSource]:
         resolved = saved[0] if saved else config.resolved(session.world_size)
@@ -208,15 +222,16 @@ def fit(
     config, run, source = distributed.together(prepare)
     run = Run(distributed.broadcast_object(str(run.path)))
     device = session.device
-    precision = resolve_precision(config.precision, device)
     for path, why in source.skipped[:5]:
         say(f"Skipped {path} ({why}).")
 
     def build() -> tuple[nn.Module, torch.optim.Optimizer, dict | None]:
         torch.manual_seed(config.seed)
         input_size, _ = model_inputs(config)
-        model = get_model(config.model, num_classes=len(config.classes),
-                          in_channels=input_size[0], **config.model_config)  # fmt: skip
+        model = module if module is not None else get_model(
+            config.model, num_classes=len(config.classes), in_channels=input_size[0],
+            **config.model_config,
+        )  # fmt: skip
         check_input(model, config.model, input_size)
         if main:  # weights, and a checkpoint with the optimizer's momentum: about 3× the model
             size = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -245,6 +260,9 @@ def fit(
 
     model, optimizer, state = distributed.together(build)
     state = distributed.broadcast_object(state)
+    scaler = grad_scaler(device, precision)  # fp16: loss scaling; otherwise a pass-through
+    if state is not None and state.get("grad_scaler"):
+        scaler.load_state_dict(state["grad_scaler"])
     distributed.broadcast_optimizer_state(optimizer)
     # DDP broadcasts rank 0's parameters and buffers when it wraps the model, then averages
     # gradients across ranks during every backward pass.
@@ -290,6 +308,8 @@ def fit(
             return
         with resumable_after_write_failure(run):  # the steps up to this checkpoint first
             run.append_steps(step_rows)
+        if board is not None:
+            board.steps(step_rows)
         step_rows.clear()
         if not all(bool(torch.isfinite(p.detach()).all()) for p in model.parameters()):
             shown = epoch if batch == 0 else epoch + 1  # batch 0: the end of the epoch before
@@ -298,9 +318,13 @@ def fit(
             save_checkpoint(run.checkpoint_path, model, optimizer, {
                 "epoch": epoch, "batch": batch, "totals": partial, "history": history,
                 "train_seconds": seconds, "train_images": source.train_count,
+                "grad_scaler": scaler.state_dict(),
             })  # fmt: skip
 
     step_rows: list[tuple] = []  # steps.csv rows since the last checkpoint
+    board = None  # --tensorboard: the event files, written with steps.csv and metrics.csv
+    if main and config.tensorboard:
+        board = TensorBoardLog(run.path, start_epoch * steps + start_batch if state else None)
     if main and state is not None:
         run.keep_steps(start_epoch * steps + start_batch)
     stop = StopRequests()
@@ -308,7 +332,7 @@ def fit(
     evaluation = None
     # Ctrl-C or SIGTERM (a scheduler's notice) any time from here on, also during an
     # evaluation or a write, stops the run after a whole step with a checkpoint.
-    with stop:
+    with stop, contextlib.closing(board) if board else contextlib.nullcontext():
         for epoch in range(start_epoch, config.epochs):
             epoch_started = time.perf_counter()
             sums = dict(totals or {"loss": 0.0, "correct": 0, "seen": 0})
@@ -344,7 +368,7 @@ def fit(
                                                        label_smoothing=config.label_smoothing, reduction="sum")  # fmt: skip
                         with record_function("backward"):
                             optimizer.zero_grad(set_to_none=True)
-                            (loss_sum / len(labels)).backward()
+                            scaler.scale(loss_sum / len(labels)).backward()
                     except (RuntimeError, MemoryError) as error:
                         if not is_out_of_memory(error):
                             raise
@@ -364,7 +388,8 @@ def fit(
                             raise distributed.PeerFailure(0)
                         raise stopped(f"loss became {loss_total} at epoch {epoch + 1}, step {step}")
                     with record_function("optimizer"):
-                        optimizer.step()
+                        scaler.step(optimizer)  # unscales first; skips a step that overflowed
+                        scaler.update()
                     sums = {"loss": sums["loss"] + loss_total, "seen": sums["seen"] + int(valid),
                             "correct": sums["correct"] + int(correct)}  # fmt: skip
                     step_started, step_ended = step_ended, time.perf_counter()
@@ -404,6 +429,8 @@ def fit(
                 "images_per_second": round((sums["seen"] - seen_before) / epoch_seconds, 1),
             })  # fmt: skip
             start_batch, totals = 0, None
+            if board is not None:
+                board.epoch(history[-1], (epoch + 1) * steps)
             if main:  # the checkpoint last: it commits the epoch, which a crash before it redoes
                 with resumable_after_write_failure(run):
                     save_weights(run.weights_path, model, metadata)
@@ -442,7 +469,8 @@ def fit(
         "params": sum(p.numel() for p in model.parameters()), "epochs": config.epochs,
         "train_seconds": round(train_seconds, 3),
         "images_per_second": round(seen / max(train_seconds, 1e-9), 1),
-        "precision": precision, "device": str(device), "world_size": world,
+        "precision": precision, "device": str(device), "threads": torch.get_num_threads(),
+        "world_size": world,
         "backend": session.backend, "batch_size": batch_size, "global_batch_size": batch_size * world,
         "replicas_identical": len(set(digests)) <= 1, "run_dir": str(run.path),
     }  # fmt: skip

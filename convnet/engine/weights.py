@@ -275,9 +275,12 @@ def load_weights(
 # --- torchvision's weights in the torch hub cache ---------------------------------------
 
 
-def hub_weights(name: str, weights_name: str) -> tuple[Path, tuple[str, ...]]:
+def hub_weights(
+    name: str, weights_name: str, *, download: bool = False
+) -> tuple[Path, tuple[str, ...]]:
     """The torch hub cache file of torchvision's `weights_name` for model `name`, and the
-    weights' class names. Never downloads: a file not in the cache is a UserError."""
+    weights' class names. Offline by default: a file not in the cache is a UserError; with
+    `download` it is fetched into the cache first (see `download_weights`)."""
     import torchvision
 
     from convnet.models.imagenet import CHALLENGE_ENTRIES
@@ -295,11 +298,60 @@ def hub_weights(name: str, weights_name: str) -> tuple[Path, tuple[str, ...]]:
         )
     weights = enum[weights_name]
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if not path.is_file() and download:
+        download_weights(weights.url, path)
     if not path.is_file():
         raise UserError(
-            f"The {name} weights {weights_name} are not in the torch hub cache, and convnet never "
-            f"downloads. Fetch {weights.url} where you have internet access and put the file at "
+            f"The {name} weights {weights_name} are not in the torch hub cache, and convnet "
+            "downloads only when asked: add --download (download=True in Python) to fetch "
+            f"them, or fetch {weights.url} where you have internet access and put the file at "
             f"{path} (the hub cache is $TORCH_HOME/hub/checkpoints, by default "
             "~/.cache/torch/hub/checkpoints), or pass a local file with --weights FILE."
         )
     return path, tuple(weights.meta["categories"])
+
+
+def download_weights(url: str, path: Path) -> None:
+    """Fetch torchvision's weight file `url` to `path` (the hub cache), checking the SHA-256
+    prefix torchvision puts in its name (resnet18-f37072fd.pth: "f37072fd"), as
+    `torch.hub.load_state_dict_from_url(check_hash=True)` does. torch.hub writes a temporary
+    file beside `path` and moves it there only when the hash matches, so a failed or
+    corrupt download leaves nothing in the cache. UserError on a network failure or a
+    wrong hash."""
+    import urllib.error
+
+    from torch.hub import HASH_REGEX, download_url_to_file
+
+    match = HASH_REGEX.search(path.name)
+    if match is None:
+        raise UserError(f"{path.name} carries no hash in its name to check a download against.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        download_url_to_file(url, str(path), hash_prefix=match.group(1), progress=False)
+    except RuntimeError as error:  # torch.hub's "invalid hash value"
+        path.unlink(missing_ok=True)
+        raise UserError(
+            f"The file downloaded from {url} does not have the SHA-256 its name promises "
+            f"({str(error).strip()}); it was discarded and nothing was put in {path.parent}."
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise UserError(f"Cannot download {url}: {reason}. Check the connection, or fetch "
+                        f"the file elsewhere and put it at {path}.") from None  # fmt: skip
+
+
+def weights_path(name: str, weights: str, *, download: bool = False) -> Path:
+    """`--weights NAME_OR_FILE` as a file: torchvision weights by name from the hub cache
+    (fetched first with `download`), else a local file. UserError when neither exists, or
+    for `download` with a file (there is nothing to fetch)."""
+    path = Path(weights)
+    if WEIGHT_NAME.match(weights) and not path.exists():
+        return hub_weights(name, weights, download=download)[0]
+    if not path.is_file():
+        raise UserError(f"Weights file {path} does not exist.")
+    if download:
+        raise UserError(
+            f"--download fetches torchvision weights by name (e.g. IMAGENET1K_V1); {weights} "
+            "is a local file. Drop --download."
+        )
+    return path

@@ -5,32 +5,11 @@ Plotting and pages live in convnet/report; the command line in convnet/commands.
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import torch
+from convnet.engine.threads import automatic_threads, cpu_threads
 
-
-def automatic_threads() -> int:
-    """PyTorch's default thread count, or 1 when the machine is already busier than it has
-    cores: there a second OpenMP thread mostly waits for a core, and a small network trains
-    ten times slower with two threads than with one (measured on a shared 2-core machine)."""
-    busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
-    return 1 if busy else torch.get_num_threads()
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int = 0) -> Iterator[int]:
-    """Run the block with `threads` CPU threads (0: `automatic_threads()`), then restore."""
-    before = torch.get_num_threads()
-    chosen = threads or automatic_threads()
-    torch.set_num_threads(chosen)
-    try:
-        yield chosen
-    finally:
-        torch.set_num_threads(before)
+__all__ = ["CachedRunSettings", "automatic_threads", "cpu_threads"]
 
 
 @dataclass
