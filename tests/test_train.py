@@ -44,7 +44,7 @@ def test_bad_configuration_is_a_user_error():
 
 def small_config(run_dir, **overrides) -> TrainConfig:
     values = dict(model="lenet5", epochs=2, batch_size=100, train_subset=1500, test_subset=500,
-                  checkpoint_every=4, out=str(run_dir), precision="fp32")  # fmt: skip
+                  checkpoint_every=4, out=str(run_dir), precision="fp32", device="cpu")  # fmt: skip
     return TrainConfig(**{**values, **overrides})
 
 
