@@ -108,18 +108,21 @@ def commit_of(tree: Path | str = ROOT) -> str:
 
 
 def commit_facts(tree: Path | str = ROOT) -> dict:
-    """`git rev-parse HEAD` and whether tracked files other than saved results differ from it.
+    """`git rev-parse HEAD`, whether the code differs from it, and which tracked files do.
 
-    Saved JSON results are left out of the comparison: a second benchmark run after the first
-    has rewritten its JSON still runs the committed code.
+    The tree counts as dirty when a tracked file other than a saved result (*.json) or the
+    documentation (*.md) differs from the commit: a second benchmark run after the first has
+    rewritten its JSON, or while the README is being edited, still runs the committed code.
+    `changed_files` lists every tracked file that differs, so a reader can check.
     """
     try:
         commit = _git(tree, "rev-parse", "HEAD")
-        changed = _git(tree, "status", "--porcelain", "--untracked-files=no", "--", ".",
-                       ":(exclude)*.json")  # fmt: skip
+        changed = _git(tree, "diff", "HEAD", "--name-only").splitlines()
     except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "tree_dirty": None}
-    return {"commit": commit or "unknown", "tree_dirty": bool(changed) if commit else None}
+        return {"commit": "unknown", "tree_dirty": None, "changed_files": None}
+    code = [path for path in changed if not path.endswith((".json", ".md"))]
+    return {"commit": commit or "unknown", "tree_dirty": bool(code) if commit else None,
+            "changed_files": changed}  # fmt: skip
 
 
 def command_line() -> str:
