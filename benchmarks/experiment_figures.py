@@ -17,6 +17,7 @@ Timings depend on the machine and its load; the saved JSON records both.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import re
 import subprocess
@@ -28,8 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import hardware, hardware_line, load_average, save_results  # noqa: E402
-
-LECTURE_VERDICTS = ("not supported", "not measured here", "supported", "depends")
 
 
 def convnet(*arguments: str) -> tuple[dict | None, str, float]:
@@ -81,11 +80,10 @@ def mlp(scratch: Path) -> dict:
 def lecture(scratch: Path) -> dict:
     page, runs = scratch / "lecture" / "lecture.html", scratch / "runs"
     _, log, seconds = convnet("report", "lecture", "--out", str(page), "--runs-dir", str(runs))
-    text = re.sub(r"<[^>]+>", " ", page.read_text())
-    found = re.findall(r"Claim (\d)\b.*?\b(" + "|".join(LECTURE_VERDICTS) + r")\b", text, re.S)
-    verdicts = {}
-    for number, verdict in found:
-        verdicts.setdefault(number, verdict)
+    # Each section: <h2>Claim N</h2> … <p class='verdict'><span …>VERDICT</span> why</p>
+    found = re.findall(r"<h2>Claim (\d+)</h2>.*?<p class='verdict'><span[^>]*>([^<]*)</span>",
+                       page.read_text(), re.S)  # fmt: skip
+    verdicts = {number: html.unescape(verdict) for number, verdict in found}
     trained = {}
     for results in sorted(runs.rglob("results.json")):
         run = json.loads(results.read_text())
