@@ -60,7 +60,7 @@ def main() -> None:
         print(f"{condition:<38} {right:>2}/10  {predicted}")
     total = sum(entry["right"] for entry in results.values())
     print(f"{'all':<38} {total}/{10 * len(results)}")
-    path = save_results(__file__, {"hardware": facts, "run": str(args.run or "trained now, 1 epoch"),
+    path = save_results(__file__, {"run": str(args.run or "trained now, 1 epoch"),
                                    "results": results, "right": total,
                                    "of": 10 * len(results)})  # fmt: skip
     print(f"saved {path.name}")

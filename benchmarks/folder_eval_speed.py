@@ -78,8 +78,7 @@ def main() -> None:
             })  # fmt: skip
             print(f"{precision}: {result['images_per_second']:.1f} images/s "
                   f"({result['num_examples']} images, {result['workers']} workers)", file=sys.stderr)  # fmt: skip
-    document = {"hardware": facts, "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
-                "image_size": [500, 375], "model": "resnet18",
+    document = {"image_size": [500, 375], "model": "resnet18",
                 "preprocessing": "resize 256, centre crop 224", "runs": runs}  # fmt: skip
     save_results(__file__, document)
     print(dumps(document))

@@ -60,7 +60,7 @@ def main() -> None:
         )
         print(f"{model:<13}{spread(errors):>24}{spread(seconds):>24}  {target} "
               f"{'met' if met else 'NOT met'}")  # fmt: skip
-    path = save_results(__file__, {"hardware": facts, "runs": runs, "summary": summary})
+    path = save_results(__file__, {"runs": runs, "summary": summary})
     print(f"\nsaved {path.name}")
 
 

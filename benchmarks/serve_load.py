@@ -4,11 +4,12 @@ Trains two small runs (lenet5 and mlp, one epoch on 2,000 MNIST images), starts
 `convnet serve` over them on 127.0.0.1 (a free port: loopback only), warms it up with the
 same load, then lets every client send one request after another — JSON pixels of real
 MNIST test digits, and PNG drawings — until the time is up or the request cap is reached.
-Reports requests/s, p50/p99 latency, errors (every answer must be a 200 with both
-networks' predictions), and the server's resident memory after warm-up, at its peak and at
-the end (memory must not grow past warm-up).
+Reports requests/s, p50/p99 latency, errors, and the server's resident memory after
+warm-up, at its peak and at the end (memory must not grow past warm-up). Every answer is
+checked, not a sample: it must be a 200 whose pixels and both networks' names, top classes
+and probabilities are those of the answer to the same body asked alone before the load.
 
-    python benchmarks/serve_load.py [--clients 200] [--seconds 30] [--warmup 5]
+    python benchmarks/serve_load.py [--clients 200] [--seconds 30] [--warmup 10]
                                     [--max-requests 200000]
 
 Results and the machine's facts (with its load average: clients and server share the
@@ -37,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import httpx  # noqa: E402
-from common import hardware, hardware_line, save_results  # noqa: E402
+from common import hardware, hardware_line, judge, save_results  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from convnet.data.datasets import fetch_dataset, load_dataset  # noqa: E402
@@ -102,9 +103,43 @@ def start_server(runs: list[Path], runs_root: Path) -> tuple[subprocess.Popen, s
     return server, f"http://{address[0]}", lines
 
 
+def answer_problem(answer: dict, reference: dict) -> str | None:
+    """Why an answer under load differs from the one to the same body asked alone (or None).
+
+    Probabilities may differ in the last printed digit (1e-4), nothing else may.
+    """
+    if answer.get("pixels") != reference["pixels"]:
+        return "pixels differ from the reference answer"
+    predictions = answer.get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != 2:
+        return "answer without two predictions"
+    for got, expected in zip(predictions, reference["predictions"], strict=True):
+        if (got.get("name"), got.get("role")) != (expected["name"], expected["role"]):
+            return "predictions from other models than the reference answer"
+        if got["top"][0]["index"] != expected["top"][0]["index"]:
+            return "top class differs from the reference answer"
+        difference = max(
+            abs(a - b) for a, b in zip(got["probabilities"], expected["probabilities"], strict=True)
+        )
+        if difference > 1e-4:
+            return "probabilities differ from the reference answer"
+    return None
+
+
+def reference_answers(base_url: str, bodies: list[tuple[bytes, str]]) -> list[dict]:
+    """The answer to each body asked alone, one request at a time, before any load."""
+    answers = []
+    with httpx.Client(base_url=base_url, timeout=120.0) as http:
+        for body, content_type in bodies:
+            reply = http.post("/api/predict", content=body, headers={"Content-Type": content_type})
+            reply.raise_for_status()
+            answers.append(reply.json())
+    return answers
+
+
 async def load(
-    base_url: str, bodies: list[tuple[bytes, str]], clients: int, seconds: float,
-    max_requests: int, server_pid: int,
+    base_url: str, bodies: list[tuple[bytes, str]], references: list[dict], clients: int,
+    seconds: float, max_requests: int, server_pid: int,
 ) -> dict:  # fmt: skip
     """`clients` clients sending requests back to back for `seconds` (or `max_requests`)."""
     latencies: list[float] = []
@@ -125,6 +160,7 @@ async def load(
         index = number
         while time.perf_counter() < deadline and sent < max_requests:
             sent += 1
+            reference = references[index % len(bodies)]
             body, content_type = bodies[index % len(bodies)]
             index += clients
             started = time.perf_counter()
@@ -136,8 +172,9 @@ async def load(
                 if reply.status_code != 200:
                     errors[f"status {reply.status_code}"] += 1
                     continue
-                if index % 50 < 1 and len(reply.json()["predictions"]) != 2:  # spot checks
-                    errors["answer without two predictions"] += 1
+                problem = answer_problem(reply.json(), reference)  # every answer, not a sample
+                if problem is not None:
+                    errors[problem] += 1
                     continue
                 latencies.append(elapsed)
             except (httpx.HTTPError, ValueError, KeyError) as error:
@@ -165,6 +202,7 @@ async def load(
         "seconds": round(duration, 2),
         "requests": sent,
         "succeeded": len(latencies),
+        "answers_checked": "every answer: pixels, models, top classes and probabilities",
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
         "error_examples": examples,
@@ -217,14 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         server, base_url, server_log = start_server(runs, root)
         try:
             bodies = payloads()
+            references = reference_answers(base_url, bodies)
             rss_start = resident_mib(server.pid)
             print(f"server at {base_url} (pid {server.pid}); warming up {args.warmup:.0f} s …",
                   flush=True)  # fmt: skip
-            warmup = asyncio.run(load(base_url, bodies, args.clients, args.warmup,
+            warmup = asyncio.run(load(base_url, bodies, references, args.clients, args.warmup,
                                       args.max_requests, server.pid))  # fmt: skip
             rss_warm = resident_mib(server.pid)
             print(f"{args.clients} clients for {args.seconds:.0f} s …", flush=True)
-            measured = asyncio.run(load(base_url, bodies, args.clients, args.seconds,
+            measured = asyncio.run(load(base_url, bodies, references, args.clients, args.seconds,
                                         args.max_requests, server.pid))  # fmt: skip
             rss_end = resident_mib(server.pid)
             alive = server.poll() is None
@@ -232,8 +271,14 @@ def main(argv: list[str] | None = None) -> int:
             exit_status = stop_server(server)
     peak = max((rss for _, rss in measured["server_rss_mib_over_time"]), default=None)
     growth = (rss_end - rss_warm) if rss_end is not None and rss_warm is not None else None
+    memory_ok = growth is not None and growth <= GROWTH_TOLERANCE * rss_warm
+    print("targets:")
+    targets = judge({
+        "every answer a 200 equal to the reference answer": measured["errors"] == 0,
+        "the server alive at the end": alive,
+        f"server memory within {GROWTH_TOLERANCE:.0%} of its size after warm-up": memory_ok,
+    })  # fmt: skip
     document = {
-        "hardware": facts,
         "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2),
         "host": HOST,
@@ -249,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "server_alive_at_end": alive,
         "server_exit_status": exit_status,
+        "targets": targets,
     }
     path = save_results(__file__, document)
     problems = [line for line in server_log if "Open http" not in line and " — " not in line]
@@ -258,14 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{measured['succeeded']:,} requests in {measured['seconds']} s: "
           f"{measured['requests_per_second']:,} requests/s, p50 {latency['p50']} ms, "
           f"p99 {latency['p99']} ms, errors {measured['errors']} {measured['error_kinds'] or ''}")  # fmt: skip
-    memory_ok = growth is not None and growth <= GROWTH_TOLERANCE * rss_warm
     if rss_warm is not None:
         print(f"server memory: {rss_start:.0f} MiB at start, {rss_warm:.0f} MiB after warm-up, "
               f"peak {peak:.0f}, {rss_end:.0f} MiB at the end ({growth:+.1f} MiB: "
               f"{'no growth' if memory_ok else 'GREW'} within {GROWTH_TOLERANCE:.0%})")  # fmt: skip
     print(f"load average {load_before:.2f} before, {document['load_average_after']:.2f} after; "
           f"saved {path.name}")  # fmt: skip
-    return 0 if measured["errors"] == 0 and alive and memory_ok else 1
+    return 0 if all(target["met"] for target in targets) else 1
 
 
 if __name__ == "__main__":

@@ -203,7 +203,7 @@ def main() -> None:
         if args.compare_only:
             path = save_results(
                 __file__.replace("train_speed", "train_speed_compare"),
-                {"hardware": facts, "comparison": comparison, "arguments": arguments},
+                {"comparison": comparison, "arguments": arguments},
             )
             print(f"saved {path.name}")
             return
@@ -268,7 +268,7 @@ def main() -> None:
         )
     for name, met in targets.items():
         print(f"  {'met    ' if met else 'NOT met'}  {name}")
-    path = save_results(__file__, {"hardware": facts, "results": results, "convnet_eval_seconds": eval_seconds,
+    path = save_results(__file__, {"results": results, "convnet_eval_seconds": eval_seconds,
                                    "targets": targets, "arguments": arguments,
                                    "comparison": comparison})  # fmt: skip
     print(f"saved {path.name}")

@@ -23,7 +23,10 @@ from convnet.data.sources import _SeededSamples, epoch_order
 from convnet.engine import distributed
 from convnet.errors import UserError
 
-TRAIN = ["lenet5", "--epochs", "2", "--lr", "0.05", "--precision", "fp32", "--workers", "0"]
+# On the CPU, whatever the machine has: the bit-exact checks below rely on the CPU's
+# deterministic kernels, and on a one-GPU machine a second rank would have no GPU of its own.
+CPU = ["--device", "cpu"]
+TRAIN = ["lenet5", "--epochs", "2", "--lr", "0.05", "--precision", "fp32", "--workers", "0", *CPU]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +51,10 @@ def _max_difference(first: Path, second: Path) -> float:
 
 
 def _torchrun(*arguments: str) -> subprocess.CompletedProcess:
+    """`convnet train ARGUMENTS` as 2 processes on the CPU, talking over gloo."""
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "convnet", "train", *arguments],
+         "-m", "convnet", "train", *arguments, *CPU, "--backend", "gloo"],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip

@@ -50,8 +50,9 @@ def source_arguments(kind: str, folders: Path) -> list[str]:
 
 
 def config_for(kind: str, folders: Path, out: Path, **overrides) -> TrainConfig:
+    # On the CPU whatever the machine has: the resume checks are bit-exact.
     values = dict(model="lenet5", epochs=2, batch_size=32, precision="fp32", out=str(out),
-                  checkpoint_every=2, lr=0.05)  # fmt: skip
+                  checkpoint_every=2, lr=0.05, device="cpu")  # fmt: skip
     if kind == "idx":
         values.update(dataset="mnist", train_subset=600, test_subset=200)
     else:
@@ -285,7 +286,7 @@ def test_two_processes_train_a_data_set_in_memory(mnist_dir, tmp_path):
     from test_distributed import _max_difference, _torchrun
 
     common = ["lenet5", "--dataset", "mnist", "--train-subset", "640", "--test-subset", "200",
-              "--epochs", "1", "--precision", "fp32", "--json"]  # fmt: skip
+              "--epochs", "1", "--precision", "fp32", "--device", "cpu", "--json"]  # fmt: skip
     double = _torchrun(*common, "--batch-size", "16", "--out", str(tmp_path / "two"))
     assert double.returncode == 0, double.stderr[-3000:]
     result = json.loads(double.stdout)

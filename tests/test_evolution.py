@@ -47,10 +47,20 @@ def test_forward_shape_and_registry_entry(name):
     model = get_model(name, num_classes=7).eval()
     images = torch.randn(3, *spec.input_size)
     with torch.no_grad():
-        assert model(images).shape == (3, 7)
-        torch.testing.assert_close(
-            model.forward_head(model.forward_features(images)), model(images)
-        )
+        output = model(images)
+        split = model.forward_head(model.forward_features(images))
+        features = model.forward_features(images)
+        layers = images  # every layer in turn, without forward_features / forward_head
+        for module in model.features.children():
+            layers = module(layers)
+        layer_features = layers
+        for module in model.head.children():
+            layers = module(layers)
+    assert output.shape == (3, 7)
+    # Bit for bit: the same operations in the same order (untrained features can be ~1e-5).
+    torch.testing.assert_close(features, layer_features, rtol=0, atol=0)
+    torch.testing.assert_close(split, layers, rtol=0, atol=0)
+    torch.testing.assert_close(output, layers, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", EXPECTED_DEPTH)

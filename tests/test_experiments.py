@@ -83,6 +83,25 @@ def test_shift_command_on_real_digits(mnist_dir, tmp_path, capsys):
     assert figure.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize(
+    ("index", "label", "changed", "each_way"),
+    [(0, "7", 80, 40), (3613, "0", 154, 77)],  # the README's figures; 3613 is the lecture's
+)
+def test_shift_command_gives_the_published_counts(
+    mnist_dir, tmp_path, capsys, index, label, changed, each_way
+):
+    arguments = ["experiment", "shift", "--index", str(index), "--json"]
+    result = json.loads(cli(capsys, *arguments, "--figure", str(tmp_path / "shift.png")))
+    assert (result["label"], result["pixels"], result["changed"]) == (label, 2, changed)
+    assert (result["black_to_white"], result["white_to_black"]) == (each_way, each_way)
+    # Over all 10,000 test digits: 99.4 ± 18.7 (min 34, max 190); 154 = 77 + 77 is #3613's.
+    test_set = result["test_set"]
+    assert (round(test_set["mean"], 1), round(test_set["std"], 1)) == (99.4, 18.7)
+    assert (test_set["min"], test_set["max"]) == (34, 190)
+    closest = result["closest_to_lecture"]
+    assert (closest["index"], closest["changed"], closest["black_to_white"]) == (3613, 154, 77)
+
+
 # --- test-time distortions ---------------------------------------------------------------
 
 

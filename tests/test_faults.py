@@ -32,7 +32,7 @@ from convnet.engine.train import parameter_groups
 from convnet.models import get_model, get_model_spec
 
 TRAIN = ["train", "lenet5", "--dataset", "mnist", "--train-subset", "640", "--test-subset", "200",
-         "--epochs", "2", "--batch-size", "64", "--precision", "fp32"]  # fmt: skip
+         "--epochs", "2", "--batch-size", "64", "--precision", "fp32", "--device", "cpu"]  # fmt: skip
 
 
 def limited(limit_bytes: int):

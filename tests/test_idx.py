@@ -72,6 +72,24 @@ def test_encode_parse_round_trip(shape, dtype):
     np.testing.assert_array_equal(parse_idx(encode_idx(array)), array)
 
 
+@pytest.mark.parametrize(
+    "trailing",
+    [b"\x00", b"junk" * 100, gzip.compress(b"\x00")],
+    ids=["one zero byte", "400 bytes of junk", "a second gzip member"],
+)
+def test_trailing_bytes_are_refused_after_gzip_as_after_raw_data(tmp_path, trailing):
+    raw = encode_idx(np.arange(6, dtype=np.uint8).reshape(2, 3))
+    for name, content in [
+        ("raw-idx", raw + trailing),
+        ("gz-idx.gz", gzip.compress(raw) + trailing),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(IdxError, match="trailing bytes") as error:
+            read_idx(path)
+        assert str(path) in str(error.value)
+
+
 def test_gzip_bomb_is_refused(monkeypatch):
     import convnet.data.idx as idx_module
 

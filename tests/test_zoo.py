@@ -19,6 +19,19 @@ from convnet.models.imagenet import CHALLENGE_ENTRIES, HUMAN_TOP5_ERROR, ILSVRC_
 # Smallest inputs each family takes: five stride-2 stages (32), AlexNet's 11×11 stride 4 (64).
 
 
+# Each family's ILSVRC classification entry, typed in from the papers (not read from the
+# registry): year and top-5 test error in percent. Krizhevsky et al. 2012 Table 2 (5 CNNs);
+# Simonyan & Zisserman 2015 Table 7 (ILSVRC submission, 7 nets); Szegedy et al. 2015
+# Table 2; He et al. 2016 Table 5.
+ILSVRC_ENTRIES = {
+    "alexnet": (2012, 16.4),
+    "vgg": (2014, 7.3),
+    "googlenet": (2014, 6.67),
+    "resnet": (2015, 3.57),
+}
+# The README: "MACs agree with its GFLOPS (which are multiply-accumulates) to 0.1%".
+MACS_TOLERANCE = 0.001
+
 # torchvision's published figures (its weights' documentation) and the lecture's depths.
 PUBLISHED = {
     "alexnet": (8, 61_100_840, 0.714),
@@ -64,10 +77,10 @@ def test_counts_equal_torchvision_published(name):
     meta = next(iter(torchvision.models.get_model_weights(name))).meta
     row = zoo_row(name)
     assert row.params == meta["num_params"]
-    assert abs(row.macs / 1e9 - meta["_ops"]) <= 0.02 * meta["_ops"]
-    entry = CHALLENGE_ENTRIES[name]
-    assert (row.year, row.top5_error) == (entry.year, entry.top5_error)
-    assert entry.source and get_model_spec(name).paper
+    assert abs(row.macs / 1e9 - meta["_ops"]) <= MACS_TOLERANCE * meta["_ops"]
+    family = next(family for family in ILSVRC_ENTRIES if name.startswith(family))
+    assert (row.year, row.top5_error) == ILSVRC_ENTRIES[family]
+    assert CHALLENGE_ENTRIES[name].source and get_model_spec(name).paper
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -76,7 +89,7 @@ def test_depth_params_macs_of_the_lecture_networks(name):
     row = zoo_row(name)
     assert row.depth == depth
     assert row.params == params
-    assert abs(row.macs / 1e9 - gmacs) <= 0.02 * gmacs
+    assert abs(row.macs / 1e9 - gmacs) <= MACS_TOLERANCE * gmacs
     assert row.weight_bytes == 4 * params
     assert row.activation_bytes > 0
 

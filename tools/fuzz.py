@@ -48,7 +48,9 @@ from PIL import Image
 from convnet.data.idx import IDX_TYPES, encode_idx, idx_to_tensor
 from convnet.data.images import load_digit
 from convnet.errors import UserError
-from convnet.files import atomic_write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from common import save_results  # noqa: E402  (stamps commit, command line, machine, load)
 
 RESULTS = Path(__file__).with_suffix(".json")
 TARGETS = ("idx", "image", "predict")
@@ -326,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     result = asyncio.run(fuzz(args.count, args.seconds, args.seed))
-    atomic_write_json(RESULTS, result)
+    save_results(__file__, result)
     print(f"{result['inputs']:,} inputs in {result['seconds']} s (seed {result['seed']})")
     print(f"{'target':<10}{'accepted':>10}{'rejected':>10}{'crash':>8}")
     for target, row in result["by_target"].items():

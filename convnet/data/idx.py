@@ -33,13 +33,22 @@ class IdxError(UserError):
 
 
 def _gunzip_bounded(raw: bytes, name: str) -> bytes:
-    """Decompress gzip data, refusing to expand past MAX_IDX_BYTES (a gzip bomb)."""
+    """Decompress gzip data, refusing to expand past MAX_IDX_BYTES (a gzip bomb).
+
+    Bytes after the end of the gzip stream are refused, as trailing bytes after a raw IDX
+    file's data are: either way the file holds something its header does not describe.
+    """
     stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     data = stream.decompress(raw, MAX_IDX_BYTES + 1)
     if len(data) > MAX_IDX_BYTES:
         raise IdxError(f"{name}: gzip data expands past {MAX_IDX_BYTES:,} bytes; refusing.")
     if not stream.eof:
         raise IdxError(f"{name}: gzip stream is corrupt or truncated (it ends early).")
+    if stream.unused_data:
+        raise IdxError(
+            f"{name}: has trailing bytes: {len(stream.unused_data):,} bytes follow the end of "
+            "the gzip stream."
+        )
     return data
 
 

@@ -1,0 +1,134 @@
+"""The README's figures from the lecture's experiments and `convnet train mlp`, each saved
+as JSON beside this script (benchmarks/experiment_NAME.json) with its commit and machine.
+
+Each figure runs the command a user would, with --json where it has one, in a fresh
+temporary folder (nothing cached, so every run trains what it needs):
+
+    python benchmarks/experiment_figures.py shift        # claim 1: test digits 0 and 3613
+    python benchmarks/experiment_figures.py cost         # claim 6: the cost table (~15 s)
+    python benchmarks/experiment_figures.py mlp          # `convnet train mlp`, its defaults
+    python benchmarks/experiment_figures.py lecture      # `convnet report lecture`, timed
+    python benchmarks/experiment_figures.py invariance   # claims 1, 3, 5: 5 epochs (~20 min)
+    python benchmarks/experiment_figures.py evolution    # claim 8 in miniature (~40 min)
+
+Timings depend on the machine and its load; the saved JSON records both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import hardware, hardware_line, load_average, save_results  # noqa: E402
+
+
+def convnet(*arguments: str) -> tuple[dict | None, str, float]:
+    """`python -m convnet ARGUMENTS`: its JSON (when it prints one), its log, its seconds."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "convnet", *arguments], capture_output=True,
+                            text=True)  # fmt: skip
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"convnet {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
+    document = json.loads(result.stdout) if result.stdout.lstrip().startswith("{") else None
+    return document, result.stderr, round(seconds, 1)
+
+
+def shift(scratch: Path) -> dict:
+    digits = {}
+    for index in (0, 3613):
+        figure = str(scratch / f"shift-{index}.png")
+        document, _, _ = convnet("experiment", "shift", "--index", str(index), "--json",
+                                 "--figure", figure)  # fmt: skip
+        document.pop("figure", None)
+        digits[str(index)] = document
+        print(f"test digit #{index} ({document['label']}): {document['changed']} of "
+              f"{document['inputs']} inputs change ({document['black_to_white']} + "
+              f"{document['white_to_black']})")  # fmt: skip
+    stats = digits["0"]["test_set"]
+    print(f"all {stats['count']:,} test digits: {stats['mean']:.1f} ± {stats['std']:.1f} "
+          f"(min {stats['min']}, max {stats['max']})")  # fmt: skip
+    return {"digits": digits}
+
+
+def cost(scratch: Path) -> dict:
+    document, _, seconds = convnet("experiment", "cost", "--models", "lenet5,mlp_60k", "--json",
+                                   "--figure", str(scratch / "cost.png"))  # fmt: skip
+    document.pop("figure", None)
+    print(json.dumps(document, indent=1)[:3000])
+    return {"seconds": seconds, "result": document}
+
+
+def mlp(scratch: Path) -> dict:
+    document, _, seconds = convnet("train", "mlp", "--out", str(scratch / "mlp"), "--json")
+    summary = {key: document.get(key) for key in ("model", "epochs", "top1_error", "precision",
+               "train_seconds", "images_per_second", "device")}  # fmt: skip
+    print(f"mlp: test error {document['top1_error']:.2%} after {document['epochs']} epochs, "
+          f"{document['train_seconds']:.0f} s of training")  # fmt: skip
+    return {"seconds": seconds, "result": summary}
+
+
+def lecture(scratch: Path) -> dict:
+    page, runs = scratch / "lecture" / "lecture.html", scratch / "runs"
+    _, log, seconds = convnet("report", "lecture", "--out", str(page), "--runs-dir", str(runs))
+    # Each section: <h2>Claim N</h2> … <p class='verdict'><span …>VERDICT</span> why</p>
+    found = re.findall(r"<h2>Claim (\d+)</h2>.*?<p class='verdict'><span[^>]*>([^<]*)</span>",
+                       page.read_text(), re.S)  # fmt: skip
+    verdicts = {number: html.unescape(verdict) for number, verdict in found}
+    trained = {}
+    for results in sorted(runs.rglob("results.json")):
+        run = json.loads(results.read_text())
+        trained[results.parent.name] = {key: run.get(key) for key in ("model", "top1_error",
+                                        "epochs", "num_examples", "train_seconds")}  # fmt: skip
+    print(f"convnet report lecture: {seconds:.0f} s, nothing cached; verdicts {verdicts}")
+    for name, run in trained.items():
+        print(f"  {name}: {run['model']} test error {run['top1_error']:.2%}")
+    return {"seconds": seconds, "verdicts": verdicts, "trained_runs": trained,
+            "log": log.splitlines()[-40:]}  # fmt: skip
+
+
+def invariance(scratch: Path) -> dict:
+    document, _, seconds = convnet("experiment", "invariance", "--epochs", "5", "--json",
+                                   "--runs-dir", str(scratch / "runs"),
+                                   "--figure", str(scratch / "invariance.png"))  # fmt: skip
+    document.pop("figure", None)
+    print(json.dumps(document, indent=1)[:4000])
+    return {"seconds": seconds, "result": document}
+
+
+def evolution(scratch: Path) -> dict:
+    document, _, seconds = convnet("experiment", "evolution", "--threads", "2", "--json",
+                                   "--runs-dir", str(scratch / "runs"),
+                                   "--figure", str(scratch / "evolution.png"))  # fmt: skip
+    document.pop("figure", None)
+    print(json.dumps(document, indent=1)[:4000])
+    return {"seconds": seconds, "result": document}
+
+
+FIGURES = {"shift": shift, "cost": cost, "mlp": mlp, "lecture": lecture,
+           "invariance": invariance, "evolution": evolution}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("figure", choices=sorted(FIGURES))
+    args = parser.parse_args()
+    print(f"# {args.figure} — {hardware_line(hardware())}", flush=True)
+    with tempfile.TemporaryDirectory(prefix=f"convnet-{args.figure}-") as scratch:
+        document = FIGURES[args.figure](Path(scratch))
+    path = save_results(__file__, document, name=f"experiment_{args.figure}.json")
+    print(f"# load average {load_average()} at the end; saved {path.name}")
+    return 0 if all(target["met"] for target in document.get("targets", [])) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
