@@ -130,7 +130,11 @@ class _ConcatenateChannels(torch.autograd.Function):
 
 @torch.fx.wrap  # one node in a traced graph (convnet.analysis.summary counts depth on it)
 def concatenate_channels(*tensors: torch.Tensor) -> torch.Tensor:
-    return _ConcatenateChannels.apply(*tensors)
+    """torch.cat along channels; the dense-gradient Function only where a gradient is taken
+    (an exporter or a tracer without gradients records the plain torch.cat)."""
+    if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in tensors):
+        return _ConcatenateChannels.apply(*tensors)
+    return torch.cat(tensors, dim=1)
 
 
 # --- AlexNet ---------------------------------------------------------------------------
