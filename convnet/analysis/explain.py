@@ -18,6 +18,7 @@ so that its largest value is 1 (all zeros where nothing counted):
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,11 @@ class Explanation:
     targets: torch.Tensor
     method: str
     layer: str | None = None
+
+
+# Per model explained (the server explains with the same two models for every request): the
+# measured cell_centres of each (layer, input size).
+_CENTRES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _PixelsIn(nn.Module):
@@ -197,13 +203,20 @@ def explain(
         coarse = LayerGradCam(wrapped, module).attribute(
             inputs, target=targets, relu_attributions=True
         )
-        centres = cell_centres(wrapped, module, tuple(pixels.shape[1:]))
+        key = (layer, tuple(pixels.shape[1:]))
+        known = _CENTRES.setdefault(model, {})
+        if key not in known:  # the geometry of the architecture: measured once per model
+            known[key] = cell_centres(wrapped, module, key[1])
+        centres = known[key]
         maps = to_input_grid(coarse[:, 0], centres, tuple(pixels.shape[-2:]))
     elif method == "saliency":
-        smoothed = NoiseTunnel(Saliency(wrapped)).attribute(
-            inputs, target=targets, abs=True, nt_type="smoothgrad", nt_samples=SMOOTHGRAD_SAMPLES,
-            nt_samples_batch_size=SMOOTHGRAD_SAMPLES, stdevs=SMOOTHGRAD_NOISE,
-        )  # fmt: skip
+        with torch.random.fork_rng(devices=[]):  # the same noise every time: a map that
+            torch.manual_seed(0)  # does not flicker as the page redraws it
+            smoothed = NoiseTunnel(Saliency(wrapped)).attribute(
+                inputs, target=targets, abs=True, nt_type="smoothgrad",
+                nt_samples=SMOOTHGRAD_SAMPLES, nt_samples_batch_size=SMOOTHGRAD_SAMPLES,
+                stdevs=SMOOTHGRAD_NOISE,
+            )  # fmt: skip
         maps = smoothed.amax(dim=1)
     else:
         channels, height, width = pixels.shape[1:]
