@@ -120,6 +120,14 @@ SEEN_PIXELS = """() => {
 }"""
 
 
+def explanation_centres(page) -> dict:
+    """Each network's heat centre (row, column) as the explanation panel drew it."""
+    return page.evaluate(
+        """() => Object.fromEntries(["cnn", "ordinary"].map((role) =>
+            [role, document.getElementById(`explain-${role}`).dataset.centre]))"""
+    )
+
+
 def test_draw_see_and_shift(server_url):
     from playwright.sync_api import expect
 
@@ -150,6 +158,12 @@ def test_draw_see_and_shift(server_url):
             assert page.evaluate(DISTINCT_COLOURS, "#filter-picker canvas") > 10
             before, seen_before = predictions(page), page.evaluate(SEEN_PIXELS)
             assert all(json.loads(before[role]["view"])["shift_x"] == 0 for role in before)
+            # where each network looked: the digit with its heat over it, a centre of mass
+            for role in ("cnn", "ordinary"):
+                expect(page.locator(f"#explain-{role}")).to_have_attribute("data-shape", "28x28")
+                expect(page.locator(f"#explain-{role} .centre")).not_to_be_empty()
+                assert page.evaluate(DISTINCT_COLOURS, f"#explain-{role} canvas") > 10
+            centres_before = explanation_centres(page)
 
             for _ in range(3):
                 page.click("#shift-right")
@@ -165,6 +179,8 @@ def test_draw_see_and_shift(server_url):
             for role in ("cnn", "ordinary"):
                 assert after[role]["probabilities"] != before[role]["probabilities"], role
             assert page.evaluate(SEEN_PIXELS) != seen_before  # the digit the networks saw moved
+            assert explanation_centres(page)["cnn"] != centres_before["cnn"]  # and so did the heat
+            page.locator("#explain-card").screenshot(path=str(ARTIFACTS / "serve-explain.png"))
 
             page.click("#filter-picker button:nth-child(2)")
             page.locator("#position").fill("300")
@@ -195,6 +211,7 @@ ALLOWED_LATIN = {
     "px",  # a unit
     "C1", "S2", "C3", "S4", "C5",  # LeNet-5's layer names, as the paper and courses write them
     "ReLU",  # the activation function's name, in the weight-sharing sum
+    "Grad-CAM",  # the explanation method's name (Selvaraju et al.), as Korean courses write it
     "MNIST",  # the data set's name
     "LeCun", "Bottou", "Bengio", "Haffner",  # the authors cited in the footer
     "convnet", "serve",  # the program and its command (`convnet serve`)
@@ -245,6 +262,7 @@ def test_korean_page_from_the_browser_language_and_the_switch(server_url):
                 expect(page.locator("#model-notes")).to_contain_text(model["warning"])
                 expect(page.locator(f"#prediction-{model['role']} .badge")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "serve-page-ko.png"), full_page=True)
+            page.locator("#explain-card").screenshot(path=str(ARTIFACTS / "serve-explain-ko.png"))
             assert latin_words_left(page, ALLOWED_LATIN | runs) == []
             before = predictions(page), page.evaluate(SEEN_PIXELS)
 

@@ -3,4 +3,4 @@
 A new group of commands is a new module here plus its name in COMMAND_MODULES.
 """
 
-COMMAND_MODULES = ["core", "train", "evaluate", "serve", "zoo", "experiment"]
+COMMAND_MODULES = ["core", "train", "evaluate", "export", "explain", "serve", "zoo", "experiment"]

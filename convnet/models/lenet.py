@@ -222,6 +222,7 @@ LECUN_1998 = "LeCun, Bottou, Bengio, Haffner. Gradient-based learning applied to
     train_defaults=dict(epochs=15, batch_size=128, lr=0.05, weight_decay=5e-4, augment=True),
     paper=LECUN_1998,
     year=1998,
+    explain_layer="features.c3",  # the last maps larger than 1×1 (10×10); C5's are 1×1
 )
 def lenet5(num_classes: int = 10, in_channels: int = 1, pooling: str = "max") -> nn.Module:
     return LeNet5(num_classes, in_channels, pooling)
@@ -237,6 +238,7 @@ def lenet5(num_classes: int = 10, in_channels: int = 1, pooling: str = "max") ->
     train_defaults=dict(epochs=30, batch_size=64, lr=0.005, weight_decay=0.0, augment=True),
     paper=LECUN_1998,
     year=1998,
+    explain_layer="features.c3",
 )
 def lenet5_1998(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     return LeNet5Paper(num_classes, in_channels)

@@ -130,7 +130,11 @@ class _ConcatenateChannels(torch.autograd.Function):
 
 @torch.fx.wrap  # one node in a traced graph (convnet.analysis.summary counts depth on it)
 def concatenate_channels(*tensors: torch.Tensor) -> torch.Tensor:
-    return _ConcatenateChannels.apply(*tensors)
+    """torch.cat along channels; the dense-gradient Function only where a gradient is taken
+    (an exporter or a tracer without gradients records the plain torch.cat)."""
+    if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in tensors):
+        return _ConcatenateChannels.apply(*tensors)
+    return torch.cat(tensors, dim=1)
 
 
 # --- AlexNet ---------------------------------------------------------------------------
@@ -376,11 +380,11 @@ class ResNetMini(FeaturesThenHead):
 MINI_TRAIN_DEFAULTS = dict(epochs=8, batch_size=128, lr=0.05, weight_decay=5e-4, augment=True)
 
 
-def _register(name: str, family: str, description: str, paper: str, year: int):
+def _register(name: str, family: str, description: str, paper: str, year: int, **details):
     return register_model(
         name, family=family, description=description, input_size=GREY_32,
         normalization=FASHION_MNIST_PADDED_NORMALIZATION, train_defaults=MINI_TRAIN_DEFAULTS,
-        paper=paper, year=year,
+        paper=paper, year=year, **details,
     )  # fmt: skip
 
 
@@ -411,6 +415,7 @@ def googlenet_mini(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
 
 
 @_register("resnet_mini", "ResNet", "ResNet-20 (CIFAR layout): 3 stages × 3 basic residual "
-           "blocks, batch norm, identity shortcuts", HE_2016, 2015)  # fmt: skip
+           "blocks, batch norm, identity shortcuts", HE_2016, 2015,
+           explain_layer="features.stage3_block3")  # fmt: skip
 def resnet_mini(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     return ResNetMini(num_classes, in_channels)

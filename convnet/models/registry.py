@@ -29,6 +29,9 @@ class ModelSpec:
     # The smallest convenient input the architecture accepts: quick checks and tests run
     # ImageNet-size families at 32×32 instead of 224×224. None means `input_size`.
     small_input_size: tuple[int, int, int] | None = None
+    # The module whose feature maps Grad-CAM weighs (`convnet explain`, the web page), by
+    # its name in named_modules(). None: the last convolution whose maps are at least 2×2.
+    explain_layer: str | None = None
 
     @property
     def quick_input_size(self) -> tuple[int, int, int]:

@@ -10,7 +10,8 @@ GET  /api/samples      MNIST test digits (?index=N, or a random one; ?count=K �
 POST /api/predict      a PNG (drawn or uploaded) or JSON {"pixels": 28×28 of 0…255}, with
                        ?shift_x&shift_y (px, ±6) &rotate (degrees) &scale &noise &seed
                        → both networks' probabilities, the CNN's feature maps C1…C5 and
-                       its C1 filters, and the 28×28 pixels the networks saw.
+                       its C1 filters, the 28×28 pixels the networks saw, and where each
+                       looked (Grad-CAM on C3, input saliency: 28×28 maps, centre of mass).
 
 A PNG is prepared as MNIST was (`convnet.data.images.load_digit`: 20×20 box, centred by
 mass); JSON pixels are used as given, so a client can move them itself. Requests are

@@ -1,5 +1,5 @@
 """What the page shows for one digit: the view after shift/rotate/scale/noise, both networks'
-probabilities, every feature map of the CNN, and its C1 filters.
+probabilities, every feature map of the CNN, its C1 filters, and where each network looked.
 
 Everything is computed on the server from the same 28×28 uint8 digit, so the page shows
 exactly the pixels both networks saw.
@@ -13,9 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from convnet.analysis.explain import centre_of_mass, explain
 from convnet.data.transforms import affine, normalize, to_model_input
 from convnet.serve.models import CNN_LAYERS, ServedModel, ServedModels
 
+# Where each network looked (convnet.analysis.explain, Captum): Grad-CAM on the CNN's C3
+# (the registry's explain_layer), input saliency for the ordinary network, which has no maps.
+EXPLANATION_METHODS = {"cnn": "gradcam", "ordinary": "saliency"}
 DECIMALS = 4  # enough for a picture and a dot product shown to four places; keeps JSON small
 TOP_K = 3
 
@@ -105,6 +109,26 @@ def feature_maps(served: ServedModel, inputs: torch.Tensor) -> tuple[dict, torch
     return maps, x
 
 
+def explanations(models: ServedModels, seen: torch.Tensor) -> dict:
+    """Per role, where the network looked at `seen` (uint8 28×28) on the same 28×28 grid:
+    the map (values in [0, 1], 1 at the peak of the model's whole input), its centre of mass
+    (row, column in pixels), the method, Grad-CAM's layer and the class explained."""
+    found = {}
+    for served in models.all():
+        spec, method = served.loaded.spec, EXPLANATION_METHODS[served.role]
+        pixels = to_model_input(seen[None], spec.input_size)
+        explanation = explain(served.loaded.model, pixels, spec.normalization, method, spec=spec)
+        top = (pixels.shape[-2] - seen.shape[0]) // 2  # the padding around MNIST's 28×28
+        left = (pixels.shape[-1] - seen.shape[1]) // 2
+        heat = explanation.maps[:, top : top + seen.shape[0], left : left + seen.shape[1]]
+        found[served.role] = {
+            "method": method, "layer": explanation.layer, "shape": list(heat.shape[1:]),
+            "data": _rounded(heat[0]), "centre": _rounded(centre_of_mass(heat)[0]),
+            "target": int(explanation.targets[0]),
+        }  # fmt: skip
+    return found
+
+
 def look(models: ServedModels, digit: torch.Tensor, view: View) -> dict:
     """The whole answer of /api/predict for one 28×28 uint8 digit."""
     seen = apply_view(digit, view)
@@ -130,4 +154,5 @@ def look(models: ServedModels, digit: torch.Tensor, view: View) -> dict:
             for name, tensor in maps.items()
         },
         "c1_filters": filters,
+        "explanations": explanations(models, seen),
     }

@@ -4,8 +4,8 @@
 // in place, and render() rewrites each text from the state, so the drawing stays.
 import { currentLanguage, element, fill, number, percent, pickLanguage, t, translate, useCatalog } from "/i18n.js";
 import {
-  $, ROLES, drawSweep, forgetMaps, greyColour, paintArray, showFilters, showMaps, showPredictions,
-  showSharing,
+  $, ROLES, drawSweep, forgetMaps, greyColour, paintArray, showExplanations, showFilters, showMaps,
+  showPredictions, showSharing,
 } from "/views.js";
 
 const STROKE_WIDTH = 20;
@@ -186,6 +186,7 @@ function showResult() {
   const reply = state.result;
   paintArray($("seen"), reply.pixels, (v) => greyColour(v / 255));
   showPredictions(reply.predictions, reply.view, undertrained());
+  showExplanations(reply);
   showMaps(reply);
   showFilters(reply.c1_filters, state.filter, pickFilter);
   showSharing(reply, state.filter, state.position);

@@ -168,6 +168,48 @@ export function showMaps(reply) {
   }
 }
 
+// ---- where each network looked -------------------------------------------------------
+
+export const EXPLAINED = { cnn: "explain-cnn", ordinary: "explain-ordinary" };
+
+// The digit in grey with the heat over it (warm colours, as opaque as the heat is strong),
+// and a cross at the heat's centre of mass. The data attributes let the browser test read it.
+export function showExplanations(reply) {
+  for (const [role, id] of Object.entries(EXPLAINED)) {
+    const explanation = reply.explanations[role];
+    const figure = $(id);
+    const canvas = figure.querySelector("canvas");
+    const [height, width] = explanation.shape;
+    const cell = canvas.width / width;
+    const context = canvas.getContext("2d");
+    explanation.data.forEach((row, y) =>
+      row.forEach((heat, x) => {
+        const grey = greyColour(reply.pixels[y][x] / 255);
+        const warm = rampColour(0.4 + 0.6 * heat);
+        const opacity = 0.85 * Math.min(Math.max(heat, 0), 1);
+        const mixed = grey.map((g, k) => Math.round(g + opacity * (warm[k] - g)));
+        context.fillStyle = `rgb(${mixed.join(",")})`;
+        context.fillRect(x * cell, y * cell, cell, cell);
+      }),
+    );
+    const [row, column] = explanation.centre;
+    const [cx, cy] = [(column + 0.5) * cell, (row + 0.5) * cell];
+    context.strokeStyle = "#22d3ee";
+    context.lineWidth = 2;
+    context.beginPath();
+    context.moveTo(cx - 10, cy);
+    context.lineTo(cx + 10, cy);
+    context.moveTo(cx, cy - 10);
+    context.lineTo(cx, cy + 10);
+    context.stroke();
+    figure.dataset.centre = explanation.centre.join(",");
+    figure.dataset.shape = `${height}x${width}`;
+    figure.querySelector(".centre").textContent = t("page.explain.centre", {
+      x: number(column, 1), y: number(row, 1),
+    });
+  }
+}
+
 export function showFilters(filters, selected, onPick) {
   const picker = $("filter-picker");
   if (!picker.children.length) {

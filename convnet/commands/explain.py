@@ -1,0 +1,108 @@
+"""`convnet explain`: where a network looked, as one PNG overlay per image (Captum)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from convnet.commands.common import Command, emit
+from convnet.commands.evaluate import WEIGHTS_HELP
+from convnet.commands.export import resolve_target
+from convnet.errors import UserError
+
+EXPLAIN_METHODS = ("gradcam", "saliency", "occlusion")  # convnet.analysis.explain.METHODS
+
+
+def configure_explain(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="RUN_DIR|MODEL", help="a run directory, or a "
+                        "registered model name with --weights")  # fmt: skip
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, … files")
+    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    parser.add_argument("--method", choices=EXPLAIN_METHODS, default="gradcam",
+                        help="gradcam: the last convolution maps' Grad-CAM; saliency: the "
+                        "input gradient (SmoothGrad); occlusion: the score lost when a patch "
+                        "is painted over (default: gradcam)")  # fmt: skip
+    parser.add_argument("--target", dest="target_class", metavar="CLASS", help="the class to explain, by name or "
+                        "index (default: each image's predicted class)")  # fmt: skip
+    parser.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer, a module name as "
+                        "in named_modules() (default: the model's own, e.g. features.c3)")  # fmt: skip
+    parser.add_argument("--out", metavar="DIR", default="explanations",
+                        help="where the PNG files go (default: explanations)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def class_index(target: str, class_names: tuple[str, ...]) -> int:
+    """--target as an index into `class_names`: a class name, else a number; UserError."""
+    if target in class_names:
+        return class_names.index(target)
+    if target.isdigit() and int(target) < len(class_names):
+        return int(target)
+    shown = ", ".join(class_names[:10]) + (", …" if len(class_names) > 10 else "")
+    raise UserError(f"--target {target} is neither a class of the model ({shown}) nor an "
+                    f"index below {len(class_names)}.")  # fmt: skip
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    import torch
+
+    from convnet.analysis.explain import METHOD_NAMES, explain, peaks
+    from convnet.data.images import load_digit, load_photo
+    from convnet.data.transforms import to_model_input
+    from convnet.report.explanation_figure import write_overlay
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the PNG files.")
+    loaded = resolve_target(args)
+    size = loaded.input_size
+    if loaded.photos:  # prepared exactly as `convnet predict` prepares them
+        pixels = torch.stack([load_photo(path, size) for path in args.images])
+    else:
+        pixels = to_model_input(torch.stack([load_digit(path) for path in args.images]), size)
+    target = None
+    if args.target_class is not None:
+        target = class_index(args.target_class, loaded.class_names)
+    if args.layer is not None and args.method != "gradcam":
+        raise UserError(f"--layer is Grad-CAM's; --method {args.method} has no layer.")
+    if args.layer is not None and args.layer not in dict(loaded.model.named_modules()):
+        raise UserError(f"{loaded.name} has no layer named '{args.layer}'.")
+    explanation = explain(loaded.model, pixels, loaded.normalization, args.method,
+                          target=target, layer=args.layer, spec=loaded.spec)  # fmt: skip
+    method = METHOD_NAMES[args.method] + (f" on {explanation.layer}" if explanation.layer else "")
+    results, used = [], set()
+    for index, path in enumerate(args.images):
+        name = f"{Path(path).stem}-{args.method}.png"
+        if name in used:  # two images of the same name from different folders
+            name = f"{Path(path).stem}-{index + 1}-{args.method}.png"
+        used.add(name)
+        predicted = int(explanation.predicted[index])
+        probability = float(explanation.probabilities[index])
+        explained = int(explanation.targets[index])
+        title = f"{loaded.class_names[predicted]} ({probability:.1%}) · {method}"
+        if explained != predicted:
+            title += f"\nexplaining class {loaded.class_names[explained]}"
+        written = write_overlay(out / name, pixels[index], explanation.maps[index], title)
+        results.append({
+            "image": path, "out": str(written), "method": args.method, "layer": explanation.layer,
+            "predicted": {"index": predicted, "name": loaded.class_names[predicted],
+                          "probability": round(probability, 6)},
+            "target": {"index": explained, "name": loaded.class_names[explained]},
+            "peak": [int(value) for value in peaks(explanation.maps[index : index + 1])[0]],
+            "input_size": list(size),
+        })  # fmt: skip
+    text = "\n".join(
+        f"{item['image']}: {item['predicted']['name']} {item['predicted']['probability']:.1%} "
+        f"→ {item['out']}"
+        for item in results
+    )
+    emit(args, results, text)
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "explain": Command(
+        "where the network looked: a heat-map overlay per image (Grad-CAM, saliency, occlusion)",
+        configure_explain,
+        run_explain,
+    ),
+}

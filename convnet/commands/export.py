@@ -1,0 +1,88 @@
+"""`convnet export`: a run or MODEL --weights W as an ONNX or TorchScript file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from convnet.commands.common import Command, emit
+from convnet.commands.evaluate import WEIGHTS_HELP, load_target
+from convnet.errors import UserError
+
+EXPORT_FORMATS = ("onnx", "torchscript")  # convnet.engine.export.FORMATS, without importing torch
+
+
+def configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="RUN_DIR|MODEL", help="a run directory, or a "
+                        "registered model name with --weights")  # fmt: skip
+    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
+                        help="onnx (onnxruntime, Netron) or torchscript (torch.jit.load, "
+                        "LibTorch) (default: onnx)")  # fmt: skip
+    parser.add_argument("--out", metavar="FILE", required=True, help="the file to write")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def resolve_target(args: argparse.Namespace):
+    """load_target, with a clear word for a model name given without its weights."""
+    from convnet.models import MODELS
+
+    if not args.weights and args.target in MODELS and not Path(args.target).exists():
+        raise UserError(
+            f"'{args.target}' is a model name: give its trained weights with --weights FILE "
+            "(or torchvision's weights by NAME), or give a run directory instead."
+        )
+    return load_target(args)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from convnet import __version__
+    from convnet.engine.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, export_model
+    from convnet.files import ensure_writable
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name, e.g. {out / 'model.onnx'}.")
+    existing = next(folder for folder in out.absolute().parents if folder.exists())
+    if not existing.is_dir():
+        raise UserError(f"Cannot write {out}: {existing} is a file, not a folder.")
+    loaded = resolve_target(args)
+    ensure_writable(out.parent)  # before the slow part
+    mean, std = loaded.normalization
+    channels = loaded.input_size[0]
+    normalization = {
+        "mean": list(mean) if isinstance(mean, tuple) else [mean] * channels,
+        "std": list(std) if isinstance(std, tuple) else [std] * channels,
+    }
+    metadata = {
+        "model": loaded.name, "classes": list(loaded.class_names),
+        "input_size": list(loaded.input_size), "normalization": normalization,
+        "input": INPUT_NAME, "output": OUTPUT_NAME, "convnet_version": __version__,
+    }  # fmt: skip
+    size = export_model(loaded.model, loaded.input_size, args.format, out, metadata)
+    result = {
+        **metadata,
+        "format": args.format,
+        "opset": ONNX_OPSET if args.format == "onnx" else None,
+        "out": str(out),
+        "bytes": size,
+        "weights": args.weights or str(Path(args.target) / "model.safetensors"),
+    }
+    shape = "×".join(str(side) for side in loaded.input_size)
+    text = (
+        f"Wrote {out} ({args.format}, {size:,} bytes): input '{INPUT_NAME}' N×{shape} fp32 "
+        f"(pixels in [0, 1], minus mean {normalization['mean']}, divided by std "
+        f"{normalization['std']}), any batch size N; output '{OUTPUT_NAME}' "
+        f"N×{len(loaded.class_names)}."
+    )
+    emit(args, result, text)
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "export": Command(
+        "write a model as an ONNX or TorchScript file (dynamic batch axis)",
+        configure_export,
+        run_export,
+    ),
+}
