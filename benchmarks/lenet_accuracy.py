@@ -60,7 +60,11 @@ def main() -> None:
         )
         print(f"{model:<13}{spread(errors):>24}{spread(seconds):>24}  {target} "
               f"{'met' if met else 'NOT met'}")  # fmt: skip
-    path = save_results(__file__, {"runs": runs, "summary": summary})
+    # a run of some models only is saved beside the full one, not over it
+    name = (
+        None if set(args.models) == set(TARGETS) else f"lenet_accuracy_{'_'.join(args.models)}.json"
+    )
+    path = save_results(__file__, {"runs": runs, "summary": summary}, name)
     print(f"\nsaved {path.name}")
 
 
