@@ -2,6 +2,8 @@
 
 With --json exactly one JSON document goes to standard output; progress and logs go to
 standard error. A mistake the user can fix exits with status 2 and a one-paragraph message.
+Building the parser imports every command module, so `convnet --help` starts at once only
+while they import nothing heavy (convnet/commands/__init__.py says how).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import importlib
 import sys
 
 from convnet.commands import COMMAND_MODULES
-from convnet.commands.common import Command
+from convnet.commands.catalog import MODEL_NAMES
+from convnet.commands.common import Command, Parser
 from convnet.errors import UserError
 from convnet.files import explain
 
@@ -25,13 +28,15 @@ def all_commands() -> dict[str, Command]:
 
 def build_parser() -> argparse.ArgumentParser:
     from convnet import __version__
-    from convnet.models import list_models
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="convnet", description="Convolutional neural networks you can build, train, measure and look inside.",
-        epilog="models: " + ", ".join(list_models()),
+        epilog="models: " + ", ".join(MODEL_NAMES),
     )  # fmt: skip
-    parser.add_argument("--version", action="version", version=f"convnet {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"convnet {__version__}",
+        help="print the version and exit",
+    )  # fmt: skip
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in all_commands().items():
         command.configure(subparsers.add_parser(name, help=command.help, description=command.help))

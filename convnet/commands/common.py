@@ -13,6 +13,35 @@ from pathlib import Path
 from convnet.errors import UserError
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help line, then "(default: …)" where a value is taken by default.
+
+    Switches (--json, --no-speed) and options without a default (None: their help says what
+    happens then) get no suffix; a help text holding %(default)s places the default itself.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or action.nargs == 0
+            or default is None
+            or default is argparse.SUPPRESS
+            or default == []
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The `convnet` parser: HelpFormatter on it and on every subparser added below it
+    (argparse builds subparsers with the class of the parser they belong to)."""
+
+    def __init__(self, *args, formatter_class: type = HelpFormatter, **kwargs) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 @dataclass(frozen=True)
 class Command:
     """One subcommand: its help line, a function adding its arguments, and its runner."""
@@ -46,10 +75,14 @@ def check_counts(args: argparse.Namespace, *options: str) -> None:
 
 
 DEVICE_HELP = "auto (a CUDA GPU, then an Apple GPU, then the CPU), cpu, cuda or mps"
+JSON_HELP = "print one JSON document on standard output instead of text"
+DATA_DIR_HELP = ("the cache of registered data sets (default: $CONVNET_DATA_DIR, else "
+                 "$XDG_CACHE_HOME/convnet or ~/.cache/convnet)")  # fmt: skip
 PRECISION_HELP = ("auto (bf16 where the hardware computes it natively, else fp32), fp32, bf16, "
                   "or fp16 (CUDA only; training scales the loss)")  # fmt: skip
-THREADS_HELP = ("CPU threads (default 0: automatic, PyTorch's count or 1 when the machine is "
-                "busier than it has cores)")  # fmt: skip
+THREADS_HELP = (
+    "CPU threads; 0: automatic, PyTorch's count or 1 when the machine is busier than it has cores"
+)
 
 
 def add_threads_argument(parser: argparse.ArgumentParser, help: str = THREADS_HELP) -> None:

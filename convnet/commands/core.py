@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from convnet.commands.common import (
+    DATA_DIR_HELP,
+    JSON_HELP,
     Command,
     add_download_argument,
     data_dir,
@@ -22,20 +24,17 @@ from convnet.errors import UserError
 def configure_data(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="list the registered data sets")
-    listing.add_argument(
-        "--data-dir", help="data cache (default $CONVNET_DATA_DIR or ~/.cache/convnet)"
-    )
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    listing.add_argument("--json", action="store_true", help=JSON_HELP)
     fetch = actions.add_parser("fetch", help="fetch a data set and verify its SHA-256 checksums")
-    fetch.add_argument("name")
-    fetch.add_argument(
-        "--data-dir", help="data cache (default $CONVNET_DATA_DIR or ~/.cache/convnet)"
-    )
+    fetch.add_argument("name", help="the data set, as 'convnet data list' names it")
+    fetch.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     fetch.add_argument(
         "--source",
         metavar="DIR_OR_ARCHIVE",
         help="tried first: a directory holding the data set's files (the IDX files, raw or "
-        ".gz; CIFAR-10's .bin files), or CIFAR-10's official cifar-10-binary.tar.gz",
+        ".gz; CIFAR-10's .bin files), or CIFAR-10's official cifar-10-binary.tar.gz (default: "
+        "only the packages and URLs the data set's entry names)",
     )
 
 
@@ -67,16 +66,21 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def configure_summary(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model")
-    parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"))
+    parser.add_argument("model", help="a registered model (listed at the end of 'convnet --help')")
+    parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"),
+                        help="channels, height and width of the input (default: the model's)")  # fmt: skip
     parser.add_argument(
-        "--num-classes", type=int, help="default: 1000 for the ImageNet families, else 10"
+        "--num-classes",
+        type=int,
+        help="classifier outputs (default: 1000 for the ImageNet families, else 10)",
     )
     parser.add_argument(
-        "--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP + "; checks they fit the model"
+        "--weights",
+        metavar="NAME_OR_FILE",
+        help=WEIGHTS_HELP + "; checks they fit the model (default: none, only shapes and counts)",
     )
     add_download_argument(parser)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def _published_text(name: str, summary) -> str:

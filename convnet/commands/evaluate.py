@@ -7,7 +7,9 @@ import argparse
 from pathlib import Path
 
 from convnet.commands.common import (
+    DATA_DIR_HELP,
     DEVICE_HELP,
+    JSON_HELP,
     PRECISION_HELP,
     Command,
     add_download_argument,
@@ -25,6 +27,8 @@ WEIGHTS_HELP = (
     "cache; downloaded only with --download) or a weights file (safetensors or PyTorch "
     "state_dict)"
 )
+OWN_WEIGHTS = " (default: RUN_DIR's own)"
+TARGET_HELP = "a run directory, or a registered model with --weights"
 
 
 def load_target(args: argparse.Namespace):
@@ -46,22 +50,24 @@ def load_target(args: argparse.Namespace):
 
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="RUN_DIR|MODEL")
-    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    parser.add_argument("target", metavar="RUN_DIR|MODEL", help=TARGET_HELP)
+    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP + OWN_WEIGHTS)
     add_download_argument(parser)
     parser.add_argument(
         "--dataset", metavar="NAME", help="a registered data set (default: the run's)"
     )
     parser.add_argument("--data", metavar="DIR", help="image files: class folders (train/ and "
                         "val/, or one folder of classes) or the ILSVRC2012 layout")  # fmt: skip
-    parser.add_argument("--data-dir", help="the cache of registered data sets")
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default: the "
+                        "data source's)")  # fmt: skip
     parser.add_argument(
-        "--test-subset", type=int, metavar="N", help="score the first N images only"
+        "--test-subset", type=int, metavar="N", help="score the first N images only (default: all)"
     )
     parser.add_argument("--extremes", type=int, metavar="N", help="how many easiest and "
-                        "hardest classes to list (default 3; 5 for image files)")  # fmt: skip
-    parser.add_argument("--report", metavar="DIR", help="write an HTML report into DIR")
+                        "hardest classes to list (default: 3; 5 for image files)")  # fmt: skip
+    parser.add_argument("--report", metavar="DIR", help="write an HTML report into DIR "
+                        "(default: none)")  # fmt: skip
     parser.add_argument(
         "--device",
         default="auto",
@@ -73,21 +79,26 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
         help=PRECISION_HELP,
     )
     add_threads_argument(parser)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
     images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
     images.add_argument("--split", choices=("train", "val", "all"),
-                        help="default: val of the run's own folder, else every image (all)")  # fmt: skip
-    images.add_argument("--workers", type=int, help="decoding processes (default min(4, CPUs))")
+                        help="which images to score (default: val of the run's own folder, "
+                        "else all)")  # fmt: skip
+    images.add_argument("--workers", type=int, help="decoding processes (default: min(4, CPUs))")
     images.add_argument(
         "--strict", action="store_true", default=None, help="fail on unreadable images"
     )
-    images.add_argument("--resize", type=int, help="shorter side before the centre crop")
-    images.add_argument("--crop", type=int, help="centre crop (the model's input size)")
+    images.add_argument("--resize", type=int, help="shorter side before the centre crop "
+                        "(default: the run's or the weights' preprocessing)")  # fmt: skip
+    images.add_argument("--crop", type=int, help="side of the centre crop (default: the model's "
+                        "input size)")  # fmt: skip
     images.add_argument("--val-fraction", type=float,
                         help="one folder of classes: the share held out (default: the run's)")  # fmt: skip
-    images.add_argument("--seed", type=int, help="one folder of classes: the seed of the split")
+    images.add_argument("--seed", type=int, help="one folder of classes: the seed of the split "
+                        "(default: the run's, else 0)")  # fmt: skip
     images.add_argument("--ground-truth", metavar="FILE",
-                        help="ILSVRC2012 validation labels found elsewhere (csv or devkit txt)")  # fmt: skip
+                        help="ILSVRC2012 validation labels found elsewhere, csv or devkit txt "
+                        "(default: looked for beside the images)")  # fmt: skip
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -171,11 +182,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def configure_predict(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="RUN_DIR|MODEL")
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
+    parser.add_argument("target", metavar="RUN_DIR|MODEL", help=TARGET_HELP)
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
+    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP + OWN_WEIGHTS)
     add_download_argument(parser)
-    parser.add_argument("--top", type=int, default=3)
+    parser.add_argument("--top", type=int, default=3, help="classes to list per image")
     parser.add_argument(
         "--device",
         default="auto",
@@ -187,7 +198,7 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
         help=PRECISION_HELP,
     )
     add_threads_argument(parser)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -10,7 +10,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from convnet.commands.catalog import (
+    EVOLUTION_BATCH_SIZE,
+    EVOLUTION_EPOCHS,
+    EVOLUTION_LR,
+    EVOLUTION_MODELS,
+    EVOLUTION_WEIGHT_DECAY,
+)
 from convnet.commands.common import (
+    DATA_DIR_HELP,
+    DEVICE_HELP,
+    JSON_HELP,
+    PRECISION_HELP,
     Command,
     add_threads_argument,
     check_counts,
@@ -23,41 +34,40 @@ COMMANDS: dict[str, Command] = {}  # nothing top-level: see EVOLUTION below
 
 
 def configure_evolution(parser: argparse.ArgumentParser) -> None:
-    from convnet.experiments import evolution as defaults
-
-    parser.add_argument("--dataset", default="fashion-mnist", help="default fashion-mnist")
+    parser.add_argument("--dataset", default="fashion-mnist", help="a registered data set")
     parser.add_argument(
-        "--models",
-        default=",".join(defaults.DEFAULT_MODELS),
-        help="comma-separated (default: %(default)s)",
+        "--models", default=",".join(EVOLUTION_MODELS), help="models to train, comma-separated"
     )
     parser.add_argument(
-        "--epochs", type=int, default=defaults.DEFAULT_EPOCHS, help="default %(default)s"
+        "--epochs", type=int, default=EVOLUTION_EPOCHS, help="training epochs, the same for all"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=defaults.DEFAULT_BATCH_SIZE, help="default %(default)s"
+        "--batch-size", type=int, default=EVOLUTION_BATCH_SIZE, help="images per step"
     )
-    parser.add_argument("--lr", type=float, default=defaults.DEFAULT_LR, help="default %(default)s")
+    parser.add_argument("--lr", type=float, default=EVOLUTION_LR, help="peak learning rate")
     parser.add_argument(
         "--weight-decay",
         type=float,
-        default=defaults.DEFAULT_WEIGHT_DECAY,
-        help="default %(default)s",
+        default=EVOLUTION_WEIGHT_DECAY,
+        help="L2 penalty on the weights",
     )
     parser.add_argument(
         "--no-augment", dest="augment", action="store_false", help="train without augmentation"
     )
-    parser.add_argument("--train-subset", type=int, metavar="N", help="train on the first N images")
-    parser.add_argument("--test-subset", type=int, metavar="N", help="test on the first N images")
+    parser.add_argument("--train-subset", type=int, metavar="N",
+                        help="train on the first N images (default: all)")  # fmt: skip
+    parser.add_argument("--test-subset", type=int, metavar="N",
+                        help="test on the first N images (default: all)")  # fmt: skip
     parser.add_argument("--runs-dir", default="runs/evolution", help="cache of trained runs")
     parser.add_argument("--reuse-only", action="store_true", help="never train; use cached runs")
     add_threads_argument(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--figure", metavar="FILE", help="default RUNS_DIR/evolution.png")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the trainings")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    parser.add_argument("--figure", metavar="FILE", help="where to draw the figure (PNG; "
+                        "default: RUNS_DIR/evolution.png)")  # fmt: skip
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def evolution_table(result) -> str:

@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from convnet.commands.catalog import DISTORTION_NAMES, INVARIANCE_VARIANTS
 from convnet.commands.common import (
+    DATA_DIR_HELP,
+    DEVICE_HELP,
+    JSON_HELP,
+    PRECISION_HELP,
     Command,
     add_threads_argument,
     apply_threads,
@@ -27,13 +32,14 @@ from convnet.i18n import LANGUAGES, check_language
 
 
 def configure_shift(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", type=int, default=0, help="MNIST test digit (default 0)")
-    parser.add_argument("--pixels", type=int, default=2, help="shift left by K pixels (default 2)")
+    parser.add_argument("--index", type=int, default=0, help="MNIST test digit")
+    parser.add_argument("--pixels", type=int, default=2, help="shift left by this many pixels")
     parser.add_argument("--threshold", type=float, default=0.5, help="binarize at this grey level")
-    parser.add_argument("--figure", default="runs/experiments/shift.png", metavar="FILE")
+    parser.add_argument("--figure", default="runs/experiments/shift.png", metavar="FILE",
+                        help="where to draw the figure (PNG)")  # fmt: skip
     add_threads_argument(parser)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def run_shift(args: argparse.Namespace) -> int:
@@ -70,32 +76,30 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def configure_invariance(parser: argparse.ArgumentParser) -> None:
-    from convnet.data.distortions import DISTORTIONS
-    from convnet.experiments.invariance import VARIANT_KINDS
-
-    parser.add_argument(
-        "--models", default="lenet5,mlp", help="comma-separated (default lenet5,mlp)"
-    )
+    parser.add_argument("--models", default="lenet5,mlp", help="models to compare, comma-separated")
     parser.add_argument(
         "--variants",
-        default=",".join(VARIANT_KINDS),
-        help=f"which trainings: {','.join(VARIANT_KINDS)} (default all)",
+        default=",".join(INVARIANCE_VARIANTS),
+        help="which trainings, comma-separated",
     )
-    parser.add_argument("--distortions", default=",".join(DISTORTIONS))
-    parser.add_argument("--epochs", type=int, help="training epochs (default: each model's)")
-    parser.add_argument("--train-subset", type=int, metavar="N", help="train on the first N images")
     parser.add_argument(
-        "--test-subset", type=int, metavar="N", help="measure on the first N test images"
+        "--distortions", default=",".join(DISTORTION_NAMES), help="which sweeps, comma-separated"
     )
+    parser.add_argument("--epochs", type=int, help="training epochs (default: each model's)")
+    parser.add_argument("--train-subset", type=int, metavar="N",
+                        help="train on the first N images (default: all)")  # fmt: skip
+    parser.add_argument("--test-subset", type=int, metavar="N",
+                        help="measure on the first N test images (default: all)")  # fmt: skip
     parser.add_argument("--runs-dir", default="runs/experiments", help="cache of trained runs")
     parser.add_argument("--reuse-only", action="store_true", help="never train; use cached runs")
     add_threads_argument(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--figure", metavar="FILE", help="default RUNS_DIR/invariance.png")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the trainings")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    parser.add_argument("--figure", metavar="FILE", help="where to draw the curves (PNG; "
+                        "default: RUNS_DIR/invariance.png)")  # fmt: skip
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def invariance_table(result) -> str:
@@ -154,19 +158,24 @@ def run_invariance(args: argparse.Namespace) -> int:
 
 
 def configure_cost(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", default="lenet5,mlp_60k")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument(
+        "--models", default="lenet5,mlp_60k", help="models to measure, comma-separated"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="where to time them: cpu, cuda, mps or auto"
+    )
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16, fp16 or auto")
     parser.add_argument("--repeats", type=int, default=200, help="timed calls at batch 1")
     parser.add_argument("--repeats-large", type=int, default=30, help="timed calls at batch 256")
     parser.add_argument(
         "--threads",
         type=int,
         default=1,
-        help="CPU threads while timing (default 1; 0: PyTorch's default)",
+        help="CPU threads while timing; 0: PyTorch's own count",
     )
-    parser.add_argument("--figure", default="runs/experiments/cost.png", metavar="FILE")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--figure", default="runs/experiments/cost.png", metavar="FILE",
+                        help="where to draw the bars (PNG)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def cost_text(result) -> str:
@@ -260,20 +269,20 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="the page; its figures go in lecture_figures/ beside it",
     )
-    lecture.add_argument("--epochs", type=int, default=3, help="brief training epochs (default 3)")
+    lecture.add_argument("--epochs", type=int, default=3, help="brief training epochs")
     lecture.add_argument(
         "--train-subset",
         type=int,
         default=0,
         metavar="N",
-        help="brief training on the first N images (default 0: all 60,000)",
+        help="brief training on the first N images; 0: all 60,000",
     )
     lecture.add_argument(
         "--test-subset",
         type=int,
         default=2_000,
         metavar="N",
-        help="sweep the distortions over the first N test images (default 2,000)",
+        help="sweep the distortions over the first N test images",
     )
     lecture.add_argument(
         "--runs-dir",
@@ -282,11 +291,11 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
     )
     lecture.add_argument("--repeats", type=int, default=50, help="timed calls at batch 1")
     add_threads_argument(lecture)
-    lecture.add_argument("--data-dir")
+    lecture.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     lecture.add_argument(
         "--lang",
         default="en",
-        help=f"the page's language: {' or '.join(LANGUAGES)} (default en), figures included",
+        help=f"the page's language, figures included: {' or '.join(LANGUAGES)}",
     )
 
 

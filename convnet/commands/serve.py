@@ -7,7 +7,14 @@ import ipaddress
 import socket
 from pathlib import Path
 
-from convnet.commands.common import Command, add_threads_argument, apply_threads, data_dir, log
+from convnet.commands.common import (
+    DATA_DIR_HELP,
+    Command,
+    add_threads_argument,
+    apply_threads,
+    data_dir,
+    log,
+)
 from convnet.errors import UserError
 from convnet.i18n import LANGUAGES, check_language
 
@@ -19,9 +26,12 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
         "under --runs-dir, if it is trained well enough; else train one for one epoch now)",
     )  # fmt: skip
     parser.add_argument("--runs-dir", default="runs", help="where to look for and put runs")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: local only)")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    parser.add_argument("--data-dir")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind; 127.0.0.1 is "
+                        "this machine only")  # fmt: skip
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port to listen on; 0 picks a free one"
+    )
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     add_threads_argument(parser)
     parser.add_argument(
         "--lang", help=f"the page's language, {' or '.join(LANGUAGES)} (default: the browser's; "

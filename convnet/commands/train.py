@@ -14,7 +14,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from convnet.commands.common import (
+    DATA_DIR_HELP,
     DEVICE_HELP,
+    JSON_HELP,
     PRECISION_HELP,
     Command,
     add_download_argument,
@@ -33,50 +35,54 @@ IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers")
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", help="a registered model (see 'convnet zoo')")
+    parser.add_argument("model", nargs="?", help="a registered model, listed at the end of "
+                        "'convnet --help' (default: the --config's or --resume's)")  # fmt: skip
     source = parser.add_argument_group("data (one of)")
     source.add_argument("--dataset", metavar="NAME", help="a registered data set held in "
-                        "memory: mnist (default), fashion-mnist")  # fmt: skip
+                        "memory, as 'convnet data list' names it (default: mnist)")  # fmt: skip
     source.add_argument("--data", metavar="DIR", help="image files: DIR/train/<class>/*, "
                         "DIR/val/<class>/* (or DIR/<class>/*, split by --val-fraction) or ILSVRC2012")  # fmt: skip
-    source.add_argument("--data-dir", metavar="DIR",
-                        help="the cache of registered data sets (default ~/.cache/convnet)")  # fmt: skip
+    source.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     recipe = parser.add_argument_group("recipe (defaults: the model's, then the data source's)")
-    recipe.add_argument("--epochs", type=int)
-    recipe.add_argument("--batch-size", type=int, help="per process")
+    recipe.add_argument("--epochs", type=int, help="passes over the training images")
+    recipe.add_argument("--batch-size", type=int, help="images per step, per process")
     recipe.add_argument("--lr", type=float, help="peak learning rate")
-    recipe.add_argument("--weight-decay", type=float)
-    recipe.add_argument("--momentum", type=float)
+    recipe.add_argument("--weight-decay", type=float, help="L2 penalty on the weights")
+    recipe.add_argument("--momentum", type=float, help="SGD momentum")
     recipe.add_argument("--warmup-fraction", type=float, help="share of the steps warming up")
-    recipe.add_argument("--label-smoothing", type=float)
-    recipe.add_argument("--no-augment", dest="augment", action="store_false", default=None)
+    recipe.add_argument("--label-smoothing", type=float, help="share of each label spread over "
+                        "the other classes")  # fmt: skip
+    recipe.add_argument("--no-augment", dest="augment", action="store_false", default=None,
+                        help="train on the images as they are (default: the recipe's augmentation)")  # fmt: skip
     recipe.add_argument("--weights", metavar="NAME_OR_FILE", help="start from these weights: a "
                         "file, or torchvision weights by name from the hub cache; a classifier "
-                        "for another class count starts afresh (fine-tuning)")  # fmt: skip
+                        "for another class count starts afresh (fine-tuning; default: random "
+                        "initialization)")  # fmt: skip
     add_download_argument(recipe)
-    recipe.add_argument("--seed", type=int)
-    recipe.add_argument("--train-subset", type=int, metavar="N", help="train on N images only")
+    recipe.add_argument("--seed", type=int, help="seed of the initialization, the order and the "
+                        "augmentation (default: 0)")  # fmt: skip
+    recipe.add_argument("--train-subset", type=int, metavar="N",
+                        help="train on N images only (default: all)")  # fmt: skip
     recipe.add_argument("--test-subset", type=int, metavar="N",
-                        help="score the first N held-out images only")  # fmt: skip
+                        help="score the first N held-out images only (default: all)")  # fmt: skip
     images = parser.add_argument_group("image folders only (--data)")
     images.add_argument("--image-size", type=int, metavar="PIXELS",
                         help="side of the crop the model sees (default: its input size)")  # fmt: skip
     images.add_argument("--val-fraction", type=float,
-                        help="held-out share of a folder without train/ and val/ (default 0.2)")  # fmt: skip
+                        help="held-out share of a folder without train/ and val/ (default: 0.2)")  # fmt: skip
     images.add_argument("--strict", action="store_true", default=None,
                         help="fail on corrupt or empty image files instead of skipping them")  # fmt: skip
     images.add_argument(
-        "--workers", type=int, help="decoding processes per training process (default 2)"
+        "--workers", type=int, help="decoding processes per training process (default: 2)"
     )
     machine = parser.add_argument_group("machine and run")
-    machine.add_argument("--device", help=DEVICE_HELP)
-    machine.add_argument(
-        "--precision",
-        help=PRECISION_HELP,
-    )
-    machine.add_argument("--backend", help="auto|gloo|nccl (under torchrun)")
+    machine.add_argument("--device", help=DEVICE_HELP + " (default: auto)")
+    machine.add_argument("--precision", help=PRECISION_HELP + " (default: auto)")
+    machine.add_argument("--backend", help="auto, gloo or nccl: how processes under torchrun "
+                         "talk (default: auto)")  # fmt: skip
     add_threads_argument(machine)
-    machine.add_argument("--checkpoint-every", type=int, metavar="STEPS")
+    machine.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also save a "
+                         "resumable checkpoint every STEPS steps (default: after each epoch)")  # fmt: skip
     machine.add_argument("--tensorboard", action="store_true", default=None,
                          help="also write TensorBoard event files into RUN_DIR/tensorboard "
                          "(needs the tensorboard package)")  # fmt: skip
@@ -84,10 +90,11 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                          help="stop after epoch N, resumably; continue with --resume")  # fmt: skip
     machine.add_argument("--config", metavar="FILE", help="start from a saved config.json; "
                          "flags given override it")  # fmt: skip
-    machine.add_argument("--out", metavar="RUN_DIR")
+    machine.add_argument("--out", metavar="RUN_DIR", help="the run directory to write "
+                         "(default: runs/MODEL-SOURCE-TIME)")  # fmt: skip
     machine.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint "
                          "(--epochs N continues it to N epochs)")  # fmt: skip
-    machine.add_argument("--json", action="store_true")
+    machine.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -272,10 +279,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, help="fewer epochs for a quicker look")
-    parser.add_argument("--out", metavar="RUN_DIR", default="runs/demo")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--epochs", type=int, help="fewer epochs for a quicker look (default: "
+                        "lenet5's recipe)")  # fmt: skip
+    parser.add_argument("--out", metavar="RUN_DIR", default="runs/demo", help="the run directory")
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, add_threads_argument, apply_threads, emit, log
+from convnet.commands.common import (
+    JSON_HELP,
+    Command,
+    add_threads_argument,
+    apply_threads,
+    emit,
+    log,
+)
 from convnet.errors import UserError
 
 
 def configure_zoo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
     parser.add_argument(
-        "--plot", metavar="FILE", help="draw the ILSVRC top-5 error by year chart (PNG)"
+        "--plot",
+        metavar="FILE",
+        help="draw the ILSVRC top-5 error by year chart (PNG; default: none)",
     )
     parser.add_argument(
         "--models", nargs="+", metavar="MODEL", help="only these models (default: all of them)"
@@ -23,7 +32,7 @@ def configure_zoo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed batches per model and precision (median)"
     )
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="images per timed batch")
     add_threads_argument(parser)
 
 

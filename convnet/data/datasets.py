@@ -21,12 +21,15 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from convnet.data.formats import FORMATS, FileFormat
 from convnet.errors import UserError
 from convnet.files import atomic_write_bytes, ensure_writable
+
+if TYPE_CHECKING:  # torch is imported when a data set is read: `convnet data list` needs none
+    import torch
+
+    from convnet.data.formats import FileFormat
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class DatasetSpec:
 
     @property
     def format(self) -> FileFormat:
+        from convnet.data.formats import FORMATS
+
         return FORMATS[self.file_format]
 
 

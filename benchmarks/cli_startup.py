@@ -1,0 +1,110 @@
+"""How fast the command line starts, against importing torch on the same machine (issue 18).
+
+In one run, times `python -c "import torch"`, `convnet --help`, `convnet data list` and
+`convnet train --help` as fresh processes, one of each per round in a rotating order (so a
+change of load falls on all of them alike), after one untimed warm-up round; reports the
+median of each and its ratio to importing torch. Target: each convnet command takes at most
+0.3× the time of importing torch, which none of them should need.
+
+    python benchmarks/cli_startup.py [--rounds 7]
+
+Results and the machine's facts (with its load average: every figure is a fresh process's
+start, which a busy machine slows) go to benchmarks/cli_startup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import ROOT, hardware, hardware_line, judge, load_average, save_results  # noqa: E402
+
+TARGET_RATIO = 0.3
+BASELINE = "import torch"
+COMMANDS: dict[str, list[str]] = {
+    BASELINE: ["-c", "import torch"],
+    "convnet --help": ["-m", "convnet", "--help"],
+    "convnet data list": ["-m", "convnet", "data", "list"],
+    "convnet train --help": ["-m", "convnet", "train", "--help"],
+}
+
+
+def environment() -> dict[str, str]:
+    """This checkout's convnet first on the path, whatever is installed."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def seconds_to_run(arguments: list[str], env: dict[str, str]) -> float:
+    """Wall-clock seconds of one fresh `python ARGUMENTS`, which must succeed."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, *arguments], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"python {' '.join(arguments)} failed:\n{result.stderr[-2000:]}")
+    return elapsed
+
+
+def measure(rounds: int) -> dict[str, list[float]]:
+    """Seconds of each command in each round; round r starts with command r (mod count)."""
+    env = environment()
+    names = list(COMMANDS)
+    for name in names:  # warm-up: the files in the page cache, as for a user's second call
+        seconds_to_run(COMMANDS[name], env)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        for name in order:
+            times[name].append(seconds_to_run(COMMANDS[name], env))
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7, help="timed runs of each command")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    facts = hardware()
+    print(hardware_line(facts), flush=True)
+    times = measure(args.rounds)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    baseline = medians[BASELINE]
+    # Per round too: the ratio within one round, where the load was the same for both.
+    paired = {name: statistics.median(t / b for t, b in zip(values, times[BASELINE], strict=True))
+              for name, values in times.items()}  # fmt: skip
+    rows = []
+    print(f"{'command':<22}{'median s':>10}{'min s':>8}{'max s':>8}{'× torch':>9}{'paired':>8}")
+    for name, values in times.items():
+        ratio = medians[name] / baseline
+        rows.append({"command": name, "seconds": [round(v, 4) for v in values],
+                     "median_seconds": round(medians[name], 4), "ratio_to_import_torch": round(ratio, 3),
+                     "paired_ratio_to_import_torch": round(paired[name], 3)})  # fmt: skip
+        print(f"{name:<22}{medians[name]:>10.3f}{min(values):>8.3f}{max(values):>8.3f}"
+              f"{ratio:>9.2f}{paired[name]:>8.2f}")  # fmt: skip
+    print(f"load average now {load_average()}")
+    targets = judge({
+        f"{name}: at most {TARGET_RATIO}× the time of importing torch (median)":
+            medians[name] / baseline <= TARGET_RATIO
+        for name in COMMANDS if name != BASELINE
+    })  # fmt: skip
+    document = {
+        "settings": {"rounds": args.rounds, "warm_up_rounds": 1, "target_ratio": TARGET_RATIO},
+        "commands": rows,
+        "targets": targets,
+    }  # fmt: skip
+    path = save_results(__file__, document)
+    print(f"saved {path.relative_to(ROOT)}")
+    return 0 if all(target["met"] for target in targets) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
