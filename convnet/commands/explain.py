@@ -21,13 +21,13 @@ def configure_explain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=EXPLAIN_METHODS, default="gradcam",
                         help="gradcam: the last convolution maps' Grad-CAM; saliency: the "
                         "input gradient (SmoothGrad); occlusion: the score lost when a patch "
-                        "is painted over (default: gradcam)")  # fmt: skip
+                        "is painted over")  # fmt: skip
     parser.add_argument("--target", dest="target_class", metavar="CLASS", help="the class to explain, by name or "
                         "index (default: each image's predicted class)")  # fmt: skip
     parser.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer, a module name as "
                         "in named_modules() (default: the model's own, e.g. features.c3)")  # fmt: skip
     parser.add_argument("--out", metavar="DIR", default="explanations",
-                        help="where the PNG files go (default: explanations)")  # fmt: skip
+                        help="where the PNG files go")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 

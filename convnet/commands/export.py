@@ -18,7 +18,7 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
                         help="onnx (onnxruntime, Netron) or torchscript (torch.jit.load, "
-                        "LibTorch) (default: onnx)")  # fmt: skip
+                        "LibTorch)")  # fmt: skip
     parser.add_argument("--out", metavar="FILE", required=True, help="the file to write")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
