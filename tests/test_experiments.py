@@ -85,7 +85,7 @@ def test_shift_command_on_real_digits(mnist_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("index", "label", "changed", "each_way"),
-    [(0, "7", 80, 40), (3613, "0", 154, 77)],  # the README's figures; 3613 is the lecture's
+    [(0, "7", 80, 40), (3613, "0", 154, 77)],  # docs/lecture.md's figures; 3613 is the lecture's
 )
 def test_shift_command_gives_the_published_counts(
     mnist_dir, tmp_path, capsys, index, label, changed, each_way

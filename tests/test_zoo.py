@@ -29,7 +29,7 @@ ILSVRC_ENTRIES = {
     "googlenet": (2014, 6.67),
     "resnet": (2015, 3.57),
 }
-# The README: "MACs agree with its GFLOPS (which are multiply-accumulates) to 0.1%".
+# docs/models.md: "MACs agree with its GFLOPS (which are multiply-accumulates) to 0.1%".
 MACS_TOLERANCE = 0.001
 
 # torchvision's published figures (its weights' documentation) and the lecture's depths.
