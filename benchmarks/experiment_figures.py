@@ -1,4 +1,4 @@
-"""The README's figures from the lecture's experiments and `convnet train mlp`, each saved
+"""The figures of docs/lecture.md and docs/benchmarks.md from the lecture's experiments and `convnet train mlp`, each saved
 as JSON beside this script (benchmarks/experiment_NAME.json) with its commit and machine.
 
 Each figure runs the command a user would, with --json where it has one, in a fresh

@@ -1,4 +1,4 @@
-"""Micro-benchmarks of the two LeNet-5 kernels the README's speed section discusses.
+"""Micro-benchmarks of the two LeNet-5 kernels docs/benchmarks.md discusses.
 
 1. Max pooling of C1's six 28×28 maps at batch 256, bf16, channels-last (as the engine
    trains): PyTorch's native forward, its forward + backward, the same forward written as

@@ -1,5 +1,5 @@
 """Training on image folders as one process and as two under torchrun, on the CPU: the
-README's figures for the multi-process path.
+figures (docs/benchmarks.md) for the multi-process path.
 
 `resnet_mini` on a miniature image folder (5 classes, 640 training and 160 validation
 images of 40×40, drawn by tests/folder_data.py), 3 epochs, bf16 where native,

@@ -33,7 +33,7 @@ from convnet.report import claims_plots
 # before a claim that compares them is judged: an undertrained network teaches the opposite
 # lesson (a lenet5 trained for 16 steps, at 18% accuracy, made the ordinary network look
 # the robust one). Each of lenet5, mlp and the pooling ablation passes it after the
-# report's default brief training (README, "The lecture's claims").
+# report's default brief training (docs/lecture.md, "The report").
 ACCURACY_FLOOR = 0.97
 NOT_JUDGED = "not judged"
 # Each verdict identifier and its catalog key (lecture.verdict.<key>).
