@@ -83,14 +83,6 @@ class LeNet5(FeaturesThenHead):
                 output=nn.Linear(84, num_classes),
             )  # fmt: skip
         )
-        # He et al. 2015 (§2.2) for the ReLU convolutions. PyTorch's default (variance
-        # 1/(3·fan_in)) shrinks the signal layer by layer: the loss sat at ln 10 ≈ 2.30 for
-        # the first ~150 steps, and a 16-step run on 2,000 images ended at a loss of 2.28
-        # (4 seeds; with this, 1.07–1.41). After 15 epochs both reach about 0.5% test error.
-        for module in self.features.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
 
 
 class ScaledTanh(nn.Module):
