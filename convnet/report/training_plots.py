@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,8 @@ def steps_figure(steps: list[dict], note: str = "") -> plt.Figure:
         for start, _ in starts:
             axis.axvline(start - 0.5, color="#7f8c9a", linestyle=":", linewidth=1)
         axis.grid(alpha=0.3)
-    for start, epoch in starts if len(starts) <= 20 else []:  # more epochs: the lines alone
+    every = math.ceil(len(starts) / 6)  # at most 6 labels: "epoch 2" is ~45 px wide at size 7
+    for start, epoch in starts[::every] if starts else []:
         loss_axis.annotate(f"epoch {epoch:.0f}", (start, 1), xycoords=("data", "axes fraction"),
                            xytext=(3, -3), textcoords="offset points", va="top", fontsize=7,
                            color="#5a6570")  # fmt: skip
