@@ -301,7 +301,7 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
     for number in (1, 3, 5):
         verdict = sections[number].split("class='verdict'")[1].split("</p>")[0]
         assert ">not judged</span> the networks are undertrained (" in verdict, verdict
-        assert "convnet report lecture --epochs 2 --train-subset 0 --runs-dir" in verdict
+        assert "convnet report lecture --epochs 3 --train-subset 0 --runs-dir" in verdict
     assert ">supported</span>" in sections[2].split("<h2>Claim 3</h2>")[0]  # not gated
     for figure in ("shift.png", "feature_maps.png", "invariance.png", "cost.png"):
         assert (out.parent / "lecture_figures" / figure).stat().st_size > 5_000
@@ -377,7 +377,7 @@ def check_korean_page(page: str) -> None:
     not_judged = f">{text('ko', 'lecture.verdict.not_judged')}</span>"
     assert [n for n, section in enumerate(sections, 1) if not_judged in section] == [1, 3, 5]
     assert f">{text('ko', 'lecture.verdict.supported')}</span>" in sections[1]  # claim 2
-    assert "convnet report lecture --epochs 2 --train-subset 0 --runs-dir" in sections[0]
+    assert "convnet report lecture --epochs 3 --train-subset 0 --runs-dir" in sections[0]
     assert text("ko", "lecture.variants.reused") in page.split("<section>")[0]
     assert re.search(r"\{\w+\}", page) is None  # every placeholder filled
     english = [word for word in re.findall(r"[A-Za-z][A-Za-z0-9_+-]*", visible_text(page))

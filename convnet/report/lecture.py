@@ -89,12 +89,13 @@ def training_note(settings: LectureSettings, reused: bool, w: Words) -> str:
 
 
 def judging_command(settings: LectureSettings, w: Words) -> str:
-    """The commands that train the networks further (HTML): twice the epochs on every
-    image, or each model's full training."""
+    """The commands that train the networks further (HTML): twice the epochs, and at least
+    the default's (which gives every verdict), on every image; or each model's full training."""
     runs = (
         "" if settings.runs_dir == LectureSettings.runs_dir else f" --runs-dir {settings.runs_dir}"
     )
-    report = f"convnet report lecture --epochs {2 * settings.epochs} --train-subset 0{runs}"
+    epochs = max(2 * settings.epochs, LectureSettings.epochs)
+    report = f"convnet report lecture --epochs {epochs} --train-subset 0{runs}"
     return w(
         "retrain", report=code(report), invariance=code(f"convnet experiment invariance{runs}")
     )
