@@ -85,6 +85,13 @@ THREADS_HELP = (
 )
 
 
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device and --precision (both "auto" by default), the same on every command that
+    computes with a fixed configuration (`train` leaves them unset, for --resume)."""
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--precision", default="auto", help=PRECISION_HELP)
+
+
 def add_threads_argument(parser: argparse.ArgumentParser, help: str = THREADS_HELP) -> None:
     """--threads N, the same on every command that computes."""
     parser.add_argument("--threads", type=int, default=0, metavar="N", help=help)

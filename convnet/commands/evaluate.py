@@ -8,10 +8,9 @@ from pathlib import Path
 
 from convnet.commands.common import (
     DATA_DIR_HELP,
-    DEVICE_HELP,
     JSON_HELP,
-    PRECISION_HELP,
     Command,
+    add_device_arguments,
     add_download_argument,
     add_threads_argument,
     apply_threads,
@@ -68,16 +67,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
                         "hardest classes to list (default: 3; 5 for image files)")  # fmt: skip
     parser.add_argument("--report", metavar="DIR", help="write an HTML report into DIR "
                         "(default: none)")  # fmt: skip
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help=DEVICE_HELP,
-    )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        help=PRECISION_HELP,
-    )
+    add_device_arguments(parser)
     add_threads_argument(parser)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
     images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
@@ -187,16 +177,7 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP + OWN_WEIGHTS)
     add_download_argument(parser)
     parser.add_argument("--top", type=int, default=3, help="classes to list per image")
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help=DEVICE_HELP,
-    )
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        help=PRECISION_HELP,
-    )
+    add_device_arguments(parser)
     add_threads_argument(parser)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 

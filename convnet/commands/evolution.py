@@ -19,10 +19,9 @@ from convnet.commands.catalog import (
 )
 from convnet.commands.common import (
     DATA_DIR_HELP,
-    DEVICE_HELP,
     JSON_HELP,
-    PRECISION_HELP,
     Command,
+    add_device_arguments,
     add_threads_argument,
     check_counts,
     emit,
@@ -62,8 +61,7 @@ def configure_evolution(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse-only", action="store_true", help="never train; use cached runs")
     add_threads_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the trainings")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    add_device_arguments(parser)
     parser.add_argument("--figure", metavar="FILE", help="where to draw the figure (PNG; "
                         "default: RUNS_DIR/evolution.png)")  # fmt: skip
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)

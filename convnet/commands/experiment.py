@@ -13,10 +13,9 @@ from pathlib import Path
 from convnet.commands.catalog import DISTORTION_NAMES, INVARIANCE_VARIANTS
 from convnet.commands.common import (
     DATA_DIR_HELP,
-    DEVICE_HELP,
     JSON_HELP,
-    PRECISION_HELP,
     Command,
+    add_device_arguments,
     add_threads_argument,
     apply_threads,
     check_counts,
@@ -94,8 +93,7 @@ def configure_invariance(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse-only", action="store_true", help="never train; use cached runs")
     add_threads_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the trainings")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    add_device_arguments(parser)
     parser.add_argument("--figure", metavar="FILE", help="where to draw the curves (PNG; "
                         "default: RUNS_DIR/invariance.png)")  # fmt: skip
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
