@@ -45,7 +45,7 @@ with warnings.catch_warnings():  # starlette prefers httpx2 now; httpx still wor
 # One thread everywhere, so that runs started side by side compute the same floating-point sums.
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 KILL_TEST_RUN = ["train", "lenet5", "--epochs", "2", "--train-subset", "3000",
-                 "--checkpoint-every", "5", "--precision", "fp32", "--device", "cpu"]  # fmt: skip
+                 "--batch-size", "128", "--checkpoint-every", "5", "--precision", "fp32", "--device", "cpu"]  # fmt: skip
 
 
 def checkpoint_state(path: Path) -> dict | None:
