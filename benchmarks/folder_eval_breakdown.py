@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import dumps, hardware, hardware_line, save_results  # noqa: E402
 from folder_eval_speed import IMAGENET, write_photos  # noqa: E402
 
-from convnet.data.images import as_photo  # noqa: E402
+from convnet.data.images import as_photo, oriented, pixel_values  # noqa: E402
 from convnet.engine.device import fast_inference  # noqa: E402
 from convnet.models import get_model  # noqa: E402
 
@@ -43,6 +44,13 @@ def pil_decode(path: Path) -> Image.Image:
     with Image.open(path) as image:
         image.load()
         return image
+
+
+def float_round_trip(image: Image.Image) -> Image.Image:
+    """What `as_photo` did to every photo before it returned opaque 8-bit images as they are:
+    values in [0, 1] as float64 and back to 8 bits (the same pixels, at a cost)."""
+    rgb, _ = pixel_values(oriented(image))
+    return Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
 
 
 def pil_resize_crop(image: Image.Image) -> Image.Image:
@@ -86,6 +94,7 @@ def preparation(files: list[Path], repeats: int) -> dict:
     steps = {
         "PIL: read + decode": (pil_decode, files),
         "as_photo (RGB, orientation)": (as_photo, decoded),
+        "as_photo before: float64 round trip": (float_round_trip, decoded),
         "PIL: resize 256 + crop 224": (pil_resize_crop, photos),
         "float tensor + normalise": (to_normalised, crops),
         "torchvision.io: read + decode_jpeg": (tensor_decode, files),

@@ -6,7 +6,9 @@ We have no ImageNet here, so the script writes an ImageNet-like folder first: N 
 500×375 pixels (the typical ILSVRC2012 size) in 10 class folders, and random resnet18
 weights for 10 classes whose batch-norm statistics are measured on the photos, so that
 predictions differ from image to image (the figure is speed; equal top-1/top-5 counts check
-that both pipelines compute the same thing). Each repeat runs both whole commands, their
+that both pipelines compute the same thing: in fp32 they do, image by image; in bf16
+convnet's batch norms folded into the convolutions round differently, which can turn a few
+near-ties of these random weights). Each repeat runs both whole commands, their
 order alternating, as a user would: `convnet evaluate` and `benchmarks/timm_folder_eval.py`
 (`timm.data.create_dataset` + `create_loader`). Needs timm: `pip install -e .[benchmark]`.
 Run: `python benchmarks/folder_eval_speed.py [--images 1000] [--repeats 3] [--workers N]`.
@@ -152,7 +154,7 @@ def main() -> None:
         help="PyTorch threads of both (default: PyTorch's, one per core)",
     )
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--precisions", default="bf16", help="comma-separated: bf16, fp32")
+    parser.add_argument("--precisions", default="bf16,fp32", help="comma-separated: bf16, fp32")
     options = parser.parse_args()
     if importlib.util.find_spec("timm") is None:
         print("folder_eval_speed.py times timm's data pipeline beside convnet's and needs "
