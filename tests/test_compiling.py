@@ -57,11 +57,12 @@ def test_a_failing_compiler_leaves_the_evaluation_uncompiled_with_a_note(scored,
     monkeypatch.setattr("convnet.engine.evaluate.compiled_for_inference", broken)
     notes = []
     cpu = torch.device("cpu")
-    uncompiled = evaluate(model, source, cpu, "fp32", batch_size=4).result
+    uncompiled = evaluate(model, source, cpu, "fp32", batch_size=4)
     fallen_back = evaluate(model, source, cpu, "fp32", batch_size=4, compile_model=True,
-                           log=notes.append).result  # fmt: skip
-    assert fallen_back["compiled"] is False and uncompiled["compiled"] is False
-    assert {key: fallen_back[key] for key in SCORES} == {key: uncompiled[key] for key in SCORES}
+                           log=notes.append)  # fmt: skip
+    assert fallen_back.compiled is False and uncompiled.compiled is False
+    assert ({key: fallen_back.result[key] for key in SCORES}
+            == {key: uncompiled.result[key] for key in SCORES})  # fmt: skip
     assert len(notes) == 1 and "no C++ compiler found" in notes[0], notes
 
 
@@ -84,10 +85,11 @@ def test_a_compiled_model_scores_as_the_model_itself(scored, monkeypatch):
 
     monkeypatch.setattr("convnet.engine.evaluate.compiled_for_inference", counted)
     cpu = torch.device("cpu")
-    uncompiled = evaluate(model, source, cpu, "fp32", batch_size=4).result
+    uncompiled = evaluate(model, source, cpu, "fp32", batch_size=4)
     notes = []
     compiled = evaluate(model, source, cpu, "fp32", batch_size=4, compile_model=True,
-                        log=notes.append).result  # fmt: skip
-    assert compiled["compiled"] is True and not notes, notes
+                        log=notes.append)  # fmt: skip
+    assert compiled.compiled is True and not notes, notes
     assert set(calls) == {(4, 3, 32, 32)} and len(calls) == 6  # 21 images: 5 full + 1 padded
-    assert {key: compiled[key] for key in SCORES} == {key: uncompiled[key] for key in SCORES}
+    assert ({key: compiled.result[key] for key in SCORES}
+            == {key: uncompiled.result[key] for key in SCORES})  # fmt: skip

@@ -144,6 +144,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "params": sum(p.numel() for p in loaded.model.parameters()),
         "device": str(device), "precision": precision, "threads": threads,
         "batch_size": args.batch_size or source.eval_batch_size,
+        "compiled": evaluation.compiled,
     }  # fmt: skip
     if source.kind == "images":
         result["layout"] = source.layout

@@ -117,6 +117,7 @@ class Evaluation:
     labels: torch.Tensor
     indices: torch.Tensor
     source: DataSource
+    compiled: bool = False  # whether the batches ran through the compiled model
 
 
 @torch.inference_mode()
@@ -139,7 +140,7 @@ def evaluate(
     left out and listed under "skipped"; with `strict` they are a UserError, as is a model
     whose output does not have one score per class. `compile_model` runs the batches through
     `compiled_for_inference` (falling back to the model itself, with a note, where compiling
-    fails); result["compiled"] says whether it did."""
+    fails); `Evaluation.compiled` says whether it did."""
     session = distributed.current()
     count = len(source.class_names)
     batch_size = batch_size or source.eval_batch_size
@@ -250,7 +251,6 @@ def evaluate(
     result["split"] = source.eval_split
     result["eval_seconds"] = round(seconds, 4)
     result["eval_images_per_second"] = round(result["num_examples"] / max(seconds, 1e-9), 1)
-    result["compiled"] = bool(compiled)
     result["num_skipped"] = len(skipped)
     result["skipped"] = [{"file": str(path), "reason": why} for path, why in skipped]
     return Evaluation(
@@ -259,4 +259,5 @@ def evaluate(
         torch.cat(labels) if labels else torch.empty(0, dtype=torch.long),
         torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
         source,
+        bool(compiled),
     )
