@@ -18,14 +18,16 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SCORES = ("num_examples", "top1_error", "top5_error", "per_class", "confusions")
 
 
-def test_auto_compiles_on_a_cpu_from_the_break_even_only():
+def test_auto_compiles_image_files_on_a_cpu_from_the_break_even_only():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert not should_compile("auto", COMPILE_FROM_IMAGES - 1, cpu)
-    assert should_compile("auto", COMPILE_FROM_IMAGES, cpu)
-    assert not should_compile("auto", 10 * COMPILE_FROM_IMAGES, cuda)  # measured on CPUs only
-    assert should_compile("yes", 1, cpu) and not should_compile("no", 10**6, cpu)
+    assert not should_compile("auto", COMPILE_FROM_IMAGES - 1, cpu, on_disk=True)
+    assert should_compile("auto", COMPILE_FROM_IMAGES, cpu, on_disk=True)
+    assert not should_compile("auto", 10_000, cpu, on_disk=False)  # MNIST's test set, in memory
+    assert not should_compile("auto", 10 * COMPILE_FROM_IMAGES, cuda, on_disk=True)  # CPUs only
+    assert should_compile("yes", 1, cpu, on_disk=False)
+    assert not should_compile("no", 10**6, cpu, on_disk=True)
     with pytest.raises(UserError, match="--compile takes auto, yes, no"):
-        should_compile("maybe", 1, cpu)
+        should_compile("maybe", 1, cpu, on_disk=True)
 
 
 @pytest.fixture

@@ -132,7 +132,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         strict=bool(args.strict), ground_truth=args.ground_truth, val_fraction=args.val_fraction,
         seed=args.seed, test_subset=args.test_subset,
     )  # fmt: skip
-    compile_model = should_compile(args.compile, source.eval_count, device)
+    compile_model = should_compile(args.compile, source.eval_count, device,
+                                   on_disk=source.kind == "images")  # fmt: skip
     evaluation = evaluate(loaded.model.to(device), source, device, precision,
                           batch_size=args.batch_size, extremes=args.extremes or (5 if images else 3),
                           strict=bool(args.strict), progress=True, compile_model=compile_model)  # fmt: skip
