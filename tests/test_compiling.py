@@ -95,3 +95,34 @@ def test_a_compiled_model_scores_as_the_model_itself(scored, monkeypatch):
     assert set(calls) == {(4, 3, 32, 32)} and len(calls) == 6  # 21 images: 5 full + 1 padded
     assert ({key: compiled.result[key] for key in SCORES}
             == {key: uncompiled.result[key] for key in SCORES})  # fmt: skip
+
+
+def test_the_command_compiles_when_asked_and_says_so(scored, tmp_path, monkeypatch, capsys):
+    """`convnet evaluate --compile`: auto does not compile 21 images, yes does (a stand-in
+    compiler here, counted), and the JSON's `compiled` says which happened."""
+    import json
+
+    from convnet.cli import main
+    from convnet.engine.checkpoint import save_weights
+    from convnet.models import get_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "lenet5.safetensors"
+    save_weights(weights, get_model("lenet5", num_classes=7))
+    compiles = []
+    monkeypatch.setattr("convnet.engine.evaluate.compiled_for_inference",
+                        lambda module: compiles.append(module) or module)  # fmt: skip
+    data = scored[1].eval_collection.root
+    results = {}
+    for choice in ("auto", "yes", "no"):
+        assert main(["evaluate", "lenet5", "--weights", str(weights), "--data", str(data),
+                     "--precision", "fp32", "--workers", "0", "--compile", choice,
+                     "--json"]) == 0  # fmt: skip
+        results[choice] = json.loads(capsys.readouterr().out)
+    assert [results[c]["compiled"] for c in ("auto", "yes", "no")] == [False, True, False]
+    assert len(compiles) == 1
+    assert results["yes"]["top1_error"] == results["no"]["top1_error"]
+    with pytest.raises(SystemExit) as exit_status:
+        main(["evaluate", "lenet5", "--weights", str(weights), "--data", str(data),
+              "--compile", "always"])  # fmt: skip
+    assert exit_status.value.code == 2
