@@ -40,7 +40,10 @@ def main() -> None:
     model = timm.create_model("resnet18", num_classes=options.classes)
     # timm's ResNet names its parameters as torchvision's does: the same network, same weights.
     model.load_state_dict(load_file(options.weights), strict=True)
-    model.eval().to(memory_format=torch.channels_last)  # validate.py --channels-last
+    # validate.py --channels-last with bf16; plain NCHW with fp32, as convnet's engine does
+    # (convnet.engine.device.memory_format): each pipeline in the same layout at each precision
+    layout = torch.channels_last if options.precision == "bf16" else torch.contiguous_format
+    model.eval().to(memory_format=layout)
     dataset = create_dataset("", root=options.data, split="validation")
     loader = create_loader(
         dataset, input_size=(3, 224, 224), batch_size=options.batch_size,
@@ -53,7 +56,7 @@ def main() -> None:
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
                                                 enabled=options.precision == "bf16"):  # fmt: skip
         for inputs, targets in loader:
-            logits = model(inputs.contiguous(memory_format=torch.channels_last)).float()
+            logits = model(inputs.contiguous(memory_format=layout)).float()
             best = logits.topk(5, dim=1).indices
             images += len(targets)
             top1 += int((best[:, 0] == targets).sum())
