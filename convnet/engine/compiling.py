@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 COMPILE_CHOICES = ("auto", "yes", "no")
 # `--compile auto` compiles on a CPU from this many images: there the time saved per image
 # outweighs a first compile with an empty Inductor cache (benchmarks/folder_eval_breakdown.py:
-# resnet18 bf16 on a 2-core AMD EPYC, about 2,500–3,800 images, rounded up; about 200 once
-# the cache holds the kernels, which auto does not count on).
+# resnet18 bf16 on a shared 2-core AMD EPYC, 2,460 images, doubled for a machine where the
+# compile takes longer; about 200 once the cache holds the kernels, which auto does not
+# count on).
 COMPILE_FROM_IMAGES = 5000
 
 
