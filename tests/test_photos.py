@@ -204,3 +204,37 @@ def test_evaluate_prepares_digit_files_as_predict_does(trained_run, mnist_test, 
     wrong = sum(item["top"][0]["name"] != Path(item["image"]).parent.name for item in predicted)
     assert evaluated["num_examples"] == 40
     assert round(evaluated["top1_error"] * 40) == wrong and wrong <= 2
+
+
+def _float_round_trip(image: Image.Image) -> np.ndarray:
+    """`as_photo`'s general path, spelled out: values in [0, 1], over white, back to 8 bits."""
+    from convnet.data.images import oriented, pixel_values
+
+    rgb, alpha = pixel_values(oriented(image))
+    if alpha is not None:
+        rgb = rgb * alpha[..., None] + (1 - alpha[..., None])
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA"])
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_opaque_8_bit_images_skip_the_float_round_trip_with_the_same_pixels(mode, orientation,
+                                                                            tmp_path):  # fmt: skip
+    """A JPEG photo (RGB or greyscale, opaque) is returned as decoded, without converting to
+    float and back: the pixels are exactly those of the general path, upright."""
+    from convnet.data.images import as_photo
+
+    rng = np.random.default_rng(orientation)
+    picture = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).convert(mode)
+    if mode == "RGBA":  # some see-through pixels
+        picture.putalpha(Image.fromarray(rng.integers(0, 256, (30, 40), dtype=np.uint8)))
+    file_format = "JPEG" if mode in ("RGB", "L") else "PNG"
+    path = tmp_path / f"photo.{file_format.lower()}"
+    path.write_bytes(with_orientation(picture, orientation, format=file_format))
+    with Image.open(path) as stored:
+        stored.load()
+        expected = _float_round_trip(stored)
+        photo = as_photo(stored)
+    assert photo.mode == "RGB" and photo.size == (expected.shape[1], expected.shape[0])
+    assert np.array_equal(np.asarray(photo), expected)
+    assert np.array_equal(np.asarray(decode_image(path)), expected)

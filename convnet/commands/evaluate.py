@@ -19,6 +19,7 @@ from convnet.commands.common import (
     emit,
 )
 from convnet.commands.train import IMAGE_ONLY, result_text
+from convnet.engine.compiling import COMPILE_CHOICES, COMPILE_FROM_IMAGES, should_compile
 from convnet.errors import UserError
 
 WEIGHTS_HELP = (
@@ -69,6 +70,9 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
                         "(default: none)")  # fmt: skip
     add_device_arguments(parser)
     add_threads_argument(parser)
+    parser.add_argument("--compile", choices=COMPILE_CHOICES, default="auto",
+                        help="compile the model first (torch.compile): pays on a CPU from "
+                        f"about {COMPILE_FROM_IMAGES:,} images, which auto does (default: auto)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
     images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
     images.add_argument("--split", choices=("train", "val", "all"),
@@ -128,9 +132,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         strict=bool(args.strict), ground_truth=args.ground_truth, val_fraction=args.val_fraction,
         seed=args.seed, test_subset=args.test_subset,
     )  # fmt: skip
+    compile_model = should_compile(args.compile, source.eval_count, device,
+                                   on_disk=source.kind == "images")  # fmt: skip
     evaluation = evaluate(loaded.model.to(device), source, device, precision,
                           batch_size=args.batch_size, extremes=args.extremes or (5 if images else 3),
-                          strict=bool(args.strict), progress=True)  # fmt: skip
+                          strict=bool(args.strict), progress=True, compile_model=compile_model)  # fmt: skip
     result = {
         "model": loaded.name,
         "weights": args.weights or str(Path(args.target) / "model.safetensors"),
@@ -139,6 +145,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "params": sum(p.numel() for p in loaded.model.parameters()),
         "device": str(device), "precision": precision, "threads": threads,
         "batch_size": args.batch_size or source.eval_batch_size,
+        "compiled": evaluation.compiled,
     }  # fmt: skip
     if source.kind == "images":
         result["layout"] = source.layout

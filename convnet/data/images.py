@@ -96,8 +96,15 @@ def pixel_values(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 
 def as_photo(image: Image.Image) -> Image.Image:
     """An 8-bit RGB image with the right values from any mode, the right way up; a
-    transparent background becomes white, as a viewer shows it."""
-    rgb, alpha = pixel_values(oriented(image))
+    transparent background becomes white, as a viewer shows it.
+
+    An opaque 8-bit RGB or greyscale image (every JPEG photo) already holds those values:
+    it is returned as it is (greyscale made RGB), the same pixels as the float round trip
+    below gives, without its cost (3–4 ms of a 500×375 photo's 6–7 ms of preparation)."""
+    image = oriented(image)
+    if image.mode in ("RGB", "L") and "transparency" not in image.info:
+        return image if image.mode == "RGB" else image.convert("RGB")
+    rgb, alpha = pixel_values(image)
     if alpha is not None:
         rgb = rgb * alpha[..., None] + (1 - alpha[..., None])
     return Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from convnet.data.sources import DataSource
 from convnet.data.transforms import normalize
 from convnet.engine import distributed
+from convnet.engine.compiling import compiled_for_inference
 from convnet.engine.device import fast_inference, is_out_of_memory
 from convnet.engine.metrics import (
     confusion_matrix,
@@ -116,6 +117,7 @@ class Evaluation:
     labels: torch.Tensor
     indices: torch.Tensor
     source: DataSource
+    compiled: bool = False  # whether the batches ran through the compiled model
 
 
 @torch.inference_mode()
@@ -130,12 +132,15 @@ def evaluate(
     strict: bool = False,
     keep_logits: bool = True,
     progress: bool = False,
+    compile_model: bool = False,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> Evaluation:
     """Top-1/top-5 error, mean loss, per-class accuracy, easiest/hardest classes, confusions
     and speed of `model` on `source`'s held-out images. Images that cannot be decoded are
     left out and listed under "skipped"; with `strict` they are a UserError, as is a model
-    whose output does not have one score per class."""
+    whose output does not have one score per class. `compile_model` runs the batches through
+    `compiled_for_inference` (falling back to the model itself, with a note, where compiling
+    fails); `Evaluation.compiled` says whether it did."""
     session = distributed.current()
     count = len(source.class_names)
     batch_size = batch_size or source.eval_batch_size
@@ -148,9 +153,12 @@ def evaluate(
                disable=not (progress and session.is_main), desc=f"evaluating {source.eval_split}",
                leave=False, mininterval=0.5)  # fmt: skip
     halved: list[int] = []
+    compiled: list[Callable] = []  # the compiled model, while it works
 
     def forward(images: torch.Tensor) -> torch.Tensor:
         """Logits of a batch; a batch too large for memory is halved until it fits."""
+        if compiled and not halved:
+            return compiled_forward(images)
         try:
             return model(prepare(images.to(device, non_blocking=True))).float().cpu()
         except (RuntimeError, MemoryError) as error:
@@ -166,9 +174,27 @@ def evaluate(
             halved.append(half)
             return torch.cat([forward(images[:half]), forward(images[half:])])
 
+    def compiled_forward(images: torch.Tensor) -> torch.Tensor:
+        """Logits through the compiled model, the last (short) batch padded with zeros to the
+        full batch so that it needs no second compile; the model itself if compiling fails."""
+        count = len(images)
+        if count < batch_size:
+            images = torch.cat([images, images.new_zeros(batch_size - count, *images.shape[1:])])
+        try:
+            return compiled[0](prepare(images.to(device, non_blocking=True))).float().cpu()[:count]
+        except Exception as error:  # whatever the compiler raises: go on uncompiled
+            compiled.clear()
+            if not is_out_of_memory(error):  # out of memory: forward() halves the batch
+                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                log(f"Note: compiling the model failed ({type(error).__name__}: {first}); the "
+                    "evaluation goes on without compiling (--compile no skips the attempt).")  # fmt: skip
+            return forward(images[:count])
+
     started = time.perf_counter()
     try:
         with fast_inference(model, device, precision) as prepare:
+            if compile_model:
+                compiled.append(compiled_for_inference(model))
             for images, batch_labels, batch_indices in source.eval_batches(
                 batch_size, session.rank, session.world_size
             ):
@@ -233,4 +259,5 @@ def evaluate(
         torch.cat(labels) if labels else torch.empty(0, dtype=torch.long),
         torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
         source,
+        bool(compiled),
     )
