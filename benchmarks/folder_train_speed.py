@@ -139,7 +139,8 @@ def run_convnet(command: list[str], out: Path, batch_size: int, skip: int, envir
     seconds = [batch_size / value for value in per_step]
     return {**images_per_second(seconds, batch_size, skip), "wall_seconds": round(wall, 1),
             "all_steps": len(seconds), "precision": result["precision"],
-            "threads": result["threads"], "top1_error": result["top1_error"]}  # fmt: skip
+            "threads": result["threads"], "world_size": result["world_size"],
+            "backend": result["backend"], "top1_error": result["top1_error"]}  # fmt: skip
 
 
 def timm_command(timm_train: Path, data: Path, out: Path, options: argparse.Namespace,
