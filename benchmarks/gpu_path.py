@@ -90,8 +90,9 @@ def settings(options: argparse.Namespace) -> argparse.Namespace:
         if getattr(options, key) is None:
             setattr(options, key, value)
     options.threads = 1 if small else min(8, os.cpu_count() or 1)
-    if options.steps <= options.skip_steps or min(options.batch_size, options.workers + 1) < 1:
-        raise usage_error("--steps must exceed --skip-steps; --batch-size must be at least 1.")
+    if options.steps <= options.skip_steps or options.batch_size < 1 or options.workers < 0:
+        raise usage_error("--steps must exceed --skip-steps, --batch-size be at least 1 and "
+                          "--workers 0 or more.")  # fmt: skip
     return options
 
 

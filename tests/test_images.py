@@ -131,3 +131,16 @@ def test_opaque_photos_keep_every_value_of_the_float_path(mode):
     photo = as_photo(image)
     assert alpha is None and photo.mode == "RGB" and photo is not image
     assert np.array_equal(np.asarray(photo), expected)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_opaque_photos_are_turned_upright_on_the_shortcut(orientation, tmp_path):
+    from digit_drawings import with_orientation
+
+    from convnet.data.folders import decode_image
+
+    rng = np.random.default_rng(1)
+    upright = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8), "RGB")
+    stored = tmp_path / "photo.png"
+    stored.write_bytes(with_orientation(upright, orientation))
+    assert np.array_equal(np.asarray(decode_image(stored)), np.asarray(upright))
