@@ -115,3 +115,32 @@ def test_sixteen_bit_cmyk_and_animated_images(mnist_test):
     assert torch.equal(
         load_digit(buffer.getvalue()), load_digit(png_bytes(big_digit(mnist_test, 7)))
     )
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "CMYK", "YCbCr", "1"])
+def test_opaque_photos_keep_every_value_of_the_float_path(mode):
+    """as_photo's shortcut for opaque 8-bit modes gives the bytes pixel_values' float path
+    gives, so decoding a photo for training or evaluation is unchanged by it."""
+    from convnet.data.images import as_photo, pixel_values
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8), "RGB")
+    image = image.convert(mode) if mode != "P" else image.quantize(200)
+    rgb, alpha = pixel_values(image)
+    expected = np.round(rgb * 255).astype(np.uint8)
+    photo = as_photo(image)
+    assert alpha is None and photo.mode == "RGB" and photo is not image
+    assert np.array_equal(np.asarray(photo), expected)
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_opaque_photos_are_turned_upright_on_the_shortcut(orientation, tmp_path):
+    from digit_drawings import with_orientation
+
+    from convnet.data.folders import decode_image
+
+    rng = np.random.default_rng(1)
+    upright = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8), "RGB")
+    stored = tmp_path / "photo.png"
+    stored.write_bytes(with_orientation(upright, orientation))
+    assert np.array_equal(np.asarray(decode_image(stored)), np.asarray(upright))
