@@ -143,7 +143,9 @@ def _kernel_applies(x: torch.Tensor) -> bool:
         return False
     if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
         return False
-    if torch.compiler.is_compiling() or min(x.shape) == 0:
+    if type(x) is not torch.Tensor or min(x.shape) == 0:  # fake tensors of export, subclasses
+        return False
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return False
     return compiled_kernel() is not None
 
