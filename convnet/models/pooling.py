@@ -145,7 +145,7 @@ def _kernel_applies(x: torch.Tensor) -> bool:
         return False
     if type(x) is not torch.Tensor or min(x.shape) == 0:  # fake tensors of export, subclasses
         return False
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if torch.compiler.is_compiling() or getattr(torch.compiler, "is_exporting", bool)():
         return False
     return compiled_kernel() is not None
 
