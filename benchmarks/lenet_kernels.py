@@ -1,14 +1,16 @@
 """Micro-benchmarks of the two LeNet-5 kernels docs/benchmarks.md discusses.
 
 1. Max pooling of C1's six 28×28 maps at batch 256, bf16, channels-last (as the engine
-   trains): PyTorch's native forward, its forward + backward, the same forward written as
+   trains): PyTorch's native forward, its forward + backward, convnet's compiled kernel
+   (convnet/models/pooling.py) forward and forward + backward, the same forward written as
    three strided maxima, and oneDNN's own forward (`torch.mkldnn_max_pool2d`), checked bit
    for bit against the native one. The memory floor: the bytes read and written once ÷ the
    bandwidth of a 64 MiB copy into memory already touched, measured here.
 2. C5 at batch 128 (16 maps of 5×5 → 120): `nn.Conv2d` against the matrix product
    `WholeInputConv2d` computes, forward + backward, in fp32 and in bf16 autocast.
 
-Medians of many calls (milliseconds per call) after warm-up. Run:
+Medians of many calls (milliseconds per call) after warm-up; the native and compiled pooling
+alternate call by call, so a machine whose load changes favours neither. Run:
 `python benchmarks/lenet_kernels.py [--repeats 50] [--threads N]`; saved in benchmarks/lenet_kernels.json.
 """
 
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import hardware, hardware_line, load_average, save_results  # noqa: E402
 
 from convnet.models.lenet import WholeInputConv2d  # noqa: E402
+from convnet.models.pooling import kernel_status, max_pool_2x2  # noqa: E402
 
 POOL_BATCH, C5_BATCH = 256, 128
 
@@ -43,6 +46,20 @@ def milliseconds(call: Callable[[], object], repeats: int) -> float:
         call()
         times.append(time.perf_counter() - start)
     return round(1000 * statistics.median(times), 3)
+
+
+def interleaved_milliseconds(calls: dict[str, Callable[[], object]], repeats: int) -> dict:
+    """Median wall time of each call, in ms, the calls taking turns (after three warm-ups)."""
+    for call in calls.values():
+        for _ in range(3):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: round(1000 * statistics.median(spent), 3) for name, spent in times.items()}
 
 
 def strided_maxima(x: torch.Tensor) -> torch.Tensor:
@@ -61,13 +78,26 @@ def pooling(repeats: int) -> dict:
     upstream = torch.randn(POOL_BATCH, 6, 14, 14, generator=generator).to(torch.bfloat16)
     upstream = upstream.contiguous(memory_format=torch.channels_last)
 
-    def forward_backward() -> None:
-        F.max_pool2d(trainable, 2).backward(upstream)
-        trainable.grad = None
+    def forward_backward(pool: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+        def step() -> None:
+            pool(trainable).backward(upstream)
+            trainable.grad = None
 
+        return step
+
+    native = lambda x: F.max_pool2d(x, 2)  # noqa: E731
     result = {
-        "native_forward_ms": milliseconds(lambda: F.max_pool2d(maps, 2), repeats),
-        "native_forward_backward_ms": milliseconds(forward_backward, repeats),
+        "compiled_kernel": kernel_status(),
+        **interleaved_milliseconds(
+            {
+                "native_forward_ms": lambda: native(maps),
+                "compiled_forward_ms": lambda: max_pool_2x2(maps),
+                "native_forward_backward_ms": forward_backward(native),
+                "compiled_forward_backward_ms": forward_backward(max_pool_2x2),
+            },
+            repeats,
+        ),  # fmt: skip
+        "compiled_equal": bool(torch.equal(max_pool_2x2(maps), native(maps))),
         "strided_maxima_forward_ms": milliseconds(lambda: strided_maxima(maps), repeats),
         "strided_maxima_equal": bool(torch.equal(strided_maxima(maps), F.max_pool2d(maps, 2))),
     }

@@ -1,15 +1,28 @@
-"""LeNet-5 training and evaluation speed: the common tutorial pipeline against convnet.
+"""LeNet-5 time to 99% test accuracy: the common tutorial pipeline against convnet.
 
 The reference is the PyTorch tutorial way, written out below: torchvision's MNIST data set
-with per-image transforms, a DataLoader at batch 64, SGD. convnet trains the same `lenet5`
-with its own engine (`convnet train`). Printed: hardware; images/s of each and their ratio;
-convnet's time to 99.0% test accuracy; final test errors; evaluation speed of the 10,000
-test images. Medians with spread over seeds. Results are saved beside this script.
+with per-image transforms, a DataLoader at batch 64, SGD (lr 0.01, momentum 0.9). It trains
+epoch by epoch and is scored on the 10,000 test images after each (the scoring is not
+counted as training time) until the first epoch at ≥ 99.0% test accuracy, or
+`--tutorial-max-epochs` (15) — a seed that never gets there is reported as such. convnet
+trains the same `lenet5` with its own engine, `convnet train lenet5 --epochs 2 --batch-size
+64` (the fast run: lenet5's recipe, shortened; `--fast-epochs`, `--fast-batch-size`,
+`--fast-lr`, `--fast-no-augment` change it), which scores every epoch too. Why batch 64: two
+epochs at lenet5's batch 128 left seed 2 at 1.08% test error, and three reach 99% only
+after epoch 3 for seeds 1 and 2; two epochs at batch 64 (twice the steps, at ~0.8× the
+images/s) reached 0.73, 0.91 and 0.86% for seeds 0, 1, 2. Time to 99% is the training seconds up
+to the end of the first epoch at ≥ 99%. Printed per seed and as medians with their spread:
+each side's time to 99% and their ratio (tutorial ÷ convnet), images/s of each and their
+ratio, final test errors, evaluation speed of the 10,000 test images.
 
-Targets (issue 8): training ≥ 5× the tutorial's images/s; 99.0% test accuracy in ≤ 10 s of
-training (median of the seeds, each of which must reach 99%); evaluation ≥ 3× faster than
-the tutorial's DataLoader loop.
-Run: `python benchmarks/train_speed.py [--seeds 0 1 2] [--fast-epochs N]`.
+Targets: time to 99% ≥ 5× shorter than the tutorial's on every seed, every seed of both
+reaching 99% (issue 19); 99.0% test accuracy in ≤ 10 s of training (median of the seeds,
+each of which must reach 99%; issue 8); evaluation ≥ 3× faster than the tutorial's
+DataLoader loop (issue 8). Throughput is printed, not judged: time to accuracy is the figure.
+Run: `python benchmarks/train_speed.py --skip-default [--seeds 0 1 2] [--fast-epochs N]`:
+about 6 minutes on a quiet 2-core machine (the tutorial's ~12 s epochs dominate: 7 of them
+for seed 0; up to 12 minutes if seeds need all 15). Without `--skip-default` it also trains
+the default 15-epoch recipe for each seed (about 4 more minutes).
 
 `--compare-with TREE` also trains with another checkout of convnet (for example
 `git worktree add /tmp/base HEAD~1`), interleaved with this one, both through their command
@@ -44,6 +57,10 @@ from convnet.engine.evaluate import evaluate  # noqa: E402
 from convnet.engine.run import Run  # noqa: E402
 from convnet.engine.train import fit  # noqa: E402
 from convnet.models import get_model, get_model_spec  # noqa: E402
+from convnet.models.pooling import kernel_status  # noqa: E402
+
+ACCURACY = 0.99  # the test accuracy both pipelines race to
+TARGET_RATIO = 5  # issue 19: time to 99% at least 5× shorter than the tutorial's
 
 
 def tutorial_data(root: Path) -> tuple[MNIST, MNIST]:
@@ -70,23 +87,32 @@ def tutorial_evaluate(model: torch.nn.Module, test: MNIST) -> tuple[float, float
     return time.perf_counter() - started, wrong / len(test)
 
 
-def tutorial_run(seed: int, train: MNIST, test: MNIST, epochs: int) -> dict:
-    """The tutorial's training loop: batch 64, SGD lr 0.01 momentum 0.9, cross-entropy."""
+def tutorial_run(seed: int, train: MNIST, test: MNIST, max_epochs: int) -> dict:
+    """The tutorial's training loop (batch 64, SGD lr 0.01 momentum 0.9, cross-entropy), one
+    epoch at a time until the test accuracy reaches 99.0% or `max_epochs` have run. Only the
+    training is timed; each epoch's scoring runs outside the clock."""
     torch.manual_seed(seed)
     model = get_model("lenet5")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    seen, started = 0, time.perf_counter()
-    for _ in range(epochs):
+    seen, seconds, time_to_99, errors, eval_seconds = 0, 0.0, None, [], []
+    for _ in range(max_epochs):
+        started = time.perf_counter()
         model.train()
         for images, labels in DataLoader(train, batch_size=64, shuffle=True):
             optimizer.zero_grad()
             F.cross_entropy(model(images), labels).backward()
             optimizer.step()
             seen += len(labels)
-    seconds = time.perf_counter() - started
-    eval_seconds, error = tutorial_evaluate(model, test)
-    return {"images_per_second": seen / seconds, "train_seconds": seconds, "test_error": error,
-            "eval_seconds": eval_seconds}  # fmt: skip
+        seconds += time.perf_counter() - started
+        scoring_seconds, error = tutorial_evaluate(model, test)
+        errors.append(error)
+        eval_seconds.append(scoring_seconds)
+        if error <= 1 - ACCURACY:
+            time_to_99 = seconds
+            break
+    return {"images_per_second": seen / seconds, "train_seconds": seconds,
+            "test_error": errors[-1], "epoch_errors": errors, "epochs": len(errors),
+            "time_to_99": time_to_99, "eval_seconds": statistics.median(eval_seconds)}  # fmt: skip
 
 
 def convnet_run(seed: int, scratch: Path, epochs: int | None, **overrides) -> dict:
@@ -103,10 +129,11 @@ def convnet_run(seed: int, scratch: Path, epochs: int | None, **overrides) -> di
     elapsed, time_to_99 = 0.0, None
     for row in history:
         elapsed += row["epoch_seconds"]
-        if time_to_99 is None and row["eval_error"] <= 0.01:
+        if time_to_99 is None and row["eval_error"] <= 1 - ACCURACY:
             time_to_99 = elapsed
     return {"images_per_second": result["images_per_second"], "train_seconds": result["train_seconds"],
-            "test_error": result["top1_error"], "time_to_99": time_to_99, "epochs": result["epochs"]}  # fmt: skip
+            "test_error": result["top1_error"], "time_to_99": time_to_99, "epochs": result["epochs"],
+            "epoch_errors": [row["eval_error"] for row in history]}  # fmt: skip
 
 
 def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
@@ -128,7 +155,7 @@ def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
         for row in csv.DictReader(handle):  # held-out error: "eval_error" (older: "test_error")
             elapsed += float(row["epoch_seconds"])
             error = float(row.get("eval_error") or row["test_error"])
-            if time_to_99 is None and error <= 0.01:
+            if time_to_99 is None and error <= 1 - ACCURACY:
                 time_to_99 = elapsed
     return {"images_per_second": result["images_per_second"], "train_seconds": result["train_seconds"],
             "test_error": result["top1_error"], "time_to_99": time_to_99}  # fmt: skip
@@ -174,11 +201,99 @@ def median_spread(values: list[float]) -> str:
     return f"{statistics.median(values):.4g} (min {min(values):.4g}, max {max(values):.4g})"
 
 
+def fast_run_options(args: argparse.Namespace) -> dict:
+    """The fast run's settings beyond its epochs (None: lenet5's own default)."""
+    options = {"batch_size": args.fast_batch_size or None, "lr": args.fast_lr}
+    if args.fast_no_augment:
+        options["augment"] = False
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def fast_run_command(args: argparse.Namespace) -> str:
+    """The fast run as a user would type it."""
+    flags = {"batch_size": "--batch-size", "lr": "--lr", "augment": "--no-augment"}
+    options = fast_run_options(args)
+    words = [f"{flags[key]} {value}" if key != "augment" else flags[key]
+             for key, value in options.items()]  # fmt: skip
+    return " ".join(["convnet train lenet5 --epochs", str(args.fast_epochs), *words])
+
+
+def seconds_or_never(value: float | None) -> str:
+    return "never" if value is None else f"after {value:.3g} s"
+
+
+def report(results: dict[str, list[dict]], seeds: list[int], args: argparse.Namespace) -> dict:
+    """Print the per-seed and median figures; return the targets, judged."""
+    tutorial, fast = results["tutorial"], results["convnet_fast"]
+    fast_command = fast_run_command(args)
+    print()
+    for seed, t, c in zip(seeds, tutorial, fast, strict=True):
+        ratio = (f"{t['time_to_99'] / c['time_to_99']:.3g}×"
+                 if t["time_to_99"] and c["time_to_99"] else "no ratio")  # fmt: skip
+        print(f"seed {seed}: 99% reached by the tutorial {seconds_or_never(t['time_to_99'])} "
+              f"(test error after each of its {t['epochs']} epoch(s): "
+              f"{[round(100 * e, 2) for e in t['epoch_errors']]}%), by convnet "
+              f"{seconds_or_never(c['time_to_99'])} "
+              f"({[round(100 * e, 2) for e in c['epoch_errors']]}%): {ratio}")  # fmt: skip
+    tutorial_times = [r["time_to_99"] for r in tutorial]
+    fast_times = [r["time_to_99"] for r in fast]
+    every_seed = all(t is not None for t in tutorial_times + fast_times)
+    time_ratio = [t / c for t, c in zip(tutorial_times, fast_times, strict=True) if t and c]
+    print(f"time to {ACCURACY:.0%} test accuracy: tutorial "
+          + (median_spread(tutorial_times) + " s" if None not in tutorial_times
+             else f"not reached by every seed within {args.tutorial_max_epochs} epochs: {tutorial_times}")
+          + f"; {fast_command} "
+          + (median_spread(fast_times) + " s" if None not in fast_times
+             else f"not reached by every seed: {fast_times}")
+          + (f"; ratio {median_spread(time_ratio)}×" if time_ratio else ""))  # fmt: skip
+    tutorial_speed = [r["images_per_second"] for r in tutorial]
+    fast_speed = [r["images_per_second"] for r in fast]
+    speed_ratio = [f / t for f, t in zip(fast_speed, tutorial_speed, strict=True)]
+    print(f"throughput: tutorial (DataLoader, batch 64) {median_spread(tutorial_speed)} images/s, "
+          f"{fast_command} {median_spread(fast_speed)} images/s = {median_spread(speed_ratio)}×; "
+          f"final test error tutorial {median_spread([100 * r['test_error'] for r in tutorial])}%, "
+          f"convnet {median_spread([100 * r['test_error'] for r in fast])}%")  # fmt: skip
+    if results["convnet_default"]:
+        errors = [100 * r["test_error"] for r in results["convnet_default"]]
+        print(
+            f"convnet train lenet5 (defaults, {results['convnet_default'][0]['epochs']} epochs): test error "
+            f"{median_spread(errors)}%, {median_spread([r['train_seconds'] for r in results['convnet_default']])} s"
+        )
+    tutorial_eval = [r["eval_seconds"] for r in tutorial]
+    eval_seconds = results["convnet_eval_seconds"]
+    eval_ratio = [t / c for t, c in zip(tutorial_eval, eval_seconds, strict=True)]
+    print(
+        f"evaluation of 10,000 test images: tutorial {median_spread(tutorial_eval)} s, convnet "
+        f"{median_spread(eval_seconds)} s = {median_spread(eval_ratio)}× faster"
+    )
+    targets = {
+        f"time to 99% ≥ {TARGET_RATIO}× shorter than the tutorial's (every seed; every seed "
+        "of both reaches 99%)": every_seed and min(time_ratio) >= TARGET_RATIO,
+        "99% in ≤ 10 s (median; every seed reaches 99%)": None not in fast_times
+        and statistics.median(fast_times) <= 10,
+        "evaluation ≥ 3× tutorial": min(eval_ratio) >= 3,
+    }
+    if results["convnet_default"]:
+        targets["default run ≤ 0.8% error"] = (
+            max(r["test_error"] for r in results["convnet_default"]) <= 0.008
+        )
+    for name, met in targets.items():
+        print(f"  {'met    ' if met else 'NOT met'}  {name}")
+    return {"targets": targets, "time_ratio": time_ratio, "throughput_ratio": speed_ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--fast-epochs", type=int, default=2, help="epochs of convnet's quick run")
-    parser.add_argument("--tutorial-epochs", type=int, default=1)
+    parser.add_argument("--fast-batch-size", type=int, default=64,
+                        help="the quick run's --batch-size (0: lenet5's default)")  # fmt: skip
+    parser.add_argument("--fast-lr", type=float, help="the quick run's --lr")
+    parser.add_argument(
+        "--fast-no-augment", action="store_true", help="the quick run's --no-augment"
+    )
+    parser.add_argument("--tutorial-max-epochs", type=int, default=15,
+                        help="the tutorial stops here if it has not reached 99%%")  # fmt: skip
     parser.add_argument("--skip-default", action="store_true", help="skip the full default run")
     parser.add_argument("--compare-with", metavar="TREE", type=Path,
                         help="another convnet checkout to train beside this one (see above)")  # fmt: skip
@@ -187,7 +302,9 @@ def main() -> None:
     args = parser.parse_args()
     fetch_dataset("mnist")
     facts = hardware()
-    print(f"# LeNet-5 training speed — {hardware_line(facts)}", flush=True)
+    print(f"# LeNet-5 time to 99% — {hardware_line(facts)}", flush=True)
+    pooling = kernel_status()
+    print(f"# LeNet-5's compiled max-pooling kernel: {pooling}", flush=True)
     comparison = None
     arguments = {
         **vars(args),
@@ -207,70 +324,27 @@ def main() -> None:
             )
             print(f"saved {path.name}")
             return
-    results: dict[str, list[dict]] = {"tutorial": [], "convnet_fast": [], "convnet_default": []}
-    eval_seconds: list[float] = []
+    results: dict[str, list] = {"tutorial": [], "convnet_fast": [], "convnet_default": [],
+                                "convnet_eval_seconds": []}  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         train, test = tutorial_data(scratch / "torchvision")
         for seed in args.seeds:
-            results["tutorial"].append(tutorial_run(seed, train, test, args.tutorial_epochs))
-            results["convnet_fast"].append(convnet_run(seed, scratch, args.fast_epochs))
-            eval_seconds.append(convnet_evaluate_seconds())
+            results["tutorial"].append(tutorial_run(seed, train, test, args.tutorial_max_epochs))
+            results["convnet_fast"].append(
+                convnet_run(seed, scratch, args.fast_epochs, **fast_run_options(args))
+            )
+            results["convnet_eval_seconds"].append(convnet_evaluate_seconds())
             if not args.skip_default:
                 results["convnet_default"].append(convnet_run(seed, scratch, None))
-            print(f"seed {seed}: tutorial {results['tutorial'][-1]['images_per_second']:,.0f} images/s, "
-                  f"convnet {results['convnet_fast'][-1]['images_per_second']:,.0f} images/s", flush=True)  # fmt: skip
-    tutorial_speed = [r["images_per_second"] for r in results["tutorial"]]
-    fast_speed = [r["images_per_second"] for r in results["convnet_fast"]]
-    ratio = [f / t for f, t in zip(fast_speed, tutorial_speed, strict=True)]
-    time_to_99 = [r["time_to_99"] for r in results["convnet_fast"]]
-    tutorial_eval = [r["eval_seconds"] for r in results["tutorial"]]
-    eval_ratio = [t / c for t, c in zip(tutorial_eval, eval_seconds, strict=True)]
-    print()
-    print(
-        f"tutorial pipeline (DataLoader, batch 64): {median_spread(tutorial_speed)} images/s, "
-        f"test error after {args.tutorial_epochs} epoch(s) "
-        f"{median_spread([100 * r['test_error'] for r in results['tutorial']])}%"
-    )
-    print(
-        f"convnet train lenet5 --epochs {args.fast_epochs}: {median_spread(fast_speed)} images/s "
-        f"= {median_spread(ratio)}× the tutorial; test error "
-        f"{median_spread([100 * r['test_error'] for r in results['convnet_fast']])}%"
-    )
-    reached = all(t is not None for t in time_to_99)
-    print(
-        "time to 99.0% test accuracy: "
-        + (
-            f"{median_spread(time_to_99)} s of training"
-            if reached
-            else f"not reached by every seed: {time_to_99}"
-        )
-    )
-    if results["convnet_default"]:
-        errors = [100 * r["test_error"] for r in results["convnet_default"]]
-        print(
-            f"convnet train lenet5 (defaults, {results['convnet_default'][0]['epochs']} epochs): test error "
-            f"{median_spread(errors)}%, {median_spread([r['train_seconds'] for r in results['convnet_default']])} s"
-        )
-    print(
-        f"evaluation of 10,000 test images: tutorial {median_spread(tutorial_eval)} s, convnet "
-        f"{median_spread(eval_seconds)} s = {median_spread(eval_ratio)}× faster"
-    )
-    targets = {
-        "training ≥ 5× tutorial": min(ratio) >= 5,
-        "99% in ≤ 10 s (median; every seed reaches 99%)": reached
-        and statistics.median(time_to_99) <= 10,
-        "evaluation ≥ 3× tutorial": min(eval_ratio) >= 3,
-    }
-    if results["convnet_default"]:
-        targets["default run ≤ 0.8% error"] = (
-            max(r["test_error"] for r in results["convnet_default"]) <= 0.008
-        )
-    for name, met in targets.items():
-        print(f"  {'met    ' if met else 'NOT met'}  {name}")
-    path = save_results(__file__, {"results": results, "convnet_eval_seconds": eval_seconds,
-                                   "targets": targets, "arguments": arguments,
-                                   "comparison": comparison})  # fmt: skip
+            tutorial, fast = results["tutorial"][-1], results["convnet_fast"][-1]
+            print(f"seed {seed}: 99% reached by the tutorial {seconds_or_never(tutorial['time_to_99'])}, "
+                  f"by convnet {seconds_or_never(fast['time_to_99'])}; "
+                  f"{tutorial['images_per_second']:,.0f} against "
+                  f"{fast['images_per_second']:,.0f} images/s", flush=True)  # fmt: skip
+    verdicts = report(results, args.seeds, args)
+    path = save_results(__file__, {"results": results, **verdicts, "pooling_kernel": pooling,
+                                   "arguments": arguments, "comparison": comparison})  # fmt: skip
     print(f"saved {path.name}")
 
 

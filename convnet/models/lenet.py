@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from convnet.models.pooling import MaxPool2x2
 from convnet.models.registry import FeaturesThenHead, register_model
 
 # MNIST pixel statistics after padding 28×28 to 32×32 with background (computed on the
@@ -55,8 +56,8 @@ class LeNet5(FeaturesThenHead):
         super().__init__()
 
         def subsample(channels: int) -> nn.Module:
-            if pooling == "max":
-                return nn.MaxPool2d(2)
+            if pooling == "max":  # nn.MaxPool2d(2), by a compiled kernel on the CPU
+                return MaxPool2x2()
             if pooling == "avg":
                 return nn.AvgPool2d(2)
             if pooling == "conv":  # the pooling ablation: a learned stride-2 convolution
