@@ -72,7 +72,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     add_threads_argument(parser)
     parser.add_argument("--compile", choices=COMPILE_CHOICES, default="auto",
                         help="compile the model first (torch.compile): pays on a CPU from "
-                        f"about {COMPILE_FROM_IMAGES:,} images, which auto does (default: auto)")  # fmt: skip
+                        f"about {COMPILE_FROM_IMAGES:,} images of a folder, where auto compiles")  # fmt: skip
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
     images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
     images.add_argument("--split", choices=("train", "val", "all"),

@@ -234,6 +234,23 @@ def short_run_batch_size(batch_size: int, images: int, epochs: int, world_size: 
     return batch_size
 
 
+def short_run_batch(
+    batch_size: int, images: int, epochs: int, world_size: int = 1
+) -> tuple[int, str | None]:
+    """short_run_batch_size with the sentence that tells the user why the default batch
+    changed (None when it did not)."""
+    from convnet.data.sources import steps_per_epoch
+
+    fitted = short_run_batch_size(batch_size, images, epochs, world_size)
+    if fitted == batch_size:
+        return batch_size, None
+    steps = epochs * steps_per_epoch(images, fitted, world_size)
+    return fitted, (
+        f"Batch {fitted} instead of the default {batch_size}, so that {images:,} images × "
+        f"{epochs} epoch(s) take {steps} steps and the model learns (--batch-size sets it)."
+    )
+
+
 def learning_rate(step: int, total_steps: int, peak: float, warmup_fraction: float) -> float:
     """Linear warm-up from peak/20 to peak, then cosine decay to zero: a pure function of
     the step, so resuming needs no scheduler state."""

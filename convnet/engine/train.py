@@ -38,7 +38,7 @@ from tqdm import tqdm
 from convnet.data.sources import DataSource, mix, steps_per_epoch
 from convnet.engine import distributed
 from convnet.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from convnet.engine.config import TrainConfig, learning_rate, short_run_batch_size
+from convnet.engine.config import TrainConfig, learning_rate, short_run_batch
 from convnet.engine.device import autocast, grad_scaler, is_out_of_memory, resolve_precision
 from convnet.engine.evaluate import evaluate
 from convnet.engine.guards import (
@@ -210,17 +210,11 @@ def fit(
                             "score the run on; add some, or a larger --val-fraction.")  # fmt: skip
         resolved.classes = list(source.class_names)
         if saved is None and config.batch_size is None:  # the default batch: fit it to the run
-            default, images = resolved.batch_size, source.train_count
-            resolved.batch_size = short_run_batch_size(
-                default, images, resolved.epochs, session.world_size
+            resolved.batch_size, why = short_run_batch(
+                resolved.batch_size, source.train_count, resolved.epochs, session.world_size
             )
-            if resolved.batch_size != default:
-                planned_steps = resolved.epochs * steps_per_epoch(
-                    images, resolved.batch_size, session.world_size
-                )
-                say(f"Batch {resolved.batch_size} instead of the default {default}, so that "
-                    f"{images:,} images × {resolved.epochs} epoch(s) take {planned_steps} steps "
-                    "and the model learns (--batch-size sets it).")  # fmt: skip
+            if why:
+                say(why)
         run = Run(resolved.out or "")
         if main and saved is None and (run.weights_path.is_file() or run.checkpoint_path.is_file()):
             raise UserError(
