@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 
 from convnet.cli import main
 from convnet.data.distortions import (
@@ -18,7 +19,7 @@ from convnet.data.distortions import (
     scale,
     translate,
 )
-from convnet.experiments.cost import ModelCost, judge_claims, layer_type
+from convnet.experiments.cost import ModelCost, _time_shares, judge_claims, layer_type
 from convnet.experiments.invariance import (
     ABLATION_LR_SCALE,
     InvarianceSettings,
@@ -233,6 +234,15 @@ def test_cost_verdicts_follow_the_measurements():
     assert claims["convolution ≈ 2/3 of run time"]["verdict"] == "not supported"
     assert all(c["verdict"] != "supported" for name, c in claims.items() if "slower" in name)
     assert next(c for n, c in claims.items() if "memory" in n)["verdict"] == "supported"
+
+
+def test_profiling_writes_nothing_to_the_terminal(capfd):
+    """torch.profiler's C++ side writes "profiler_start"/"profiler_stop" lines straight to file
+    descriptor 2 at every profile; the cost experiment profiles dozens of times."""
+    layer = nn.Linear(8, 8)
+    shares = _time_shares(lambda: layer(torch.ones(4, 8)).sum(), repeats=2)
+    assert shares and abs(sum(shares.values()) - 1) < 1e-3
+    assert capfd.readouterr().err == ""
 
 
 @pytest.mark.slow

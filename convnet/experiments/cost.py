@@ -9,10 +9,12 @@ each layer type's share of run time comes from `torch.profiler`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -118,10 +120,27 @@ def _steps(
     return {"inference": infer, "training": train_step}
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The process's stderr (file descriptor 2) sent to /dev/null: torch.profiler's C++ side
+    (Kineto) writes lines of its own there at every start and stop ("profiler_start",
+    "profiler_stop", and on a machine without a GPU "gpuGetDeviceCount failed"), about 25 of
+    them in a `convnet report lecture`, which Python cannot catch."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _time_shares(step: Callable[[], object], repeats: int) -> dict[str, float]:
     """Each layer type's share of the time of the top-level profiled operators."""
     step()
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as profiler:
         for _ in range(repeats):
             step()
     totals: dict[str, float] = {}
