@@ -54,7 +54,8 @@ def test_missing_timm_or_its_train_script_exits_2_with_a_message(monkeypatch, ca
     with pytest.raises(SystemExit) as stopped:
         folder_train_speed.require_timm(str(tmp_path))
     assert stopped.value.code == 2 and "convnet[benchmark]" in capsys.readouterr().err
-    monkeypatch.undo()
+    # timm installed (or not: it is an optional extra), its train.py not found
+    monkeypatch.setattr(folder_train_speed.importlib.util, "find_spec", lambda name: object())
     with pytest.raises(SystemExit) as stopped:
         folder_train_speed.require_timm(str(tmp_path / "absent.py"))
     assert stopped.value.code == 2 and "--timm-train PATH" in capsys.readouterr().err
