@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from conftest import run_cli
 from PIL import Image
@@ -73,6 +74,43 @@ def assert_user_error(result, *phrases):
     assert "Traceback" not in result.stderr, result.stderr
     for phrase in phrases:
         assert phrase in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments, says",
+    [
+        (["zoo", "--nosuchflag"], "convnet zoo: error: unrecognized arguments: --nosuchflag"),
+        (["train", "lenet5", "--lr", "abc"], "convnet train: error: argument --lr"),
+        (["evaluate", "x", "--compile", "maybe"], "convnet evaluate: error: argument --compile"),
+    ],
+)
+def test_command_line_mistakes_get_one_line_from_the_command_given(arguments, says):
+    result = run_cli(*arguments)
+    assert_user_error(result, says, f"See 'convnet {arguments[0]} --help'")
+    assert "usage:" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export", "explain"])
+def test_a_run_and_a_model_name_are_told_apart(command, tmp_path, trained_run):
+    """A model name without --weights, or a run directory with --weights, gets a message
+    that says which was meant; both are mistakes a new user made."""
+    run_dir, _ = trained_run
+    extra = {"evaluate": [], "export": ["--out", str(tmp_path / "m.onnx")],
+             "explain": [str(tmp_path / "digit.png")]}[command]  # fmt: skip
+    assert_user_error(run_cli(command, "lenet5", *extra), "'lenet5' is a model name", "--weights")
+    weights = str(run_dir / "model.safetensors")
+    assert_user_error(
+        run_cli(command, str(run_dir), "--weights", weights, *extra),
+        "is a directory", "drop --weights", f"convnet {command} lenet5 --weights",
+    )  # fmt: skip
+
+
+def test_a_damaged_weights_file_gets_no_advice_to_run_its_code(tmp_path):
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
+    result = run_cli("evaluate", "lenet5", "--weights", str(damaged))
+    assert_user_error(result, "refusing to load it", "PyTorch's restricted loader says")
+    assert "weights_only` set to `False`" not in result.stderr
 
 
 def test_user_errors_exit_2_without_traceback(tmp_path, trained_run):

@@ -217,6 +217,10 @@ def test_resume_with_more_epochs_continues_the_run(
     assert "--lr" in capsys.readouterr().err
     assert main(["train", "--resume", str(run_dir), "--epochs", "2"]) == 2
     assert "already trained 3 epochs" in capsys.readouterr().err
+    finished = (run_dir / "results.json").read_bytes()
+    assert main(["train", "--resume", str(run_dir)]) == 2  # nothing left to train
+    assert "has finished its 3 epochs" in capsys.readouterr().err
+    assert (run_dir / "results.json").read_bytes() == finished
 
 
 def make_brightness_classes(root: Path, names: tuple[str, ...], per_class: int = 12) -> Path:

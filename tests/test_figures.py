@@ -170,6 +170,14 @@ def test_confusion_matrix_is_per_true_class_and_keeps_the_most_confused_of_many(
     plots.plt.close(figure)
 
 
+def test_a_confusion_cell_never_rounds_to_100_or_0_percent():
+    """979 of 980 right is not "100%", nor 1 of 980 wrong "0%" (a new user's reading)."""
+    figure = plots.confusion_matrix_figure([[979, 1], [0, 980]], ["a", "b"])
+    texts = sorted(text.get_text() for text in figure.axes[0].texts)
+    assert texts == ["100%\n980", "<1%\n1", ">99%\n979"]
+    plots.plt.close(figure)
+
+
 def test_evolution_bars_start_at_zero_and_a_subset_says_so(drawn):
     evolution_plots.evolution_figure(evolution_result(train_subset=5_000), Path("unused.png"))
     (figure,) = drawn

@@ -1,6 +1,6 @@
 import pytest
 
-from convnet.analysis.summary import matching_sources, summarize
+from convnet.analysis.summary import macs_text, matching_sources, summarize, summary_table
 from convnet.models import get_model, get_model_spec, list_models
 
 # LeCun et al. 1998, §II-B: trainable parameters / connections of each layer.
@@ -64,3 +64,9 @@ def test_depth_counts_the_longest_path_not_the_layers():
 
     summary = summarize(TwoBranches(), (1, 4, 4))
     assert summary.total["depth"] == 4  # 3 convolutions on the long branch + the classifier
+
+
+def test_the_summary_line_gives_macs_in_a_unit_that_shows_them():
+    assert macs_text(416_520) == "416,520 MACs" and macs_text(1_814_000_000) == "1.814 GMACs"
+    text = summary_table(summarize(get_model("lenet5"), (1, 32, 32), "lenet5"))
+    assert "0.000 GMACs" not in text and " MACs, activations" in text

@@ -72,9 +72,15 @@ def summary_table(summary: ModelSummary) -> str:
         else f"depth {depth} weight layers"
     )  # fmt: skip
     lines.append(f"parameters {total['params']:,} ({total['weight_bytes'] / 2**20:.2f} MiB of weights), "
-                 f"{total['macs'] / 1e9:.3f} GMACs, activations {total['activation_bytes'] / 2**20:,.2f} MiB "
+                 f"{macs_text(total['macs'])}, activations {total['activation_bytes'] / 2**20:,.2f} MiB "
                  f"per image, {depth_text}")  # fmt: skip
     return "\n".join(lines)
+
+
+def macs_text(macs: int) -> str:
+    """Multiply-accumulates per image in a unit that shows them: 11.514 GMACs for ResNet-152,
+    416,520 MACs for LeNet-5 (which "0.000 GMACs" would hide)."""
+    return f"{macs / 1e9:.3f} GMACs" if macs >= 1e8 else f"{macs:,} MACs"
 
 
 def _first_tensor(output: object) -> torch.Tensor | None:

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from convnet.errors import UserError
 
@@ -40,6 +41,11 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, formatter_class: type = HelpFormatter, **kwargs) -> None:
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """A mistake on the command line: the message and where the help is, exit status 2.
+        argparse's own error prints the whole usage block (15 lines for `train`) first."""
+        self.exit(2, f"{self.prog}: error: {message}. See '{self.prog} --help'.\n")
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,22 @@ def load_target(args: argparse.Namespace):
     image folders are built for the folders' classes."""
     from convnet.data.folders import open_image_collection
     from convnet.engine.run import Run, load_weights_argument
+    from convnet.models import MODELS
 
+    is_directory, is_model = Path(args.target).is_dir(), args.target in MODELS
     if not args.weights:
+        if is_model and not is_directory:
+            raise UserError(
+                f"'{args.target}' is a model name: give its trained weights with --weights FILE "
+                "(or torchvision's weights by NAME), or give a run directory instead."
+            )
         return Run(args.target).load()
+    if is_directory and not is_model:
+        raise UserError(
+            f"{args.target} is a directory, and --weights goes with a model name: a run "
+            "directory holds its own weights, so drop --weights, or give the model's name "
+            f"(e.g. 'convnet {getattr(args, 'command', 'evaluate')} lenet5 --weights {args.weights}')."
+        )
     classes = None
     if getattr(args, "data", None):
         classes = open_image_collection(
@@ -71,8 +84,8 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     add_device_arguments(parser)
     add_threads_argument(parser)
     parser.add_argument("--compile", choices=COMPILE_CHOICES, default="auto",
-                        help="compile the model first (torch.compile): pays on a CPU from "
-                        f"about {COMPILE_FROM_IMAGES:,} images of a folder, where auto compiles")  # fmt: skip
+                        help="compile the model first (torch.compile); auto does on a CPU for "
+                        f"{COMPILE_FROM_IMAGES:,} image files or more, where it pays")  # fmt: skip
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
     images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
     images.add_argument("--split", choices=("train", "val", "all"),

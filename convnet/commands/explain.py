@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from convnet.commands.common import Command, emit
-from convnet.commands.evaluate import WEIGHTS_HELP
-from convnet.commands.export import resolve_target
+from convnet.commands.evaluate import WEIGHTS_HELP, load_target
 from convnet.errors import UserError
 
 EXPLAIN_METHODS = ("gradcam", "saliency", "occlusion")  # convnet.analysis.explain.METHODS
@@ -53,7 +52,7 @@ def run_explain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the PNG files.")
-    loaded = resolve_target(args)
+    loaded = load_target(args)
     size = loaded.input_size
     if loaded.photos:  # prepared exactly as `convnet predict` prepares them
         pixels = torch.stack([load_photo(path, size) for path in args.images])

@@ -23,18 +23,6 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
-def resolve_target(args: argparse.Namespace):
-    """load_target, with a clear word for a model name given without its weights."""
-    from convnet.models import MODELS
-
-    if not args.weights and args.target in MODELS and not Path(args.target).exists():
-        raise UserError(
-            f"'{args.target}' is a model name: give its trained weights with --weights FILE "
-            "(or torchvision's weights by NAME), or give a run directory instead."
-        )
-    return load_target(args)
-
-
 def run_export(args: argparse.Namespace) -> int:
     from convnet import __version__
     from convnet.engine.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, export_model
@@ -46,7 +34,7 @@ def run_export(args: argparse.Namespace) -> int:
     existing = next(folder for folder in out.absolute().parents if folder.exists())
     if not existing.is_dir():
         raise UserError(f"Cannot write {out}: {existing} is a file, not a folder.")
-    loaded = resolve_target(args)
+    loaded = load_target(args)
     ensure_writable(out.parent)  # before the slow part
     mean, std = loaded.normalization
     channels = loaded.input_size[0]

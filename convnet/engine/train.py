@@ -262,6 +262,9 @@ def fit(
         if state is not None and config.epochs < state["epoch"]:
             raise UserError(f"{run.path} has already trained {state['epoch']} epochs; --epochs "
                             f"{config.epochs} would undo them.")  # fmt: skip
+        if state is not None and config.epochs == state["epoch"] and run.finished:
+            raise UserError(f"{run.path} has finished its {config.epochs} epochs; resume it with "
+                            f"--epochs N (more than {config.epochs}) to train it further.")  # fmt: skip
         return model, optimizer, state
 
     model, optimizer, state = distributed.together(build)

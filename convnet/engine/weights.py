@@ -156,12 +156,9 @@ def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     except (
         pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, SafetensorError
     ) as error:  # fmt: skip
-        first_line = (
-            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        )
         raise UserError(
             f"{path} is neither a safetensors file nor a PyTorch file of plain tensors; refusing "
-            f"to load it (nothing in it was run). Reason: {first_line}"
+            f"to load it (nothing in it was run). {_load_failure(error)}"
         ) from None
     tensors = _unwrap_container(loaded)
     if tensors is None:
@@ -170,6 +167,17 @@ def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
             f"under {', '.join(repr(key) for key in CONTAINER_KEYS)}."
         )
     return strip_wrapper_prefixes(dict(tensors)), {}
+
+
+def _load_failure(error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in a sentence. PyTorch's own message
+    for an unreadable pickle advises loading with weights_only=False, which would run the
+    file's code: convnet never does that, so only the unpickler's reason is kept."""
+    text = str(error).strip()
+    if "WeightsUnpickler error:" in text:  # the reason follows PyTorch's advice
+        reason = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+        return f"PyTorch's restricted loader says: {reason}."
+    return f"Reason: {text.splitlines()[0] if text else type(error).__name__}."
 
 
 # --- loading into a model ---------------------------------------------------------------

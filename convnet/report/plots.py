@@ -124,7 +124,8 @@ def confusion_matrix_figure(
     for (row, column), count in np.ndenumerate(counts):
         if count:
             share = shares[row, column]
-            text = f"{share:.0f}%" if share >= 0.5 else "<1%"
+            # no "100%" in a row with mistakes, nor "0%" where some went: >99% and <1%
+            text = "<1%" if share < 0.5 else ">99%" if 99.5 <= share < 100 else f"{share:.0f}%"
             axis.text(column, row, f"{text}\n{count:,}", ha="center", va="center", fontsize=font,
                       color="white" if share > 50 else "black", linespacing=0.9)  # fmt: skip
     names = [class_names[i] for i in shown]

@@ -124,6 +124,12 @@ def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> P
     if history:
         training_plots.training_curves(history, figures / "curves.png", split, both)
         parts.append(f"<img src='{FIGURES}/curves.png' alt='training curves'>")
+        parts.append(
+            f"<p>Training loss and error are averaged over each epoch's batches as they were "
+            f"trained (augmented where the recipe augments, with the weights still changing), "
+            f"so they lag the {split} figures, which score the epoch's final weights, and can "
+            f"lie above them.</p>"
+        )
     if steps:
         training_plots.training_steps(steps, figures / "steps.png", trained_note)
         parts.append(f"<img src='{FIGURES}/steps.png' alt='training loss and learning rate "
@@ -171,9 +177,15 @@ def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> P
     )
     if loaded.spec.family == "LeNet":
         matches = [source for source, ok in matching_sources(summary).items() if ok]
-        parts.append(f"<p>These counts match {html.escape(' and '.join(matches) or 'neither published source')}. "
-                     "The lecture's “about 14,000 parameters and 187,000 connections” does not match the "
-                     "published LeNet-5 (60,000 and 340,908).</p>")  # fmt: skip
+        which = (
+            f"These counts match {html.escape(' and '.join(matches))}."
+            if matches
+            else "These counts are not the published LeNet-5's (LeCun et al. 1998: 60,000 "
+            "parameters, 340,908 connections), which <code>lenet5_1998</code> reproduces: "
+            f"{html.escape(loaded.name)} is a variant of it."
+        )
+        parts.append(f"<p>{which} The lecture's “about 14,000 parameters and 187,000 connections” "
+                     "does not match the published LeNet-5 (60,000 and 340,908).</p>")  # fmt: skip
     cards = [
         (f"{split} error", f"{result['top1_error']:.2%}"),
         ("top-5 error", f"{result['top5_error']:.2%}"),
