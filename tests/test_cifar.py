@@ -159,8 +159,11 @@ def test_the_official_url_is_tried_last_and_its_archive_verified(
         return io.BytesIO(served)
 
     monkeypatch.setattr(datasets.urllib.request, "urlopen", urlopen)
-    code = main(["data", "fetch", "cifar10", "--source", str(tmp_path / "absent"),
-                 "--data-dir", str(tmp_path / "cache")])  # fmt: skip
+    # a --source given is used or refused, never passed over for the URL
+    absent = ["--source", str(tmp_path / "absent")]
+    assert main(["data", "fetch", "cifar10", *absent, "--data-dir", str(tmp_path / "cache")]) == 2
+    assert "absent does not exist" in capsys.readouterr().err and opened == []
+    code = main(["data", "fetch", "cifar10", "--data-dir", str(tmp_path / "cache")])
     assert opened == [official.url]
     if tampered:
         assert code == 2 and "is not the published archive" in capsys.readouterr().err

@@ -175,3 +175,51 @@ def test_pickle_weights_that_run_code_are_refused(tmp_path):
 def test_data_list_json():
     rows = json.loads(run_cli("data", "list", "--json", check=True).stdout)
     assert {row["name"] for row in rows} >= {"mnist", "fashion-mnist"}
+
+
+def refused(capsys, arguments, *phrases):
+    """`convnet ARGUMENTS` in this process: exit status 2 and a message naming each phrase
+    (an uncaught exception, the traceback a user would see, fails the test)."""
+    from convnet.cli import main
+
+    code = main(list(arguments))
+    error = capsys.readouterr().err
+    assert code == 2, error
+    for phrase in phrases:
+        assert phrase in error, error
+    return error
+
+
+def test_summary_refuses_a_negative_class_count_without_traceback():
+    assert_user_error(
+        run_cli("summary", "lenet5", "--num-classes", "-1"), "--num-classes must be at least 2"
+    )
+
+
+@pytest.mark.parametrize(("model", "count"), [("lenet5", "0"), ("resnet18", "0"), ("lenet5", "1")])
+def test_summary_refuses_fewer_than_two_classes(model, count, capsys):
+    refused(capsys, ["summary", model, "--num-classes", count],
+            f"--num-classes must be at least 2 (a classifier needs at least 2 classes), not {count}")  # fmt: skip
+
+
+def test_summary_num_classes_must_agree_with_weights(tmp_path, capsys):
+    from convnet.cli import main
+    from convnet.engine.checkpoint import save_weights
+    from convnet.models import get_model
+
+    path = tmp_path / "seven.safetensors"
+    save_weights(path, get_model("lenet5", num_classes=7))
+    refused(capsys, ["summary", "lenet5", "--weights", str(path), "--num-classes", "5"],
+            "classify 7 classes, not the 5 of --num-classes")  # fmt: skip
+    assert main(["summary", "lenet5", "--weights", str(path), "--num-classes", "7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["layers"][-1]["output_shape"] == [7]
+
+
+def test_train_refuses_checkpoint_every_zero(mnist_dir, tmp_path, capsys):
+    # tiny, so that a run which is not refused ends (and fails the test) in a few seconds
+    run = ["train", "lenet5", "--epochs", "1", "--train-subset", "64", "--test-subset", "64",
+           "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run")]  # fmt: skip
+    for steps in ("0", "-2"):
+        refused(capsys, [*run, "--checkpoint-every", steps],
+                f"--checkpoint-every must be at least 1, not {steps}")  # fmt: skip
+    assert not (tmp_path / "run").exists()

