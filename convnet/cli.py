@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from convnet.commands import COMMAND_MODULES
@@ -60,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"convnet: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `convnet … | head` stopped reading: not an error of ours
+        # Python flushes stdout again at exit, into the same closed pipe: point it elsewhere
+        # (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a program stopped by it
     except OSError as error:  # the machine's faults: a full disk, a read-only path, …
         failed = explain(error)
         if failed is None:

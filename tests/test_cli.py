@@ -1,6 +1,8 @@
 """The command line as a user meets it: round trip, JSON contract, and clean errors."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,6 +90,25 @@ def test_command_line_mistakes_get_one_line_from_the_command_given(arguments, sa
     result = run_cli(*arguments)
     assert_user_error(result, says, f"See 'convnet {arguments[0]} --help'")
     assert "usage:" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback():
+    """`convnet summary resnet152 --json | head -c 10`: the reader leaves early."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convnet", "summary", "resnet152", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    process.stdout.read(10)
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and "Traceback" not in error, error
+
+
+@pytest.mark.parametrize("option", ["--crop", "--resize", "--extremes"])
+def test_evaluate_refuses_a_zero_size_instead_of_ignoring_it(option, tmp_path):
+    assert_user_error(
+        run_cli("evaluate", str(tmp_path), option, "0"), f"{option} must be at least 1"
+    )
 
 
 @pytest.mark.parametrize("command", ["evaluate", "export", "explain"])

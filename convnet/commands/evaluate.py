@@ -14,6 +14,7 @@ from convnet.commands.common import (
     add_download_argument,
     add_threads_argument,
     apply_threads,
+    check_counts,
     data_dir,
     download_if_asked,
     emit,
@@ -113,10 +114,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from convnet.engine.device import resolve_device, resolve_precision
     from convnet.engine.evaluate import evaluate
 
-    for name in ("batch_size", "test_subset", "extremes"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {value}.")
+    check_counts(args, "batch_size", "test_subset", "extremes", "resize", "crop")
     if args.data and args.dataset:
         raise UserError("Give either --dataset NAME or --data DIR, not both.")
     threads = apply_threads(args)
@@ -133,9 +131,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if given and not images:
         raise UserError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
                         "files on disk (--data DIR); this evaluation reads a data set held in memory.")  # fmt: skip
-    if args.crop:
+    if args.crop is not None:
         loaded.input_size = (loaded.input_size[0], args.crop, args.crop)
-    if args.resize:
+    if args.resize is not None:
         loaded.preprocessing["resize"] = args.resize
     workers = default_workers() if args.workers is None else args.workers
     if workers < 0:
