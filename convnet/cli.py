@@ -12,12 +12,13 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from convnet.commands import COMMAND_MODULES
 from convnet.commands.catalog import MODEL_NAMES
 from convnet.commands.common import Command, Parser
 from convnet.errors import UserError
-from convnet.files import explain
+from convnet.files import WriteFailed, explain
 
 
 def all_commands() -> dict[str, Command]:
@@ -54,10 +55,43 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
     return args
 
 
+def chosen_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """The options of the (sub)commands `args` ran, e.g. {"--report": "runs/demo/report"}:
+    each one's longest spelling and its value, where that value is text (a path, maybe)."""
+    options: dict[str, str] = {}
+    while parser is not None:
+        below = None
+        for action in parser._actions:
+            value = getattr(args, action.dest, None)
+            if isinstance(action, argparse._SubParsersAction):
+                below = action.choices.get(value)
+            elif action.option_strings and isinstance(value, str):
+                options[max(action.option_strings, key=len)] = value
+        parser = below
+    return options
+
+
+def option_setting(path: Path, options: dict[str, str]) -> str | None:
+    """The option whose value is `path`, a folder above it, or the file in it (an early
+    check writes into --out's folder): the one to change when `path` cannot be written."""
+    target = path.absolute()
+    setting = [
+        (len(given.parts), option)
+        for option, given in ((option, Path(value).absolute()) for option, value in options.items())
+        if target == given or given in target.parents or target == given.parent
+    ]
+    return max(setting)[1] if setting else None  # the most specific where several fit
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_arguments(build_parser(), argv)
+    parser = build_parser()
+    args = parse_arguments(parser, argv)
     try:
         return all_commands()[args.command].run(args)
+    except WriteFailed as error:  # a path that cannot be written: name the option setting it
+        option = option_setting(error.path, chosen_options(parser, args))
+        print(f"convnet: error: {error.set_by(option) if option else error}", file=sys.stderr)
+        return 2
     except UserError as error:
         print(f"convnet: error: {error}", file=sys.stderr)
         return 2

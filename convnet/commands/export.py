@@ -26,14 +26,12 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from convnet import __version__
     from convnet.engine.export import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, export_model
-    from convnet.files import ensure_writable
+    from convnet.files import check_destination, ensure_writable
 
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name, e.g. {out / 'model.onnx'}.")
-    existing = next(folder for folder in out.absolute().parents if folder.exists())
-    if not existing.is_dir():
-        raise UserError(f"Cannot write {out}: {existing} is a file, not a folder.")
+    check_destination(out)  # a file where a folder should be, before loading anything
     loaded = load_target(args)
     ensure_writable(out.parent)  # before the slow part
     mean, std = loaded.normalization

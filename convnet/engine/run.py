@@ -30,7 +30,13 @@ from convnet.data.sources import DataSource, FolderSource, TensorSource
 from convnet.engine.config import TrainConfig
 from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights, read_state_file
 from convnet.errors import UserError
-from convnet.files import atomic_write_json, atomic_write_text, explain, remove_partial_files
+from convnet.files import (
+    atomic_write_json,
+    atomic_write_text,
+    explain,
+    make_folder,
+    remove_partial_files,
+)
 from convnet.models import ModelSpec, get_model, get_model_spec
 from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
 
@@ -220,7 +226,7 @@ class Run:
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"{self.path} is a file, not a run directory; give another --out.")
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            make_folder(self.path)
             remove_partial_files(self.path)
         except OSError as error:
             raise explain(error, self.path) or UserError(

@@ -25,6 +25,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from torch import nn
 
 from convnet.errors import UserError
+from convnet.files import make_folder
 
 # torchvision weight names look like IMAGENET1K_V1, IMAGENET1K_V2 or DEFAULT.
 WEIGHT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -334,7 +335,7 @@ def download_weights(url: str, path: Path) -> None:
     if match is None:
         raise UserError(f"{path.name} carries no hash in its name to check a download against.")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         download_url_to_file(url, str(path), hash_prefix=match.group(1), progress=False)
     except RuntimeError as error:  # torch.hub's "invalid hash value"
         path.unlink(missing_ok=True)
