@@ -250,7 +250,8 @@ def evaluate(
     from convnet.data.datasets import get_dataset_spec
     from convnet.engine.device import resolve_device, resolve_precision
     from convnet.engine.evaluate import evaluate as score
-    from convnet.engine.run import LoadedModel, Run, load_weights_argument
+    from convnet.engine.model_weights import load_weights_argument
+    from convnet.engine.run import LoadedModel, Run
     from convnet.engine.threads import cpu_threads
 
     loaded = run_or_model

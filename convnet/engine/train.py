@@ -44,9 +44,11 @@ from convnet.engine.evaluate import evaluate
 from convnet.engine.guards import (
     check_input,
     check_training_files,
+    learning_warning,
     out_of_memory,
     resumable_after_write_failure,
 )
+from convnet.engine.resume import resumed_config
 from convnet.engine.run import Run, model_inputs, training_source
 from convnet.engine.run_control import StopRequests
 from convnet.engine.tensorboard import TensorBoardLog
@@ -54,14 +56,6 @@ from convnet.engine.weights import load_weights, weights_path
 from convnet.errors import UserError
 from convnet.files import atomic_write_json, ensure_writable
 from convnet.models import get_model
-
-# A run whose training loss fell by less than this share has not learned: a 16-step lenet5
-# run went 2.310 → 2.293 and stayed at 82% test error (the mean loss of the first and the
-# last tenth of the steps are compared).
-MIN_LOSS_DROP = 0.05
-
-# What `--resume RUN` may change: where the data lies and how it is read, how long to train.
-RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device", "tensorboard")
 
 
 def layout_for(model: nn.Module) -> torch.memory_format:
@@ -81,26 +75,6 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
 
 
-def learning_warning(steps: list[dict], num_classes: int) -> str | None:
-    """A warning, with what to change, when the training loss barely moved over the run's
-    steps (rows of steps.csv); None when it fell or is already low (fine-tuning)."""
-    tenth = max(1, len(steps) // 10)
-    if len(steps) < 2:
-        return None
-    first = sum(row["loss"] for row in steps[:tenth]) / tenth
-    last = sum(row["loss"] for row in steps[-tenth:]) / tenth
-    # below a tenth of the loss of a uniform guess, ln(classes), the model already fits
-    if not math.isfinite(first + last) or last < 0.1 * math.log(max(num_classes, 2)):
-        return None
-    if first - last >= MIN_LOSS_DROP * first:
-        return None
-    return (f"Warning: the training loss barely moved ({first:.3f} → {last:.3f} over "
-            f"{len(steps)} steps), so this model has not learned yet and its errors say "
-            "little. Train for more steps: more --epochs, all the training images (no "
-            "--train-subset) or a smaller --batch-size (an epoch takes images / batch size "
-            "steps); a higher --lr can also help.")  # fmt: skip
-
-
 def _initial_weights(model: nn.Module, config: TrainConfig, log: Callable[[str], None]) -> None:
     """--weights: a file, or torchvision weights by name from the hub cache; a classifier
     for another class count starts from fresh weights (fine-tuning)."""
@@ -115,41 +89,6 @@ def _seed_global_draws(seed: int, device: torch.device) -> None:
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
-
-
-def _resumed_config(
-    run: Run, changes: dict, session: distributed.Session
-) -> tuple[TrainConfig, int]:
-    """The saved configuration of `run` with the allowed `changes`, and the epochs it had."""
-    saved = run.read_config("resume")
-    if not run.checkpoint_path.is_file():
-        raise UserError(f"Cannot resume: {run.checkpoint_path} does not exist.")
-    refused = sorted(set(changes) - set(RESUMABLE_CHANGES))
-    if refused:
-        raise UserError(
-            f"--resume continues a run as it was configured; {', '.join('--' + n.replace('_', '-') for n in refused)} "
-            "cannot change. Start a new run for other settings (--config RUN/config.json "
-            "starts from its configuration)."
-        )
-    saved = saved.resolved(saved.world_size)  # a configuration from an older version
-    planned = saved.epochs
-    for key, value in changes.items():
-        if key == "data":
-            value = str(Path(value).expanduser().resolve())
-        if key == "data" and saved.data is None:
-            raise UserError(
-                f"{run.path} trained on {saved.dataset}, not an image folder; drop --data."
-            )
-        setattr(saved, key, value)
-    saved.out = str(run.path)
-    global_batch = saved.batch_size * saved.world_size
-    if global_batch % session.world_size:
-        raise UserError(
-            f"This run's global batch is {global_batch}; it cannot be shared by "
-            f"{session.world_size} processes. Resume it with a process count that divides it."
-        )
-    saved.batch_size, saved.world_size = global_batch // session.world_size, session.world_size
-    return saved, planned
 
 
 def fit(
@@ -169,7 +108,7 @@ def fit(
 
     Call inside `distributed.session()` under torchrun (every rank runs this; rank 0 writes
     the run directory and returns the results, the others an empty dict). With `resume`, the
-    run continues from its checkpoint; `changes` may set what RESUMABLE_CHANGES lists (more
+    run continues from its checkpoint; `changes` may set what engine.resume.RESUMABLE_CHANGES lists (more
     epochs re-plan the schedule). `stop_after_epoch` ends the run early, resumably.
     """
     session = distributed.current()
@@ -180,7 +119,7 @@ def fit(
         """Rank 0 reads a resumed run's configuration (other machines may not see it)."""
         if resume is None or not main:
             return None
-        saved, planned = _resumed_config(Run(resume), changes or {}, session)
+        saved, planned = resumed_config(Run(resume), changes or {}, session)
         saved.check()
         return saved, planned
 

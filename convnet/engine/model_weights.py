@@ -1,0 +1,108 @@
+"""`MODEL --weights NAME_OR_FILE`: a registered model with torchvision's weights by name (from
+the hub cache, with their class names and preprocessing) or a weights file of its own, as
+the LoadedModel a run directory would give."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from convnet.data.datasets import get_dataset_spec
+from convnet.engine.run import LoadedModel, dataset_inputs
+from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights, read_state_file
+from convnet.errors import UserError
+from convnet.models import get_model, get_model_spec
+from convnet.models.imagenet import CHALLENGE_ENTRIES
+
+
+def _classes_in_file(model: nn.Module, path: Path, num_classes: int) -> int | None:
+    """The class count a weights file was saved for: the output size, as stored in the file,
+    of the model's last layer whose output size is the class count (its classifier)."""
+    tensors, _ = read_state_file(path)
+    classifier = [key for key, value in model.state_dict().items()
+                  if key.endswith("weight") and value.dim() >= 2 and value.shape[0] == num_classes]  # fmt: skip
+    for key in reversed(classifier):
+        for stored in (key, f"module.{key}", f"_orig_mod.{key}"):
+            if stored in tensors and tensors[stored].dim() >= 2:
+                return int(tensors[stored].shape[0])
+    return None
+
+
+def _imagenet_categories(name: str) -> tuple[str, ...]:
+    import torchvision
+
+    return tuple(next(iter(torchvision.models.get_model_weights(name))).meta["categories"])
+
+
+def load_weights_argument(
+    name: str,
+    weights: str,
+    dataset: str | None = None,
+    *,
+    classes: tuple[str, ...] | None = None,
+    data_name: str = "the data",
+) -> LoadedModel:
+    """`MODEL --weights NAME_OR_FILE`: torchvision weights from the hub cache (with their
+    class names and preprocessing), or a local file (safetensors, or a PyTorch file of
+    tensors, loaded without running code). `classes` are the class folders of the data it is
+    to score (`data_name`), in order: the model is built for as many classes."""
+    import torchvision
+
+    spec = get_model_spec(name)
+    preprocessing: dict = {}
+    normalization, input_size = spec.normalization, spec.input_size
+    challenge = name in CHALLENGE_ENTRIES
+    if WEIGHT_NAME.match(weights) and not Path(weights).exists():
+        path, class_names = hub_weights(name, weights)
+        if classes is not None and len(classes) != len(class_names):
+            raise UserError(
+                f"torchvision's {name} {weights} weights classify {len(class_names)} classes, "
+                f"but {data_name} has {len(classes)}; they need the 1,000 ImageNet classes."
+            )
+        preset = torchvision.models.get_model_weights(name)[weights].transforms()
+        input_size = (3, preset.crop_size[0], preset.crop_size[0])
+        normalization = (tuple(preset.mean), tuple(preset.std))
+        preprocessing = {"resize": preset.resize_size[0], "interpolation": preset.interpolation}
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise UserError(f"Weights file {path} does not exist.")
+        if classes is not None:
+            class_names = (
+                _imagenet_categories(name) if challenge and len(classes) == 1000 else tuple(classes)
+            )
+        else:
+            with torch.device("meta"):  # only the layer names are needed: allocate nothing
+                probe = get_model(name, num_classes=1000 if challenge else 10)
+            count = _classes_in_file(probe, path, 1000 if challenge else 10)
+            dataset_names = get_dataset_spec(dataset or "mnist").class_names
+            if challenge and count == 1000 and dataset is None:
+                class_names = _imagenet_categories(name)
+            elif count is None or count == len(dataset_names):
+                class_names = dataset_names
+            else:
+                class_names = tuple(str(index) for index in range(count))
+        if classes is None and dataset is not None:  # its channels and normalization
+            input_size, normalization = dataset_inputs(spec, dataset)
+    model = get_model(name, num_classes=len(class_names), in_channels=input_size[0])
+    try:
+        load_weights(model, path)
+    except UserError:
+        count = _classes_in_file(model, path, len(class_names))
+        if classes is not None and count is not None and count != len(class_names):
+            shown = ", ".join(classes[:5]) + (", …" if len(classes) > 5 else "")
+            raise UserError(
+                f"The weights file {path} is for {count} classes, but {data_name} has "
+                f"{len(classes)} ({shown}); evaluate it on data with the classes it was "
+                "trained for."
+            ) from None
+        raise
+    model.eval()
+    photos = classes is not None or (len(class_names) == 1000 and challenge)
+    photos = photos or (
+        classes is None and dataset is not None and get_dataset_spec(dataset).photos
+    )
+    return LoadedModel(name, spec, model, class_names, photos=photos, input_size=input_size,
+                       normalization=normalization, preprocessing=preprocessing)  # fmt: skip
