@@ -45,8 +45,14 @@ def environment() -> dict[str, str]:
 def seconds_to_run(arguments: list[str], env: dict[str, str]) -> float:
     """Wall-clock seconds of one fresh `python ARGUMENTS`, which must succeed."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, *arguments], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, *arguments],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"python {' '.join(arguments)} failed:\n{result.stderr[-2000:]}")
@@ -79,28 +85,42 @@ def main(argv: list[str] | None = None) -> int:
     medians = {name: statistics.median(values) for name, values in times.items()}
     baseline = medians[BASELINE]
     # Per round too: the ratio within one round, where the load was the same for both.
-    paired = {name: statistics.median(t / b for t, b in zip(values, times[BASELINE], strict=True))
-              for name, values in times.items()}  # fmt: skip
+    paired = {
+        name: statistics.median(t / b for t, b in zip(values, times[BASELINE], strict=True))
+        for name, values in times.items()
+    }
     rows = []
     print(f"{'command':<22}{'median s':>10}{'min s':>8}{'max s':>8}{'× torch':>9}{'paired':>8}")
     for name, values in times.items():
         ratio = medians[name] / baseline
-        rows.append({"command": name, "seconds": [round(v, 4) for v in values],
-                     "median_seconds": round(medians[name], 4), "ratio_to_import_torch": round(ratio, 3),
-                     "paired_ratio_to_import_torch": round(paired[name], 3)})  # fmt: skip
-        print(f"{name:<22}{medians[name]:>10.3f}{min(values):>8.3f}{max(values):>8.3f}"
-              f"{ratio:>9.2f}{paired[name]:>8.2f}")  # fmt: skip
+        rows.append(
+            {
+                "command": name,
+                "seconds": [round(v, 4) for v in values],
+                "median_seconds": round(medians[name], 4),
+                "ratio_to_import_torch": round(ratio, 3),
+                "paired_ratio_to_import_torch": round(paired[name], 3),
+            }
+        )
+        print(
+            f"{name:<22}{medians[name]:>10.3f}{min(values):>8.3f}{max(values):>8.3f}"
+            f"{ratio:>9.2f}{paired[name]:>8.2f}"
+        )
     print(f"load average now {load_average()}")
-    targets = judge({
-        f"{name}: at most {TARGET_RATIO}× the time of importing torch (median)":
-            medians[name] / baseline <= TARGET_RATIO
-        for name in COMMANDS if name != BASELINE
-    })  # fmt: skip
+    targets = judge(
+        {
+            f"{name}: at most {TARGET_RATIO}× the time of importing torch (median)": medians[name]
+            / baseline
+            <= TARGET_RATIO
+            for name in COMMANDS
+            if name != BASELINE
+        }
+    )
     document = {
         "settings": {"rounds": args.rounds, "warm_up_rounds": 1, "target_ratio": TARGET_RATIO},
         "commands": rows,
         "targets": targets,
-    }  # fmt: skip
+    }
     path = save_results(__file__, document)
     print(f"saved {path.relative_to(ROOT)}")
     return 0 if all(target["met"] for target in targets) else 1

@@ -21,8 +21,16 @@ from convnet.files import atomic_write_json
 
 # ISA features that decide which kernels (and which peak rates) a CPU has: AVX-512 for fp32,
 # AVX-512 BF16 or AMX for native bf16, VNNI/AMX-INT8 for int8. Named as in /proc/cpuinfo.
-ISA_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
-                "amx_int8")  # fmt: skip
+ISA_FEATURES = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 # Taken when this module is imported, i.e. when a benchmark starts.
 STARTED = datetime.now(timezone.utc)
 LOAD_AVERAGE_AT_START = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -67,8 +75,10 @@ def hardware() -> dict:
 def hardware_line(facts: dict) -> str:
     bf16 = "native bf16" if facts["native_bf16"] else "no native bf16"
     isa = " ".join(facts.get("isa", [])) or "no AVX"
-    return (f"{facts['cpu']}, {facts['cores']} cores ({isa}), {bf16}, torch {facts['torch']}, "
-            f"load average {load_average()}, {facts['date']}")  # fmt: skip
+    return (
+        f"{facts['cpu']}, {facts['cores']} cores ({isa}), {bf16}, torch {facts['torch']}, "
+        f"load average {load_average()}, {facts['date']}"
+    )
 
 
 def load_average() -> float | None:
@@ -92,13 +102,16 @@ def judge(targets: dict[str, bool]) -> list[dict]:
     """Print each target with its verdict; the list goes into the saved results."""
     for target, met in targets.items():
         print(f"  {verdict(met):<8} {target}")
-    return [{"target": target, "met": bool(met), "verdict": verdict(met)}
-            for target, met in targets.items()]  # fmt: skip
+    return [
+        {"target": target, "met": bool(met), "verdict": verdict(met)}
+        for target, met in targets.items()
+    ]
 
 
 def _git(tree: Path | str, *arguments: str) -> str:
-    return subprocess.run(["git", "-C", str(tree), *arguments], capture_output=True, text=True,
-                          timeout=30).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", "-C", str(tree), *arguments], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
 
 
 def commit_of(tree: Path | str = ROOT) -> str:
@@ -121,8 +134,11 @@ def commit_facts(tree: Path | str = ROOT) -> dict:
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "tree_dirty": None, "changed_files": None}
     code = [path for path in changed if not path.endswith((".json", ".md"))]
-    return {"commit": commit or "unknown", "tree_dirty": bool(code) if commit else None,
-            "changed_files": changed}  # fmt: skip
+    return {
+        "commit": commit or "unknown",
+        "tree_dirty": bool(code) if commit else None,
+        "changed_files": changed,
+    }
 
 
 def command_line() -> str:

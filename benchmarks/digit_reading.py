@@ -40,8 +40,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = args.run
         if run_dir is None:
-            run_dir = fit(TrainConfig(model="lenet5", epochs=1, out=f"{scratch}/run"),
-                          log=lambda message: None)["run_dir"]  # fmt: skip
+            run_dir = fit(
+                TrainConfig(model="lenet5", epochs=1, out=f"{scratch}/run"),
+                log=lambda message: None,
+            )["run_dir"]
         loaded = load_run(run_dir)
     results = {}
     for condition, draw in CONDITIONS.items():
@@ -60,9 +62,15 @@ def main() -> None:
         print(f"{condition:<38} {right:>2}/10  {predicted}")
     total = sum(entry["right"] for entry in results.values())
     print(f"{'all':<38} {total}/{10 * len(results)}")
-    path = save_results(__file__, {"run": str(args.run or "trained now, 1 epoch"),
-                                   "results": results, "right": total,
-                                   "of": 10 * len(results)})  # fmt: skip
+    path = save_results(
+        __file__,
+        {
+            "run": str(args.run or "trained now, 1 epoch"),
+            "results": results,
+            "right": total,
+            "of": 10 * len(results),
+        },
+    )
     print(f"saved {path.name}")
 
 

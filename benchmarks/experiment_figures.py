@@ -34,8 +34,9 @@ from common import hardware, hardware_line, load_average, save_results  # noqa: 
 def convnet(*arguments: str) -> tuple[dict | None, str, float]:
     """`python -m convnet ARGUMENTS`: its JSON (when it prints one), its log, its seconds."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "convnet", *arguments], capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "convnet", *arguments], capture_output=True, text=True
+    )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"convnet {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
@@ -47,22 +48,34 @@ def shift(scratch: Path) -> dict:
     digits = {}
     for index in (0, 3613):
         figure = str(scratch / f"shift-{index}.png")
-        document, _, _ = convnet("experiment", "shift", "--index", str(index), "--json",
-                                 "--figure", figure)  # fmt: skip
+        document, _, _ = convnet(
+            "experiment", "shift", "--index", str(index), "--json", "--figure", figure
+        )
         document.pop("figure", None)
         digits[str(index)] = document
-        print(f"test digit #{index} ({document['label']}): {document['changed']} of "
-              f"{document['inputs']} inputs change ({document['black_to_white']} + "
-              f"{document['white_to_black']})")  # fmt: skip
+        print(
+            f"test digit #{index} ({document['label']}): {document['changed']} of "
+            f"{document['inputs']} inputs change ({document['black_to_white']} + "
+            f"{document['white_to_black']})"
+        )
     stats = digits["0"]["test_set"]
-    print(f"all {stats['count']:,} test digits: {stats['mean']:.1f} ± {stats['std']:.1f} "
-          f"(min {stats['min']}, max {stats['max']})")  # fmt: skip
+    print(
+        f"all {stats['count']:,} test digits: {stats['mean']:.1f} ± {stats['std']:.1f} "
+        f"(min {stats['min']}, max {stats['max']})"
+    )
     return {"digits": digits}
 
 
 def cost(scratch: Path) -> dict:
-    document, _, seconds = convnet("experiment", "cost", "--models", "lenet5,mlp_60k", "--json",
-                                   "--figure", str(scratch / "cost.png"))  # fmt: skip
+    document, _, seconds = convnet(
+        "experiment",
+        "cost",
+        "--models",
+        "lenet5,mlp_60k",
+        "--json",
+        "--figure",
+        str(scratch / "cost.png"),
+    )
     document.pop("figure", None)
     print(json.dumps(document, indent=1)[:3000])
     return {"seconds": seconds, "result": document}
@@ -70,10 +83,22 @@ def cost(scratch: Path) -> dict:
 
 def mlp(scratch: Path) -> dict:
     document, _, seconds = convnet("train", "mlp", "--out", str(scratch / "mlp"), "--json")
-    summary = {key: document.get(key) for key in ("model", "epochs", "top1_error", "precision",
-               "train_seconds", "images_per_second", "device")}  # fmt: skip
-    print(f"mlp: test error {document['top1_error']:.2%} after {document['epochs']} epochs, "
-          f"{document['train_seconds']:.0f} s of training")  # fmt: skip
+    summary = {
+        key: document.get(key)
+        for key in (
+            "model",
+            "epochs",
+            "top1_error",
+            "precision",
+            "train_seconds",
+            "images_per_second",
+            "device",
+        )
+    }
+    print(
+        f"mlp: test error {document['top1_error']:.2%} after {document['epochs']} epochs, "
+        f"{document['train_seconds']:.0f} s of training"
+    )
     return {"seconds": seconds, "result": summary}
 
 
@@ -81,41 +106,72 @@ def lecture(scratch: Path) -> dict:
     page, runs = scratch / "lecture" / "lecture.html", scratch / "runs"
     _, log, seconds = convnet("report", "lecture", "--out", str(page), "--runs-dir", str(runs))
     # Each section: <h2>Claim N</h2> … <p class='verdict'><span …>VERDICT</span> why</p>
-    found = re.findall(r"<h2>Claim (\d+)</h2>.*?<p class='verdict'><span[^>]*>([^<]*)</span>",
-                       page.read_text(), re.S)  # fmt: skip
+    found = re.findall(
+        r"<h2>Claim (\d+)</h2>.*?<p class='verdict'><span[^>]*>([^<]*)</span>",
+        page.read_text(),
+        re.S,
+    )
     verdicts = {number: html.unescape(verdict) for number, verdict in found}
     trained = {}
     for results in sorted(runs.rglob("results.json")):
         run = json.loads(results.read_text())
-        trained[results.parent.name] = {key: run.get(key) for key in ("model", "top1_error",
-                                        "epochs", "num_examples", "train_seconds")}  # fmt: skip
+        trained[results.parent.name] = {
+            key: run.get(key)
+            for key in ("model", "top1_error", "epochs", "num_examples", "train_seconds")
+        }
     print(f"convnet report lecture: {seconds:.0f} s, nothing cached; verdicts {verdicts}")
     for name, run in trained.items():
         print(f"  {name}: {run['model']} test error {run['top1_error']:.2%}")
-    return {"seconds": seconds, "verdicts": verdicts, "trained_runs": trained,
-            "log": log.splitlines()[-40:]}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "verdicts": verdicts,
+        "trained_runs": trained,
+        "log": log.splitlines()[-40:],
+    }
 
 
 def invariance(scratch: Path) -> dict:
-    document, _, seconds = convnet("experiment", "invariance", "--epochs", "5", "--json",
-                                   "--runs-dir", str(scratch / "runs"),
-                                   "--figure", str(scratch / "invariance.png"))  # fmt: skip
+    document, _, seconds = convnet(
+        "experiment",
+        "invariance",
+        "--epochs",
+        "5",
+        "--json",
+        "--runs-dir",
+        str(scratch / "runs"),
+        "--figure",
+        str(scratch / "invariance.png"),
+    )
     document.pop("figure", None)
     print(json.dumps(document, indent=1)[:4000])
     return {"seconds": seconds, "result": document}
 
 
 def evolution(scratch: Path) -> dict:
-    document, _, seconds = convnet("experiment", "evolution", "--threads", "2", "--json",
-                                   "--runs-dir", str(scratch / "runs"),
-                                   "--figure", str(scratch / "evolution.png"))  # fmt: skip
+    document, _, seconds = convnet(
+        "experiment",
+        "evolution",
+        "--threads",
+        "2",
+        "--json",
+        "--runs-dir",
+        str(scratch / "runs"),
+        "--figure",
+        str(scratch / "evolution.png"),
+    )
     document.pop("figure", None)
     print(json.dumps(document, indent=1)[:4000])
     return {"seconds": seconds, "result": document}
 
 
-FIGURES = {"shift": shift, "cost": cost, "mlp": mlp, "lecture": lecture,
-           "invariance": invariance, "evolution": evolution}  # fmt: skip
+FIGURES = {
+    "shift": shift,
+    "cost": cost,
+    "mlp": mlp,
+    "lecture": lecture,
+    "invariance": invariance,
+    "evolution": evolution,
+}
 
 
 def main() -> int:

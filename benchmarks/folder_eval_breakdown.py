@@ -109,8 +109,10 @@ def preparation(files: list[Path], repeats: int) -> dict:
         int((TF.pil_to_tensor(crop).int() - tensor_resize_crop(tensor).int()).abs().max())
         for crop, tensor in zip(crops, tensors, strict=True)
     )
-    return {"ms_per_image": {name: round(statistics.median(t), 3) for name, t in times.items()},
-            "tensor_path_max_pixel_difference": difference}  # fmt: skip
+    return {
+        "ms_per_image": {name: round(statistics.median(t), 3) for name, t in times.items()},
+        "tensor_path_max_pixel_difference": difference,
+    }
 
 
 def model_variants(batches: int, repeats: int) -> dict:
@@ -133,8 +135,10 @@ def model_variants(batches: int, repeats: int) -> dict:
             started = time.perf_counter()
             forward = build()
             output = forward(batch).float()  # the first batch compiles
-            results[name] = {"setup_seconds": round(time.perf_counter() - started, 2),
-                             "max_logit_difference": float((output - reference).abs().max())}  # fmt: skip
+            results[name] = {
+                "setup_seconds": round(time.perf_counter() - started, 2),
+                "max_logit_difference": float((output - reference).abs().max()),
+            }
             forwards[name] = forward
         times: dict[str, list[float]] = {name: [] for name in forwards}
         for _ in range(repeats):
@@ -184,9 +188,12 @@ def main() -> None:
         document["model"] = model_variants(options.batches, options.repeats)
         document["model_threads"] = torch.get_num_threads()
         for name, entry in document["model"].items():
-            print(f"  {name:<38} {entry['ms_per_image']:6.2f} ms/image at batch 64 "
-                  f"({document['model_threads']} threads), setup {entry['setup_seconds']} s, "
-                  f"break-even {entry.get('break_even_images', '-')} images", file=sys.stderr)  # fmt: skip
+            print(
+                f"  {name:<38} {entry['ms_per_image']:6.2f} ms/image at batch 64 "
+                f"({document['model_threads']} threads), setup {entry['setup_seconds']} s, "
+                f"break-even {entry.get('break_even_images', '-')} images",
+                file=sys.stderr,
+            )
     print(hardware_line(hardware()), file=sys.stderr)
     save_results(__file__, document)
     print(dumps(document))

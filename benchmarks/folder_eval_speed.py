@@ -87,34 +87,67 @@ def timed(command: list[str]) -> tuple[float, dict]:
 
 
 def convnet_run(root: Path, precision: str, options: argparse.Namespace) -> dict:
-    command = ["evaluate", "resnet18", "--weights", str(root / "resnet18.safetensors"),
-               "--data", str(root / "photos"), "--precision", precision,
-               "--batch-size", str(options.batch_size), "--workers", str(options.workers),
-               "--threads", str(options.threads), "--json"]  # fmt: skip
+    command = [
+        "evaluate",
+        "resnet18",
+        "--weights",
+        str(root / "resnet18.safetensors"),
+        "--data",
+        str(root / "photos"),
+        "--precision",
+        precision,
+        "--batch-size",
+        str(options.batch_size),
+        "--workers",
+        str(options.workers),
+        "--threads",
+        str(options.threads),
+        "--json",
+    ]
     seconds, result = timed([sys.executable, "-m", "convnet", *command])
     images = result["num_examples"]
     return {
-        "pipeline": "convnet", "precision": precision, "images": images,
+        "pipeline": "convnet",
+        "precision": precision,
+        "images": images,
         "top1_correct": round((1 - result["top1_error"]) * images),
         "top5_correct": round((1 - result["top5_error"]) * images),
-        "command_seconds": round(seconds, 3), "loop_seconds": result["eval_seconds"],
-        "command": "convnet " + " ".join(command[:3]) + " W.safetensors --data DIR "
-                   + " ".join(command[6:]),
-    }  # fmt: skip
+        "command_seconds": round(seconds, 3),
+        "loop_seconds": result["eval_seconds"],
+        "command": "convnet "
+        + " ".join(command[:3])
+        + " W.safetensors --data DIR "
+        + " ".join(command[6:]),
+    }
 
 
 def timm_run(root: Path, precision: str, options: argparse.Namespace) -> dict:
-    command = ["--data", str(root / "photos"), "--weights", str(root / "resnet18.safetensors"),
-               "--precision", precision, "--batch-size", str(options.batch_size),
-               "--workers", str(options.workers), "--threads", str(options.threads)]  # fmt: skip
+    command = [
+        "--data",
+        str(root / "photos"),
+        "--weights",
+        str(root / "resnet18.safetensors"),
+        "--precision",
+        precision,
+        "--batch-size",
+        str(options.batch_size),
+        "--workers",
+        str(options.workers),
+        "--threads",
+        str(options.threads),
+    ]
     seconds, result = timed([sys.executable, str(PEER), *command])
     return {
-        "pipeline": "timm", "precision": precision, "images": result["images"],
-        "top1_correct": result["top1_correct"], "top5_correct": result["top5_correct"],
-        "command_seconds": round(seconds, 3), "loop_seconds": result["seconds"],
+        "pipeline": "timm",
+        "precision": precision,
+        "images": result["images"],
+        "top1_correct": result["top1_correct"],
+        "top5_correct": result["top5_correct"],
+        "command_seconds": round(seconds, 3),
+        "loop_seconds": result["seconds"],
         "command": f"python benchmarks/{PEER.name} --data DIR --weights W.safetensors "
-                   + " ".join(command[4:]),
-    }  # fmt: skip
+        + " ".join(command[4:]),
+    }
 
 
 def summarise(runs: list[dict], precision: str) -> dict:
@@ -125,15 +158,18 @@ def summarise(runs: list[dict], precision: str) -> dict:
             run for run in runs if run["pipeline"] == pipeline and run["precision"] == precision
         ]
         summary[pipeline] = {
-            "command_images_per_second": round(statistics.median(
-                run["images"] / run["command_seconds"] for run in mine), 2),
-            "loop_images_per_second": round(statistics.median(
-                run["images"] / run["loop_seconds"] for run in mine), 2),
-            "start_up_and_exit_seconds": round(statistics.median(
-                run["command_seconds"] - run["loop_seconds"] for run in mine), 2),
+            "command_images_per_second": round(
+                statistics.median(run["images"] / run["command_seconds"] for run in mine), 2
+            ),
+            "loop_images_per_second": round(
+                statistics.median(run["images"] / run["loop_seconds"] for run in mine), 2
+            ),
+            "start_up_and_exit_seconds": round(
+                statistics.median(run["command_seconds"] - run["loop_seconds"] for run in mine), 2
+            ),
             "top1_correct": sorted({run["top1_correct"] for run in mine}),
             "top5_correct": sorted({run["top5_correct"] for run in mine}),
-        }  # fmt: skip
+        }
     for kind in ("command", "loop"):
         key = f"{kind}_images_per_second"
         summary[f"{kind}_ratio"] = round(summary["convnet"][key] / summary["timm"][key], 3)
@@ -144,9 +180,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command")
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="decoding processes of both pipelines (default: convnet's, "
-                        "min(4, CPUs))")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="decoding processes of both pipelines (default: convnet's, min(4, CPUs))",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -157,9 +196,12 @@ def main() -> None:
     parser.add_argument("--precisions", default="bf16,fp32", help="comma-separated: bf16, fp32")
     options = parser.parse_args()
     if importlib.util.find_spec("timm") is None:
-        print("folder_eval_speed.py times timm's data pipeline beside convnet's and needs "
-              "timm, which is not installed: install the benchmark extra (pip install -e "
-              "'.[benchmark]') and run it again.", file=sys.stderr)  # fmt: skip
+        print(
+            "folder_eval_speed.py times timm's data pipeline beside convnet's and needs "
+            "timm, which is not installed: install the benchmark extra (pip install -e "
+            "'.[benchmark]') and run it again.",
+            file=sys.stderr,
+        )
         sys.exit(2)
     precisions = options.precisions.split(",")
     facts = hardware()
@@ -176,20 +218,27 @@ def main() -> None:
                     result = run(root, precision, options)
                     result["load_average"] = round(os.getloadavg()[0], 2)
                     runs.append(result)
-                    print(f"{result['pipeline']:>7} {precision}: "
-                          f"{result['images'] / result['command_seconds']:.1f} images/s whole "
-                          f"command ({result['command_seconds']:.1f} s), "
-                          f"{result['images'] / result['loop_seconds']:.1f} in the loop; top-1 "
-                          f"{result['top1_correct']}, top-5 {result['top5_correct']} of "
-                          f"{result['images']}; load {result['load_average']}", file=sys.stderr)  # fmt: skip
+                    print(
+                        f"{result['pipeline']:>7} {precision}: "
+                        f"{result['images'] / result['command_seconds']:.1f} images/s whole "
+                        f"command ({result['command_seconds']:.1f} s), "
+                        f"{result['images'] / result['loop_seconds']:.1f} in the loop; top-1 "
+                        f"{result['top1_correct']}, top-5 {result['top5_correct']} of "
+                        f"{result['images']}; load {result['load_average']}",
+                        file=sys.stderr,
+                    )
     summaries = {precision: summarise(runs, precision) for precision in precisions}
     targets = {}
     for precision, summary in summaries.items():
-        print(f"{precision}: convnet {summary['convnet']['command_images_per_second']} images/s, "
-              f"timm {summary['timm']['command_images_per_second']} (whole commands, medians): "
-              f"{summary['command_ratio']}×; loops alone {summary['loop_ratio']}×")  # fmt: skip
-        same = all(summary["convnet"][key] == summary["timm"][key]
-                   for key in ("top1_correct", "top5_correct"))  # fmt: skip
+        print(
+            f"{precision}: convnet {summary['convnet']['command_images_per_second']} images/s, "
+            f"timm {summary['timm']['command_images_per_second']} (whole commands, medians): "
+            f"{summary['command_ratio']}×; loops alone {summary['loop_ratio']}×"
+        )
+        same = all(
+            summary["convnet"][key] == summary["timm"][key]
+            for key in ("top1_correct", "top5_correct")
+        )
         targets[f"{precision}: identical top-1/top-5 counts"] = same
     if "bf16" in summaries:
         ratio = summaries["bf16"]["command_ratio"]
@@ -198,11 +247,17 @@ def main() -> None:
         )
     print(hardware_line(hardware()))
     document = {
-        "image_size": [500, 375], "images": options.images, "model": "resnet18",
+        "image_size": [500, 375],
+        "images": options.images,
+        "model": "resnet18",
         "preprocessing": "bilinear resize 256, centre crop 224, ImageNet mean/std",
-        "workers": options.workers, "threads": options.threads, "batch_size": options.batch_size,
-        "runs": runs, "summary": summaries, "targets": judge(targets),
-    }  # fmt: skip
+        "workers": options.workers,
+        "threads": options.threads,
+        "batch_size": options.batch_size,
+        "runs": runs,
+        "summary": summaries,
+        "targets": judge(targets),
+    }
     save_results(__file__, document)
     print(dumps({"summary": summaries}))
 

@@ -99,8 +99,11 @@ def images_per_second(step_seconds: list[float], batch_size: int, skip: int) -> 
     if not kept:
         raise SystemExit(f"only {len(step_seconds)} steps ran; need more than --skip-steps {skip}")
     seconds = sum(kept)
-    return {"steps": len(kept), "seconds": round(seconds, 3),
-            "images_per_second": round(len(kept) * batch_size / seconds, 3)}  # fmt: skip
+    return {
+        "steps": len(kept),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(kept) * batch_size / seconds, 3),
+    }
 
 
 def run_timed(
@@ -113,45 +116,130 @@ def run_timed(
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{label} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    print(f"  {label}: {wall:.1f} s wall, load average {load_before} → {load_average()}",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"  {label}: {wall:.1f} s wall, load average {load_before} → {load_average()}",
+        file=sys.stderr,
+        flush=True,
+    )
     return done, wall
 
 
-def convnet_command(data: Path, out: Path, options: argparse.Namespace, precision: str,
-                    device: str, launcher: list[str] | None = None) -> list[str]:  # fmt: skip
+def convnet_command(
+    data: Path,
+    out: Path,
+    options: argparse.Namespace,
+    precision: str,
+    device: str,
+    launcher: list[str] | None = None,
+) -> list[str]:
     """`convnet train resnet18 --data DIR` with the shared recipe, as a command line."""
     launcher = launcher or [sys.executable, "-m", "convnet"]
-    return [*launcher, "train", "resnet18", "--data", str(data), "--epochs", "1",
-            "--batch-size", str(options.batch_size), "--lr", "0.01", "--momentum", "0.9",
-            "--weight-decay", "5e-4", "--label-smoothing", "0.1",
-            "--workers", str(options.workers), "--precision", precision, "--device", device,
-            "--threads", str(options.threads), "--out", str(out), "--json"]  # fmt: skip
+    return [
+        *launcher,
+        "train",
+        "resnet18",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        str(options.batch_size),
+        "--lr",
+        "0.01",
+        "--momentum",
+        "0.9",
+        "--weight-decay",
+        "5e-4",
+        "--label-smoothing",
+        "0.1",
+        "--workers",
+        str(options.workers),
+        "--precision",
+        precision,
+        "--device",
+        device,
+        "--threads",
+        str(options.threads),
+        "--out",
+        str(out),
+        "--json",
+    ]
 
 
-def run_convnet(command: list[str], out: Path, batch_size: int, skip: int, environment: dict,
-                label: str = "convnet") -> dict:  # fmt: skip
+def run_convnet(
+    command: list[str],
+    out: Path,
+    batch_size: int,
+    skip: int,
+    environment: dict,
+    label: str = "convnet",
+) -> dict:
     """Run a convnet training command; images/s from its steps.csv, and its results."""
     done, wall = run_timed(command, environment, label, out.parent)
     result = json.loads(done.stdout)
     rows = (out / "steps.csv").read_text().splitlines()[1:]
     per_step = [float(row.split(",")[4]) for row in rows]  # images/s of each step
     seconds = [batch_size / value for value in per_step]
-    return {**images_per_second(seconds, batch_size, skip), "wall_seconds": round(wall, 1),
-            "all_steps": len(seconds), "precision": result["precision"],
-            "threads": result["threads"], "world_size": result["world_size"],
-            "backend": result["backend"], "top1_error": result["top1_error"]}  # fmt: skip
+    return {
+        **images_per_second(seconds, batch_size, skip),
+        "wall_seconds": round(wall, 1),
+        "all_steps": len(seconds),
+        "precision": result["precision"],
+        "threads": result["threads"],
+        "world_size": result["world_size"],
+        "backend": result["backend"],
+        "top1_error": result["top1_error"],
+    }
 
 
-def timm_command(timm_train: Path, data: Path, out: Path, options: argparse.Namespace,
-                 precision: str, device: str) -> list[str]:  # fmt: skip
+def timm_command(
+    timm_train: Path,
+    data: Path,
+    out: Path,
+    options: argparse.Namespace,
+    precision: str,
+    device: str,
+) -> list[str]:
     """timm's train.py with the shared recipe, logging every step."""
-    command = [sys.executable, str(timm_train), "--data-dir", str(data), "--model", "resnet18",
-               "--num-classes", str(CLASSES), "--epochs", "1", "-b", str(options.batch_size),
-               "--opt", "sgd", "--lr", "0.01", "--momentum", "0.9", "--weight-decay", "5e-4",
-               "--smoothing", "0.1", "--color-jitter", "0", "--train-interpolation", "bilinear",
-               "--warmup-epochs", "0", "-j", str(options.workers), "--channels-last",
-               "--device", device, "--log-interval", "1", "--output", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        str(timm_train),
+        "--data-dir",
+        str(data),
+        "--model",
+        "resnet18",
+        "--num-classes",
+        str(CLASSES),
+        "--epochs",
+        "1",
+        "-b",
+        str(options.batch_size),
+        "--opt",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--momentum",
+        "0.9",
+        "--weight-decay",
+        "5e-4",
+        "--smoothing",
+        "0.1",
+        "--color-jitter",
+        "0",
+        "--train-interpolation",
+        "bilinear",
+        "--warmup-epochs",
+        "0",
+        "-j",
+        str(options.workers),
+        "--channels-last",
+        "--device",
+        device,
+        "--log-interval",
+        "1",
+        "--output",
+        str(out),
+    ]
     if precision == "bf16":
         command += ["--amp", "--amp-dtype", "bfloat16"]
     if device == "cpu":  # timm's prefetcher normalises on the GPU
@@ -159,16 +247,18 @@ def timm_command(timm_train: Path, data: Path, out: Path, options: argparse.Name
     return command
 
 
-def run_timm(command: list[str], out: Path, batch_size: int, skip: int,
-             environment: dict) -> dict:  # fmt: skip
+def run_timm(command: list[str], out: Path, batch_size: int, skip: int, environment: dict) -> dict:
     """Run timm's train.py; images/s from the per-step `Time:` of its log."""
     done, wall = run_timed(command, environment, "timm train.py", out.parent)
     text = done.stdout + done.stderr
     seconds = [float(match[2]) for match in TIMM_STEP.findall(text)]
     if not seconds:
         raise SystemExit(f"timm's train.py logged no steps:\n{text[-3000:]}")
-    return {**images_per_second(seconds, batch_size, skip), "wall_seconds": round(wall, 1),
-            "all_steps": len(seconds)}  # fmt: skip
+    return {
+        **images_per_second(seconds, batch_size, skip),
+        "wall_seconds": round(wall, 1),
+        "all_steps": len(seconds),
+    }
 
 
 def thread_environment(threads: int) -> dict:
@@ -188,8 +278,12 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--skip-steps", type=int, default=2, help="first steps left out")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of both")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="CPU threads of both (default: PyTorch's, here %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="CPU threads of both (default: PyTorch's, here %(default)s)",
+    )
     parser.add_argument("--val-images", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="runs of each, alternating")
     return parser
@@ -221,39 +315,67 @@ def main() -> int:
                 out = root / f"{name}-{round_index}"
                 if name == "convnet":
                     command = convnet_command(data, out, options, precision, "cpu")
-                    row = run_convnet(command, out, options.batch_size, options.skip_steps,
-                                      environment)  # fmt: skip
+                    row = run_convnet(
+                        command, out, options.batch_size, options.skip_steps, environment
+                    )
                 else:
                     command = timm_command(timm_train, data, out, options, precision, "cpu")
-                    row = run_timm(command, out, options.batch_size, options.skip_steps,
-                                   environment)  # fmt: skip
+                    row = run_timm(
+                        command, out, options.batch_size, options.skip_steps, environment
+                    )
                 rows[name].append(row)
-                print(f"round {round_index + 1} {name}: {row['images_per_second']:.2f} images/s "
-                      f"over {row['steps']} steps", flush=True)  # fmt: skip
+                print(
+                    f"round {round_index + 1} {name}: {row['images_per_second']:.2f} images/s "
+                    f"over {row['steps']} steps",
+                    flush=True,
+                )
     convnet_rate = statistics.median(row["images_per_second"] for row in rows["convnet"])
     timm_rate = statistics.median(row["images_per_second"] for row in rows["timm"])
     ratio = convnet_rate / timm_rate
-    per_round = [c["images_per_second"] / t["images_per_second"]
-                 for c, t in zip(rows["convnet"], rows["timm"], strict=True)]  # fmt: skip
-    print(f"convnet {convnet_rate:.2f} images/s, timm {timm_rate:.2f} images/s (medians of "
-          f"{options.rounds}): {ratio:.2f}× (per round: "
-          f"{', '.join(f'{value:.2f}' for value in per_round)}); {facts['cpu']}, "
-          f"{options.threads} threads, {precision}, load average {load_average()} at the end")  # fmt: skip
+    per_round = [
+        c["images_per_second"] / t["images_per_second"]
+        for c, t in zip(rows["convnet"], rows["timm"], strict=True)
+    ]
+    print(
+        f"convnet {convnet_rate:.2f} images/s, timm {timm_rate:.2f} images/s (medians of "
+        f"{options.rounds}): {ratio:.2f}× (per round: "
+        f"{', '.join(f'{value:.2f}' for value in per_round)}); {facts['cpu']}, "
+        f"{options.threads} threads, {precision}, load average {load_average()} at the end"
+    )
     targets = judge({f"folder training ≥ {TARGET}× timm's train.py": ratio >= TARGET})
-    path = save_results(__file__, {
-        "data": {"classes": CLASSES, "train_images": options.steps * options.batch_size,
-                 "val_images": options.val_images, "image_size": [500, 375], "format": "JPEG q90"},
-        "recipe": {"model": "resnet18", "batch_size": options.batch_size, "steps": options.steps,
-                   "skipped_steps": options.skip_steps, "workers": options.workers,
-                   "threads": options.threads, "precision": precision, "crop": 224,
-                   "optimizer": "SGD nesterov momentum 0.9, lr 0.01, weight decay 5e-4",
-                   "label_smoothing": 0.1, "channels_last": True},
-        "timm_version": timm.__version__,
-        "convnet": rows["convnet"], "timm": rows["timm"],
-        "convnet_images_per_second": convnet_rate, "timm_images_per_second": timm_rate,
-        "convnet_over_timm": round(ratio, 3), "per_round": [round(v, 3) for v in per_round],
-        "targets": targets,
-    })  # fmt: skip
+    path = save_results(
+        __file__,
+        {
+            "data": {
+                "classes": CLASSES,
+                "train_images": options.steps * options.batch_size,
+                "val_images": options.val_images,
+                "image_size": [500, 375],
+                "format": "JPEG q90",
+            },
+            "recipe": {
+                "model": "resnet18",
+                "batch_size": options.batch_size,
+                "steps": options.steps,
+                "skipped_steps": options.skip_steps,
+                "workers": options.workers,
+                "threads": options.threads,
+                "precision": precision,
+                "crop": 224,
+                "optimizer": "SGD nesterov momentum 0.9, lr 0.01, weight decay 5e-4",
+                "label_smoothing": 0.1,
+                "channels_last": True,
+            },
+            "timm_version": timm.__version__,
+            "convnet": rows["convnet"],
+            "timm": rows["timm"],
+            "convnet_images_per_second": convnet_rate,
+            "timm_images_per_second": timm_rate,
+            "convnet_over_timm": round(ratio, 3),
+            "per_round": [round(v, 3) for v in per_round],
+            "targets": targets,
+        },
+    )
     print(f"# saved {path.name}")
     return 0 if all(target["met"] for target in targets) else 1
 

@@ -67,8 +67,11 @@ def write_folder(root: Path, train_images: int, val_images: int, distinct: int) 
 def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timm-train", metavar="PATH", help="a copy of timm's train.py")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="every step on the CPU with a handful of images; saves nothing")  # fmt: skip
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="every step on the CPU with a handful of images; saves nothing",
+    )
     parser.add_argument("--steps", type=int, help="training steps (default 40; dry run 3)")
     parser.add_argument("--skip-steps", type=int, help="first steps left out (default 5; dry 1)")
     parser.add_argument("--batch-size", type=int, help="per step (default 256; dry run 4)")
@@ -83,16 +86,21 @@ def settings(options: argparse.Namespace) -> argparse.Namespace:
     import os
 
     small = options.dry_run
-    defaults = {"steps": 3 if small else 40, "skip_steps": 1 if small else 5,
-                "batch_size": 4 if small else 256, "val_images": 8 if small else 1024,
-                "workers": 1 if small else min(16, os.cpu_count() or 1)}  # fmt: skip
+    defaults = {
+        "steps": 3 if small else 40,
+        "skip_steps": 1 if small else 5,
+        "batch_size": 4 if small else 256,
+        "val_images": 8 if small else 1024,
+        "workers": 1 if small else min(16, os.cpu_count() or 1),
+    }
     for key, value in defaults.items():
         if getattr(options, key) is None:
             setattr(options, key, value)
     options.threads = 1 if small else min(8, os.cpu_count() or 1)
     if options.steps <= options.skip_steps or options.batch_size < 1 or options.workers < 0:
-        raise usage_error("--steps must exceed --skip-steps, --batch-size be at least 1 and "
-                          "--workers 0 or more.")  # fmt: skip
+        raise usage_error(
+            "--steps must exceed --skip-steps, --batch-size be at least 1 and --workers 0 or more."
+        )
     return options
 
 
@@ -124,16 +132,39 @@ def main() -> int:
         one = root / "one-process"
         command = convnet_command(data, one, options, precision, device)
         rows["convnet, 1 process"] = run_convnet(command, one, batch, skip, environment)
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc-per-node", "1", "-m", "convnet"]  # fmt: skip
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "1",
+            "-m",
+            "convnet",
+        ]
         ranked = root / "torchrun"
-        command = [*convnet_command(data, ranked, options, precision, device, launcher),
-                   "--backend", backend]  # fmt: skip
+        command = [
+            *convnet_command(data, ranked, options, precision, device, launcher),
+            "--backend",
+            backend,
+        ]
         rows[f"convnet, torchrun 1 process ({backend})"] = run_convnet(
             command, ranked, batch, skip, environment, label=f"torchrun ({backend})"
         )
-        command = [sys.executable, "-m", "convnet", "evaluate", str(one), "--data", str(data),
-                   "--device", device, "--workers", str(options.workers), "--json"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "convnet",
+            "evaluate",
+            str(one),
+            "--data",
+            str(data),
+            "--device",
+            device,
+            "--workers",
+            str(options.workers),
+            "--json",
+        ]
         done, wall = run_timed(command, environment, "convnet evaluate", root)
         evaluation = json.loads(done.stdout)
         timm_out = root / "timm"
@@ -144,14 +175,20 @@ def main() -> int:
         rows["timm train.py"] = run_timm(command, timm_out, batch, skip, environment)
     seconds = time.perf_counter() - started
     for name, row in rows.items():
-        print(f"{name:<36} {row['images_per_second']:>9.1f} images/s over {row['steps']} steps "
-              f"of {batch} ({row['wall_seconds']:.0f} s wall)")  # fmt: skip
-    print(f"{'convnet evaluate':<36} {evaluation['images_per_second']:>9.1f} images/s, top-1 "
-          f"error {evaluation['top1_error']:.2%} ({wall:.0f} s wall)")  # fmt: skip
+        print(
+            f"{name:<36} {row['images_per_second']:>9.1f} images/s over {row['steps']} steps "
+            f"of {batch} ({row['wall_seconds']:.0f} s wall)"
+        )
+    print(
+        f"{'convnet evaluate':<36} {evaluation['images_per_second']:>9.1f} images/s, top-1 "
+        f"error {evaluation['top1_error']:.2%} ({wall:.0f} s wall)"
+    )
     convnet_rate = rows["convnet, 1 process"]["images_per_second"]
     ratio = convnet_rate / rows["timm train.py"]["images_per_second"]
-    print(f"convnet ÷ timm: {ratio:.2f}×; {gpu or 'CPU dry run'}; {seconds:.0f} s in all, load "
-          f"average {load_average()}")  # fmt: skip
+    print(
+        f"convnet ÷ timm: {ratio:.2f}×; {gpu or 'CPU dry run'}; {seconds:.0f} s in all, load "
+        f"average {load_average()}"
+    )
     # A dry run on the CPU checks the script, not the target: nothing to judge.
     targets = (
         []
@@ -160,15 +197,30 @@ def main() -> int:
             {"GPU path: two launches, evaluation and timm in under 5 minutes": seconds < TIME_LIMIT}
         )
     )
-    document = {"gpu": gpu, "device": device, "precision": rows["convnet, 1 process"]["precision"],
-                "backend": backend, "batch_size": batch, "steps": options.steps,
-                "skipped_steps": skip, "workers": options.workers,
-                "data": {"train_images": options.steps * batch, "val_images": options.val_images,
-                         "distinct_photos": options.distinct, "image_size": [500, 375]},
-                "runs": rows, "evaluation": {key: evaluation.get(key) for key in
-                ("images_per_second", "top1_error", "top5_error", "num_examples", "workers")},
-                "convnet_over_timm": round(ratio, 3), "seconds": round(seconds, 1),
-                "targets": targets}  # fmt: skip
+    document = {
+        "gpu": gpu,
+        "device": device,
+        "precision": rows["convnet, 1 process"]["precision"],
+        "backend": backend,
+        "batch_size": batch,
+        "steps": options.steps,
+        "skipped_steps": skip,
+        "workers": options.workers,
+        "data": {
+            "train_images": options.steps * batch,
+            "val_images": options.val_images,
+            "distinct_photos": options.distinct,
+            "image_size": [500, 375],
+        },
+        "runs": rows,
+        "evaluation": {
+            key: evaluation.get(key)
+            for key in ("images_per_second", "top1_error", "top5_error", "num_examples", "workers")
+        },
+        "convnet_over_timm": round(ratio, 3),
+        "seconds": round(seconds, 1),
+        "targets": targets,
+    }
     if options.dry_run:  # the document is built and saved as for real, but not beside us
         with tempfile.TemporaryDirectory() as elsewhere:
             save_results(str(Path(elsewhere) / "gpu_path.py"), document)

@@ -98,8 +98,10 @@ def accuracy_check() -> dict:
 
     with tempfile.TemporaryDirectory() as directory:
         start = time.perf_counter()
-        fit(TrainConfig(model="lenet5", epochs=1, precision="fp32", out=directory),
-            log=lambda message: print(message, file=sys.stderr))  # fmt: skip
+        fit(
+            TrainConfig(model="lenet5", epochs=1, precision="fp32", out=directory),
+            log=lambda message: print(message, file=sys.stderr),
+        )
         train_seconds = time.perf_counter() - start
         loaded = load_run(Path(directory))
     source = loaded.evaluation_source()
@@ -122,23 +124,32 @@ def main() -> int:
     args = parser.parse_args()
 
     print(f"# {hardware_line(hardware())} at the start", flush=True)
-    print(f"# batch {BATCH_SIZE}, median of {args.repeats} timed batches after 1 warm-up, "
-          "random weights, 224×224")  # fmt: skip
-    print(f"{'model':<11}{'eager fp32':>12}{'convnet fp32':>14}{'convnet bf16':>14}{'speed-up':>10}"
-          f"{'  eager s/batch (min–max)':>27}{'cos min':>10}   (images/s)")  # fmt: skip
+    print(
+        f"# batch {BATCH_SIZE}, median of {args.repeats} timed batches after 1 warm-up, "
+        "random weights, 224×224"
+    )
+    print(
+        f"{'model':<11}{'eager fp32':>12}{'convnet fp32':>14}{'convnet bf16':>14}{'speed-up':>10}"
+        f"{'  eager s/batch (min–max)':>27}{'cos min':>10}   (images/s)"
+    )
     speed = []
     for name in args.models:
         row = speed_and_faithfulness(name, args.repeats)
         speed.append(row)
         spread = f"{min(row['fp32_batch_seconds']):.2f}–{max(row['fp32_batch_seconds']):.2f}"
-        print(f"{name:<11}{row['fp32_images_per_second']:>12.2f}{row['convnet_fp32_images_per_second']:>14.2f}"
-              f"{row['bf16_channels_last_images_per_second']:>14.2f}{row['speed_up']:>9.2f}×"
-              f"{spread:>27}{row['cosine_similarity_min']:>10.5f}", flush=True)  # fmt: skip
+        print(
+            f"{name:<11}{row['fp32_images_per_second']:>12.2f}{row['convnet_fp32_images_per_second']:>14.2f}"
+            f"{row['bf16_channels_last_images_per_second']:>14.2f}{row['speed_up']:>9.2f}×"
+            f"{spread:>27}{row['cosine_similarity_min']:>10.5f}",
+            flush=True,
+        )
     accuracy = None
     if not args.skip_accuracy:
         accuracy = accuracy_check()
-        print(f"lenet5 (1 epoch): test accuracy fp32 {accuracy['fp32_test_accuracy']:.2%}, "
-              f"bf16 {accuracy['bf16_test_accuracy']:.2%}, change {accuracy['change_points']:+.2f} points")  # fmt: skip
+        print(
+            f"lenet5 (1 epoch): test accuracy fp32 {accuracy['fp32_test_accuracy']:.2%}, "
+            f"bf16 {accuracy['bf16_test_accuracy']:.2%}, change {accuracy['change_points']:+.2f} points"
+        )
     print(f"# load average {load_average()} at the end")
     checks = {}
     for row in speed:

@@ -41,25 +41,41 @@ def main() -> None:
                     model=model, seed=seed, out=str(Path(scratch) / f"{model}-{seed}")
                 )
                 result = fit(config, log=lambda message: print(f"  {message}", file=sys.stderr))
-                runs.append({"model": model, "seed": seed, "test_error": result["top1_error"],
-                             "train_seconds": result["train_seconds"], "epochs": result["epochs"],
-                             "precision": result["precision"],
-                             "images_per_second": result["images_per_second"]})  # fmt: skip
-                print(f"{model} seed {seed}: test error {result['top1_error']:.2%} after "
-                      f"{result['epochs']} epochs, {result['train_seconds']:.0f} s", flush=True)  # fmt: skip
+                runs.append(
+                    {
+                        "model": model,
+                        "seed": seed,
+                        "test_error": result["top1_error"],
+                        "train_seconds": result["train_seconds"],
+                        "epochs": result["epochs"],
+                        "precision": result["precision"],
+                        "images_per_second": result["images_per_second"],
+                    }
+                )
+                print(
+                    f"{model} seed {seed}: test error {result['top1_error']:.2%} after "
+                    f"{result['epochs']} epochs, {result['train_seconds']:.0f} s",
+                    flush=True,
+                )
     summary = {}
     print(f"\n{'model':<13}{'test error (%)':>24}{'train time (s)':>24}  target")
     for model in args.models:
         errors = [100 * run["test_error"] for run in runs if run["model"] == model]
         seconds = [run["train_seconds"] for run in runs if run["model"] == model]
         met = max(errors) <= 100 * TARGETS.get(model, 1) and max(seconds) <= TIME_LIMIT_SECONDS
-        summary[model] = {"test_error_percent": errors, "train_seconds": seconds,
-                          "mean_error_percent": statistics.mean(errors), "target_met": met}  # fmt: skip
+        summary[model] = {
+            "test_error_percent": errors,
+            "train_seconds": seconds,
+            "mean_error_percent": statistics.mean(errors),
+            "target_met": met,
+        }
         target = (
             f"≤ {100 * TARGETS[model]:.1f}% in ≤ {TIME_LIMIT_SECONDS} s" if model in TARGETS else ""
         )
-        print(f"{model:<13}{spread(errors):>24}{spread(seconds):>24}  {target} "
-              f"{'met' if met else 'NOT met'}")  # fmt: skip
+        print(
+            f"{model:<13}{spread(errors):>24}{spread(seconds):>24}  {target} "
+            f"{'met' if met else 'NOT met'}"
+        )
     # a run of some models only is saved beside the full one, not over it
     name = (
         None if set(args.models) == set(TARGETS) else f"lenet_accuracy_{'_'.join(args.models)}.json"

@@ -96,7 +96,7 @@ def pooling(repeats: int) -> dict:
                 "compiled_forward_backward_ms": forward_backward(max_pool_2x2),
             },
             repeats,
-        ),  # fmt: skip
+        ),
         "compiled_equal": bool(torch.equal(max_pool_2x2(maps), native(maps))),
         "strided_maxima_forward_ms": milliseconds(lambda: strided_maxima(maps), repeats),
         "strided_maxima_equal": bool(torch.equal(strided_maxima(maps), F.max_pool2d(maps, 2))),
@@ -158,8 +158,10 @@ def main() -> None:
     print(f"C5 at batch {C5_BATCH}, forward + backward (ms per call):")
     for key, value in conv.items():
         print(f"  {key:<40} {value}")
-    path = save_results(__file__, {"repeats": args.repeats, "threads": torch.get_num_threads(),
-                                   "pooling": pool, "c5": conv})  # fmt: skip
+    path = save_results(
+        __file__,
+        {"repeats": args.repeats, "threads": torch.get_num_threads(), "pooling": pool, "c5": conv},
+    )
     print(f"# load average {load_average()} at the end; saved {path.name}")
 
 

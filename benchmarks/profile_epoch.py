@@ -68,15 +68,26 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     fetch_dataset("mnist")
     facts = hardware()
-    print(f"# One epoch of convnet train lenet5, profiled — {hardware_line(facts)}, "
-          f"{args.threads} thread(s)", flush=True)  # fmt: skip
+    print(
+        f"# One epoch of convnet train lenet5, profiled — {hardware_line(facts)}, "
+        f"{args.threads} thread(s)",
+        flush=True,
+    )
     spec = get_model_spec("lenet5")
     precision = resolve_precision("auto", torch.device("cpu"))
     count = 60_000
     quiet = lambda message: None  # noqa: E731
     with tempfile.TemporaryDirectory() as scratch:
-        fit(TrainConfig(model="lenet5", epochs=1, train_subset=2560, test_subset=1000,
-                        out=f"{scratch}/warm-up"), log=quiet)  # fmt: skip
+        fit(
+            TrainConfig(
+                model="lenet5",
+                epochs=1,
+                train_subset=2560,
+                test_subset=1000,
+                out=f"{scratch}/warm-up",
+            ),
+            log=quiet,
+        )
         with profile(activities=[ProfilerActivity.CPU]) as profiler:
             result = fit(
                 TrainConfig(model="lenet5", epochs=1, out=f"{scratch}/profiled"), log=quiet
@@ -87,8 +98,10 @@ def main() -> None:
         event.key: event.cpu_time_total / 1e6 for event in events if event.key in PHASES
     }
     other = wall - sum(phase_seconds.values())
-    print(f"epoch: {wall:.2f} s wall for {count:,} images "
-          f"({count / wall:,.0f} images/s under the profiler), {precision}")  # fmt: skip
+    print(
+        f"epoch: {wall:.2f} s wall for {count:,} images "
+        f"({count / wall:,.0f} images/s under the profiler), {precision}"
+    )
     for name in PHASES:
         seconds = phase_seconds.get(name, 0.0)
         print(f"  {name:<10} {seconds:6.2f} s  {seconds / wall:6.1%}")
@@ -96,9 +109,14 @@ def main() -> None:
         f"  {'other':<10} {other:6.2f} s  {other / wall:6.1%}  (Python bookkeeping, progress bar)"
     )
     operators = sorted(
-        (e for e in events if e.key not in PHASES and not e.key.startswith(("autograd::", "Optimizer"))),
-        key=lambda e: e.self_cpu_time_total, reverse=True,
-    )[:8]  # fmt: skip
+        (
+            e
+            for e in events
+            if e.key not in PHASES and not e.key.startswith(("autograd::", "Optimizer"))
+        ),
+        key=lambda e: e.self_cpu_time_total,
+        reverse=True,
+    )[:8]
     print("slowest operators (self time):")
     for event in operators:
         share = event.self_cpu_time_total / 1e6 / wall
@@ -112,24 +130,39 @@ def main() -> None:
             seconds = training_macs / (cores * ghz * 1e9 * macs_per_cycle)
             floors[name] = {"assumes": assumes, "seconds": seconds}
         else:
-            floors[name] = {"assumes": assumes, "seconds": None,
-                            "not_computed": f"this CPU ({facts['cpu']}) is not {assumes}"}  # fmt: skip
-    print(f"compute floor: {forward_macs:,} MACs per image forward, ×3 for a training step, "
-          f"× {count:,} images = {training_macs / 1e9:.1f} GMACs per epoch; at "
-          f"{cores} cores × {ghz:.2f} GHz:")  # fmt: skip
+            floors[name] = {
+                "assumes": assumes,
+                "seconds": None,
+                "not_computed": f"this CPU ({facts['cpu']}) is not {assumes}",
+            }
+    print(
+        f"compute floor: {forward_macs:,} MACs per image forward, ×3 for a training step, "
+        f"× {count:,} images = {training_macs / 1e9:.1f} GMACs per epoch; at "
+        f"{cores} cores × {ghz:.2f} GHz:"
+    )
     for name, floor in floors.items():
         if floor["seconds"] is None:
             print(f"  {name:<13} peak: not computed: {floor['not_computed']}")
             continue
         seconds = floor["seconds"]
-        print(f"  {name:<13} peak: {seconds:.3f} s per epoch; this epoch is {wall / seconds:,.0f}× "
-              f"that (assumes {floor['assumes']})")  # fmt: skip
-    path = save_results(__file__, {
-        "threads": args.threads, "precision": precision, "epoch_seconds": wall,
-        "phase_seconds": phase_seconds, "other_seconds": other,
-        "operators": {e.key: e.self_cpu_time_total / 1e6 for e in operators},
-        "forward_macs": forward_macs, "floor_seconds": floors, "cpu_ghz": ghz,
-    })  # fmt: skip
+        print(
+            f"  {name:<13} peak: {seconds:.3f} s per epoch; this epoch is {wall / seconds:,.0f}× "
+            f"that (assumes {floor['assumes']})"
+        )
+    path = save_results(
+        __file__,
+        {
+            "threads": args.threads,
+            "precision": precision,
+            "epoch_seconds": wall,
+            "phase_seconds": phase_seconds,
+            "other_seconds": other,
+            "operators": {e.key: e.self_cpu_time_total / 1e6 for e in operators},
+            "forward_macs": forward_macs,
+            "floor_seconds": floors,
+            "cpu_ghz": ghz,
+        },
+    )
     print(f"saved {path.name}")
 
 

@@ -57,8 +57,9 @@ def per_image(files: list[Path], rounds: int) -> dict[str, float]:
     import timm.data
 
     ours = training_transform(224, MEAN, STD)
-    theirs = timm.data.create_transform(224, is_training=True, color_jitter=0,
-                                        interpolation="bilinear", mean=MEAN, std=STD)  # fmt: skip
+    theirs = timm.data.create_transform(
+        224, is_training=True, color_jitter=0, interpolation="bilinear", mean=MEAN, std=STD
+    )
     decoded = [decode_image(path) for path in files]
     ways = {
         "convnet decode": lambda: [decode_image(path) for path in files],
@@ -95,32 +96,50 @@ def main() -> None:
         for name, milliseconds in costs.items():
             print(f"  {name:<42} {milliseconds:6.2f} ms")
         torch.set_num_threads(options.threads)
-        config = TrainConfig(model="resnet18", data=str(data), epochs=1,
-                             batch_size=options.batch_size, workers=options.workers,
-                             out=f"{scratch}/profiled")  # fmt: skip
+        config = TrainConfig(
+            model="resnet18",
+            data=str(data),
+            epochs=1,
+            batch_size=options.batch_size,
+            workers=options.workers,
+            out=f"{scratch}/profiled",
+        )
         with profile(activities=[ProfilerActivity.CPU]) as profiler:
             result = fit(config, log=lambda message: None)
         wall = Run(result["run_dir"]).history()[0]["epoch_seconds"]
     phases = {e.key: e.cpu_time_total / 1e6 for e in profiler.key_averages() if e.key in PHASES}
     other = wall - sum(phases.values())
     images = options.steps * options.batch_size
-    print(f"training process: {wall:.2f} s for {options.steps} steps of {options.batch_size} "
-          f"({images / wall:.2f} images/s under the profiler), {result['precision']}, "
-          f"{options.threads} thread(s), {options.workers} workers")  # fmt: skip
+    print(
+        f"training process: {wall:.2f} s for {options.steps} steps of {options.batch_size} "
+        f"({images / wall:.2f} images/s under the profiler), {result['precision']}, "
+        f"{options.threads} thread(s), {options.workers} workers"
+    )
     for name in PHASES:
         print(f"  {name:<10} {phases.get(name, 0.0):7.2f} s  {phases.get(name, 0.0) / wall:6.1%}")
     print(
         f"  {'other':<10} {other:7.2f} s  {other / wall:6.1%}  (waiting for workers, bookkeeping)"
     )
     worker_seconds = (costs["convnet decode"] + costs["convnet transform"]) * images / 1000
-    print(f"the workers' decoding and transforms: {worker_seconds:.2f} CPU-seconds for the "
-          f"{images} images, on the same cores")  # fmt: skip
-    path = save_results(__file__, {
-        "per_image_ms": costs, "threads": options.threads, "workers": options.workers,
-        "batch_size": options.batch_size, "steps": options.steps,
-        "precision": result["precision"], "epoch_seconds": wall, "phase_seconds": phases,
-        "other_seconds": other, "worker_cpu_seconds": worker_seconds,
-    })  # fmt: skip
+    print(
+        f"the workers' decoding and transforms: {worker_seconds:.2f} CPU-seconds for the "
+        f"{images} images, on the same cores"
+    )
+    path = save_results(
+        __file__,
+        {
+            "per_image_ms": costs,
+            "threads": options.threads,
+            "workers": options.workers,
+            "batch_size": options.batch_size,
+            "steps": options.steps,
+            "precision": result["precision"],
+            "epoch_seconds": wall,
+            "phase_seconds": phases,
+            "other_seconds": other,
+            "worker_cpu_seconds": worker_seconds,
+        },
+    )
     print(f"# saved {path.name}")
 
 

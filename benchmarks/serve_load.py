@@ -81,8 +81,20 @@ def payloads(count: int = 64) -> list[tuple[bytes, str]]:
 
 def start_server(runs: list[Path], runs_root: Path) -> tuple[subprocess.Popen, str, list[str]]:
     """`convnet serve` on a free loopback port; its process, base URL and log lines."""
-    command = [sys.executable, "-m", "convnet", "serve", "--host", HOST, "--port", "0",
-               "--runs-dir", str(runs_root), "--run", *map(str, runs)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "convnet",
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        "0",
+        "--runs-dir",
+        str(runs_root),
+        "--run",
+        *map(str, runs),
+    ]
     server = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []
     found = threading.Event()
@@ -138,9 +150,14 @@ def reference_answers(base_url: str, bodies: list[tuple[bytes, str]]) -> list[di
 
 
 async def load(
-    base_url: str, bodies: list[tuple[bytes, str]], references: list[dict], clients: int,
-    seconds: float, max_requests: int, server_pid: int,
-) -> dict:  # fmt: skip
+    base_url: str,
+    bodies: list[tuple[bytes, str]],
+    references: list[dict],
+    clients: int,
+    seconds: float,
+    max_requests: int,
+    server_pid: int,
+) -> dict:
     """`clients` clients sending requests back to back for `seconds` (or `max_requests`)."""
     latencies: list[float] = []
     errors: Counter = Counter()
@@ -181,8 +198,10 @@ async def load(
                 errors[type(error).__name__] += 1
                 if len(examples) < 5:
                     at = time.perf_counter() - (deadline - seconds)
-                    examples.append(f"{type(error).__name__} {error!r} after {at:.1f} s, "
-                                    f"{time.perf_counter() - started:.1f} s into the request")  # fmt: skip
+                    examples.append(
+                        f"{type(error).__name__} {error!r} after {at:.1f} s, "
+                        f"{time.perf_counter() - started:.1f} s into the request"
+                    )
 
     async def watch_memory() -> None:
         started = time.perf_counter()
@@ -232,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds of load first")
-    parser.add_argument("--runs-root", type=Path,
-                        help="keep the two small runs here and reuse them (default: a temporary folder)")  # fmt: skip
+    parser.add_argument(
+        "--runs-root",
+        type=Path,
+        help="keep the two small runs here and reuse them (default: a temporary folder)",
+    )
     parser.add_argument("--max-requests", type=int, default=200_000)
     args = parser.parse_args(argv)
     facts = hardware()
@@ -257,14 +279,34 @@ def main(argv: list[str] | None = None) -> int:
             bodies = payloads()
             references = reference_answers(base_url, bodies)
             rss_start = resident_mib(server.pid)
-            print(f"server at {base_url} (pid {server.pid}); warming up {args.warmup:.0f} s …",
-                  flush=True)  # fmt: skip
-            warmup = asyncio.run(load(base_url, bodies, references, args.clients, args.warmup,
-                                      args.max_requests, server.pid))  # fmt: skip
+            print(
+                f"server at {base_url} (pid {server.pid}); warming up {args.warmup:.0f} s …",
+                flush=True,
+            )
+            warmup = asyncio.run(
+                load(
+                    base_url,
+                    bodies,
+                    references,
+                    args.clients,
+                    args.warmup,
+                    args.max_requests,
+                    server.pid,
+                )
+            )
             rss_warm = resident_mib(server.pid)
             print(f"{args.clients} clients for {args.seconds:.0f} s …", flush=True)
-            measured = asyncio.run(load(base_url, bodies, references, args.clients, args.seconds,
-                                        args.max_requests, server.pid))  # fmt: skip
+            measured = asyncio.run(
+                load(
+                    base_url,
+                    bodies,
+                    references,
+                    args.clients,
+                    args.seconds,
+                    args.max_requests,
+                    server.pid,
+                )
+            )
             rss_end = resident_mib(server.pid)
             alive = server.poll() is None
         finally:
@@ -273,11 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     growth = (rss_end - rss_warm) if rss_end is not None and rss_warm is not None else None
     memory_ok = growth is not None and growth <= GROWTH_TOLERANCE * rss_warm
     print("targets:")
-    targets = judge({
-        "every answer a 200 equal to the reference answer": measured["errors"] == 0,
-        "the server alive at the end": alive,
-        f"server memory within {GROWTH_TOLERANCE:.0%} of its size after warm-up": memory_ok,
-    })  # fmt: skip
+    targets = judge(
+        {
+            "every answer a 200 equal to the reference answer": measured["errors"] == 0,
+            "the server alive at the end": alive,
+            f"server memory within {GROWTH_TOLERANCE:.0%} of its size after warm-up": memory_ok,
+        }
+    )
     document = {
         "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2),
@@ -301,15 +345,21 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print("server log:\n  " + "\n  ".join(problems[-10:]))
     latency = measured["latency_ms"]
-    print(f"{measured['succeeded']:,} requests in {measured['seconds']} s: "
-          f"{measured['requests_per_second']:,} requests/s, p50 {latency['p50']} ms, "
-          f"p99 {latency['p99']} ms, errors {measured['errors']} {measured['error_kinds'] or ''}")  # fmt: skip
+    print(
+        f"{measured['succeeded']:,} requests in {measured['seconds']} s: "
+        f"{measured['requests_per_second']:,} requests/s, p50 {latency['p50']} ms, "
+        f"p99 {latency['p99']} ms, errors {measured['errors']} {measured['error_kinds'] or ''}"
+    )
     if rss_warm is not None:
-        print(f"server memory: {rss_start:.0f} MiB at start, {rss_warm:.0f} MiB after warm-up, "
-              f"peak {peak:.0f}, {rss_end:.0f} MiB at the end ({growth:+.1f} MiB: "
-              f"{'no growth' if memory_ok else 'GREW'} within {GROWTH_TOLERANCE:.0%})")  # fmt: skip
-    print(f"load average {load_before:.2f} before, {document['load_average_after']:.2f} after; "
-          f"saved {path.name}")  # fmt: skip
+        print(
+            f"server memory: {rss_start:.0f} MiB at start, {rss_warm:.0f} MiB after warm-up, "
+            f"peak {peak:.0f}, {rss_end:.0f} MiB at the end ({growth:+.1f} MiB: "
+            f"{'no growth' if memory_ok else 'GREW'} within {GROWTH_TOLERANCE:.0%})"
+        )
+    print(
+        f"load average {load_before:.2f} before, {document['load_average_after']:.2f} after; "
+        f"saved {path.name}"
+    )
     return 0 if all(target["met"] for target in targets) else 1
 
 

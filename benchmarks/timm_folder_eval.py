@@ -46,15 +46,23 @@ def main() -> None:
     model.eval().to(memory_format=layout)
     dataset = create_dataset("", root=options.data, split="validation")
     loader = create_loader(
-        dataset, input_size=(3, 224, 224), batch_size=options.batch_size,
-        interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        num_workers=options.workers, crop_pct=CROP_PCT, crop_mode="center",
+        dataset,
+        input_size=(3, 224, 224),
+        batch_size=options.batch_size,
+        interpolation="bilinear",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        num_workers=options.workers,
+        crop_pct=CROP_PCT,
+        crop_mode="center",
         device=torch.device("cpu"),
-    )  # fmt: skip
+    )
     images = top1 = top5 = 0
     started = time.perf_counter()
-    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
-                                                enabled=options.precision == "bf16"):  # fmt: skip
+    with (
+        torch.inference_mode(),
+        torch.autocast("cpu", torch.bfloat16, enabled=options.precision == "bf16"),
+    ):
         for inputs, targets in loader:
             logits = model(inputs.contiguous(memory_format=layout)).float()
             best = logits.topk(5, dim=1).indices
@@ -62,8 +70,17 @@ def main() -> None:
             top1 += int((best[:, 0] == targets).sum())
             top5 += int((best == targets[:, None]).any(dim=1).sum())
     seconds = time.perf_counter() - started
-    print(json.dumps({"images": images, "top1_correct": top1, "top5_correct": top5,
-                      "seconds": round(seconds, 4), "classes": list(dataset.reader.class_to_idx)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "images": images,
+                "top1_correct": top1,
+                "top5_correct": top5,
+                "seconds": round(seconds, 4),
+                "classes": list(dataset.reader.class_to_idx),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,11 +39,25 @@ def train(command: list[str], label: str) -> dict:
     if result.returncode != 0:
         raise SystemExit(f"{label} failed:\n{result.stderr[-3000:]}")
     document = json.loads(result.stdout)
-    row = {key: document.get(key) for key in ("images_per_second", "train_seconds", "world_size",
-           "global_batch_size", "batch_size", "precision", "replicas_identical", "top1_error")}  # fmt: skip
-    print(f"{label}: {row['images_per_second']:,.1f} images/s ({row['train_seconds']:.1f} s of "
-          f"training), {row['world_size']} process(es), replicas identical: "
-          f"{row['replicas_identical']}", flush=True)  # fmt: skip
+    row = {
+        key: document.get(key)
+        for key in (
+            "images_per_second",
+            "train_seconds",
+            "world_size",
+            "global_batch_size",
+            "batch_size",
+            "precision",
+            "replicas_identical",
+            "top1_error",
+        )
+    }
+    print(
+        f"{label}: {row['images_per_second']:,.1f} images/s ({row['train_seconds']:.1f} s of "
+        f"training), {row['world_size']} process(es), replicas identical: "
+        f"{row['replicas_identical']}",
+        flush=True,
+    )
     return row
 
 
@@ -51,23 +65,70 @@ def main() -> int:
     print(f"# torchrun speed — {hardware_line(hardware())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="convnet-torchrun-") as scratch:
         data = make_split_folders(Path(scratch) / "data", TRAIN_PER_CLASS, VAL_PER_CLASS)
-        common = ["train", "resnet_mini", "--data", str(data), "--epochs", "3", "--workers", "1",
-                  "--device", "cpu", "--json"]  # fmt: skip
-        one = train([sys.executable, "-m", "convnet", *common, "--batch-size",
-                     str(ONE_PROCESS_BATCH), "--out", f"{scratch}/one"], "1 process")  # fmt: skip
-        two = train([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                     "--nproc_per_node", "2", "-m", "convnet", *common, "--backend", "gloo",
-                     "--batch-size", str(ONE_PROCESS_BATCH // 2), "--out", f"{scratch}/two"],
-                    "2 processes (torchrun, gloo)")  # fmt: skip
+        common = [
+            "train",
+            "resnet_mini",
+            "--data",
+            str(data),
+            "--epochs",
+            "3",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+        ]
+        one = train(
+            [
+                sys.executable,
+                "-m",
+                "convnet",
+                *common,
+                "--batch-size",
+                str(ONE_PROCESS_BATCH),
+                "--out",
+                f"{scratch}/one",
+            ],
+            "1 process",
+        )
+        two = train(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                "-m",
+                "convnet",
+                *common,
+                "--backend",
+                "gloo",
+                "--batch-size",
+                str(ONE_PROCESS_BATCH // 2),
+                "--out",
+                f"{scratch}/two",
+            ],
+            "2 processes (torchrun, gloo)",
+        )
     targets = judge({"both ranks end with identical weights": bool(two["replicas_identical"])})
     ratio = two["images_per_second"] / one["images_per_second"]
     print(f"2 processes ÷ 1 process: {ratio:.2f}×; load average {load_average()} at the end")
-    path = save_results(__file__, {
-        "data": {"classes": 5, "train_images": 5 * TRAIN_PER_CLASS,
-                 "val_images": 5 * VAL_PER_CLASS, "image_size": [40, 40]},
-        "one_process": one, "two_processes": two, "two_over_one": round(ratio, 3),
-        "targets": targets,
-    })  # fmt: skip
+    path = save_results(
+        __file__,
+        {
+            "data": {
+                "classes": 5,
+                "train_images": 5 * TRAIN_PER_CLASS,
+                "val_images": 5 * VAL_PER_CLASS,
+                "image_size": [40, 40],
+            },
+            "one_process": one,
+            "two_processes": two,
+            "two_over_one": round(ratio, 3),
+            "targets": targets,
+        },
+    )
     print(f"# saved {path.name}")
     return 0 if all(target["met"] for target in targets) else 1
 

@@ -73,8 +73,10 @@ def tutorial_data(root: Path) -> tuple[MNIST, MNIST]:
     transform = transforms.Compose(
         [transforms.Pad(2), transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
     )
-    return (MNIST(str(root), train=True, transform=transform),
-            MNIST(str(root), train=False, transform=transform))  # fmt: skip
+    return (
+        MNIST(str(root), train=True, transform=transform),
+        MNIST(str(root), train=False, transform=transform),
+    )
 
 
 def tutorial_evaluate(model: torch.nn.Module, test: MNIST) -> tuple[float, float]:
@@ -110,9 +112,15 @@ def tutorial_run(seed: int, train: MNIST, test: MNIST, max_epochs: int) -> dict:
         if error <= 1 - ACCURACY:
             time_to_99 = seconds
             break
-    return {"images_per_second": seen / seconds, "train_seconds": seconds,
-            "test_error": errors[-1], "epoch_errors": errors, "epochs": len(errors),
-            "time_to_99": time_to_99, "eval_seconds": statistics.median(eval_seconds)}  # fmt: skip
+    return {
+        "images_per_second": seen / seconds,
+        "train_seconds": seconds,
+        "test_error": errors[-1],
+        "epoch_errors": errors,
+        "epochs": len(errors),
+        "time_to_99": time_to_99,
+        "eval_seconds": statistics.median(eval_seconds),
+    }
 
 
 def convnet_run(seed: int, scratch: Path, epochs: int | None, **overrides) -> dict:
@@ -131,9 +139,14 @@ def convnet_run(seed: int, scratch: Path, epochs: int | None, **overrides) -> di
         elapsed += row["epoch_seconds"]
         if time_to_99 is None and row["eval_error"] <= 1 - ACCURACY:
             time_to_99 = elapsed
-    return {"images_per_second": result["images_per_second"], "train_seconds": result["train_seconds"],
-            "test_error": result["top1_error"], "time_to_99": time_to_99, "epochs": result["epochs"],
-            "epoch_errors": [row["eval_error"] for row in history]}  # fmt: skip
+    return {
+        "images_per_second": result["images_per_second"],
+        "train_seconds": result["train_seconds"],
+        "test_error": result["top1_error"],
+        "time_to_99": time_to_99,
+        "epochs": result["epochs"],
+        "epoch_errors": [row["eval_error"] for row in history],
+    }
 
 
 def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
@@ -144,11 +157,27 @@ def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
     import subprocess
 
     completed = subprocess.run(
-        [sys.executable, "-m", "convnet", "train", "lenet5", "--epochs", str(epochs), "--seed",
-         str(seed), "--out", str(out), "--json"],
-        cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
-        check=True, timeout=3600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "convnet",
+            "train",
+            "lenet5",
+            "--epochs",
+            str(epochs),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--json",
+        ],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
     result = json.loads(completed.stdout)
     elapsed, time_to_99 = 0.0, None
     with (out / "metrics.csv").open() as handle:
@@ -157,8 +186,12 @@ def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
             error = float(row.get("eval_error") or row["test_error"])
             if time_to_99 is None and error <= 1 - ACCURACY:
                 time_to_99 = elapsed
-    return {"images_per_second": result["images_per_second"], "train_seconds": result["train_seconds"],
-            "test_error": result["top1_error"], "time_to_99": time_to_99}  # fmt: skip
+    return {
+        "images_per_second": result["images_per_second"],
+        "train_seconds": result["train_seconds"],
+        "test_error": result["top1_error"],
+        "time_to_99": time_to_99,
+    }
 
 
 def compare(tree: Path, seeds: list[int], epochs: int, scratch: Path) -> dict:
@@ -170,14 +203,19 @@ def compare(tree: Path, seeds: list[int], epochs: int, scratch: Path) -> dict:
         pair = [("this", here), ("other", tree)]
         for name, root in pair if position % 2 == 0 else pair[::-1]:
             runs[name].append(command_line_run(root, seed, epochs, scratch / f"{name}-{seed}"))
-            print(f"  seed {seed}, {name}: {runs[name][-1]['images_per_second']:,.0f} images/s, "
-                  f"time to 99% {runs[name][-1]['time_to_99']}", flush=True)  # fmt: skip
+            print(
+                f"  seed {seed}, {name}: {runs[name][-1]['images_per_second']:,.0f} images/s, "
+                f"time to 99% {runs[name][-1]['time_to_99']}",
+                flush=True,
+            )
     this = [r["images_per_second"] for r in runs["this"]]
     other = [r["images_per_second"] for r in runs["other"]]
     ratio = [a / b for a, b in zip(this, other, strict=True)]
-    print(f"this checkout ({commit_of(here)[:12]}): {median_spread(this)} images/s; "
-          f"{tree} ({commit_of(tree)[:12]}): {median_spread(other)} images/s; "
-          f"ratio {median_spread(ratio)}")  # fmt: skip
+    print(
+        f"this checkout ({commit_of(here)[:12]}): {median_spread(this)} images/s; "
+        f"{tree} ({commit_of(tree)[:12]}): {median_spread(other)} images/s; "
+        f"ratio {median_spread(ratio)}"
+    )
     for name in runs:
         times = [r["time_to_99"] for r in runs[name]]
         errors = [100 * r["test_error"] for r in runs[name]]
@@ -213,8 +251,10 @@ def fast_run_command(args: argparse.Namespace) -> str:
     """The fast run as a user would type it."""
     flags = {"batch_size": "--batch-size", "lr": "--lr", "augment": "--no-augment"}
     options = fast_run_options(args)
-    words = [f"{flags[key]} {value}" if key != "augment" else flags[key]
-             for key, value in options.items()]  # fmt: skip
+    words = [
+        f"{flags[key]} {value}" if key != "augment" else flags[key]
+        for key, value in options.items()
+    ]
     return " ".join(["convnet train lenet5 --epochs", str(args.fast_epochs), *words])
 
 
@@ -228,31 +268,46 @@ def report(results: dict[str, list[dict]], seeds: list[int], args: argparse.Name
     fast_command = fast_run_command(args)
     print()
     for seed, t, c in zip(seeds, tutorial, fast, strict=True):
-        ratio = (f"{t['time_to_99'] / c['time_to_99']:.3g}×"
-                 if t["time_to_99"] and c["time_to_99"] else "no ratio")  # fmt: skip
-        print(f"seed {seed}: 99% reached by the tutorial {seconds_or_never(t['time_to_99'])} "
-              f"(test error after each of its {t['epochs']} epoch(s): "
-              f"{[round(100 * e, 2) for e in t['epoch_errors']]}%), by convnet "
-              f"{seconds_or_never(c['time_to_99'])} "
-              f"({[round(100 * e, 2) for e in c['epoch_errors']]}%): {ratio}")  # fmt: skip
+        ratio = (
+            f"{t['time_to_99'] / c['time_to_99']:.3g}×"
+            if t["time_to_99"] and c["time_to_99"]
+            else "no ratio"
+        )
+        print(
+            f"seed {seed}: 99% reached by the tutorial {seconds_or_never(t['time_to_99'])} "
+            f"(test error after each of its {t['epochs']} epoch(s): "
+            f"{[round(100 * e, 2) for e in t['epoch_errors']]}%), by convnet "
+            f"{seconds_or_never(c['time_to_99'])} "
+            f"({[round(100 * e, 2) for e in c['epoch_errors']]}%): {ratio}"
+        )
     tutorial_times = [r["time_to_99"] for r in tutorial]
     fast_times = [r["time_to_99"] for r in fast]
     every_seed = all(t is not None for t in tutorial_times + fast_times)
     time_ratio = [t / c for t, c in zip(tutorial_times, fast_times, strict=True) if t and c]
-    print(f"time to {ACCURACY:.0%} test accuracy: tutorial "
-          + (median_spread(tutorial_times) + " s" if None not in tutorial_times
-             else f"not reached by every seed within {args.tutorial_max_epochs} epochs: {tutorial_times}")
-          + f"; {fast_command} "
-          + (median_spread(fast_times) + " s" if None not in fast_times
-             else f"not reached by every seed: {fast_times}")
-          + (f"; ratio {median_spread(time_ratio)}×" if time_ratio else ""))  # fmt: skip
+    print(
+        f"time to {ACCURACY:.0%} test accuracy: tutorial "
+        + (
+            median_spread(tutorial_times) + " s"
+            if None not in tutorial_times
+            else f"not reached by every seed within {args.tutorial_max_epochs} epochs: {tutorial_times}"
+        )
+        + f"; {fast_command} "
+        + (
+            median_spread(fast_times) + " s"
+            if None not in fast_times
+            else f"not reached by every seed: {fast_times}"
+        )
+        + (f"; ratio {median_spread(time_ratio)}×" if time_ratio else "")
+    )
     tutorial_speed = [r["images_per_second"] for r in tutorial]
     fast_speed = [r["images_per_second"] for r in fast]
     speed_ratio = [f / t for f, t in zip(fast_speed, tutorial_speed, strict=True)]
-    print(f"throughput: tutorial (DataLoader, batch 64) {median_spread(tutorial_speed)} images/s, "
-          f"{fast_command} {median_spread(fast_speed)} images/s = {median_spread(speed_ratio)}×; "
-          f"final test error tutorial {median_spread([100 * r['test_error'] for r in tutorial])}%, "
-          f"convnet {median_spread([100 * r['test_error'] for r in fast])}%")  # fmt: skip
+    print(
+        f"throughput: tutorial (DataLoader, batch 64) {median_spread(tutorial_speed)} images/s, "
+        f"{fast_command} {median_spread(fast_speed)} images/s = {median_spread(speed_ratio)}×; "
+        f"final test error tutorial {median_spread([100 * r['test_error'] for r in tutorial])}%, "
+        f"convnet {median_spread([100 * r['test_error'] for r in fast])}%"
+    )
     if results["convnet_default"]:
         errors = [100 * r["test_error"] for r in results["convnet_default"]]
         print(
@@ -286,19 +341,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--fast-epochs", type=int, default=2, help="epochs of convnet's quick run")
-    parser.add_argument("--fast-batch-size", type=int, default=64,
-                        help="the quick run's --batch-size (0: lenet5's default)")  # fmt: skip
+    parser.add_argument(
+        "--fast-batch-size",
+        type=int,
+        default=64,
+        help="the quick run's --batch-size (0: lenet5's default)",
+    )
     parser.add_argument("--fast-lr", type=float, help="the quick run's --lr")
     parser.add_argument(
         "--fast-no-augment", action="store_true", help="the quick run's --no-augment"
     )
-    parser.add_argument("--tutorial-max-epochs", type=int, default=15,
-                        help="the tutorial stops here if it has not reached 99%%")  # fmt: skip
+    parser.add_argument(
+        "--tutorial-max-epochs",
+        type=int,
+        default=15,
+        help="the tutorial stops here if it has not reached 99%%",
+    )
     parser.add_argument("--skip-default", action="store_true", help="skip the full default run")
-    parser.add_argument("--compare-with", metavar="TREE", type=Path,
-                        help="another convnet checkout to train beside this one (see above)")  # fmt: skip
-    parser.add_argument("--compare-only", action="store_true",
-                        help="with --compare-with: only the comparison, not the tutorial")  # fmt: skip
+    parser.add_argument(
+        "--compare-with",
+        metavar="TREE",
+        type=Path,
+        help="another convnet checkout to train beside this one (see above)",
+    )
+    parser.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="with --compare-with: only the comparison, not the tutorial",
+    )
     args = parser.parse_args()
     fetch_dataset("mnist")
     facts = hardware()
@@ -312,8 +382,11 @@ def main() -> None:
     }
     if args.compare_with:
         with tempfile.TemporaryDirectory() as scratch_name:
-            print(f"convnet train lenet5 --epochs {args.fast_epochs}, this checkout against "
-                  f"{args.compare_with}:", flush=True)  # fmt: skip
+            print(
+                f"convnet train lenet5 --epochs {args.fast_epochs}, this checkout against "
+                f"{args.compare_with}:",
+                flush=True,
+            )
             comparison = compare(
                 args.compare_with, args.seeds, args.fast_epochs, Path(scratch_name)
             )
@@ -324,8 +397,12 @@ def main() -> None:
             )
             print(f"saved {path.name}")
             return
-    results: dict[str, list] = {"tutorial": [], "convnet_fast": [], "convnet_default": [],
-                                "convnet_eval_seconds": []}  # fmt: skip
+    results: dict[str, list] = {
+        "tutorial": [],
+        "convnet_fast": [],
+        "convnet_default": [],
+        "convnet_eval_seconds": [],
+    }
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         train, test = tutorial_data(scratch / "torchvision")
@@ -338,13 +415,24 @@ def main() -> None:
             if not args.skip_default:
                 results["convnet_default"].append(convnet_run(seed, scratch, None))
             tutorial, fast = results["tutorial"][-1], results["convnet_fast"][-1]
-            print(f"seed {seed}: 99% reached by the tutorial {seconds_or_never(tutorial['time_to_99'])}, "
-                  f"by convnet {seconds_or_never(fast['time_to_99'])}; "
-                  f"{tutorial['images_per_second']:,.0f} against "
-                  f"{fast['images_per_second']:,.0f} images/s", flush=True)  # fmt: skip
+            print(
+                f"seed {seed}: 99% reached by the tutorial {seconds_or_never(tutorial['time_to_99'])}, "
+                f"by convnet {seconds_or_never(fast['time_to_99'])}; "
+                f"{tutorial['images_per_second']:,.0f} against "
+                f"{fast['images_per_second']:,.0f} images/s",
+                flush=True,
+            )
     verdicts = report(results, args.seeds, args)
-    path = save_results(__file__, {"results": results, **verdicts, "pooling_kernel": pooling,
-                                   "arguments": arguments, "comparison": comparison})  # fmt: skip
+    path = save_results(
+        __file__,
+        {
+            "results": results,
+            **verdicts,
+            "pooling_kernel": pooling,
+            "arguments": arguments,
+            "comparison": comparison,
+        },
+    )
     print(f"saved {path.name}")
 
 

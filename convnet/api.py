@@ -263,21 +263,40 @@ def evaluate(
         from convnet.engine.config import TrainConfig
 
         if data:
-            raise UserError("evaluate() of a bare module reads registered data sets; train it "
-                            "with convnet.fit on the folder and evaluate its run instead.")  # fmt: skip
+            raise UserError(
+                "evaluate() of a bare module reads registered data sets; train it "
+                "with convnet.fit on the folder and evaluate its run instead."
+            )
         size = input_size or _native_input_size(dataset, str(data_dir) if data_dir else None)
-        custom = {"class": type(run_or_model).__name__, "input_size": list(size),
-                  "normalization": list(normalization)}  # fmt: skip
+        custom = {
+            "class": type(run_or_model).__name__,
+            "input_size": list(size),
+            "normalization": list(normalization),
+        }
         spec = TrainConfig(model=type(run_or_model).__name__, custom_module=custom).spec
-        loaded = LoadedModel(spec.name, spec, run_or_model.eval(),
-                             get_dataset_spec(dataset or "mnist").class_names,
-                             input_size=tuple(size), normalization=tuple(normalization))  # fmt: skip
+        loaded = LoadedModel(
+            spec.name,
+            spec,
+            run_or_model.eval(),
+            get_dataset_spec(dataset or "mnist").class_names,
+            input_size=tuple(size),
+            normalization=tuple(normalization),
+        )
     source = loaded.evaluation_source(
-        dataset, str(data) if data else None, data_dir=Path(data_dir) if data_dir else None,
-        split=split, test_subset=test_subset, workers=0,
-    )  # fmt: skip
+        dataset,
+        str(data) if data else None,
+        data_dir=Path(data_dir) if data_dir else None,
+        split=split,
+        test_subset=test_subset,
+        workers=0,
+    )
     chosen = resolve_device(device)
     with cpu_threads(threads):
-        evaluation = score(loaded.model.to(chosen), source, chosen,
-                           resolve_precision(precision, chosen), batch_size=batch_size)  # fmt: skip
+        evaluation = score(
+            loaded.model.to(chosen),
+            source,
+            chosen,
+            resolve_precision(precision, chosen),
+            batch_size=batch_size,
+        )
     return evaluation.result

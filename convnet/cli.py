@@ -32,13 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     from convnet import __version__
 
     parser = Parser(
-        prog="convnet", description="Convolutional neural networks you can build, train, measure and look inside.",
+        prog="convnet",
+        description="Convolutional neural networks you can build, train, measure and look inside.",
         epilog="models: " + ", ".join(MODEL_NAMES),
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--version", action="version", version=f"convnet {__version__}",
+        "--version",
+        action="version",
+        version=f"convnet {__version__}",
         help="print the version and exit",
-    )  # fmt: skip
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in all_commands().items():
         command.configure(subparsers.add_parser(name, help=command.help, description=command.help))
@@ -107,8 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convnet: error: {failed}", file=sys.stderr)
         return 2
     except MemoryError:
-        print("convnet: error: the machine ran out of memory. Try a smaller --batch-size, or "
-              "close other programs.", file=sys.stderr)  # fmt: skip
+        print(
+            "convnet: error: the machine ran out of memory. Try a smaller --batch-size, or "
+            "close other programs.",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("convnet: interrupted", file=sys.stderr)

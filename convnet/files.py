@@ -29,7 +29,7 @@ CAUSES: dict[int, tuple[str, str]] = {
     errno.EFBIG: (
         "the file would grow past the size this process may write (a file-size limit, ulimit -f)",
         "Raise the limit, or choose another place",
-    ),  # fmt: skip
+    ),
     errno.EROFS: ("the file system is read-only", "Choose a writable place"),
     errno.EACCES: (
         "permission is denied",
@@ -65,8 +65,17 @@ def explain(error: OSError, path: Path | str | None = None) -> WriteFailed | Non
 # errno of a destination that cannot be made or written, whatever the machine's state:
 # explained by `explain_destination` for the writes and folders made here, and only there
 # (elsewhere ENOENT, say, is a file to read that is missing, not a place to write).
-DESTINATION_ERRORS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
-                                errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL})  # fmt: skip
+DESTINATION_ERRORS = frozenset(
+    {
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.EINVAL,
+    }
+)
 OTHER_PLACE = "Choose another place"
 
 
@@ -111,11 +120,19 @@ def explain_destination(
         return WriteFailed(path, "a name in it is too long for the file system", OTHER_PLACE)
     place = first_existing(path if folder else path.parent) or path.parent
     if error.errno == errno.ENOENT:
-        return WriteFailed(path, f"nothing can be made in {place} (a special file system such "
-                           "as /proc or /sys, or a folder removed meanwhile)", OTHER_PLACE)  # fmt: skip
+        return WriteFailed(
+            path,
+            f"nothing can be made in {place} (a special file system such "
+            "as /proc or /sys, or a folder removed meanwhile)",
+            OTHER_PLACE,
+        )
     if error.errno == errno.EINVAL:
-        return WriteFailed(path, f"the file system of {place} refuses it (a name it cannot "
-                           "hold, or a special file system such as /proc)", OTHER_PLACE)  # fmt: skip
+        return WriteFailed(
+            path,
+            f"the file system of {place} refuses it (a name it cannot "
+            "hold, or a special file system such as /proc)",
+            OTHER_PLACE,
+        )
     return WriteFailed(path, (error.strerror or str(error)).lower(), OTHER_PLACE)
 
 
@@ -194,6 +211,8 @@ def ensure_writable(folder: Path | str, needed_bytes: int = 0, what: str = "") -
         raise
     if free < needed_bytes:
         raise WriteFailed(
-            folder, f"{free / 2**20:,.1f} MiB are free there, and {what or 'this job'} needs about "
-            f"{needed_bytes / 2**20:,.1f} MiB", "Free some space, or choose another place",
-        )  # fmt: skip
+            folder,
+            f"{free / 2**20:,.1f} MiB are free there, and {what or 'this job'} needs about "
+            f"{needed_bytes / 2**20:,.1f} MiB",
+            "Free some space, or choose another place",
+        )

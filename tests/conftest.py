@@ -19,8 +19,11 @@ def run_cli(
     """Run `python -m convnet ARGUMENTS` in a subprocess, as a user would."""
     result = subprocess.run(
         [sys.executable, "-m", "convnet", *arguments],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"convnet {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
     return result

@@ -17,8 +17,10 @@ from PIL import Image, ImageDraw
 
 def _arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, steps: int = 48):
     """Points of an elliptical arc; angles in degrees, 0 = right, 90 = down."""
-    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
-            for a in np.linspace(start, end, steps)]  # fmt: skip
+    return [
+        (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
+        for a in np.linspace(start, end, steps)
+    ]
 
 
 STROKES: dict[int, list[list[tuple[float, float]]]] = {
@@ -35,8 +37,15 @@ STROKES: dict[int, list[list[tuple[float, float]]]] = {
 }
 
 
-def draw_digit(digit: int, canvas: int = 600, pen: float = 20, paper: int = 235,
-               ink: int = 40, noise: float = 4.0, seed: int = 0) -> np.ndarray:  # fmt: skip
+def draw_digit(
+    digit: int,
+    canvas: int = 600,
+    pen: float = 20,
+    paper: int = 235,
+    ink: int = 40,
+    noise: float = 4.0,
+    seed: int = 0,
+) -> np.ndarray:
     """A grey (canvas × canvas) uint8 drawing: dark ink on light paper with a little noise."""
     image = Image.new("L", (canvas, canvas), paper)
     draw = ImageDraw.Draw(image)

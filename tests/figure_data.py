@@ -44,13 +44,37 @@ def cost_result():
     """Two models whose times span three orders of magnitude, as LeNet-5 and an MLP do."""
     models = []
     for name, scale in (("lenet5", 1.0), ("mlp", 0.05)):
-        seconds = {kind: {"1": scale * base, "256": scale * base / 40}
-                   for kind, base in (("inference", 2e-4), ("training", 8e-4))}  # fmt: skip
-        shares = {kind: {batch: {"convolution": 0.6, "pooling": 0.1, "fully connected": 0.2,
-                                 "activation": 0.05, "other": 0.05} for batch in ("1", "256")}
-                  for kind in ("inference", "training")}  # fmt: skip
-        models.append(ModelCost(name, "LeNet" if name == "lenet5" else "MLP", 61_706, 61_706,
-                                246_824, int(30_000 / scale), 416_520, 416_520, seconds, shares))  # fmt: skip
+        seconds = {
+            kind: {"1": scale * base, "256": scale * base / 40}
+            for kind, base in (("inference", 2e-4), ("training", 8e-4))
+        }
+        shares = {
+            kind: {
+                batch: {
+                    "convolution": 0.6,
+                    "pooling": 0.1,
+                    "fully connected": 0.2,
+                    "activation": 0.05,
+                    "other": 0.05,
+                }
+                for batch in ("1", "256")
+            }
+            for kind in ("inference", "training")
+        }
+        models.append(
+            ModelCost(
+                name,
+                "LeNet" if name == "lenet5" else "MLP",
+                61_706,
+                61_706,
+                246_824,
+                int(30_000 / scale),
+                416_520,
+                416_520,
+                seconds,
+                shares,
+            )
+        )
     return CostResult(models, "cpu", "fp32", 2, [1.0, 1.0, 1.0], {}, [])
 
 
@@ -65,8 +89,12 @@ def evolution_result(train_subset: int | None = None):
             ("resnet_mini", "ResNet", 2015, 18, 0.08),
         )
     ]
-    settings = {"dataset": "fashion-mnist", "epochs": 2, "train_subset": train_subset,
-                "test_subset": None}  # fmt: skip
+    settings = {
+        "dataset": "fashion-mnist",
+        "epochs": 2,
+        "train_subset": train_subset,
+        "test_subset": None,
+    }
     return EvolutionResult(settings, outcomes, train_subset or 60_000, 10_000, {}, 1.0)
 
 
@@ -77,10 +105,16 @@ def shift_result():
     shifted = torch.roll(original, -2, dims=1)
     counts = torch.from_numpy(np.random.default_rng(0).normal(100, 19, 10_000).round().clip(30))
     stats = {"count": 10_000, "mean": 99.4, "std": 18.7, "median": 99.0, "min": 30, "max": 190}
-    closest = {"index": 18, "label": "3", "changed": 154, "black_to_white": 77,
-               "white_to_black": 77}  # fmt: skip
-    return ShiftResult(0, "1", 2, 0.5, 1024, 80, 40, 40, 80, stats, closest, original, shifted,
-                       counts.int())  # fmt: skip
+    closest = {
+        "index": 18,
+        "label": "3",
+        "changed": 154,
+        "black_to_white": 77,
+        "white_to_black": 77,
+    }
+    return ShiftResult(
+        0, "1", 2, 0.5, 1024, 80, 40, 40, 80, stats, closest, original, shifted, counts.int()
+    )
 
 
 def feature_map_result():

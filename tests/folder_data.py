@@ -44,8 +44,9 @@ def _samples(split: str, per_class: int, classes: int) -> list[tuple[int, int]]:
     return [(label, offset + i) for label in range(classes) for i in range(per_class)]
 
 
-def make_split_folders(root: Path, train_per_class: int = 24, val_per_class: int = 8,
-                       classes: int = len(WNIDS)) -> Path:  # fmt: skip
+def make_split_folders(
+    root: Path, train_per_class: int = 24, val_per_class: int = 8, classes: int = len(WNIDS)
+) -> Path:
     """root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG."""
     for split, count in (("train", train_per_class), ("val", val_per_class)):
         for label, index in _samples(split, count, classes):
@@ -64,8 +65,13 @@ def make_class_folders(root: Path, per_class: int = 24, classes: int = len(WNIDS
     return root
 
 
-def make_ilsvrc(root: Path, train_per_class: int = 24, val_per_class: int = 8,
-                classes: int = len(WNIDS), ground_truth: str = "both") -> Path:  # fmt: skip
+def make_ilsvrc(
+    root: Path,
+    train_per_class: int = 24,
+    val_per_class: int = 8,
+    classes: int = len(WNIDS),
+    ground_truth: str = "both",
+) -> Path:
     """The ILSVRC2012 layout with the same pixels as `make_split_folders`: training synset
     folders, a flat val/ of ILSVRC2012_val_%08d.JPEG files in shuffled class order, and
     the ground truth as "csv" (LOC_val_solution.csv), "devkit" (ground-truth text file and
@@ -102,8 +108,15 @@ def write_devkit(folder: Path, wnids_in_image_order: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     lines = "".join(f"{DEVKIT_IDS[wnid]}\n" for wnid in wnids_in_image_order)
     (folder / "ILSVRC2012_validation_ground_truth.txt").write_text(lines)
-    fields = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("gloss", "O"),
-              ("num_children", "O"), ("wordnet_height", "O"), ("num_train_images", "O")]  # fmt: skip
+    fields = [
+        ("ILSVRC2012_ID", "O"),
+        ("WNID", "O"),
+        ("words", "O"),
+        ("gloss", "O"),
+        ("num_children", "O"),
+        ("wordnet_height", "O"),
+        ("num_train_images", "O"),
+    ]
     synsets = np.zeros((len(DEVKIT_IDS) + 1,), dtype=fields)
     for row, (wnid, devkit_id) in enumerate(sorted(DEVKIT_IDS.items(), key=lambda kv: kv[1])):
         synsets[row] = (devkit_id, wnid, f"class {wnid}", "a fake synset", 0, 0, 24)

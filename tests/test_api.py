@@ -46,16 +46,22 @@ def test_every_python_example_of_the_api_page_runs(mnist_dir, tmp_path, monkeypa
 
 def test_importing_convnet_imports_no_torch():
     code = "import sys, convnet; print('torch' in sys.modules, convnet.fit.__module__)"
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True).stdout.split()  # fmt: skip
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert output == ["False", "convnet.api"]
 
 
 @pytest.mark.parametrize(
     ("pattern", "expected"),
-    [("*", sorted(MODELS)), ("lenet*", ["lenet5", "lenet5_1998"]), ("nothing*", []),
-     ("resnet?8", ["resnet18"]), ("*_mini", sorted(n for n in MODELS if n.endswith("_mini")))],
-)  # fmt: skip
+    [
+        ("*", sorted(MODELS)),
+        ("lenet*", ["lenet5", "lenet5_1998"]),
+        ("nothing*", []),
+        ("resnet?8", ["resnet18"]),
+        ("*_mini", sorted(n for n in MODELS if n.endswith("_mini"))),
+    ],
+)
 def test_list_models_takes_wildcards(pattern, expected):
     assert convnet.list_models(pattern) == expected
 
@@ -135,7 +141,15 @@ def test_summary_of_a_module_of_ones_own_is_the_command_line_table():
     assert [layer.macs for layer in table.layers] == [4 * 8 * 2 * 3, 4 * 8 * 5]
     assert table.total["depth"] is None and "depth unknown" in str(table)
     assert str(table).splitlines()[0].split() == [
-        "layer", "type", "output", "params", "connections", "MACs", "activ.", "KiB"]  # fmt: skip
+        "layer",
+        "type",
+        "output",
+        "params",
+        "connections",
+        "MACs",
+        "activ.",
+        "KiB",
+    ]
     with pytest.raises(UserError, match="cannot take input"):
         convnet.summary(Branchy(), (3, 10))
     printed = run_cli("summary", "lenet5", check=True).stdout
@@ -151,8 +165,17 @@ def tiny_module() -> nn.Module:
 def own_run(mnist_dir, tmp_path_factory) -> tuple[Path, nn.Module, dict]:
     module = tiny_module()
     out = tmp_path_factory.mktemp("api") / "own"
-    result = convnet.fit(module, dataset="mnist", epochs=1, train_subset=600, test_subset=300,
-                         out=out, name="tiny", threads=1, log=lambda m: None)  # fmt: skip
+    result = convnet.fit(
+        module,
+        dataset="mnist",
+        epochs=1,
+        train_subset=600,
+        test_subset=300,
+        out=out,
+        name="tiny",
+        threads=1,
+        log=lambda m: None,
+    )
     return out, module, result
 
 
@@ -160,8 +183,11 @@ def test_a_module_of_ones_own_trains_and_loads_back(own_run):
     out, module, result = own_run
     assert result["model"] == "tiny" and result["num_examples"] == 300
     config = json.loads((out / "config.json").read_text())
-    assert config["custom_module"] == {"class": "torch.nn.modules.container.Sequential",
-                                       "input_size": [1, 28, 28], "normalization": [0.0, 1.0]}  # fmt: skip
+    assert config["custom_module"] == {
+        "class": "torch.nn.modules.container.Sequential",
+        "input_size": [1, 28, 28],
+        "normalization": [0.0, 1.0],
+    }
     with pytest.raises(UserError, match="module of your own"):
         convnet.load_run(out)
     loaded = convnet.load_run(out, module=tiny_module())

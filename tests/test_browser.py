@@ -27,9 +27,15 @@ CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling out, which a closed
 # network refuses; none of these change what the page does.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 START_TIMEOUT = 120
 
@@ -54,10 +60,24 @@ def server_url(mnist_dir, tmp_path_factory):
     playwright_or_skip()
     runs = quick_runs(tmp_path_factory)  # trains them unless already there
     process = subprocess.Popen(
-        [sys.executable, "-m", "convnet", "serve", "--port", "0", "--run", str(runs["lenet5"]),
-         "--run", str(runs["mlp"]), "--runs-dir", str(tmp_path_factory.mktemp("no-runs"))],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "convnet",
+            "serve",
+            "--port",
+            "0",
+            "--run",
+            str(runs["lenet5"]),
+            "--run",
+            str(runs["mlp"]),
+            "--runs-dir",
+            str(tmp_path_factory.mktemp("no-runs")),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(
         target=lambda: [lines.put(line) for line in process.stderr], daemon=True
@@ -142,8 +162,10 @@ def test_draw_see_and_shift(server_url):
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on(
                 "response",
-                lambda r: problems.append(f"{r.status} {r.url}: {r.text()}") if r.status >= 400 else None,
-            )  # fmt: skip
+                lambda r: (
+                    problems.append(f"{r.status} {r.url}: {r.text()}") if r.status >= 400 else None
+                ),
+            )
             page.goto(server_url)
             expect(page.locator("#model-notes")).to_contain_text("lenet5")
             expect(page.locator("#model-notes")).to_contain_text("mlp")
@@ -207,16 +229,26 @@ def test_draw_see_and_shift(server_url):
 # Latin-letter words the Korean page may show, each for a reason; anything else is English
 # left untranslated. The served runs' names are allowed as well (they name directories).
 ALLOWED_LATIN = {
-    "lenet5", "mlp", "LeNet-5",  # model names
+    "lenet5",
+    "mlp",
+    "LeNet-5",  # model names
     "px",  # a unit
-    "C1", "S2", "C3", "S4", "C5",  # LeNet-5's layer names, as the paper and courses write them
+    "C1",
+    "S2",
+    "C3",
+    "S4",
+    "C5",  # LeNet-5's layer names, as the paper and courses write them
     "ReLU",  # the activation function's name, in the weight-sharing sum
     "Grad-CAM",  # the explanation method's name (Selvaraju et al.), as Korean courses write it
     "MNIST",  # the data set's name
-    "LeCun", "Bottou", "Bengio", "Haffner",  # the authors cited in the footer
-    "convnet", "serve",  # the program and its command (`convnet serve`)
+    "LeCun",
+    "Bottou",
+    "Bengio",
+    "Haffner",  # the authors cited in the footer
+    "convnet",
+    "serve",  # the program and its command (`convnet serve`)
     "English",  # the switch names each language in that language
-}  # fmt: skip
+}
 LATIN_WORDS = r"""() => document.body.innerText.match(/[A-Za-z][A-Za-z0-9-]*/g) || []"""
 HANGUL_BESIDE_SWITCH = r"""() => /[\uac00-\ud7a3]/.test(
     document.body.innerText.replace(document.getElementById("languages").innerText, ""))"""

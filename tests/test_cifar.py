@@ -117,9 +117,12 @@ def test_malformed_files_are_refused(
 
 @pytest.mark.parametrize(
     ("member", "message"),
-    [("../escape.bin", "holds '../escape.bin'"), ("/etc/passwd", "holds '/etc/passwd'"),
-     ("cifar-10-batches-bin/extra.bin", "holds 'cifar-10-batches-bin/extra.bin'")],
-)  # fmt: skip
+    [
+        ("../escape.bin", "holds '../escape.bin'"),
+        ("/etc/passwd", "holds '/etc/passwd'"),
+        ("cifar-10-batches-bin/extra.bin", "holds 'cifar-10-batches-bin/extra.bin'"),
+    ],
+)
 def test_an_archive_with_unexpected_members_is_refused(
     member, message, registered, tmp_path, capsys
 ):
@@ -148,8 +151,11 @@ def test_the_official_url_is_tried_last_and_its_archive_verified(
     archive = write_archive(tmp_path / "served.tar.gz", files).read_bytes()
     register_generated(monkeypatch, files)
     spec = DATASETS["cifar10"]
-    official = Archive(url="https://example.invalid/cifar-10-binary.tar.gz", size=len(archive),
-                       sha256=datasets.sha256_of(archive))  # fmt: skip
+    official = Archive(
+        url="https://example.invalid/cifar-10-binary.tar.gz",
+        size=len(archive),
+        sha256=datasets.sha256_of(archive),
+    )
     monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(spec, archive=official))
     served = archive[:-1] + bytes([archive[-1] ^ 1]) if tampered else archive
     opened = []
@@ -186,8 +192,17 @@ def test_the_real_checksums_refuse_other_bytes(generated, monkeypatch, tmp_path,
 
 def test_a_file_as_source_of_idx_data_is_refused(tmp_path, capsys):
     (tmp_path / "mnist.tar.gz").write_bytes(b"")
-    code = main(["data", "fetch", "mnist", "--source", str(tmp_path / "mnist.tar.gz"),
-                 "--data-dir", str(tmp_path / "cache")])  # fmt: skip
+    code = main(
+        [
+            "data",
+            "fetch",
+            "mnist",
+            "--source",
+            str(tmp_path / "mnist.tar.gz"),
+            "--data-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 2 and "is a file; give a directory" in capsys.readouterr().err
 
 
@@ -247,8 +262,9 @@ def test_crop_and_flip_statistics():
 def test_augmentation_is_drawn_per_image_not_per_batch(registered, tmp_path):
     files, records = registered
     assert fetch(write_folder(tmp_path / "source", files), tmp_path / "cache") == 0
-    source = TensorSource.from_dataset("cifar10", (3, 32, 32), ((0.0,) * 3, (1.0,) * 3),
-                                       data_dir=tmp_path / "cache", augment=True)  # fmt: skip
+    source = TensorSource.from_dataset(
+        "cifar10", (3, 32, 32), ((0.0,) * 3, (1.0,) * 3), data_dir=tmp_path / "cache", augment=True
+    )
     assert source.channels == 3 and source.augmentation is AUGMENTATIONS["crop_flip"]
 
     def epoch(batch_size: int) -> torch.Tensor:
@@ -280,9 +296,16 @@ def test_resnet_mini_trains_on_it_and_resumes_bit_exactly(
     torch.set_num_threads(1)
 
     def config(out: str) -> TrainConfig:
-        return TrainConfig(model="resnet_mini", dataset="cifar10", data_dir=str(cache), epochs=2,
-                           batch_size=32, precision="fp32", checkpoint_every=3,
-                           out=str(tmp_path / out))  # fmt: skip
+        return TrainConfig(
+            model="resnet_mini",
+            dataset="cifar10",
+            data_dir=str(cache),
+            epochs=2,
+            batch_size=32,
+            precision="fp32",
+            checkpoint_every=3,
+            out=str(tmp_path / out),
+        )
 
     try:
         straight = fit(config("straight"), log=lambda message: None)
@@ -321,8 +344,22 @@ def test_resnet_mini_trains_on_it_and_resumes_bit_exactly(
     assert json.loads(capsys.readouterr().out)["top1_error"] == straight["top1_error"]
     # the bare weights, scored on cifar10, are built and normalised for it too
     weights = str(tmp_path / "straight" / "model.safetensors")
-    assert main(["evaluate", "resnet_mini", "--weights", weights, "--dataset", "cifar10",
-                 "--data-dir", str(cache), "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "resnet_mini",
+                "--weights",
+                weights,
+                "--dataset",
+                "cifar10",
+                "--data-dir",
+                str(cache),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["top1_error"] == straight["top1_error"]
     # a colour model is not scored on grey digits
     assert main(["evaluate", str(tmp_path / "straight"), "--dataset", "mnist"]) == 2

@@ -61,8 +61,15 @@ def test_evaluate_and_predict_a_trained_run(trained_run, mnist_test, tmp_path):
 def test_summary_json_contract():
     document = json.loads(run_cli("summary", "lenet5_1998", "--json", check=True).stdout)
     assert set(document) >= {"model", "input_size", "layers", "total"}
-    assert set(document["layers"][0]) >= {"name", "type", "output_shape", "params", "trainable_params",
-                                          "connections", "macs"}  # fmt: skip
+    assert set(document["layers"][0]) >= {
+        "name",
+        "type",
+        "output_shape",
+        "params",
+        "trainable_params",
+        "connections",
+        "macs",
+    }
     assert document["total"]["connections"] == 340_908 and document["total"]["depth"] == 5
 
 
@@ -96,8 +103,9 @@ def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback():
     """`convnet summary resnet152 --json | head -c 10`: the reader leaves early."""
     process = subprocess.Popen(
         [sys.executable, "-m", "convnet", "summary", "resnet152", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     process.stdout.read(10)
     process.stdout.close()
     error = process.stderr.read().decode()
@@ -116,14 +124,19 @@ def test_a_run_and_a_model_name_are_told_apart(command, tmp_path, trained_run):
     """A model name without --weights, or a run directory with --weights, gets a message
     that says which was meant; both are mistakes a new user made."""
     run_dir, _ = trained_run
-    extra = {"evaluate": [], "export": ["--out", str(tmp_path / "m.onnx")],
-             "explain": [str(tmp_path / "digit.png")]}[command]  # fmt: skip
+    extra = {
+        "evaluate": [],
+        "export": ["--out", str(tmp_path / "m.onnx")],
+        "explain": [str(tmp_path / "digit.png")],
+    }[command]
     assert_user_error(run_cli(command, "lenet5", *extra), "'lenet5' is a model name", "--weights")
     weights = str(run_dir / "model.safetensors")
     assert_user_error(
         run_cli(command, str(run_dir), "--weights", weights, *extra),
-        "is a directory", "drop --weights", f"convnet {command} lenet5 --weights",
-    )  # fmt: skip
+        "is a directory",
+        "drop --weights",
+        f"convnet {command} lenet5 --weights",
+    )
 
 
 def test_a_damaged_weights_file_gets_no_advice_to_run_its_code(tmp_path):
@@ -219,8 +232,11 @@ def test_summary_refuses_a_negative_class_count_without_traceback():
 
 @pytest.mark.parametrize(("model", "count"), [("lenet5", "0"), ("resnet18", "0"), ("lenet5", "1")])
 def test_summary_refuses_fewer_than_two_classes(model, count, capsys):
-    refused(capsys, ["summary", model, "--num-classes", count],
-            f"--num-classes must be at least 2 (a classifier needs at least 2 classes), not {count}")  # fmt: skip
+    refused(
+        capsys,
+        ["summary", model, "--num-classes", count],
+        f"--num-classes must be at least 2 (a classifier needs at least 2 classes), not {count}",
+    )
 
 
 def test_summary_num_classes_must_agree_with_weights(tmp_path, capsys):
@@ -230,17 +246,35 @@ def test_summary_num_classes_must_agree_with_weights(tmp_path, capsys):
 
     path = tmp_path / "seven.safetensors"
     save_weights(path, get_model("lenet5", num_classes=7))
-    refused(capsys, ["summary", "lenet5", "--weights", str(path), "--num-classes", "5"],
-            "classify 7 classes, not the 5 of --num-classes")  # fmt: skip
+    refused(
+        capsys,
+        ["summary", "lenet5", "--weights", str(path), "--num-classes", "5"],
+        "classify 7 classes, not the 5 of --num-classes",
+    )
     assert main(["summary", "lenet5", "--weights", str(path), "--num-classes", "7", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["layers"][-1]["output_shape"] == [7]
 
 
 def test_train_refuses_checkpoint_every_zero(mnist_dir, tmp_path, capsys):
     # tiny, so that a run which is not refused ends (and fails the test) in a few seconds
-    run = ["train", "lenet5", "--epochs", "1", "--train-subset", "64", "--test-subset", "64",
-           "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run")]  # fmt: skip
+    run = [
+        "train",
+        "lenet5",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "64",
+        "--test-subset",
+        "64",
+        "--data-dir",
+        str(mnist_dir),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     for steps in ("0", "-2"):
-        refused(capsys, [*run, "--checkpoint-every", steps],
-                f"--checkpoint-every must be at least 1, not {steps}")  # fmt: skip
+        refused(
+            capsys,
+            [*run, "--checkpoint-every", steps],
+            f"--checkpoint-every must be at least 1, not {steps}",
+        )
     assert not (tmp_path / "run").exists()

@@ -18,8 +18,22 @@ from convnet.cli import build_parser
 from convnet.commands import catalog
 
 # Packages that take seconds to import (torch alone about two) or pull torch in.
-HEAVY = ("torch", "torchvision", "matplotlib", "numpy", "PIL", "fastapi", "uvicorn", "scipy",
-         "captum", "onnx", "onnxruntime", "tensorboard", "safetensors", "tqdm")  # fmt: skip
+HEAVY = (
+    "torch",
+    "torchvision",
+    "matplotlib",
+    "numpy",
+    "PIL",
+    "fastapi",
+    "uvicorn",
+    "scipy",
+    "captum",
+    "onnx",
+    "onnxruntime",
+    "tensorboard",
+    "safetensors",
+    "tqdm",
+)
 
 
 def walk(
@@ -62,9 +76,11 @@ def test_help_pages_and_data_list_import_nothing_heavy(tmp_path):
     assert ["experiment", "evolution", "--help"] in lines  # subcommands are walked too
     result = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(HEAVY), json.dumps(lines)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "CONVNET_DATA_DIR": str(tmp_path)},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [json.loads(line) for line in result.stdout.splitlines()]
     assert [report["argv"] for report in reports] == lines
@@ -115,15 +131,27 @@ def test_catalog_names_what_the_registries_hold():
     from convnet.models import list_models
 
     copies = {
-        "models": catalog.MODEL_NAMES, "distortions": catalog.DISTORTION_NAMES,
-        "variants": catalog.INVARIANCE_VARIANTS, "evolution models": catalog.EVOLUTION_MODELS,
-        "evolution recipe": (catalog.EVOLUTION_EPOCHS, catalog.EVOLUTION_BATCH_SIZE,
-                             catalog.EVOLUTION_LR, catalog.EVOLUTION_WEIGHT_DECAY),
-    }  # fmt: skip
+        "models": catalog.MODEL_NAMES,
+        "distortions": catalog.DISTORTION_NAMES,
+        "variants": catalog.INVARIANCE_VARIANTS,
+        "evolution models": catalog.EVOLUTION_MODELS,
+        "evolution recipe": (
+            catalog.EVOLUTION_EPOCHS,
+            catalog.EVOLUTION_BATCH_SIZE,
+            catalog.EVOLUTION_LR,
+            catalog.EVOLUTION_WEIGHT_DECAY,
+        ),
+    }
     sources = {
-        "models": tuple(list_models()), "distortions": tuple(DISTORTIONS),
-        "variants": VARIANT_KINDS, "evolution models": evolution.DEFAULT_MODELS,
-        "evolution recipe": (evolution.DEFAULT_EPOCHS, evolution.DEFAULT_BATCH_SIZE,
-                             evolution.DEFAULT_LR, evolution.DEFAULT_WEIGHT_DECAY),
-    }  # fmt: skip
+        "models": tuple(list_models()),
+        "distortions": tuple(DISTORTIONS),
+        "variants": VARIANT_KINDS,
+        "evolution models": evolution.DEFAULT_MODELS,
+        "evolution recipe": (
+            evolution.DEFAULT_EPOCHS,
+            evolution.DEFAULT_BATCH_SIZE,
+            evolution.DEFAULT_LR,
+            evolution.DEFAULT_WEIGHT_DECAY,
+        ),
+    }
     assert copies == sources

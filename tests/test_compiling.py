@@ -40,9 +40,13 @@ def scored(tmp_path) -> tuple[torch.nn.Module, FolderSource]:
             pattern(label, index, classes=7).save(folder / f"{index}.jpg")
     torch.manual_seed(3)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 6, 5, stride=3), torch.nn.BatchNorm2d(6), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(24, 7),
-    ).eval()  # fmt: skip
+        torch.nn.Conv2d(3, 6, 5, stride=3),
+        torch.nn.BatchNorm2d(6),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(24, 7),
+    ).eval()
     source = FolderSource(tmp_path, (3, 32, 32), (MEAN, STD), resize=40, train=False, workers=0)
     return model, source
 
@@ -60,11 +64,13 @@ def test_a_failing_compiler_leaves_the_evaluation_uncompiled_with_a_note(scored,
     notes = []
     cpu = torch.device("cpu")
     uncompiled = evaluate(model, source, cpu, "fp32", batch_size=4)
-    fallen_back = evaluate(model, source, cpu, "fp32", batch_size=4, compile_model=True,
-                           log=notes.append)  # fmt: skip
+    fallen_back = evaluate(
+        model, source, cpu, "fp32", batch_size=4, compile_model=True, log=notes.append
+    )
     assert fallen_back.compiled is False and uncompiled.compiled is False
-    assert ({key: fallen_back.result[key] for key in SCORES}
-            == {key: uncompiled.result[key] for key in SCORES})  # fmt: skip
+    assert {key: fallen_back.result[key] for key in SCORES} == {
+        key: uncompiled.result[key] for key in SCORES
+    }
     assert len(notes) == 1 and "no C++ compiler found" in notes[0], notes
 
 
@@ -89,12 +95,14 @@ def test_a_compiled_model_scores_as_the_model_itself(scored, monkeypatch):
     cpu = torch.device("cpu")
     uncompiled = evaluate(model, source, cpu, "fp32", batch_size=4)
     notes = []
-    compiled = evaluate(model, source, cpu, "fp32", batch_size=4, compile_model=True,
-                        log=notes.append)  # fmt: skip
+    compiled = evaluate(
+        model, source, cpu, "fp32", batch_size=4, compile_model=True, log=notes.append
+    )
     assert compiled.compiled is True and not notes, notes
     assert set(calls) == {(4, 3, 32, 32)} and len(calls) == 6  # 21 images: 5 full + 1 padded
-    assert ({key: compiled.result[key] for key in SCORES}
-            == {key: uncompiled.result[key] for key in SCORES})  # fmt: skip
+    assert {key: compiled.result[key] for key in SCORES} == {
+        key: uncompiled.result[key] for key in SCORES
+    }
 
 
 def test_the_command_compiles_when_asked_and_says_so(scored, tmp_path, monkeypatch, capsys):
@@ -110,19 +118,48 @@ def test_the_command_compiles_when_asked_and_says_so(scored, tmp_path, monkeypat
     weights = tmp_path / "lenet5.safetensors"
     save_weights(weights, get_model("lenet5", num_classes=7))
     compiles = []
-    monkeypatch.setattr("convnet.engine.evaluate.compiled_for_inference",
-                        lambda module: compiles.append(module) or module)  # fmt: skip
+    monkeypatch.setattr(
+        "convnet.engine.evaluate.compiled_for_inference",
+        lambda module: compiles.append(module) or module,
+    )
     data = scored[1].eval_collection.root
     results = {}
     for choice in ("auto", "yes", "no"):
-        assert main(["evaluate", "lenet5", "--weights", str(weights), "--data", str(data),
-                     "--precision", "fp32", "--workers", "0", "--compile", choice,
-                     "--json"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "lenet5",
+                    "--weights",
+                    str(weights),
+                    "--data",
+                    str(data),
+                    "--precision",
+                    "fp32",
+                    "--workers",
+                    "0",
+                    "--compile",
+                    choice,
+                    "--json",
+                ]
+            )
+            == 0
+        )
         results[choice] = json.loads(capsys.readouterr().out)
     assert [results[c]["compiled"] for c in ("auto", "yes", "no")] == [False, True, False]
     assert len(compiles) == 1
     assert results["yes"]["top1_error"] == results["no"]["top1_error"]
     with pytest.raises(SystemExit) as exit_status:
-        main(["evaluate", "lenet5", "--weights", str(weights), "--data", str(data),
-              "--compile", "always"])  # fmt: skip
+        main(
+            [
+                "evaluate",
+                "lenet5",
+                "--weights",
+                str(weights),
+                "--data",
+                str(data),
+                "--compile",
+                "always",
+            ]
+        )
     assert exit_status.value.code == 2

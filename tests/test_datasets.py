@@ -73,8 +73,13 @@ def fallback_that_works(mnist_dir, monkeypatch):
     """MNIST's own sources replaced by one that holds every file (the verified cache, as a
     system package's directory): a --source passed over for it would fetch, and exit 0."""
     spec = DATASETS["mnist"]
-    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(
-        spec, npm_package=None, mirrors=(), system_dirs=(str(mnist_dir / "mnist"),)))  # fmt: skip
+    monkeypatch.setitem(
+        DATASETS,
+        "mnist",
+        dataclasses.replace(
+            spec, npm_package=None, mirrors=(), system_dirs=(str(mnist_dir / "mnist"),)
+        ),
+    )
 
 
 def fetch_cli(capsys, source, cache) -> tuple[int, str]:

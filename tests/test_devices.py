@@ -17,8 +17,11 @@ from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError
 
 TINY = ("--epochs", "1", "--train-subset", "200", "--test-subset", "100", "--threads", "1")
-ABSENT = [name for name, here in (("cuda", torch.cuda.is_available()), ("mps", mps_available()))
-          if not here]  # fmt: skip
+ABSENT = [
+    name
+    for name, here in (("cuda", torch.cuda.is_available()), ("mps", mps_available()))
+    if not here
+]
 
 
 def assert_refused(result, *phrases: str) -> None:
@@ -33,8 +36,11 @@ def test_a_device_this_machine_lacks_is_refused_naming_what_it_has(device, tmp_p
     with pytest.raises(UserError, match=f"--device {device} .* This machine has: cpu"):
         resolve_device(device)
     out = tmp_path / "run"
-    assert_refused(run_cli("train", "lenet5", "--device", device, *TINY, "--out", str(out)),
-                   f"--device {device}", f"This machine has: {machine_devices()}")  # fmt: skip
+    assert_refused(
+        run_cli("train", "lenet5", "--device", device, *TINY, "--out", str(out)),
+        f"--device {device}",
+        f"This machine has: {machine_devices()}",
+    )
     assert not out.exists()
 
 
@@ -44,9 +50,14 @@ def test_fp16_off_cuda_is_refused_naming_what_this_machine_has(command, tmp_path
     arguments = {
         "train": ("train", "lenet5", *TINY, "--out", str(tmp_path / "run")),
         "evaluate": ("evaluate", "lenet5", "--weights", str(tmp_path / "w.safetensors")),
-        "predict": ("predict", "lenet5", str(tmp_path / "digit.png"), "--weights",
-                    str(tmp_path / "w.safetensors")),
-    }[command]  # fmt: skip
+        "predict": (
+            "predict",
+            "lenet5",
+            str(tmp_path / "digit.png"),
+            "--weights",
+            str(tmp_path / "w.safetensors"),
+        ),
+    }[command]
     if command != "train":
         from safetensors.torch import save_file
 
@@ -67,8 +78,16 @@ def test_an_unknown_device_or_precision_lists_the_choices():
 
 
 def small_config(out, **overrides) -> TrainConfig:
-    values = dict(model="lenet5", epochs=1, batch_size=50, train_subset=300, test_subset=100,
-                  checkpoint_every=2, precision="fp32", out=str(out))  # fmt: skip
+    values = dict(
+        model="lenet5",
+        epochs=1,
+        batch_size=50,
+        train_subset=300,
+        test_subset=100,
+        checkpoint_every=2,
+        precision="fp32",
+        out=str(out),
+    )
     return TrainConfig(**{**values, **overrides})
 
 

@@ -53,11 +53,26 @@ def _max_difference(first: Path, second: Path) -> float:
 def _torchrun(*arguments: str) -> subprocess.CompletedProcess:
     """`convnet train ARGUMENTS` as 2 processes on the CPU, talking over gloo."""
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "convnet", "train", *arguments, *CPU, "--backend", "gloo"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "convnet",
+            "train",
+            *arguments,
+            *CPU,
+            "--backend",
+            "gloo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +82,9 @@ def single_run(folders, tmp_path_factory) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        code = main(["train", *TRAIN, "--data", str(folders), "--batch-size", "16",
-                     "--out", str(run_dir)])  # fmt: skip
+        code = main(
+            ["train", *TRAIN, "--data", str(folders), "--batch-size", "16", "--out", str(run_dir)]
+        )
     finally:
         torch.set_num_threads(threads)
     assert code == 0

@@ -102,10 +102,12 @@ def test_a_server_that_does_not_answer_is_a_clear_error(server, hub, monkeypatch
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [(["train", "lenet5", "--download"], "give --weights NAME"),
-     (["train", "lenet5", "--weights", "{file}", "--download"], "Drop --download"),
-     (["evaluate", "lenet5", "--weights", "{file}", "--download"], "Drop --download")],
-)  # fmt: skip
+    [
+        (["train", "lenet5", "--download"], "give --weights NAME"),
+        (["train", "lenet5", "--weights", "{file}", "--download"], "Drop --download"),
+        (["evaluate", "lenet5", "--weights", "{file}", "--download"], "Drop --download"),
+    ],
+)
 def test_download_with_nothing_to_fetch_is_refused(arguments, message, tmp_path, capsys):
     from safetensors.torch import save_file
 

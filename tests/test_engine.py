@@ -51,8 +51,16 @@ def source_arguments(kind: str, folders: Path) -> list[str]:
 
 def config_for(kind: str, folders: Path, out: Path, **overrides) -> TrainConfig:
     # On the CPU whatever the machine has: the resume checks are bit-exact.
-    values = dict(model="lenet5", epochs=2, batch_size=32, precision="fp32", out=str(out),
-                  checkpoint_every=2, lr=0.05, device="cpu")  # fmt: skip
+    values = dict(
+        model="lenet5",
+        epochs=2,
+        batch_size=32,
+        precision="fp32",
+        out=str(out),
+        checkpoint_every=2,
+        lr=0.05,
+        device="cpu",
+    )
     if kind == "idx":
         values.update(dataset="mnist", train_subset=600, test_subset=200)
     else:
@@ -93,7 +101,8 @@ def test_crash_and_resume_gives_identical_weights(
         assert torch.equal(tensor, second[name]), name
     # identical weights, identical files (the metadata is written in a fixed order)
     assert (tmp_path / "straight" / "model.safetensors").read_bytes() == (
-        tmp_path / "crashed" / "model.safetensors").read_bytes()  # fmt: skip
+        tmp_path / "crashed" / "model.safetensors"
+    ).read_bytes()
     assert resumed["top1_error"] == straight["top1_error"]
 
     def without_timing(run_dir: Path) -> list[dict]:
@@ -108,14 +117,39 @@ def test_train_evaluate_predict_and_report(
     kind, folders, mnist_dir, mnist_test, tmp_path, capsys, one_thread
 ):
     run_dir = tmp_path / "run"
-    assert main(["train", "lenet5", *source_arguments(kind, folders), "--epochs", "6",
-                 "--batch-size", "16", "--precision", "fp32", "--out", str(run_dir), "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "lenet5",
+                *source_arguments(kind, folders),
+                "--epochs",
+                "6",
+                "--batch-size",
+                "16",
+                "--precision",
+                "fp32",
+                "--out",
+                str(run_dir),
+                "--json",
+            ]
+        )
+        == 0
+    )
     trained = json.loads(capsys.readouterr().out)
     assert trained["epochs"] == 6 and trained["run_dir"] == str(run_dir)
     assert trained["top1_error"] < 0.5, trained["top1_error"]  # it learned
-    for name in ("config.json", "metrics.csv", "model.safetensors", "checkpoint.safetensors",
-                 "results.json", "report.html", "figures/curves.png", "figures/confusion.png",
-                 "figures/per_class.png"):  # fmt: skip
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "model.safetensors",
+        "checkpoint.safetensors",
+        "results.json",
+        "report.html",
+        "figures/curves.png",
+        "figures/confusion.png",
+        "figures/per_class.png",
+    ):
         assert (run_dir / name).is_file(), name
     history = Run(run_dir).history()
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
@@ -147,8 +181,21 @@ def test_train_evaluate_predict_and_report(
 @pytest.mark.parametrize("kind", SOURCES)
 def test_a_non_finite_loss_stops_the_run(kind, folders, mnist_dir, tmp_path, capsys, one_thread):
     run_dir = tmp_path / "run"
-    code = main(["train", "lenet5", *source_arguments(kind, folders), "--epochs", "2",
-                 "--lr", "1e30", "--precision", "fp32", "--out", str(run_dir)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "lenet5",
+            *source_arguments(kind, folders),
+            "--epochs",
+            "2",
+            "--lr",
+            "1e30",
+            "--precision",
+            "fp32",
+            "--out",
+            str(run_dir),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Training stopped" in err and "try a smaller --lr" in err, err
     assert "Traceback" not in err and not (run_dir / "results.json").exists()
@@ -162,12 +209,18 @@ INVALID = {
     "momentum 1": (["--momentum", "1"], "--momentum must be in [0, 1)"),
     "warm-up fraction 2": (["--warmup-fraction", "2"], "--warmup-fraction must be in [0, 1)"),
     "zero epochs": (["--epochs", "0"], "--epochs must be at least 1"),
-    "negative checkpoint interval": (["--checkpoint-every", "-2"], "--checkpoint-every must be at least 1"),
-    "zero checkpoint interval": (["--checkpoint-every", "0"], "--checkpoint-every must be at least 1, not 0"),
+    "negative checkpoint interval": (
+        ["--checkpoint-every", "-2"],
+        "--checkpoint-every must be at least 1",
+    ),
+    "zero checkpoint interval": (
+        ["--checkpoint-every", "0"],
+        "--checkpoint-every must be at least 1, not 0",
+    ),
     "thousands of threads": (["--threads", "9999"], "--threads must be between 0"),
     "both sources": (["--dataset", "fashion-mnist"], "not both"),
     "missing weights": (["--weights", "missing.safetensors"], "missing.safetensors does not exist"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(INVALID))
@@ -183,8 +236,9 @@ def test_invalid_flags_exit_2(kind, case, folders, mnist_dir, tmp_path, capsys):
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
 
 
-@pytest.mark.parametrize("flag", [["--image-size", "64"], ["--workers", "2"], ["--strict"],
-                                  ["--val-fraction", "0.3"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "flag", [["--image-size", "64"], ["--workers", "2"], ["--strict"], ["--val-fraction", "0.3"]]
+)
 def test_image_folder_flags_are_refused_for_a_data_set_in_memory(flag, capsys):
     assert main(["train", "lenet5", "--dataset", "mnist", *flag]) == 2
     err = capsys.readouterr().err
@@ -241,9 +295,32 @@ def test_evaluate_matches_class_folders_by_name(tmp_path, capsys, one_thread):
     Position would score every c_bright image as b_mid; by name, each is in its class."""
     data = make_brightness_classes(tmp_path / "three", ("a_dark", "b_mid", "c_bright"))
     run_dir = tmp_path / "run"
-    assert main(["train", "mlp", "--data", str(data), "--image-size", "32", "--epochs", "8",
-                 "--lr", "0.002", "--batch-size", "8", "--no-augment", "--precision", "fp32",
-                 "--workers", "0", "--out", str(run_dir)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "mlp",
+                "--data",
+                str(data),
+                "--image-size",
+                "32",
+                "--epochs",
+                "8",
+                "--lr",
+                "0.002",
+                "--batch-size",
+                "8",
+                "--no-augment",
+                "--precision",
+                "fp32",
+                "--workers",
+                "0",
+                "--out",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     other = make_brightness_classes(tmp_path / "other", ("a_dark", "c_bright"), per_class=6)
     assert main(["evaluate", str(run_dir), "--data", str(other), "--workers", "0", "--json"]) == 0
@@ -270,9 +347,28 @@ def test_fine_tuning_to_another_class_count(folders, tmp_path, capsys, one_threa
     weights = tmp_path / "imagenet.safetensors"
     save_weights(weights, pretrained)
     run_dir = tmp_path / "run"
-    code = main(["train", "resnet18", "--data", str(folders), "--weights", str(weights),
-                 "--image-size", "32", "--epochs", "1", "--lr", "1e-9", "--precision", "fp32",
-                 "--workers", "0", "--out", str(run_dir)])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "resnet18",
+            "--data",
+            str(folders),
+            "--weights",
+            str(weights),
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-9",
+            "--precision",
+            "fp32",
+            "--workers",
+            "0",
+            "--out",
+            str(run_dir),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert "classifier fc (1000 → 5 classes)" in err
@@ -280,8 +376,9 @@ def test_fine_tuning_to_another_class_count(folders, tmp_path, capsys, one_threa
     original = pretrained.state_dict()
     assert tuned["fc.weight"].shape == (5, 512)
     assert torch.allclose(tuned["conv1.weight"], original["conv1.weight"], atol=1e-6)
-    assert not any(key.startswith("fc.") and tuned[key].shape == original[key].shape
-                   for key in tuned)  # fmt: skip
+    assert not any(
+        key.startswith("fc.") and tuned[key].shape == original[key].shape for key in tuned
+    )
 
 
 @pytest.mark.slow
@@ -290,8 +387,22 @@ def test_two_processes_train_a_data_set_in_memory(mnist_dir, tmp_path):
     image folders (tests/test_distributed.py), with per-image augmentation on."""
     from test_distributed import _max_difference, _torchrun
 
-    common = ["lenet5", "--dataset", "mnist", "--train-subset", "640", "--test-subset", "200",
-              "--epochs", "1", "--precision", "fp32", "--device", "cpu", "--json"]  # fmt: skip
+    common = [
+        "lenet5",
+        "--dataset",
+        "mnist",
+        "--train-subset",
+        "640",
+        "--test-subset",
+        "200",
+        "--epochs",
+        "1",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     double = _torchrun(*common, "--batch-size", "16", "--out", str(tmp_path / "two"))
     assert double.returncode == 0, double.stderr[-3000:]
     result = json.loads(double.stdout)
@@ -309,8 +420,27 @@ def test_two_processes_train_a_data_set_in_memory(mnist_dir, tmp_path):
 def test_config_file_starts_a_run_again(mnist_dir, tmp_path, capsys, one_thread):
     """`--config RUN/config.json` starts from a saved configuration; a flag overrides it."""
     run_dir = tmp_path / "first"
-    assert main(["train", "lenet5", "--dataset", "mnist", "--train-subset", "300", "--test-subset",
-                 "100", "--epochs", "1", "--lr", "0.02", "--out", str(run_dir)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "lenet5",
+                "--dataset",
+                "mnist",
+                "--train-subset",
+                "300",
+                "--test-subset",
+                "100",
+                "--epochs",
+                "1",
+                "--lr",
+                "0.02",
+                "--out",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     again = tmp_path / "again"
     assert (
         main(
@@ -325,8 +455,15 @@ def test_config_file_starts_a_run_again(mnist_dir, tmp_path, capsys, one_thread)
 
 def test_a_trained_run_is_never_overwritten(folders, mnist_dir, tmp_path, capsys, one_thread):
     run_dir = tmp_path / "run"
-    arguments = ["train", "lenet5", *source_arguments("idx", folders), "--epochs", "1",
-                 "--out", str(run_dir)]  # fmt: skip
+    arguments = [
+        "train",
+        "lenet5",
+        *source_arguments("idx", folders),
+        "--epochs",
+        "1",
+        "--out",
+        str(run_dir),
+    ]
     assert main(arguments) == 0
     weights = (run_dir / "model.safetensors").read_bytes()
     capsys.readouterr()
@@ -352,8 +489,23 @@ def test_strict_refuses_an_undecodable_training_image(folders, tmp_path, capsys,
 
 def test_resume_refuses_other_images(folders, tmp_path, capsys, one_thread):
     run_dir = tmp_path / "run"
-    assert main(["train", "lenet5", "--data", str(folders), "--epochs", "1", "--workers", "0",
-                 "--out", str(run_dir)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "lenet5",
+                "--data",
+                str(folders),
+                "--epochs",
+                "1",
+                "--workers",
+                "0",
+                "--out",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     fewer = shutil.copytree(folders, tmp_path / "fewer")
     for path in list((fewer / "train" / "n01440764").iterdir())[:3]:
         path.unlink()
@@ -364,10 +516,12 @@ def test_resume_refuses_other_images(folders, tmp_path, capsys, one_thread):
 
 @pytest.mark.parametrize(
     "extra, message",
-    [(["--seed", "99999999999999999999"], "--seed must be between 0"),
-     (["--image-size", "0"], "--image-size must be at least 8"),
-     (["--out", "FILE"], "is a file, not a run directory")],
-)  # fmt: skip
+    [
+        (["--seed", "99999999999999999999"], "--seed must be between 0"),
+        (["--image-size", "0"], "--image-size must be at least 8"),
+        (["--out", "FILE"], "is a file, not a run directory"),
+    ],
+)
 def test_more_bad_values_exit_2(extra, message, folders, tmp_path, capsys):
     (tmp_path / "FILE").write_text("a file")
     extra = [str(tmp_path / "FILE") if item == "FILE" else item for item in extra]
@@ -387,8 +541,20 @@ def test_config_of_one_source_does_not_start_the_other(
     folders, mnist_dir, tmp_path, capsys, one_thread
 ):
     run_dir = tmp_path / "run"
-    assert main(["train", "lenet5", *source_arguments("idx", folders), "--epochs", "1",
-                 "--out", str(run_dir)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "lenet5",
+                *source_arguments("idx", folders),
+                "--epochs",
+                "1",
+                "--out",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["train", "--config", str(run_dir / "config.json"), "--data", str(folders)]) == 2
     assert "does not carry over" in capsys.readouterr().err

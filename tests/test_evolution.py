@@ -187,10 +187,23 @@ def fashion_mnist():
 
 def test_evolution_command_end_to_end(fashion_mnist, tmp_path):
     arguments = [
-        "experiment", "evolution", "--dataset", "fashion-mnist",
-        "--models", "lenet5,alexnet_mini", "--epochs", "2", "--train-subset", "4000",
-        "--test-subset", "1000", "--threads", "1", "--runs-dir", str(tmp_path / "runs"),
-    ]  # fmt: skip
+        "experiment",
+        "evolution",
+        "--dataset",
+        "fashion-mnist",
+        "--models",
+        "lenet5,alexnet_mini",
+        "--epochs",
+        "2",
+        "--train-subset",
+        "4000",
+        "--test-subset",
+        "1000",
+        "--threads",
+        "1",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+    ]
     first = run_cli(*arguments, "--json", check=True)
     document = json.loads(first.stdout)
     assert document["num_train_images"] == 4000 and document["num_test_images"] == 1000

@@ -345,8 +345,18 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
     korean = out.parent.parent / "ko" / "lecture.html"
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="Glyph")  # no Hangul drawn as an empty box
-        cli(capsys, "report", "lecture", "--lang", "ko", "--out", str(korean), *brief,
-            "--repeats", "2")  # fmt: skip
+        cli(
+            capsys,
+            "report",
+            "lecture",
+            "--lang",
+            "ko",
+            "--out",
+            str(korean),
+            *brief,
+            "--repeats",
+            "2",
+        )
     check_korean_page(korean.read_text(encoding="utf-8"))
     if figure_fonts.font_settings("ko") is not None:  # else drawn in English, by design
         for figure in (
@@ -378,8 +388,9 @@ def check_korean_page(page: str) -> None:
     from convnet.i18n import text
 
     assert page.startswith("<!doctype html><html lang='ko'>")
-    positions = [page.index(f"<h2>{text('ko', 'lecture.claim_heading', number=n)}</h2>")
-                 for n in range(1, 9)]  # fmt: skip
+    positions = [
+        page.index(f"<h2>{text('ko', 'lecture.claim_heading', number=n)}</h2>") for n in range(1, 9)
+    ]
     assert positions == sorted(positions)
     for n in range(1, 9):
         assert html.escape(text("ko", f"lecture.claim.{n}")) in page
@@ -390,8 +401,11 @@ def check_korean_page(page: str) -> None:
     assert "convnet report lecture --epochs 3 --train-subset 0 --runs-dir" in sections[0]
     assert text("ko", "lecture.variants.reused") in page.split("<section>")[0]
     assert re.search(r"\{\w+\}", page) is None  # every placeholder filled
-    english = [word for word in re.findall(r"[A-Za-z][A-Za-z0-9_+-]*", visible_text(page))
-               if not KOREAN_PAGE_LATIN.fullmatch(word)]  # fmt: skip
+    english = [
+        word
+        for word in re.findall(r"[A-Za-z][A-Za-z0-9_+-]*", visible_text(page))
+        if not KOREAN_PAGE_LATIN.fullmatch(word)
+    ]
     assert english == [], english
 
 
@@ -415,9 +429,12 @@ class _Accuracies:
 
 @pytest.mark.parametrize(
     "accuracies, judged",
-    [({"lenet5": 0.99, "mlp": 0.975}, True), ({"lenet5": 0.99, "mlp": 0.969}, False),
-     ({"lenet5": 0.20, "mlp": 0.98}, False)],
-)  # fmt: skip
+    [
+        ({"lenet5": 0.99, "mlp": 0.975}, True),
+        ({"lenet5": 0.99, "mlp": 0.969}, False),
+        ({"lenet5": 0.20, "mlp": 0.98}, False),
+    ],
+)
 def test_a_verdict_needs_every_network_above_the_floor(accuracies, judged):
     from convnet.report.lecture_claims import ACCURACY_FLOOR, NOT_JUDGED, Section, gate
 

@@ -83,8 +83,19 @@ def test_explain_writes_overlays(trained_run, lenet_and_digits, mnist_test, tmp_
     for method in ("gradcam", "saliency", "occlusion"):
         expected = explain(loaded.model, pixels, loaded.normalization, method, spec=loaded.spec)
         out = tmp_path / "overlays"
-        document = json.loads(run_cli("explain", str(run_dir), *paths, "--method", method,
-                                      "--out", str(out), "--json", check=True).stdout)  # fmt: skip
+        document = json.loads(
+            run_cli(
+                "explain",
+                str(run_dir),
+                *paths,
+                "--method",
+                method,
+                "--out",
+                str(out),
+                "--json",
+                check=True,
+            ).stdout
+        )
         assert [item["image"] for item in document] == paths
         for index, item in enumerate(document):
             assert item["predicted"]["name"] == str(int(mnist_test.labels[index]))
@@ -94,8 +105,19 @@ def test_explain_writes_overlays(trained_run, lenet_and_digits, mnist_test, tmp_
                 assert overlay.format == "PNG" and min(overlay.size) >= 200
             row, column = item["peak"]  # the peak of the map the library computes
             assert expected.maps[index, row, column] >= 0.99, (method, index, item["peak"])
-    targeted = json.loads(run_cli("explain", str(run_dir), paths[0], "--target", "3", "--out",
-                                  str(tmp_path), "--json", check=True).stdout)  # fmt: skip
+    targeted = json.loads(
+        run_cli(
+            "explain",
+            str(run_dir),
+            paths[0],
+            "--target",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--json",
+            check=True,
+        ).stdout
+    )
     assert targeted[0]["target"] == {"index": 3, "name": "3"}
 
 

@@ -28,8 +28,18 @@ BATCH = 8
 # Every compact model (each of our fast-path layers is in one of them) and one ImageNet-size
 # family at its small input. The other ImageNet-size families export the same way but weigh
 # hundreds of megabytes, too slow for the suite.
-EXPORTED = ("lenet5", "lenet5_1998", "mlp", "mlp_60k", "alexnet_mini", "vgg_mini", "nin_mini",
-            "googlenet_mini", "resnet_mini", "resnet18")  # fmt: skip
+EXPORTED = (
+    "lenet5",
+    "lenet5_1998",
+    "mlp",
+    "mlp_60k",
+    "alexnet_mini",
+    "vgg_mini",
+    "nin_mini",
+    "googlenet_mini",
+    "resnet_mini",
+    "resnet18",
+)
 
 # Run in a fresh interpreter: load each TorchScript file and score its inputs.
 TORCHSCRIPT_RUNNER = """
@@ -83,10 +93,20 @@ def test_onnx_runs_in_onnxruntime_like_pytorch(exported, name):
 @pytest.mark.slow
 def test_torchscript_runs_in_a_fresh_process_like_pytorch(exported):
     folder, found = exported
-    jobs = [(str(paths["torchscript"]), str(folder / f"{name}.inputs.pt"),
-             str(folder / f"{name}.outputs.pt")) for name, (paths, _, _) in found.items()]  # fmt: skip
-    subprocess.run([sys.executable, "-c", TORCHSCRIPT_RUNNER, json.dumps(jobs)], check=True,
-                   timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    jobs = [
+        (
+            str(paths["torchscript"]),
+            str(folder / f"{name}.inputs.pt"),
+            str(folder / f"{name}.outputs.pt"),
+        )
+        for name, (paths, _, _) in found.items()
+    ]
+    subprocess.run(
+        [sys.executable, "-c", TORCHSCRIPT_RUNNER, json.dumps(jobs)],
+        check=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     for name, (_, _, reference) in found.items():
         outputs = torch.load(folder / f"{name}.outputs.pt", weights_only=True)
         assert outputs.shape == reference.shape, name
@@ -102,8 +122,9 @@ def test_the_file_is_the_plain_model(exported):
     assert [node.op_type for node in graph.node].count("Conv") == 3
     batch = graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.HasField("dim_value")
-    archive = torch.jit.load(str(found["lenet5"][0]["torchscript"]),
-                             _extra_files={METADATA_FILE: ""})  # fmt: skip
+    archive = torch.jit.load(
+        str(found["lenet5"][0]["torchscript"]), _extra_files={METADATA_FILE: ""}
+    )
     assert archive is not None
 
 
@@ -113,8 +134,9 @@ def test_export_a_trained_run(trained_run, mnist_test, tmp_path):
 
     run_dir, _ = trained_run
     out = tmp_path / "exports" / "lenet5.onnx"
-    document = json.loads(run_cli("export", str(run_dir), "--out", str(out), "--json",
-                                  check=True).stdout)  # fmt: skip
+    document = json.loads(
+        run_cli("export", str(run_dir), "--out", str(out), "--json", check=True).stdout
+    )
     assert document["out"] == str(out) and document["bytes"] == out.stat().st_size
     assert document["classes"] == [str(digit) for digit in range(10)]
     metadata = {entry.key: json.loads(entry.value) for entry in onnx.load(str(out)).metadata_props}
@@ -129,8 +151,17 @@ def test_export_a_trained_run(trained_run, mnist_test, tmp_path):
     assert (run_onnx(out, inputs).argmax(1) == mnist_test.labels[:BATCH]).float().mean() >= 0.75
 
     script = tmp_path / "lenet5.pt"
-    run_cli("export", "lenet5", "--weights", str(run_dir / "model.safetensors"),
-            "--format", "torchscript", "--out", str(script), check=True)  # fmt: skip
+    run_cli(
+        "export",
+        "lenet5",
+        "--weights",
+        str(run_dir / "model.safetensors"),
+        "--format",
+        "torchscript",
+        "--out",
+        str(script),
+        check=True,
+    )
     assert (torch.jit.load(str(script))(inputs) - reference).abs().max() <= TOLERANCE
 
 
@@ -147,8 +178,9 @@ def test_export_mistakes_exit_2(tmp_path):
     assert_refused(run_cli("export", "lenet5", "--out", out), "--weights")
     assert_refused(run_cli("export", "lenet5", "--weights", "IMAGENET1K_V1", "--out", out))
     (tmp_path / "file").write_text("")
-    assert_refused(run_cli("export", "lenet5", "--out", str(tmp_path / "file" / "x.onnx")),
-                   "is a file")  # fmt: skip
+    assert_refused(
+        run_cli("export", "lenet5", "--out", str(tmp_path / "file" / "x.onnx")), "is a file"
+    )
     assert_refused(run_cli("export", "lenet5", "--out", str(tmp_path)), "is a folder")
     assert not (tmp_path / "model.onnx").exists()
 

@@ -31,8 +31,24 @@ from convnet.engine.checkpoint import load_checkpoint
 from convnet.engine.train import parameter_groups
 from convnet.models import get_model, get_model_spec
 
-TRAIN = ["train", "lenet5", "--dataset", "mnist", "--train-subset", "640", "--test-subset", "200",
-         "--epochs", "2", "--batch-size", "64", "--precision", "fp32", "--device", "cpu"]  # fmt: skip
+TRAIN = [
+    "train",
+    "lenet5",
+    "--dataset",
+    "mnist",
+    "--train-subset",
+    "640",
+    "--test-subset",
+    "200",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--precision",
+    "fp32",
+    "--device",
+    "cpu",
+]
 
 
 def limited(limit_bytes: int):
@@ -47,9 +63,13 @@ def limited(limit_bytes: int):
 
 def run_limited(arguments: list[str], limit_bytes: int) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "convnet", *arguments], capture_output=True, text=True,
-        timeout=300, preexec_fn=limited(limit_bytes), env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+        [sys.executable, "-m", "convnet", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limited(limit_bytes),
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def assert_clean_refusal(code: int, stderr: str, *phrases: str) -> None:
@@ -63,22 +83,46 @@ def assert_clean_refusal(code: int, stderr: str, *phrases: str) -> None:
 
 def test_a_fetch_past_the_file_size_limit_leaves_nothing(mnist_dir, tmp_path):
     cache = tmp_path / "cache"
-    result = run_limited(["data", "fetch", "mnist", "--data-dir", str(cache), "--source",
-                          str(mnist_dir / "mnist")], limit_bytes=1_000_000)  # fmt: skip
-    assert_clean_refusal(result.returncode, result.stderr, "Cannot write", "file-size limit",
-                         "train-images-idx3-ubyte")  # fmt: skip
+    result = run_limited(
+        ["data", "fetch", "mnist", "--data-dir", str(cache), "--source", str(mnist_dir / "mnist")],
+        limit_bytes=1_000_000,
+    )
+    assert_clean_refusal(
+        result.returncode,
+        result.stderr,
+        "Cannot write",
+        "file-size limit",
+        "train-images-idx3-ubyte",
+    )
     assert not (cache / "mnist").exists()  # no partial data set, no empty folder
     # …and once the limit is gone the same command fills the cache.
-    assert main(["data", "fetch", "mnist", "--data-dir", str(cache), "--source",
-                 str(mnist_dir / "mnist")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "data",
+                "fetch",
+                "mnist",
+                "--data-dir",
+                str(cache),
+                "--source",
+                str(mnist_dir / "mnist"),
+            ]
+        )
+        == 0
+    )
     assert len(list((cache / "mnist").iterdir())) == 4
 
 
 def test_training_past_the_file_size_limit_says_so(mnist_dir, tmp_path):
     run_dir = tmp_path / "run"
     result = run_limited([*TRAIN, "--out", str(run_dir)], limit_bytes=100_000)  # lenet5: 250 kB
-    assert_clean_refusal(result.returncode, result.stderr, str(run_dir), "file-size limit",
-                         "No checkpoint had been written yet")  # fmt: skip
+    assert_clean_refusal(
+        result.returncode,
+        result.stderr,
+        str(run_dir),
+        "file-size limit",
+        "No checkpoint had been written yet",
+    )
     assert not (run_dir / "model.safetensors").exists()
     assert not list(run_dir.glob(f".*{files.PARTIAL_SUFFIX}"))  # no half-written file
 
@@ -101,8 +145,9 @@ def test_a_disk_that_fills_up_keeps_the_last_checkpoint_and_resumes_exactly(
     monkeypatch.setattr(files.os, "replace", replace)
     code = main([*TRAIN, "--out", str(run_dir)])
     monkeypatch.setattr(files.os, "replace", real_replace)
-    assert_clean_refusal(code, capsys.readouterr().err, "no space is left",
-                         f"convnet train --resume {run_dir}")  # fmt: skip
+    assert_clean_refusal(
+        code, capsys.readouterr().err, "no space is left", f"convnet train --resume {run_dir}"
+    )
     # the checkpoint of epoch 1 is whole, and nothing half-written is left beside it
     model = get_model("lenet5")
     optimizer = torch.optim.SGD(parameter_groups(model, 0.0), lr=0.1, momentum=0.9)
@@ -115,9 +160,12 @@ def test_a_disk_that_fills_up_keeps_the_last_checkpoint_and_resumes_exactly(
 
 @pytest.mark.parametrize(
     "number, cause",
-    [(errno.EROFS, "read-only"), (errno.EACCES, "permission is denied"),
-     (errno.EIO, "input/output error")],
-)  # fmt: skip
+    [
+        (errno.EROFS, "read-only"),
+        (errno.EACCES, "permission is denied"),
+        (errno.EIO, "input/output error"),
+    ],
+)
 def test_an_unwritable_output_is_refused_before_training(
     number, cause, mnist_dir, tmp_path, monkeypatch, capsys
 ):
@@ -146,13 +194,16 @@ def test_a_batch_too_large_for_memory_names_the_batch_size(
     import convnet.engine.train as train_module
 
     def allocate(*args, **kwargs):
-        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate "
-                           "68719476736 bytes. Error code 12 (Cannot allocate memory)")  # fmt: skip
+        raise RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+            "68719476736 bytes. Error code 12 (Cannot allocate memory)"
+        )
 
     monkeypatch.setattr(train_module.F, "cross_entropy", allocate)
     code = main([*TRAIN, "--out", str(tmp_path / "run")])
-    assert_clean_refusal(code, capsys.readouterr().err, "a batch of 64 images does not fit",
-                         "--batch-size 32")  # fmt: skip
+    assert_clean_refusal(
+        code, capsys.readouterr().err, "a batch of 64 images does not fit", "--batch-size 32"
+    )
 
 
 def test_evaluation_halves_a_batch_that_does_not_fit(mnist_dir):
@@ -161,8 +212,9 @@ def test_evaluation_halves_a_batch_that_does_not_fit(mnist_dir):
     from convnet.engine.evaluate import evaluate
 
     spec = get_model_spec("lenet5")
-    source = TensorSource.from_dataset("mnist", spec.input_size, spec.normalization,
-                                       train=False, test_subset=300)  # fmt: skip
+    source = TensorSource.from_dataset(
+        "mnist", spec.input_size, spec.normalization, train=False, test_subset=300
+    )
     torch.manual_seed(0)
     model = get_model("lenet5").eval()
 
@@ -200,9 +252,16 @@ def test_the_server_answers_a_failed_request_and_goes_on(monkeypatch):
     from convnet.serve.app import create_app
     from convnet.serve.models import CNN, ORDINARY, ServedModel, ServedModels
 
-    served = [ServedModel(role, LoadedModel(name, get_model_spec(name), get_model(name).eval(),
-                                            tuple(str(i) for i in range(10))), "untrained")
-              for role, name in ((CNN, "lenet5"), (ORDINARY, "mlp"))]  # fmt: skip
+    served = [
+        ServedModel(
+            role,
+            LoadedModel(
+                name, get_model_spec(name), get_model(name).eval(), tuple(str(i) for i in range(10))
+            ),
+            "untrained",
+        )
+        for role, name in ((CNN, "lenet5"), (ORDINARY, "mlp"))
+    ]
     client = TestClient(create_app(ServedModels(*served)))
     buffer = io.BytesIO()
     Image.fromarray((np.eye(28) * 255).astype(np.uint8)).save(buffer, format="PNG")

@@ -81,8 +81,12 @@ def test_korean_figures_are_korean_and_every_glyph_is_drawn(name, saved):
     (figure,) = saved
     words = texts(figure)
     assert any(HANGUL.search(text) for text in words), words
-    english = [word for text in words for word in LATIN_WORD.findall(text)
-               if not KOREAN_FIGURE_LATIN.fullmatch(word)]  # fmt: skip
+    english = [
+        word
+        for text in words
+        for word in LATIN_WORD.findall(text)
+        if not KOREAN_FIGURE_LATIN.fullmatch(word)
+    ]
     assert english == [], english
     titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
     assert all(HANGUL.search(title) for title in [*titles, figure.get_suptitle()] if title)
@@ -111,8 +115,9 @@ def test_the_korean_font_is_found_and_has_hangul():
     assert settings is not None, "a Korean font is installed but was not found"
     *latin, korean = settings["font.family"]
     assert latin  # the default font stays first: Latin letters and digits from it
-    path = font_manager.findfont(font_manager.FontProperties(family=korean),
-                                 fallback_to_default=False)  # fmt: skip
+    path = font_manager.findfont(
+        font_manager.FontProperties(family=korean), fallback_to_default=False
+    )
     assert figure_fonts.has_glyphs(path, "컨볼루션 풀링 특징 맵 가중치 공유 정확도")
 
 

@@ -36,17 +36,24 @@ def drawn(monkeypatch):
 
 
 def history(errors: list[tuple[float, float]]) -> list[dict]:
-    return [{"epoch": epoch, "train_loss": 1.0 / epoch, "train_error": train, "eval_error": test}
-            for epoch, (train, test) in enumerate(errors, start=1)]  # fmt: skip
+    return [
+        {"epoch": epoch, "train_loss": 1.0 / epoch, "train_error": train, "eval_error": test}
+        for epoch, (train, test) in enumerate(errors, start=1)
+    ]
 
 
 def steps(count: int = 120, per_epoch: int = 40) -> list[dict]:
     rng = np.random.default_rng(0)
-    return [{"step": step, "epoch": 1 + (step - 1) // per_epoch,
-             "loss": 2.3 * np.exp(-step / 40) + 0.1 + 0.2 * rng.random(),
-             "lr": 0.05 * min(1, step / 10) * (1 + np.cos(np.pi * step / count)) / 2,
-             "images_per_second": 1000.0}
-            for step in range(1, count + 1)]  # fmt: skip
+    return [
+        {
+            "step": step,
+            "epoch": 1 + (step - 1) // per_epoch,
+            "loss": 2.3 * np.exp(-step / 40) + 0.1 + 0.2 * rng.random(),
+            "lr": 0.05 * min(1, step / 10) * (1 + np.cos(np.pi * step / count)) / 2,
+            "images_per_second": 1000.0,
+        }
+        for step in range(1, count + 1)
+    ]
 
 
 def legend_overlaps(figure) -> list[str]:
@@ -129,14 +136,19 @@ def test_steps_figure_shows_loss_smoothed_and_the_rate_with_epoch_lines():
 
 
 def test_a_class_at_zero_percent_is_visible():
-    per_class = [{"index": i, "name": str(i), "accuracy": a, "count": 50}
-                 for i, a in enumerate([0.98, 0.0, 0.97, 0.99])]  # fmt: skip
+    per_class = [
+        {"index": i, "name": str(i), "accuracy": a, "count": 50}
+        for i, a in enumerate([0.98, 0.0, 0.97, 0.99])
+    ]
     figure = plots.per_class_accuracy_figure(per_class, [], [per_class[1]])
     figure.canvas.draw()
     axis = figure.axes[0]
     renderer = figure.canvas.get_renderer()
-    strokes = [line for line in axis.get_lines()
-               if min(line.get_xdata()) <= 1 <= max(line.get_xdata()) and line.get_linewidth() >= 2]  # fmt: skip
+    strokes = [
+        line
+        for line in axis.get_lines()
+        if min(line.get_xdata()) <= 1 <= max(line.get_xdata()) and line.get_linewidth() >= 2
+    ]
     assert strokes, "no stroke where the bar of 0% is"
     stroke = strokes[0]  # a thick line on the axis, not clipped in half by it
     assert stroke.get_visible() and not stroke.get_clip_on() and max(stroke.get_ydata()) == 0
@@ -229,8 +241,22 @@ def test_legend_check_catches_a_legend_on_the_data():
 def subset_run(mnist_dir, tmp_path_factory) -> Path:
     """A quick run on 600 training and 500 test digits, through the command line."""
     run_dir = tmp_path_factory.mktemp("runs") / "subset"
-    run_cli("train", "lenet5", "--epochs", "2", "--train-subset", "600", "--test-subset", "500",
-            "--batch-size", "32", "--out", str(run_dir), "--json", check=True)  # fmt: skip
+    run_cli(
+        "train",
+        "lenet5",
+        "--epochs",
+        "2",
+        "--train-subset",
+        "600",
+        "--test-subset",
+        "500",
+        "--batch-size",
+        "32",
+        "--out",
+        str(run_dir),
+        "--json",
+        check=True,
+    )
     return run_dir
 
 

@@ -49,9 +49,13 @@ def _content(collection) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize(
     ("name", "layout"),
-    [("split", "split-folders"), ("classes", "class-folders"), ("csv", "ilsvrc"),
-     ("devkit", "ilsvrc")],
-)  # fmt: skip
+    [
+        ("split", "split-folders"),
+        ("classes", "class-folders"),
+        ("csv", "ilsvrc"),
+        ("devkit", "ilsvrc"),
+    ],
+)
 def test_layouts_are_detected(collections, name, layout):
     for split, expected in (("train", 120), ("val", 40)):
         collection = open_image_collection(collections[name], split)
@@ -248,9 +252,20 @@ SCORES = (
 def test_every_layout_evaluates_identically(collections, lenet_weights, capsys):
     results = {}
     for name in ("split", "csv", "devkit"):
-        code, out, err = _cli(capsys, "evaluate", "lenet5", "--weights", str(lenet_weights),
-                              "--data", str(collections[name]), "--precision", "fp32",
-                              "--extremes", "2", "--json")  # fmt: skip
+        code, out, err = _cli(
+            capsys,
+            "evaluate",
+            "lenet5",
+            "--weights",
+            str(lenet_weights),
+            "--data",
+            str(collections[name]),
+            "--precision",
+            "fp32",
+            "--extremes",
+            "2",
+            "--json",
+        )
         assert code == 0, err
         results[name] = json.loads(out)
     reference = {key: results["split"][key] for key in SCORES}
@@ -288,9 +303,12 @@ def test_metrics_equal_a_hand_count(tmp_path):
     transform = evaluation_transform(40, 32, MEAN, STD)
     torch.manual_seed(3)
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 6, 5, stride=3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(24, 7),
-    )  # fmt: skip
+        torch.nn.Conv2d(3, 6, 5, stride=3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(24, 7),
+    )
     source = FolderSource(tmp_path, (3, 32, 32), (MEAN, STD), resize=40, train=False, workers=0)
     evaluation = evaluate(model, source, torch.device("cpu"), "fp32", batch_size=4, extremes=2)
     result = evaluation.result
@@ -399,8 +417,9 @@ def test_bad_input_exits_2_with_the_problem_named(
     elif damage == "zero-byte-strict":
         (root / "val" / WNIDS[0] / "empty.JPEG").write_bytes(b"")
         extra = ["--strict"]
-    code, out, err = _cli(capsys, "evaluate", "lenet5", "--weights", str(lenet_weights),
-                          "--data", str(root), *extra)  # fmt: skip
+    code, out, err = _cli(
+        capsys, "evaluate", "lenet5", "--weights", str(lenet_weights), "--data", str(root), *extra
+    )
     assert code == 2 and out == ""
     assert re.search(message, err.replace("\n", " ")), err
 

@@ -137,8 +137,12 @@ def test_inference_folds_batch_norm_exactly_and_undoes_it(name, build_model):
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     generator = torch.Generator().manual_seed(0)
     for norm in norms:  # statistics far from the identity, so a missed fold shows
-        for tensor, low, high in ((norm.running_mean, -1, 1), (norm.running_var, 0.5, 2),
-                                  (norm.weight, 0.5, 1.5), (norm.bias, -1, 1)):  # fmt: skip
+        for tensor, low, high in (
+            (norm.running_mean, -1, 1),
+            (norm.running_var, 0.5, 2),
+            (norm.weight, 0.5, 1.5),
+            (norm.bias, -1, 1),
+        ):
             tensor.data.copy_(torch.empty_like(tensor).uniform_(low, high, generator=generator))
     # Every batch norm of our families follows a convolution of its own.
     assert len(conv_batch_norm_pairs(model)) == len(norms)

@@ -90,8 +90,25 @@ def folder_run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["train", "lenet5", "--data", str(data), "--epochs", "3", "--workers", "0",
-                     "--precision", "fp32", "--out", str(run_dir)]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "train",
+                    "lenet5",
+                    "--data",
+                    str(data),
+                    "--epochs",
+                    "3",
+                    "--workers",
+                    "0",
+                    "--precision",
+                    "fp32",
+                    "--out",
+                    str(run_dir),
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
     return run_dir
@@ -109,16 +126,30 @@ def test_exif_orientation_of_a_photo(orientation, tmp_path):
     assert np.array_equal(np.asarray(decode_image(stored)), expected)
     reference = tmp_path / "upright.png"
     upright.save(reference)
-    assert torch.equal(load_photo(stored.read_bytes(), (3, 32, 32)),
-                       load_photo(reference.read_bytes(), (3, 32, 32)))  # fmt: skip
+    assert torch.equal(
+        load_photo(stored.read_bytes(), (3, 32, 32)),
+        load_photo(reference.read_bytes(), (3, 32, 32)),
+    )
 
 
 def test_predict_on_a_rotated_photo_gives_the_upright_probabilities(folder_run, tmp_path, capsys):
     upright = pattern(2, 900, size=60)
     upright.save(tmp_path / "upright.png")
     (tmp_path / "sideways.png").write_bytes(with_orientation(upright, 6))
-    assert main(["predict", str(folder_run), str(tmp_path / "upright.png"),
-                 str(tmp_path / "sideways.png"), "--precision", "fp32", "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                str(folder_run),
+                str(tmp_path / "upright.png"),
+                str(tmp_path / "sideways.png"),
+                "--precision",
+                "fp32",
+                "--json",
+            ]
+        )
+        == 0
+    )
     first, second = json.loads(capsys.readouterr().out)
     assert first["top"] == second["top"]
 
@@ -156,8 +187,9 @@ def test_every_pixel_mode_reaches_the_model_with_the_right_values(mode, tmp_path
     # A palette (P, PA), CMYK and YCbCr hold the colours as Pillow converted them, which
     # rounds: the file's own colours are the reference there.
     converted = mode in ("P", "PA", "CMYK", "YCbCr")
-    expected = np.asarray(stored.convert("RGB") if converted else reference.convert("RGB"),
-                          dtype=np.int16)  # fmt: skip
+    expected = np.asarray(
+        stored.convert("RGB") if converted else reference.convert("RGB"), dtype=np.int16
+    )
     tolerance = 0 if grey_mode or converted else 2
     assert np.abs(decoded - expected).max() <= tolerance, mode
 
@@ -177,8 +209,22 @@ def test_a_folder_of_every_mode_is_scored_whole(folder_run, tmp_path, capsys):
                 folder / f"{mode.replace(';', '')}.{file_format.lower()}", format=file_format
             )
         picture.save(folder / "original.png")
-    assert main(["evaluate", str(folder_run), "--data", str(data), "--workers", "0",
-                 "--precision", "fp32", "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(folder_run),
+                "--data",
+                str(data),
+                "--workers",
+                "0",
+                "--precision",
+                "fp32",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["num_skipped"] == 0 and result["num_examples"] == len(names) * (len(MODES) + 1)
 
@@ -195,8 +241,22 @@ def test_evaluate_prepares_digit_files_as_predict_does(trained_run, mnist_test, 
         Image.fromarray(255 - digit).save(folder / f"{index}.png")
         paths.append(str(folder / f"{index}.png"))
     run_dir = trained_run[0]
-    assert main(["evaluate", str(run_dir), "--data", str(data), "--workers", "0",
-                 "--precision", "fp32", "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run_dir),
+                "--data",
+                str(data),
+                "--workers",
+                "0",
+                "--precision",
+                "fp32",
+                "--json",
+            ]
+        )
+        == 0
+    )
     evaluated = json.loads(capsys.readouterr().out)
     assert evaluated["preprocessing"]["preparation"] == "digit"
     assert main(["predict", str(run_dir), *paths, "--precision", "fp32", "--json"]) == 0
@@ -218,8 +278,9 @@ def _float_round_trip(image: Image.Image) -> np.ndarray:
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA"])
 @pytest.mark.parametrize("orientation", [1, 6])
-def test_opaque_8_bit_images_skip_the_float_round_trip_with_the_same_pixels(mode, orientation,
-                                                                            tmp_path):  # fmt: skip
+def test_opaque_8_bit_images_skip_the_float_round_trip_with_the_same_pixels(
+    mode, orientation, tmp_path
+):
     """A JPEG photo (RGB or greyscale, opaque) is returned as decoded, without converting to
     float and back: the pixels are exactly those of the general path, upright."""
     from convnet.data.images import as_photo

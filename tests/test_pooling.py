@@ -45,8 +45,9 @@ def awkward_maps(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch
     """Values from a small set, so that windows hold ties (first position wins), with signed
     zeros, infinities and NaN (NaN wins: the last one of a window) mixed in."""
     generator = torch.Generator().manual_seed(seed)
-    values = torch.tensor([-2.0, -1.0, -0.0, 0.0, 0.5, 1.0, 3.0, float("inf"), float("-inf"),
-                           float("nan")])  # fmt: skip
+    values = torch.tensor(
+        [-2.0, -1.0, -0.0, 0.0, 0.5, 1.0, 3.0, float("inf"), float("-inf"), float("nan")]
+    )
     weights = torch.tensor([4.0, 4, 3, 3, 4, 4, 4, 1, 1, 1])
     picks = torch.multinomial(weights, int(torch.tensor(shape).prod()), True, generator=generator)
     return values[picks].reshape(shape).to(dtype)
@@ -140,8 +141,11 @@ def test_the_kernel_can_be_turned_off(monkeypatch):
 def test_traced_and_unsupported_inputs_take_the_native_operator(compiled):
     traced = torch.jit.trace(MaxPool2x2(), torch.randn(1, 6, 28, 28))
     assert "max_pool2d" in str(traced.graph)
-    for unsupported in (torch.randn(6, 28, 28), torch.randn(1, 6, 28, 28, dtype=torch.float64),
-                        torch.randn(1, 6, 28, 56)[..., ::2]):  # fmt: skip
+    for unsupported in (
+        torch.randn(6, 28, 28),
+        torch.randn(1, 6, 28, 28, dtype=torch.float64),
+        torch.randn(1, 6, 28, 56)[..., ::2],
+    ):
         assert not pooling._kernel_applies(unsupported)
         assert torch.equal(max_pool_2x2(unsupported), F.max_pool2d(unsupported, 2))
 

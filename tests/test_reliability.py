@@ -44,8 +44,22 @@ with warnings.catch_warnings():  # starlette prefers httpx2 now; httpx still wor
 
 # One thread everywhere, so that runs started side by side compute the same floating-point sums.
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-KILL_TEST_RUN = ["train", "lenet5", "--epochs", "2", "--train-subset", "3000",
-                 "--batch-size", "128", "--checkpoint-every", "5", "--precision", "fp32", "--device", "cpu"]  # fmt: skip
+KILL_TEST_RUN = [
+    "train",
+    "lenet5",
+    "--epochs",
+    "2",
+    "--train-subset",
+    "3000",
+    "--batch-size",
+    "128",
+    "--checkpoint-every",
+    "5",
+    "--precision",
+    "fp32",
+    "--device",
+    "cpu",
+]
 
 
 def checkpoint_state(path: Path) -> dict | None:
@@ -71,9 +85,11 @@ def assert_run_directory_is_whole(run_dir: Path) -> None:
 def start(arguments: list[str], log: Path) -> subprocess.Popen:
     with log.open("w") as handle:  # a file, not a pipe: a full pipe would stall the child
         return subprocess.Popen(
-            [sys.executable, "-m", "convnet", *arguments], stdout=handle, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "convnet", *arguments],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
             env={**os.environ, **SINGLE_THREAD},
-        )  # fmt: skip
+        )
 
 
 @pytest.mark.slow
@@ -157,12 +173,27 @@ def check_kill_and_resume(straight, killed, straight_dir, killed_dir, tmp_path) 
 @pytest.mark.slow
 def test_absurd_learning_rate_stops_with_the_last_good_checkpoint(mnist_dir, tmp_path):
     run_dir = tmp_path / "diverged"
-    result = run_cli("train", "lenet5", "--epochs", "1", "--train-subset", "3000", "--lr", "1e6",
-                     "--checkpoint-every", "1", "--precision", "fp32", "--out", str(run_dir))  # fmt: skip
+    result = run_cli(
+        "train",
+        "lenet5",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "3000",
+        "--lr",
+        "1e6",
+        "--checkpoint-every",
+        "1",
+        "--precision",
+        "fp32",
+        "--out",
+        str(run_dir),
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    found = re.search(r"Training stopped: loss became (nan|inf|-inf) at epoch 1, step (\d+)\.",
-                      result.stderr)  # fmt: skip
+    found = re.search(
+        r"Training stopped: loss became (nan|inf|-inf) at epoch 1, step (\d+)\.", result.stderr
+    )
     assert found, result.stderr
     assert f"last good checkpoint is kept in {run_dir / CHECKPOINT_FILE}" in result.stderr
     assert "smaller --lr" in result.stderr
@@ -178,8 +209,16 @@ def test_absurd_learning_rate_stops_with_the_last_good_checkpoint(mnist_dir, tmp
 
 
 def test_divergence_before_any_checkpoint_says_there_is_none(mnist_dir, tmp_path):
-    config = TrainConfig(model="lenet5", epochs=1, batch_size=50, train_subset=500, test_subset=100,
-                         lr=1e6, precision="fp32", out=str(tmp_path / "run"))  # fmt: skip
+    config = TrainConfig(
+        model="lenet5",
+        epochs=1,
+        batch_size=50,
+        train_subset=500,
+        test_subset=100,
+        lr=1e6,
+        precision="fp32",
+        out=str(tmp_path / "run"),
+    )
     with pytest.raises(UserError, match="No checkpoint had been written yet; try a smaller --lr"):
         fit(config, log=lambda message: None)
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == [CONFIG_FILE]
@@ -199,8 +238,16 @@ def test_weights_that_become_non_finite_are_never_checkpointed(mnist_dir, tmp_pa
         return result
 
     monkeypatch.setattr(torch.optim.SGD, "step", step_then_poison)
-    config = TrainConfig(model="lenet5", epochs=1, batch_size=50, train_subset=500, test_subset=100,
-                         checkpoint_every=1, precision="fp32", out=str(tmp_path / "run"))  # fmt: skip
+    config = TrainConfig(
+        model="lenet5",
+        epochs=1,
+        batch_size=50,
+        train_subset=500,
+        test_subset=100,
+        checkpoint_every=1,
+        precision="fp32",
+        out=str(tmp_path / "run"),
+    )
     with pytest.raises(UserError, match="weights became non-finite at epoch 1, batch 3"):
         fit(config, log=lambda message: None)
     state = checkpoint_state(tmp_path / "run" / CHECKPOINT_FILE)
@@ -216,8 +263,18 @@ def test_weights_that_become_non_finite_are_never_checkpointed(mnist_dir, tmp_pa
 def small_run(mnist_dir, tmp_path_factory) -> Path:
     """A finished one-epoch run (a few hundred images): files to damage."""
     run_dir = tmp_path_factory.mktemp("reliability") / "small"
-    fit(TrainConfig(model="lenet5", epochs=1, train_subset=256, test_subset=100, batch_size=64,
-                    precision="fp32", out=str(run_dir)), log=lambda message: None)  # fmt: skip
+    fit(
+        TrainConfig(
+            model="lenet5",
+            epochs=1,
+            train_subset=256,
+            test_subset=100,
+            batch_size=64,
+            precision="fp32",
+            out=str(run_dir),
+        ),
+        log=lambda message: None,
+    )
     return run_dir
 
 
@@ -237,48 +294,92 @@ def half_written(small_run: Path, target: Path, keep: dict[str, object]) -> Path
 def snapshot(folder: Path) -> dict[str, bytes] | None:
     if not folder.exists():
         return None
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
-            if path.is_file()}  # fmt: skip
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 BAD_INPUTS = {
     # case: (arguments (RUN = the damaged or missing run directory), files of RUN, phrases)
-    "negative epochs": (["train", "lenet5", "--epochs", "-3", "--out", "RUN"], None,
-                        ["--epochs must be at least 1, not -3"]),
-    "batch size 0": (["train", "lenet5", "--batch-size", "0", "--out", "RUN"], None,
-                     ["--batch-size must be at least 1, not 0"]),
-    "unknown device": (["train", "lenet5", "--device", "tpu", "--out", "RUN"], None,
-                       ["Unknown device 'tpu'", "cpu"]),
-    "negative subset": (["train", "lenet5", "--train-subset", "-5", "--out", "RUN"], None,
-                        ["--train-subset must be at least 1"]),
-    "negative checkpoint interval": (["train", "lenet5", "--checkpoint-every", "-1", "--out", "RUN"],
-                                     None, ["--checkpoint-every must be at least 1, not -1"]),
+    "negative epochs": (
+        ["train", "lenet5", "--epochs", "-3", "--out", "RUN"],
+        None,
+        ["--epochs must be at least 1, not -3"],
+    ),
+    "batch size 0": (
+        ["train", "lenet5", "--batch-size", "0", "--out", "RUN"],
+        None,
+        ["--batch-size must be at least 1, not 0"],
+    ),
+    "unknown device": (
+        ["train", "lenet5", "--device", "tpu", "--out", "RUN"],
+        None,
+        ["Unknown device 'tpu'", "cpu"],
+    ),
+    "negative subset": (
+        ["train", "lenet5", "--train-subset", "-5", "--out", "RUN"],
+        None,
+        ["--train-subset must be at least 1"],
+    ),
+    "negative checkpoint interval": (
+        ["train", "lenet5", "--checkpoint-every", "-1", "--out", "RUN"],
+        None,
+        ["--checkpoint-every must be at least 1, not -1"],
+    ),
     "missing run directory": (["evaluate", "RUN"], None, ["RUN", "does not exist"]),
-    "missing run directory on --resume": (["train", "--resume", "RUN"], None,
-                                          ["Cannot resume", "does not exist"]),
-    "config without weights": (["evaluate", "RUN"], {CONFIG_FILE: 1.0},
-                               ["has no weights", "convnet train --resume"]),
-    "truncated model.safetensors": (["evaluate", "RUN"], {CONFIG_FILE: 1.0, WEIGHTS_FILE: 0.5},
-                                    ["model.safetensors is a damaged or truncated"]),
-    "empty model.safetensors": (["predict", "RUN", "digit.png"], {CONFIG_FILE: 1.0, WEIGHTS_FILE: b""},
-                                ["damaged or truncated"]),
-    "truncated checkpoint on --resume": (["train", "--resume", "RUN"],
-                                         {CONFIG_FILE: 1.0, CHECKPOINT_FILE: 0.6},
-                                         ["checkpoint.safetensors is a damaged or truncated"]),
-    "no checkpoint on --resume": (["train", "--resume", "RUN"], {CONFIG_FILE: 1.0},
-                                  ["Cannot resume", "checkpoint.safetensors does not exist"]),
-    "truncated config.json on --resume": (["train", "--resume", "RUN"],
-                                          {CONFIG_FILE: 0.5, CHECKPOINT_FILE: 1.0},
-                                          ["config.json is not a valid run configuration"]),
-    "config.json of the wrong shape": (["evaluate", "RUN"], {CONFIG_FILE: b"[1, 2]", WEIGHTS_FILE: 1.0},
-                                       ["not a valid run configuration", "no JSON object"]),
+    "missing run directory on --resume": (
+        ["train", "--resume", "RUN"],
+        None,
+        ["Cannot resume", "does not exist"],
+    ),
+    "config without weights": (
+        ["evaluate", "RUN"],
+        {CONFIG_FILE: 1.0},
+        ["has no weights", "convnet train --resume"],
+    ),
+    "truncated model.safetensors": (
+        ["evaluate", "RUN"],
+        {CONFIG_FILE: 1.0, WEIGHTS_FILE: 0.5},
+        ["model.safetensors is a damaged or truncated"],
+    ),
+    "empty model.safetensors": (
+        ["predict", "RUN", "digit.png"],
+        {CONFIG_FILE: 1.0, WEIGHTS_FILE: b""},
+        ["damaged or truncated"],
+    ),
+    "truncated checkpoint on --resume": (
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: 1.0, CHECKPOINT_FILE: 0.6},
+        ["checkpoint.safetensors is a damaged or truncated"],
+    ),
+    "no checkpoint on --resume": (
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: 1.0},
+        ["Cannot resume", "checkpoint.safetensors does not exist"],
+    ),
+    "truncated config.json on --resume": (
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: 0.5, CHECKPOINT_FILE: 1.0},
+        ["config.json is not a valid run configuration"],
+    ),
+    "config.json of the wrong shape": (
+        ["evaluate", "RUN"],
+        {CONFIG_FILE: b"[1, 2]", WEIGHTS_FILE: 1.0},
+        ["not a valid run configuration", "no JSON object"],
+    ),
     "config.json with a wrong type on --resume": (
-        ["train", "--resume", "RUN"], {CONFIG_FILE: b'{"model": "lenet5", "epochs": "ten"}',
-                                       CHECKPOINT_FILE: 1.0}, ['"epochs" is "ten"']),
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: b'{"model": "lenet5", "epochs": "ten"}', CHECKPOINT_FILE: 1.0},
+        ['"epochs" is "ten"'],
+    ),
     "another model's checkpoint on --resume": (
-        ["train", "--resume", "RUN"], {CONFIG_FILE: b'{"model": "mlp"}', CHECKPOINT_FILE: 1.0},
-        ["does not fit this run's model", "another run"]),
-}  # fmt: skip
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: b'{"model": "mlp"}', CHECKPOINT_FILE: 1.0},
+        ["does not fit this run's model", "another run"],
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
@@ -291,8 +392,10 @@ def test_bad_input_is_one_clear_message(case, small_run, tmp_path, capsys):
         half_written(small_run, run_dir, files)
     Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(tmp_path / "digit.png")
     before = snapshot(run_dir)
-    arguments = [str(run_dir) if a == "RUN" else str(tmp_path / a) if a.endswith(".png") else a
-                 for a in arguments]  # fmt: skip
+    arguments = [
+        str(run_dir) if a == "RUN" else str(tmp_path / a) if a.endswith(".png") else a
+        for a in arguments
+    ]
     assert main(arguments) == 2
     stderr = capsys.readouterr().err
     message = stderr.strip()
@@ -305,9 +408,20 @@ def test_bad_input_is_one_clear_message(case, small_run, tmp_path, capsys):
 # --- generated inputs: success or a clean refusal, never a crash ---------------------------
 
 
-ENCODINGS = [("L", "PNG"), ("RGB", "PNG"), ("RGBA", "PNG"), ("LA", "PNG"), ("1", "PNG"),
-             ("P", "PNG"), ("I;16", "PNG"), ("CMYK", "JPEG"), ("RGB", "GIF"), ("L", "BMP"),
-             ("F", "TIFF"), ("CMYK", "TIFF")]  # fmt: skip
+ENCODINGS = [
+    ("L", "PNG"),
+    ("RGB", "PNG"),
+    ("RGBA", "PNG"),
+    ("LA", "PNG"),
+    ("1", "PNG"),
+    ("P", "PNG"),
+    ("I;16", "PNG"),
+    ("CMYK", "JPEG"),
+    ("RGB", "GIF"),
+    ("L", "BMP"),
+    ("F", "TIFF"),
+    ("CMYK", "TIFF"),
+]
 
 
 def encoded(shape: tuple[int, int], pixels: bytes, encoding: tuple[str, str]) -> bytes:
@@ -320,15 +434,26 @@ def encoded(shape: tuple[int, int], pixels: bytes, encoding: tuple[str, str]) ->
 
 
 valid_images = st.tuples(st.integers(1, 40), st.integers(1, 40)).flatmap(
-    lambda shape: st.builds(encoded, st.just(shape),
-                            st.binary(min_size=shape[0] * shape[1], max_size=shape[0] * shape[1]),
-                            st.sampled_from(ENCODINGS))
-)  # fmt: skip
-image_bytes = st.one_of(st.binary(max_size=300), valid_images, valid_images).flatmap(
-    lambda data: st.tuples(st.just(data), st.integers(0, len(data) + 1),
-                           st.lists(st.tuples(st.integers(0, max(len(data) - 1, 0)),
-                                              st.integers(0, 255)), max_size=4))
-).map(lambda item: _mutate(*item))  # fmt: skip
+    lambda shape: st.builds(
+        encoded,
+        st.just(shape),
+        st.binary(min_size=shape[0] * shape[1], max_size=shape[0] * shape[1]),
+        st.sampled_from(ENCODINGS),
+    )
+)
+image_bytes = (
+    st.one_of(st.binary(max_size=300), valid_images, valid_images)
+    .flatmap(
+        lambda data: st.tuples(
+            st.just(data),
+            st.integers(0, len(data) + 1),
+            st.lists(
+                st.tuples(st.integers(0, max(len(data) - 1, 0)), st.integers(0, 255)), max_size=4
+            ),
+        )
+    )
+    .map(lambda item: _mutate(*item))
+)
 
 
 def _mutate(data: bytes, cut: int, changes: list[tuple[int, int]]) -> bytes:
@@ -364,26 +489,61 @@ def untrained_client():
     return TestClient(create_app(ServedModels(*served)))
 
 
-pixel_value = st.one_of(st.integers(-5, 300), st.floats(allow_nan=True, allow_infinity=True),
-                        st.none(), st.booleans(), st.text(max_size=3))  # fmt: skip
+pixel_value = st.one_of(
+    st.integers(-5, 300),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=3),
+)
 json_documents = st.one_of(
-    st.fixed_dictionaries({"pixels": st.lists(st.lists(st.integers(0, 255), min_size=28,
-                                                        max_size=28), min_size=28, max_size=28)}),
-    st.fixed_dictionaries({"pixels": st.lists(st.lists(pixel_value, min_size=26, max_size=29),
-                                              min_size=26, max_size=29)}),
-    st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5),
-                 lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-                     st.sampled_from(["pixels", "x", ""]), inner, max_size=3), max_leaves=20),
-).map(lambda document: json.dumps(document).encode())  # fmt: skip
-parameter_value = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                            st.integers(-(2**70), 2**70).map(str), st.text(max_size=6))  # fmt: skip
+    st.fixed_dictionaries(
+        {
+            "pixels": st.lists(
+                st.lists(st.integers(0, 255), min_size=28, max_size=28), min_size=28, max_size=28
+            )
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "pixels": st.lists(
+                st.lists(pixel_value, min_size=26, max_size=29), min_size=26, max_size=29
+            )
+        }
+    ),
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.sampled_from(["pixels", "x", ""]), inner, max_size=3)
+        ),
+        max_leaves=20,
+    ),
+).map(lambda document: json.dumps(document).encode())
+parameter_value = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(2**70), 2**70).map(str),
+    st.text(max_size=6),
+)
 requests = st.tuples(
-    st.sampled_from(["image/png", "application/json", "application/json; charset=utf-8",
-                     "IMAGE/PNG", "text/plain", "", "multipart/form-data; boundary=x"]),
+    st.sampled_from(
+        [
+            "image/png",
+            "application/json",
+            "application/json; charset=utf-8",
+            "IMAGE/PNG",
+            "text/plain",
+            "",
+            "multipart/form-data; boundary=x",
+        ]
+    ),
     st.one_of(image_bytes, json_documents, st.binary(max_size=200)),
-    st.dictionaries(st.sampled_from(["shift_x", "shift_y", "rotate", "scale", "noise", "seed",
-                                     "other"]), parameter_value, max_size=3),
-)  # fmt: skip
+    st.dictionaries(
+        st.sampled_from(["shift_x", "shift_y", "rotate", "scale", "noise", "seed", "other"]),
+        parameter_value,
+        max_size=3,
+    ),
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
@@ -408,10 +568,13 @@ def test_predict_answers_or_refuses_cleanly(untrained_client, request_parts):
     ("raw", "problem"),
     [
         (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff\x07" + bytes(20), "gzip stream is corrupt"),
-        (bytes([0, 0, 8, 255]) + b"\xff" * 4 * 255, "refusing"),  # 2**8000 bytes: a float overflowed
+        (
+            bytes([0, 0, 8, 255]) + b"\xff" * 4 * 255,
+            "refusing",
+        ),  # 2**8000 bytes: a float overflowed
         (bytes([0, 0, 8, 3]) + bytes(4) + b"\xff" * 8, "unusable"),  # no data, yet unindexable
     ],
-)  # fmt: skip
+)
 def test_idx_headers_the_fuzzer_found(raw, problem):
     from convnet.data.idx import IdxError, parse_idx
 

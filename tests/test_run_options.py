@@ -13,8 +13,20 @@ from safetensors.torch import load_file
 from convnet.cli import main
 from convnet.engine.run import Run
 
-TINY = ("--epochs", "2", "--train-subset", "300", "--test-subset", "100", "--batch-size", "50",
-        "--precision", "fp32", "--threads", "1")  # fmt: skip
+TINY = (
+    "--epochs",
+    "2",
+    "--train-subset",
+    "300",
+    "--test-subset",
+    "100",
+    "--batch-size",
+    "50",
+    "--precision",
+    "fp32",
+    "--threads",
+    "1",
+)
 
 
 def test_tensorboard_scalars_are_the_numbers_of_steps_csv_and_metrics_csv(mnist_dir, tmp_path):
@@ -26,8 +38,11 @@ def test_tensorboard_scalars_are_the_numbers_of_steps_csv_and_metrics_csv(mnist_
     events.Reload()
     steps = Run(out).steps()
     assert len(steps) == 12  # 300 images / 50 per step × 2 epochs
-    for column, tag in (("loss", "train/loss"), ("lr", "train/lr"),
-                        ("images_per_second", "train/images_per_second")):  # fmt: skip
+    for column, tag in (
+        ("loss", "train/loss"),
+        ("lr", "train/lr"),
+        ("images_per_second", "train/images_per_second"),
+    ):
         logged = [(event.step, event.value) for event in events.Scalars(tag)]
         assert [step for step, _ in logged] == [int(row["step"]) for row in steps]
         # steps.csv holds 6 significant digits, the event file float32
@@ -57,8 +72,18 @@ def test_a_run_repeated_from_its_config_json_has_the_same_weights(mnist_dir, tmp
     run_cli("train", "lenet5", *TINY, "--seed", "3", "--out", str(first), check=True)
     config = str(first / "config.json")
     run_cli("train", "--config", config, "--threads", "1", "--out", str(again), check=True)
-    run_cli("train", "--config", config, "--threads", "1", "--seed", "4", "--out", str(changed),
-            check=True)  # fmt: skip
+    run_cli(
+        "train",
+        "--config",
+        config,
+        "--threads",
+        "1",
+        "--seed",
+        "4",
+        "--out",
+        str(changed),
+        check=True,
+    )
     weights = [load_file(path / "model.safetensors") for path in (first, again, changed)]
     assert weights[0].keys() == weights[1].keys()
     for name, tensor in weights[0].items():
@@ -75,9 +100,18 @@ def test_a_run_repeated_from_its_config_json_has_the_same_weights(mnist_dir, tmp
 
 # Every command that computes (zoo times models; summary only builds shapes on the meta
 # device, and data fetches files, so they have none).
-COMPUTE_COMMANDS = [("train",), ("evaluate",), ("predict",), ("serve",), ("zoo",),
-                    ("experiment", "shift"), ("experiment", "invariance"),
-                    ("experiment", "cost"), ("experiment", "evolution"), ("report", "lecture")]  # fmt: skip
+COMPUTE_COMMANDS = [
+    ("train",),
+    ("evaluate",),
+    ("predict",),
+    ("serve",),
+    ("zoo",),
+    ("experiment", "shift"),
+    ("experiment", "invariance"),
+    ("experiment", "cost"),
+    ("experiment", "evolution"),
+    ("report", "lecture"),
+]
 
 
 def subparser(path: tuple[str, ...]):

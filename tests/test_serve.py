@@ -41,8 +41,13 @@ with warnings.catch_warnings():  # starlette prefers httpx2 now; httpx still wor
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-SHAPES = {"c1": [6, 28, 28], "s2": [6, 14, 14], "c3": [16, 10, 10], "s4": [16, 5, 5],
-          "c5": [120, 1, 1]}  # fmt: skip
+SHAPES = {
+    "c1": [6, 28, 28],
+    "s2": [6, 14, 14],
+    "c3": [16, 10, 10],
+    "s4": [16, 5, 5],
+    "c5": [120, 1, 1],
+}
 
 
 QUICK = dict(train_subset=2000, test_subset=500, batch_size=32)
@@ -112,13 +117,18 @@ def png_of_size(width: int, height: int) -> bytes:
 
 
 def post_png(client, data: bytes, **params):
-    return client.post("/api/predict", content=data, params=params,
-                       headers={"Content-Type": "image/png"})  # fmt: skip
+    return client.post(
+        "/api/predict", content=data, params=params, headers={"Content-Type": "image/png"}
+    )
 
 
 def post_json(client, document, **params):
-    return client.post("/api/predict", content=json.dumps(document), params=params,
-                       headers={"Content-Type": "application/json"})  # fmt: skip
+    return client.post(
+        "/api/predict",
+        content=json.dumps(document),
+        params=params,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def nested_shape(value) -> list[int]:
@@ -207,8 +217,9 @@ def test_models_endpoint(client, served):
 def test_messages_endpoint(client, served):
     everything = client.get("/api/messages", headers={"Accept-Language": "en-US"}).json()
     assert everything["default"] == "en" and everything["fixed"] is False
-    assert everything["languages"] == {lang: i18n.text(lang, "language.name")
-                                       for lang in i18n.LANGUAGES}  # fmt: skip
+    assert everything["languages"] == {
+        lang: i18n.text(lang, "language.name") for lang in i18n.LANGUAGES
+    }
     for lang in i18n.LANGUAGES:
         assert everything["messages"][lang] == i18n.messages(lang, PAGE_MESSAGES)
         assert all(key.startswith(PAGE_MESSAGES) for key in everything["messages"][lang])
@@ -343,7 +354,7 @@ def test_body_limit_stops_reading_early():
             '{"pixels": [' + ",".join(["[NaN" + ",0" * 27 + "]"] * 28) + "]}",
             422,
             "finite numbers",
-        ),  # fmt: skip
+        ),
         ("application/json", json.dumps({"pixels": [[256] * 28] * 28}), 422, "0…255"),
         ("application/json", json.dumps({"pixels": [[-1] * 28] * 28}), 422, "0…255"),
     ],
@@ -359,9 +370,19 @@ def test_bad_bodies_get_clear_errors(client, content_type, body, status, phrase)
 
 @pytest.mark.parametrize(
     "params",
-    [{"shift_x": 7}, {"shift_y": -6.5}, {"rotate": 181}, {"scale": 0.4}, {"scale": 2.5},
-     {"noise": -0.1}, {"noise": 1.5}, {"shift_x": "left"}, {"seed": -1}, {"noise": "nan"}],
-)  # fmt: skip
+    [
+        {"shift_x": 7},
+        {"shift_y": -6.5},
+        {"rotate": 181},
+        {"scale": 0.4},
+        {"scale": 2.5},
+        {"noise": -0.1},
+        {"noise": 1.5},
+        {"shift_x": "left"},
+        {"seed": -1},
+        {"noise": "nan"},
+    ],
+)
 def test_bad_views_are_refused(client, mnist_test, params):
     reply = post_json(client, {"pixels": mnist_test.images[0].tolist()}, **params)
     assert reply.status_code == 422, reply.text
@@ -385,9 +406,16 @@ def test_no_samples_without_mnist(served):
 
 
 @pytest.mark.parametrize(
-    "path", ["/static/app.js", "/../pyproject.toml", "/%2e%2e/pyproject.toml", "/app.py",
-             "/api/../models.py", "/index.html/..%2f..%2fapp.py"],
-)  # fmt: skip
+    "path",
+    [
+        "/static/app.js",
+        "/../pyproject.toml",
+        "/%2e%2e/pyproject.toml",
+        "/app.py",
+        "/api/../models.py",
+        "/index.html/..%2f..%2fapp.py",
+    ],
+)
 def test_no_request_path_reaches_files(client, path):
     reply = client.get(path)
     assert reply.status_code == 404 and reply.json() == {"error": "Not Found"}

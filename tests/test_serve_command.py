@@ -18,10 +18,13 @@ from convnet.serve.models import DEFAULT_MODELS
 def page_sources() -> dict[str, str]:
     """The page's files, and the module that words the server's sentences about the models."""
     package = resources.files("convnet.serve")
-    files = {name: package / "static" / name
-             for name in ("index.html", "app.js", "views.js", "i18n.js")}  # fmt: skip
-    return {name: path.read_text("utf-8") for name, path in {**files, "models.py": package /
-            "models.py"}.items()}  # fmt: skip
+    files = {
+        name: package / "static" / name for name in ("index.html", "app.js", "views.js", "i18n.js")
+    }
+    return {
+        name: path.read_text("utf-8")
+        for name, path in {**files, "models.py": package / "models.py"}.items()
+    }
 
 
 def test_every_text_the_page_asks_for_is_in_the_catalog():
@@ -30,8 +33,11 @@ def test_every_text_the_page_asks_for_is_in_the_catalog():
     english = i18n.catalog("en")
     named = set()
     for name, source in page_sources().items():
-        pattern = r'data-i18n(?:-label)?="([^"]+)"' if name.endswith(".html") else (
-            r'"((?:page|number)\.[a-z_.]+)"')  # fmt: skip
+        pattern = (
+            r'data-i18n(?:-label)?="([^"]+)"'
+            if name.endswith(".html")
+            else (r'"((?:page|number)\.[a-z_.]+)"')
+        )
         found = set(re.findall(pattern, source))
         assert found or name == "i18n.js", name
         named |= found
@@ -41,8 +47,9 @@ def test_every_text_the_page_asks_for_is_in_the_catalog():
 
 
 def test_serve_command_refuses_a_missing_run(tmp_path):
-    missing = run_cli("serve", "--run", str(tmp_path / "nothing"), "--port", "0",
-                      "--runs-dir", str(tmp_path))  # fmt: skip
+    missing = run_cli(
+        "serve", "--run", str(tmp_path / "nothing"), "--port", "0", "--runs-dir", str(tmp_path)
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
 

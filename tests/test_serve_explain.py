@@ -45,7 +45,9 @@ def test_predict_says_where_each_network_looked(trained_client, mnist_test):
         result = post_json(trained_client, {"pixels": digit.tolist()}).json()
         explanations = result["explanations"]
         assert {role: (e["method"], e["layer"]) for role, e in explanations.items()} == {
-            "cnn": ("gradcam", "features.c3"), "ordinary": ("saliency", None)}  # fmt: skip
+            "cnn": ("gradcam", "features.c3"),
+            "ordinary": ("saliency", None),
+        }
         near = heat_near_ink(digit)
         areas.append(near.mean())
         for role, explanation in explanations.items():
@@ -77,8 +79,9 @@ def test_the_cnn_map_moves_with_the_digit(trained_client, mnist_test):
         digit = mnist_test.images[index].numpy()
         still = post_json(trained_client, {"pixels": digit.tolist()}).json()["explanations"]
         for shift_x, shift_y in ((shift, 0), (-shift, 0), (0, shift), (0, -shift)):
-            moved = post_json(trained_client, {"pixels": digit.tolist()}, shift_x=shift_x,
-                              shift_y=shift_y).json()["explanations"]  # fmt: skip
+            moved = post_json(
+                trained_client, {"pixels": digit.tolist()}, shift_x=shift_x, shift_y=shift_y
+            ).json()["explanations"]
             for role, fractions in moved_by.items():
                 change = np.subtract(moved[role]["centre"], still[role]["centre"])
                 fractions.append(np.dot(change, [shift_y, shift_x]) / shift**2)

@@ -19,17 +19,39 @@ def test_one_epoch_of_lenet5_reaches_97_5_percent(trained_run):
     run_dir, result = trained_run
     assert result["top1_error"] <= 0.025, result["top1_error"]
     assert result["num_examples"] == 10_000 and result["epochs"] == 1
-    for name in ("config.json", "metrics.csv", "model.safetensors", "checkpoint.safetensors",
-                 "results.json", "report.html", "figures/curves.png", "figures/confusion.png",
-                 "figures/per_class.png", "figures/mistakes.png", "steps.csv",
-                 "figures/steps.png"):  # fmt: skip
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "model.safetensors",
+        "checkpoint.safetensors",
+        "results.json",
+        "report.html",
+        "figures/curves.png",
+        "figures/confusion.png",
+        "figures/per_class.png",
+        "figures/mistakes.png",
+        "steps.csv",
+        "figures/steps.png",
+    ):
         assert (run_dir / name).is_file(), name
     assert "figures/steps.png" in (run_dir / "report.html").read_text()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["batch_size"] == 128 and config["augment"] is True  # defaults were resolved
-    assert set(result) >= {"model", "dataset", "num_examples", "top1_error", "top5_error", "per_class",
-                           "easiest", "hardest", "params", "epochs", "train_seconds",
-                           "images_per_second", "run_dir"}  # fmt: skip
+    assert set(result) >= {
+        "model",
+        "dataset",
+        "num_examples",
+        "top1_error",
+        "top5_error",
+        "per_class",
+        "easiest",
+        "hardest",
+        "params",
+        "epochs",
+        "train_seconds",
+        "images_per_second",
+        "run_dir",
+    }
 
 
 def test_learning_rate_schedule_warms_up_then_decays():
@@ -47,8 +69,17 @@ def test_bad_configuration_is_a_user_error():
 
 
 def small_config(run_dir, **overrides) -> TrainConfig:
-    values = dict(model="lenet5", epochs=2, batch_size=100, train_subset=1500, test_subset=500,
-                  checkpoint_every=4, out=str(run_dir), precision="fp32", device="cpu")  # fmt: skip
+    values = dict(
+        model="lenet5",
+        epochs=2,
+        batch_size=100,
+        train_subset=1500,
+        test_subset=500,
+        checkpoint_every=4,
+        out=str(run_dir),
+        precision="fp32",
+        device="cpu",
+    )
     return TrainConfig(**{**values, **overrides})
 
 
@@ -112,10 +143,23 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(signal_name, mn
 
     run_dir = tmp_path / "interrupted"
     process = subprocess.Popen(
-        [sys.executable, "-m", "convnet", "train", "lenet5", "--epochs", "30", "--train-subset",
-         "3000", "--out", str(run_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "convnet",
+            "train",
+            "lenet5",
+            "--epochs",
+            "30",
+            "--train-subset",
+            "3000",
+            "--out",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (run_dir / "metrics.csv").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -129,17 +173,21 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(signal_name, mn
 
 
 def _steps(losses: list[float]) -> list[dict]:
-    return [{"step": i + 1, "epoch": 1, "loss": loss, "lr": 0.05, "images_per_second": 1.0}
-            for i, loss in enumerate(losses)]  # fmt: skip
+    return [
+        {"step": i + 1, "epoch": 1, "loss": loss, "lr": 0.05, "images_per_second": 1.0}
+        for i, loss in enumerate(losses)
+    ]
 
 
 @pytest.mark.parametrize(
     "losses, warned",
-    [([2.31, 2.30, 2.30, 2.29] * 4, True),  # 16 steps that learned nothing (1% lower)
-     ([2.31] * 8 + [2.15] * 8, False),  # 7% lower: it moved
-     ([0.12, 0.12, 0.11, 0.11] * 4, False),  # already fits (fine-tuning): nothing to learn
-     ([2.3], False)],  # one step tells nothing
-)  # fmt: skip
+    [
+        ([2.31, 2.30, 2.30, 2.29] * 4, True),  # 16 steps that learned nothing (1% lower)
+        ([2.31] * 8 + [2.15] * 8, False),  # 7% lower: it moved
+        ([0.12, 0.12, 0.11, 0.11] * 4, False),  # already fits (fine-tuning): nothing to learn
+        ([2.3], False),
+    ],  # one step tells nothing
+)
 def test_a_run_whose_loss_did_not_move_warns(losses, warned):
     warning = learning_warning(_steps(losses), num_classes=10)
     assert (warning is not None) is warned
@@ -154,8 +202,24 @@ def test_a_run_that_does_not_learn_says_so(mnist_dir, tmp_path, capsys):
     from convnet.cli import main
     from convnet.engine.run import Run
 
-    code = main(["train", "lenet5", "--epochs", "1", "--train-subset", "2048", "--test-subset",
-                 "256", "--lr", "1e-5", "--batch-size", "128", "--out", str(tmp_path / "run")])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "lenet5",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "2048",
+            "--test-subset",
+            "256",
+            "--lr",
+            "1e-5",
+            "--batch-size",
+            "128",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     output = capsys.readouterr().out
     assert code == 0
     assert output.splitlines()[-1].startswith("Warning: the training loss barely moved")
@@ -168,9 +232,16 @@ def test_a_run_that_does_not_learn_says_so(mnist_dir, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("images", "epochs", "world_size", "expected"),
-    [(60_000, 1, 1, 128), (2_000, 1, 1, 16), (2_000, 4, 1, 64), (6_000, 1, 1, 32),
-     (300, 1, 1, 16), (2_000, 2, 2, 16), (12_800, 1, 1, 128)],
-)  # fmt: skip
+    [
+        (60_000, 1, 1, 128),
+        (2_000, 1, 1, 16),
+        (2_000, 4, 1, 64),
+        (6_000, 1, 1, 32),
+        (300, 1, 1, 16),
+        (2_000, 2, 2, 16),
+        (12_800, 1, 1, 128),
+    ],
+)
 def test_a_short_run_gets_a_batch_that_gives_it_enough_steps(images, epochs, world_size, expected):
     assert short_run_batch_size(128, images, epochs, world_size) == expected
 
@@ -181,8 +252,21 @@ def test_the_16_step_quick_run_learns(mnist_dir, tmp_path, capsys):
     to the run it learns, and says why its batch is not the default."""
     from convnet.cli import main
 
-    code = main(["train", "lenet5", "--epochs", "1", "--train-subset", "2000", "--test-subset",
-                 "1000", "--out", str(tmp_path / "run"), "--json"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "lenet5",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "2000",
+            "--test-subset",
+            "1000",
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     steps = Run(tmp_path / "run").steps()

@@ -197,8 +197,11 @@ def test_files_that_would_run_code_are_refused_and_nothing_runs(tmp_path, payloa
         with zipfile.ZipFile(path) as archive:
             name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
             pickled = archive.read(name)
-        imported = [argument for opcode, argument, _ in pickletools.genops(pickled)
-                    if opcode.name == "GLOBAL"]  # fmt: skip
+        imported = [
+            argument
+            for opcode, argument, _ in pickletools.genops(pickled)
+            if opcode.name == "GLOBAL"
+        ]
         assert "__builtin__ exec" in imported
 
 

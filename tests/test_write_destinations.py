@@ -108,14 +108,16 @@ def test_other_errors_are_not_taken_for_the_destinations(tmp_path, monkeypatch):
 
 @needs_proc
 def test_evaluate_report_in_proc(trained_run):
-    result = run_cli("evaluate", str(trained_run[0]), "--test-subset", "50",
-                     "--report", "/proc/nope")  # fmt: skip
+    result = run_cli(
+        "evaluate", str(trained_run[0]), "--test-subset", "50", "--report", "/proc/nope"
+    )
     assert_refused(result, "Cannot write /proc/nope/", "nothing can be made in /proc", "--report")
 
 
 def test_evaluate_report_at_an_existing_file(trained_run, a_file):
-    result = run_cli("evaluate", str(trained_run[0]), "--test-subset", "50",
-                     "--report", str(a_file))  # fmt: skip
+    result = run_cli(
+        "evaluate", str(trained_run[0]), "--test-subset", "50", "--report", str(a_file)
+    )
     assert_refused(result, f"{a_file} is a file, not a folder", "--report")
     assert a_file.read_bytes() == b"a file, not a folder"
 

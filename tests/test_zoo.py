@@ -200,9 +200,15 @@ def test_per_channel_normalization():
 
 def test_history_is_the_lectures():
     assert [(w.year, w.top5_error) for w in ILSVRC_WINNERS] == [
-        (2010, 28.2), (2011, 25.8), (2012, 16.4), (2013, 11.7),
-        (2014, 6.7), (2015, 3.57), (2016, 2.99), (2017, 2.25),
-    ]  # fmt: skip
+        (2010, 28.2),
+        (2011, 25.8),
+        (2012, 16.4),
+        (2013, 11.7),
+        (2014, 6.7),
+        (2015, 3.57),
+        (2016, 2.99),
+        (2017, 2.25),
+    ]
     assert HUMAN_TOP5_ERROR == 5.1
     from convnet.report.zoo_chart import bar_label
 
@@ -237,7 +243,13 @@ def test_zoo_command_table_and_chart(tmp_path, capsys):
 def test_summary_and_predict_commands(capsys, empty_hub):
     total = _cli_json(capsys, "summary", "googlenet")["total"]
     assert (total["depth"], total["params"]) == (22, 6_624_904)
-    missing = run_cli("predict", "resnet18", "nothing.png", "--weights", "IMAGENET1K_V1",
-                      env={"TORCH_HOME": str(empty_hub.parent.parent)})  # fmt: skip
+    missing = run_cli(
+        "predict",
+        "resnet18",
+        "nothing.png",
+        "--weights",
+        "IMAGENET1K_V1",
+        env={"TORCH_HOME": str(empty_hub.parent.parent)},
+    )
     assert missing.returncode == 2
     assert "hub" in missing.stderr and "Traceback" not in missing.stderr

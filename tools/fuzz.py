@@ -55,8 +55,26 @@ from common import save_results  # noqa: E402  (stamps commit, command line, mac
 RESULTS = Path(__file__).with_suffix(".json")
 TARGETS = ("idx", "image", "predict")
 OUTCOMES = ("accepted", "rejected", "crash")
-BOUNDARY_INTEGERS = [0, 1, 2, 3, 4, 7, 8, 28, 255, 256, 4096, 4097, 20_000, 65_535, 65_536,
-                     2**31 - 1, 2**31, 2**32 - 1]  # fmt: skip
+BOUNDARY_INTEGERS = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    7,
+    8,
+    28,
+    255,
+    256,
+    4096,
+    4097,
+    20_000,
+    65_535,
+    65_536,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+]
 MAX_CRASHES_KEPT = 20
 
 
@@ -97,11 +115,13 @@ def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
     return bytes(data)
 
 
-def family_input(rng: random.Random, valid: Callable[[], bytes], hostile: Callable[[], bytes],
-                 pool: list[bytes]) -> tuple[str, bytes]:  # fmt: skip
+def family_input(
+    rng: random.Random, valid: Callable[[], bytes], hostile: Callable[[], bytes], pool: list[bytes]
+) -> tuple[str, bytes]:
     """An input of one family: valid, mutated valid, hostile, mutated hostile or random."""
-    family = rng.choices(["valid", "mutated", "hostile", "mutated hostile", "random"],
-                         weights=[10, 50, 15, 15, 10])[0]  # fmt: skip
+    family = rng.choices(
+        ["valid", "mutated", "hostile", "mutated hostile", "random"], weights=[10, 50, 15, 15, 10]
+    )[0]
     if family == "random":
         return family, rng.randbytes(rng.choice([0, 1, 4, 8, 16, 64, 512, 4096]))
     data = valid() if family in ("valid", "mutated") else hostile()
@@ -122,8 +142,13 @@ def valid_idx(rng: random.Random) -> bytes:
     shape = [rng.randint(0 if rng.random() < 0.05 else 1, 6) for _ in range(rng.randint(1, 4))]
     count = int(np.prod(shape))
     if dtype.kind == "f":
-        array = np.array([rng.choice([0.0, -1.5, 1e30, float("nan"), float("inf"), rng.random()])
-                          for _ in range(count)], dtype=dtype)  # fmt: skip
+        array = np.array(
+            [
+                rng.choice([0.0, -1.5, 1e30, float("nan"), float("inf"), rng.random()])
+                for _ in range(count)
+            ],
+            dtype=dtype,
+        )
     else:
         info = np.iinfo(dtype)
         array = np.array([rng.randint(int(info.min), int(info.max)) for _ in range(count)], dtype)
@@ -155,11 +180,28 @@ def try_idx(data: bytes) -> str:
 
 # --- images --------------------------------------------------------------------------------
 
-IMAGE_ENCODINGS = [("L", "PNG"), ("RGB", "PNG"), ("RGBA", "PNG"), ("LA", "PNG"), ("P", "PNG"),
-                   ("1", "PNG"), ("I;16", "PNG"), ("L", "JPEG"), ("RGB", "JPEG"),
-                   ("CMYK", "JPEG"), ("P", "GIF"), ("RGB", "BMP"), ("1", "BMP"), ("F", "TIFF"),
-                   ("I", "TIFF"), ("CMYK", "TIFF"), ("RGB", "WEBP"), ("RGBA", "ICO"),
-                   ("L", "PPM"), ("RGB", "TGA")]  # fmt: skip
+IMAGE_ENCODINGS = [
+    ("L", "PNG"),
+    ("RGB", "PNG"),
+    ("RGBA", "PNG"),
+    ("LA", "PNG"),
+    ("P", "PNG"),
+    ("1", "PNG"),
+    ("I;16", "PNG"),
+    ("L", "JPEG"),
+    ("RGB", "JPEG"),
+    ("CMYK", "JPEG"),
+    ("P", "GIF"),
+    ("RGB", "BMP"),
+    ("1", "BMP"),
+    ("F", "TIFF"),
+    ("I", "TIFF"),
+    ("CMYK", "TIFF"),
+    ("RGB", "WEBP"),
+    ("RGBA", "ICO"),
+    ("L", "PPM"),
+    ("RGB", "TGA"),
+]
 
 
 def valid_image(rng: random.Random) -> bytes:
@@ -192,8 +234,16 @@ def hostile_image(rng: random.Random) -> bytes:
     width, height = rng.choice(BOUNDARY_INTEGERS), rng.choice(BOUNDARY_INTEGERS)
     kind = rng.randrange(4)
     if kind == 0:  # PNG: any size, bit depth and colour type; a little compressed data
-        header = struct.pack(">IIBBBBB", width, height, rng.choice([1, 2, 4, 8, 16, 3]),
-                             rng.choice([0, 2, 3, 4, 6, 5]), 0, 0, rng.choice([0, 1]))  # fmt: skip
+        header = struct.pack(
+            ">IIBBBBB",
+            width,
+            height,
+            rng.choice([1, 2, 4, 8, 16, 3]),
+            rng.choice([0, 2, 3, 4, 6, 5]),
+            0,
+            0,
+            rng.choice([0, 1]),
+        )
         idat = zlib.compress(bytes(rng.choice([0, 64, 10_000])))
         chunks = [png_chunk(b"IHDR", header), png_chunk(b"IDAT", idat), png_chunk(b"IEND", b"")]
         if rng.random() < 0.3:  # a palette, or an acTL chunk claiming an animation
@@ -204,13 +254,31 @@ def hostile_image(rng: random.Random) -> bytes:
         image = b"," + struct.pack("<HHHHB", 0, 0, width % 65536, height % 65536, 0)
         return b"GIF89a" + screen + image + b"\x02\x02\x44\x01\x00;"
     if kind == 2:  # BMP: negative (top-down) or huge heights, any bit count
-        info = struct.pack("<IiiHHIIiiII", 40, width % 2**31, rng.choice([height % 2**31, -height % 2**31 - 2**31]),
-                           1, rng.choice([1, 4, 8, 16, 24, 32, 0, 64]), 0, 0, 0, 0, 0, 0)  # fmt: skip
+        info = struct.pack(
+            "<IiiHHIIiiII",
+            40,
+            width % 2**31,
+            rng.choice([height % 2**31, -height % 2**31 - 2**31]),
+            1,
+            rng.choice([1, 4, 8, 16, 24, 32, 0, 64]),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
         return b"BM" + struct.pack("<IHHI", 54 + 16, 0, 0, 54) + info + rng.randbytes(16)
     # JPEG: a start-of-frame with any size, then nothing useful
     frame = struct.pack(">BHHB", 8, height % 65536, width % 65536, 1) + b"\x01\x11\x00"
-    return (b"\xff\xd8" + b"\xff\xc0" + struct.pack(">H", len(frame) + 2) + frame
-            + rng.randbytes(rng.randint(0, 64)) + b"\xff\xd9")  # fmt: skip
+    return (
+        b"\xff\xd8"
+        + b"\xff\xc0"
+        + struct.pack(">H", len(frame) + 2)
+        + frame
+        + rng.randbytes(rng.randint(0, 64))
+        + b"\xff\xd9"
+    )
 
 
 def try_image(data: bytes) -> str:
@@ -249,15 +317,24 @@ async def fuzz(count: int, seconds: float, seed: int) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns about some broken files it reads
             if target == "idx":
-                family, data = family_input(rng, lambda: valid_idx(rng), lambda: hostile_idx(rng),
-                                            pools["idx"])  # fmt: skip
+                family, data = family_input(
+                    rng, lambda: valid_idx(rng), lambda: hostile_idx(rng), pools["idx"]
+                )
             elif target == "image":
-                family, data = family_input(rng, lambda: valid_image(rng),
-                                            lambda: hostile_image(rng), pools["image"])  # fmt: skip
+                family, data = family_input(
+                    rng, lambda: valid_image(rng), lambda: hostile_image(rng), pools["image"]
+                )
             else:
-                family, headers, query, chunks = predict_request(rng, lambda: family_input(
-                    rng, lambda: valid_image_png(rng), lambda: hostile_image(rng),
-                    pools["predict"])[1], lambda: stroke_png(rng))  # fmt: skip
+                family, headers, query, chunks = predict_request(
+                    rng,
+                    lambda: family_input(
+                        rng,
+                        lambda: valid_image_png(rng),
+                        lambda: hostile_image(rng),
+                        pools["predict"],
+                    )[1],
+                    lambda: stroke_png(rng),
+                )
                 data = b"".join(chunks)
             try:
                 if target == "idx":
@@ -269,11 +346,15 @@ async def fuzz(count: int, seconds: float, seed: int) -> dict:
             except Exception as error:  # everything that is not a clean answer is a crash
                 outcome = "crash"
                 if len(crashes) < MAX_CRASHES_KEPT:
-                    crashes.append({
-                        "target": target, "family": family, "error": short_traceback(error),
-                        "input_base64": base64.b64encode(data[:2048]).decode(),
-                        "input_bytes": len(data),
-                    })  # fmt: skip
+                    crashes.append(
+                        {
+                            "target": target,
+                            "family": family,
+                            "error": short_traceback(error),
+                            "input_base64": base64.b64encode(data[:2048]).decode(),
+                            "input_bytes": len(data),
+                        }
+                    )
         elapsed = time.perf_counter() - input_started
         if elapsed > slowest[target]["seconds"]:
             slowest[target] = {"seconds": round(elapsed, 4), "family": family, "bytes": len(data)}

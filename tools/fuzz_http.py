@@ -17,17 +17,51 @@ from convnet.models import get_model, get_model_spec
 from convnet.serve.app import MAX_BODY_BYTES, create_app
 from convnet.serve.models import CNN, ORDINARY, ServedModel, ServedModels
 
-LENGTHS = [0, 1, 8, 255, 4096, 65_535, MAX_BODY_BYTES, MAX_BODY_BYTES + 1, 2**31, 2**32 - 1,
-           10**30]  # fmt: skip
+LENGTHS = [0, 1, 8, 255, 4096, 65_535, MAX_BODY_BYTES, MAX_BODY_BYTES + 1, 2**31, 2**32 - 1, 10**30]
 
-CONTENT_TYPES = ["image/png", "application/json", "IMAGE/PNG", "image/png; charset=binary",
-                 "application/json; charset=utf-8", "text/plain", "image/jpeg",
-                 "multipart/form-data; boundary=x", "application/x-www-form-urlencoded",
-                 "image/png, application/json", ";", "\u00e9/\u00e9", None]  # fmt: skip
+CONTENT_TYPES = [
+    "image/png",
+    "application/json",
+    "IMAGE/PNG",
+    "image/png; charset=binary",
+    "application/json; charset=utf-8",
+    "text/plain",
+    "image/jpeg",
+    "multipart/form-data; boundary=x",
+    "application/x-www-form-urlencoded",
+    "image/png, application/json",
+    ";",
+    "\u00e9/\u00e9",
+    None,
+]
 PARAMETERS = ["shift_x", "shift_y", "rotate", "scale", "noise", "seed", "other"]
-PARAMETER_VALUES = ["0", "1", "-6", "6", "6.0001", "-1e309", "1e309", "nan", "inf", "-inf",
-                    "2.5", "0.5", "180", "-181", "99999999999999999999999", "-1", "2147483647",
-                    "2147483648", "", "abc", "%ff%fe", "%00", "1%2e5", "0x10", "１"]  # fmt: skip
+PARAMETER_VALUES = [
+    "0",
+    "1",
+    "-6",
+    "6",
+    "6.0001",
+    "-1e309",
+    "1e309",
+    "nan",
+    "inf",
+    "-inf",
+    "2.5",
+    "0.5",
+    "180",
+    "-181",
+    "99999999999999999999999",
+    "-1",
+    "2147483647",
+    "2147483648",
+    "",
+    "abc",
+    "%ff%fe",
+    "%00",
+    "1%2e5",
+    "0x10",
+    "１",
+]
 
 
 def json_body(rng: random.Random, kind: int | None = None) -> bytes:
@@ -45,21 +79,48 @@ def json_body(rng: random.Random, kind: int | None = None) -> bytes:
         rows, columns = rng.choice([0, 1, 27, 28, 29, 1000]), rng.choice([0, 27, 28, 29])
         return json.dumps({"pixels": [[0] * columns] * rows}).encode()
     if kind == 3:  # NaN, Infinity and other literals Python's json reads
-        return (b'{"pixels": [' + b",".join([b"[" + b",".join([rng.choice(
-            [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"0"])] * 28) + b"]"] * 28) + b"]}")  # fmt: skip
+        return (
+            b'{"pixels": ['
+            + b",".join(
+                [
+                    b"["
+                    + b",".join(
+                        [rng.choice([b"NaN", b"Infinity", b"-Infinity", b"1e999", b"0"])] * 28
+                    )
+                    + b"]"
+                ]
+                * 28
+            )
+            + b"]}"
+        )
     if kind == 4:  # nested deeply (a parser's stack), as deep as the body limit allows
         depth = rng.choice([10, 1000, 100_000, MAX_BODY_BYTES // 2 - 20])
         return b'{"pixels": ' + b"[" * depth + b"]" * depth + b"}"
     if kind == 5:  # other documents and encodings
-        return rng.choice([b"null", b"[]", b"{}", b'"pixels"', b'{"pixels": "x"}',
-                           json.dumps({"pixels": None}).encode(), "{\"pixels\": \"\u00e9\"}".encode("utf-16"),
-                           b'{"pixels": [' + b"0," * 50_000 + b"0]}", b"\xef\xbb\xbf{}"])  # fmt: skip
+        return rng.choice(
+            [
+                b"null",
+                b"[]",
+                b"{}",
+                b'"pixels"',
+                b'{"pixels": "x"}',
+                json.dumps({"pixels": None}).encode(),
+                '{"pixels": "\u00e9"}'.encode("utf-16"),
+                b'{"pixels": [' + b"0," * 50_000 + b"0]}",
+                b"\xef\xbb\xbf{}",
+            ]
+        )
     return rng.randbytes(rng.randint(0, 200))
 
 
-VALID_PARAMETERS = {"shift_x": ["-6", "0", "2.5", "6"], "shift_y": ["-3", "6"],
-                    "rotate": ["-180", "15", "180"], "scale": ["0.5", "1.25", "2"],
-                    "noise": ["0", "0.3", "1"], "seed": ["0", "7", "2147483647"]}  # fmt: skip
+VALID_PARAMETERS = {
+    "shift_x": ["-6", "0", "2.5", "6"],
+    "shift_y": ["-3", "6"],
+    "rotate": ["-180", "15", "180"],
+    "scale": ["0.5", "1.25", "2"],
+    "noise": ["0", "0.3", "1"],
+    "seed": ["0", "7", "2147483647"],
+}
 
 
 def predict_request(
@@ -102,8 +163,12 @@ def predict_request(
             (b"content-length", rng.choice([b"-1", b"1e3", b" 5", b"0x10", b"", b"\xff"]))
         )
     for _ in range(rng.choice([0, 0, 1, 3])):  # odd extra headers
-        headers.append((rng.choice([b"x-a", b"transfer-encoding", b"content-type", b"host", b"\xff"]),
-                        rng.randbytes(rng.randint(0, 20))))  # fmt: skip
+        headers.append(
+            (
+                rng.choice([b"x-a", b"transfer-encoding", b"content-type", b"host", b"\xff"]),
+                rng.randbytes(rng.randint(0, 20)),
+            )
+        )
     pairs = []
     for _ in range(rng.choice([0, 0, 1, 2, 4])):
         name, value = rng.choice(PARAMETERS), rng.choice(PARAMETER_VALUES)
@@ -120,11 +185,19 @@ def predict_request(
 async def call_app(app, headers: list, query: bytes, chunks: list[bytes]) -> tuple[int, bytes]:
     """One POST /api/predict as a server would hand it to the app; (status, body)."""
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/api/predict", "raw_path": b"/api/predict", "root_path": "",
-        "query_string": query, "headers": headers, "client": ("127.0.0.1", 50000),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/predict",
+        "raw_path": b"/api/predict",
+        "root_path": "",
+        "query_string": query,
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
-    }  # fmt: skip
+    }
     pending = list(chunks)
     response: dict = {"status": None, "body": b""}
 
@@ -161,7 +234,11 @@ def untrained_app():
     torch.manual_seed(0)
     served = []
     for role, name in ((CNN, "lenet5"), (ORDINARY, "mlp")):
-        loaded = LoadedModel(name, get_model_spec(name), get_model(name, num_classes=10).eval(),
-                             tuple(str(i) for i in range(10)))  # fmt: skip
+        loaded = LoadedModel(
+            name,
+            get_model_spec(name),
+            get_model(name, num_classes=10).eval(),
+            tuple(str(i) for i in range(10)),
+        )
         served.append(ServedModel(role, loaded, "untrained, for fuzzing"))
     return create_app(ServedModels(*served))

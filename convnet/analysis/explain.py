@@ -134,8 +134,9 @@ def cell_centres(network: nn.Module, layer: nn.Module, input_size: tuple) -> tor
             for cell in (middle, middle + 1):
                 index = [0, slice(None), slice(None), slice(None)]
                 index[2 + axis] = cell
-                (gradient,) = torch.autograd.grad(output[tuple(index)].sum(), pixels,
-                                                  retain_graph=True)  # fmt: skip
+                (gradient,) = torch.autograd.grad(
+                    output[tuple(index)].sum(), pixels, retain_graph=True
+                )
                 field = gradient.abs().sum(dim=(0, 1, 3 - axis)).nonzero().flatten()
                 if len(field) and field.min() > 0 and field.max() < side - 1:  # not cut
                     found.append((field.min() + field.max()).item() / 2)
@@ -157,8 +158,9 @@ def to_input_grid(maps: torch.Tensor, centres: torch.Tensor, size: tuple) -> tor
     x = columns / max(maps.shape[2] - 1, 1) * 2 - 1
     grid = torch.stack(torch.meshgrid(y, x, indexing="ij")[::-1], dim=-1)
     grid = grid[None].expand(len(maps), -1, -1, -1)
-    return F.grid_sample(maps[:, None].float(), grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=True)[:, 0]  # fmt: skip
+    return F.grid_sample(
+        maps[:, None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )[:, 0]
 
 
 def occlusion_window(side: int) -> tuple[int, int]:
@@ -213,18 +215,26 @@ def explain(
         with torch.random.fork_rng(devices=[]):  # the same noise every time: a map that
             torch.manual_seed(0)  # does not flicker as the page redraws it
             smoothed = NoiseTunnel(Saliency(wrapped)).attribute(
-                inputs, target=targets, abs=True, nt_type="smoothgrad",
-                nt_samples=SMOOTHGRAD_SAMPLES, nt_samples_batch_size=SMOOTHGRAD_SAMPLES,
+                inputs,
+                target=targets,
+                abs=True,
+                nt_type="smoothgrad",
+                nt_samples=SMOOTHGRAD_SAMPLES,
+                nt_samples_batch_size=SMOOTHGRAD_SAMPLES,
                 stdevs=SMOOTHGRAD_NOISE,
-            )  # fmt: skip
+            )
         maps = smoothed.amax(dim=1)
     else:
         channels, height, width = pixels.shape[1:]
         window, stride = occlusion_window(min(height, width))
         scores = Occlusion(wrapped).attribute(
-            inputs, target=targets, sliding_window_shapes=(channels, window, window),
-            strides=(channels, stride, stride), baselines=0.0, perturbations_per_eval=64,
-        )  # fmt: skip
+            inputs,
+            target=targets,
+            sliding_window_shapes=(channels, window, window),
+            strides=(channels, stride, stride),
+            baselines=0.0,
+            perturbations_per_eval=64,
+        )
         maps = F.relu(scores.sum(dim=1))  # where painting it over lowered the class score
     maps = maps.detach().clamp(min=0)
     peak = maps.flatten(1).amax(dim=1).clamp(min=1e-12)[:, None, None]

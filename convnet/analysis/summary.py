@@ -60,20 +60,27 @@ def summary_table(summary: ModelSummary) -> str:
     ]
     for layer in summary.layers:
         shape = "×".join(map(str, layer.output_shape))
-        lines.append(f"{layer.name:<{width}}{layer.type:<20}{shape:>14}{layer.trainable_params:>13,}"
-                     f"{layer.connections:>15,}{layer.macs:>15,}{layer.activation_bytes / 2**10:>12,.1f}")  # fmt: skip
+        lines.append(
+            f"{layer.name:<{width}}{layer.type:<20}{shape:>14}{layer.trainable_params:>13,}"
+            f"{layer.connections:>15,}{layer.macs:>15,}{layer.activation_bytes / 2**10:>12,.1f}"
+        )
     total = summary.total
     depth = "?" if total["depth"] is None else total["depth"]
     lines.append("-" * (width + 89))
-    lines.append(f"{'total':<{width}}{'depth ' + str(depth):<20}{'':>14}{total['trainable_params']:>13,}"
-                 f"{total['connections']:>15,}{total['macs']:>15,}{total['activation_bytes'] / 2**10:>12,.1f}")  # fmt: skip
+    lines.append(
+        f"{'total':<{width}}{'depth ' + str(depth):<20}{'':>14}{total['trainable_params']:>13,}"
+        f"{total['connections']:>15,}{total['macs']:>15,}{total['activation_bytes'] / 2**10:>12,.1f}"
+    )
     depth_text = (
-        "depth unknown (the model does not trace)" if total["depth"] is None
+        "depth unknown (the model does not trace)"
+        if total["depth"] is None
         else f"depth {depth} weight layers"
-    )  # fmt: skip
-    lines.append(f"parameters {total['params']:,} ({total['weight_bytes'] / 2**20:.2f} MiB of weights), "
-                 f"{macs_text(total['macs'])}, activations {total['activation_bytes'] / 2**20:,.2f} MiB "
-                 f"per image, {depth_text}")  # fmt: skip
+    )
+    lines.append(
+        f"parameters {total['params']:,} ({total['weight_bytes'] / 2**20:.2f} MiB of weights), "
+        f"{macs_text(total['macs'])}, activations {total['activation_bytes'] / 2**20:,.2f} MiB "
+        f"per image, {depth_text}"
+    )
     return "\n".join(lines)
 
 
@@ -150,10 +157,20 @@ COUNTERS: dict[type, Callable[[nn.Module, torch.Tensor], tuple[int, int]]] = {
     nn.AdaptiveMaxPool2d: _no_counts,
 }
 # Layers that carry weights through which a path counts one more in depth.
-WEIGHT_LAYERS: tuple[type, ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, PartialConv2d,
-                                    EuclideanRBF)  # fmt: skip
-FUNCTIONAL_WEIGHT_LAYERS = (nn.functional.conv1d, nn.functional.conv2d, nn.functional.conv3d,
-                            nn.functional.linear)  # fmt: skip
+WEIGHT_LAYERS: tuple[type, ...] = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.Linear,
+    PartialConv2d,
+    EuclideanRBF,
+)
+FUNCTIONAL_WEIGHT_LAYERS = (
+    nn.functional.conv1d,
+    nn.functional.conv2d,
+    nn.functional.conv3d,
+    nn.functional.linear,
+)
 
 
 def _counter_for(module: nn.Module) -> Callable | None:

@@ -67,11 +67,18 @@ def zoo_row(name: str, num_classes: int = 1000) -> ZooRow:
     total = summarize(model, spec.input_size, name).total
     entry = CHALLENGE_ENTRIES[name]
     return ZooRow(
-        name=name, family=spec.family, year=entry.year, top5_error=entry.top5_error,
-        entry=entry.entry, source=entry.source, depth=total["depth"], params=total["params"],
-        macs=total["macs"], weight_bytes=total["weight_bytes"],
+        name=name,
+        family=spec.family,
+        year=entry.year,
+        top5_error=entry.top5_error,
+        entry=entry.entry,
+        source=entry.source,
+        depth=total["depth"],
+        params=total["params"],
+        macs=total["macs"],
+        weight_bytes=total["weight_bytes"],
         activation_bytes=total["activation_bytes"],
-    )  # fmt: skip
+    )
 
 
 @torch.inference_mode()

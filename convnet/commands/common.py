@@ -82,10 +82,14 @@ def check_counts(args: argparse.Namespace, *options: str) -> None:
 
 DEVICE_HELP = "auto (a CUDA GPU, then an Apple GPU, then the CPU), cpu, cuda or mps"
 JSON_HELP = "print one JSON document on standard output instead of text"
-DATA_DIR_HELP = ("the cache of registered data sets (default: $CONVNET_DATA_DIR, else "
-                 "$XDG_CACHE_HOME/convnet or ~/.cache/convnet)")  # fmt: skip
-PRECISION_HELP = ("auto (bf16 where the hardware computes it natively, else fp32), fp32, bf16, "
-                  "or fp16 (CUDA only; training scales the loss)")  # fmt: skip
+DATA_DIR_HELP = (
+    "the cache of registered data sets (default: $CONVNET_DATA_DIR, else "
+    "$XDG_CACHE_HOME/convnet or ~/.cache/convnet)"
+)
+PRECISION_HELP = (
+    "auto (bf16 where the hardware computes it natively, else fp32), fp32, bf16, "
+    "or fp16 (CUDA only; training scales the loss)"
+)
 THREADS_HELP = (
     "CPU threads; 0: automatic, PyTorch's count or 1 when the machine is busier than it has cores"
 )
@@ -128,10 +132,11 @@ def apply_threads(args: argparse.Namespace) -> int:
 
 def add_download_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--download", action="store_true",
+        "--download",
+        action="store_true",
         help="fetch the torchvision weights --weights names into the torch hub cache first, "
         "checking the hash in their file name (default: offline, the cache only)",
-    )  # fmt: skip
+    )
 
 
 def download_if_asked(args: argparse.Namespace, model: str, weights: str | None) -> None:
@@ -140,11 +145,15 @@ def download_if_asked(args: argparse.Namespace, model: str, weights: str | None)
     if not getattr(args, "download", False):
         return
     if getattr(args, "resume", None):
-        raise UserError("--resume continues from the run's own checkpoint; --download has "
-                        "nothing to fetch. Drop it.")  # fmt: skip
+        raise UserError(
+            "--resume continues from the run's own checkpoint; --download has "
+            "nothing to fetch. Drop it."
+        )
     if not weights:
-        raise UserError("--download fetches the torchvision weights that --weights names "
-                        "(e.g. --weights IMAGENET1K_V1); give --weights NAME.")  # fmt: skip
+        raise UserError(
+            "--download fetches the torchvision weights that --weights names "
+            "(e.g. --weights IMAGENET1K_V1); give --weights NAME."
+        )
     from convnet.engine.weights import weights_path
 
     weights_path(model, weights, download=True)

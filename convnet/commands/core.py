@@ -50,10 +50,15 @@ def run_data(args: argparse.Namespace) -> int:
         print(path)
         return 0
     rows = [
-        {"name": spec.name, "description": spec.description, "classes": len(spec.class_names),
-         "cached": is_cached(spec.name, data_dir(args)), "citation": spec.citation}
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "classes": len(spec.class_names),
+            "cached": is_cached(spec.name, data_dir(args)),
+            "citation": spec.citation,
+        }
         for spec in DATASETS.values()
-    ]  # fmt: skip
+    ]
     text = (
         "\n".join(
             f"{row['name']:<15} {'cached ' if row['cached'] else 'missing'}  {row['description']}"
@@ -70,8 +75,13 @@ def run_data(args: argparse.Namespace) -> int:
 
 def configure_summary(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a registered model (listed at the end of 'convnet --help')")
-    parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"),
-                        help="channels, height and width of the input (default: the model's)")  # fmt: skip
+    parser.add_argument(
+        "--input-size",
+        nargs=3,
+        type=int,
+        metavar=("C", "H", "W"),
+        help="channels, height and width of the input (default: the model's)",
+    )
     parser.add_argument(
         "--num-classes",
         type=int,
@@ -130,8 +140,10 @@ def run_summary(args: argparse.Namespace) -> int:
     if min(size) < 1:
         raise UserError(f"--input-size must be positive, not {' '.join(map(str, size))}.")
     if args.num_classes is not None and args.num_classes < 2:
-        raise UserError(f"--num-classes must be at least 2 (a classifier needs at least 2 "
-                        f"classes), not {args.num_classes}.")  # fmt: skip
+        raise UserError(
+            f"--num-classes must be at least 2 (a classifier needs at least 2 "
+            f"classes), not {args.num_classes}."
+        )
     download_if_asked(args, args.model, args.weights)
     if args.weights:
         from convnet.engine.model_weights import load_weights_argument
@@ -141,8 +153,10 @@ def run_summary(args: argparse.Namespace) -> int:
         loaded = load_weights_argument(args.model, args.weights)
         count = len(loaded.class_names)
         if args.num_classes is not None and args.num_classes != count:
-            raise UserError(f"--weights {args.weights} classify {count} classes, not the "
-                            f"{args.num_classes} of --num-classes; drop --num-classes.")  # fmt: skip
+            raise UserError(
+                f"--weights {args.weights} classify {count} classes, not the "
+                f"{args.num_classes} of --num-classes; drop --num-classes."
+            )
         model = loaded.model
     else:
         # Shapes and counts need no arithmetic: build on the meta device (no memory, no
@@ -168,8 +182,10 @@ def run_summary(args: argparse.Namespace) -> int:
             f"trainable parameters, {LENET5_SOURCES[source]['connections']:,} connections"
             for source, ok in matches.items()
         )
-        text += ("\nNote: the lecture's 'about 14,000 parameters and 187,000 connections' does not match the "
-                 "published LeNet-5 (60,000 and 340,908, LeCun et al. 1998, §II-B).")  # fmt: skip
+        text += (
+            "\nNote: the lecture's 'about 14,000 parameters and 187,000 connections' does not match the "
+            "published LeNet-5 (60,000 and 340,908, LeCun et al. 1998, §II-B)."
+        )
     from convnet.models.imagenet import CHALLENGE_ENTRIES
 
     if args.model in CHALLENGE_ENTRIES and size == spec.input_size:

@@ -57,11 +57,19 @@ def load_target(args: argparse.Namespace):
     classes = None
     if getattr(args, "data", None):
         classes = open_image_collection(
-            args.data, args.split or "all", val_fraction=args.val_fraction or 0.2,
-            seed=args.seed or 0, ground_truth=args.ground_truth,
-        ).classes  # fmt: skip
-    return load_weights_argument(args.target, args.weights, getattr(args, "dataset", None),
-                                 classes=classes, data_name=getattr(args, "data", None) or "the data")  # fmt: skip
+            args.data,
+            args.split or "all",
+            val_fraction=args.val_fraction or 0.2,
+            seed=args.seed or 0,
+            ground_truth=args.ground_truth,
+        ).classes
+    return load_weights_argument(
+        args.target,
+        args.weights,
+        getattr(args, "dataset", None),
+        classes=classes,
+        data_name=getattr(args, "data", None) or "the data",
+    )
 
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
@@ -71,43 +79,73 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset", metavar="NAME", help="a registered data set (default: the run's)"
     )
-    parser.add_argument("--data", metavar="DIR", help="image files: class folders (train/ and "
-                        "val/, or one folder of classes) or the ILSVRC2012 layout")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="image files: class folders (train/ and "
+        "val/, or one folder of classes) or the ILSVRC2012 layout",
+    )
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
-    parser.add_argument("--batch-size", type=int, help="images per forward pass (default: the "
-                        "data source's)")  # fmt: skip
+    parser.add_argument(
+        "--batch-size", type=int, help="images per forward pass (default: the data source's)"
+    )
     parser.add_argument(
         "--test-subset", type=int, metavar="N", help="score the first N images only (default: all)"
     )
-    parser.add_argument("--extremes", type=int, metavar="N", help="how many easiest and "
-                        "hardest classes to list (default: 3; 5 for image files)")  # fmt: skip
-    parser.add_argument("--report", metavar="DIR", help="write an HTML report into DIR "
-                        "(default: none)")  # fmt: skip
+    parser.add_argument(
+        "--extremes",
+        type=int,
+        metavar="N",
+        help="how many easiest and hardest classes to list (default: 3; 5 for image files)",
+    )
+    parser.add_argument(
+        "--report", metavar="DIR", help="write an HTML report into DIR (default: none)"
+    )
     add_device_arguments(parser)
     add_threads_argument(parser)
-    parser.add_argument("--compile", choices=COMPILE_CHOICES, default="auto",
-                        help="compile the model first (torch.compile); auto does on a CPU for "
-                        f"{COMPILE_FROM_IMAGES:,} image files or more, where it pays")  # fmt: skip
+    parser.add_argument(
+        "--compile",
+        choices=COMPILE_CHOICES,
+        default="auto",
+        help="compile the model first (torch.compile); auto does on a CPU for "
+        f"{COMPILE_FROM_IMAGES:,} image files or more, where it pays",
+    )
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
     images = parser.add_argument_group("image folders only (--data, or a run trained on one)")
-    images.add_argument("--split", choices=("train", "val", "all"),
-                        help="which images to score (default: val of the run's own folder, "
-                        "else all)")  # fmt: skip
+    images.add_argument(
+        "--split",
+        choices=("train", "val", "all"),
+        help="which images to score (default: val of the run's own folder, else all)",
+    )
     images.add_argument("--workers", type=int, help="decoding processes (default: min(4, CPUs))")
     images.add_argument(
         "--strict", action="store_true", default=None, help="fail on unreadable images"
     )
-    images.add_argument("--resize", type=int, help="shorter side before the centre crop "
-                        "(default: the run's or the weights' preprocessing)")  # fmt: skip
-    images.add_argument("--crop", type=int, help="side of the centre crop (default: the model's "
-                        "input size)")  # fmt: skip
-    images.add_argument("--val-fraction", type=float,
-                        help="one folder of classes: the share held out (default: the run's)")  # fmt: skip
-    images.add_argument("--seed", type=int, help="one folder of classes: the seed of the split "
-                        "(default: the run's, else 0)")  # fmt: skip
-    images.add_argument("--ground-truth", metavar="FILE",
-                        help="ILSVRC2012 validation labels found elsewhere, csv or devkit txt "
-                        "(default: looked for beside the images)")  # fmt: skip
+    images.add_argument(
+        "--resize",
+        type=int,
+        help="shorter side before the centre crop "
+        "(default: the run's or the weights' preprocessing)",
+    )
+    images.add_argument(
+        "--crop", type=int, help="side of the centre crop (default: the model's input size)"
+    )
+    images.add_argument(
+        "--val-fraction",
+        type=float,
+        help="one folder of classes: the share held out (default: the run's)",
+    )
+    images.add_argument(
+        "--seed",
+        type=int,
+        help="one folder of classes: the seed of the split (default: the run's, else 0)",
+    )
+    images.add_argument(
+        "--ground-truth",
+        metavar="FILE",
+        help="ILSVRC2012 validation labels found elsewhere, csv or devkit txt "
+        "(default: looked for beside the images)",
+    )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -125,13 +163,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"Data folder {args.data} does not exist (or is not a folder).")
     download_if_asked(args, args.target, args.weights)
     loaded = load_target(args)
-    images = bool(args.data) or (args.dataset is None and loaded.config is not None
-                                 and loaded.config.data is not None)  # fmt: skip
+    images = bool(args.data) or (
+        args.dataset is None and loaded.config is not None and loaded.config.data is not None
+    )
     image_flags = (*IMAGE_ONLY, "split", "resize", "crop", "seed", "ground_truth")
     given = [f"--{n.replace('_', '-')}" for n in image_flags if getattr(args, n, None) is not None]
     if given and not images:
-        raise UserError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
-                        "files on disk (--data DIR); this evaluation reads a data set held in memory.")  # fmt: skip
+        raise UserError(
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
+            "files on disk (--data DIR); this evaluation reads a data set held in memory."
+        )
     if args.crop is not None:
         loaded.input_size = (loaded.input_size[0], args.crop, args.crop)
     if args.resize is not None:
@@ -140,25 +181,43 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if workers < 0:
         raise UserError(f"--workers must be 0 or more, not {workers}.")
     source = loaded.evaluation_source(
-        args.dataset, args.data, data_dir=data_dir(args), split=args.split, workers=workers,
-        strict=bool(args.strict), ground_truth=args.ground_truth, val_fraction=args.val_fraction,
-        seed=args.seed, test_subset=args.test_subset,
-    )  # fmt: skip
-    compile_model = should_compile(args.compile, source.eval_count, device,
-                                   on_disk=source.kind == "images")  # fmt: skip
-    evaluation = evaluate(loaded.model.to(device), source, device, precision,
-                          batch_size=args.batch_size, extremes=args.extremes or (5 if images else 3),
-                          strict=bool(args.strict), progress=True, compile_model=compile_model)  # fmt: skip
+        args.dataset,
+        args.data,
+        data_dir=data_dir(args),
+        split=args.split,
+        workers=workers,
+        strict=bool(args.strict),
+        ground_truth=args.ground_truth,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        test_subset=args.test_subset,
+    )
+    compile_model = should_compile(
+        args.compile, source.eval_count, device, on_disk=source.kind == "images"
+    )
+    evaluation = evaluate(
+        loaded.model.to(device),
+        source,
+        device,
+        precision,
+        batch_size=args.batch_size,
+        extremes=args.extremes or (5 if images else 3),
+        strict=bool(args.strict),
+        progress=True,
+        compile_model=compile_model,
+    )
     result = {
         "model": loaded.name,
         "weights": args.weights or str(Path(args.target) / "model.safetensors"),
         "dataset": source.name,
         **evaluation.result,
         "params": sum(p.numel() for p in loaded.model.parameters()),
-        "device": str(device), "precision": precision, "threads": threads,
+        "device": str(device),
+        "precision": precision,
+        "threads": threads,
         "batch_size": args.batch_size or source.eval_batch_size,
         "compiled": evaluation.compiled,
-    }  # fmt: skip
+    }
     if source.kind == "images":
         result["layout"] = source.layout
         result["workers"] = workers
@@ -166,10 +225,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         pre = source.preprocessing
         interpolation = loaded.preprocessing.get("interpolation")
         result["preprocessing"] = {
-            **pre, **{key: list(pre[key]) if isinstance(pre[key], tuple) else pre[key]
-                      for key in ("mean", "std")},
+            **pre,
+            **{
+                key: list(pre[key]) if isinstance(pre[key], tuple) else pre[key]
+                for key in ("mean", "std")
+            },
             "interpolation": str(getattr(interpolation, "value", "bilinear")),
-        }  # fmt: skip
+        }
         for entry in result["per_class"]:  # folders matched by name: the class's own folder
             entry["folder"] = entry["name"]
         if source.eval_collection.ground_truth is not None:
@@ -221,17 +283,25 @@ def run_predict(args: argparse.Namespace) -> int:
         inputs = torch.stack([load_photo(path, size) for path in args.images])
     else:  # a digit model: prepared the way MNIST was
         inputs = to_model_input(torch.stack([load_digit(path) for path in args.images]), size)
-    logits = predict_logits(loaded.model.to(device), inputs, loaded.normalization, device,
-                            precision)  # fmt: skip
+    logits = predict_logits(
+        loaded.model.to(device), inputs, loaded.normalization, device, precision
+    )
     probabilities = logits.softmax(dim=1)
     top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
     results = [
-        {"image": path, "top": [
-            {"index": int(i), "name": loaded.class_names[int(i)], "probability": round(float(p), 6)}
-            for p, i in zip(top.values[row], top.indices[row], strict=True)
-        ]}
+        {
+            "image": path,
+            "top": [
+                {
+                    "index": int(i),
+                    "name": loaded.class_names[int(i)],
+                    "probability": round(float(p), 6),
+                }
+                for p, i in zip(top.values[row], top.indices[row], strict=True)
+            ],
+        }
         for row, path in enumerate(args.images)
-    ]  # fmt: skip
+    ]
     text = "\n".join(
         f"{item['image']}: " + ", ".join(f"{t['name']} {t['probability']:.1%}" for t in item["top"])
         for item in results

@@ -53,17 +53,22 @@ def configure_evolution(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-augment", dest="augment", action="store_false", help="train without augmentation"
     )
-    parser.add_argument("--train-subset", type=int, metavar="N",
-                        help="train on the first N images (default: all)")  # fmt: skip
-    parser.add_argument("--test-subset", type=int, metavar="N",
-                        help="test on the first N images (default: all)")  # fmt: skip
+    parser.add_argument(
+        "--train-subset", type=int, metavar="N", help="train on the first N images (default: all)"
+    )
+    parser.add_argument(
+        "--test-subset", type=int, metavar="N", help="test on the first N images (default: all)"
+    )
     parser.add_argument("--runs-dir", default="runs/evolution", help="cache of trained runs")
     parser.add_argument("--reuse-only", action="store_true", help="never train; use cached runs")
     add_threads_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the trainings")
     add_device_arguments(parser)
-    parser.add_argument("--figure", metavar="FILE", help="where to draw the figure (PNG; "
-                        "default: RUNS_DIR/evolution.png)")  # fmt: skip
+    parser.add_argument(
+        "--figure",
+        metavar="FILE",
+        help="where to draw the figure (PNG; default: RUNS_DIR/evolution.png)",
+    )
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 

@@ -34,8 +34,12 @@ def configure_shift(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", type=int, default=0, help="MNIST test digit")
     parser.add_argument("--pixels", type=int, default=2, help="shift left by this many pixels")
     parser.add_argument("--threshold", type=float, default=0.5, help="binarize at this grey level")
-    parser.add_argument("--figure", default="runs/experiments/shift.png", metavar="FILE",
-                        help="where to draw the figure (PNG)")  # fmt: skip
+    parser.add_argument(
+        "--figure",
+        default="runs/experiments/shift.png",
+        metavar="FILE",
+        help="where to draw the figure (PNG)",
+    )
     add_threads_argument(parser)
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -85,17 +89,25 @@ def configure_invariance(parser: argparse.ArgumentParser) -> None:
         "--distortions", default=",".join(DISTORTION_NAMES), help="which sweeps, comma-separated"
     )
     parser.add_argument("--epochs", type=int, help="training epochs (default: each model's)")
-    parser.add_argument("--train-subset", type=int, metavar="N",
-                        help="train on the first N images (default: all)")  # fmt: skip
-    parser.add_argument("--test-subset", type=int, metavar="N",
-                        help="measure on the first N test images (default: all)")  # fmt: skip
+    parser.add_argument(
+        "--train-subset", type=int, metavar="N", help="train on the first N images (default: all)"
+    )
+    parser.add_argument(
+        "--test-subset",
+        type=int,
+        metavar="N",
+        help="measure on the first N test images (default: all)",
+    )
     parser.add_argument("--runs-dir", default="runs/experiments", help="cache of trained runs")
     parser.add_argument("--reuse-only", action="store_true", help="never train; use cached runs")
     add_threads_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the trainings")
     add_device_arguments(parser)
-    parser.add_argument("--figure", metavar="FILE", help="where to draw the curves (PNG; "
-                        "default: RUNS_DIR/invariance.png)")  # fmt: skip
+    parser.add_argument(
+        "--figure",
+        metavar="FILE",
+        help="where to draw the curves (PNG; default: RUNS_DIR/invariance.png)",
+    )
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
@@ -134,9 +146,12 @@ def run_invariance(args: argparse.Namespace) -> int:
 
     check_counts(args, "epochs", "train_subset", "test_subset")
     settings = settings_from_args(
-        InvarianceSettings, args, models=_names(args.models), variants=_names(args.variants),
+        InvarianceSettings,
+        args,
+        models=_names(args.models),
+        variants=_names(args.variants),
         distortions=_names(args.distortions),
-    )  # fmt: skip
+    )
     result = measure(settings, log=log)
     figure = invariance_curves(result, Path(args.figure or Path(args.runs_dir) / "invariance.png"))
     document = {**result.to_dict(), "figure": str(figure)}
@@ -171,8 +186,12 @@ def configure_cost(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="CPU threads while timing; 0: PyTorch's own count",
     )
-    parser.add_argument("--figure", default="runs/experiments/cost.png", metavar="FILE",
-                        help="where to draw the bars (PNG)")  # fmt: skip
+    parser.add_argument(
+        "--figure",
+        default="runs/experiments/cost.png",
+        metavar="FILE",
+        help="where to draw the bars (PNG)",
+    )
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 

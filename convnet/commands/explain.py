@@ -13,20 +13,36 @@ EXPLAIN_METHODS = ("gradcam", "saliency", "occlusion")  # convnet.analysis.expla
 
 
 def configure_explain(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="RUN_DIR|MODEL", help="a run directory, or a "
-                        "registered model name with --weights")  # fmt: skip
+    parser.add_argument(
+        "target",
+        metavar="RUN_DIR|MODEL",
+        help="a run directory, or a registered model name with --weights",
+    )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, … files")
     parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
-    parser.add_argument("--method", choices=EXPLAIN_METHODS, default="gradcam",
-                        help="gradcam: the last convolution maps' Grad-CAM; saliency: the "
-                        "input gradient (SmoothGrad); occlusion: the score lost when a patch "
-                        "is painted over")  # fmt: skip
-    parser.add_argument("--target", dest="target_class", metavar="CLASS", help="the class to explain, by name or "
-                        "index (default: each image's predicted class)")  # fmt: skip
-    parser.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer, a module name as "
-                        "in named_modules() (default: the model's own, e.g. features.c3)")  # fmt: skip
-    parser.add_argument("--out", metavar="DIR", default="explanations",
-                        help="where the PNG files go")  # fmt: skip
+    parser.add_argument(
+        "--method",
+        choices=EXPLAIN_METHODS,
+        default="gradcam",
+        help="gradcam: the last convolution maps' Grad-CAM; saliency: the "
+        "input gradient (SmoothGrad); occlusion: the score lost when a patch "
+        "is painted over",
+    )
+    parser.add_argument(
+        "--target",
+        dest="target_class",
+        metavar="CLASS",
+        help="the class to explain, by name or index (default: each image's predicted class)",
+    )
+    parser.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="Grad-CAM's layer, a module name as "
+        "in named_modules() (default: the model's own, e.g. features.c3)",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", default="explanations", help="where the PNG files go"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -37,8 +53,10 @@ def class_index(target: str, class_names: tuple[str, ...]) -> int:
     if target.isdigit() and int(target) < len(class_names):
         return int(target)
     shown = ", ".join(class_names[:10]) + (", …" if len(class_names) > 10 else "")
-    raise UserError(f"--target {target} is neither a class of the model ({shown}) nor an "
-                    f"index below {len(class_names)}.")  # fmt: skip
+    raise UserError(
+        f"--target {target} is neither a class of the model ({shown}) nor an "
+        f"index below {len(class_names)}."
+    )
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -65,8 +83,15 @@ def run_explain(args: argparse.Namespace) -> int:
         raise UserError(f"--layer is Grad-CAM's; --method {args.method} has no layer.")
     if args.layer is not None and args.layer not in dict(loaded.model.named_modules()):
         raise UserError(f"{loaded.name} has no layer named '{args.layer}'.")
-    explanation = explain(loaded.model, pixels, loaded.normalization, args.method,
-                          target=target, layer=args.layer, spec=loaded.spec)  # fmt: skip
+    explanation = explain(
+        loaded.model,
+        pixels,
+        loaded.normalization,
+        args.method,
+        target=target,
+        layer=args.layer,
+        spec=loaded.spec,
+    )
     method = METHOD_NAMES[args.method] + (f" on {explanation.layer}" if explanation.layer else "")
     results, used = [], set()
     for index, path in enumerate(args.images):
@@ -81,14 +106,22 @@ def run_explain(args: argparse.Namespace) -> int:
         if explained != predicted:
             title += f"\nexplaining class {loaded.class_names[explained]}"
         written = write_overlay(out / name, pixels[index], explanation.maps[index], title)
-        results.append({
-            "image": path, "out": str(written), "method": args.method, "layer": explanation.layer,
-            "predicted": {"index": predicted, "name": loaded.class_names[predicted],
-                          "probability": round(probability, 6)},
-            "target": {"index": explained, "name": loaded.class_names[explained]},
-            "peak": [int(value) for value in peaks(explanation.maps[index : index + 1])[0]],
-            "input_size": list(size),
-        })  # fmt: skip
+        results.append(
+            {
+                "image": path,
+                "out": str(written),
+                "method": args.method,
+                "layer": explanation.layer,
+                "predicted": {
+                    "index": predicted,
+                    "name": loaded.class_names[predicted],
+                    "probability": round(probability, 6),
+                },
+                "target": {"index": explained, "name": loaded.class_names[explained]},
+                "peak": [int(value) for value in peaks(explanation.maps[index : index + 1])[0]],
+                "input_size": list(size),
+            }
+        )
     text = "\n".join(
         f"{item['image']}: {item['predicted']['name']} {item['predicted']['probability']:.1%} "
         f"→ {item['out']}"

@@ -13,12 +13,18 @@ EXPORT_FORMATS = ("onnx", "torchscript")  # convnet.engine.export.FORMATS, witho
 
 
 def configure_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="RUN_DIR|MODEL", help="a run directory, or a "
-                        "registered model name with --weights")  # fmt: skip
+    parser.add_argument(
+        "target",
+        metavar="RUN_DIR|MODEL",
+        help="a run directory, or a registered model name with --weights",
+    )
     parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP)
-    parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
-                        help="onnx (onnxruntime, Netron) or torchscript (torch.jit.load, "
-                        "LibTorch)")  # fmt: skip
+    parser.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="onnx",
+        help="onnx (onnxruntime, Netron) or torchscript (torch.jit.load, LibTorch)",
+    )
     parser.add_argument("--out", metavar="FILE", required=True, help="the file to write")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
@@ -41,10 +47,14 @@ def run_export(args: argparse.Namespace) -> int:
         "std": list(std) if isinstance(std, tuple) else [std] * channels,
     }
     metadata = {
-        "model": loaded.name, "classes": list(loaded.class_names),
-        "input_size": list(loaded.input_size), "normalization": normalization,
-        "input": INPUT_NAME, "output": OUTPUT_NAME, "convnet_version": __version__,
-    }  # fmt: skip
+        "model": loaded.name,
+        "classes": list(loaded.class_names),
+        "input_size": list(loaded.input_size),
+        "normalization": normalization,
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "convnet_version": __version__,
+    }
     size = export_model(loaded.model, loaded.input_size, args.format, out, metadata)
     result = {
         **metadata,

@@ -21,22 +21,29 @@ from convnet.i18n import LANGUAGES, check_language
 
 def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--run", dest="runs", action="extend", nargs="+", default=[], metavar="RUN_DIR",
+        "--run",
+        dest="runs",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="RUN_DIR",
         help="a lenet5-like CNN run and/or an mlp run (default: the one of lowest test error "
         "under --runs-dir, if it is trained well enough; else train one for one epoch now)",
-    )  # fmt: skip
+    )
     parser.add_argument("--runs-dir", default="runs", help="where to look for and put runs")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind; 127.0.0.1 is "
-                        "this machine only")  # fmt: skip
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind; 127.0.0.1 is this machine only"
+    )
     parser.add_argument(
         "--port", type=int, default=8000, help="port to listen on; 0 picks a free one"
     )
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     add_threads_argument(parser)
     parser.add_argument(
-        "--lang", help=f"the page's language, {' or '.join(LANGUAGES)} (default: the browser's; "
+        "--lang",
+        help=f"the page's language, {' or '.join(LANGUAGES)} (default: the browser's; "
         "a visitor can still switch)",
-    )  # fmt: skip
+    )
 
 
 def open_socket(host: str, port: int) -> socket.socket:

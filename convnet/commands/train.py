@@ -35,13 +35,25 @@ IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers")
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", help="a registered model, listed at the end of "
-                        "'convnet --help' (default: the --config's or --resume's)")  # fmt: skip
+    parser.add_argument(
+        "model",
+        nargs="?",
+        help="a registered model, listed at the end of "
+        "'convnet --help' (default: the --config's or --resume's)",
+    )
     source = parser.add_argument_group("data (one of)")
-    source.add_argument("--dataset", metavar="NAME", help="a registered data set held in "
-                        "memory, as 'convnet data list' names it (default: mnist)")  # fmt: skip
-    source.add_argument("--data", metavar="DIR", help="image files: DIR/train/<class>/*, "
-                        "DIR/val/<class>/* (or DIR/<class>/*, split by --val-fraction) or ILSVRC2012")  # fmt: skip
+    source.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="a registered data set held in "
+        "memory, as 'convnet data list' names it (default: mnist)",
+    )
+    source.add_argument(
+        "--data",
+        metavar="DIR",
+        help="image files: DIR/train/<class>/*, "
+        "DIR/val/<class>/* (or DIR/<class>/*, split by --val-fraction) or ILSVRC2012",
+    )
     source.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     recipe = parser.add_argument_group("recipe (defaults: the model's, then the data source's)")
     recipe.add_argument("--epochs", type=int, help="passes over the training images")
@@ -50,51 +62,101 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--weight-decay", type=float, help="L2 penalty on the weights")
     recipe.add_argument("--momentum", type=float, help="SGD momentum")
     recipe.add_argument("--warmup-fraction", type=float, help="share of the steps warming up")
-    recipe.add_argument("--label-smoothing", type=float, help="share of each label spread over "
-                        "the other classes")  # fmt: skip
-    recipe.add_argument("--no-augment", dest="augment", action="store_false", default=None,
-                        help="train on the images as they are (default: the recipe's augmentation)")  # fmt: skip
-    recipe.add_argument("--weights", metavar="NAME_OR_FILE", help="start from these weights: a "
-                        "file, or torchvision weights by name from the hub cache; a classifier "
-                        "for another class count starts afresh (fine-tuning; default: random "
-                        "initialization)")  # fmt: skip
+    recipe.add_argument(
+        "--label-smoothing", type=float, help="share of each label spread over the other classes"
+    )
+    recipe.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        default=None,
+        help="train on the images as they are (default: the recipe's augmentation)",
+    )
+    recipe.add_argument(
+        "--weights",
+        metavar="NAME_OR_FILE",
+        help="start from these weights: a "
+        "file, or torchvision weights by name from the hub cache; a classifier "
+        "for another class count starts afresh (fine-tuning; default: random "
+        "initialization)",
+    )
     add_download_argument(recipe)
-    recipe.add_argument("--seed", type=int, help="seed of the initialization, the order and the "
-                        "augmentation (default: 0)")  # fmt: skip
-    recipe.add_argument("--train-subset", type=int, metavar="N",
-                        help="train on N images only (default: all)")  # fmt: skip
-    recipe.add_argument("--test-subset", type=int, metavar="N",
-                        help="score the first N held-out images only (default: all)")  # fmt: skip
+    recipe.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the initialization, the order and the augmentation (default: 0)",
+    )
+    recipe.add_argument(
+        "--train-subset", type=int, metavar="N", help="train on N images only (default: all)"
+    )
+    recipe.add_argument(
+        "--test-subset",
+        type=int,
+        metavar="N",
+        help="score the first N held-out images only (default: all)",
+    )
     images = parser.add_argument_group("image folders only (--data)")
-    images.add_argument("--image-size", type=int, metavar="PIXELS",
-                        help="side of the crop the model sees (default: its input size)")  # fmt: skip
-    images.add_argument("--val-fraction", type=float,
-                        help="held-out share of a folder without train/ and val/ (default: 0.2)")  # fmt: skip
-    images.add_argument("--strict", action="store_true", default=None,
-                        help="fail on corrupt or empty image files instead of skipping them")  # fmt: skip
+    images.add_argument(
+        "--image-size",
+        type=int,
+        metavar="PIXELS",
+        help="side of the crop the model sees (default: its input size)",
+    )
+    images.add_argument(
+        "--val-fraction",
+        type=float,
+        help="held-out share of a folder without train/ and val/ (default: 0.2)",
+    )
+    images.add_argument(
+        "--strict",
+        action="store_true",
+        default=None,
+        help="fail on corrupt or empty image files instead of skipping them",
+    )
     images.add_argument(
         "--workers", type=int, help="decoding processes per training process (default: 2)"
     )
     machine = parser.add_argument_group("machine and run")
     machine.add_argument("--device", help=DEVICE_HELP + " (default: auto)")
     machine.add_argument("--precision", help=PRECISION_HELP + " (default: auto)")
-    machine.add_argument("--backend", help="auto, gloo or nccl: how processes under torchrun "
-                         "talk (default: auto)")  # fmt: skip
+    machine.add_argument(
+        "--backend", help="auto, gloo or nccl: how processes under torchrun talk (default: auto)"
+    )
     add_threads_argument(machine)
-    machine.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="also save a "
-                         "resumable checkpoint every STEPS steps, at least 1 (default: after "
-                         "each epoch only)")  # fmt: skip
-    machine.add_argument("--tensorboard", action="store_true", default=None,
-                         help="also write TensorBoard event files into RUN_DIR/tensorboard "
-                         "(needs the tensorboard package)")  # fmt: skip
-    machine.add_argument("--stop-after-epoch", type=int, metavar="N",
-                         help="stop after epoch N, resumably; continue with --resume")  # fmt: skip
-    machine.add_argument("--config", metavar="FILE", help="start from a saved config.json; "
-                         "flags given override it")  # fmt: skip
-    machine.add_argument("--out", metavar="RUN_DIR", help="the run directory to write "
-                         "(default: runs/MODEL-SOURCE-TIME)")  # fmt: skip
-    machine.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint "
-                         "(--epochs N continues it to N epochs)")  # fmt: skip
+    machine.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="STEPS",
+        help="also save a "
+        "resumable checkpoint every STEPS steps, at least 1 (default: after "
+        "each epoch only)",
+    )
+    machine.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write TensorBoard event files into RUN_DIR/tensorboard "
+        "(needs the tensorboard package)",
+    )
+    machine.add_argument(
+        "--stop-after-epoch",
+        type=int,
+        metavar="N",
+        help="stop after epoch N, resumably; continue with --resume",
+    )
+    machine.add_argument(
+        "--config", metavar="FILE", help="start from a saved config.json; flags given override it"
+    )
+    machine.add_argument(
+        "--out",
+        metavar="RUN_DIR",
+        help="the run directory to write (default: runs/MODEL-SOURCE-TIME)",
+    )
+    machine.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run from its checkpoint (--epochs N continues it to N epochs)",
+    )
     machine.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
@@ -113,8 +175,10 @@ def _refuse_misplaced(values: dict, images: bool, dataset: str | None) -> None:
     """Every flag works for the data source at hand, or is refused here."""
     if images:
         if "data_dir" in values:
-            raise UserError("--data-dir is the cache of registered data sets; with --data DIR "
-                            "it has no use. Drop it.")  # fmt: skip
+            raise UserError(
+                "--data-dir is the cache of registered data sets; with --data DIR "
+                "it has no use. Drop it."
+            )
         return
     misplaced = [f"--{name.replace('_', '-')}" for name in IMAGE_ONLY if name in values]
     if misplaced:
@@ -135,8 +199,9 @@ def build_config(args: argparse.Namespace):
         try:
             base = TrainConfig.from_json(Path(args.config).read_text()).to_dict()
         except (OSError, ValueError, UnicodeDecodeError) as error:
-            raise UserError(f"--config {args.config} is not a usable run configuration "
-                            f"({error}).") from None  # fmt: skip
+            raise UserError(
+                f"--config {args.config} is not a usable run configuration ({error})."
+            ) from None
         for key in ("out", "classes", "world_size"):
             base.pop(key, None)
         if "model" in values:  # the recipe carries over to the registered model named
@@ -157,8 +222,9 @@ def build_config(args: argparse.Namespace):
         raise UserError(f"Data folder {merged['data']} does not exist (or is not a folder).")
     _refuse_misplaced(values, bool(merged.get("data")), merged.get("dataset"))
     if "model" not in merged:
-        raise UserError("Name a model to train (e.g. 'convnet train lenet5') or give "
-                        "--resume RUN_DIR.")  # fmt: skip
+        raise UserError(
+            "Name a model to train (e.g. 'convnet train lenet5') or give --resume RUN_DIR."
+        )
     return TrainConfig(**merged)
 
 
@@ -178,25 +244,37 @@ def _resume_changes(args: argparse.Namespace) -> dict:
 
 def result_text(result: dict) -> str:
     split = result.get("split", "test")
-    lines = [f"{result['model']} on {result.get('data_dir') or result['dataset']}: {split} error "
-             f"{result['top1_error']:.2%} (top-5 {result['top5_error']:.2%}) on "
-             f"{result['num_examples']:,} images"]  # fmt: skip
+    lines = [
+        f"{result['model']} on {result.get('data_dir') or result['dataset']}: {split} error "
+        f"{result['top1_error']:.2%} (top-5 {result['top5_error']:.2%}) on "
+        f"{result['num_examples']:,} images"
+    ]
     if "train_seconds" in result:
-        lines.append(f"trained {result['epochs']} epoch{'s' if result['epochs'] != 1 else ''} in {result['train_seconds']:.1f} s "
-                     f"({result['images_per_second']:,.0f} images/s, {result['precision']} on "
-                     f"{result['device']}, {result['world_size']} process(es) × batch "
-                     f"{result['batch_size']})")  # fmt: skip
+        lines.append(
+            f"trained {result['epochs']} epoch{'s' if result['epochs'] != 1 else ''} in {result['train_seconds']:.1f} s "
+            f"({result['images_per_second']:,.0f} images/s, {result['precision']} on "
+            f"{result['device']}, {result['world_size']} process(es) × batch "
+            f"{result['batch_size']})"
+        )
     for kind in ("easiest", "hardest"):  # only classes that stand apart (engine.metrics)
         named = ", ".join(f"{r['name']} {r['accuracy']:.2%}" for r in result[kind])
         lines.append(f"{kind}: {named or 'no class stands apart'}")
     if result.get("confusions"):
-        lines.append("most confused: " + ", ".join(
-            f"{c['true']}→{c['predicted']} ×{c['count']}" for c in result["confusions"]))  # fmt: skip
+        lines.append(
+            "most confused: "
+            + ", ".join(f"{c['true']}→{c['predicted']} ×{c['count']}" for c in result["confusions"])
+        )
     if result.get("num_skipped"):
         shown = result["skipped"][:10]
-        lines.append(f"skipped {result['num_skipped']} file(s): " + "; ".join(
-            f"{s['file']} ({s['reason']})" for s in shown)
-            + (f"; and {result['num_skipped'] - len(shown)} more" if result["num_skipped"] > 10 else ""))  # fmt: skip
+        lines.append(
+            f"skipped {result['num_skipped']} file(s): "
+            + "; ".join(f"{s['file']} ({s['reason']})" for s in shown)
+            + (
+                f"; and {result['num_skipped'] - len(shown)} more"
+                if result["num_skipped"] > 10
+                else ""
+            )
+        )
     for key, label in (("run_dir", "run directory"), ("report", "report")):
         if key in result:
             lines.append(f"{label}: {result[key]}")
@@ -216,10 +294,12 @@ def finish_run(
     loaded = run.load()
     config = loaded.config
     device = resolve_device(device_name)
-    source = loaded.evaluation_source(data_dir=Path(config.data_dir) if config.data_dir else None,
-                                      workers=config.workers or 0)  # fmt: skip
-    evaluation = evaluate(loaded.model.to(device), source, device,
-                          resolve_precision(precision, device))  # fmt: skip
+    source = loaded.evaluation_source(
+        data_dir=Path(config.data_dir) if config.data_dir else None, workers=config.workers or 0
+    )
+    evaluation = evaluate(
+        loaded.model.to(device), source, device, resolve_precision(precision, device)
+    )
     report = write_run_report(run, loaded, evaluation)
     result = {**result, "report": str(report)}
     result.pop("confusion_matrix", None)
@@ -231,8 +311,15 @@ def run_train(args: argparse.Namespace) -> int:
     from convnet.engine import distributed
     from convnet.engine.train import fit
 
-    check_counts(args, "epochs", "batch_size", "train_subset", "test_subset", "stop_after_epoch",
-                 "checkpoint_every")  # fmt: skip
+    check_counts(
+        args,
+        "epochs",
+        "batch_size",
+        "train_subset",
+        "test_subset",
+        "stop_after_epoch",
+        "checkpoint_every",
+    )
     apply_threads(args)
     rank_text = os.environ.get("RANK", "0")
     launched_rank = int(rank_text) if rank_text.isdigit() else 0
@@ -255,8 +342,13 @@ def run_train(args: argparse.Namespace) -> int:
             return 2
         raise
     try:
-        result = fit(config, Path(args.resume) if args.resume else None, changes=changes,
-                     stop_after_epoch=args.stop_after_epoch, log=log)  # fmt: skip
+        result = fit(
+            config,
+            Path(args.resume) if args.resume else None,
+            changes=changes,
+            stop_after_epoch=args.stop_after_epoch,
+            log=log,
+        )
     except distributed.PeerFailure:
         return 2
     except UserError as error:
@@ -272,8 +364,12 @@ def run_train(args: argparse.Namespace) -> int:
     if not session.is_main:
         return 0
     if "stopped_after_epoch" in result:
-        emit(args, result, f"Stopped after epoch {result['stopped_after_epoch']} of "
-                           f"{result['epochs']}; run directory: {result['run_dir']}")  # fmt: skip
+        emit(
+            args,
+            result,
+            f"Stopped after epoch {result['stopped_after_epoch']} of "
+            f"{result['epochs']}; run directory: {result['run_dir']}",
+        )
         return 0
     result = finish_run(Path(result["run_dir"]), result, session.device.type, result["precision"])
     emit(args, result, result_text(result))
@@ -281,8 +377,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, help="fewer epochs for a quicker look (default: "
-                        "lenet5's recipe)")  # fmt: skip
+    parser.add_argument(
+        "--epochs", type=int, help="fewer epochs for a quicker look (default: lenet5's recipe)"
+    )
     parser.add_argument("--out", metavar="RUN_DIR", default="runs/demo", help="the run directory")
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -297,11 +394,15 @@ def run_demo(args: argparse.Namespace) -> int:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}.")
     fetch_dataset("mnist", data_dir(args), log=log)
     log(f"Training lenet5 on MNIST into {args.out} …")
-    config = TrainConfig(model="lenet5", dataset="mnist", data_dir=args.data_dir,
-                         epochs=args.epochs, out=args.out)  # fmt: skip
+    config = TrainConfig(
+        model="lenet5", dataset="mnist", data_dir=args.data_dir, epochs=args.epochs, out=args.out
+    )
     result = finish_run(Path(args.out), fit(config, log=log))
-    emit(args, result,
-         result_text(result) + f"\n\nOpen {result['report']} in a browser to see the report.")  # fmt: skip
+    emit(
+        args,
+        result,
+        result_text(result) + f"\n\nOpen {result['report']} in a browser to see the report.",
+    )
     return 0
 
 

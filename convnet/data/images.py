@@ -31,9 +31,11 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     else:
         path = Path(source)
         if path.is_dir():
-            raise UserError(f"{label}: is a folder, not an image file. Give the images in it "
-                            f"(e.g. {path / '*.png'}); a folder of class folders is scored by "
-                            "'convnet evaluate RUN --data DIR'.")  # fmt: skip
+            raise UserError(
+                f"{label}: is a folder, not an image file. Give the images in it "
+                f"(e.g. {path / '*.png'}); a folder of class folders is scored by "
+                "'convnet evaluate RUN --data DIR'."
+            )
         if not path.is_file():
             raise UserError(f"{label}: no such file.")
         if path.stat().st_size > MAX_FILE_BYTES:

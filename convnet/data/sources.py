@@ -86,11 +86,19 @@ class DataSource(Protocol):
     eval_batch_size: int  # images per evaluation batch
     skipped: list[tuple[Path, str]]  # files left out, and why
 
-    def train_batches(self, epoch: int, batch_size: int, seed: int, rank: int = 0,
-                      world_size: int = 1, start_batch: int = 0) -> Iterator[Batch]: ...  # fmt: skip
+    def train_batches(
+        self,
+        epoch: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ) -> Iterator[Batch]: ...
 
-    def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1
-                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...  # fmt: skip
+    def eval_batches(
+        self, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
 
     def eval_image(self, index: int) -> torch.Tensor:
         """Held-out image `index` as the model saw it, before normalisation: (C, H, W) in [0, 1]."""
@@ -155,11 +163,19 @@ class TensorSource:
             data = data.subset(count) if count else data
             splits.append((to_model_input(data.images, input_size), data.labels))
         spec = get_dataset_spec(name)
-        return cls(name, spec.class_names, splits[0], splits[1], normalization, augment,
-                   spec.augmentation)  # fmt: skip
+        return cls(
+            name, spec.class_names, splits[0], splits[1], normalization, augment, spec.augmentation
+        )
 
-    def train_batches(self, epoch: int, batch_size: int, seed: int, rank: int = 0,
-                      world_size: int = 1, start_batch: int = 0) -> Iterator[Batch]:  # fmt: skip
+    def train_batches(
+        self,
+        epoch: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ) -> Iterator[Batch]:
         order = epoch_order(self.train_count, seed, epoch, rank, world_size)
         draws = None
         if self.augment:  # the augmentation's draws for each image of the data set
@@ -211,12 +227,18 @@ def ignore_interrupts(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _loader(dataset: Dataset, batch_size: int, indices: list[int], workers: int,
-            pin: bool) -> DataLoader:  # fmt: skip
+def _loader(
+    dataset: Dataset, batch_size: int, indices: list[int], workers: int, pin: bool
+) -> DataLoader:
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=indices, num_workers=workers, pin_memory=pin,
-        worker_init_fn=ignore_interrupts, prefetch_factor=4 if workers > 0 else None,
-    )  # fmt: skip
+        dataset,
+        batch_size=batch_size,
+        sampler=indices,
+        num_workers=workers,
+        pin_memory=pin,
+        worker_init_fn=ignore_interrupts,
+        prefetch_factor=4 if workers > 0 else None,
+    )
 
 
 class FolderSource:
@@ -254,8 +276,9 @@ class FolderSource:
         channels, crop = input_size[0], input_size[1]
         mean, std = normalization
         options = dict(val_fraction=val_fraction, seed=seed, strict=strict)
-        self.eval_collection = open_image_collection(root, eval_split, ground_truth=ground_truth,
-                                                     **options)  # fmt: skip
+        self.eval_collection = open_image_collection(
+            root, eval_split, ground_truth=ground_truth, **options
+        )
         self.train_collection = open_image_collection(root, "train", **options) if train else None
         own = (self.train_collection or self.eval_collection).classes
         self.class_names = tuple(classes) if classes else tuple(own)
@@ -274,20 +297,29 @@ class FolderSource:
         self.eval_split = self.eval_collection.split
         self.train_count = len(self.train_collection.samples) if self.train_collection else 0
         self.eval_count = len(self.eval_collection.samples)
-        self.skipped = [*(self.train_collection.skipped if self.train_collection else []),
-                        *self.eval_collection.skipped]  # fmt: skip
+        self.skipped = [
+            *(self.train_collection.skipped if self.train_collection else []),
+            *self.eval_collection.skipped,
+        ]
         resize = resize or round(crop / CROP_FRACTION)
         if resize < crop:
             raise UserError(f"--resize {resize} is smaller than the centre crop {crop}.")
-        self.preprocessing = dict(resize=resize, crop=crop, mean=mean, std=std, channels=channels,
-                                  preparation="digit" if digits else "photo")  # fmt: skip
+        self.preprocessing = dict(
+            resize=resize,
+            crop=crop,
+            mean=mean,
+            std=std,
+            channels=channels,
+            preparation="digit" if digits else "photo",
+        )
         extra = {"interpolation": interpolation} if interpolation is not None else {}
         if digits:  # as `convnet predict` prepares a file for a model trained on digits
             self.evaluate_transform = DigitPreprocess(input_size, mean, std)
             self._view = DigitPreprocess(input_size, 0.0, 1.0)
         else:
-            self.evaluate_transform = evaluation_transform(resize, crop, mean, std,
-                                                           channels=channels, **extra)  # fmt: skip
+            self.evaluate_transform = evaluation_transform(
+                resize, crop, mean, std, channels=channels, **extra
+            )
             self._view = evaluation_transform(resize, crop, 0.0, 1.0, channels=channels, **extra)
         self.train_transform = (
             training_transform(crop, mean, std, channels)
@@ -311,16 +343,24 @@ class FolderSource:
                 f"Its classes are {', '.join(self.class_names[:10])}"
                 f"{', …' if len(self.class_names) > 10 else ''}; remove or rename those folders."
             )
-        collection.samples = [(path, index[collection.classes[label]])
-                              for path, label in collection.samples]  # fmt: skip
+        collection.samples = [
+            (path, index[collection.classes[label]]) for path, label in collection.samples
+        ]
         collection.classes = self.class_names
 
     @property
     def layout(self) -> str:
         return self.eval_collection.layout
 
-    def train_batches(self, epoch: int, batch_size: int, seed: int, rank: int = 0,
-                      world_size: int = 1, start_batch: int = 0) -> Iterator[Batch]:  # fmt: skip
+    def train_batches(
+        self,
+        epoch: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ) -> Iterator[Batch]:
         order = epoch_order(self.train_count, seed, epoch, rank, world_size)
         dataset = _SeededSamples(
             FolderDataset(self.train_collection, self.train_transform), seed, epoch

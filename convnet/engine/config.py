@@ -36,7 +36,7 @@ SOURCE_DEFAULTS: dict[str, dict] = {
         augment=False,
         label_smoothing=0.0,
         warmup_fraction=0.15,
-    ),  # fmt: skip
+    ),
     # Photos: the ImageNet recipe (Goyal et al. 2017; torchvision's reference scripts):
     # random resized crops and flips, label smoothing 0.1 (Szegedy et al. 2016, §7), and a
     # warm-up of 5 of 90 epochs' share.
@@ -48,7 +48,7 @@ SOURCE_DEFAULTS: dict[str, dict] = {
         augment=True,
         label_smoothing=0.1,
         warmup_fraction=0.05,
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -98,11 +98,13 @@ class TrainConfig:
             return get_model_spec(self.model)
         custom = self.custom_module
         return ModelSpec(
-            name=self.model, builder=_not_rebuildable, family="custom",
+            name=self.model,
+            builder=_not_rebuildable,
+            family="custom",
             description=f"{custom.get('class', self.model)}, a module of your own (Python API)",
             input_size=tuple(custom["input_size"]),
             normalization=tuple(custom.get("normalization", (0.0, 1.0))),
-        )  # fmt: skip
+        )
 
     @property
     def source_kind(self) -> str:
@@ -143,28 +145,49 @@ class TrainConfig:
         checks = (
             (self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, not {self.lr}"),
-            (self.weight_decay >= 0 and math.isfinite(self.weight_decay),
-             f"--weight-decay must be 0 or more, not {self.weight_decay}"),
+            (
+                self.lr > 0 and math.isfinite(self.lr),
+                f"--lr must be a positive number, not {self.lr}",
+            ),
+            (
+                self.weight_decay >= 0 and math.isfinite(self.weight_decay),
+                f"--weight-decay must be 0 or more, not {self.weight_decay}",
+            ),
             (0 <= self.momentum < 1, f"--momentum must be in [0, 1), not {self.momentum}"),
-            (0 <= self.warmup_fraction < 1,
-             f"--warmup-fraction must be in [0, 1), not {self.warmup_fraction}"),
-            (0 <= self.label_smoothing < 1,
-             f"--label-smoothing must be in [0, 1), not {self.label_smoothing}"),
-            (0 < self.val_fraction < 1,
-             f"--val-fraction must lie between 0 and 1, not {self.val_fraction}"),
-            (self.checkpoint_every >= 0,
-             f"--checkpoint-every must be 0 or more, not {self.checkpoint_every}"),
+            (
+                0 <= self.warmup_fraction < 1,
+                f"--warmup-fraction must be in [0, 1), not {self.warmup_fraction}",
+            ),
+            (
+                0 <= self.label_smoothing < 1,
+                f"--label-smoothing must be in [0, 1), not {self.label_smoothing}",
+            ),
+            (
+                0 < self.val_fraction < 1,
+                f"--val-fraction must lie between 0 and 1, not {self.val_fraction}",
+            ),
+            (
+                self.checkpoint_every >= 0,
+                f"--checkpoint-every must be 0 or more, not {self.checkpoint_every}",
+            ),
             (0 <= self.seed < 2**63, f"--seed must be between 0 and 2**63 - 1, not {self.seed}"),
-            (self.train_subset is None or self.train_subset >= 1,
-             f"--train-subset must be at least 1, not {self.train_subset}"),
-            (self.test_subset is None or self.test_subset >= 1,
-             f"--test-subset must be at least 1, not {self.test_subset}"),
-            (self.workers is None or self.workers >= 0,
-             f"--workers must be 0 or more, not {self.workers}"),
-            (self.image_size is None or self.image_size >= 8,
-             f"--image-size must be at least 8, not {self.image_size}"),
-        )  # fmt: skip
+            (
+                self.train_subset is None or self.train_subset >= 1,
+                f"--train-subset must be at least 1, not {self.train_subset}",
+            ),
+            (
+                self.test_subset is None or self.test_subset >= 1,
+                f"--test-subset must be at least 1, not {self.test_subset}",
+            ),
+            (
+                self.workers is None or self.workers >= 0,
+                f"--workers must be 0 or more, not {self.workers}",
+            ),
+            (
+                self.image_size is None or self.image_size >= 8,
+                f"--image-size must be at least 8, not {self.image_size}",
+            ),
+        )
         for ok, message in checks:
             if not ok:
                 raise UserError(message + ".")
@@ -186,8 +209,15 @@ class TrainConfig:
         if document.get("dataset") == "folder":
             document["data"] = document.pop("data_dir", None)
             document["dataset"] = None
-        allowed = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-                   "dict": (dict,), "list": (list,), "None": (type(None),)}  # fmt: skip
+        allowed = {
+            "int": (int,),
+            "float": (int, float),
+            "str": (str,),
+            "bool": (bool,),
+            "dict": (dict,),
+            "list": (list,),
+            "None": (type(None),),
+        }
         values = {}
         for item in fields(cls):
             if item.name not in document:

@@ -168,9 +168,14 @@ def batch_norm_folded(model: torch.nn.Module) -> Iterator[None]:
             conv, norm = model.get_submodule(conv_name), model.get_submodule(norm_name)
             saved.append((conv, conv.weight, conv.bias, norm_name, norm))
             weight, bias = fuse_conv_bn_weights(
-                conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps,
-                norm.weight, norm.bias,
-            )  # fmt: skip
+                conv.weight,
+                conv.bias,
+                norm.running_mean,
+                norm.running_var,
+                norm.eps,
+                norm.weight,
+                norm.bias,
+            )
             layout = torch.channels_last if _is_channels_last(conv) else torch.contiguous_format
             conv.weight = nn.Parameter(weight.contiguous(memory_format=layout), requires_grad=False)
             conv.bias = nn.Parameter(bias, requires_grad=False)

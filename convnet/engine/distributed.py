@@ -132,9 +132,12 @@ def start(device_name: str = "auto", backend: str = "auto", timeout_minutes: flo
             raise UserError(f"{name} is not set; start distributed runs with torchrun.")
     try:
         dist.init_process_group(
-            backend, rank=rank, world_size=world_size, timeout=timedelta(minutes=timeout_minutes),
+            backend,
+            rank=rank,
+            world_size=world_size,
+            timeout=timedelta(minutes=timeout_minutes),
             **({"device_id": device} if backend == "nccl" else {}),
-        )  # fmt: skip
+        )
     except (RuntimeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise RankError(

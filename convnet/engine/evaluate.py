@@ -149,9 +149,15 @@ def evaluate(
     logits, labels, indices, failed = [], [], [], []
     was_training = model.training
     model.eval()
-    bar = tqdm(total=-(-source.eval_count // session.world_size), unit="img", file=sys.stderr,
-               disable=not (progress and session.is_main), desc=f"evaluating {source.eval_split}",
-               leave=False, mininterval=0.5)  # fmt: skip
+    bar = tqdm(
+        total=-(-source.eval_count // session.world_size),
+        unit="img",
+        file=sys.stderr,
+        disable=not (progress and session.is_main),
+        desc=f"evaluating {source.eval_split}",
+        leave=False,
+        mininterval=0.5,
+    )
     halved: list[int] = []
     compiled: list[Callable] = []  # the compiled model, while it works
 
@@ -186,8 +192,10 @@ def evaluate(
             compiled.clear()
             if not is_out_of_memory(error):  # out of memory: forward() halves the batch
                 first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                log(f"Note: compiling the model failed ({type(error).__name__}: {first}); the "
-                    "evaluation goes on without compiling (--compile no skips the attempt).")  # fmt: skip
+                log(
+                    f"Note: compiling the model failed ({type(error).__name__}: {first}); the "
+                    "evaluation goes on without compiling (--compile no skips the attempt)."
+                )
             return forward(images[:count])
 
     started = time.perf_counter()
@@ -203,7 +211,10 @@ def evaluate(
                 if not good.all():
                     failed.extend(batch_indices[~good].tolist())
                     images, batch_labels, batch_indices = (
-                        images[good], batch_labels[good], batch_indices[good])  # fmt: skip
+                        images[good],
+                        batch_labels[good],
+                        batch_indices[good],
+                    )
                 if not len(batch_labels):
                     continue
                 output = forward(images)
@@ -226,8 +237,10 @@ def evaluate(
         model.train(was_training)
     seconds = time.perf_counter() - started
     if halved:
-        log(f"Note: a batch of {batch_size} images did not fit in memory; the evaluation went "
-            f"on in batches of {min(halved)} (--batch-size {min(halved)} avoids the retries).")  # fmt: skip
+        log(
+            f"Note: a batch of {batch_size} images did not fit in memory; the evaluation went "
+            f"on in batches of {min(halved)} (--batch-size {min(halved)} avoids the retries)."
+        )
     if session.distributed:
         summed = distributed.all_reduce_sum(
             torch.cat([confusion.flatten().double(), torch.tensor([top5_correct, loss_sum])])
@@ -244,8 +257,10 @@ def evaluate(
             + ". Remove or replace them, or run without --strict to skip them."
         )
     if int(confusion.sum()) == 0:
-        raise UserError(f"None of the {source.eval_count:,} held-out images of {source.name} "
-                        "could be scored (none could be decoded).")  # fmt: skip
+        raise UserError(
+            f"None of the {source.eval_count:,} held-out images of {source.name} "
+            "could be scored (none could be decoded)."
+        )
     result = score_confusion(confusion, top5_correct, source.class_names, extremes)
     result["loss"] = round(loss_sum / max(result["num_examples"], 1), 6)
     result["split"] = source.eval_split

@@ -45,8 +45,11 @@ def plain_model(model: nn.Module) -> nn.Module:
 
     plain = copy.deepcopy(model).float().eval()
     plain.to(memory_format=torch.contiguous_format)
-    standard = {WholeInputConv2d: nn.Conv2d, GlobalAveragePool: nn.AdaptiveAvgPool2d,
-                FastDropout: nn.Dropout}  # fmt: skip
+    standard = {
+        WholeInputConv2d: nn.Conv2d,
+        GlobalAveragePool: nn.AdaptiveAvgPool2d,
+        FastDropout: nn.Dropout,
+    }
     for module in plain.modules():
         if type(module) in standard:
             module.__class__ = standard[type(module)]
@@ -97,21 +100,30 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor, metadata: dict[str, str
     try:
         import onnxscript  # noqa: F401  (the exporter's own dependency; say so if missing)
     except ImportError:
-        raise UserError("ONNX export needs the onnx and onnxscript packages: "
-                        "pip install onnx onnxscript") from None  # fmt: skip
+        raise UserError(
+            "ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript"
+        ) from None
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(
-        model, (example,), dynamo=True, verbose=False, opset_version=ONNX_OPSET,
-        input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-        dynamic_shapes=({0: batch},), optimize=True,
-    )  # fmt: skip
+        model,
+        (example,),
+        dynamo=True,
+        verbose=False,
+        opset_version=ONNX_OPSET,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_shapes=({0: batch},),
+        optimize=True,
+    )
     proto = program.model_proto
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     if proto.ByteSize() > PROTOBUF_LIMIT:
-        raise UserError("The model's ONNX file would pass 2 GiB, the largest one file holds; "
-                        "export it as torchscript instead.")  # fmt: skip
+        raise UserError(
+            "The model's ONNX file would pass 2 GiB, the largest one file holds; "
+            "export it as torchscript instead."
+        )
     return proto.SerializeToString()
 
 

@@ -45,8 +45,10 @@ def resumable_after_write_failure(run: Run) -> Iterator[None]:
         yield
     except WriteFailed as error:
         if run.checkpoint_path.is_file():
-            kept = (f"The last checkpoint, {run.checkpoint_path}, is whole: once that is "
-                    f"fixed, continue with 'convnet train --resume {run.path}'.")  # fmt: skip
+            kept = (
+                f"The last checkpoint, {run.checkpoint_path}, is whole: once that is "
+                f"fixed, continue with 'convnet train --resume {run.path}'."
+            )
         else:
             kept = "No checkpoint had been written yet: start the run again once that is fixed."
         raise UserError(f"Training stopped. {error} {kept}") from None
@@ -75,8 +77,10 @@ def check_training_files(
     listed = ", ".join(f"{path} ({why})" for path, why in map(source.training_failure, failed[:10]))
     more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
     if strict:
-        raise UserError(f"--strict: {len(failed)} training image(s) of {source.name} cannot "
-                        f"be used: {listed}{more}. Remove or replace them, or run without --strict.")  # fmt: skip
+        raise UserError(
+            f"--strict: {len(failed)} training image(s) of {source.name} cannot "
+            f"be used: {listed}{more}. Remove or replace them, or run without --strict."
+        )
     say(f"Skipped {len(failed)} training image(s) that cannot be decoded: {listed}{more}.")
     return len(failed)
 
@@ -94,8 +98,10 @@ def learning_warning(steps: list[dict], num_classes: int) -> str | None:
         return None
     if first - last >= MIN_LOSS_DROP * first:
         return None
-    return (f"Warning: the training loss barely moved ({first:.3f} → {last:.3f} over "
-            f"{len(steps)} steps), so this model has not learned yet and its errors say "
-            "little. Train for more steps: more --epochs, all the training images (no "
-            "--train-subset) or a smaller --batch-size (an epoch takes images / batch size "
-            "steps); a higher --lr can also help.")  # fmt: skip
+    return (
+        f"Warning: the training loss barely moved ({first:.3f} → {last:.3f} over "
+        f"{len(steps)} steps), so this model has not learned yet and its errors say "
+        "little. Train for more steps: more --epochs, all the training images (no "
+        "--train-subset) or a smaller --batch-size (an epoch takes images / batch size "
+        "steps); a higher --lr can also help."
+    )

@@ -21,8 +21,11 @@ def _classes_in_file(model: nn.Module, path: Path, num_classes: int) -> int | No
     """The class count a weights file was saved for: the output size, as stored in the file,
     of the model's last layer whose output size is the class count (its classifier)."""
     tensors, _ = read_state_file(path)
-    classifier = [key for key, value in model.state_dict().items()
-                  if key.endswith("weight") and value.dim() >= 2 and value.shape[0] == num_classes]  # fmt: skip
+    classifier = [
+        key
+        for key, value in model.state_dict().items()
+        if key.endswith("weight") and value.dim() >= 2 and value.shape[0] == num_classes
+    ]
     for key in reversed(classifier):
         for stored in (key, f"module.{key}", f"_orig_mod.{key}"):
             if stored in tensors and tensors[stored].dim() >= 2:
@@ -104,5 +107,13 @@ def load_weights_argument(
     photos = photos or (
         classes is None and dataset is not None and get_dataset_spec(dataset).photos
     )
-    return LoadedModel(name, spec, model, class_names, photos=photos, input_size=input_size,
-                       normalization=normalization, preprocessing=preprocessing)  # fmt: skip
+    return LoadedModel(
+        name,
+        spec,
+        model,
+        class_names,
+        photos=photos,
+        input_size=input_size,
+        normalization=normalization,
+        preprocessing=preprocessing,
+    )

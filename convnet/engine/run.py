@@ -52,12 +52,23 @@ RESULTS_FILE = "results.json"
 REPORT_FILE = "report.html"
 FIGURES = "figures"
 # metrics.csv columns of older runs, read under today's names
-OLD_HISTORY_KEYS = {"test_error": "eval_error", "test_top5_error": "eval_top5_error",
-                    "val_error": "eval_error", "val_top5_error": "eval_top5_error",
-                    "val_loss": "eval_loss"}  # fmt: skip
+OLD_HISTORY_KEYS = {
+    "test_error": "eval_error",
+    "test_top5_error": "eval_top5_error",
+    "val_error": "eval_error",
+    "val_top5_error": "eval_top5_error",
+    "val_loss": "eval_loss",
+}
 # Fields of a configuration that do not change the trained weights or their score.
-NOT_IN_CACHE_KEY = ("out", "data_dir", "device", "checkpoint_every", "workers", "backend",
-                    "tensorboard")  # fmt: skip
+NOT_IN_CACHE_KEY = (
+    "out",
+    "data_dir",
+    "device",
+    "checkpoint_every",
+    "workers",
+    "backend",
+    "tensorboard",
+)
 
 
 @dataclass
@@ -115,24 +126,35 @@ class LoadedModel:
                     f"{spec.channels}; evaluate it on the data set it was trained for."
                 )
             return TensorSource.from_dataset(
-                dataset, self.input_size, self.normalization, data_dir=data_dir, train=False,
+                dataset,
+                self.input_size,
+                self.normalization,
+                data_dir=data_dir,
+                train=False,
                 test_subset=test_subset,
-            )  # fmt: skip
+            )
         own = config is not None and config.data is not None and _same_folder(config.data, data)
         if split is None:
             split = "val" if own else "all"
         # A run's classes are matched to folders by name; bare weights (MODEL --weights W)
         # know no folder names, so their outputs follow the folders' sorted order.
         source = FolderSource(
-            data, self.input_size, self.normalization,
-            classes=self.class_names if config is not None else None, train=False,
-            eval_split=split, workers=workers, strict=strict, ground_truth=ground_truth,
+            data,
+            self.input_size,
+            self.normalization,
+            classes=self.class_names if config is not None else None,
+            train=False,
+            eval_split=split,
+            workers=workers,
+            strict=strict,
+            ground_truth=ground_truth,
             val_fraction=val_fraction or (config.val_fraction if config else 0.2),
             seed=seed if seed is not None else (config.seed if config else 0),
             resize=self.preprocessing.get("resize"),
-            interpolation=self.preprocessing.get("interpolation"), test_subset=test_subset,
+            interpolation=self.preprocessing.get("interpolation"),
+            test_subset=test_subset,
             digits=not self.photos,
-        )  # fmt: skip
+        )
         if config is None:
             if len(source.class_names) != len(self.class_names):
                 raise UserError(
@@ -180,16 +202,29 @@ def training_source(config: TrainConfig, device: torch.device) -> DataSource:
     input_size, normalization = model_inputs(config)
     if config.data is not None:
         return FolderSource(
-            config.data, input_size, normalization, classes=config.classes or None,
-            augment=config.augment, val_fraction=config.val_fraction, seed=config.seed,
-            strict=config.strict, workers=config.workers, train_subset=config.train_subset,
-            test_subset=config.test_subset, pin_memory=device.type == "cuda",
-        )  # fmt: skip
+            config.data,
+            input_size,
+            normalization,
+            classes=config.classes or None,
+            augment=config.augment,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            strict=config.strict,
+            workers=config.workers,
+            train_subset=config.train_subset,
+            test_subset=config.test_subset,
+            pin_memory=device.type == "cuda",
+        )
     data_dir = Path(config.data_dir) if config.data_dir else None
     return TensorSource.from_dataset(
-        config.dataset, input_size, normalization, data_dir=data_dir, augment=config.augment,
-        train_subset=config.train_subset, test_subset=config.test_subset,
-    )  # fmt: skip
+        config.dataset,
+        input_size,
+        normalization,
+        data_dir=data_dir,
+        augment=config.augment,
+        train_subset=config.train_subset,
+        test_subset=config.test_subset,
+    )
 
 
 class Run:
@@ -263,8 +298,14 @@ class Run:
         if not self.metrics_path.is_file():
             return []
         with self.metrics_path.open() as handle:
-            return [{OLD_HISTORY_KEYS.get(key, key): float(value) for key, value in row.items()
-                     if value not in (None, "")} for row in csv.DictReader(handle)]  # fmt: skip
+            return [
+                {
+                    OLD_HISTORY_KEYS.get(key, key): float(value)
+                    for key, value in row.items()
+                    if value not in (None, "")
+                }
+                for row in csv.DictReader(handle)
+            ]
 
     def append_steps(self, rows: list[tuple]) -> None:
         """Add rows (in STEP_COLUMNS order) to steps.csv. Appended, not rewritten, so a long
@@ -339,8 +380,10 @@ class Run:
                 f"the module again and pass it: convnet.load_run('{self.path}', module=...)."
             )
         if config.custom_module is None and module is not None:
-            raise UserError(f"{self.path} is a run of the registered model {config.model}; "
-                            "load it without module=.")  # fmt: skip
+            raise UserError(
+                f"{self.path} is a run of the registered model {config.model}; "
+                "load it without module=."
+            )
         spec = config.spec
         if config.data is not None:
             class_names = tuple(config.classes)
@@ -351,15 +394,28 @@ class Run:
             dataset = get_dataset_spec(config.dataset or "mnist")
             class_names, photos = dataset.class_names, dataset.photos
         input_size, normalization = model_inputs(config)
-        model = module if module is not None else get_model(
-            config.model, num_classes=len(class_names), in_channels=input_size[0],
-            **config.model_config,
-        )  # fmt: skip
+        model = (
+            module
+            if module is not None
+            else get_model(
+                config.model,
+                num_classes=len(class_names),
+                in_channels=input_size[0],
+                **config.model_config,
+            )
+        )
         load_weights(model.cpu(), self.weights_path)
         model.eval()
-        return LoadedModel(config.model, spec, model, class_names, config,
-                           photos=photos, input_size=input_size,
-                           normalization=normalization)  # fmt: skip
+        return LoadedModel(
+            config.model,
+            spec,
+            model,
+            class_names,
+            config,
+            photos=photos,
+            input_size=input_size,
+            normalization=normalization,
+        )
 
 
 def _step_lines(rows: list[tuple]) -> str:

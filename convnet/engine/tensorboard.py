@@ -20,10 +20,12 @@ FOLDER = "tensorboard"  # inside the run directory
 STEP_TAGS = {"loss": "train/loss", "lr": "train/lr", "images_per_second": "train/images_per_second"}
 # metrics.csv column -> scalar tag
 EPOCH_TAGS = {
-    "train_loss": "epoch/train_loss", "train_error": "epoch/train_error",
-    "eval_loss": "epoch/eval_loss", "eval_error": "epoch/eval_error",
+    "train_loss": "epoch/train_loss",
+    "train_error": "epoch/train_error",
+    "eval_loss": "epoch/eval_loss",
+    "eval_error": "epoch/eval_error",
     "eval_top5_error": "epoch/eval_top5_error",
-}  # fmt: skip
+}
 
 
 def check_available() -> None:

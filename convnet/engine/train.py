@@ -71,8 +71,10 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     scales (Goyal et al. 2017, §5.1; torchvision's `--norm-weight-decay 0`)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]  # fmt: skip
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def _initial_weights(model: nn.Module, config: TrainConfig, log: Callable[[str], None]) -> None:
@@ -132,9 +134,10 @@ def fit(
         raise UserError(
             "This run trains a module of your own, which only the Python API can pass "
             "(convnet.fit(module, ...)); its run directory does not hold the module's code."
-            if described else "A module of your own needs `custom_module` in its configuration "
+            if described
+            else "A module of your own needs `custom_module` in its configuration "
             "(convnet.fit builds it)."
-        )  # fmt: skip
+        )
 
     def prepare() -> tuple[TrainConfig, Run, DataSource]:
         resolved = saved[0] if saved else config.resolved(session.world_size)
@@ -142,11 +145,15 @@ def fit(
         if source.train_count == 0:
             raise UserError(f"{source.name} has no training images.")
         if len(source.class_names) < 2:
-            raise UserError(f"{source.name} holds {len(source.class_names)} class; a classifier "
-                            "needs at least 2 (one folder of images per class).")  # fmt: skip
+            raise UserError(
+                f"{source.name} holds {len(source.class_names)} class; a classifier "
+                "needs at least 2 (one folder of images per class)."
+            )
         if source.eval_count == 0:
-            raise UserError(f"{source.name} has no held-out ({source.eval_split}) images to "
-                            "score the run on; add some, or a larger --val-fraction.")  # fmt: skip
+            raise UserError(
+                f"{source.name} has no held-out ({source.eval_split}) images to "
+                "score the run on; add some, or a larger --val-fraction."
+            )
         resolved.classes = list(source.class_names)
         if saved is None and config.batch_size is None:  # the default batch: fit it to the run
             resolved.batch_size, why = short_run_batch(
@@ -173,10 +180,16 @@ def fit(
     def build() -> tuple[nn.Module, torch.optim.Optimizer, dict | None]:
         torch.manual_seed(config.seed)
         input_size, _ = model_inputs(config)
-        model = module if module is not None else get_model(
-            config.model, num_classes=len(config.classes), in_channels=input_size[0],
-            **config.model_config,
-        )  # fmt: skip
+        model = (
+            module
+            if module is not None
+            else get_model(
+                config.model,
+                num_classes=len(config.classes),
+                in_channels=input_size[0],
+                **config.model_config,
+            )
+        )
         check_input(model, config.model, input_size)
         if main:  # weights, and a checkpoint with the optimizer's momentum: about 3× the model
             size = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -185,9 +198,12 @@ def fit(
             _initial_weights(model, config, say)
         model = model.to(device, memory_format=layout_for(model))
         optimizer = torch.optim.SGD(
-            parameter_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum,
-            nesterov=config.momentum > 0, foreach=True,
-        )  # fmt: skip
+            parameter_groups(model, config.weight_decay),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.momentum > 0,
+            foreach=True,
+        )
         state = load_checkpoint(run.checkpoint_path, model, optimizer) if resume and main else None
         if (
             state is not None
@@ -199,11 +215,15 @@ def fit(
                 "images (--data says where they are now). Start a new run for other data."
             )
         if state is not None and config.epochs < state["epoch"]:
-            raise UserError(f"{run.path} has already trained {state['epoch']} epochs; --epochs "
-                            f"{config.epochs} would undo them.")  # fmt: skip
+            raise UserError(
+                f"{run.path} has already trained {state['epoch']} epochs; --epochs "
+                f"{config.epochs} would undo them."
+            )
         if state is not None and config.epochs == state["epoch"] and run.finished:
-            raise UserError(f"{run.path} has finished its {config.epochs} epochs; resume it with "
-                            f"--epochs N (more than {config.epochs}) to train it further.")  # fmt: skip
+            raise UserError(
+                f"{run.path} has finished its {config.epochs} epochs; resume it with "
+                f"--epochs N (more than {config.epochs}) to train it further."
+            )
         return model, optimizer, state
 
     model, optimizer, state = distributed.together(build)
@@ -229,18 +249,25 @@ def fit(
         totals, train_seconds = state.get("totals"), state.get("train_seconds", 0.0)
         say(f"Resuming {run.path} at epoch {start_epoch + 1}, batch {start_batch}.")
         if planned is not None and planned != config.epochs:
-            say(f"Continuing to {config.epochs} epochs (planned: {planned}); the learning-rate "
-                f"schedule is re-planned over {config.epochs} epochs from here.")  # fmt: skip
+            say(
+                f"Continuing to {config.epochs} epochs (planned: {planned}); the learning-rate "
+                f"schedule is re-planned over {config.epochs} epochs from here."
+            )
     if main:
         run.write_config(config)
         if planned is not None and planned != config.epochs:
             run.results_path.unlink(missing_ok=True)  # no longer the finished run's
-    say(f"{config.model} on {source.train_count:,} training and {source.eval_count:,} "
+    say(
+        f"{config.model} on {source.train_count:,} training and {source.eval_count:,} "
         f"{source.eval_split} images of {source.name}, {len(config.classes)} classes; "
         f"{world} process(es) × batch {batch_size}; {precision} on {device}"
-        f"{f' ({session.backend})' if session.distributed else ''}.")  # fmt: skip
-    metadata = {"model": config.model, "dataset": config.source_name,
-                "num_classes": str(len(config.classes))}  # fmt: skip
+        f"{f' ({session.backend})' if session.distributed else ''}."
+    )
+    metadata = {
+        "model": config.model,
+        "dataset": config.source_name,
+        "num_classes": str(len(config.classes)),
+    }
 
     def stopped(reason: str) -> UserError:
         kept = (
@@ -263,11 +290,20 @@ def fit(
             shown = epoch if batch == 0 else epoch + 1  # batch 0: the end of the epoch before
             raise stopped(f"the weights became non-finite at epoch {shown}, batch {batch or steps}")
         with resumable_after_write_failure(run):
-            save_checkpoint(run.checkpoint_path, model, optimizer, {
-                "epoch": epoch, "batch": batch, "totals": partial, "history": history,
-                "train_seconds": seconds, "train_images": source.train_count,
-                "grad_scaler": scaler.state_dict(),
-            })  # fmt: skip
+            save_checkpoint(
+                run.checkpoint_path,
+                model,
+                optimizer,
+                {
+                    "epoch": epoch,
+                    "batch": batch,
+                    "totals": partial,
+                    "history": history,
+                    "train_seconds": seconds,
+                    "train_images": source.train_count,
+                    "grad_scaler": scaler.state_dict(),
+                },
+            )
 
     step_rows: list[tuple] = []  # steps.csv rows since the last checkpoint
     board = None  # --tensorboard: the event files, written with steps.csv and metrics.csv
@@ -286,8 +322,15 @@ def fit(
             sums = dict(totals or {"loss": 0.0, "correct": 0, "seen": 0})
             seen_before = sums["seen"]  # images of this epoch trained before a resume
             trained.train()
-            progress = tqdm(total=steps, initial=start_batch, disable=not main, unit="batch",
-                            desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, mininterval=0.5)  # fmt: skip
+            progress = tqdm(
+                total=steps,
+                initial=start_batch,
+                disable=not main,
+                unit="batch",
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                leave=False,
+                mininterval=0.5,
+            )
             batches = source.train_batches(
                 epoch, batch_size, config.seed, session.rank, world, start_batch
             )
@@ -312,8 +355,13 @@ def fit(
                                 logits = trained(images)
                             # Undecodable images (label -1) add nothing; dividing by the batch
                             # size, not the valid count, keeps every rank's share of the mean equal.
-                            loss_sum = F.cross_entropy(logits.float(), labels, ignore_index=-1,
-                                                       label_smoothing=config.label_smoothing, reduction="sum")  # fmt: skip
+                            loss_sum = F.cross_entropy(
+                                logits.float(),
+                                labels,
+                                ignore_index=-1,
+                                label_smoothing=config.label_smoothing,
+                                reduction="sum",
+                            )
                         with record_function("backward"):
                             optimizer.zero_grad(set_to_none=True)
                             scaler.scale(loss_sum / len(labels)).backward()
@@ -321,10 +369,13 @@ def fit(
                         if not is_out_of_memory(error):
                             raise
                         raise out_of_memory(error, batch_size, device) from None
-                    counts = torch.stack([
-                        loss_sum.detach().float(), (labels >= 0).sum().float(),
-                        (logits.argmax(1) == labels).sum().float(),
-                    ])  # fmt: skip
+                    counts = torch.stack(
+                        [
+                            loss_sum.detach().float(),
+                            (labels >= 0).sum().float(),
+                            (logits.argmax(1) == labels).sum().float(),
+                        ]
+                    )
                     stop_asked = stop.requested
                     if session.distributed:  # and whether any rank was asked to stop
                         flag = torch.tensor([float(stop_asked)], device=counts.device)
@@ -338,21 +389,35 @@ def fit(
                     with record_function("optimizer"):
                         scaler.step(optimizer)  # unscales first; skips a step that overflowed
                         scaler.update()
-                    sums = {"loss": sums["loss"] + loss_total, "seen": sums["seen"] + int(valid),
-                            "correct": sums["correct"] + int(correct)}  # fmt: skip
+                    sums = {
+                        "loss": sums["loss"] + loss_total,
+                        "seen": sums["seen"] + int(valid),
+                        "correct": sums["correct"] + int(correct),
+                    }
                     step_started, step_ended = step_ended, time.perf_counter()
-                    step_rows.append((step + 1, epoch + 1, loss_total / max(valid, 1),
-                                      optimizer.param_groups[0]["lr"],
-                                      round(valid / max(step_ended - step_started, 1e-9), 1)))  # fmt: skip
+                    step_rows.append(
+                        (
+                            step + 1,
+                            epoch + 1,
+                            loss_total / max(valid, 1),
+                            optimizer.param_groups[0]["lr"],
+                            round(valid / max(step_ended - step_started, 1e-9), 1),
+                        )
+                    )
                     progress.update()
-                    progress.set_postfix(loss=f"{sums['loss'] / max(sums['seen'], 1):.4f}",
-                                         acc=f"{sums['correct'] / max(sums['seen'], 1):.4f}", refresh=False)  # fmt: skip
+                    progress.set_postfix(
+                        loss=f"{sums['loss'] / max(sums['seen'], 1):.4f}",
+                        acc=f"{sums['correct'] / max(sums['seen'], 1):.4f}",
+                        refresh=False,
+                    )
                     seconds = train_seconds + time.perf_counter() - epoch_started
                     if stop_asked:  # Ctrl-C or SIGTERM on some rank: all stop after this whole step
                         checkpoint(epoch, batch_index + 1, sums, seconds)
                         progress.close()  # before the message below
-                        say(f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch "
-                            f"{batch_index + 1}. Continue with: convnet train --resume {run.path}")  # fmt: skip
+                        say(
+                            f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch "
+                            f"{batch_index + 1}. Continue with: convnet train --resume {run.path}"
+                        )
                         raise KeyboardInterrupt
                     every = config.checkpoint_every
                     if every and (batch_index + 1) % every == 0 and batch_index + 1 < steps:
@@ -365,17 +430,19 @@ def fit(
             distributed.average_buffers(model)  # one set of batch-norm statistics for all ranks
             evaluation = evaluate(model, source, device, precision, keep_logits=False)
             scores = evaluation.result
-            history.append({
-                "epoch": epoch + 1,
-                "train_loss": round(sums["loss"] / max(sums["seen"], 1), 6),
-                "train_error": round(1 - sums["correct"] / max(sums["seen"], 1), 6),
-                "eval_loss": scores["loss"],
-                "eval_error": scores["top1_error"],
-                "eval_top5_error": scores["top5_error"],
-                "lr": round(optimizer.param_groups[0]["lr"], 8),
-                "epoch_seconds": round(epoch_seconds, 3),
-                "images_per_second": round((sums["seen"] - seen_before) / epoch_seconds, 1),
-            })  # fmt: skip
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": round(sums["loss"] / max(sums["seen"], 1), 6),
+                    "train_error": round(1 - sums["correct"] / max(sums["seen"], 1), 6),
+                    "eval_loss": scores["loss"],
+                    "eval_error": scores["top1_error"],
+                    "eval_top5_error": scores["top5_error"],
+                    "lr": round(optimizer.param_groups[0]["lr"], 8),
+                    "epoch_seconds": round(epoch_seconds, 3),
+                    "images_per_second": round((sums["seen"] - seen_before) / epoch_seconds, 1),
+                }
+            )
             start_batch, totals = 0, None
             if board is not None:
                 board.epoch(history[-1], (epoch + 1) * steps)
@@ -384,20 +451,33 @@ def fit(
                     save_weights(run.weights_path, model, metadata)
                     run.write_history(history)
             checkpoint(epoch + 1, 0, None, train_seconds)
-            say(f"epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, "
+            say(
+                f"epoch {epoch + 1}/{config.epochs}: train loss {history[-1]['train_loss']:.4f}, "
                 f"{source.eval_split} error {scores['top1_error']:.2%} (top-5 {scores['top5_error']:.2%}), "
-                f"{history[-1]['images_per_second']:,.0f} images/s")  # fmt: skip
+                f"{history[-1]['images_per_second']:,.0f} images/s"
+            )
             # Asked to stop during the evaluation or the writes: the epoch's checkpoint is
             # whole, so stop here (under torchrun the ranks agree at the next step instead).
             if stop.requested and not session.distributed and epoch + 1 < config.epochs:
-                say(f"Interrupted: checkpoint saved at the end of epoch {epoch + 1}. Continue "
-                    f"with: convnet train --resume {run.path}")  # fmt: skip
+                say(
+                    f"Interrupted: checkpoint saved at the end of epoch {epoch + 1}. Continue "
+                    f"with: convnet train --resume {run.path}"
+                )
                 raise KeyboardInterrupt
             if stop_after_epoch is not None and stop_after_epoch <= epoch + 1 < config.epochs:
-                say(f"Stopped after epoch {epoch + 1} as asked; continue with: "
-                    f"convnet train --resume {run.path}")  # fmt: skip
-                return {"run_dir": str(run.path), "stopped_after_epoch": epoch + 1,
-                        "epochs": config.epochs} if main else {}  # fmt: skip
+                say(
+                    f"Stopped after epoch {epoch + 1} as asked; continue with: "
+                    f"convnet train --resume {run.path}"
+                )
+                return (
+                    {
+                        "run_dir": str(run.path),
+                        "stopped_after_epoch": epoch + 1,
+                        "epochs": config.epochs,
+                    }
+                    if main
+                    else {}
+                )
 
     if evaluation is None:  # resumed a run that had already finished: score what it left
         evaluation = evaluate(model, source, device, precision, keep_logits=False)
@@ -411,17 +491,24 @@ def fit(
         log(f"Warning: the {len(digests)} replicas ended with different weights: {digests}")
     seen = sum(row["images_per_second"] * row["epoch_seconds"] for row in history)
     result = {
-        "model": config.model, "dataset": config.source_name,
+        "model": config.model,
+        "dataset": config.source_name,
         **({"data_dir": config.data} if config.data else {}),
         **evaluation.result,
-        "params": sum(p.numel() for p in model.parameters()), "epochs": config.epochs,
+        "params": sum(p.numel() for p in model.parameters()),
+        "epochs": config.epochs,
         "train_seconds": round(train_seconds, 3),
         "images_per_second": round(seen / max(train_seconds, 1e-9), 1),
-        "precision": precision, "device": str(device), "threads": torch.get_num_threads(),
+        "precision": precision,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
         "world_size": world,
-        "backend": session.backend, "batch_size": batch_size, "global_batch_size": batch_size * world,
-        "replicas_identical": len(set(digests)) <= 1, "run_dir": str(run.path),
-    }  # fmt: skip
+        "backend": session.backend,
+        "batch_size": batch_size,
+        "global_batch_size": batch_size * world,
+        "replicas_identical": len(set(digests)) <= 1,
+        "run_dir": str(run.path),
+    }
     if digests:
         result["weight_digests"] = digests
     warning = learning_warning(run.steps(), len(config.classes))
@@ -432,8 +519,10 @@ def fit(
     result["num_skipped"] = len(result["skipped"])
     if source.kind == "images":  # how the images were read, as `convnet evaluate` reports it
         result["layout"], result["workers"] = source.layout, config.workers
-        result["preprocessing"] = {key: list(value) if isinstance(value, tuple) else value
-                                   for key, value in source.preprocessing.items()}  # fmt: skip
+        result["preprocessing"] = {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in source.preprocessing.items()
+        }
     with resumable_after_write_failure(run):
         atomic_write_json(run.results_path, result)
     return result

@@ -37,14 +37,28 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 # torch dtype -> safetensors dtype name (the format's own spelling).
 SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-    torch.uint8: "U8", torch.bool: "BOOL",
-    **{getattr(torch, name): label for name, label in (
-        ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64"),
-        ("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"),
-    ) if hasattr(torch, name)},
-}  # fmt: skip
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+    **{
+        getattr(torch, name): label
+        for name, label in (
+            ("uint16", "U16"),
+            ("uint32", "U32"),
+            ("uint64", "U64"),
+            ("float8_e4m3fn", "F8_E4M3"),
+            ("float8_e5m2", "F8_E5M2"),
+        )
+        if hasattr(torch, name)
+    },
+}
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -155,8 +169,13 @@ def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (
-        pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, SafetensorError
-    ) as error:  # fmt: skip
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        SafetensorError,
+    ) as error:
         raise UserError(
             f"{path} is neither a safetensors file nor a PyTorch file of plain tensors; refusing "
             f"to load it (nothing in it was run). {_load_failure(error)}"
@@ -220,9 +239,11 @@ def _describe_misfit(missing: list[str], unexpected: list[str], wrong_shape: lis
 
 
 def _classifier_to_replace(
-    model: nn.Module, expected: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor],
+    model: nn.Module,
+    expected: Mapping[str, torch.Tensor],
+    tensors: Mapping[str, torch.Tensor],
     wrong: list[str],
-) -> tuple[str, list[str], int] | None:  # fmt: skip
+) -> tuple[str, list[str], int] | None:
     """(name, keys, the file's class count) when the disagreeing keys `wrong` are exactly
     the classifier's and differ only in their leading dimension, the class count."""
     classifier = find_classifier(model)
@@ -345,8 +366,10 @@ def download_weights(url: str, path: Path) -> None:
         ) from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
-        raise UserError(f"Cannot download {url}: {reason}. Check the connection, or fetch "
-                        f"the file elsewhere and put it at {path}.") from None  # fmt: skip
+        raise UserError(
+            f"Cannot download {url}: {reason}. Check the connection, or fetch "
+            f"the file elsewhere and put it at {path}."
+        ) from None
 
 
 def weights_path(name: str, weights: str, *, download: bool = False) -> Path:

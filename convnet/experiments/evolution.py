@@ -28,8 +28,13 @@ from convnet.models import get_model, get_model_spec
 from convnet.models.minis import MINI_TRAIN_DEFAULTS
 
 DEFAULT_MODELS = (
-    "lenet5", "alexnet_mini", "vgg_mini", "nin_mini", "googlenet_mini", "resnet_mini",
-)  # fmt: skip
+    "lenet5",
+    "alexnet_mini",
+    "vgg_mini",
+    "nin_mini",
+    "googlenet_mini",
+    "resnet_mini",
+)
 # The shared recipe, also the compact models' `convnet train` defaults (MINI_TRAIN_DEFAULTS).
 DEFAULT_EPOCHS = MINI_TRAIN_DEFAULTS["epochs"]
 DEFAULT_BATCH_SIZE = MINI_TRAIN_DEFAULTS["batch_size"]

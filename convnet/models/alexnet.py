@@ -25,10 +25,14 @@ class AlexNet(tv.AlexNet, ImageNetModel):
 
 
 register_torchvision(
-    "alexnet", tv.alexnet, AlexNet, family="AlexNet", small_side=64,
+    "alexnet",
+    tv.alexnet,
+    AlexNet,
+    family="AlexNet",
+    small_side=64,
     description="AlexNet: 5 convolutions (11×11 stride 4 first), 3 fully connected layers",
     # SuperVision's ILSVRC 2012 entry: 16.4% with 5 CNNs; 15.3% with 7 CNNs, two of them
     # pre-trained on the Fall 2011 ImageNet release (paper §6, Table 2).
     entry=ChallengeEntry(2012, 16.4, "SuperVision (5 CNNs)", KRIZHEVSKY_2012 + ", Table 2"),
     paper=KRIZHEVSKY_2012,
-)  # fmt: skip
+)

@@ -18,9 +18,24 @@ SZEGEDY_2015 = "Szegedy et al. Going deeper with convolutions. CVPR 2015 (arXiv:
 class GoogLeNet(tv.GoogLeNet, ImageNetModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self._transform_input(x)
-        for name in ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a",
-                     "inception3b", "maxpool3", "inception4a", "inception4b", "inception4c",
-                     "inception4d", "inception4e", "maxpool4", "inception5a", "inception5b"):  # fmt: skip
+        for name in (
+            "conv1",
+            "maxpool1",
+            "conv2",
+            "conv3",
+            "maxpool2",
+            "inception3a",
+            "inception3b",
+            "maxpool3",
+            "inception4a",
+            "inception4b",
+            "inception4c",
+            "inception4d",
+            "inception4e",
+            "maxpool4",
+            "inception5a",
+            "inception5b",
+        ):
             x = getattr(self, name)(x)
         return x
 
@@ -39,9 +54,14 @@ class GoogLeNet(tv.GoogLeNet, ImageNetModel):
 
 
 register_torchvision(
-    "googlenet", tv.googlenet, GoogLeNet, family="GoogLeNet",
+    "googlenet",
+    tv.googlenet,
+    GoogLeNet,
+    family="GoogLeNet",
     description="GoogLeNet (Inception v1): 9 Inception modules, global average pooling",
     # GoogLeNet's ILSVRC 2014 winning entry: 7 models × 144 crops, 6.67% (paper Table 2).
     entry=ChallengeEntry(2014, 6.67, "GoogLeNet (7 models, 144 crops)", SZEGEDY_2015 + ", Table 2"),
-    paper=SZEGEDY_2015, aux_logits=False, init_weights=True,
-)  # fmt: skip
+    paper=SZEGEDY_2015,
+    aux_logits=False,
+    init_weights=True,
+)

@@ -82,9 +82,15 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> None:
                 return
             parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
             replacement = nn.Conv2d(
-                in_channels, module.out_channels, module.kernel_size, module.stride,
-                module.padding, module.dilation, module.groups, module.bias is not None,
-            )  # fmt: skip
+                in_channels,
+                module.out_channels,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                module.groups,
+                module.bias is not None,
+            )
             setattr(parent, name.rpartition(".")[2], replacement)
             return
 
@@ -113,9 +119,14 @@ def register_torchvision(
     build.__name__ = name
     build.__doc__ = f"{description} (torchvision.models.{torchvision_builder.__name__})."
     register_model(
-        name, family=family, description=description, input_size=IMAGENET_INPUT,
-        normalization=IMAGENET_NORMALIZATION, paper=paper, year=entry.year,
+        name,
+        family=family,
+        description=description,
+        input_size=IMAGENET_INPUT,
+        normalization=IMAGENET_NORMALIZATION,
+        paper=paper,
+        year=entry.year,
         small_input_size=(3, small_side, small_side),
         train_defaults=dict(batch_size=64, lr=0.01, weight_decay=5e-4, augment=False),
-    )(build)  # fmt: skip
+    )(build)
     CHALLENGE_ENTRIES[name] = entry

@@ -24,9 +24,11 @@ MNIST_PADDED_NORMALIZATION = (0.1000, 0.2752)
 C3_CONNECTION_TABLE: tuple[tuple[int, ...], ...] = (
     *(tuple((first + k) % 6 for k in range(3)) for first in range(6)),
     *(tuple((first + k) % 6 for k in range(4)) for first in range(6)),
-    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 3, 4),
+    (1, 2, 4, 5),
+    (0, 2, 3, 5),
     (0, 1, 2, 3, 4, 5),
-)  # fmt: skip
+)
 
 
 class WholeInputConv2d(nn.Conv2d):
@@ -74,7 +76,7 @@ class LeNet5(FeaturesThenHead):
                 s4=subsample(16),
                 c5=WholeInputConv2d(16, 120, 5),
                 relu5=nn.ReLU(inplace=True),
-            )  # fmt: skip
+            )
         )
         self.head = nn.Sequential(
             OrderedDict(
@@ -82,7 +84,7 @@ class LeNet5(FeaturesThenHead):
                 f6=nn.Linear(120, 84),
                 relu6=nn.ReLU(inplace=True),
                 output=nn.Linear(84, num_classes),
-            )  # fmt: skip
+            )
         )
 
 
@@ -190,7 +192,7 @@ class LeNet5Paper(FeaturesThenHead):
                 tanh4=ScaledTanh(),
                 c5=nn.Conv2d(16, 120, 5),
                 tanh5=ScaledTanh(),
-            )  # fmt: skip
+            )
         )
         self.head = nn.Sequential(
             OrderedDict(
@@ -198,7 +200,7 @@ class LeNet5Paper(FeaturesThenHead):
                 f6=nn.Linear(120, 84),
                 tanh6=ScaledTanh(),
                 output=EuclideanRBF(84, num_classes),
-            )  # fmt: skip
+            )
         )
         self.apply(_init_uniform_fan_in)
 

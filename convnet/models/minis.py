@@ -149,17 +149,25 @@ class AlexNetMini(FeaturesThenHead):
         super().__init__()
         # Overlapping pooling, §3.4: windows of 3 with stride 2 (32 → 15 → 7 → 3).
         self.features = nn.Sequential(
-            *_conv_relu(in_channels, 32, 5), nn.MaxPool2d(3, stride=2),
-            *_conv_relu(32, 64, 5), nn.MaxPool2d(3, stride=2),
-            *_conv_relu(64, 96, 3), *_conv_relu(96, 96, 3), *_conv_relu(96, 64, 3),
+            *_conv_relu(in_channels, 32, 5),
             nn.MaxPool2d(3, stride=2),
-        )  # fmt: skip
+            *_conv_relu(32, 64, 5),
+            nn.MaxPool2d(3, stride=2),
+            *_conv_relu(64, 96, 3),
+            *_conv_relu(96, 96, 3),
+            *_conv_relu(96, 64, 3),
+            nn.MaxPool2d(3, stride=2),
+        )
         self.head = nn.Sequential(
             nn.Flatten(),
-            FastDropout(dropout), nn.Linear(64 * 3 * 3, 512), nn.ReLU(inplace=True),
-            FastDropout(dropout), nn.Linear(512, 512), nn.ReLU(inplace=True),
+            FastDropout(dropout),
+            nn.Linear(64 * 3 * 3, 512),
+            nn.ReLU(inplace=True),
+            FastDropout(dropout),
+            nn.Linear(512, 512),
+            nn.ReLU(inplace=True),
             nn.Linear(512, num_classes),
-        )  # fmt: skip
+        )
         self.apply(_init_relu_network)
 
 
@@ -195,10 +203,14 @@ class VGGMini(FeaturesThenHead):
         side = GREY_32[1] // 2 ** len(blocks)
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(channels * side * side, 256), nn.ReLU(inplace=True), FastDropout(dropout),
-            nn.Linear(256, 256), nn.ReLU(inplace=True), FastDropout(dropout),
+            nn.Linear(channels * side * side, 256),
+            nn.ReLU(inplace=True),
+            FastDropout(dropout),
+            nn.Linear(256, 256),
+            nn.ReLU(inplace=True),
+            FastDropout(dropout),
             nn.Linear(256, num_classes),
-        )  # fmt: skip
+        )
         self.apply(_init_relu_network)
 
 
@@ -228,10 +240,14 @@ class NiNMini(FeaturesThenHead):
     def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.5):
         super().__init__()
         self.features = nn.Sequential(
-            _mlpconv(in_channels, (48, 40, 24), 5), nn.MaxPool2d(3, stride=2), FastDropout(dropout),
-            _mlpconv(24, (48, 48, 48), 5), nn.MaxPool2d(3, stride=2), FastDropout(dropout),
+            _mlpconv(in_channels, (48, 40, 24), 5),
+            nn.MaxPool2d(3, stride=2),
+            FastDropout(dropout),
+            _mlpconv(24, (48, 48, 48), 5),
+            nn.MaxPool2d(3, stride=2),
+            FastDropout(dropout),
             _mlpconv(48, (48, 48, num_classes), 3, scores=True),
-        )  # fmt: skip
+        )
         self.head = nn.Sequential(GlobalAveragePool(), nn.Flatten())
         self.apply(_init_relu_network)
 
@@ -277,11 +293,14 @@ class Inception(nn.Module):
 GOOGLENET_MINI_MODULES = {
     "3": ((16, 24, 32, 4, 8, 8), (32, 32, 48, 8, 24, 16)),
     "4": (
-        (48, 24, 52, 4, 12, 16), (40, 28, 56, 6, 16, 16), (32, 32, 64, 6, 16, 16),
-        (28, 36, 72, 8, 16, 16), (64, 40, 80, 8, 32, 32),
+        (48, 24, 52, 4, 12, 16),
+        (40, 28, 56, 6, 16, 16),
+        (32, 32, 64, 6, 16, 16),
+        (28, 36, 72, 8, 16, 16),
+        (64, 40, 80, 8, 32, 32),
     ),
     "5": ((64, 40, 80, 8, 32, 32), (96, 48, 96, 12, 32, 32)),
-}  # fmt: skip
+}
 
 
 class GoogLeNetMini(FeaturesThenHead):
@@ -310,9 +329,11 @@ class GoogLeNetMini(FeaturesThenHead):
                 layers[f"pool{stage}"] = nn.MaxPool2d(3, stride=2, padding=1)  # 8 → 4 → 2
         self.features = nn.Sequential(layers)
         self.head = nn.Sequential(
-            GlobalAveragePool(), nn.Flatten(), FastDropout(dropout),
+            GlobalAveragePool(),
+            nn.Flatten(),
+            FastDropout(dropout),
             nn.Linear(channels, num_classes),
-        )  # fmt: skip
+        )
 
 
 # --- ResNet ----------------------------------------------------------------------------
@@ -382,40 +403,71 @@ MINI_TRAIN_DEFAULTS = dict(epochs=8, batch_size=128, lr=0.05, weight_decay=5e-4,
 
 def _register(name: str, family: str, description: str, paper: str, year: int, **details):
     return register_model(
-        name, family=family, description=description, input_size=GREY_32,
-        normalization=FASHION_MNIST_PADDED_NORMALIZATION, train_defaults=MINI_TRAIN_DEFAULTS,
-        paper=paper, year=year, **details,
-    )  # fmt: skip
+        name,
+        family=family,
+        description=description,
+        input_size=GREY_32,
+        normalization=FASHION_MNIST_PADDED_NORMALIZATION,
+        train_defaults=MINI_TRAIN_DEFAULTS,
+        paper=paper,
+        year=year,
+        **details,
+    )
 
 
-@_register("alexnet_mini", "AlexNet", "AlexNet in miniature: 5 conv + 3 FC, ReLU, dropout, "
-           "overlapping 3×3/2 max pooling", KRIZHEVSKY_2012, 2012)  # fmt: skip
+@_register(
+    "alexnet_mini",
+    "AlexNet",
+    "AlexNet in miniature: 5 conv + 3 FC, ReLU, dropout, overlapping 3×3/2 max pooling",
+    KRIZHEVSKY_2012,
+    2012,
+)
 def alexnet_mini(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     return AlexNetMini(num_classes, in_channels)
 
 
-@_register("vgg_mini", "VGG", "VGG-16 in miniature: five blocks of 2-2-3-3-3 stacked 3×3 "
-           "convolutions (with BN), 3 FC", SIMONYAN_2015, 2014)  # fmt: skip
+@_register(
+    "vgg_mini",
+    "VGG",
+    "VGG-16 in miniature: five blocks of 2-2-3-3-3 stacked 3×3 convolutions (with BN), 3 FC",
+    SIMONYAN_2015,
+    2014,
+)
 def vgg_mini(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     return VGGMini(num_classes, in_channels)
 
 
-@_register("nin_mini", "NiN", "Network in Network in miniature: three mlpconv blocks "
-           "(k×k, 1×1, 1×1, with BN), global average pooling, no FC",
-           LIN_2014, 2013)  # fmt: skip
+@_register(
+    "nin_mini",
+    "NiN",
+    "Network in Network in miniature: three mlpconv blocks "
+    "(k×k, 1×1, 1×1, with BN), global average pooling, no FC",
+    LIN_2014,
+    2013,
+)
 def nin_mini(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     return NiNMini(num_classes, in_channels)
 
 
-@_register("googlenet_mini", "GoogLeNet", "GoogLeNet in miniature: stem + nine Inception "
-           "modules (1×1/3×3/5×5/pool branches), global average pooling",
-           SZEGEDY_2015, 2014)  # fmt: skip
+@_register(
+    "googlenet_mini",
+    "GoogLeNet",
+    "GoogLeNet in miniature: stem + nine Inception "
+    "modules (1×1/3×3/5×5/pool branches), global average pooling",
+    SZEGEDY_2015,
+    2014,
+)
 def googlenet_mini(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     return GoogLeNetMini(num_classes, in_channels)
 
 
-@_register("resnet_mini", "ResNet", "ResNet-20 (CIFAR layout): 3 stages × 3 basic residual "
-           "blocks, batch norm, identity shortcuts", HE_2016, 2015,
-           explain_layer="features.stage3_block3")  # fmt: skip
+@_register(
+    "resnet_mini",
+    "ResNet",
+    "ResNet-20 (CIFAR layout): 3 stages × 3 basic residual blocks, batch norm, identity shortcuts",
+    HE_2016,
+    2015,
+    explain_layer="features.stage3_block3",
+)
 def resnet_mini(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
     return ResNetMini(num_classes, in_channels)

@@ -51,16 +51,25 @@ def compiled_kernel() -> ctypes.CDLL | None:
                 from torch.utils.cpp_extension import load
 
                 path = load(
-                    name="convnet_max_pool_2x2", sources=[str(SOURCE)], extra_cflags=["-O3"],
-                    is_python_module=False, verbose=False,
-                )  # fmt: skip
+                    name="convnet_max_pool_2x2",
+                    sources=[str(SOURCE)],
+                    extra_cflags=["-O3"],
+                    is_python_module=False,
+                    verbose=False,
+                )
                 library = ctypes.CDLL(str(path))
                 for name in ("convnet_max_pool_2x2_forward", "convnet_max_pool_2x2_backward"):
                     function = getattr(library, name)
                     function.restype = ctypes.c_int
-                    function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                         ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                                         ctypes.c_void_p]  # fmt: skip
+                    function.argtypes = [
+                        ctypes.c_void_p,
+                        ctypes.c_void_p,
+                        ctypes.c_void_p,
+                        ctypes.c_int,
+                        ctypes.c_void_p,
+                        ctypes.c_void_p,
+                        ctypes.c_void_p,
+                    ]
             except Exception as error:  # no compiler, no ninja, a failed build: native pooling
                 library, reason = None, f"not available ({type(error).__name__}: {error})"
                 reason = reason.splitlines()[0][:300]
@@ -92,13 +101,19 @@ def _pointer(tensor: torch.Tensor | None) -> int | None:
 
 def _forward(library: ctypes.CDLL, x: torch.Tensor, keep_argmax: bool):
     batch, channels, height, width = x.shape
-    output = torch.empty((batch, channels, height // 2, width // 2), dtype=x.dtype,
-                         memory_format=_layout(x))  # fmt: skip
+    output = torch.empty(
+        (batch, channels, height // 2, width // 2), dtype=x.dtype, memory_format=_layout(x)
+    )
     argmax = torch.empty_like(output, dtype=torch.uint8) if keep_argmax else None
     status = library.convnet_max_pool_2x2_forward(
-        _pointer(x), _pointer(output), _pointer(argmax), DTYPES[x.dtype], _int64s(x.shape),
-        _int64s(x.stride()), _int64s(output.stride()),
-    )  # fmt: skip
+        _pointer(x),
+        _pointer(output),
+        _pointer(argmax),
+        DTYPES[x.dtype],
+        _int64s(x.shape),
+        _int64s(x.stride()),
+        _int64s(output.stride()),
+    )
     if status:
         raise RuntimeError(f"max_pool_2x2 kernel refused dtype {x.dtype}")
     return output, argmax
@@ -128,10 +143,14 @@ class _MaxPool2x2Function(torch.autograd.Function):
         if ctx.input_shape[-2] % 2 or ctx.input_shape[-1] % 2:  # a row or column no window reads
             grad_input.zero_()
         library.convnet_max_pool_2x2_backward(
-            _pointer(grad_output), _pointer(argmax), _pointer(grad_input),
-            DTYPES[grad_output.dtype], _int64s(ctx.input_shape), _int64s(grad_input.stride()),
+            _pointer(grad_output),
+            _pointer(argmax),
+            _pointer(grad_input),
+            DTYPES[grad_output.dtype],
+            _int64s(ctx.input_shape),
+            _int64s(grad_input.stride()),
             _int64s(argmax.stride()),
-        )  # fmt: skip
+        )
         return grad_input
 
 

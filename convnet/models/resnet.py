@@ -33,7 +33,11 @@ BLOCKS = {18: "basic", 34: "basic", 50: "bottleneck", 101: "bottleneck", 152: "b
 
 for _depth, _block in BLOCKS.items():
     register_torchvision(
-        f"resnet{_depth}", getattr(tv, f"resnet{_depth}"), ResNet, family="ResNet",
+        f"resnet{_depth}",
+        getattr(tv, f"resnet{_depth}"),
+        ResNet,
+        family="ResNet",
         description=f"ResNet-{_depth}: {_block} residual blocks, global average pooling",
-        entry=RESNET_ENTRY, paper=HE_2016,
-    )  # fmt: skip
+        entry=RESNET_ENTRY,
+        paper=HE_2016,
+    )

@@ -35,7 +35,12 @@ for _depth, _letter in CONFIGURATIONS.items():
     for _suffix, _note in (("", ""), ("_bn", " with batch normalization")):
         _name = f"vgg{_depth}{_suffix}"
         register_torchvision(
-            _name, getattr(tv, _name), VGG, family="VGG", entry=VGG_ENTRY, paper=SIMONYAN_2015,
+            _name,
+            getattr(tv, _name),
+            VGG,
+            family="VGG",
+            entry=VGG_ENTRY,
+            paper=SIMONYAN_2015,
             description=f"VGG-{_depth} (configuration {_letter}): 3×3 convolutions{_note}, "
-                        "3 fully connected layers",
-        )  # fmt: skip
+            "3 fully connected layers",
+        )

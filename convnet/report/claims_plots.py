@@ -37,8 +37,10 @@ LAYER_COLOURS = {
 def words(lang: str, key: str, **values: object) -> str:
     """The catalog's `lecture.<key>` in `lang`, integer values written as `lang` writes them
     (pass an index as a str)."""
-    written = {name: i18n.number(value, lang) if isinstance(value, int) else value
-               for name, value in values.items()}  # fmt: skip
+    written = {
+        name: i18n.number(value, lang) if isinstance(value, int) else value
+        for name, value in values.items()
+    }
     return i18n.text(lang, f"lecture.{key}", **written)
 
 
@@ -62,29 +64,45 @@ def shift_figure(result: ShiftResult, path: Path, lang: str = "en") -> Path:
     difference[original & shifted] = (0.75, 0.75, 0.75)  # ink in both
     axes[2].imshow(difference)
     axes[2].set_title(
-        words(lang, "figure.shift.difference", changed=result.changed,
-              black_to_white=result.black_to_white, white_to_black=result.white_to_black),
+        words(
+            lang,
+            "figure.shift.difference",
+            changed=result.changed,
+            black_to_white=result.black_to_white,
+            white_to_black=result.white_to_black,
+        ),
         fontsize=9,
-    )  # fmt: skip
+    )
     for axis in axes[:3]:
         axis.set_xticks([])
         axis.set_yticks([])
     counts = result.all_changed.numpy()
     axes[3].hist(counts, bins=range(int(counts.min()), int(counts.max()) + 2, 4), color="#7f8c9a")
-    axes[3].axvline(LECTURE_CHANGED, color="black", linestyle="--",
-                    label=words(lang, "figure.lecture", value=LECTURE_CHANGED))  # fmt: skip
-    axes[3].axvline(result.changed, color="#d1495b",
-                    label=words(lang, "figure.shift.this_digit", index=str(result.index),
-                                changed=result.changed))  # fmt: skip
+    axes[3].axvline(
+        LECTURE_CHANGED,
+        color="black",
+        linestyle="--",
+        label=words(lang, "figure.lecture", value=LECTURE_CHANGED),
+    )
+    axes[3].axvline(
+        result.changed,
+        color="#d1495b",
+        label=words(
+            lang, "figure.shift.this_digit", index=str(result.index), changed=result.changed
+        ),
+    )
     stats = result.test_set
     axes[3].set(
-        xlabel=words(lang, "figure.shift.changed_axis", pixels=result.pixels,
-                     inputs=result.inputs),
+        xlabel=words(lang, "figure.shift.changed_axis", pixels=result.pixels, inputs=result.inputs),
         ylabel=words(lang, "figure.shift.digits_axis"),
-        title=words(lang, "figure.shift.all", count=int(stats["count"]),
-                    mean=i18n.number(stats["mean"], lang, 1),
-                    std=i18n.number(stats["std"], lang, 1)),
-    )  # fmt: skip
+        title=words(
+            lang,
+            "figure.shift.all",
+            count=int(stats["count"]),
+            mean=i18n.number(stats["mean"], lang, 1),
+            std=i18n.number(stats["std"], lang, 1),
+        ),
+    )
     axes[3].title.set_fontsize(9)
     legend_outside(axes[3])
     return save_figure(figure, path)
@@ -118,9 +136,11 @@ def _known(lang: str, key: str, otherwise: str) -> str:
 def _invariance_title(result: InvarianceResult, lang: str) -> str:
     """What was measured on how many digits, and on how many the networks were trained."""
     used = result.num_test_images
-    test = (words(lang, "figure.invariance.test_subset", used=used, total=MNIST_TEST)
-            if result.settings.get("test_subset") and used < MNIST_TEST
-            else words(lang, "figure.invariance.test_all", count=used))  # fmt: skip
+    test = (
+        words(lang, "figure.invariance.test_subset", used=used, total=MNIST_TEST)
+        if result.settings.get("test_subset") and used < MNIST_TEST
+        else words(lang, "figure.invariance.test_all", count=used)
+    )
     trained = result.settings.get("train_subset")
     if trained and trained < MNIST_TRAIN:
         train = words(lang, "figure.invariance.train_subset", used=trained, total=MNIST_TRAIN)
@@ -183,16 +203,24 @@ def cost_bars(result: CostResult, path: Path, lang: str = "en") -> Path:
     for index, model in enumerate(result.models):
         seconds = [model.seconds_per_image[kind][batch] * 1e6 for kind, batch in settings]
         times += seconds
-        time_axis.plot(np.arange(len(settings)) - 0.3 + index * width, seconds, "o",
-                       markersize=7, label=model.model,
-                       color=MODEL_COLOURS[index % len(MODEL_COLOURS)])  # fmt: skip
-    setting_labels = [words(lang, "figure.cost.setting", kind=words(lang, f"cost.{kind}"),
-                            batch=batch) for kind, batch in settings]  # fmt: skip
+        time_axis.plot(
+            np.arange(len(settings)) - 0.3 + index * width,
+            seconds,
+            "o",
+            markersize=7,
+            label=model.model,
+            color=MODEL_COLOURS[index % len(MODEL_COLOURS)],
+        )
+    setting_labels = [
+        words(lang, "figure.cost.setting", kind=words(lang, f"cost.{kind}"), batch=batch)
+        for kind, batch in settings
+    ]
     time_axis.set_xticks(np.arange(len(settings)), setting_labels, fontsize=8)
     time_axis.set_xlim(-0.6, len(settings) - 0.4)
     plain_log_axis(time_axis, min(times) / 1.6, max(times) * 1.6)
-    time_axis.set(ylabel=words(lang, "figure.cost.time_axis"),
-                  title=words(lang, "figure.cost.time_title"))  # fmt: skip
+    time_axis.set(
+        ylabel=words(lang, "figure.cost.time_axis"), title=words(lang, "figure.cost.time_title")
+    )
     time_axis.grid(axis="y", alpha=0.3)
     legend_outside(time_axis)
 
@@ -218,36 +246,70 @@ def cost_bars(result: CostResult, path: Path, lang: str = "en") -> Path:
                 label=words(lang, f"figure.layer.{kind.replace(' ', '_')}"),
             )
             bottoms += values
-    share_axis.axhline(100 * 2 / 3, color="black", linestyle="--", linewidth=1,
-                       label=words(lang, "figure.lecture", value="2/3"))  # fmt: skip
-    bar_labels = [words(lang, "figure.cost.bar", model=name, batch=batch,
-                        kind=words(lang, f"figure.cost.{kind}_short"))
-                  for name, kind, batch in bars]  # fmt: skip
+    share_axis.axhline(
+        100 * 2 / 3,
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=words(lang, "figure.lecture", value="2/3"),
+    )
+    bar_labels = [
+        words(
+            lang,
+            "figure.cost.bar",
+            model=name,
+            batch=batch,
+            kind=words(lang, f"figure.cost.{kind}_short"),
+        )
+        for name, kind, batch in bars
+    ]
     share_axis.set_xticks(range(len(bars)), bar_labels, fontsize=6, rotation=90)
-    share_axis.set(ylabel=words(lang, "figure.cost.share_axis"), ylim=(0, 100),
-                   title=words(lang, "figure.cost.share_title"))  # fmt: skip
+    share_axis.set(
+        ylabel=words(lang, "figure.cost.share_axis"),
+        ylim=(0, 100),
+        title=words(lang, "figure.cost.share_title"),
+    )
     share_axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
 
     names = [model.model for model in result.models]
     positions = np.arange(len(names))
     weights = [m.weight_bytes / 1024 for m in result.models]
     activations = [m.activation_bytes / 1024 for m in result.models]
-    memory_axis.plot(positions, weights, "s", markersize=8, color="#2d6bb5",
-                     label=words(lang, "figure.cost.weights"))  # fmt: skip
-    memory_axis.plot(positions, activations, "^", markersize=8, color="#f2a541",
-                     label=words(lang, "figure.cost.activations"))  # fmt: skip
+    memory_axis.plot(
+        positions,
+        weights,
+        "s",
+        markersize=8,
+        color="#2d6bb5",
+        label=words(lang, "figure.cost.weights"),
+    )
+    memory_axis.plot(
+        positions,
+        activations,
+        "^",
+        markersize=8,
+        color="#f2a541",
+        label=words(lang, "figure.cost.activations"),
+    )
     memory_axis.set_xticks(positions, names, fontsize=8)
     memory_axis.set_xlim(-0.6, len(names) - 0.4)
     plain_log_axis(memory_axis, min(weights + activations) / 1.6, max(weights + activations) * 1.6)
-    memory_axis.set(ylabel=words(lang, "figure.cost.memory_axis"),
-                    title=words(lang, "figure.cost.memory_title"))  # fmt: skip
+    memory_axis.set(
+        ylabel=words(lang, "figure.cost.memory_axis"), title=words(lang, "figure.cost.memory_title")
+    )
     memory_axis.grid(axis="y", alpha=0.3)
     legend_outside(memory_axis)
     figure.suptitle(
-        words(lang, "figure.cost.machine", device=result.device, precision=result.precision,
-              threads=result.threads, load=i18n.number(result.load_average[0], lang, 1)),
+        words(
+            lang,
+            "figure.cost.machine",
+            device=result.device,
+            precision=result.precision,
+            threads=result.threads,
+            load=i18n.number(result.load_average[0], lang, 1),
+        ),
         fontsize=9,
-    )  # fmt: skip
+    )
     figure.tight_layout()
     return save_figure(figure, path)
 
@@ -258,13 +320,22 @@ def feature_map_figure(measured, path: Path, feature_index: int = 0, lang: str =
     layer, index = measured.layer, str(feature_index)
     panels = (  # image, title, colour map: digits in ink on paper, maps in colour
         (measured.digit, words(lang, "figure.feature.digit"), "gray_r"),
-        (measured.shifted_digit, words(lang, "figure.shift.shifted", pixels=measured.pixels),
-         "gray_r"),
-        (measured.feature[feature_index],
-         words(lang, "figure.feature.map", layer=layer, index=index), "viridis"),
-        (measured.shifted_feature[feature_index],
-         words(lang, "figure.feature.shifted_map", layer=layer, index=index), "viridis"),
-    )  # fmt: skip
+        (
+            measured.shifted_digit,
+            words(lang, "figure.shift.shifted", pixels=measured.pixels),
+            "gray_r",
+        ),
+        (
+            measured.feature[feature_index],
+            words(lang, "figure.feature.map", layer=layer, index=index),
+            "viridis",
+        ),
+        (
+            measured.shifted_feature[feature_index],
+            words(lang, "figure.feature.shifted_map", layer=layer, index=index),
+            "viridis",
+        ),
+    )
     figure, axes = plt.subplots(1, 4, figsize=(11, 3))
     for axis, (image, title, colours) in zip(axes, panels, strict=True):
         axis.imshow(image.numpy(), cmap=colours)
@@ -273,8 +344,12 @@ def feature_map_figure(measured, path: Path, feature_index: int = 0, lang: str =
         axis.set_yticks([])
     difference = f"{measured.max_difference:.1e}".replace(".", i18n.text(lang, "number.decimal"))
     figure.suptitle(
-        words(lang, "figure.feature.difference", difference=difference,
-              response=i18n.number(measured.max_response, lang, 2)),
+        words(
+            lang,
+            "figure.feature.difference",
+            difference=difference,
+            response=i18n.number(measured.max_response, lang, 2),
+        ),
         fontsize=9,
-    )  # fmt: skip
+    )
     return save_figure(figure, path)

@@ -99,8 +99,13 @@ def write_evaluation_report(
     out_dir = Path(out_dir)
     names = [row["name"] for row in result["per_class"]]
     plots.class_accuracy_figure(result, out_dir / FIGURES / "per_class.png", note)
-    plots.confusion_figure(result["confusion_matrix"], names, out_dir / FIGURES / "confusion.png",
-                           result["split"], note)  # fmt: skip
+    plots.confusion_figure(
+        result["confusion_matrix"],
+        names,
+        out_dir / FIGURES / "confusion.png",
+        result["split"],
+        note,
+    )
     cards = [
         ("top-1 error", f"{result['top1_error']:.2%}"),
         ("top-5 error", f"{result['top5_error']:.2%}"),
@@ -119,28 +124,37 @@ def write_evaluation_report(
         f"<h1>{html.escape(result['model'])} on {html.escape(Path(result['dataset']).name)}</h1>",
         f"<p class='lead'>weights {html.escape(result['weights'])}; {html.escape(result['dataset'])} "
         f"{preparation}; {html.escape(result['precision'])} on {html.escape(result['device'])}.</p>",
-        "<div class='cards'>" + "".join(
+        "<div class='cards'>"
+        + "".join(
             f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
-        ) + "</div>",
+        )
+        + "</div>",
         f"<h2>Per-class accuracy</h2><img src='{FIGURES}/per_class.png' alt='per-class accuracy'>",
         "<h2>Confusion matrix</h2>"
-        + (f"<p>The {plots.CONFUSION_CLASSES} classes most often confused, of {len(names):,}.</p>"
-           if len(names) > plots.CONFUSION_CLASSES else "")
+        + (
+            f"<p>The {plots.CONFUSION_CLASSES} classes most often confused, of {len(names):,}.</p>"
+            if len(names) > plots.CONFUSION_CLASSES
+            else ""
+        )
         + f"<img src='{FIGURES}/confusion.png' alt='confusion matrix'>",
         "<h2>Easy classes</h2>",
         _class_cards(evaluation, result["easiest"], names, images_per_class, "easy"),
         "<h2>Hard classes</h2><p>Mistakes first, with the class the model chose.</p>",
         _class_cards(evaluation, result["hardest"], names, images_per_class, "hard"),
-    ]  # fmt: skip
+    ]
     if result["confusions"]:
-        parts.append("<h2>Most frequent confusions</h2>" + _table(
-            ["true class", "predicted", "times"],
-            [[c["true"], c["predicted"], c["count"]] for c in result["confusions"]],
-        ))  # fmt: skip
+        parts.append(
+            "<h2>Most frequent confusions</h2>"
+            + _table(
+                ["true class", "predicted", "times"],
+                [[c["true"], c["predicted"], c["count"]] for c in result["confusions"]],
+            )
+        )
     if result["skipped"]:
-        parts.append(f"<h2>Skipped files ({result['num_skipped']})</h2>" + _table(
-            ["file", "reason"], [[s["file"], s["reason"]] for s in result["skipped"]]
-        ))  # fmt: skip
+        parts.append(
+            f"<h2>Skipped files ({result['num_skipped']})</h2>"
+            + _table(["file", "reason"], [[s["file"], s["reason"]] for s in result["skipped"]])
+        )
     title = html.escape(f"{result['model']} evaluation")
     page = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"

@@ -21,21 +21,29 @@ def evolution_figure(result: EvolutionResult, path: Path) -> Path:
     depth_axis.scatter(
         [outcome.depth for outcome in outcomes],
         [100 * outcome.test_error for outcome in outcomes],
-        c=years, cmap="viridis", s=60, zorder=3,
-    )  # fmt: skip
+        c=years,
+        cmap="viridis",
+        s=60,
+        zorder=3,
+    )
     depth_axis.plot(
         [outcome.depth for outcome in outcomes],
         [100 * outcome.test_error for outcome in outcomes],
-        color="#9aa5b1", linewidth=1, zorder=2,
-    )  # fmt: skip
+        color="#9aa5b1",
+        linewidth=1,
+        zorder=2,
+    )
     deepest = max(outcome.depth for outcome in outcomes)
     for outcome in outcomes:
         right = outcome.depth > deepest / 2  # labels of the deeper half to the left
         depth_axis.annotate(
             f"{outcome.model} ({outcome.year or '?'})",
-            (outcome.depth, 100 * outcome.test_error), textcoords="offset points",
-            xytext=(-7 if right else 7, 3), ha="right" if right else "left", fontsize=8,
-        )  # fmt: skip
+            (outcome.depth, 100 * outcome.test_error),
+            textcoords="offset points",
+            xytext=(-7 if right else 7, 3),
+            ha="right" if right else "left",
+            fontsize=8,
+        )
     depth_axis.set(
         xlabel="depth (weight layers on the longest path)",
         ylabel="test error (%)",
@@ -70,18 +78,25 @@ def evolution_figure(result: EvolutionResult, path: Path) -> Path:
     epochs = result.settings["epochs"]
     label = f"ours, {epochs} epoch{'s' if epochs != 1 else ''}"
     table_axis.bar([p - width for p in positions], ours, width, label=label, color="#2f6db5")
-    table_axis.bar(positions, book, width, label="Dive into Deep Learning, 10 epochs",
-                   color="#9aa5b1")  # fmt: skip
-    table_axis.bar([p + width for p in positions], benchmark, width,
-                   label="Fashion-MNIST benchmark (ResNet-18)", color="#e0a030")  # fmt: skip
+    table_axis.bar(
+        positions, book, width, label="Dive into Deep Learning, 10 epochs", color="#9aa5b1"
+    )
+    table_axis.bar(
+        [p + width for p in positions],
+        benchmark,
+        width,
+        label="Fashion-MNIST benchmark (ResNet-18)",
+        color="#e0a030",
+    )
     for position, value in zip(positions, ours, strict=True):
         table_axis.text(position - width, value + 0.8, f"{value:.1f}", ha="center", fontsize=7)
     table_axis.set_xticks(list(positions), [outcome.family for outcome in outcomes])
     # From 0: a bar's height is its accuracy; the printed values carry the small differences.
     table_axis.set(ylabel="test accuracy (%)", ylim=(0, 105), title="beside the published figures")
     table_axis.set_yticks(range(0, 101, 20))
-    table_axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False,
-                      fontsize=8)  # fmt: skip
+    table_axis.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False, fontsize=8
+    )
     table_axis.grid(axis="y", alpha=0.3)
     for axis in (depth_axis, table_axis):
         axis.spines[["top", "right"]].set_visible(False)

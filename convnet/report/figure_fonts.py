@@ -47,8 +47,11 @@ def has_glyphs(path: str, text: str) -> bool:
 
 def _font_with(text: str) -> str | None:
     """The family name of a known font that has every glyph of `text`, preferred ones first."""
-    entries = [entry for entry in font_manager.fontManager.ttflist
-               if not entry.name.startswith(PLACEHOLDER_FONTS)]  # fmt: skip
+    entries = [
+        entry
+        for entry in font_manager.fontManager.ttflist
+        if not entry.name.startswith(PLACEHOLDER_FONTS)
+    ]
     rank = {name: position for position, name in enumerate(PREFERRED_FONTS)}
     entries.sort(key=lambda entry: rank.get(entry.name, len(rank)))
     return next((entry.name for entry in entries if has_glyphs(entry.fname, text)), None)

@@ -118,8 +118,15 @@ def render(
             f"{s.why}</p></section>"
         )
     header = [w(f"variants.{key}") for key in ("variant", "run", "how", "seconds")]
-    rows = [[variant_label(v, w), v.run_dir, w(f"variants.{'reused' if v.reused else 'trained'}"),
-             w.n(v.train_seconds, 1)] for v in variants]  # fmt: skip
+    rows = [
+        [
+            variant_label(v, w),
+            v.run_dir,
+            w(f"variants.{'reused' if v.reused else 'trained'}"),
+            w.n(v.train_seconds, 1),
+        ]
+        for v in variants
+    ]
     style = STYLE + (
         ".claim{font-size:1.1em;font-style:italic} .verdict span{color:white;padding:.15em .5em;"
         "border-radius:4px;font-weight:600} section{border-top:1px solid #ddd;margin-top:1.5em}"

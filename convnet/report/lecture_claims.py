@@ -72,8 +72,10 @@ class Words:
         self.decimal = i18n.text(lang, "number.decimal")
 
     def __call__(self, key: str, **values: object) -> str:
-        written = {name: self.n(value) if isinstance(value, int) and not isinstance(value, bool)
-                   else value for name, value in values.items()}  # fmt: skip
+        written = {
+            name: self.n(value) if isinstance(value, int) and not isinstance(value, bool) else value
+            for name, value in values.items()
+        }
         return i18n.text(self.lang, f"lecture.{key}", **written)
 
     def n(self, value: float, digits: int = 0) -> str:
@@ -95,8 +97,13 @@ def code(command: str) -> str:
 
 def table(header: list[str], rows: list[list[object]], code_columns: tuple[int, ...] = ()) -> str:
     """An HTML table, every cell escaped; the cells of `code_columns` set as code."""
-    cells = ["".join(f"<td>{code(str(v)) if i in code_columns else html.escape(str(v))}</td>"
-                     for i, v in enumerate(row)) for row in rows]  # fmt: skip
+    cells = [
+        "".join(
+            f"<td>{code(str(v)) if i in code_columns else html.escape(str(v))}</td>"
+            for i, v in enumerate(row)
+        )
+        for row in rows
+    ]
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     return f"<table><tr>{head}</tr>{''.join(f'<tr>{row}</tr>' for row in cells)}</table>"
 
@@ -121,8 +128,11 @@ def gate(
     """The section as it is when every network in `labels` reached ACCURACY_FLOOR; else
     its verdict withheld, saying which networks fell short and the command (`retrain`,
     HTML) that judges it."""
-    short = [(label, result.clean_accuracy(label)) for label in labels
-             if result.clean_accuracy(label) < ACCURACY_FLOOR]  # fmt: skip
+    short = [
+        (label, result.clean_accuracy(label))
+        for label in labels
+        if result.clean_accuracy(label) < ACCURACY_FLOOR
+    ]
     if not short:
         return section
     w = Words(section.lang)
@@ -152,8 +162,10 @@ def claim_shift(
     at = {level: curve.levels.index(level) for level in (0.0, -2.0, -4.0)}
     stats, near = shift.test_set, shift.closest_to_lecture
     fragile = _robustness(result, ("translate_x", "translate_y", "rotate", "scale"), cnn, mlp)
-    mlp_at = [w("shift.at", accuracy=w.pct(curve.accuracy[mlp][i]), pixels=abs(int(level)))
-              for level, i in at.items()]  # fmt: skip
+    mlp_at = [
+        w("shift.at", accuracy=w.pct(curve.accuracy[mlp][i]), pixels=abs(int(level)))
+        for level, i in at.items()
+    ]
     measured = w(
         "shift.measured",
         index=str(shift.index),
@@ -174,8 +186,16 @@ def claim_shift(
         cnn_accuracy=", ".join(w.pct(curve.accuracy[cnn][i]) for i in at.values()),
     )
     why = w("shift.why", mlp=mlp, cnn=cnn, count=sum(fragile), total=len(fragile))
-    section = Section(1, w("claim.1"), "convnet experiment shift --pixels 2", measured,
-                      _verdict(fragile), why, "shift.png", lang=w.lang)  # fmt: skip
+    section = Section(
+        1,
+        w("claim.1"),
+        "convnet experiment shift --pixels 2",
+        measured,
+        _verdict(fragile),
+        why,
+        "shift.png",
+        lang=w.lang,
+    )
     return gate(section, result, result.pair, retrain)
 
 
@@ -188,20 +208,39 @@ def claim_weight_sharing(
     measured_shift = feature_map_shift(first_layer, digit, loaded.spec.normalization, 2, first_name)
     claims_plots.feature_map_figure(measured_shift, figures / "feature_maps.png", lang=w.lang)
     paper = summarize(get_model("lenet5_1998"), (1, 32, 32)).layers
-    rows = [[row.name.split(".")[-1], w.n(row.trainable_params), w.n(row.connections),
-             w.n(row.connections / max(row.trainable_params, 1)) + "×"]
-            for row in paper if row.trainable_params]  # fmt: skip
+    rows = [
+        [
+            row.name.split(".")[-1],
+            w.n(row.trainable_params),
+            w.n(row.connections),
+            w.n(row.connections / max(row.trainable_params, 1)) + "×",
+        ]
+        for row in paper
+        if row.trainable_params
+    ]
     c1 = paper[0]
     exact = measured_shift.max_difference <= 1e-4 * max(measured_shift.max_response, 1.0)
     difference = f"{measured_shift.max_difference:.1e}".replace(".", w.decimal)
     response = w.n(measured_shift.max_response, 2)
-    measured = w("sharing.measured", difference=difference, params=c1.trainable_params,
-                 response=response, connections=c1.connections)  # fmt: skip
+    measured = w(
+        "sharing.measured",
+        difference=difference,
+        params=c1.trainable_params,
+        response=response,
+        connections=c1.connections,
+    )
     header = w.headers("paper_layer", "parameters", "connections", "per_parameter")
-    return Section(2, w("claim.2"), "convnet summary lenet5_1998", measured,
-                   _verdict([exact, c1.connections > 100 * c1.trainable_params]),
-                   w("sharing.why"), "feature_maps.png", table(header, rows, (0,)),
-                   w.lang)  # fmt: skip
+    return Section(
+        2,
+        w("claim.2"),
+        "convnet summary lenet5_1998",
+        measured,
+        _verdict([exact, c1.connections > 100 * c1.trainable_params]),
+        w("sharing.why"),
+        "feature_maps.png",
+        table(header, rows, (0,)),
+        w.lang,
+    )
 
 
 def claim_pooling(result: InvarianceResult, retrain: str, w: Words) -> Section:
@@ -215,19 +254,38 @@ def claim_pooling(result: InvarianceResult, retrain: str, w: Words) -> Section:
     sizes = {name: "×".join(map(str, shapes[name][1:])) for name in ("c1", "s2", "c3", "s4")}
     measured = w("pooling.resolution", **sizes)
     if ablation is None:
-        return Section(3, w("claim.3"), "convnet summary lenet5", measured, "depends",
-                       w("pooling.no_ablation"), lang=w.lang)  # fmt: skip
+        return Section(
+            3,
+            w("claim.3"),
+            "convnet summary lenet5",
+            measured,
+            "depends",
+            w("pooling.no_ablation"),
+            lang=w.lang,
+        )
     names = ("translate_x", "translate_y", "rotate")
     helps = _robustness(result, names, cnn, ablation)
-    items = [w("pooling.item", distortion=w(f"distortion.{n}"),
-               pooling=w.pct(result.mean_accuracy(n, cnn)),
-               conv=w.pct(result.mean_accuracy(n, ablation))) for n in names]  # fmt: skip
+    items = [
+        w(
+            "pooling.item",
+            distortion=w(f"distortion.{n}"),
+            pooling=w.pct(result.mean_accuracy(n, cnn)),
+            conv=w.pct(result.mean_accuracy(n, ablation)),
+        )
+        for n in names
+    ]
     measured += " " + w("pooling.compare", items="; ".join(items))
     why = w("pooling.why", halves=w("yes" if halves else "no"), count=sum(helps), total=len(helps))
-    section = Section(3, w("claim.3"),
-                      "convnet experiment invariance --models lenet5 --variants plain,ablation",
-                      measured, _verdict([halves, *helps]) if halves else "not supported", why,
-                      "invariance.png", lang=w.lang)  # fmt: skip
+    section = Section(
+        3,
+        w("claim.3"),
+        "convnet experiment invariance --models lenet5 --variants plain,ablation",
+        measured,
+        _verdict([halves, *helps]) if halves else "not supported",
+        why,
+        "invariance.png",
+        lang=w.lang,
+    )
     return gate(section, result, (cnn, ablation), retrain)
 
 
@@ -254,12 +312,22 @@ def claim_lenet(result: InvarianceResult, how: str, w: Words) -> Section:
         published=w.pct(0.0095, 2),
     )
     why = w("lenet.why", connections=published["connections"], params=published["trainable_params"])
-    rows = [[r.name, "×".join(map(str, r.output_shape)), w.n(r.trainable_params),
-             w.n(r.connections)] for r in paper.layers]  # fmt: skip
+    rows = [
+        [r.name, "×".join(map(str, r.output_shape)), w.n(r.trainable_params), w.n(r.connections)]
+        for r in paper.layers
+    ]
     header = w.headers("layer", "output", "parameters", "connections")
-    return Section(4, w("claim.4"), "convnet summary lenet5_1998", measured,
-                   "depends" if structure and not matches["the lecture"] else _verdict([structure]),
-                   why, None, table(header, rows, (0,)), w.lang)  # fmt: skip
+    return Section(
+        4,
+        w("claim.4"),
+        "convnet summary lenet5_1998",
+        measured,
+        "depends" if structure and not matches["the lecture"] else _verdict([structure]),
+        why,
+        None,
+        table(header, rows, (0,)),
+        w.lang,
+    )
 
 
 def claim_invariance(result: InvarianceResult, retrain: str, w: Words) -> Section:
@@ -271,18 +339,45 @@ def claim_invariance(result: InvarianceResult, retrain: str, w: Words) -> Sectio
         robust.append(result.mean_accuracy(name, cnn) - result.mean_accuracy(name, mlp) > 0.02)
         invariant.append(clean - worst <= 0.05)
         gap = next(g for g in result.gaps() if g["distortion"] == name)
-        rows.append([w(f"distortion.{name}"), w.pct(result.mean_accuracy(name, cnn)),
-                     w.pct(result.mean_accuracy(name, mlp)), w.pct(worst),
-                     ("+" if gap["plain_gap"] >= 0 else "") + w.n(100 * gap["plain_gap"], 1),
-                     "" if gap.get("closed") is None else w.pct(gap["closed"], 0)])  # fmt: skip
+        rows.append(
+            [
+                w(f"distortion.{name}"),
+                w.pct(result.mean_accuracy(name, cnn)),
+                w.pct(result.mean_accuracy(name, mlp)),
+                w.pct(worst),
+                ("+" if gap["plain_gap"] >= 0 else "") + w.n(100 * gap["plain_gap"], 1),
+                "" if gap.get("closed") is None else w.pct(gap["closed"], 0),
+            ]
+        )
     verdict = "supported" if all(invariant) else "depends" if all(robust) else _verdict(robust)
-    measured = w("invariance.measured", cnn=cnn, mlp=mlp, robust=sum(robust),
-                 invariant=sum(invariant), total=len(robust), clean=w.pct(clean))  # fmt: skip
-    header = [w("table.distortion"), w("table.mean", model=cnn), w("table.mean", model=mlp),
-              w("table.worst", model=cnn), w("table.gap"), w("table.gap_closed")]  # fmt: skip
-    section = Section(5, w("claim.5"), "convnet experiment invariance --models lenet5,mlp",
-                      measured, verdict, w("invariance.why"), "invariance.png",
-                      table(header, rows), w.lang)  # fmt: skip
+    measured = w(
+        "invariance.measured",
+        cnn=cnn,
+        mlp=mlp,
+        robust=sum(robust),
+        invariant=sum(invariant),
+        total=len(robust),
+        clean=w.pct(clean),
+    )
+    header = [
+        w("table.distortion"),
+        w("table.mean", model=cnn),
+        w("table.mean", model=mlp),
+        w("table.worst", model=cnn),
+        w("table.gap"),
+        w("table.gap_closed"),
+    ]
+    section = Section(
+        5,
+        w("claim.5"),
+        "convnet experiment invariance --models lenet5,mlp",
+        measured,
+        verdict,
+        w("invariance.why"),
+        "invariance.png",
+        table(header, rows),
+        w.lang,
+    )
     return gate(section, result, result.pair, retrain)
 
 
@@ -291,9 +386,15 @@ def _cost_item(claim: dict, w: Words) -> str:
     values, kind = claim["values"], claim["id"]
 
     def settings(write: Callable[[float], str]) -> str:  # "inference batch 1: 61%, …"
-        return ", ".join(w("cost.setting", kind=w(f"cost.{key.rpartition(' batch ')[0]}"),
-                           batch=key.rpartition(" batch ")[2], value=write(value))
-                         for key, value in values.items())  # fmt: skip
+        return ", ".join(
+            w(
+                "cost.setting",
+                kind=w(f"cost.{key.rpartition(' batch ')[0]}"),
+                batch=key.rpartition(" batch ")[2],
+                value=write(value),
+            )
+            for key, value in values.items()
+        )
 
     if kind == "convolution_share":
         measured, why = settings(lambda share: w.pct(share, 0)), w("cost.convolution_share.why")
@@ -315,16 +416,28 @@ def _cost_item(claim: dict, w: Words) -> str:
         def each(sizes: dict) -> str:
             return ", ".join(f"{name} {kib(sizes[name])}" for name in mlps)
 
-        measured = w("cost.memory.measured", cnn_weights=kib(weights[cnn]),
-                     mlp_weights=each(weights), cnn_activations=kib(activations[cnn]),
-                     mlp_activations=each(activations))  # fmt: skip
+        measured = w(
+            "cost.memory.measured",
+            cnn_weights=kib(weights[cnn]),
+            mlp_weights=each(weights),
+            cnn_activations=kib(activations[cnn]),
+            mlp_activations=each(activations),
+        )
         heavier = [name for name in mlps if weights[cnn] > weights[name]]
         ratio = min(activations[cnn] / max(activations[name], 1) for name in mlps)
-        larger = (w("cost.memory.heavier", models=", ".join(heavier)) if heavier
-                  else w("cost.memory.heavier_none"))  # fmt: skip
+        larger = (
+            w("cost.memory.heavier", models=", ".join(heavier))
+            if heavier
+            else w("cost.memory.heavier_none")
+        )
         why = w("cost.memory.why", ratio=w.n(ratio, 1), weights=larger)
-    return w("cost.item", claim=w(f"cost.{kind}.claim"), measured=measured,
-             verdict=w.verdict(claim["verdict"]), why=why)  # fmt: skip
+    return w(
+        "cost.item",
+        claim=w(f"cost.{kind}.claim"),
+        measured=measured,
+        verdict=w.verdict(claim["verdict"]),
+        why=why,
+    )
 
 
 def claim_cost(repeats: int, figures: Path, w: Words) -> Section:
@@ -335,11 +448,23 @@ def claim_cost(repeats: int, figures: Path, w: Words) -> Section:
     verdicts = [c["verdict"] for c in result.claims]
     overall = verdicts[0] if len(set(verdicts)) == 1 else "depends"
     measured = "<ul>" + "".join(f"<li>{_cost_item(c, w)}</li>" for c in result.claims) + "</ul>"
-    why = w("cost.why", device=result.device, precision=result.precision,
-            threads=result.threads, load=w.n(result.load_average[0], 1))  # fmt: skip
-    return Section(6, w("claim.6"),
-                   f"convnet experiment cost --models lenet5,mlp_60k,mlp --repeats {repeats}",
-                   measured, overall, why, "cost.png", lang=w.lang)  # fmt: skip
+    why = w(
+        "cost.why",
+        device=result.device,
+        precision=result.precision,
+        threads=result.threads,
+        load=w.n(result.load_average[0], 1),
+    )
+    return Section(
+        6,
+        w("claim.6"),
+        f"convnet experiment cost --models lenet5,mlp_60k,mlp --repeats {repeats}",
+        measured,
+        overall,
+        why,
+        "cost.png",
+        lang=w.lang,
+    )
 
 
 def _runs_on(runs_root: Path, datasets: set[str]) -> list[str]:
@@ -357,14 +482,25 @@ def claim_imagenet(runs_root: Path, w: Words) -> Section:
     datasets = sorted(name for name in DATASETS if "imagenet" in name or "ilsvrc" in name)
     photo_models = sorted(name for name, spec in MODELS.items() if spec.input_size[1] >= 224)
     runs = _runs_on(runs_root, set(datasets) | {"imagenet"})
-    measured = w("imagenet.measured", datasets=html.escape(", ".join(datasets) or w("none")),
-                 models=html.escape(", ".join(photo_models) or w("none")), count=len(runs),
-                 runs=f" ({', '.join(map(code, runs[:5]))})" if runs else "")  # fmt: skip
+    measured = w(
+        "imagenet.measured",
+        datasets=html.escape(", ".join(datasets) or w("none")),
+        models=html.escape(", ".join(photo_models) or w("none")),
+        count=len(runs),
+        runs=f" ({', '.join(map(code, runs[:5]))})" if runs else "",
+    )
     if importlib.util.find_spec("convnet.analysis.zoo") is not None:
         measured += " " + w("imagenet.zoo", command=code("convnet zoo"))
     why = w("imagenet.why", command=code("convnet evaluate RUN --data DIR"))
-    return Section(7, w("claim.7"), "convnet evaluate RUN_DIR --data IMAGENET_DIR",
-                   measured, "not measured here", why, lang=w.lang)  # fmt: skip
+    return Section(
+        7,
+        w("claim.7"),
+        "convnet evaluate RUN_DIR --data IMAGENET_DIR",
+        measured,
+        "not measured here",
+        why,
+        lang=w.lang,
+    )
 
 
 def claim_depth(w: Words) -> Section:
@@ -387,6 +523,14 @@ def claim_depth(w: Words) -> Section:
     verdict = "not measured here" if missing else _verdict(present)
     why = w("depth.why_missing", models=", ".join(missing)) if missing else w("depth.why")
     header = w.headers("network", "lecture_depth", "measured_depth", "parameters")
-    return Section(8, w("claim.8"), "convnet summary resnet152 --input-size 3 224 224",
-                   w("depth.measured", count=len(present), total=len(LECTURE_DEPTHS)), verdict,
-                   why, None, table(header, rows, (0,)), w.lang)  # fmt: skip
+    return Section(
+        8,
+        w("claim.8"),
+        "convnet summary resnet152 --input-size 3 224 224",
+        w("depth.measured", count=len(present), total=len(LECTURE_DEPTHS)),
+        verdict,
+        why,
+        None,
+        table(header, rows, (0,)),
+        w.lang,
+    )

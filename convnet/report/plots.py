@@ -81,8 +81,14 @@ def percent_log_axis(
 
 def legend_outside(axis: plt.Axes, **options) -> None:
     """The legend to the right of the axes, where it cannot cover a curve or a bar."""
-    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, frameon=False,
-                fontsize=options.pop("fontsize", 8), **options)  # fmt: skip
+    axis.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+        borderaxespad=0,
+        frameon=False,
+        fontsize=options.pop("fontsize", 8),
+        **options,
+    )
 
 
 def subset_note(used: int, total: int | None, what: str) -> str:
@@ -126,8 +132,16 @@ def confusion_matrix_figure(
             share = shares[row, column]
             # no "100%" in a row with mistakes, nor "0%" where some went: >99% and <1%
             text = "<1%" if share < 0.5 else ">99%" if 99.5 <= share < 100 else f"{share:.0f}%"
-            axis.text(column, row, f"{text}\n{count:,}", ha="center", va="center", fontsize=font,
-                      color="white" if share > 50 else "black", linespacing=0.9)  # fmt: skip
+            axis.text(
+                column,
+                row,
+                f"{text}\n{count:,}",
+                ha="center",
+                va="center",
+                fontsize=font,
+                color="white" if share > 50 else "black",
+                linespacing=0.9,
+            )
     names = [class_names[i] for i in shown]
     axis.set_xticks(range(size), names, rotation=45, ha="right", fontsize=8)
     axis.set_yticks(range(size), names, fontsize=8)
@@ -142,9 +156,12 @@ def confusion_matrix_figure(
 
 
 def confusion_figure(
-    confusion: list[list[int]], class_names: list[str], path: Path, split: str = "test",
+    confusion: list[list[int]],
+    class_names: list[str],
+    path: Path,
+    split: str = "test",
     note: str = "",
-) -> Path:  # fmt: skip
+) -> Path:
     """`confusion_matrix_figure` saved as PNG."""
     return save_figure(confusion_matrix_figure(confusion, class_names, split, note), path)
 
@@ -168,14 +185,29 @@ def per_class_accuracy_figure(
     axis.bar(range(len(names)), [value or 0 for value in accuracy], color=colours)
     for index, value in enumerate(accuracy):
         if value is not None and value < 0.5:  # a bar of no height: a stroke on the axis
-            axis.plot([index - 0.4, index + 0.4], [0, 0], color=colours[index], linewidth=4,
-                      solid_capstyle="butt", clip_on=False, zorder=3)  # fmt: skip
+            axis.plot(
+                [index - 0.4, index + 0.4],
+                [0, 0],
+                color=colours[index],
+                linewidth=4,
+                solid_capstyle="butt",
+                clip_on=False,
+                zorder=3,
+            )
         text = "no images" if value is None else f"{value:.1f}" if value < 100 else "100"
-        axis.annotate(text, (index, value or 0), xytext=(0, 2), textcoords="offset points",
-                      ha="center", va="bottom", fontsize=6 if many else 7,
-                      rotation=90 if many else 0)  # fmt: skip
-    axis.set_xticks(range(len(names)), names, rotation=45 if many else 0,
-                    ha="right" if many else "center")  # fmt: skip
+        axis.annotate(
+            text,
+            (index, value or 0),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=6 if many else 7,
+            rotation=90 if many else 0,
+        )
+    axis.set_xticks(
+        range(len(names)), names, rotation=45 if many else 0, ha="right" if many else "center"
+    )
     named = "easiest (green), hardest (red)" if easy or hard else "no class stands apart"
     title = f"Per-class accuracy (%): {named}" + (f"\n{note}" if note else "")
     axis.set(ylabel="accuracy (%)", ylim=(0, 112 if many else 108), title=title)
@@ -215,13 +247,18 @@ def image_grid(
 
 def sorted_accuracy_figure(per_class: list[dict], path: Path, note: str = "") -> Path:
     """Per-class accuracy from the easiest to the hardest class (ImageNet: 1,000 of them)."""
-    accuracy = sorted((100 * row["accuracy"] for row in per_class if row["accuracy"] is not None),
-                      reverse=True)  # fmt: skip
+    accuracy = sorted(
+        (100 * row["accuracy"] for row in per_class if row["accuracy"] is not None), reverse=True
+    )
     figure, axis = plt.subplots(figsize=(8, 3.4))
     axis.plot(np.arange(1, len(accuracy) + 1), accuracy, color="#2c6e9b")
-    axis.set(xlabel="class rank (easiest first)", ylabel="accuracy (%)", ylim=(0, 100.5),
-             title=f"Per-class accuracy of {len(accuracy)} classes, sorted"
-             + (f"\n{note}" if note else ""))  # fmt: skip
+    axis.set(
+        xlabel="class rank (easiest first)",
+        ylabel="accuracy (%)",
+        ylim=(0, 100.5),
+        title=f"Per-class accuracy of {len(accuracy)} classes, sorted"
+        + (f"\n{note}" if note else ""),
+    )
     axis.grid(alpha=0.3)
     return save_figure(figure, path)
 

@@ -35,13 +35,27 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
 
 def summary_table(summary: ModelSummary) -> str:
     rows = [
-        [layer.name, layer.type, "×".join(map(str, layer.output_shape)), f"{layer.trainable_params:,}",
-         f"{layer.connections:,}", f"{layer.macs:,}"]
+        [
+            layer.name,
+            layer.type,
+            "×".join(map(str, layer.output_shape)),
+            f"{layer.trainable_params:,}",
+            f"{layer.connections:,}",
+            f"{layer.macs:,}",
+        ]
         for layer in summary.layers
-    ]  # fmt: skip
+    ]
     total = summary.total
-    rows.append(["total", f"depth {total['depth']}", "", f"{total['trainable_params']:,}",
-                 f"{total['connections']:,}", f"{total['macs']:,}"])  # fmt: skip
+    rows.append(
+        [
+            "total",
+            f"depth {total['depth']}",
+            "",
+            f"{total['trainable_params']:,}",
+            f"{total['connections']:,}",
+            f"{total['macs']:,}",
+        ]
+    )
     return _table(["layer", "type", "output", "trainable params", "connections", "MACs"], rows)
 
 
@@ -86,8 +100,9 @@ def subset_notes(config: TrainConfig | None, split: str, scored: int) -> tuple[s
     trained = ""
     if config.train_subset:
         total = split_size(config, "train")
-        trained = plots.subset_note(min(config.train_subset, total or config.train_subset),
-                                    total, "training images")  # fmt: skip
+        trained = plots.subset_note(
+            min(config.train_subset, total or config.train_subset), total, "training images"
+        )
     scored_note = plots.subset_note(scored, split_size(config, split), f"{split} images")
     if config.test_subset and not scored_note:
         scored_note = plots.subset_note(scored, None, f"{split} images")
@@ -103,8 +118,10 @@ def extremes_sentence(result: dict) -> str:
         named = ", ".join(f"{html.escape(r['name'])} ({r['accuracy']:.2%})" for r in rows)
         return named or "none stands apart"
 
-    return (f"<p>Easiest: {listed(result['easiest'])}. Hardest: {listed(result['hardest'])}. "
-            f"({html.escape(APART_RULE[0].upper() + APART_RULE[1:])}.)</p>")  # fmt: skip
+    return (
+        f"<p>Easiest: {listed(result['easiest'])}. Hardest: {listed(result['hardest'])}. "
+        f"({html.escape(APART_RULE[0].upper() + APART_RULE[1:])}.)</p>"
+    )
 
 
 def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> Path:
@@ -132,30 +149,55 @@ def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> P
         )
     if steps:
         training_plots.training_steps(steps, figures / "steps.png", trained_note)
-        parts.append(f"<img src='{FIGURES}/steps.png' alt='training loss and learning rate "
-                     "per step'>")  # fmt: skip
+        parts.append(
+            f"<img src='{FIGURES}/steps.png' alt='training loss and learning rate per step'>"
+        )
     if history:
-        parts.append(_table(
-            ["epoch", "train loss", "train error", f"{split} loss", f"{split} error",
-             f"{split} top-5 error", "images/s", "seconds"],
-            [[int(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['train_error']:.2%}",
-              f"{r['eval_loss']:.4f}" if "eval_loss" in r else "–", f"{r['eval_error']:.2%}",
-              f"{r['eval_top5_error']:.2%}" if "eval_top5_error" in r else "–",
-              f"{r['images_per_second']:,.0f}", f"{r['epoch_seconds']:.1f}"]
-             for r in history],
-        ))  # fmt: skip
+        parts.append(
+            _table(
+                [
+                    "epoch",
+                    "train loss",
+                    "train error",
+                    f"{split} loss",
+                    f"{split} error",
+                    f"{split} top-5 error",
+                    "images/s",
+                    "seconds",
+                ],
+                [
+                    [
+                        int(r["epoch"]),
+                        f"{r['train_loss']:.4f}",
+                        f"{r['train_error']:.2%}",
+                        f"{r['eval_loss']:.4f}" if "eval_loss" in r else "–",
+                        f"{r['eval_error']:.2%}",
+                        f"{r['eval_top5_error']:.2%}" if "eval_top5_error" in r else "–",
+                        f"{r['images_per_second']:,.0f}",
+                        f"{r['epoch_seconds']:.1f}",
+                    ]
+                    for r in history
+                ],
+            )
+        )
     parts.append("<h2>Where it errs</h2>")
     if len(names) <= plots.MANY_CLASSES:
-        plots.confusion_figure(result["confusion_matrix"], names, figures / "confusion.png",
-                               split, both)  # fmt: skip
+        plots.confusion_figure(
+            result["confusion_matrix"], names, figures / "confusion.png", split, both
+        )
         parts.append(f"<img src='{FIGURES}/confusion.png' alt='confusion matrix'>")
     plots.class_accuracy_figure(result, figures / "per_class.png", both)
     parts.append(f"<img src='{FIGURES}/per_class.png' alt='per-class accuracy'>")
     parts.append(extremes_sentence(result))
     if result["confusions"]:
-        parts.append("<p>Most frequent confusions (true → predicted): " + ", ".join(
-            f"{html.escape(c['true'])} → {html.escape(c['predicted'])} ×{c['count']}" for c in result["confusions"]
-        ) + ".</p>")  # fmt: skip
+        parts.append(
+            "<p>Most frequent confusions (true → predicted): "
+            + ", ".join(
+                f"{html.escape(c['true'])} → {html.escape(c['predicted'])} ×{c['count']}"
+                for c in result["confusions"]
+            )
+            + ".</p>"
+        )
     images, captions = most_confident_mistakes(evaluation)
     if len(images):
         title = "Most confident mistakes (true→predicted)" + (
@@ -166,9 +208,12 @@ def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> P
             f"<h2>Most confident mistakes</h2><img src='{FIGURES}/mistakes.png' alt='mistakes'>"
         )
     if result.get("skipped"):
-        parts.append(f"<h2>Skipped files ({result['num_skipped']})</h2>" + _table(
-            ["file", "reason"], [[item["file"], item["reason"]] for item in result["skipped"]]
-        ))  # fmt: skip
+        parts.append(
+            f"<h2>Skipped files ({result['num_skipped']})</h2>"
+            + _table(
+                ["file", "reason"], [[item["file"], item["reason"]] for item in result["skipped"]]
+            )
+        )
     summary = summarize(loaded.model.cpu(), loaded.input_size, loaded.name)
     parts.append(
         "<h2>The model</h2>"
@@ -184,8 +229,10 @@ def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> P
             "parameters, 340,908 connections), which <code>lenet5_1998</code> reproduces: "
             f"{html.escape(loaded.name)} is a variant of it."
         )
-        parts.append(f"<p>{which} The lecture's “about 14,000 parameters and 187,000 connections” "
-                     "does not match the published LeNet-5 (60,000 and 340,908).</p>")  # fmt: skip
+        parts.append(
+            f"<p>{which} The lecture's “about 14,000 parameters and 187,000 connections” "
+            "does not match the published LeNet-5 (60,000 and 340,908).</p>"
+        )
     cards = [
         (f"{split} error", f"{result['top1_error']:.2%}"),
         ("top-5 error", f"{result['top5_error']:.2%}"),

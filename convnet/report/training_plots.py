@@ -62,25 +62,46 @@ def steps_figure(steps: list[dict], note: str = "") -> plt.Figure:
     loss_axis.plot(numbers, losses, color="#9ec3e6", linewidth=0.8, label="each step")
     window = smoothing_window(len(steps))
     if window > 1:
-        loss_axis.plot(numbers[window - 1 :], moving_average(losses, window), color="#1f5fa0",
-                       linewidth=1.8, label=f"mean of the last {window} steps")  # fmt: skip
-    loss_axis.set(ylabel="cross-entropy", ylim=(0, max(losses) * 1.05),
-                  title="Training loss and learning rate per step")  # fmt: skip
+        loss_axis.plot(
+            numbers[window - 1 :],
+            moving_average(losses, window),
+            color="#1f5fa0",
+            linewidth=1.8,
+            label=f"mean of the last {window} steps",
+        )
+    loss_axis.set(
+        ylabel="cross-entropy",
+        ylim=(0, max(losses) * 1.05),
+        title="Training loss and learning rate per step",
+    )
     rate_axis.plot(numbers, [row["lr"] for row in steps], color="#d1495b", label="learning rate")
-    rate_axis.set(xlabel="optimizer step", ylabel="learning rate",
-                  ylim=(0, max(row["lr"] for row in steps) * 1.1))  # fmt: skip
+    rate_axis.set(
+        xlabel="optimizer step",
+        ylabel="learning rate",
+        ylim=(0, max(row["lr"] for row in steps) * 1.1),
+    )
     rate_axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    starts = [(row["step"], row["epoch"]) for before, row in zip(steps, steps[1:], strict=False)
-              if row["epoch"] != before["epoch"]]  # fmt: skip
+    starts = [
+        (row["step"], row["epoch"])
+        for before, row in zip(steps, steps[1:], strict=False)
+        if row["epoch"] != before["epoch"]
+    ]
     for axis in (loss_axis, rate_axis):
         for start, _ in starts:
             axis.axvline(start - 0.5, color="#7f8c9a", linestyle=":", linewidth=1)
         axis.grid(alpha=0.3)
     every = math.ceil(len(starts) / 6)  # at most 6 labels: "epoch 2" is ~45 px wide at size 7
     for start, epoch in starts[::every] if starts else []:
-        loss_axis.annotate(f"epoch {epoch:.0f}", (start, 1), xycoords=("data", "axes fraction"),
-                           xytext=(3, -3), textcoords="offset points", va="top", fontsize=7,
-                           color="#5a6570")  # fmt: skip
+        loss_axis.annotate(
+            f"epoch {epoch:.0f}",
+            (start, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -3),
+            textcoords="offset points",
+            va="top",
+            fontsize=7,
+            color="#5a6570",
+        )
     legend_outside(loss_axis)
     legend_outside(rate_axis)
     if note:

@@ -27,20 +27,35 @@ def ilsvrc_history_chart(
     figure, axis = plt.subplots(figsize=(9, 4.6))
     years = [str(winner.year) for winner in winners]
     errors = [winner.top5_error for winner in winners]
-    colours = ["#9aa5b1" if winner.depth is None and winner.year < 2012 else "#2f6db5"
-               for winner in winners]  # fmt: skip
+    colours = [
+        "#9aa5b1" if winner.depth is None and winner.year < 2012 else "#2f6db5"
+        for winner in winners
+    ]
     bars = axis.bar(years, errors, color=colours, width=0.7)
     for bar, winner in zip(bars, winners, strict=True):
         # Labels of bars under the human line start above it, so the line crosses no text.
-        axis.text(bar.get_x() + bar.get_width() / 2, max(bar.get_height(), human) + 0.5,
-                  f"{winner.top5_error:g}%\n{bar_label(winner)}", ha="center", va="bottom",
-                  fontsize=8)  # fmt: skip
-    axis.axhline(human, color="#c0392b", linestyle="--", linewidth=1.2,
-                 label=f"human estimate {human:g}% (Russakovsky et al. 2015)")  # fmt: skip
+        axis.text(
+            bar.get_x() + bar.get_width() / 2,
+            max(bar.get_height(), human) + 0.5,
+            f"{winner.top5_error:g}%\n{bar_label(winner)}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    axis.axhline(
+        human,
+        color="#c0392b",
+        linestyle="--",
+        linewidth=1.2,
+        label=f"human estimate {human:g}% (Russakovsky et al. 2015)",
+    )
     axis.legend(loc="upper right", frameon=False, fontsize=9)
-    axis.set(xlabel="ILSVRC year", ylabel="top-5 error (%)",
-             title="ImageNet classification: winners' top-5 error by year",
-             ylim=(0, max(errors) * 1.35))  # fmt: skip
+    axis.set(
+        xlabel="ILSVRC year",
+        ylabel="top-5 error (%)",
+        title="ImageNet classification: winners' top-5 error by year",
+        ylim=(0, max(errors) * 1.35),
+    )
     axis.grid(axis="y", alpha=0.3)
     axis.spines[["top", "right"]].set_visible(False)
     return save_figure(figure, path)

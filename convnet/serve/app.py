@@ -121,9 +121,10 @@ def digit_from_png(data: bytes) -> torch.Tensor:
         raise RequestError(422, f"The PNG image cannot be read ({error}).") from None
     if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
         raise RequestError(
-            413, f"The image is {width}×{height} pixels; the limit is "
+            413,
+            f"The image is {width}×{height} pixels; the limit is "
             f"{MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE}.",
-        )  # fmt: skip
+        )
     try:
         return load_digit(data, name="The image")
     except UserError as error:
@@ -173,9 +174,12 @@ def create_app(
     """The app serving `models`; `samples` (MNIST's test split) backs the sample button;
     `language` (--lang), when given, is the page's language until a visitor picks one."""
     app = FastAPI(
-        title="convnet", docs_url=None, redoc_url=None, openapi_url=None,
+        title="convnet",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
         description="Draw a digit and watch a CNN see it.",
-    )  # fmt: skip
+    )
     static = _load_static()
     describe = {lang: [served.describe(lang) for served in models.all()] for lang in LANGUAGES}
     catalogs = {lang: messages(lang, PAGE_MESSAGES) for lang in LANGUAGES}
@@ -185,9 +189,9 @@ def create_app(
             return language or choose_language(request.headers.get("accept-language"))
         if lang not in LANGUAGES:
             raise RequestError(
-                404, f"There are no messages in '{lang}'; the languages are "
-                f"{', '.join(LANGUAGES)}.",
-            )  # fmt: skip
+                404,
+                f"There are no messages in '{lang}'; the languages are {', '.join(LANGUAGES)}.",
+            )
         return lang
 
     @app.middleware("http")
@@ -213,14 +217,21 @@ def create_app(
     # request with a JSON error; the server goes on serving the next one.
     @app.exception_handler(MemoryError)
     async def out_of_memory(request: Request, error: MemoryError) -> JSONResponse:
-        return error_response(503, "The server ran out of memory for this request; try a "
-                                   "smaller image, or again in a moment.")  # fmt: skip
+        return error_response(
+            503,
+            "The server ran out of memory for this request; try a "
+            "smaller image, or again in a moment.",
+        )
 
     @app.exception_handler(OSError)
     async def machine_fault(request: Request, error: OSError) -> JSONResponse:
         failed = explain(error)
-        return error_response(503 if failed else 500, str(failed or "The server could not "
-                              "complete this request (an operating-system error)."))  # fmt: skip
+        return error_response(
+            503 if failed else 500,
+            str(
+                failed or "The server could not complete this request (an operating-system error)."
+            ),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -254,11 +265,14 @@ def create_app(
             "models": describe[page_language(request, lang)],
             "samples": samples is not None,
             "limits": {
-                "body_bytes": MAX_BODY_BYTES, "image_side": MAX_IMAGE_SIDE,
-                "shift": MAX_SHIFT, "rotate": MAX_ROTATE, "scale": list(SCALE_RANGE),
+                "body_bytes": MAX_BODY_BYTES,
+                "image_side": MAX_IMAGE_SIDE,
+                "shift": MAX_SHIFT,
+                "rotate": MAX_ROTATE,
+                "scale": list(SCALE_RANGE),
                 "noise": MAX_NOISE,
             },
-        }  # fmt: skip
+        }
 
     @app.get("/api/samples")
     async def sample_digits(
@@ -274,12 +288,15 @@ def create_app(
         return {
             "total": total,
             "samples": [
-                {"index": i, "label": int(samples.labels[i]),
-                 "name": samples.class_names[int(samples.labels[i])],
-                 "pixels": samples.images[i].tolist()}
+                {
+                    "index": i,
+                    "label": int(samples.labels[i]),
+                    "name": samples.class_names[int(samples.labels[i])],
+                    "pixels": samples.images[i].tolist(),
+                }
                 for i in indices
             ],
-        }  # fmt: skip
+        }
 
     @app.post("/api/predict")
     async def predict(
@@ -294,9 +311,9 @@ def create_app(
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in ("image/png", "application/json"):
             raise RequestError(
-                415, f"Send Content-Type image/png or application/json, not "
-                f"'{content_type or 'none'}'.",
-            )  # fmt: skip
+                415,
+                f"Send Content-Type image/png or application/json, not '{content_type or 'none'}'.",
+            )
         body = await read_body_limited(request)
         parse = digit_from_png if content_type == "image/png" else digit_from_json
         digit = await run_in_threadpool(parse, body)

@@ -122,10 +122,13 @@ def explanations(models: ServedModels, seen: torch.Tensor) -> dict:
         left = (pixels.shape[-1] - seen.shape[1]) // 2
         heat = explanation.maps[:, top : top + seen.shape[0], left : left + seen.shape[1]]
         found[served.role] = {
-            "method": method, "layer": explanation.layer, "shape": list(heat.shape[1:]),
-            "data": _rounded(heat[0]), "centre": _rounded(centre_of_mass(heat)[0]),
+            "method": method,
+            "layer": explanation.layer,
+            "shape": list(heat.shape[1:]),
+            "data": _rounded(heat[0]),
+            "centre": _rounded(centre_of_mass(heat)[0]),
             "target": int(explanation.targets[0]),
-        }  # fmt: skip
+        }
     return found
 
 

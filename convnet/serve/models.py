@@ -84,26 +84,32 @@ class ServedModel:
         """Why this network's readings are not meaningful (for an undertrained one)."""
         known = self.test_error is not None
         return text(
-            lang, "page.warning.undertrained" if known else "page.warning.no_error",
-            role=text(lang, f"page.role.{self.role}"), model=self.loaded.name,
+            lang,
+            "page.warning.undertrained" if known else "page.warning.no_error",
+            role=text(lang, f"page.role.{self.role}"),
+            model=self.loaded.name,
             limit=percent(MAX_SERVED_ERROR, lang, 0),
             error=percent(self.test_error, lang, 2) if known else "",
-        )  # fmt: skip
+        )
 
     def origin_sentence(self, lang: str = "en") -> str:
         """The page's sentence about where the model came from (the server logs it too)."""
         config, origin = self.loaded.config, self.origin
         images = config.train_subset if config and config.train_subset else None
         return text(
-            lang, origin.key(), model=self.loaded.name, run=origin.run,
+            lang,
+            origin.key(),
+            model=self.loaded.name,
+            run=origin.run,
             count=number(origin.runs_found, lang),
             best=percent(origin.best_found_error or 0, lang, 2),
             limit=percent(MAX_SERVED_ERROR, lang, 0),
             epochs=number(config.epochs if config else QUICK_EPOCHS, lang),
             images=text(lang, "page.origin.some_images", count=number(images, lang))
-            if images else text(lang, "page.origin.all_images"),
+            if images
+            else text(lang, "page.origin.all_images"),
             seconds=number(origin.training_seconds or 0, lang, 1),
-        )  # fmt: skip
+        )
 
     def describe(self, lang: str = "en") -> dict:
         """What /api/models says of this network; the two sentences are in `lang`."""
@@ -177,11 +183,16 @@ def train_quickly(
     """Train `model` for one epoch on MNIST into a new run directory; return it, seconds, result."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     config = TrainConfig(
-        model=model, dataset="mnist", data_dir=str(data_dir) if data_dir else None,
-        epochs=QUICK_EPOCHS, augment=False, train_subset=train_subset, test_subset=test_subset,
+        model=model,
+        dataset="mnist",
+        data_dir=str(data_dir) if data_dir else None,
+        epochs=QUICK_EPOCHS,
+        augment=False,
+        train_subset=train_subset,
+        test_subset=test_subset,
         batch_size=batch_size,
         out=str(Path(runs_root) / f"{model}-mnist-serve-{stamp}"),
-    )  # fmt: skip
+    )
     started = time.perf_counter()
     result = fit(config, log=log)
     return Path(result["run_dir"]), time.perf_counter() - started, result
@@ -200,8 +211,9 @@ def serve_run(role: str, run_dir: Path, origin: Origin) -> ServedModel:
         raise UserError(f"Run {run_dir.name} does not hold a {ROLE_TITLES[role]}.")
     run = Run(run_dir)
     images = (run.results() or {}).get("num_examples")
-    return ServedModel(role, loaded, origin, run.test_error(),
-                       images if isinstance(images, int) else None)  # fmt: skip
+    return ServedModel(
+        role, loaded, origin, run.test_error(), images if isinstance(images, int) else None
+    )
 
 
 def prepare_models(
