@@ -42,7 +42,8 @@ from common import hardware, hardware_line, judge, save_results  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from convnet.data.datasets import fetch_dataset, load_dataset  # noqa: E402
-from convnet.serve.models import find_newest_run, train_quickly  # noqa: E402
+from convnet.engine.run import newest_run  # noqa: E402
+from convnet.serve.models import train_quickly  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only: the load never leaves this machine
 GROWTH_TOLERANCE = 0.05  # "no growth": end RSS within 5% of the RSS after warm-up
@@ -266,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         root = args.runs_root or Path(folder)
         runs = []
         for model in ("lenet5", "mlp"):
-            if find_newest_run(root, model) is not None:
-                runs.append(find_newest_run(root, model))
+            found = newest_run(root, model, "mnist")
+            if found is not None:
+                runs.append(found.path)
                 continue
             run_dir, seconds, _ = train_quickly(
                 model, root, train_subset=2000, test_subset=500, batch_size=32, log=lambda m: None

@@ -191,7 +191,6 @@ def fit(
     automatic choice)."""
     from dataclasses import fields
 
-    from convnet.engine import distributed
     from convnet.engine.config import TrainConfig
     from convnet.engine.threads import cpu_threads
     from convnet.engine.train import fit as train
@@ -212,8 +211,8 @@ def fit(
         values["model"] = name or type(model).__name__
         values["custom_module"] = _custom_module(model, values, input_size, normalization)
     config = TrainConfig(**values)
-    config.resolved()  # a bad value is refused before anything is read or written
-    with cpu_threads(threads), distributed.session(config.device, config.backend):
+    config.validate()  # a bad value is refused before anything is read or written
+    with cpu_threads(threads):
         return train(config, module=module, log=log)
 
 

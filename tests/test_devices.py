@@ -10,7 +10,7 @@ import torch
 from conftest import run_cli
 from safetensors.torch import load_file
 
-import convnet.engine.train as train_module
+import convnet.engine.prepare as prepare_module
 from convnet.engine.checkpoint import read_state_file
 from convnet.engine.device import machine_devices, mps_available, resolve_device
 from convnet.engine.train import TrainConfig, fit
@@ -113,7 +113,7 @@ def test_the_gradient_scaler_scales_the_loss_and_unscales_before_every_step(
         scalers.append(CountingScaler("cpu", init_scale=2.0**12))
         return scalers[-1]
 
-    monkeypatch.setattr(train_module, "grad_scaler", enabled_scaler)
+    monkeypatch.setattr(prepare_module, "grad_scaler", enabled_scaler)
     fit(small_config(tmp_path / "scaled"), log=lambda message: None)
     assert len(scalers) == 1 and scalers[0].is_enabled() and CountingScaler.steps == 6
     plain = load_file(tmp_path / "plain" / "model.safetensors")

@@ -101,7 +101,7 @@ def test_one_process_needs_no_process_group(monkeypatch):
         assert (session.rank, session.world_size, session.backend) == (0, 1, None)
         assert distributed.is_main()
         assert distributed.all_reduce_sum(torch.tensor([1.5, 2.0])).tolist() == [1.5, 2.0]
-        assert distributed.sum_over_ranks({"loss": 3.0, "seen": 4}) == {"loss": 3.0, "seen": 4.0}
+        assert distributed.together(lambda first, second: first + second, 1, second=2) == 3
         assert distributed.first_failure(False) is None and distributed.first_failure(True) == 0
         assert distributed.broadcast_object({"a": 1}) == {"a": 1}
         with pytest.raises(UserError, match="mine"):

@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 import convnet.files as files
 from convnet.cli import main
 from convnet.engine.checkpoint import load_checkpoint
-from convnet.engine.train import parameter_groups
+from convnet.engine.recipe import parameter_groups
 from convnet.models import get_model, get_model_spec
 
 TRAIN = [
@@ -151,7 +151,7 @@ def test_a_disk_that_fills_up_keeps_the_last_checkpoint_and_resumes_exactly(
     # the checkpoint of epoch 1 is whole, and nothing half-written is left beside it
     model = get_model("lenet5")
     optimizer = torch.optim.SGD(parameter_groups(model, 0.0), lr=0.1, momentum=0.9)
-    assert load_checkpoint(run_dir / "checkpoint.safetensors", model, optimizer)["epoch"] == 1
+    assert load_checkpoint(run_dir / "checkpoint.safetensors", model, optimizer).epoch == 1
     assert not list(run_dir.glob(f".*{files.PARTIAL_SUFFIX}"))
     assert main(["train", "--resume", str(run_dir)]) == 0
     expected, actual = (load_file(path / "model.safetensors") for path in (straight, run_dir))
@@ -191,7 +191,7 @@ def test_an_early_check_refuses_a_folder_without_room(tmp_path, monkeypatch):
 def test_a_batch_too_large_for_memory_names_the_batch_size(
     mnist_dir, tmp_path, monkeypatch, capsys
 ):
-    import convnet.engine.train as train_module
+    import convnet.engine.recipe as recipe_module
 
     def allocate(*args, **kwargs):
         raise RuntimeError(
@@ -199,7 +199,7 @@ def test_a_batch_too_large_for_memory_names_the_batch_size(
             "68719476736 bytes. Error code 12 (Cannot allocate memory)"
         )
 
-    monkeypatch.setattr(train_module.F, "cross_entropy", allocate)
+    monkeypatch.setattr(recipe_module.F, "cross_entropy", allocate)
     code = main([*TRAIN, "--out", str(tmp_path / "run")])
     assert_clean_refusal(
         code, capsys.readouterr().err, "a batch of 64 images does not fit", "--batch-size 32"

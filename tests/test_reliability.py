@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 
 from convnet.cli import main
 from convnet.data.images import load_digit
-from convnet.engine.config import learning_rate
+from convnet.engine.recipe import learning_rate
 from convnet.engine.run import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, LoadedModel, Run
 from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 import convnet.engine.train as train_module
-from convnet.engine.config import short_run_batch_size
 from convnet.engine.guards import learning_warning
+from convnet.engine.recipe import short_run_batch_size
 from convnet.engine.run import Run
 from convnet.engine.train import TrainConfig, fit, learning_rate
 from convnet.errors import UserError

@@ -78,7 +78,7 @@ WRITER = """
 import sys
 from pathlib import Path
 import torch
-from convnet.engine.checkpoint import save_checkpoint, save_weights
+from convnet.engine.checkpoint import TrainState, save_checkpoint, save_weights
 from convnet.models import get_model
 
 out = Path(sys.argv[1])
@@ -90,7 +90,7 @@ optimizer.step()
 metadata = {f"key{index}": f"value {index}" for index in range(8)}
 save_weights(out / "model.safetensors", model, metadata)
 save_checkpoint(out / "checkpoint.safetensors", model, optimizer,
-                {"epoch": 1, "batch": 0, "history": [{"loss": 0.5}]})
+                TrainState(epoch=1, batch=0, history=[{"loss": 0.5}]))
 """
 
 
@@ -114,7 +114,7 @@ def test_same_weights_give_the_same_bytes_in_two_processes(tmp_path):
     model = get_model("lenet5", num_classes=10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     state = checkpoint.load_checkpoint(outputs[1] / "checkpoint.safetensors", model, optimizer)
-    assert state["history"] == [{"loss": 0.5}]
+    assert state.history == [{"loss": 0.5}]
     assert torch.equal(model.head.output.weight, tensors["head.output.weight"])
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import fields
 from pathlib import Path
 
 from convnet.commands.common import (
@@ -30,6 +29,16 @@ from convnet.commands.common import (
 )
 from convnet.errors import UserError
 
+# The flags of `convnet train` that set a field of the run's configuration (TrainConfig),
+# each named as its field, and those that steer the command itself. Every flag is in one of
+# the two (tests/commands check it against the parser and the dataclass), so none is dropped.
+CONFIG_FLAGS = (
+    "model", "dataset", "data", "data_dir", "epochs", "batch_size", "lr", "weight_decay",
+    "momentum", "warmup_fraction", "label_smoothing", "augment", "weights", "seed",
+    "train_subset", "test_subset", "image_size", "val_fraction", "strict", "workers",
+    "device", "precision", "backend", "checkpoint_every", "tensorboard", "out",
+)  # fmt: skip
+COMMAND_FLAGS = ("download", "threads", "stop_after_epoch", "config", "resume", "json")
 # Flags that only mean something for image files on disk (--data DIR).
 IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers")
 
@@ -161,14 +170,8 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
 
 
 def _given(args: argparse.Namespace) -> dict:
-    """The configuration fields set on the command line."""
-    from convnet.engine.config import TrainConfig
-
-    names = {item.name for item in fields(TrainConfig)}
-    values = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if args.model is not None:
-        values["model"] = args.model
-    return values
+    """The configuration fields set on the command line (CONFIG_FLAGS)."""
+    return {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
 
 
 def _refuse_misplaced(values: dict, images: bool, dataset: str | None) -> None:
@@ -328,7 +331,7 @@ def run_train(args: argparse.Namespace) -> int:
             config, changes = None, _resume_changes(args)
         else:
             config, changes = build_config(args), None
-            config.resolved()  # a bad value is refused before any process group forms
+            config.validate()  # a bad value is refused before any process group forms
         if launched_rank == 0:  # one process fetches; the others read the cache
             download_if_asked(args, config.model if config else "", config and config.weights)
         device_name = (changes or {}).get("device") or (config.device if config else "auto")

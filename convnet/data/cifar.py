@@ -62,14 +62,6 @@ def parse_batch(raw: bytes, name: str, num_classes: int = 10) -> tuple[torch.Ten
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
 
-def encode_batch(images: torch.Tensor, labels: torch.Tensor) -> bytes:
-    """The binary records of uint8 images (N, 3, 32, 32) and labels (N,): the inverse of
-    `parse_batch` (used by tests and by tools that write miniatures)."""
-    pixels = images.to(torch.uint8).reshape(len(images), IMAGE_BYTES).numpy()
-    records = np.concatenate([labels.to(torch.uint8).numpy()[:, None], pixels], axis=1)
-    return records.tobytes()
-
-
 def parse_class_names(raw: bytes, name: str = META_FILE) -> tuple[str, ...]:
     """The class names of batches.meta.txt, one a line (blank lines, such as the official
     file's last one, left out). CifarError for a file that is not ASCII text."""

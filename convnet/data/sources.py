@@ -395,3 +395,50 @@ class FolderSource:
     def failure(self, index: int) -> tuple[str, str]:
         path = self.eval_path(index)
         return str(path), decode_failure(path, self.evaluate_transform) or "cannot be decoded"
+
+
+def training_data(
+    input_size: tuple[int, int, int],
+    normalization: tuple,
+    *,
+    dataset: str | None = None,
+    data: str | None = None,
+    data_dir: str | None = None,
+    classes: list[str] | None = None,
+    augment: bool = False,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    strict: bool = False,
+    workers: int = 2,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    pin_memory: bool = False,
+) -> DataSource:
+    """The training and held-out data of a run: image files on disk (`data`, a folder) or a
+    registered data set held in memory (`dataset`, cached in `data_dir`), as the model sees
+    them (`input_size` C×H×W, normalised by `normalization`). `classes`: a resumed run's
+    class names, which its folders are matched to. UserError for missing data."""
+    if data is not None:
+        return FolderSource(
+            data,
+            input_size,
+            normalization,
+            classes=classes or None,
+            augment=augment,
+            val_fraction=val_fraction,
+            seed=seed,
+            strict=strict,
+            workers=workers,
+            train_subset=train_subset,
+            test_subset=test_subset,
+            pin_memory=pin_memory,
+        )
+    return TensorSource.from_dataset(
+        dataset,
+        input_size,
+        normalization,
+        data_dir=Path(data_dir) if data_dir else None,
+        augment=augment,
+        train_subset=train_subset,
+        test_subset=test_subset,
+    )

@@ -1,4 +1,5 @@
-"""The one configuration of a training run, and the defaults that differ by data source.
+"""The one configuration of a training run, and the defaults that differ by data source and
+by model.
 
 A run trains on one of two kinds of data source:
 
@@ -7,7 +8,9 @@ A run trains on one of two kinds of data source:
 
 Everything else — the loop, the evaluation, the run directory — is the same for both. What
 genuinely differs is stated once, in `SOURCE_DEFAULTS`; a model's own registry entry
-(`train_defaults`) overrides it, and a flag overrides both.
+(`train_defaults`) overrides it, and a flag overrides both. `TrainConfig.defaults` is the one
+place that reads these tables; the only default decided later is the batch of a short run
+(`convnet.engine.recipe.short_run_batch`), which needs the number of training images.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from pathlib import Path
 
 from torch import nn
 
+from convnet.data.datasets import get_dataset_spec
 from convnet.engine.tensorboard import check_available
 from convnet.errors import UserError
 from convnet.models import ModelSpec, get_model_spec
+from convnet.models.imagenet import IMAGENET_NORMALIZATION
 
 # Defaults by kind of data source, where a model's registry entry sets none.
 SOURCE_DEFAULTS: dict[str, dict] = {
@@ -49,6 +54,25 @@ SOURCE_DEFAULTS: dict[str, dict] = {
         label_smoothing=0.1,
         warmup_fraction=0.05,
     ),
+}
+
+# The values a run can use, by field: (holds, what the flag must be). None is "the default"
+# and always allowed; `TrainConfig.validate` names the flag of a value outside its range.
+RANGES = {
+    "epochs": (lambda v: v >= 1, "must be at least 1"),
+    "batch_size": (lambda v: v >= 1, "must be at least 1"),
+    "lr": (lambda v: v > 0 and math.isfinite(v), "must be a positive number"),
+    "weight_decay": (lambda v: v >= 0 and math.isfinite(v), "must be 0 or more"),
+    "momentum": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "warmup_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "val_fraction": (lambda v: 0 < v < 1, "must lie between 0 and 1"),
+    "checkpoint_every": (lambda v: v >= 0, "must be 0 or more"),
+    "seed": (lambda v: 0 <= v < 2**63, "must be between 0 and 2**63 - 1"),
+    "train_subset": (lambda v: v >= 1, "must be at least 1"),
+    "test_subset": (lambda v: v >= 1, "must be at least 1"),
+    "workers": (lambda v: v >= 0, "must be 0 or more"),
+    "image_size": (lambda v: v >= 8, "must be at least 8"),
 }
 
 
@@ -116,83 +140,61 @@ class TrainConfig:
         """A short name for the data: the data set's, or "folder"."""
         return "folder" if self.data else (self.dataset or "mnist")
 
+    def defaults(self) -> dict:
+        """The recipe's defaults for this model on this kind of source: the model's registry
+        entry over the source's row of SOURCE_DEFAULTS. A registry entry's `augment` is about
+        digits held in memory: photos always take the crop-and-flip augmentation unless
+        --no-augment says otherwise."""
+        own = dict(self.spec.train_defaults)
+        if self.data:
+            own.pop("augment", None)
+        return {
+            key: own.get(key, default) for key, default in SOURCE_DEFAULTS[self.source_kind].items()
+        }
+
     def resolved(self, world_size: int = 1) -> TrainConfig:
-        """A copy with every default filled in and every value checked (UserError)."""
-        if self.dataset and self.data:
-            raise UserError("Give either --dataset NAME or --data DIR, not both.")
-        spec = self.spec
+        """A copy with every default filled in and every value checked (UserError). Resolving
+        a resolved configuration changes nothing but its world size."""
+        self.validate()
         values = asdict(self)
         values["dataset"] = None if self.data else (self.dataset or "mnist")
-        for key, default in SOURCE_DEFAULTS[self.source_kind].items():
-            # A registry entry's `augment` is about digits held in memory; photos always
-            # take the crop-and-flip augmentation unless --no-augment says otherwise.
-            own = spec.train_defaults if key != "augment" or not self.data else {}
+        for key, default in self.defaults().items():
             if values[key] is None:
-                values[key] = own.get(key, default)
+                values[key] = default
         if self.data:
             if values["image_size"] is None:
-                values["image_size"] = spec.input_size[1]
+                values["image_size"] = self.spec.input_size[1]
             # absolute, so the run finds its images from any working directory
             values["data"] = str(Path(values["data"]).expanduser().resolve())
             values["workers"] = 2 if values["workers"] is None else values["workers"]
         values["world_size"] = world_size
         config = TrainConfig(**values)
-        config.check()
+        config.validate()
         return config
 
-    def check(self) -> None:
-        """Refuse values no run can use, naming the flag."""
-        checks = (
-            (self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}"),
-            (
-                self.lr > 0 and math.isfinite(self.lr),
-                f"--lr must be a positive number, not {self.lr}",
-            ),
-            (
-                self.weight_decay >= 0 and math.isfinite(self.weight_decay),
-                f"--weight-decay must be 0 or more, not {self.weight_decay}",
-            ),
-            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), not {self.momentum}"),
-            (
-                0 <= self.warmup_fraction < 1,
-                f"--warmup-fraction must be in [0, 1), not {self.warmup_fraction}",
-            ),
-            (
-                0 <= self.label_smoothing < 1,
-                f"--label-smoothing must be in [0, 1), not {self.label_smoothing}",
-            ),
-            (
-                0 < self.val_fraction < 1,
-                f"--val-fraction must lie between 0 and 1, not {self.val_fraction}",
-            ),
-            (
-                self.checkpoint_every >= 0,
-                f"--checkpoint-every must be 0 or more, not {self.checkpoint_every}",
-            ),
-            (0 <= self.seed < 2**63, f"--seed must be between 0 and 2**63 - 1, not {self.seed}"),
-            (
-                self.train_subset is None or self.train_subset >= 1,
-                f"--train-subset must be at least 1, not {self.train_subset}",
-            ),
-            (
-                self.test_subset is None or self.test_subset >= 1,
-                f"--test-subset must be at least 1, not {self.test_subset}",
-            ),
-            (
-                self.workers is None or self.workers >= 0,
-                f"--workers must be 0 or more, not {self.workers}",
-            ),
-            (
-                self.image_size is None or self.image_size >= 8,
-                f"--image-size must be at least 8, not {self.image_size}",
-            ),
-        )
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message + ".")
+    def validate(self) -> None:
+        """Refuse what no run can use, naming the flag: an unknown model, both sources at
+        once, a value out of its range (`RANGES`; None, the default, is always fine)."""
+        if self.dataset and self.data:
+            raise UserError("Give either --dataset NAME or --data DIR, not both.")
+        _ = self.spec  # an unknown model is refused with the registered names
+        for name, (holds, wanted) in RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not holds(value):
+                raise UserError(f"--{name.replace('_', '-')} {wanted}, not {value}.")
         if self.tensorboard:
             check_available()
+
+    def model_inputs(self) -> tuple[tuple[int, int, int], tuple]:
+        """The input size and normalization a run's model sees. Image folders are read as
+        RGB at the configured crop, normalised as the model's own three-channel inputs are or
+        else as ImageNet's. Data sets in memory: see `dataset_inputs`."""
+        spec = self.spec
+        if self.data is None:
+            return dataset_inputs(spec, self.dataset)
+        own = spec.input_size[0] == 3 or self.custom_module is not None
+        normalization = spec.normalization if own else IMAGENET_NORMALIZATION
+        return (3, self.image_size, self.image_size), normalization
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -233,59 +235,19 @@ class TrainConfig:
         return cls(**values)
 
 
+def dataset_inputs(spec: ModelSpec, dataset: str | None) -> tuple[tuple[int, int, int], tuple]:
+    """The input size and normalization model `spec` sees on a registered data set: the
+    data set's channels and normalization where it has its own (CIFAR-10), at the model's
+    height and width, the model being built with as many input channels; else the model's
+    registered ones (the digits; a custom module's, its own)."""
+    data = get_dataset_spec(dataset or "mnist")
+    if data.normalization is None:
+        return spec.input_size, spec.normalization
+    return (data.channels, *spec.input_size[1:]), data.normalization
+
+
 def _not_rebuildable(**options) -> nn.Module:
     raise UserError(
         "A module of your own is not in convnet's model registry; its code is yours, so build "
         "it yourself and pass it (convnet.fit(module, ...), convnet.load_run(path, module=...))."
     )
-
-
-# A run that would take fewer optimizer steps than this at the default batch size gets a
-# smaller batch (down to SHORT_RUN_MIN_BATCH), unless --batch-size was given. Measured on
-# LeNet-5, 2,000 MNIST images, 1 epoch, seeds 0 and 1: at batch 128 (16 steps) the loss ends
-# at 2.28, where it began (ln 10 = 2.30); at batch 32 (63 steps) at 0.80-1.03 with 23-31%
-# test error; at batch 16 (125 steps) at 0.46-0.75 with 16% test error. PyTorch's default
-# initialization keeps LeNet-5 at ln 10 for its first few dozen steps whatever the schedule.
-SHORT_RUN_MIN_STEPS = 100
-SHORT_RUN_MIN_BATCH = 16
-
-
-def short_run_batch_size(batch_size: int, images: int, epochs: int, world_size: int = 1) -> int:
-    """The default batch halved until the run takes at least SHORT_RUN_MIN_STEPS steps
-    (or the batch reaches SHORT_RUN_MIN_BATCH), so that a run on a few thousand images
-    learns instead of ending where it began."""
-    from convnet.data.sources import steps_per_epoch  # the data layer, below the engine
-
-    while (
-        batch_size > SHORT_RUN_MIN_BATCH
-        and steps_per_epoch(images, batch_size, world_size) * epochs < SHORT_RUN_MIN_STEPS
-    ):
-        batch_size = max(SHORT_RUN_MIN_BATCH, batch_size // 2)
-    return batch_size
-
-
-def short_run_batch(
-    batch_size: int, images: int, epochs: int, world_size: int = 1
-) -> tuple[int, str | None]:
-    """short_run_batch_size with the sentence that tells the user why the default batch
-    changed (None when it did not)."""
-    from convnet.data.sources import steps_per_epoch
-
-    fitted = short_run_batch_size(batch_size, images, epochs, world_size)
-    if fitted == batch_size:
-        return batch_size, None
-    steps = epochs * steps_per_epoch(images, fitted, world_size)
-    return fitted, (
-        f"Batch {fitted} instead of the default {batch_size}, so that {images:,} images × "
-        f"{epochs} epoch(s) take {steps} steps and the model learns (--batch-size sets it)."
-    )
-
-
-def learning_rate(step: int, total_steps: int, peak: float, warmup_fraction: float) -> float:
-    """Linear warm-up from peak/20 to peak, then cosine decay to zero: a pure function of
-    the step, so resuming needs no scheduler state."""
-    warmup = max(1, int(total_steps * warmup_fraction))
-    if step < warmup:
-        return peak * (0.05 + 0.95 * step / warmup)
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))

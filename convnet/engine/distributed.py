@@ -65,11 +65,17 @@ class PeerFailure(UserError):
         self.rank = rank
 
 
-_current = Session()
+_NOT_STARTED = Session()
+_current = _NOT_STARTED
 
 
 def current() -> Session:
     return _current
+
+
+def started() -> bool:
+    """Whether `start()` has chosen this process's device (and joined its process group)."""
+    return _current is not _NOT_STARTED
 
 
 def is_main() -> bool:
@@ -154,7 +160,7 @@ def stop() -> None:
     if dist.is_available() and dist.is_initialized():
         with contextlib.suppress(Exception):  # tearing down after an error must not hide it
             dist.destroy_process_group()
-    _current = Session()
+    _current = _NOT_STARTED
 
 
 @contextlib.contextmanager
@@ -177,18 +183,6 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     if _current.distributed:
         dist.all_reduce(summed, op=dist.ReduceOp.SUM)
     return summed.cpu()
-
-
-def sum_over_ranks(totals: dict[str, float]) -> dict[str, float]:
-    """Sum each named number (losses, counts) over all ranks."""
-    names = sorted(totals)
-    summed = all_reduce_sum(torch.tensor([float(totals[name]) for name in names]))
-    return dict(zip(names, summed.tolist(), strict=True))
-
-
-def barrier() -> None:
-    if _current.distributed:
-        dist.barrier()
 
 
 def broadcast_object(value: T) -> T:
@@ -219,13 +213,13 @@ def first_failure(failed: bool) -> int | None:
     return None if lowest >= _current.world_size else lowest
 
 
-def together(action: Callable[[], T]) -> T:
-    """Run `action` on every rank; if it raises a UserError on any rank, the lowest such rank
-    raises its error and the others raise PeerFailure, so one message is printed and no rank
-    waits forever in a collective the failed one never reaches."""
+def together(action: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """`action(*args, **kwargs)` on every rank; if it raises a UserError on any rank, the
+    lowest such rank raises its error and the others raise PeerFailure, so one message is
+    printed and no rank waits forever in a collective the failed one never reaches."""
     error: UserError | None = None
     try:
-        result = action()
+        result = action(*args, **kwargs)
     except UserError as raised:
         error = raised
     failing = first_failure(error is not None)

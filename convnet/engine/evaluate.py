@@ -120,6 +120,108 @@ class Evaluation:
     compiled: bool = False  # whether the batches ran through the compiled model
 
 
+class _Forward:
+    """Logits (fp32, on the CPU) of prepared batches: through the compiled model while it
+    works, else the model itself; a batch too large for memory is halved until it fits."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        prepare: Callable,
+        device: torch.device,
+        batch_size: int,
+        compile_model: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self.model, self.prepare, self.device, self.batch_size = model, prepare, device, batch_size
+        self.log, self.halved = log, []
+        self.compiled = [compiled_for_inference(model)] if compile_model else []
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.compiled and not self.halved:
+            return self._compiled(images)
+        try:
+            return self.model(self.prepare(images.to(self.device, non_blocking=True))).float().cpu()
+        except (RuntimeError, MemoryError) as error:
+            if not is_out_of_memory(error):
+                raise
+            if len(images) == 1:
+                raise UserError(
+                    f"Evaluation ran out of memory even one image at a time on {self.device} "
+                    f"({str(error).strip().splitlines()[0]}); close other programs, or use "
+                    "another --device."
+                ) from None
+            half = len(images) // 2
+            self.halved.append(half)
+            return torch.cat([self(images[:half]), self(images[half:])])
+
+    def _compiled(self, images: torch.Tensor) -> torch.Tensor:
+        """The last (short) batch is padded with zeros to the full batch, so that it needs no
+        second compile; a compile that fails leaves the model itself to go on."""
+        count = len(images)
+        if count < self.batch_size:
+            padding = images.new_zeros(self.batch_size - count, *images.shape[1:])
+            images = torch.cat([images, padding])
+        try:
+            batch = self.prepare(images.to(self.device, non_blocking=True))
+            return self.compiled[0](batch).float().cpu()[:count]
+        except Exception as error:  # whatever the compiler raises: go on uncompiled
+            self.compiled.clear()
+            if not is_out_of_memory(error):  # out of memory: __call__ halves the batch
+                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                self.log(
+                    f"Note: compiling the model failed ({type(error).__name__}: {first}); the "
+                    "evaluation goes on without compiling (--compile no skips the attempt)."
+                )
+            return self(images[:count])
+
+
+class _Sums:
+    """What the scored batches add up to: the confusion matrix, top-5 hits, the summed loss,
+    undecodable images, and (when kept) the logits, labels and positions."""
+
+    def __init__(self, count: int, keep_logits: bool) -> None:
+        self.confusion = torch.zeros(count, count, dtype=torch.long)
+        self.top5_correct, self.loss_sum, self.failed = 0, 0.0, []
+        self.kept: list[list[torch.Tensor]] | None = [[], [], []] if keep_logits else None
+
+    def add(self, output: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> None:
+        count = self.confusion.shape[0]
+        self.loss_sum += F.cross_entropy(output, labels, reduction="sum").item()
+        top = output.topk(min(5, count), dim=1).indices
+        self.top5_correct += int((top == labels[:, None]).any(dim=1).sum())
+        self.confusion += confusion_matrix(output.argmax(1), labels, count)
+        if self.kept is not None:
+            for kept, tensor in zip(self.kept, (output, labels, indices), strict=True):
+                kept.append(tensor)
+
+    def sum_over_ranks(self) -> None:
+        """Under torchrun: every rank's sums added up, so the scores are exact."""
+        if not distributed.current().distributed:
+            return
+        count = self.confusion.shape[0]
+        summed = distributed.all_reduce_sum(
+            torch.cat(
+                [
+                    self.confusion.flatten().double(),
+                    torch.tensor([self.top5_correct, self.loss_sum]),
+                ]
+            )
+        )
+        self.confusion = summed[: count * count].reshape(count, count).round().long()
+        self.top5_correct, self.loss_sum = round(summed[-2].item()), summed[-1].item()
+        self.failed = sum(distributed.gather_objects(self.failed), [])
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        count = self.confusion.shape[0]
+        logits, labels, indices = self.kept or ([], [], [])
+        return (
+            torch.cat(logits) if logits else torch.empty(0, count),
+            torch.cat(labels) if labels else torch.empty(0, dtype=torch.long),
+            torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
+        )
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -144,9 +246,7 @@ def evaluate(
     session = distributed.current()
     count = len(source.class_names)
     batch_size = batch_size or source.eval_batch_size
-    confusion = torch.zeros(count, count, dtype=torch.long)
-    top5_correct, loss_sum = 0, 0.0
-    logits, labels, indices, failed = [], [], [], []
+    sums = _Sums(count, keep_logits)
     was_training = model.training
     model.eval()
     bar = tqdm(
@@ -158,64 +258,19 @@ def evaluate(
         leave=False,
         mininterval=0.5,
     )
-    halved: list[int] = []
-    compiled: list[Callable] = []  # the compiled model, while it works
-
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        """Logits of a batch; a batch too large for memory is halved until it fits."""
-        if compiled and not halved:
-            return compiled_forward(images)
-        try:
-            return model(prepare(images.to(device, non_blocking=True))).float().cpu()
-        except (RuntimeError, MemoryError) as error:
-            if not is_out_of_memory(error):
-                raise
-            if len(images) == 1:
-                raise UserError(
-                    f"Evaluation ran out of memory even one image at a time on {device} "
-                    f"({str(error).strip().splitlines()[0]}); close other programs, or use "
-                    "another --device."
-                ) from None
-            half = len(images) // 2
-            halved.append(half)
-            return torch.cat([forward(images[:half]), forward(images[half:])])
-
-    def compiled_forward(images: torch.Tensor) -> torch.Tensor:
-        """Logits through the compiled model, the last (short) batch padded with zeros to the
-        full batch so that it needs no second compile; the model itself if compiling fails."""
-        count = len(images)
-        if count < batch_size:
-            images = torch.cat([images, images.new_zeros(batch_size - count, *images.shape[1:])])
-        try:
-            return compiled[0](prepare(images.to(device, non_blocking=True))).float().cpu()[:count]
-        except Exception as error:  # whatever the compiler raises: go on uncompiled
-            compiled.clear()
-            if not is_out_of_memory(error):  # out of memory: forward() halves the batch
-                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                log(
-                    f"Note: compiling the model failed ({type(error).__name__}: {first}); the "
-                    "evaluation goes on without compiling (--compile no skips the attempt)."
-                )
-            return forward(images[:count])
-
     started = time.perf_counter()
     try:
         with fast_inference(model, device, precision) as prepare:
-            if compile_model:
-                compiled.append(compiled_for_inference(model))
-            for images, batch_labels, batch_indices in source.eval_batches(
+            forward = _Forward(model, prepare, device, batch_size, compile_model, log)
+            for images, labels, indices in source.eval_batches(
                 batch_size, session.rank, session.world_size
             ):
-                bar.update(len(batch_labels))
-                good = batch_labels >= 0
+                bar.update(len(labels))
+                good = labels >= 0
                 if not good.all():
-                    failed.extend(batch_indices[~good].tolist())
-                    images, batch_labels, batch_indices = (
-                        images[good],
-                        batch_labels[good],
-                        batch_indices[good],
-                    )
-                if not len(batch_labels):
+                    sums.failed.extend(indices[~good].tolist())
+                    images, labels, indices = images[good], labels[good], indices[good]
+                if not len(labels):
                     continue
                 output = forward(images)
                 if output.shape[1] != count:
@@ -224,31 +279,19 @@ def evaluate(
                         f"{source.name} has {count} classes; evaluate it on the classes it "
                         "was trained for."
                     )
-                loss_sum += F.cross_entropy(output, batch_labels, reduction="sum").item()
-                top = output.topk(min(5, count), dim=1).indices
-                top5_correct += int((top == batch_labels[:, None]).any(dim=1).sum())
-                confusion += confusion_matrix(output.argmax(1), batch_labels, count)
-                if keep_logits:
-                    logits.append(output)
-                    labels.append(batch_labels)
-                    indices.append(batch_indices)
+                sums.add(output, labels, indices)
     finally:
         bar.close()
         model.train(was_training)
     seconds = time.perf_counter() - started
-    if halved:
+    if forward.halved:
+        smallest = min(forward.halved)
         log(
             f"Note: a batch of {batch_size} images did not fit in memory; the evaluation went "
-            f"on in batches of {min(halved)} (--batch-size {min(halved)} avoids the retries)."
+            f"on in batches of {smallest} (--batch-size {smallest} avoids the retries)."
         )
-    if session.distributed:
-        summed = distributed.all_reduce_sum(
-            torch.cat([confusion.flatten().double(), torch.tensor([top5_correct, loss_sum])])
-        )
-        confusion = summed[: count * count].reshape(count, count).round().long()
-        top5_correct, loss_sum = round(summed[-2].item()), summed[-1].item()
-        failed = sum(distributed.gather_objects(failed), [])
-    skipped = [*source.skipped, *(source.failure(index) for index in sorted(failed))]
+    sums.sum_over_ranks()
+    skipped = [*source.skipped, *(source.failure(index) for index in sorted(sums.failed))]
     if strict and skipped:
         raise UserError(
             f"--strict: {len(skipped)} file(s) in {source.name} cannot be used: "
@@ -256,23 +299,16 @@ def evaluate(
             + (f" and {len(skipped) - LISTED} more" if len(skipped) > LISTED else "")
             + ". Remove or replace them, or run without --strict to skip them."
         )
-    if int(confusion.sum()) == 0:
+    if int(sums.confusion.sum()) == 0:
         raise UserError(
             f"None of the {source.eval_count:,} held-out images of {source.name} "
             "could be scored (none could be decoded)."
         )
-    result = score_confusion(confusion, top5_correct, source.class_names, extremes)
-    result["loss"] = round(loss_sum / max(result["num_examples"], 1), 6)
+    result = score_confusion(sums.confusion, sums.top5_correct, source.class_names, extremes)
+    result["loss"] = round(sums.loss_sum / max(result["num_examples"], 1), 6)
     result["split"] = source.eval_split
     result["eval_seconds"] = round(seconds, 4)
     result["eval_images_per_second"] = round(result["num_examples"] / max(seconds, 1e-9), 1)
     result["num_skipped"] = len(skipped)
     result["skipped"] = [{"file": str(path), "reason": why} for path, why in skipped]
-    return Evaluation(
-        result,
-        torch.cat(logits) if logits else torch.empty(0, count),
-        torch.cat(labels) if labels else torch.empty(0, dtype=torch.long),
-        torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
-        source,
-        bool(compiled),
-    )
+    return Evaluation(result, *sums.tensors(), source, bool(forward.compiled))

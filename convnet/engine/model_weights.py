@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
-from convnet.engine.run import LoadedModel, dataset_inputs
+from convnet.engine.config import dataset_inputs
+from convnet.engine.run import LoadedModel
 from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights, read_state_file
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec

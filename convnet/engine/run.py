@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
@@ -38,7 +37,6 @@ from convnet.files import (
     remove_partial_files,
 )
 from convnet.models import ModelSpec, get_model
-from convnet.models.imagenet import IMAGENET_NORMALIZATION
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -170,61 +168,6 @@ def _same_folder(first: str, second: str) -> bool:
         return Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
     except OSError:
         return False
-
-
-def model_inputs(config: TrainConfig) -> tuple[tuple[int, int, int], tuple]:
-    """The input size and normalization a run's model sees. Image folders are read as RGB at
-    the configured crop, normalised as the model's own three-channel inputs are or else as
-    ImageNet's. Data sets in memory take the model's registered input size (a custom
-    module's, its own); one with its own normalization (CIFAR-10) also its own channels and
-    normalization, the model being built with as many input channels; the digits keep the
-    model's (its registry entry's)."""
-    spec = config.spec
-    if config.data is None:
-        return dataset_inputs(spec, config.dataset)
-    own = spec.input_size[0] == 3 or config.custom_module is not None
-    normalization = spec.normalization if own else IMAGENET_NORMALIZATION
-    return (3, config.image_size, config.image_size), normalization
-
-
-def dataset_inputs(spec: ModelSpec, dataset: str | None) -> tuple[tuple[int, int, int], tuple]:
-    """The input size and normalization model `spec` sees on a registered data set: the
-    data set's channels and normalization where it has its own (CIFAR-10), at the model's
-    height and width; else the model's registered ones (the digits)."""
-    data = get_dataset_spec(dataset or "mnist")
-    if data.normalization is None:
-        return spec.input_size, spec.normalization
-    return (data.channels, *spec.input_size[1:]), data.normalization
-
-
-def training_source(config: TrainConfig, device: torch.device) -> DataSource:
-    """The training and held-out data of a resolved configuration."""
-    input_size, normalization = model_inputs(config)
-    if config.data is not None:
-        return FolderSource(
-            config.data,
-            input_size,
-            normalization,
-            classes=config.classes or None,
-            augment=config.augment,
-            val_fraction=config.val_fraction,
-            seed=config.seed,
-            strict=config.strict,
-            workers=config.workers,
-            train_subset=config.train_subset,
-            test_subset=config.test_subset,
-            pin_memory=device.type == "cuda",
-        )
-    data_dir = Path(config.data_dir) if config.data_dir else None
-    return TensorSource.from_dataset(
-        config.dataset,
-        input_size,
-        normalization,
-        data_dir=data_dir,
-        augment=config.augment,
-        train_subset=config.train_subset,
-        test_subset=config.test_subset,
-    )
 
 
 class Run:
@@ -393,7 +336,7 @@ class Run:
         else:
             dataset = get_dataset_spec(config.dataset or "mnist")
             class_names, photos = dataset.class_names, dataset.photos
-        input_size, normalization = model_inputs(config)
+        input_size, normalization = config.model_inputs()
         model = (
             module
             if module is not None

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from convnet.engine.config import TrainConfig
-from convnet.engine.run import LoadedModel, Run, best_run, find_runs, load_run, newest_run
+from convnet.engine.run import LoadedModel, Run, best_run, find_runs, load_run
 from convnet.engine.train import fit
 from convnet.errors import UserError
 from convnet.i18n import number, percent, text
@@ -163,12 +163,6 @@ def role_of(loaded: LoadedModel) -> str:
         f"The page shows LeNet-5 CNNs (layers C1…C5) and ordinary MLP networks; "
         f"{loaded.name} is neither."
     )
-
-
-def find_newest_run(runs_root: Path, model: str, dataset: str = "mnist") -> Path | None:
-    """The finished run directly under `runs_root` with the newest weights of `model`."""
-    run = newest_run(runs_root, model, dataset)
-    return run.path if run else None
 
 
 def train_quickly(

@@ -1,0 +1,284 @@
+"""Preparing a run: `prepare` resolves the configuration (here, once), opens the data, makes
+the run directory, builds the model, its optimizer and the training state — new, or from a
+resumed run's checkpoint — on every rank, and returns them as one `Training`.
+
+Under torchrun, rank 0 alone reads a resumed run's files (other machines may not see them)
+and makes the run directory; what it finds is broadcast. A UserError on any rank stops every
+rank with one message (`distributed.together`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from convnet.data.sources import DataSource, steps_per_epoch, training_data
+from convnet.engine import distributed
+from convnet.engine.checkpoint import TrainState, load_checkpoint
+from convnet.engine.config import TrainConfig
+from convnet.engine.device import grad_scaler, layout_for, resolve_precision
+from convnet.engine.guards import check_input
+from convnet.engine.recipe import create_optimizer, short_run_batch
+from convnet.engine.resume import resumed_config
+from convnet.engine.run import Run
+from convnet.engine.tensorboard import TensorBoardLog
+from convnet.engine.weights import load_weights, weights_path
+from convnet.errors import UserError
+from convnet.files import ensure_writable
+from convnet.models import get_model
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Training:
+    """What a run trains with, built once by `prepare`: the resolved configuration, the run
+    directory, the data, the model (and `trained`, its DistributedDataParallel wrapper under
+    torchrun), the optimizer, fp16's loss scaler, and the state a checkpoint keeps."""
+
+    config: TrainConfig
+    run: Run
+    source: DataSource
+    model: nn.Module
+    trained: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    state: TrainState
+    precision: str
+    steps: int  # optimizer steps per epoch
+    layout: torch.memory_format  # of the batches: the model's (`layout_for`)
+    step_rows: list[tuple] = field(default_factory=list)  # steps.csv rows not yet written
+    board: TensorBoardLog | None = None  # --tensorboard: written with steps.csv and metrics.csv
+    reported: int = 0  # undecodable training images listed so far
+
+    @property
+    def device(self) -> torch.device:
+        return distributed.current().device
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps * self.config.epochs
+
+
+def prepare(
+    requested: TrainConfig | None,
+    resume: Path | None,
+    changes: dict,
+    module: nn.Module | None,
+    say: Log,
+) -> Training:
+    """Everything training needs, for a new run of `requested` or a resumed one: the
+    configuration resolved (here, once), the data, the run directory, the model with its
+    initial or checkpointed weights, the optimizer and the training state, on every rank."""
+    session = distributed.current()
+    saved, planned = distributed.broadcast_object(
+        distributed.together(_read_saved, resume, changes)
+    )
+    given = saved or requested
+    # an unsupported precision (fp16 off CUDA) is refused before the run directory is made
+    precision = resolve_precision(given.precision, session.device)
+    _check_module(given, module)
+    config, run, source = distributed.together(_open, given, saved is not None, say)
+    run = Run(distributed.broadcast_object(str(run.path)))
+    for path, why in source.skipped[:5]:
+        say(f"Skipped {path} ({why}).")
+    model, optimizer, state = distributed.together(_build, config, run, source, module, resume, say)
+    state = distributed.broadcast_object(state) or TrainState()
+    state.train_images = source.train_count
+    scaler = grad_scaler(session.device, precision)  # fp16: loss scaling; else a pass-through
+    if state.grad_scaler:
+        scaler.load_state_dict(state.grad_scaler)
+    distributed.broadcast_optimizer_state(optimizer)
+    # DDP broadcasts rank 0's parameters and buffers when it wraps the model, then averages
+    # gradients across ranks during every backward pass.
+    trained = model
+    if session.distributed:
+        device_ids = [session.device] if session.device.type == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=device_ids)
+    steps = steps_per_epoch(source.train_count, config.batch_size, session.world_size)
+    training = Training(
+        config,
+        run,
+        source,
+        model,
+        trained,
+        optimizer,
+        scaler,
+        state,
+        precision,
+        steps,
+        layout_for(model),
+    )
+    _start_log(training, saved is not None, planned, say)
+    return training
+
+
+def _read_saved(resume: Path | None, changes: dict) -> tuple[TrainConfig | None, int | None]:
+    """Rank 0 reads a resumed run's configuration (other machines may not see it), with the
+    epochs it had planned; (None, None) for a new run."""
+    if resume is None or not distributed.is_main():
+        return None, None
+    saved, planned = resumed_config(Run(resume), changes, distributed.current())
+    saved.validate()
+    return saved, planned
+
+
+def _check_module(config: TrainConfig, module: nn.Module | None) -> None:
+    if (config.custom_module is not None) == (module is not None):
+        return
+    raise UserError(
+        "This run trains a module of your own, which only the Python API can pass "
+        "(convnet.fit(module, ...)); its run directory does not hold the module's code."
+        if config.custom_module is not None
+        else "A module of your own needs `custom_module` in its configuration "
+        "(convnet.fit builds it)."
+    )
+
+
+def _open(given: TrainConfig, resumed: bool, say: Log) -> tuple[TrainConfig, Run, DataSource]:
+    """The resolved configuration, its data, and the run directory (made by rank 0). A new
+    run's default batch is fitted to its number of training images (`short_run_batch`)."""
+    session = distributed.current()
+    config = given if resumed else given.resolved(session.world_size)
+    input_size, normalization = config.model_inputs()
+    source = training_data(
+        input_size,
+        normalization,
+        dataset=config.dataset,
+        data=config.data,
+        data_dir=config.data_dir,
+        classes=config.classes,
+        augment=config.augment,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        strict=config.strict,
+        workers=config.workers,
+        train_subset=config.train_subset,
+        test_subset=config.test_subset,
+        pin_memory=session.device.type == "cuda",
+    )
+    if source.train_count == 0:
+        raise UserError(f"{source.name} has no training images.")
+    if len(source.class_names) < 2:
+        raise UserError(
+            f"{source.name} holds {len(source.class_names)} class; a classifier "
+            "needs at least 2 (one folder of images per class)."
+        )
+    if source.eval_count == 0:
+        raise UserError(
+            f"{source.name} has no held-out ({source.eval_split}) images to "
+            "score the run on; add some, or a larger --val-fraction."
+        )
+    config.classes = list(source.class_names)
+    if not resumed and given.batch_size is None:  # the default batch: fit it to the run
+        config.batch_size, why = short_run_batch(
+            config.batch_size, source.train_count, config.epochs, session.world_size
+        )
+        if why:
+            say(why)
+    run = Run(config.out or "")
+    if (
+        session.is_main
+        and not resumed
+        and (run.weights_path.is_file() or run.checkpoint_path.is_file())
+    ):
+        raise UserError(
+            f"{run.path} already holds a trained run; continue it with 'convnet train "
+            f"--resume {run.path}', or give another --out."
+        )
+    if session.is_main:
+        run = Run.create(config)  # a new run's default name, or the resumed one
+    return config, run, source
+
+
+def _build(
+    config: TrainConfig,
+    run: Run,
+    source: DataSource,
+    module: nn.Module | None,
+    resume: Path | None,
+    say: Log,
+) -> tuple[nn.Module, torch.optim.Optimizer, TrainState | None]:
+    """The model (seeded; initial --weights for a new run), on its device in its layout, its
+    optimizer, and on rank 0 of a resumed run the checkpoint's state, checked against the
+    data and the epochs asked for."""
+    main = distributed.is_main()
+    torch.manual_seed(config.seed)
+    input_size, _ = config.model_inputs()
+    model = (
+        module
+        if module is not None
+        else get_model(
+            config.model,
+            num_classes=len(config.classes),
+            in_channels=input_size[0],
+            **config.model_config,
+        )
+    )
+    check_input(model, config.model, input_size)
+    if main:  # weights, and a checkpoint with the optimizer's momentum: about 3× the model
+        size = sum(p.numel() * p.element_size() for p in model.parameters())
+        ensure_writable(run.path, 4 * size + 2**20, "this run's weights and checkpoints")
+    if config.weights and resume is None:  # a classifier for another class count starts afresh
+        path = weights_path(config.model, config.weights)
+        load_weights(model, path, replace_classifier=True, log=say)
+    model = model.to(distributed.current().device, memory_format=layout_for(model))
+    optimizer = create_optimizer(model, config.lr, config.momentum, config.weight_decay)
+    state = load_checkpoint(run.checkpoint_path, model, optimizer) if resume and main else None
+    if state is None:
+        return model, optimizer, None
+    if state.train_images not in (None, source.train_count):
+        raise UserError(
+            f"{source.name} holds {source.train_count:,} training images, but this run "
+            f"trained on {state.train_images:,}: --resume continues a run on the same "
+            "images (--data says where they are now). Start a new run for other data."
+        )
+    if config.epochs < state.epoch:
+        raise UserError(
+            f"{run.path} has already trained {state.epoch} epochs; --epochs "
+            f"{config.epochs} would undo them."
+        )
+    if config.epochs == state.epoch and run.finished:
+        raise UserError(
+            f"{run.path} has finished its {config.epochs} epochs; resume it with "
+            f"--epochs N (more than {config.epochs}) to train it further."
+        )
+    return model, optimizer, state
+
+
+def _start_log(t: Training, resumed: bool, planned: int | None, say: Log) -> None:
+    """Say what the run trains, write its configuration and, when resumed, cut steps.csv
+    back to the checkpoint (rank 0); open the TensorBoard log."""
+    config, state, session = t.config, t.state, distributed.current()
+    done = state.step(t.steps)
+    if resumed:
+        say(f"Resuming {t.run.path} at epoch {state.epoch + 1}, batch {state.batch}.")
+        if planned is not None and planned != config.epochs:
+            say(
+                f"Continuing to {config.epochs} epochs (planned: {planned}); the learning-rate "
+                f"schedule is re-planned over {config.epochs} epochs from here."
+            )
+    if session.is_main:
+        t.run.write_config(config)
+        if planned is not None and planned != config.epochs:
+            t.run.results_path.unlink(missing_ok=True)  # no longer the finished run's
+    backend = f" ({session.backend})" if session.distributed else ""
+    say(
+        f"{config.model} on {t.source.train_count:,} training and {t.source.eval_count:,} "
+        f"{t.source.eval_split} images of {t.source.name}, {len(config.classes)} classes; "
+        f"{session.world_size} process(es) × batch {config.batch_size}; {t.precision} on "
+        f"{session.device}{backend}."
+    )
+    if session.is_main and config.tensorboard:
+        t.board = TensorBoardLog(t.run.path, done if resumed else None)
+    if session.is_main and resumed:
+        t.run.keep_steps(done)
+
+
+def silent(message: str) -> None:
+    """The log of ranks other than 0."""
