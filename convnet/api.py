@@ -52,7 +52,7 @@ def _classes_in_weights(name: str, path: Path, in_channels: int | None, options:
     classifier (`find_classifier`) as stored in the file; the default when it has none."""
     import torch
 
-    from convnet.engine.weights import find_classifier, read_state_file
+    from convnet.engine.weight_files import find_classifier, read_state_file
     from convnet.models import get_model
 
     default = _default_classes(name)
@@ -87,7 +87,7 @@ def create_model(
     a different count keeps a fresh classifier (fine-tuning, said in one line to `log`).
     `options` go to the model's builder (e.g. `width` where it has one). UserError for an
     unknown name or weights that do not fit."""
-    from convnet.engine.weights import load_weights, weights_path
+    from convnet.engine.weight_files import load_weights, weights_path
     from convnet.models import get_model
 
     path = weights_path(name, str(weights), download=download) if weights else None
@@ -249,9 +249,9 @@ def evaluate(
     from convnet.data.datasets import get_dataset_spec
     from convnet.engine.device import resolve_device, resolve_precision
     from convnet.engine.evaluate import evaluate as score
-    from convnet.engine.model_weights import load_weights_argument
     from convnet.engine.run import LoadedModel, Run
     from convnet.engine.threads import cpu_threads
+    from convnet.engine.weights_argument import load_weights_argument
 
     loaded = run_or_model
     if isinstance(run_or_model, (str, Path)) and weights:

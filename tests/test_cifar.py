@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 import convnet.engine.train as train_module
 from convnet.cli import main
-from convnet.data import dataset_sources, datasets
+from convnet.data import datasets, mirrors
 from convnet.data.cifar import CifarError, parse_batch
 from convnet.data.datasets import DATASETS, Archive, load_dataset
 from convnet.data.sources import TensorSource
@@ -164,7 +164,7 @@ def test_the_official_url_is_tried_last_and_its_archive_verified(
         opened.append(url)
         return io.BytesIO(served)
 
-    monkeypatch.setattr(dataset_sources.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(mirrors.urllib.request, "urlopen", urlopen)
     # a --source given is used or refused, never passed over for the URL
     absent = ["--source", str(tmp_path / "absent")]
     assert main(["data", "fetch", "cifar10", *absent, "--data-dir", str(tmp_path / "cache")]) == 2

@@ -444,7 +444,7 @@ def test_torchvision_weights_bring_their_preprocessing_and_names(tmp_path, monke
     and category names; the file comes from the hub cache, which here is a fake one."""
     import torchvision
 
-    from convnet.engine.model_weights import load_weights_argument
+    from convnet.engine.weights_argument import load_weights_argument
     from convnet.models import get_model
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load as load_safetensors_bytes
 
-from convnet.engine import checkpoint, weights
-from convnet.engine.weights import (
+from convnet.engine import checkpoint, weight_files
+from convnet.engine.weight_files import (
     WEIGHT_NAME,
     find_classifier,
     hub_weights,
@@ -157,7 +157,7 @@ def test_prefixes_are_stripped_from_safetensors_files_too(tmp_path, prefix):
 
 def test_a_prefix_only_some_keys_share_is_kept():
     tensors = {"module.a": torch.zeros(1), "b": torch.ones(1)}
-    assert weights.strip_wrapper_prefixes(tensors) == tensors
+    assert weight_files.strip_wrapper_prefixes(tensors) == tensors
 
 
 class Harmless:

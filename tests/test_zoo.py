@@ -126,7 +126,7 @@ def test_images_per_second_measures():
 def test_googlenet_loads_torchvisions_file_with_auxiliary_heads(tmp_path):
     import torchvision
 
-    from convnet.engine.weights import load_weights
+    from convnet.engine.weight_files import load_weights
 
     original = torchvision.models.googlenet(aux_logits=True, init_weights=False)
     path = tmp_path / "googlenet.pth"
@@ -144,7 +144,7 @@ def empty_hub(tmp_path, monkeypatch):
 
 
 def test_weights_name_not_cached_says_where_to_put_it(empty_hub):
-    from convnet.engine.model_weights import load_weights_argument
+    from convnet.engine.weights_argument import load_weights_argument
 
     with pytest.raises(UserError, match="downloads only when asked") as error:
         load_weights_argument("resnet18", "IMAGENET1K_V1")
@@ -155,7 +155,7 @@ def test_weights_name_not_cached_says_where_to_put_it(empty_hub):
 
 def test_weights_from_the_hub_cache_and_a_local_file(empty_hub, tmp_path):
     from convnet.engine.checkpoint import save_weights
-    from convnet.engine.model_weights import load_weights_argument
+    from convnet.engine.weights_argument import load_weights_argument
 
     torch.manual_seed(1)
     source = get_model("resnet18", num_classes=1000)
@@ -179,7 +179,7 @@ class _Payload:
 
 
 def test_a_file_that_would_run_code_is_refused(tmp_path):
-    from convnet.engine.model_weights import load_weights_argument
+    from convnet.engine.weights_argument import load_weights_argument
 
     path = tmp_path / "evil.pth"
     torch.save({"fc.weight": _Payload()}, path)

@@ -154,7 +154,7 @@ def download_if_asked(args: argparse.Namespace, model: str, weights: str | None)
             "--download fetches the torchvision weights that --weights names "
             "(e.g. --weights IMAGENET1K_V1); give --weights NAME."
         )
-    from convnet.engine.weights import weights_path
+    from convnet.engine.weight_files import weights_path
 
     weights_path(model, weights, download=True)
 

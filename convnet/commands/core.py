@@ -146,7 +146,7 @@ def run_summary(args: argparse.Namespace) -> int:
         )
     download_if_asked(args, args.model, args.weights)
     if args.weights:
-        from convnet.engine.model_weights import load_weights_argument
+        from convnet.engine.weights_argument import load_weights_argument
 
         if size[0] != spec.input_size[0]:
             raise UserError("--weights fit the model's own input channels; drop --input-size C.")

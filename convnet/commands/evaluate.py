@@ -36,8 +36,8 @@ def load_target(args: argparse.Namespace):
     """RUN_DIR, or MODEL --weights NAME_OR_FILE, as a LoadedModel. Bare weights scored on
     image folders are built for the folders' classes."""
     from convnet.data.folders import open_image_collection
-    from convnet.engine.model_weights import load_weights_argument
     from convnet.engine.run import Run
+    from convnet.engine.weights_argument import load_weights_argument
     from convnet.models import MODELS
 
     is_directory, is_model = Path(args.target).is_dir(), args.target in MODELS

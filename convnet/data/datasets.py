@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convnet.data.dataset_sources import check_source, sha256_of, sources
+from convnet.data.mirrors import check_source, readers, sha256_of
 from convnet.errors import UserError
 from convnet.files import atomic_write_bytes, ensure_writable
 
@@ -268,7 +268,7 @@ def fetch_dataset(
         log(f"{spec.name}: all files already present and verified in {target}{unused}")
         return target
     problems = []
-    for label, read in sources(spec, source_dir):
+    for label, read in readers(spec, source_dir):
         try:
             found = _gather(spec, read, missing)
         except UserError as problem:

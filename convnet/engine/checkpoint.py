@@ -2,7 +2,7 @@
 state of training a checkpoint holds.
 
 Nothing here unpickles: our own files are safetensors plus JSON, written reproducibly and
-read back by `convnet.engine.weights`, which also reads foreign PyTorch files through
+read back by `convnet.engine.weight_files`, which also reads foreign PyTorch files through
 `torch.load(weights_only=True)`, which refuses to run code.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from convnet.engine.weights import read_state_file, safetensors_bytes
+from convnet.engine.weight_files import read_state_file, safetensors_bytes
 from convnet.errors import UserError
 from convnet.files import atomic_write_bytes
 

@@ -82,11 +82,12 @@ def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.S
 
 
 # --- layers that keep channels-last training fast on a CPU -------------------------------
-# The engine trains convolutional networks channels-last (convnet/engine/train.py). An
-# operation whose gradient comes back channels-first makes every elementwise backward below
-# it mix layouts, the slow path: ReLU's backward on 128×16×32×32 bf16 maps took 10 ms mixed,
-# 0.5 ms with both channels-last (2-core Xeon). The three layers below compute exactly what
-# the plain PyTorch ones do, with dense channels-last gradients in a channels-last network.
+# The engine trains convolutional networks channels-last (convnet/engine/device.py,
+# layout_for). An operation whose gradient comes back channels-first makes every elementwise
+# backward below it mix layouts, the slow path: ReLU's backward on 128×16×32×32 bf16 maps
+# took 10 ms mixed, 0.5 ms with both channels-last (2-core Xeon). The three layers below
+# compute exactly what the plain PyTorch ones do, with dense channels-last gradients in a
+# channels-last network.
 
 
 class GlobalAveragePool(nn.AdaptiveAvgPool2d):

