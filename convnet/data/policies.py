@@ -1,16 +1,16 @@
-"""Automatic-augmentation policies for data sets held in memory, batched.
+"""Automatic-augmentation policies and random erasing for data sets held in memory, batched.
 
-torchvision's RandAugment, TrivialAugmentWide, AugMix and AutoAugment (IMAGENET policy),
-with their defaults (torchvision.transforms.v2, as its references/classification/train.py
-names them: --auto-augment ra|ta_wide|augmix|imagenet), as `Augmentation`s
-(convnet/data/transforms.py): `apply(images, uniform)` takes float images (N, C, H, W) in
-[0, 1] and `draws` uniform numbers in [0, 1) per image. Every random choice torchvision
-makes per image (op, magnitude bin, sign, whether to apply, chain depth, mixing weights) is
-read from that image's own row of `uniform`, so an image's augmentation does not depend on
-its batch, and equals what torchvision's transform does when its random draws are those
-numbers (tests/data/test_policies.py). Each op is applied once per round to the images that
-chose it (convnet/data/policy_ops.py), so a batch costs a few dozen tensor calls, not one
-transform per image.
+torchvision's RandAugment, TrivialAugmentWide, AugMix and AutoAugment (IMAGENET policy) and
+RandomErasing, with their defaults (torchvision.transforms.v2, as its
+references/classification/train.py names them: --auto-augment ra|ta_wide|augmix|imagenet,
+--random-erase P), as `Augmentation`s (convnet/data/transforms.py): `apply(images, uniform)`
+takes float images (N, C, H, W) in [0, 1] and `draws` uniform numbers in [0, 1) per image.
+Every random choice torchvision makes per image (op, magnitude bin, sign, whether to apply,
+chain depth, mixing weights, rectangle) is read from that image's own row of `uniform`, so an
+image's augmentation does not depend on its batch, and equals what torchvision's transform
+does when its random draws are those numbers (tests/data/test_policies.py). Each op is
+applied once per round to the images that chose it (convnet/data/policy_ops.py), so a batch
+costs a few dozen tensor calls, not one transform per image.
 
 A uniform draw u stands for `torch.randint(n, ())` as ⌊u·n⌋, for `torch.rand(()) <= p` as
 u <= p; AugMix's Dirichlet(1, …, 1) weights are normalised −log(1 − u) (exponential draws),
@@ -317,6 +317,55 @@ def augmix(
 
     description = f"AugMix, severity {severity}, width {mixture_width} (Hendrycks et al. 2020)"
     return _augmentation(1 + mixture_width * (1 + per_chain), description, run)
+
+
+def random_erasing(
+    probability: float,
+    fill: float | tuple[float, ...],
+    scale: tuple[float, float] = (0.02, 0.33),
+    ratio: tuple[float, float] = (0.3, 3.3),
+    attempts: int = 10,
+) -> Augmentation:
+    """Random Erasing (Zhong et al. 2020; torchvision's RandomErasing(p, scale, ratio, value)):
+    with `probability`, one rectangle of `scale` of the image's area and aspect ratio (height
+    over width) in `ratio`, log-uniform, set to `fill` (one value or one per channel).
+
+    As torchvision, up to `attempts` rectangles are drawn and the first that fits inside the
+    image is erased; if none fits, the image stays. The caller passes fill = the
+    normalization's mean, so erasing before normalizing equals torchvision's erasing with
+    value 0 after it. Draws per image: apply, then (area, log aspect) per attempt, then the
+    top and left of the rectangle."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"the probability of random erasing is in [0, 1], not {probability}")
+    log_ratio = torch.log(torch.tensor(ratio))  # float32, as torchvision's _log_ratio
+
+    def apply(images: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        count, channels, height, width = images.shape
+        uniform = uniform.to(images.device)
+        tries = uniform[:, 1 : 1 + 2 * attempts].float().view(count, attempts, 2)
+        # torchvision's torch.empty(1).uniform_(a, b).item(): a + (b − a)·u in float32, used
+        # in float64; the aspect ratio is exp of one, in float32 (float64 rounded to float32)
+        area = height * width * (tries[..., 0] * (scale[1] - scale[0]) + scale[0]).double()
+        low, high = log_ratio.tolist()
+        aspect = torch.exp((tries[..., 1] * (high - low) + low).double()).float().double()
+        tall = torch.round(torch.sqrt(area * aspect))
+        wide = torch.round(torch.sqrt(area / aspect))
+        fits = (tall < height) & (wide < width)
+        first = fits.int().argmax(1, keepdim=True)  # the first rectangle that fits
+        tall, wide = tall.gather(1, first)[:, 0], wide.gather(1, first)[:, 0]
+        top = _pick(uniform[:, -2], height - tall + 1)
+        left = _pick(uniform[:, -1], width - wide + 1)
+        erase = (uniform[:, 0] < probability) & fits.any(1)  # torchvision: rand(1) >= p: keep
+        rows = torch.arange(height, device=images.device)
+        columns = torch.arange(width, device=images.device)
+        inside_rows = (rows >= top[:, None]) & (rows < (top + tall)[:, None])
+        inside_columns = (columns >= left[:, None]) & (columns < (left + wide)[:, None])
+        inside = erase[:, None, None] & inside_rows[:, :, None] & inside_columns[:, None, :]
+        value = torch.tensor(fill, dtype=images.dtype, device=images.device).reshape(1, -1, 1, 1)
+        return torch.where(inside[:, None], value, images)
+
+    description = f"random erasing with probability {probability} (Zhong et al. 2020)"
+    return Augmentation(1 + 2 * attempts + 2, apply, description)
 
 
 # --auto-augment NAME: torchvision's references/classification names, each with its defaults.

@@ -21,6 +21,7 @@ from torchvision.transforms.v2 import (
     AutoAugmentPolicy,
     InterpolationMode,
     RandAugment,
+    RandomErasing,
     TrivialAugmentWide,
 )
 
@@ -284,13 +285,32 @@ def test_policy_equals_torchvision_with_the_same_draws(scripted, policy, channel
         assert torch.equal(as_uint8(result[index]), expected), f"image {index}, draws {row}"
 
 
+def test_random_erasing_equals_torchvision_with_the_same_draws(scripted):
+    fill = (0.49, 0.48, 0.45)
+    augmentation = policies.random_erasing(0.7, fill, scale=(0.4, 1.0))  # some give up
+    images = as_float(uint8_images(300, 3))
+    uniform = edge_draws(len(images), augmentation.draws, seed=5)
+    result = augmentation.apply(images, uniform)
+    transform = RandomErasing(p=0.7, scale=(0.4, 1.0), value=fill)
+    gave_up = 0
+    for index, (image, row) in enumerate(zip(images, uniform, strict=True)):
+        scripted.draws, scripted.areas = [float(row[0])], row[1:21].tolist()
+        scripted.positions = row[21:].tolist()
+        expected = transform(image)
+        gave_up += float(row[0]) < 0.7 and not scripted.areas and len(scripted.positions) == 2
+        assert torch.equal(result[index], expected), f"image {index}, draws {row}"
+    assert gave_up > 0, "no image tried all ten rectangles: the give-up case went untested"
+    with pytest.raises(ValueError, match="probability"):
+        policies.random_erasing(1.5, 0.0)
+
+
 # Per-image draws, range, statistics ----------------------------------------------------------
 
-ALL = [*policies.POLICIES]
+ALL = [*policies.POLICIES, "erase"]
 
 
 def augmentation_named(name: str):
-    return policies.POLICIES[name]
+    return policies.random_erasing(0.5, 0.5) if name == "erase" else policies.POLICIES[name]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -332,6 +352,7 @@ def many_images():
     return as_float(uint8_images(2000, 3, seed=11)[2:])  # not the flat and black ones
 
 
+@pytest.mark.slow
 def test_how_often_policies_change_images(many_images):
     """RandAugment changes nearly every image (two Identities: 1 in 196), TrivialAugment
     all but its Identity's 1 in 14 (and a few no-op magnitudes), AugMix every one."""
@@ -343,6 +364,27 @@ def test_how_often_policies_change_images(many_images):
     unchanged = sum((1 - a[1]) * (1 - b[1]) for a, b in policies.IMAGENET_POLICY) / 25
     fraction = changed_fraction(policies.POLICIES["imagenet"], many_images)
     assert 1 - unchanged - 0.1 < fraction < 1 - unchanged + 0.035
+
+
+@pytest.mark.parametrize("probability", [0.0, 0.25, 0.5, 1.0])
+def test_random_erasing_erases_about_p_of_the_images(many_images, probability):
+    fraction = changed_fraction(policies.random_erasing(probability, 0.5), many_images)
+    spread = 4 * math.sqrt(probability * (1 - probability) / len(many_images)) + 0.01
+    assert abs(fraction - probability) <= spread
+
+
+def test_random_erasing_rectangles_have_torchvision_s_areas(many_images):
+    erasing = policies.random_erasing(1.0, (0.5, 0.5, 0.5))
+    uniform = torch.rand(
+        len(many_images), erasing.draws, generator=torch.Generator().manual_seed(9)
+    )
+    erased = (erasing.apply(many_images, uniform) != many_images).any(1)  # (N, H, W)
+    hit = erased.flatten(1).any(1)
+    area = erased.flatten(1).float().mean(1)[hit]
+    assert area.min() >= 0.012 and area.max() <= 0.36 and 0.1 < area.mean() < 0.2
+    # one rectangle: as many pixels as its rows times its columns
+    rows, columns = erased.any(2).sum(1), erased.any(1).sum(1)
+    assert torch.equal((rows * columns)[hit], erased.flatten(1).sum(1)[hit]), "not a rectangle"
 
 
 def test_augmix_weights_are_beta_and_dirichlet():
