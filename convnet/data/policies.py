@@ -172,16 +172,19 @@ def _apply_ops(
     interpolation: str,
 ) -> None:
     """In place: image i gets op names[op[i]] with magnitude[i] (none where op[i] < 0).
-    Each op runs once, on the images that chose it."""
+    The images are sorted by op, so each op runs once, on a slice of the images that chose
+    it."""
     order = torch.argsort(op, stable=True)
     counts = torch.bincount(op + 1, minlength=len(names) + 1).tolist()
+    by_op, magnitude = levels.index_select(0, order), magnitude[order]
     start = counts[0]  # the −1s come first
     for name, count in zip(names, counts[1:], strict=True):
-        index, start = order[start : start + count], start + count
-        if count == 0 or name == "Identity":
-            continue
-        extra = {"interpolation": interpolation} if name in GEOMETRIC_OPS else {}
-        levels[index] = OPS[name](levels[index], magnitude[index], **extra)
+        if count and name != "Identity":
+            chunk = by_op[start : start + count]
+            extra = {"interpolation": interpolation} if name in GEOMETRIC_OPS else {}
+            chunk.copy_(OPS[name](chunk, magnitude[start : start + count], **extra))
+        start += count
+    levels.index_copy_(0, order, by_op)
 
 
 def _augmentation(draws: int, description: str, run) -> Augmentation:

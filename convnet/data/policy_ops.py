@@ -103,17 +103,19 @@ def _warp(
     torchvision's `_affine_grid` and `_apply_grid_transform` do for one image (fill 0,
     rounded to levels).
 
-    The matrices are computed in Python once per distinct magnitude (a policy has a few dozen
-    at most): torch's float64 tan and cos differ from libm's in the last bit now and then,
-    which is enough to move a grid point across a float32 rounding boundary."""
+    The matrices and grids are computed once per distinct magnitude (a policy has a few dozen
+    at most), the matrices in Python: torch's float64 tan and cos differ from libm's in the
+    last bit now and then, which is enough to move a grid point across a float32 rounding
+    boundary."""
     count, _, height, width = levels.shape
     values, inverse = torch.unique(magnitude.cpu(), return_inverse=True)
     matrices = torch.tensor([matrix(value) for value in values.tolist()], dtype=torch.float32)
-    theta = matrices.to(levels.device)[inverse.to(levels.device)].view(count, 2, 3)
+    theta = matrices.to(levels.device).view(len(values), 2, 3)
     half_size = torch.tensor([0.5 * width, 0.5 * height], device=levels.device)
     rescaled = theta.transpose(1, 2).div_(half_size)
-    base = _base_grid(height, width, levels.device).expand(count, -1, -1)
-    grid = base.bmm(rescaled).view(count, height, width, 2)
+    base = _base_grid(height, width, levels.device).expand(len(values), -1, -1)
+    grids = base.bmm(rescaled).view(len(values), height, width, 2)  # one per magnitude
+    grid = grids[inverse.to(levels.device)]
     warped = F.grid_sample(
         levels, grid, mode=interpolation, padding_mode="zeros", align_corners=False
     )
@@ -205,13 +207,17 @@ def contrast(levels: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
 
 def sharpness(levels: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
     """Sharpness: blend the inner pixels with a 3×3 smoothed image (centre weight 5/13,
-    neighbours 1/13, as PIL's SMOOTH filter) by 1 + magnitude; the border stays."""
-    channels, height, width = levels.shape[1:]
+    neighbours 1/13, as PIL's SMOOTH filter) by 1 + magnitude; the border stays.
+
+    torchvision convolves with float32 weights and rounds; the smoothed level is a whole
+    number over 13, never within 1/26 of a half, so summing the whole numbers first and
+    dividing once rounds to the same level, faster than a depthwise convolution."""
+    height, width = levels.shape[2:]
     if height <= 2 or width <= 2:
         return levels
-    a, b = 1.0 / 13.0, 5.0 / 13.0
-    kernel = torch.tensor([[a, a, a], [a, b, a], [a, a, a]], device=levels.device)
-    blurred = F.conv2d(levels, kernel.expand(channels, 1, 3, 3), groups=channels).round_()
+    rows = levels[..., :-2, :] + levels[..., 1:-1, :] + levels[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]  # 3×3 sums, exact
+    blurred = box.add_(levels[..., 1:-1, 1:-1], alpha=4).div_(13).round_()
     output = levels.clone()
     inner = output[..., 1:-1, 1:-1]
     inner.copy_(_fma(blurred - inner, _per_image(-magnitude.float()), inner))
