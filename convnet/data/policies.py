@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import torch
 
-from convnet.data.policy_ops import GEOMETRIC_OPS, OPS, from_levels, to_levels
+from convnet.data.policy_ops import GEOMETRIC_OPS, OPS, from_levels, geometric, to_levels
 from convnet.data.transforms import Augmentation
 
 # An op's magnitudes by bin, from (number of bins, height, width); None: the op has none.
@@ -142,7 +142,8 @@ _SPACES = {
 
 
 def _pick(uniform: torch.Tensor, count: int | torch.Tensor) -> torch.Tensor:
-    """⌊u·count⌋: `torch.randint(count, ())` from a uniform draw (float64: exact, below count)."""
+    """⌊u·count⌋: `torch.randint(count, ())` from a uniform draw (in float64: exact, so
+    always below count)."""
     return (uniform.double() * count).floor_().long()
 
 
@@ -164,6 +165,17 @@ def _magnitudes(
     return torch.where(signed[op] & (sign <= 0.5), -magnitude, magnitude)
 
 
+@functools.cache
+def _groups(names: tuple[str, ...]) -> tuple[torch.Tensor, tuple[tuple[str, ...], ...]]:
+    """The ops that run as one call: all geometric ones together (one sampling), each other
+    op alone, Identity none. Returns each op's group (−1: Identity) and the groups."""
+    geometric_ops = tuple(name for name in names if name in GEOMETRIC_OPS)
+    others = [(name,) for name in names if name not in GEOMETRIC_OPS and name != "Identity"]
+    groups = ((geometric_ops,) if geometric_ops else ()) + tuple(others)
+    group_of = [next((g for g, ops in enumerate(groups) if name in ops), -1) for name in names]
+    return torch.tensor(group_of), groups
+
+
 def _apply_ops(
     levels: torch.Tensor,
     names: tuple[str, ...],
@@ -172,17 +184,21 @@ def _apply_ops(
     interpolation: str,
 ) -> None:
     """In place: image i gets op names[op[i]] with magnitude[i] (none where op[i] < 0).
-    The images are sorted by op, so each op runs once, on a slice of the images that chose
-    it."""
-    order = torch.argsort(op, stable=True)
-    counts = torch.bincount(op + 1, minlength=len(names) + 1).tolist()
-    by_op, magnitude = levels.index_select(0, order), magnitude[order]
-    start = counts[0]  # the −1s come first
-    for name, count in zip(names, counts[1:], strict=True):
-        if count and name != "Identity":
-            chunk = by_op[start : start + count]
-            extra = {"interpolation": interpolation} if name in GEOMETRIC_OPS else {}
-            chunk.copy_(OPS[name](chunk, magnitude[start : start + count], **extra))
+    The images are sorted by op, so each op (all geometric ones together) runs once, on the
+    slice of images that chose it."""
+    group_of, groups = _groups(names)
+    group = torch.where(op >= 0, group_of.to(op.device)[op.clamp(min=0)], -1)
+    order = torch.argsort(group, stable=True)
+    counts = torch.bincount(group + 1, minlength=len(groups) + 1).tolist()
+    by_op, op, magnitude = levels.index_select(0, order), op[order], magnitude[order]
+    start = counts[0]  # Identity and no op come first
+    for ops, count in zip(groups, counts[1:], strict=True):
+        chunk = slice(start, start + count)
+        if count and ops[0] in GEOMETRIC_OPS:
+            chosen = [names[index] for index in op[chunk].tolist()]
+            by_op[chunk] = geometric(by_op[chunk], chosen, magnitude[chunk], interpolation)
+        elif count:
+            by_op[chunk] = OPS[ops[0]](by_op[chunk], magnitude[chunk])
         start += count
     levels.index_copy_(0, order, by_op)
 

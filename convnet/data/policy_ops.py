@@ -13,10 +13,10 @@ rounding included. The results equal torchvision's ops applied image by image, b
 (tests/data/test_policies.py).
 
 Two details of that arithmetic are worth knowing:
-- `a.add_(b, alpha=s)`, with which torchvision blends images, is one fused multiply–add on
-  CPUs that have one (every x86-64 CPU since 2013, ARM64): a·s + b rounded once. `_fma`
-  reproduces it in float64. Without FMA, PyTorch rounds twice and a rare pixel differs by one
-  level from ours.
+- `a.add_(b, alpha=s)`, with which torchvision blends images, is one fused multiply–add in
+  PyTorch's CPU kernels on CPUs that have one (x86-64 with AVX2, ARM64): a + s·b rounded
+  once. `_fma` reproduces it in float64. Where PyTorch rounds twice instead (CPUs without
+  FMA), torchvision's result differs from ours by one level in a rare pixel.
 - Geometric ops build torchvision's inverse affine matrix (`_get_inverse_affine_matrix`) and
   sampling grid (`_affine_grid`) with the same float64 and float32 steps, so nearest
   sampling picks the same pixels; the area outside the image is 0 (torchvision's fill=None).
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -47,8 +47,9 @@ def from_levels(levels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """a·b + c rounded once to float32, as PyTorch's CPU `c.add_(a, alpha=b)` computes it.
 
-    Exact in float64 here: the operands are levels and float32 factors, whose product and sum
-    need fewer than 53 bits."""
+    In float64 the product of two float32s is exact, and the sum of levels and blend terms
+    nearly always is, so rounding it to float32 gives the fused result (the exception, a
+    double rounding, needs a float32 tie at the 53rd bit)."""
     return (a.double() * b.double() + c.double()).float()
 
 
@@ -61,7 +62,8 @@ def _per_image(values: torch.Tensor) -> torch.Tensor:
 
 @functools.cache
 def _base_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """torchvision's `_affine_grid` base: pixel centres relative to the image centre, (1, H·W, 3)."""
+    """torchvision's `_affine_grid` base: pixel centres relative to the image centre and 1,
+    (1, H·W, 3)."""
     grid = torch.empty(1, height, width, 3, device=device)
     grid[..., 0].copy_(torch.linspace((1.0 - width) * 0.5, (width - 1.0) * 0.5, width))
     grid[..., 1].copy_(torch.linspace((1.0 - height) * 0.5, (height - 1.0) * 0.5, height)[:, None])
@@ -93,76 +95,84 @@ def _inverse_affine(
     return matrix
 
 
-def _warp(
-    levels: torch.Tensor,
-    magnitude: torch.Tensor,
-    matrix: Callable[[float], list[float]],
-    interpolation: str,
-) -> torch.Tensor:
-    """Sample each image through the inverse affine `matrix(magnitude)` of its magnitude, as
-    torchvision's `_affine_grid` and `_apply_grid_transform` do for one image (fill 0,
-    rounded to levels).
+def _shear_matrix(axis: int) -> Callable[[float, int, int], list[float]]:
+    # torchvision shears by atan(magnitude) in degrees about the top-left corner (center=[0, 0]).
+    def matrix(value: float, height: int, width: int) -> list[float]:
+        degrees = math.degrees(math.atan(value))
+        shear = (degrees, 0.0) if axis == 0 else (0.0, degrees)
+        return _inverse_affine((-0.5 * width, -0.5 * height), shear=shear)
 
-    The matrices and grids are computed once per distinct magnitude (a policy has a few dozen
-    at most), the matrices in Python: torch's float64 tan and cos differ from libm's in the
-    last bit now and then, which is enough to move a grid point across a float32 rounding
-    boundary."""
-    count, _, height, width = levels.shape
-    values, inverse = torch.unique(magnitude.cpu(), return_inverse=True)
-    matrices = torch.tensor([matrix(value) for value in values.tolist()], dtype=torch.float32)
-    theta = matrices.to(levels.device).view(len(values), 2, 3)
-    half_size = torch.tensor([0.5 * width, 0.5 * height], device=levels.device)
+    return matrix
+
+
+# Each geometric op's inverse matrix for a magnitude on an image of (height, width).
+# TranslateX/Y shift by int(magnitude) pixels (truncated towards 0, as torchvision); Rotate
+# takes the angle modulo 360 first (−9° is computed as 351°), as torchvision's rotate does.
+_MATRICES: dict[str, Callable[[float, int, int], list[float]]] = {
+    "ShearX": _shear_matrix(0),
+    "ShearY": _shear_matrix(1),
+    "TranslateX": lambda value, h, w: _inverse_affine(
+        (0.0, 0.0), translate=(float(int(value)), 0.0)
+    ),
+    "TranslateY": lambda value, h, w: _inverse_affine(
+        (0.0, 0.0), translate=(0.0, float(int(value)))
+    ),
+    "Rotate": lambda value, h, w: _inverse_affine((0.0, 0.0), angle=-(value % 360)),
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _grid(op: str, value: float, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """The sampling grid (H, W, 2) of geometric `op` at magnitude `value`: torchvision's
+    inverse matrix, in Python (torch's float64 tan and cos differ from libm's in the last bit
+    now and then, which is enough to move a grid point across a float32 rounding boundary),
+    then its `_affine_grid` in float32."""
+    matrix = _MATRICES[op](value, height, width)
+    theta = torch.tensor(matrix, dtype=torch.float32, device=device).view(1, 2, 3)
+    half_size = torch.tensor([0.5 * width, 0.5 * height], device=device)
     rescaled = theta.transpose(1, 2).div_(half_size)
-    base = _base_grid(height, width, levels.device).expand(len(values), -1, -1)
-    grids = base.bmm(rescaled).view(len(values), height, width, 2)  # one per magnitude
-    grid = grids[inverse.to(levels.device)]
+    return _base_grid(height, width, device).bmm(rescaled).view(height, width, 2)
+
+
+def geometric(
+    levels: torch.Tensor,
+    ops: Sequence[str],
+    magnitude: torch.Tensor,
+    interpolation: str = "nearest",
+) -> torch.Tensor:
+    """Each image its own geometric op (`ops[i]`: ShearX, ShearY, TranslateX, TranslateY or
+    Rotate) at its own magnitude, in one sampling, as torchvision's `_affine_grid` and
+    `_apply_grid_transform` do for one image: fill 0 (torchvision's fill=None), rounded to
+    levels.
+
+    A grid is computed once per (op, magnitude, image size) and kept (a policy has a few
+    dozen magnitudes). torchvision copies the image for rotations by 0°, 90°, 180° and 270°
+    (square images); sampling gives the same pixels there, as the tests check."""
+    height, width = levels.shape[2:]
+    distinct: dict[tuple[str, float], int] = {}
+    keys = zip(ops, magnitude.tolist(), strict=True)
+    inverse = [distinct.setdefault(key, len(distinct)) for key in keys]
+    grids = [_grid(op, value, height, width, levels.device) for op, value in distinct]
+    grid = torch.stack(grids)[torch.tensor(inverse, device=levels.device)]
     warped = F.grid_sample(
         levels, grid, mode=interpolation, padding_mode="zeros", align_corners=False
     )
     return warped.round_()
 
 
-def _shear(levels: torch.Tensor, magnitude: torch.Tensor, axis: int, interpolation: str):
-    # torchvision shears by atan(magnitude) in degrees about the top-left corner (center=[0, 0]).
-    corner = (-0.5 * levels.shape[3], -0.5 * levels.shape[2])
+def _one_geometric(name: str, doc: str) -> Op:
+    def op(levels: torch.Tensor, magnitude: torch.Tensor, interpolation: str = "nearest"):
+        return geometric(levels, [name] * len(levels), magnitude, interpolation)
 
-    def matrix(value: float) -> list[float]:
-        degrees = math.degrees(math.atan(value))
-        return _inverse_affine(corner, shear=(degrees, 0.0) if axis == 0 else (0.0, degrees))
-
-    return _warp(levels, magnitude, matrix, interpolation)
+    op.__name__, op.__doc__ = name, doc
+    return op
 
 
-def shear_x(levels: torch.Tensor, magnitude: torch.Tensor, interpolation: str = "nearest"):
-    """ShearX: x + magnitude·y, about the top-left corner."""
-    return _shear(levels, magnitude, 0, interpolation)
-
-
-def shear_y(levels: torch.Tensor, magnitude: torch.Tensor, interpolation: str = "nearest"):
-    """ShearY: y + magnitude·x, about the top-left corner."""
-    return _shear(levels, magnitude, 1, interpolation)
-
-
-def translate_x(levels: torch.Tensor, magnitude: torch.Tensor, interpolation: str = "nearest"):
-    """TranslateX: shift right by int(magnitude) pixels (truncated towards 0, as torchvision)."""
-    matrix = lambda value: _inverse_affine((0.0, 0.0), translate=(float(int(value)), 0.0))  # noqa: E731
-    return _warp(levels, magnitude, matrix, interpolation)
-
-
-def translate_y(levels: torch.Tensor, magnitude: torch.Tensor, interpolation: str = "nearest"):
-    """TranslateY: shift down by int(magnitude) pixels."""
-    matrix = lambda value: _inverse_affine((0.0, 0.0), translate=(0.0, float(int(value))))  # noqa: E731
-    return _warp(levels, magnitude, matrix, interpolation)
-
-
-def rotate(levels: torch.Tensor, magnitude: torch.Tensor, interpolation: str = "nearest"):
-    """Rotate: `magnitude` degrees anticlockwise about the image centre.
-
-    torchvision takes the angle modulo 360 first (so −9° is computed as 351°) and copies the
-    image for 0°, 90°, 180° and 270° (square images); sampling through the matrix gives the
-    same pixels there, as the tests check."""
-    matrix = lambda value: _inverse_affine((0.0, 0.0), angle=-(value % 360))  # noqa: E731
-    return _warp(levels, magnitude, matrix, interpolation)
+shear_x = _one_geometric("ShearX", "ShearX: x + magnitude·y, about the top-left corner.")
+shear_y = _one_geometric("ShearY", "ShearY: y + magnitude·x, about the top-left corner.")
+translate_x = _one_geometric("TranslateX", "TranslateX: right by int(magnitude) pixels.")
+translate_y = _one_geometric("TranslateY", "TranslateY: down by int(magnitude) pixels.")
+rotate = _one_geometric("Rotate", "Rotate: magnitude degrees anticlockwise about the centre.")
 
 
 # Colour --------------------------------------------------------------------------------------
