@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import (
 )
 
 from convnet.data import policies
-from convnet.data.policy_ops import GEOMETRIC_OPS, OPS
+from convnet.data.policy_ops import GEOMETRIC_OPS, OPS, geometric
 
 TORCHVISION = {
     "ra": RandAugment,
@@ -120,6 +120,24 @@ def test_op_equals_torchvision_image_by_image(name, channels, size, interpolatio
     assert batched.dtype == torch.float32 and batched.shape == images.shape
     differ = (batched != expected.float()).flatten(1).any(1)
     assert not differ.any(), f"{name}: images differ at magnitudes {magnitude[differ].tolist()}"
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_geometric_ops_mixed_in_one_call(interpolation):
+    """A policy samples all its geometric ops of a round at once, each image its own."""
+    names = list(GEOMETRIC_OPS)
+    generator = torch.Generator().manual_seed(3)
+    images = uint8_images(80, 3, seed=4)
+    ops = [names[i] for i in torch.randint(5, (80,), generator=generator).tolist()]
+    values = []
+    for op in ops:
+        choices = torchvision_magnitudes(op, 32, 32)
+        values.append(choices[int(torch.randint(len(choices), (), generator=generator))])
+    magnitude = torch.tensor(values)
+    batched = geometric(images.float(), ops, magnitude, interpolation)
+    for image, op, value, result in zip(images, ops, magnitude, batched, strict=True):
+        expected = torchvision_op(op, image, float(value), interpolation)
+        assert torch.equal(result, expected.float()), (op, float(value))
 
 
 def test_colour_leaves_grey_images_alone():
