@@ -188,10 +188,12 @@ def _apply_ops(
     slice of images that chose it."""
     group_of, groups = _groups(names)
     group = torch.where(op >= 0, group_of.to(op.device)[op.clamp(min=0)], -1)
-    order = torch.argsort(group, stable=True)
     counts = torch.bincount(group + 1, minlength=len(groups) + 1).tolist()
+    order = torch.argsort(group, stable=True)[counts[0] :]  # without Identity and no op
+    if len(order) == 0:
+        return
     by_op, op, magnitude = levels.index_select(0, order), op[order], magnitude[order]
-    start = counts[0]  # Identity and no op come first
+    start = 0
     for ops, count in zip(groups, counts[1:], strict=True):
         chunk = slice(start, start + count)
         if count and ops[0] in GEOMETRIC_OPS:
