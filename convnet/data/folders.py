@@ -346,10 +346,14 @@ class FolderDataset(torch.utils.data.Dataset):
 
 
 class _Preprocess:
-    """PIL image -> normalised float tensor (a class, not a lambda: workers may pickle it)."""
+    """PIL image -> normalised float tensor (a class, not a lambda: workers may pickle it):
+    `steps` on the image, then `after` on the normalised tensor (random erasing)."""
 
-    def __init__(self, steps: list[Callable], mean, std, channels: int) -> None:
+    def __init__(
+        self, steps: list[Callable], mean, std, channels: int, after: list[Callable] = ()
+    ) -> None:
         self.steps, self.mean, self.std, self.channels = steps, list(mean), list(std), channels
+        self.after = list(after)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if self.channels == 1:
@@ -357,7 +361,10 @@ class _Preprocess:
         for step in self.steps:
             image = step(image)
         tensor = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float)
-        return TF.normalize(tensor, self.mean, self.std)
+        tensor = TF.normalize(tensor, self.mean, self.std)
+        for step in self.after:
+            tensor = step(tensor)
+        return tensor
 
     def __repr__(self) -> str:
         steps = ", ".join(repr(step) for step in self.steps)
@@ -431,6 +438,26 @@ def training_transform(
 
     steps = [transforms.RandomResizedCrop(crop, antialias=True), transforms.RandomHorizontalFlip()]
     return _Preprocess(steps, _per_channel(mean, channels), _per_channel(std, channels), channels)
+
+
+def policy_transform(
+    base: _Preprocess, auto_augment: str | None, random_erase: float
+) -> _Preprocess:
+    """`base` (the crop-and-flip augmentation, or evaluation's resize and centre crop with
+    --no-augment) followed by torchvision's automatic augmentation policy on the image and
+    random erasing on the normalised tensor, as its reference script trains (--auto-augment
+    ra | ta_wide | augmix | imagenet; --random-erase P erases with 0, the mean)."""
+    from torchvision.transforms import v2
+
+    policies = {
+        "ra": v2.RandAugment,
+        "ta_wide": v2.TrivialAugmentWide,
+        "augmix": v2.AugMix,
+        "imagenet": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+    }
+    steps = [*base.steps, *([policies[auto_augment]()] if auto_augment else [])]
+    after = [v2.RandomErasing(p=random_erase)] if random_erase > 0 else []
+    return _Preprocess(steps, base.mean, base.std, base.channels, after)
 
 
 def default_workers() -> int:

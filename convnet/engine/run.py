@@ -104,6 +104,12 @@ class LoadedModel:
         folder of class folders that is not its own training data is scored whole."""
         config = self.config
         if dataset is None and data is None:
+            if config is not None and config.custom_data is not None:
+                raise UserError(
+                    f"This run trained on a Dataset of your own ({config.custom_data['class']}), "
+                    "which its run directory does not hold: evaluate it with "
+                    "convnet.evaluate(run, data=dataset)."
+                )
             if config is None:
                 dataset = "mnist"
             else:
@@ -333,6 +339,8 @@ class Run:
             if config.image_size is None or not class_names:
                 raise UserError(f"{self.config_path} lacks the classes or image size of its run.")
             photos = True
+        elif config.custom_data is not None:  # a Dataset of the user's own: its images as given
+            class_names, photos = tuple(config.classes), False
         else:
             dataset = get_dataset_spec(config.dataset or "mnist")
             class_names, photos = dataset.class_names, dataset.photos

@@ -258,11 +258,41 @@ def _classifier_to_replace(
     return (classifier[0], classifier[1], counts.pop()) if len(counts) == 1 else None
 
 
+def adapt_input_channels(
+    tensors: dict[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    path: Path,
+    log: Callable[[str], None],
+) -> dict[str, torch.Tensor]:
+    """The first convolution's kernel of grey weights for colour images, or the other way
+    round, as timm's `adapt_input_conv` makes it: 3 → 1 channels sums the kernels over the
+    colours; 1 → 3 repeats the kernel for each colour divided by 3, so a grey image (equal
+    colours) gives the same feature maps. Said in one line; other tensors are untouched."""
+    first = next((key for key, value in expected.items() if value.dim() == 4), None)
+    if first is None or first not in tensors:
+        return tensors
+    theirs, ours = tensors[first], expected[first]
+    if theirs.dim() != 4 or theirs.shape[0] != ours.shape[0] or theirs.shape[2:] != ours.shape[2:]:
+        return tensors
+    if (theirs.shape[1], ours.shape[1]) == (3, 1):
+        adapted = theirs.sum(dim=1, keepdim=True)
+    elif (theirs.shape[1], ours.shape[1]) == (1, 3):
+        adapted = theirs.repeat(1, 3, 1, 1) / 3
+    else:
+        return tensors
+    log(
+        f"Adapted {first} of {path} from {theirs.shape[1]} to {ours.shape[1]} input channel(s) "
+        f"({'summed over the colours' if ours.shape[1] == 1 else 'repeated for each colour, ÷3'})."
+    )
+    return {**tensors, first: adapted}
+
+
 def load_weights(
     model: nn.Module,
     path: Path,
     *,
     replace_classifier: bool = False,
+    adapt_channels: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Load a weights file into `model` and return the file's metadata; a file that does
@@ -270,11 +300,15 @@ def load_weights(
 
     With `replace_classifier`, a file that differs only in the class count of the final
     classifier (e.g. ImageNet's 1000 classes, fine-tuned to 3) loads everything else and
-    keeps the model's freshly initialised classifier, saying so in one line to `log`."""
+    keeps the model's freshly initialised classifier, saying so in one line to `log`. With
+    `adapt_channels`, weights for grey images start a colour model and the other way round
+    (`adapt_input_channels`)."""
     tensors, metadata = read_state_file(path)
     if hasattr(model, "prepare_state_dict"):  # e.g. GoogLeNet drops torchvision's aux heads
         tensors = model.prepare_state_dict(tensors)
     expected = model.state_dict()
+    if adapt_channels:
+        tensors = adapt_input_channels(tensors, expected, path, log)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
