@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
+import torch
 
 from convnet.data.datasets import default_data_dir, fetch_dataset, load_dataset
 
@@ -16,6 +18,22 @@ from tests.helpers.folder_data import make_split_folders  # noqa: E402
 
 # Fixtures of the generated CIFAR-10 files, for the data and engine tests that read them.
 pytest_plugins = ["tests.helpers.cifar_data"]
+
+
+# The process's own settings, before any command run in it (`convnet.cli.main`) changed them.
+THREADS = torch.get_num_threads()
+STOP_HANDLERS = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+
+
+@pytest.fixture(autouse=True)
+def process_state_restored():
+    """What a command run in this process may change for the rest of the process, given back
+    after each test (and after a module's fixture that ran one): the CPU thread count
+    (--threads, or the automatic choice) and the handlers of the stop signals."""
+    yield
+    torch.set_num_threads(THREADS)
+    for number, handler in STOP_HANDLERS.items():
+        signal.signal(number, handler)
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +87,6 @@ def folders(tmp_path_factory) -> Path:
 def one_thread():
     """One thread per process: two spinning OpenMP threads on a busy 2-core machine are ~40×
     slower than one (measured: lenet5 step 170 ms vs 4.5 ms)."""
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -17,7 +17,7 @@ from torch import nn
 import convnet
 from convnet.errors import UserError
 from convnet.models import MODELS, get_model
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_in_process
 
 API_PAGE = Path(__file__).parent.parent / "docs" / "api.md"
 
@@ -84,7 +84,7 @@ def test_create_model_loads_a_file_and_takes_its_class_count(tmp_path):
         convnet.create_model("lenet5", weights=tmp_path / "missing.safetensors")
 
 
-def test_summary_of_a_module_of_ones_own_is_the_command_line_table():
+def test_summary_of_a_module_of_ones_own_is_the_command_line_table(capfd):
     class Branchy(nn.Module):  # data-dependent control flow: torch.fx cannot trace it
         def __init__(self) -> None:
             super().__init__()
@@ -112,7 +112,7 @@ def test_summary_of_a_module_of_ones_own_is_the_command_line_table():
     ]
     with pytest.raises(UserError, match="cannot take input"):
         convnet.summary(Branchy(), (3, 10))
-    printed = run_cli("summary", "lenet5", check=True).stdout
+    printed = run_in_process(capfd, "summary", "lenet5", check=True).stdout
     assert str(convnet.summary("lenet5")) in printed
 
 
@@ -163,9 +163,9 @@ def test_a_module_of_ones_own_trains_and_loads_back(own_run):
 @pytest.mark.parametrize(
     "arguments", [("evaluate", "{run}"), ("train", "--config", "{run}/config.json")]
 )
-def test_the_command_line_says_it_cannot_rebuild_a_module_of_ones_own(own_run, arguments):
+def test_the_command_line_says_it_cannot_rebuild_a_module_of_ones_own(own_run, arguments, capfd):
     out, _, _ = own_run
-    result = run_cli(*(argument.format(run=out) for argument in arguments))
+    result = run_in_process(capfd, *(argument.format(run=out) for argument in arguments))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "of your own" in result.stderr and "Python API" in result.stderr
 

@@ -16,7 +16,7 @@ from PIL import Image
 from convnet.cli import main
 from convnet.engine.run import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE
 from convnet.engine.train import TrainConfig, fit
-from tests.helpers.cli import assert_user_error, run_cli
+from tests.helpers.cli import assert_user_error, run_in_process
 
 # --- mistakes and bad input ------------------------------------------------------------
 
@@ -29,8 +29,8 @@ from tests.helpers.cli import assert_user_error, run_cli
         (["evaluate", "x", "--compile", "maybe"], "convnet evaluate: error: argument --compile"),
     ],
 )
-def test_command_line_mistakes_get_one_line_from_the_command_given(arguments, says):
-    result = run_cli(*arguments)
+def test_command_line_mistakes_get_one_line_from_the_command_given(arguments, says, capfd):
+    result = run_in_process(capfd, *arguments)
     assert_user_error(result, says, f"See 'convnet {arguments[0]} --help'")
     assert "usage:" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -48,34 +48,45 @@ def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback():
     assert process.wait(timeout=120) == 141 and "Traceback" not in error, error
 
 
-def test_user_errors_exit_2_without_traceback(tmp_path, trained_run):
+def test_user_errors_exit_2_without_traceback(tmp_path, trained_run, capfd):
     run_dir, _ = trained_run
-    assert_user_error(run_cli("train", "lenet6"), "Unknown model 'lenet6'", "lenet5_1998")
-    assert_user_error(run_cli("train", "lenet5", "--dataset", "cifar"), "Unknown data set", "mnist")
-    assert_user_error(run_cli("train", "lenet5", "--epochs", "-1"), "--epochs")
-    assert_user_error(run_cli("train", "lenet5", "--device", "tpu"), "Unknown device")
-    assert_user_error(run_cli("train", "lenet5", "--frobnicate"), "unrecognized arguments")
+    assert_user_error(
+        run_in_process(capfd, "train", "lenet6"), "Unknown model 'lenet6'", "lenet5_1998"
+    )
+    assert_user_error(
+        run_in_process(capfd, "train", "lenet5", "--dataset", "cifar"), "Unknown data set", "mnist"
+    )
+    assert_user_error(run_in_process(capfd, "train", "lenet5", "--epochs", "-1"), "--epochs")
+    assert_user_error(run_in_process(capfd, "train", "lenet5", "--device", "tpu"), "Unknown device")
+    assert_user_error(
+        run_in_process(capfd, "train", "lenet5", "--frobnicate"), "unrecognized arguments"
+    )
     empty = {"CONVNET_DATA_DIR": str(tmp_path / "empty")}
-    assert_user_error(run_cli("train", "lenet5", env=empty), "convnet data fetch mnist")
-    assert_user_error(run_cli("evaluate", str(tmp_path)), "no config.json")
+    assert_user_error(
+        run_in_process(capfd, "train", "lenet5", env=empty), "convnet data fetch mnist"
+    )
+    assert_user_error(run_in_process(capfd, "evaluate", str(tmp_path)), "no config.json")
     half = tmp_path / "half"
     half.mkdir()
     (half / "config.json").write_text((run_dir / "config.json").read_text())
-    assert_user_error(run_cli("evaluate", str(half)), "has no weights", "--resume")
+    assert_user_error(run_in_process(capfd, "evaluate", str(half)), "has no weights", "--resume")
     not_image = tmp_path / "notes.png"
     not_image.write_text("hello")
     assert_user_error(
-        run_cli("predict", str(run_dir), str(not_image)), "notes.png", "not a readable image"
+        run_in_process(capfd, "predict", str(run_dir), str(not_image)),
+        "notes.png",
+        "not a readable image",
     )
     assert_user_error(
-        run_cli("predict", str(run_dir), str(tmp_path / "absent.png")), "no such file"
+        run_in_process(capfd, "predict", str(run_dir), str(tmp_path / "absent.png")), "no such file"
     )
     wrong = tmp_path / "wrong.safetensors"
     from safetensors.torch import save_file
 
     save_file({"weight": torch.zeros(3)}, wrong)
     assert_user_error(
-        run_cli("predict", "lenet5", "--weights", str(wrong), str(not_image)), "does not fit"
+        run_in_process(capfd, "predict", "lenet5", "--weights", str(wrong), str(not_image)),
+        "does not fit",
     )
 
 
@@ -108,43 +119,47 @@ def assert_refused(result, *phrases: str) -> str:
 
 
 @needs_proc
-def test_evaluate_report_in_proc(trained_run):
-    result = run_cli(
-        "evaluate", str(trained_run[0]), "--test-subset", "50", "--report", "/proc/nope"
+def test_evaluate_report_in_proc(trained_run, capfd):
+    result = run_in_process(
+        capfd, "evaluate", str(trained_run[0]), "--test-subset", "50", "--report", "/proc/nope"
     )
     assert_refused(result, "Cannot write /proc/nope/", "nothing can be made in /proc", "--report")
 
 
-def test_evaluate_report_at_an_existing_file(trained_run, a_file):
-    result = run_cli(
-        "evaluate", str(trained_run[0]), "--test-subset", "50", "--report", str(a_file)
+def test_evaluate_report_at_an_existing_file(trained_run, a_file, capfd):
+    result = run_in_process(
+        capfd, "evaluate", str(trained_run[0]), "--test-subset", "50", "--report", str(a_file)
     )
     assert_refused(result, f"{a_file} is a file, not a folder", "--report")
     assert a_file.read_bytes() == b"a file, not a folder"
 
 
-def test_experiment_figure_under_an_existing_file(mnist_dir, a_file):
-    result = run_cli("experiment", "shift", "--figure", str(a_file / "shift.png"))
+def test_experiment_figure_under_an_existing_file(mnist_dir, a_file, capfd):
+    result = run_in_process(capfd, "experiment", "shift", "--figure", str(a_file / "shift.png"))
     assert_refused(
         result, f"Cannot write {a_file / 'shift.png'}", f"{a_file} is a file", "--figure"
     )
 
 
 @needs_proc
-def test_export_out_in_proc(trained_run):
-    result = run_cli("export", str(trained_run[0]), "--format", "onnx", "--out", "/proc/x.onnx")
+def test_export_out_in_proc(trained_run, capfd):
+    result = run_in_process(
+        capfd, "export", str(trained_run[0]), "--format", "onnx", "--out", "/proc/x.onnx"
+    )
     assert_refused(result, "nothing can be made in /proc", "--out")
 
 
-def test_train_out_under_an_existing_file(a_file):
-    result = run_cli("train", "lenet5", "--out", str(a_file / "run"))
+def test_train_out_under_an_existing_file(a_file, capfd):
+    result = run_in_process(capfd, "train", "lenet5", "--out", str(a_file / "run"))
     assert_refused(result, f"{a_file} is a file, not a folder", "--out")
 
 
-def test_predict_a_folder_says_it_is_a_folder(trained_run, tmp_path):
+def test_predict_a_folder_says_it_is_a_folder(trained_run, tmp_path, capfd):
     folder = tmp_path / "digits"
     folder.mkdir()
-    message = assert_refused(run_cli("predict", str(trained_run[0]), str(folder)), "is a folder")
+    message = assert_refused(
+        run_in_process(capfd, "predict", str(trained_run[0]), str(folder)), "is a folder"
+    )
     assert "no such file" not in message
 
 

@@ -13,15 +13,17 @@ from PIL import Image
 
 from convnet.cli import main
 from convnet.engine.metrics import easiest_and_hardest
-from tests.helpers.cli import assert_user_error, run_cli
+from tests.helpers.cli import assert_user_error, run_in_process
 from tests.helpers.digit_drawings import with_orientation
 from tests.helpers.folder_data import make_split_folders, pattern
 from tests.helpers.images import MODES, _in_mode, digit_png
 
 
-def test_evaluate_and_predict_a_trained_run(trained_run, mnist_test, tmp_path):
+def test_evaluate_and_predict_a_trained_run(trained_run, mnist_test, tmp_path, capfd):
     run_dir, trained = trained_run
-    evaluated = json.loads(run_cli("evaluate", str(run_dir), "--json", check=True).stdout)
+    evaluated = json.loads(
+        run_in_process(capfd, "evaluate", str(run_dir), "--json", check=True).stdout
+    )
     assert evaluated["top1_error"] == trained["top1_error"]
     assert len(evaluated["per_class"]) == 10
     accuracy = torch.tensor(
@@ -36,7 +38,9 @@ def test_evaluate_and_predict_a_trained_run(trained_run, mnist_test, tmp_path):
 
     paths = [str(digit_png(mnist_test, i, tmp_path / f"digit{i}.png")) for i in range(10)]
     predictions = json.loads(
-        run_cli("predict", str(run_dir), *paths, "--top", "3", "--json", check=True).stdout
+        run_in_process(
+            capfd, "predict", str(run_dir), *paths, "--top", "3", "--json", check=True
+        ).stdout
     )
     assert [item["image"] for item in predictions] == paths
     correct = sum(
@@ -51,21 +55,28 @@ def test_evaluate_and_predict_a_trained_run(trained_run, mnist_test, tmp_path):
             and 0 < sum(probabilities) <= 1.0001
         )
 
-    weights = run_cli(
-        "predict", "lenet5", "--weights", str(run_dir / "model.safetensors"), paths[0], check=True
+    weights = run_in_process(
+        capfd,
+        "predict",
+        "lenet5",
+        "--weights",
+        str(run_dir / "model.safetensors"),
+        paths[0],
+        check=True,
     )
     assert weights.stdout.startswith(paths[0])
 
 
 @pytest.mark.parametrize("option", ["--crop", "--resize", "--extremes"])
-def test_evaluate_refuses_a_zero_size_instead_of_ignoring_it(option, tmp_path):
+def test_evaluate_refuses_a_zero_size_instead_of_ignoring_it(option, tmp_path, capfd):
     assert_user_error(
-        run_cli("evaluate", str(tmp_path), option, "0"), f"{option} must be at least 1"
+        run_in_process(capfd, "evaluate", str(tmp_path), option, "0"),
+        f"{option} must be at least 1",
     )
 
 
 @pytest.mark.parametrize("command", ["evaluate", "export", "explain"])
-def test_a_run_and_a_model_name_are_told_apart(command, tmp_path, trained_run):
+def test_a_run_and_a_model_name_are_told_apart(command, tmp_path, trained_run, capfd):
     """A model name without --weights, or a run directory with --weights, gets a message
     that says which was meant; both are mistakes a new user made."""
     run_dir, _ = trained_run
@@ -74,10 +85,12 @@ def test_a_run_and_a_model_name_are_told_apart(command, tmp_path, trained_run):
         "export": ["--out", str(tmp_path / "m.onnx")],
         "explain": [str(tmp_path / "digit.png")],
     }[command]
-    assert_user_error(run_cli(command, "lenet5", *extra), "'lenet5' is a model name", "--weights")
+    assert_user_error(
+        run_in_process(capfd, command, "lenet5", *extra), "'lenet5' is a model name", "--weights"
+    )
     weights = str(run_dir / "model.safetensors")
     assert_user_error(
-        run_cli(command, str(run_dir), "--weights", weights, *extra),
+        run_in_process(capfd, command, str(run_dir), "--weights", weights, *extra),
         "is a directory",
         "drop --weights",
         f"convnet {command} lenet5 --weights",

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from convnet.data.datasets import fetch_dataset
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_in_process
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def fashion_mnist():
     fetch_dataset("fashion-mnist")
 
 
-def test_evolution_command_end_to_end(fashion_mnist, tmp_path):
+def test_evolution_command_end_to_end(fashion_mnist, tmp_path, capfd):
     arguments = [
         "experiment",
         "evolution",
@@ -34,7 +34,7 @@ def test_evolution_command_end_to_end(fashion_mnist, tmp_path):
         "--runs-dir",
         str(tmp_path / "runs"),
     ]
-    first = run_cli(*arguments, "--json", check=True)
+    first = run_in_process(capfd, *arguments, "--json", check=True)
     document = json.loads(first.stdout)
     assert document["num_train_images"] == 4000 and document["num_test_images"] == 1000
     rows = {row["model"]: row for row in document["models"]}
@@ -48,7 +48,7 @@ def test_evolution_command_end_to_end(fashion_mnist, tmp_path):
         assert row["published"]["d2l_10_epochs"]["network"] in {"LeNet", "AlexNet"}
     assert (tmp_path / "runs" / "evolution.png").stat().st_size > 10_000
 
-    again = run_cli(*arguments, check=True)  # the text table, from the cached runs
+    again = run_in_process(capfd, *arguments, check=True)  # the text table, from the cached runs
     assert again.stdout.count("reusing") == 0 and again.stderr.count("reusing") == 2
     assert "alexnet_mini" in again.stdout and "AlexNet 88.2% d2l" in again.stdout
     for model, row in rows.items():

@@ -13,7 +13,7 @@ from convnet.analysis.explain import explain
 from convnet.data.images import load_digit
 from convnet.data.transforms import to_model_input
 from convnet.models import get_model
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_in_process
 from tests.helpers.images import digit_png
 
 pytest.importorskip("captum")
@@ -30,7 +30,7 @@ def lenet_and_digits(trained_run, mnist_test):
     return loaded, pixels
 
 
-def test_explain_writes_overlays(trained_run, lenet_and_digits, mnist_test, tmp_path):
+def test_explain_writes_overlays(trained_run, lenet_and_digits, mnist_test, tmp_path, capfd):
     """The command on three digit files: one decodable PNG each, the right prediction, and
     the peak of the map the library gives for the same prepared input."""
     run_dir, _ = trained_run
@@ -43,7 +43,8 @@ def test_explain_writes_overlays(trained_run, lenet_and_digits, mnist_test, tmp_
         expected = explain(loaded.model, pixels, loaded.normalization, method, spec=loaded.spec)
         out = tmp_path / "overlays"
         document = json.loads(
-            run_cli(
+            run_in_process(
+                capfd,
                 "explain",
                 str(run_dir),
                 *paths,
@@ -65,7 +66,8 @@ def test_explain_writes_overlays(trained_run, lenet_and_digits, mnist_test, tmp_
             row, column = item["peak"]  # the peak of the map the library computes
             assert expected.maps[index, row, column] >= 0.99, (method, index, item["peak"])
     targeted = json.loads(
-        run_cli(
+        run_in_process(
+            capfd,
             "explain",
             str(run_dir),
             paths[0],
@@ -80,13 +82,13 @@ def test_explain_writes_overlays(trained_run, lenet_and_digits, mnist_test, tmp_
     assert targeted[0]["target"] == {"index": 3, "name": "3"}
 
 
-def test_explain_mistakes_exit_2(trained_run, mnist_test, tmp_path):
+def test_explain_mistakes_exit_2(trained_run, mnist_test, tmp_path, capfd):
     run_dir, _ = trained_run
     digit = str(digit_png(mnist_test, 0, tmp_path / "digit.png"))
     weights = str(run_dir / "model.safetensors")
 
     def refused(*arguments, phrase):
-        result = run_cli("explain", *arguments, "--out", str(tmp_path / "out"))
+        result = run_in_process(capfd, "explain", *arguments, "--out", str(tmp_path / "out"))
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert phrase in result.stderr, result.stderr
 

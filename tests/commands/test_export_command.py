@@ -12,7 +12,7 @@ import torch
 import convnet.files as files
 from convnet.cli import main
 from convnet.engine.export import INPUT_NAME
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_in_process
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -26,14 +26,16 @@ def run_onnx(path, inputs: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session.run(None, {INPUT_NAME: inputs.numpy()})[0])
 
 
-def test_export_a_trained_run(trained_run, mnist_test, tmp_path):
+def test_export_a_trained_run(trained_run, mnist_test, tmp_path, capfd):
     from convnet.data.transforms import normalize, to_model_input
     from convnet.engine.run import Run
 
     run_dir, _ = trained_run
     out = tmp_path / "exports" / "lenet5.onnx"
     document = json.loads(
-        run_cli("export", str(run_dir), "--out", str(out), "--json", check=True).stdout
+        run_in_process(
+            capfd, "export", str(run_dir), "--out", str(out), "--json", check=True
+        ).stdout
     )
     assert document["out"] == str(out) and document["bytes"] == out.stat().st_size
     assert document["classes"] == [str(digit) for digit in range(10)]
@@ -49,7 +51,8 @@ def test_export_a_trained_run(trained_run, mnist_test, tmp_path):
     assert (run_onnx(out, inputs).argmax(1) == mnist_test.labels[:BATCH]).float().mean() >= 0.75
 
     script = tmp_path / "lenet5.pt"
-    run_cli(
+    run_in_process(
+        capfd,
         "export",
         "lenet5",
         "--weights",
@@ -69,17 +72,24 @@ def assert_refused(result, *phrases):
         assert phrase in result.stderr, result.stderr
 
 
-def test_export_mistakes_exit_2(tmp_path):
+def test_export_mistakes_exit_2(tmp_path, capfd):
     out = str(tmp_path / "model.onnx")
-    assert_refused(run_cli("export", "lenet5", "--format", "tflite", "--out", out), "tflite")
-    assert_refused(run_cli("export", str(tmp_path / "nowhere"), "--out", out), "does not exist")
-    assert_refused(run_cli("export", "lenet5", "--out", out), "--weights")
-    assert_refused(run_cli("export", "lenet5", "--weights", "IMAGENET1K_V1", "--out", out))
+    assert_refused(
+        run_in_process(capfd, "export", "lenet5", "--format", "tflite", "--out", out), "tflite"
+    )
+    assert_refused(
+        run_in_process(capfd, "export", str(tmp_path / "nowhere"), "--out", out), "does not exist"
+    )
+    assert_refused(run_in_process(capfd, "export", "lenet5", "--out", out), "--weights")
+    assert_refused(
+        run_in_process(capfd, "export", "lenet5", "--weights", "IMAGENET1K_V1", "--out", out)
+    )
     (tmp_path / "file").write_text("")
     assert_refused(
-        run_cli("export", "lenet5", "--out", str(tmp_path / "file" / "x.onnx")), "is a file"
+        run_in_process(capfd, "export", "lenet5", "--out", str(tmp_path / "file" / "x.onnx")),
+        "is a file",
     )
-    assert_refused(run_cli("export", "lenet5", "--out", str(tmp_path)), "is a folder")
+    assert_refused(run_in_process(capfd, "export", "lenet5", "--out", str(tmp_path)), "is a folder")
     assert not (tmp_path / "model.onnx").exists()
 
 

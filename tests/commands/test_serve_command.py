@@ -7,19 +7,39 @@ import pytest
 from convnet import i18n
 from convnet.commands.serve import open_socket
 from convnet.errors import UserError
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_in_process
 
 
-def test_serve_command_refuses_a_missing_run(tmp_path):
-    missing = run_cli(
-        "serve", "--run", str(tmp_path / "nothing"), "--port", "0", "--runs-dir", str(tmp_path)
+@pytest.fixture
+def never_serving(monkeypatch):
+    """The command runs in this process: a server it wrongly started would serve until
+    stopped, so starting one fails the test at once instead."""
+
+    def run(*args, **kwargs):
+        raise AssertionError("convnet serve started serving instead of refusing")
+
+    monkeypatch.setattr("uvicorn.Server.run", run)
+
+
+def test_serve_command_refuses_a_missing_run(tmp_path, capfd, never_serving):
+    missing = run_in_process(
+        capfd,
+        "serve",
+        "--run",
+        str(tmp_path / "nothing"),
+        "--port",
+        "0",
+        "--runs-dir",
+        str(tmp_path),
     )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
 
 
-def test_serve_command_refuses_an_unknown_language(tmp_path):
-    refused = run_cli("serve", "--lang", "xx", "--port", "0", "--runs-dir", str(tmp_path))
+def test_serve_command_refuses_an_unknown_language(tmp_path, capfd, never_serving):
+    refused = run_in_process(
+        capfd, "serve", "--lang", "xx", "--port", "0", "--runs-dir", str(tmp_path)
+    )
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "--lang" in refused.stderr and "'xx'" in refused.stderr
     assert all(lang in refused.stderr for lang in i18n.LANGUAGES)

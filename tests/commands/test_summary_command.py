@@ -7,11 +7,13 @@ import json
 import pytest
 
 from convnet.models import get_model
-from tests.helpers.cli import _cli_json, assert_user_error, refused, run_cli
+from tests.helpers.cli import _cli_json, assert_user_error, refused, run_in_process
 
 
-def test_summary_json_contract():
-    document = json.loads(run_cli("summary", "lenet5_1998", "--json", check=True).stdout)
+def test_summary_json_contract(capfd):
+    document = json.loads(
+        run_in_process(capfd, "summary", "lenet5_1998", "--json", check=True).stdout
+    )
     assert set(document) >= {"model", "input_size", "layers", "total"}
     assert set(document["layers"][0]) >= {
         "name",
@@ -25,14 +27,15 @@ def test_summary_json_contract():
     assert document["total"]["connections"] == 340_908 and document["total"]["depth"] == 5
 
 
-def test_summary_text_says_which_source_it_matches():
-    text = run_cli("summary", "lenet5_1998", check=True).stdout
+def test_summary_text_says_which_source_it_matches(capfd):
+    text = run_in_process(capfd, "summary", "lenet5_1998", check=True).stdout
     assert "matches LeCun et al. 1998" in text and "does not match the published LeNet-5" in text
 
 
-def test_summary_refuses_a_negative_class_count_without_traceback():
+def test_summary_refuses_a_negative_class_count_without_traceback(capfd):
     assert_user_error(
-        run_cli("summary", "lenet5", "--num-classes", "-1"), "--num-classes must be at least 2"
+        run_in_process(capfd, "summary", "lenet5", "--num-classes", "-1"),
+        "--num-classes must be at least 2",
     )
 
 
@@ -69,7 +72,8 @@ def empty_hub(tmp_path, monkeypatch):
 def test_summary_and_predict_commands(capsys, empty_hub):
     total = _cli_json(capsys, "summary", "googlenet")["total"]
     assert (total["depth"], total["params"]) == (22, 6_624_904)
-    missing = run_cli(
+    missing = run_in_process(
+        capsys,
         "predict",
         "resnet18",
         "nothing.png",

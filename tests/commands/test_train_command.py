@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from convnet.cli import main
 from convnet.engine.run import Run
-from tests.helpers.cli import refused, run_cli
+from tests.helpers.cli import refused, run_in_process
 from tests.helpers.folder_data import make_brightness_classes, pattern
 from tests.helpers.training import SOURCES, source_arguments
 
@@ -274,12 +274,15 @@ TINY = (
 )
 
 
-def test_a_run_repeated_from_its_config_json_has_the_same_weights(mnist_dir, tmp_path):
+def test_a_run_repeated_from_its_config_json_has_the_same_weights(mnist_dir, tmp_path, capfd):
     first, again, changed = tmp_path / "first", tmp_path / "again", tmp_path / "changed"
-    run_cli("train", "lenet5", *TINY, "--seed", "3", "--out", str(first), check=True)
+    run_in_process(capfd, "train", "lenet5", *TINY, "--seed", "3", "--out", str(first), check=True)
     config = str(first / "config.json")
-    run_cli("train", "--config", config, "--threads", "1", "--out", str(again), check=True)
-    run_cli(
+    run_in_process(
+        capfd, "train", "--config", config, "--threads", "1", "--out", str(again), check=True
+    )
+    run_in_process(
+        capfd,
         "train",
         "--config",
         config,

@@ -12,7 +12,7 @@ import pytest
 from convnet.cli import main
 from convnet.data.datasets import DATASETS, fetch_dataset, load_dataset, sha256_of
 from convnet.errors import UserError
-from tests.helpers.cli import assert_user_error, run_cli
+from tests.helpers.cli import assert_user_error, run_in_process
 
 
 def test_mnist_is_real_and_verified(mnist_test):
@@ -163,10 +163,10 @@ def test_each_data_set_names_its_augmentation():
     assert DATASETS["mnist"].augmentation == DATASETS["fashion-mnist"].augmentation == "affine"
 
 
-def test_corrupt_idx_file_is_a_user_error(mnist_dir, tmp_path):
+def test_corrupt_idx_file_is_a_user_error(mnist_dir, tmp_path, capfd):
     import shutil
 
     shutil.copytree(mnist_dir / "mnist", tmp_path / "mnist")
     (tmp_path / "mnist" / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00")
-    result = run_cli("train", "lenet5", "--data-dir", str(tmp_path))
+    result = run_in_process(capfd, "train", "lenet5", "--data-dir", str(tmp_path))
     assert_user_error(result, "train-labels-idx1-ubyte is corrupt")

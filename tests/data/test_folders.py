@@ -22,7 +22,7 @@ from convnet.data.folders import (
 )
 from convnet.engine.metrics import easiest_and_hardest
 from convnet.errors import UserError
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_in_process
 from tests.helpers.folder_data import (
     DEVKIT_IDS,
     WNIDS,
@@ -298,7 +298,7 @@ def test_report_and_skipped_files(collections, lenet_weights, tmp_path, capsys):
     damaged = root / "val" / "ILSVRC2012_val_00000005.JPEG"
     damaged.write_bytes(damaged.read_bytes()[:400])
     common = ("evaluate", "lenet5", "--weights", str(lenet_weights), "--data", str(root))
-    result = run_cli(*common, "--report", str(tmp_path / "report"), "--json")
+    result = run_in_process(capsys, *common, "--report", str(tmp_path / "report"), "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["num_examples"] == 38 and document["num_skipped"] == 2
@@ -363,15 +363,15 @@ def test_bad_input_exits_2_with_the_problem_named(
 
 
 @pytest.mark.slow
-def test_weights_for_another_class_count_exit_2(collections, tmp_path):
-    """In a subprocess, as a user runs it: exit status 2, one paragraph, no traceback."""
+def test_weights_for_another_class_count_exit_2(collections, tmp_path, capfd):
+    """As a user runs it (in this process): exit status 2, one paragraph, no traceback."""
     from convnet.engine.checkpoint import save_weights
     from convnet.models import get_model
 
     path = tmp_path / "seven.safetensors"
     save_weights(path, get_model("lenet5", num_classes=7))
-    result = run_cli(
-        "evaluate", "lenet5", "--weights", str(path), "--data", str(collections["split"])
+    result = run_in_process(
+        capfd, "evaluate", "lenet5", "--weights", str(path), "--data", str(collections["split"])
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "is for 7 classes, but" in result.stderr and "has 5" in result.stderr

@@ -18,7 +18,7 @@ from convnet.engine.device import fast_inference, machine_devices, mps_available
 from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec, list_models
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_in_process
 
 TINY = ("--epochs", "1", "--train-subset", "200", "--test-subset", "100", "--threads", "1")
 ABSENT = [
@@ -36,12 +36,12 @@ def assert_refused(result, *phrases: str) -> None:
 
 
 @pytest.mark.parametrize("device", ABSENT)
-def test_a_device_this_machine_lacks_is_refused_naming_what_it_has(device, tmp_path):
+def test_a_device_this_machine_lacks_is_refused_naming_what_it_has(device, tmp_path, capfd):
     with pytest.raises(UserError, match=f"--device {device} .* This machine has: cpu"):
         resolve_device(device)
     out = tmp_path / "run"
     assert_refused(
-        run_cli("train", "lenet5", "--device", device, *TINY, "--out", str(out)),
+        run_in_process(capfd, "train", "lenet5", "--device", device, *TINY, "--out", str(out)),
         f"--device {device}",
         f"This machine has: {machine_devices()}",
     )
@@ -50,7 +50,7 @@ def test_a_device_this_machine_lacks_is_refused_naming_what_it_has(device, tmp_p
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
-def test_fp16_off_cuda_is_refused_naming_what_this_machine_has(command, tmp_path):
+def test_fp16_off_cuda_is_refused_naming_what_this_machine_has(command, tmp_path, capfd):
     arguments = {
         "train": ("train", "lenet5", *TINY, "--out", str(tmp_path / "run")),
         "evaluate": ("evaluate", "lenet5", "--weights", str(tmp_path / "w.safetensors")),
@@ -71,14 +71,16 @@ def test_fp16_off_cuda_is_refused_naming_what_this_machine_has(command, tmp_path
         from PIL import Image
 
         Image.new("L", (28, 28)).save(tmp_path / "digit.png")
-    result = run_cli(*arguments, "--precision", "fp16")
+    result = run_in_process(capfd, *arguments, "--precision", "fp16")
     assert_refused(result, "--precision fp16 runs on CUDA GPUs", "This machine has: cpu")
     assert not (tmp_path / "run").exists()
 
 
-def test_an_unknown_device_or_precision_lists_the_choices():
-    assert_refused(run_cli("train", "lenet5", "--device", "tpu"), "cpu, cuda, mps")
-    assert_refused(run_cli("train", "lenet5", "--precision", "fp8"), "fp32, bf16, fp16")
+def test_an_unknown_device_or_precision_lists_the_choices(capfd):
+    assert_refused(run_in_process(capfd, "train", "lenet5", "--device", "tpu"), "cpu, cuda, mps")
+    assert_refused(
+        run_in_process(capfd, "train", "lenet5", "--precision", "fp8"), "fp32, bf16, fp16"
+    )
 
 
 def small_config(out, **overrides) -> TrainConfig:

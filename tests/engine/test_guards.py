@@ -16,7 +16,7 @@ from convnet.engine.guards import learning_warning
 from convnet.engine.run import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, Run
 from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError
-from tests.helpers.cli import assert_clean_refusal, run_cli
+from tests.helpers.cli import assert_clean_refusal, run_in_process
 from tests.helpers.training import (
     SOURCES,
     assert_run_directory_is_whole,
@@ -86,9 +86,10 @@ def test_a_batch_too_large_for_memory_names_the_batch_size(
 
 
 @pytest.mark.slow
-def test_absurd_learning_rate_stops_with_the_last_good_checkpoint(mnist_dir, tmp_path):
+def test_absurd_learning_rate_stops_with_the_last_good_checkpoint(mnist_dir, tmp_path, capfd):
     run_dir = tmp_path / "diverged"
-    result = run_cli(
+    result = run_in_process(
+        capfd,
         "train",
         "lenet5",
         "--epochs",

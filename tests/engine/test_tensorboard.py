@@ -11,7 +11,7 @@ import pytest
 
 from convnet.cli import main
 from convnet.engine.run import Run
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import run_in_process
 
 TINY = (
     "--epochs",
@@ -29,11 +29,13 @@ TINY = (
 )
 
 
-def test_tensorboard_scalars_are_the_numbers_of_steps_csv_and_metrics_csv(mnist_dir, tmp_path):
+def test_tensorboard_scalars_are_the_numbers_of_steps_csv_and_metrics_csv(
+    mnist_dir, tmp_path, capfd
+):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    run_cli("train", "lenet5", *TINY, "--tensorboard", "--out", str(out), check=True)
+    run_in_process(capfd, "train", "lenet5", *TINY, "--tensorboard", "--out", str(out), check=True)
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     steps = Run(out).steps()

@@ -28,7 +28,7 @@ from convnet.engine.weights import (
 )
 from convnet.errors import UserError
 from convnet.models import get_model, list_models
-from tests.helpers.cli import assert_user_error, run_cli
+from tests.helpers.cli import assert_user_error, run_in_process
 
 
 def seeded(name: str, num_classes: int, **config) -> torch.nn.Module:
@@ -377,15 +377,15 @@ def test_hub_weights_finds_cached_files_and_never_downloads(tmp_path, monkeypatc
     assert path == cached and len(class_names) == 1000 and class_names[0] == "tench"
 
 
-def test_a_damaged_weights_file_gets_no_advice_to_run_its_code(tmp_path):
+def test_a_damaged_weights_file_gets_no_advice_to_run_its_code(tmp_path, capfd):
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
-    result = run_cli("evaluate", "lenet5", "--weights", str(damaged))
+    result = run_in_process(capfd, "evaluate", "lenet5", "--weights", str(damaged))
     assert_user_error(result, "refusing to load it", "PyTorch's restricted loader says")
     assert "weights_only` set to `False`" not in result.stderr
 
 
-def test_pickle_weights_that_run_code_are_refused(tmp_path):
+def test_pickle_weights_that_run_code_are_refused(tmp_path, capfd):
     import pickle
 
     marker = tmp_path / "ran"
@@ -398,7 +398,7 @@ def test_pickle_weights_that_run_code_are_refused(tmp_path):
     bad.write_bytes(pickle.dumps({"weight": Exploit()}))
     image = tmp_path / "x.png"
     Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(image)
-    result = run_cli("predict", "lenet5", "--weights", str(bad), str(image))
+    result = run_in_process(capfd, "predict", "lenet5", "--weights", str(bad), str(image))
     assert_user_error(result, "refusing to load")
     assert not marker.exists()
 

@@ -4,10 +4,13 @@ dispatch and exit status as the program) or, where the separate process matters,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
 
 from convnet.cli import main
 
@@ -23,6 +26,66 @@ def run_cli(
         env={**os.environ, **(env or {})},
         timeout=600,
     )
+    if check and result.returncode != 0:
+        raise AssertionError(f"convnet {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """os.environ with `variables` set, as a child process would see it; restored after."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+@contextlib.contextmanager
+def _warnings_as_a_fresh_interpreter_shows_them() -> Iterator[None]:
+    """Python's default warning filters, each warning written to standard error: a warning
+    the command gives counts against its one-paragraph message as it would in a terminal
+    (pytest would otherwise only collect it)."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        for category in (
+            DeprecationWarning,
+            PendingDeprecationWarning,
+            ImportWarning,
+            ResourceWarning,
+        ):
+            warnings.simplefilter("ignore", category)
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        warnings.showwarning = _show_warning
+        yield
+
+
+def run_in_process(
+    capture, *arguments: str, env: dict | None = None, check: bool = False
+) -> subprocess.CompletedProcess:
+    """`convnet ARGUMENTS` as `run_cli` runs it, but in this process, through
+    `convnet.cli.main` (seconds of imports cheaper): its exit status (argparse's SystemExit
+    included) and what it wrote, captured by `capture` (capfd or capsys), as the same
+    CompletedProcess. An exception main() does not turn into a message, the traceback a user
+    would see, escapes and fails the test."""
+    capture.readouterr()  # what was written before is not the command's
+    with _environment(env or {}), _warnings_as_a_fresh_interpreter_shows_them():
+        try:
+            code = main(list(arguments))
+        except SystemExit as exit:  # argparse: --help, or a mistake on the command line
+            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+    captured = capture.readouterr()
+    result = subprocess.CompletedProcess(["convnet", *arguments], code, captured.out, captured.err)
     if check and result.returncode != 0:
         raise AssertionError(f"convnet {' '.join(arguments)} failed:\n{result.stderr[-3000:]}")
     return result

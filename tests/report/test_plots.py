@@ -13,8 +13,8 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
+from convnet.cli import main
 from convnet.report import claims_plots, evolution_plots, plots, training_plots, zoo_chart
-from tests.helpers.cli import run_cli
 from tests.helpers.figure_data import cost_result, evolution_result, invariance_result
 
 
@@ -239,24 +239,27 @@ def test_legend_check_catches_a_legend_on_the_data():
 
 @pytest.fixture(scope="module")
 def subset_run(mnist_dir, tmp_path_factory) -> Path:
-    """A quick run on 600 training and 500 test digits, through the command line."""
+    """A quick run on 600 training and 500 test digits, through the command line (in this
+    process)."""
     run_dir = tmp_path_factory.mktemp("runs") / "subset"
-    run_cli(
-        "train",
-        "lenet5",
-        "--epochs",
-        "2",
-        "--train-subset",
-        "600",
-        "--test-subset",
-        "500",
-        "--batch-size",
-        "32",
-        "--out",
-        str(run_dir),
-        "--json",
-        check=True,
+    code = main(
+        [
+            "train",
+            "lenet5",
+            "--epochs",
+            "2",
+            "--train-subset",
+            "600",
+            "--test-subset",
+            "500",
+            "--batch-size",
+            "32",
+            "--out",
+            str(run_dir),
+            "--json",
+        ]
     )
+    assert code == 0
     return run_dir
 
 
