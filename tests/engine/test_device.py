@@ -19,6 +19,7 @@ from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec, list_models
 from tests.helpers.cli import run_in_process
+from tests.helpers.models import build, computes, device_of
 
 TINY = ("--epochs", "1", "--train-subset", "200", "--test-subset", "100", "--threads", "1")
 ABSENT = [
@@ -132,18 +133,19 @@ def test_the_gradient_scaler_scales_the_loss_and_unscales_before_every_step(
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_inference_folds_batch_norm_exactly_and_undoes_it(name, build_model):
+def test_inference_folds_batch_norm_exactly_and_undoes_it(name):
     """fast_inference folds every batch norm into its convolution (in evaluation): the same
-    outputs up to rounding, and afterwards the very same parameters and modules."""
-    import copy
-
+    outputs up to rounding, and afterwards the very same parameters and modules. A model
+    above the real-weights budget (tests/helpers/models.py) is folded and unfolded on the
+    meta device, where values are not compared."""
     from convnet.engine.device import conv_batch_norm_pairs, fast_inference
 
     spec = get_model_spec(name)
-    model = copy.deepcopy(build_model(name)).eval()
+    model = build(name).eval()
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     generator = torch.Generator().manual_seed(0)
-    for norm in norms:  # statistics far from the identity, so a missed fold shows
+    # statistics far from the identity, so a missed fold shows
+    for norm in norms if computes(model) else []:
         for tensor, low, high in (
             (norm.running_mean, -1, 1),
             (norm.running_var, 0.5, 2),
@@ -154,16 +156,18 @@ def test_inference_folds_batch_norm_exactly_and_undoes_it(name, build_model):
     # Every batch norm of our families follows a convolution of its own.
     assert len(conv_batch_norm_pairs(model)) == len(norms)
     before = {key: value.clone() for key, value in model.state_dict().items()}
-    images = torch.randn(2, *spec.quick_input_size)
+    images = torch.randn(2, *spec.quick_input_size, device=device_of(model))
     with torch.no_grad():
         reference = model(images)
         with fast_inference(model, torch.device("cpu"), "fp32") as prepare:
             assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
             folded = model(prepare(images))
-    torch.testing.assert_close(folded, reference, rtol=1e-4, atol=1e-4)
+    if computes(model):
+        torch.testing.assert_close(folded, reference, rtol=1e-4, atol=1e-4)
     after = model.state_dict()
     assert list(after) == list(before)
-    assert all(torch.equal(after[key], before[key]) for key in before)
+    if computes(model):
+        assert all(torch.equal(after[key], before[key]) for key in before)
     assert len([m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]) == len(norms)
     model.train()  # training uses batch statistics: nothing may be folded
     with fast_inference(model, torch.device("cpu"), "fp32"):
