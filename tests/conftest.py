@@ -21,6 +21,13 @@ from tests.helpers.folder_data import make_split_folders  # noqa: E402
 pytest_plugins = ["tests.helpers.cifar_data"]
 
 
+# One CPU thread for what this process computes: the tests' networks are small and the
+# machines they run on shared, and a second OpenMP thread waiting for a busy core made
+# tests up to 20 times slower (a resnet101 backward pass: 12 s instead of 0.6 s), which is
+# why `convnet` itself picks one thread on a busy machine (convnet/engine/threads.py).
+# Commands run in subprocesses still make their own choice.
+torch.set_num_threads(1)
+
 # The process's own settings, before any command run in it (`convnet.cli.main`) changed them.
 THREADS = torch.get_num_threads()
 STOP_HANDLERS = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}

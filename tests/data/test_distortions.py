@@ -3,14 +3,7 @@
 import pytest
 import torch
 
-from convnet.data.distortions import (
-    DISTORTIONS,
-    elastic,
-    gaussian_noise,
-    rotate,
-    scale,
-    translate,
-)
+from convnet.data.distortions import DISTORTIONS, elastic, gaussian_noise, rotate, scale, translate
 
 
 def dot(y: int, x: int, size: int = 16) -> torch.Tensor:

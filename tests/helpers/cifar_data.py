@@ -2,7 +2,8 @@
 
 The real files cannot be shipped with the tests; these have the same layout (records of one
 label byte and the R, G, B planes of 32×32) with random pixels, so that every reader, check
-and the training loop run on bytes written independently of the reader under test.
+and the training loop run on bytes written independently of the reader under test. The
+fixtures below (`generated`, `registered`) are registered for every test by tests/conftest.py.
 """
 
 from __future__ import annotations

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
 
 from convnet.engine.run import Run
-from convnet.serve.app import (
-    create_app,
-)
-from convnet.serve.models import (
-    MAX_SERVED_ERROR,
-    prepare_models,
-)
-
-with warnings.catch_warnings():  # starlette prefers httpx2 now; httpx still works
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-from tests.helpers.serve import quick_runs
+from convnet.serve.app import create_app
+from convnet.serve.models import MAX_SERVED_ERROR, prepare_models
+from tests.helpers.serve import TestClient, quick_runs
 
 
 @pytest.fixture(scope="module")

@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
 
 from convnet.engine.run import Run, newest_run
 from convnet.errors import UserError
-from convnet.serve.app import (
-    create_app,
-)
-from convnet.serve.models import (
-    MAX_SERVED_ERROR,
-    prepare_models,
-)
-
-with warnings.catch_warnings():  # starlette prefers httpx2 now; httpx still works
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-from tests.helpers.serve import QUICK
+from convnet.serve.app import create_app
+from convnet.serve.models import MAX_SERVED_ERROR, prepare_models
+from tests.helpers.serve import QUICK, TestClient
 
 
 def copy_run(source: Path, root: Path, name: str, newer_than: Path | None = None) -> Path:
