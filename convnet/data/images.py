@@ -137,7 +137,7 @@ SHEET_SIDE = 512
 BOX_SIDE = 80
 # MNIST's strokes are about 3 pixels wide in the 20×20 box: thinner ones are widened to
 # this, in BOX_SIDE pixels (3.25 px × 4). Chosen so that a hairline 0, 1 or 7 lights as many
-# pixels as the median MNIST test digit of its class does (tests/test_photos.py).
+# pixels as the median MNIST test digit of its class does (tests/data/test_images.py).
 STROKE_WIDTH = 13.0
 THINNEST_STROKE = 11.0
 
