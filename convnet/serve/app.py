@@ -100,7 +100,7 @@ class RequestError(Exception):
 
 
 class ClientGone(Exception):
-    """The client closed its connection before its request body was all sent."""
+    """The connection ended before its request body was all sent."""
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -143,8 +143,9 @@ async def read_body_limited(
         where = f"{client.host}:{client.port}" if client else "A client"
         expected = f" of {int(declared):,}" if declared is not None else ""
         raise ClientGone(
-            f"{where} closed its connection after {size:,}{expected} bytes of its "
-            f"{request.method} {request.url.path} body; nothing was answered."
+            f"{where}: the connection ended after {size:,}{expected} bytes of its "
+            f"{request.method} {request.url.path} body (the client left, or a deadline "
+            "or the connection cap closed it); nothing was answered."
         ) from None
     return b"".join(chunks)
 

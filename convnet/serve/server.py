@@ -8,12 +8,14 @@ one, so it keeps its file descriptor). So the protocol here adds, on top of uvic
 protocol:
 
 - a deadline for each request's headers (HEADER_SECONDS from the connection opening or the
-  previous answer) and one for its body (BODY_CUTOFF_SECONDS from the headers; the app
-  answers 408 at BODY_SECONDS before that, for the routes that read a body);
+  previous answer), one for its body (BODY_CUTOFF_SECONDS from the headers; the app
+  answers 408 at BODY_SECONDS before that, for the routes that read a body) and one for
+  its answer (ANSWER_SECONDS from the request's end: a client that does not read what it
+  asked for holds the connection no longer);
 - at most MAX_CONNECTIONS open at once, never more than the process's descriptors allow:
-  when one more arrives, the connection that has waited longest without a request in
-  progress is closed to make room (an idle or half-sent one, not one being answered), and
-  when every connection is busy the new one is closed at once.
+  when one more arrives, the connection that has kept the server waiting on its client
+  longest (for headers or a body: idle, half-sent, slow) is closed to make room, and when
+  every connection is being answered, the new one is closed at once.
 
 Repeated log lines (a client gone, malformed requests, an exhausted descriptor table) are
 written once per LOG_WINDOW_SECONDS with a count, never once per connection.
@@ -49,6 +51,9 @@ HEADER_SECONDS = 20.0
 # trickles a body to GET /): later than the app's 408 (at BODY_SECONDS, 20 s), so that answer
 # is what a client of POST /api/predict sees.
 BODY_CUTOFF_SECONDS = BODY_SECONDS + 5.0
+# How long a request may take from its end to the end of its answer: a prediction takes under
+# a second, and its answer (about 300 kB of JSON) reaches even a 64 kbit/s link in 40 s.
+ANSWER_SECONDS = 60.0
 # uvicorn's default, stated: an idle connection between requests is closed after 5 s.
 KEEP_ALIVE_SECONDS = 5
 # h11's own default (16 KiB) for a request line and headers, stated: larger ones get a 400.
@@ -73,6 +78,7 @@ class Limits:
 
     header_seconds: float = HEADER_SECONDS
     body_cutoff_seconds: float = BODY_CUTOFF_SECONDS
+    answer_seconds: float = ANSWER_SECONDS
     keep_alive_seconds: float = KEEP_ALIVE_SECONDS
     connections: int = MAX_CONNECTIONS
     header_bytes: int = HEADER_BYTES
@@ -133,7 +139,9 @@ def guarded_protocol(limits: Limits, cap: int) -> type[H11Protocol]:
     """uvicorn's h11 protocol with request deadlines and a connection cap shared by the
     connections of one server (see the module's docstring)."""
 
-    waiting: OrderedDict[H11Protocol, None] = OrderedDict()  # no request in progress, oldest first
+    # Connections on which the server waits for the client (headers or a body), in the order
+    # they began to wait: the first is the one to close when the cap is reached.
+    waiting: OrderedDict[H11Protocol, None] = OrderedDict()
 
     class GuardedProtocol(H11Protocol):
         def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -142,7 +150,7 @@ def guarded_protocol(limits: Limits, cap: int) -> type[H11Protocol]:
             self.phase = ""
             if len(self.connections) > cap:
                 oldest = next(iter(waiting), None)
-                if oldest is None:  # every connection is being answered: refuse this one
+                if oldest is None:  # every other connection is being answered: refuse this one
                     log.warning(
                         "Closed a new connection: all %d are busy with requests.",
                         cap,
@@ -151,7 +159,8 @@ def guarded_protocol(limits: Limits, cap: int) -> type[H11Protocol]:
                     transport.close()
                     return
                 log.warning(
-                    "At %d open connections: closed the one idle longest to make room.",
+                    "At %d open connections: closed the one that kept the server waiting "
+                    "longest to make room.",
                     cap,
                     extra={"repeat_key": "evicted"},
                 )
@@ -184,7 +193,7 @@ def guarded_protocol(limits: Limits, cap: int) -> type[H11Protocol]:
             elif self.conn.their_state is h11.SEND_BODY:
                 self.settle("body", limits.body_cutoff_seconds)
             else:  # the request is in; the app answers it
-                self.settle("answer")
+                self.settle("answer", limits.answer_seconds)
 
         def settle(self, phase: str, seconds: float | None = None) -> None:
             if phase == self.phase:  # a deadline runs from the phase's start: bytes that
@@ -195,10 +204,9 @@ def guarded_protocol(limits: Limits, cap: int) -> type[H11Protocol]:
                 self.deadline = None
             if seconds is not None:
                 self.deadline = self.loop.call_later(seconds, self.close)
-            if phase == "headers":
-                waiting[self] = None
-            else:
-                waiting.pop(self, None)
+            waiting.pop(self, None)
+            if phase in ("headers", "body"):
+                waiting[self] = None  # the newest to wait
 
     return GuardedProtocol
 

@@ -1,7 +1,7 @@
 """The real server on a loopback port, through raw sockets: idle, half-sent and trickling
 connections are closed by their deadlines, a client that leaves mid-body is one log line,
-1,100 idle connections do not keep others out, and an exhausted descriptor table is a
-line in the log, not a flood. The deadlines are shortened to seconds (the command's are in
+neither 1,100 idle connections nor slow bodies keep others out, and an exhausted
+descriptor table is a line in the log, not a flood. The deadlines are shortened to seconds (the command's are in
 docs/reliability.md); the server runs in a subprocess whose log is read as a user's."""
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def test_a_client_that_leaves_mid_body_is_one_log_line(server):
     assert get(server.port) == 200
     new = log_lines(server)[len(before) :]
     assert len(new) == 1, new
-    assert "closed its connection after 10 of 1,000 bytes of its POST /api/predict body" in new[0]
+    assert "the connection ended after 10 of 1,000 bytes of its POST /api/predict body" in new[0]
     assert "Traceback" not in server.log.read_text()
 
 
@@ -152,8 +152,8 @@ def raise_own_file_limit(needed: int) -> None:
 
 def test_1100_idle_connections_do_not_starve_the_server(tmp_path):
     """The measurement that found it: 1,100 connections opened and left idle against a server
-    that may open 1,024 files. Each new connection past the cap (256) closes the one idle
-    longest, so the server's descriptors stay bounded, other clients are answered at once,
+    that may open 1,024 files. Each new connection past the cap (256) closes the one that
+    has kept the server waiting longest, so the server's descriptors stay bounded, other clients are answered at once,
     the idle ones are all closed by the header deadline, and the log holds a line or two."""
     raise_own_file_limit(1300)
     started = start(tmp_path / "server.log", "--header-seconds", "3", "--files", "1024")
@@ -189,6 +189,32 @@ def test_1100_idle_connections_do_not_starve_the_server(tmp_path):
     assert max(timings) < 2, timings
     assert still_open == 0
     assert "Traceback" not in log and len(log.splitlines()) <= 3, log[-2000:]
+
+
+def test_slow_bodies_filling_every_connection_do_not_keep_others_out(tmp_path):
+    """At the cap (8 here), every connection sending a body slowly: a new client's request
+    closes the one that has kept the server waiting longest, and is answered."""
+    started = start(tmp_path / "server.log", "--connections", "8", "--header-seconds", "30")
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(8):
+            client = connect(started.port)
+            client.sendall(
+                b"POST /api/predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\n"
+                b"Content-Length: 100000\r\n\r\n\x89PNG"
+            )
+            slow.append(client)
+            time.sleep(0.05)
+        time.sleep(0.3)
+        begun = time.monotonic()
+        assert get(started.port) == 200
+        assert time.monotonic() - begun < 2
+        assert closed_after(slow[0], 2) < 2  # the oldest made room
+    finally:
+        for client in slow:
+            client.close()
+        log = started.stop()
+    assert "closed the one that kept the server waiting longest" in log
 
 
 def test_an_exhausted_descriptor_table_is_a_line_not_a_flood(tmp_path):
