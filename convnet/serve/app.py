@@ -62,10 +62,13 @@ BODY_SECONDS = 20.0
 MAX_IMAGE_SIDE = 4096
 # Predictions worked on at once; one more is answered 503 at once. Each holds at most about
 # 160 MiB while its PNG is decoded (a 4096² palette PNG with a transparent colour, measured:
-# docs/reliability.md), so 4 stay within 640 MiB; and a prediction keeps a core busy for
-# 0.1–0.3 s, so 4 at once keep a laptop's cores busy without queueing behind them.
+# docs/reliability.md), so 4 stay within 640 MiB; and a prediction takes 20–60 ms of one
+# core (measured on a 2-core machine), so 4 at once keep a laptop's cores busy while one of
+# them waits on a client.
 MAX_BUSY = 4
-RETRY_AFTER_SECONDS = 1  # a prediction takes 0.1–0.3 s: a slot is free again within 1 s
+# A prediction takes 20–60 ms, so a slot is free again well within a second, the shortest
+# wait Retry-After can say (whole seconds).
+RETRY_AFTER_SECONDS = 1
 DIGIT_SIDE = 28
 MAX_SHIFT = 6.0
 MAX_ROTATE = 180.0

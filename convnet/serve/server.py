@@ -51,8 +51,8 @@ HEADER_SECONDS = 20.0
 # trickles a body to GET /): later than the app's 408 (at BODY_SECONDS, 20 s), so that answer
 # is what a client of POST /api/predict sees.
 BODY_CUTOFF_SECONDS = BODY_SECONDS + 5.0
-# How long a request may take from its end to the end of its answer: a prediction takes under
-# a second, and its answer (about 300 kB of JSON) reaches even a 64 kbit/s link in 40 s.
+# How long a request may take from its end to the end of its answer: a prediction takes 20–60
+# ms, and its answer (about 70 kB of JSON) reaches even a 16 kbit/s link in 35 s.
 ANSWER_SECONDS = 60.0
 # uvicorn's default, stated: an idle connection between requests is closed after 5 s.
 KEEP_ALIVE_SECONDS = 5
@@ -214,14 +214,20 @@ def guarded_protocol(limits: Limits, cap: int) -> type[H11Protocol]:
 def quiet_accept_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     """The loop's error handler: an exhausted descriptor table while accepting (EMFILE,
     ENFILE, ENOBUFS, ENOMEM) is one line per LOG_WINDOW_SECONDS, not a traceback per try
-    (asyncio retries such an accept every second, and logs each); the rest as asyncio would."""
-    if context.get("message", "").startswith("socket.accept() out of system resource"):
-        error = context.get("exception")
+    (asyncio logs each failed accept, and schedules a retry for each a second later: once
+    the server has stopped, those retries find the listening socket closed and are dropped
+    here too); the rest as asyncio would."""
+    message = context.get("message", "")
+    error = context.get("exception")
+    if message.startswith("socket.accept() out of system resource"):
         log.warning(
             "Cannot accept connections: %s; retrying.",
             getattr(error, "strerror", None) or error,
             extra={"repeat_key": "accept"},
         )
+        return
+    retry = "_start_serving" in repr(context.get("handle"))
+    if retry and isinstance(error, (ValueError, OSError)):  # the listening socket is closed
         return
     loop.default_exception_handler(context)
 

@@ -220,7 +220,8 @@ def test_slow_bodies_filling_every_connection_do_not_keep_others_out(tmp_path):
 def test_an_exhausted_descriptor_table_is_a_line_not_a_flood(tmp_path):
     """A server forced past its descriptors (64 files, a cap of 500 connections): accepting
     fails with EMFILE while 150 connections stay open. asyncio logs a traceback for each
-    failed accept; here it is one line per 10 s, and the server answers again once they go."""
+    failed accept, and for each of its retries still pending when the server stops; here it
+    is one line per 10 s, and the server answers again once the connections go."""
     raise_own_file_limit(400)
     started = start(
         tmp_path / "server.log", "--files", "64", "--cap", "500", "--header-seconds", "30"
@@ -235,6 +236,10 @@ def test_an_exhausted_descriptor_table_is_a_line_not_a_flood(tmp_path):
         idle.clear()
         time.sleep(1.5)  # asyncio retries accepting a second after a failure
         assert get(started.port) == 200
+        for _ in range(150):  # again, and the server stopped while its retries are pending
+            idle.append(connect(started.port))
+        time.sleep(0.3)
+        log = started.stop()
     finally:
         for client in idle:
             client.close()
