@@ -1,7 +1,7 @@
 """How many drawn digits `convnet predict` reads right, by pen, canvas and light.
 
-The digits 0–9 are drawn by tests/digit_drawings.py (strokes with a round pen, paper grain,
-a light gradient or a corner shadow) and read by a LeNet-5 trained for one epoch on MNIST
+The digits 0–9 are drawn by tests/helpers/digit_drawings.py (strokes with a round pen, paper
+grain, a light gradient or a corner shadow) and read by a LeNet-5 trained for one epoch on MNIST
 (`--run RUN_DIR` to use another run). Printed and saved: right out of 10 for each
 condition, and the predictions. Run: `python benchmarks/digit_reading.py [--run RUN_DIR]`.
 """
@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "helpers"))
 
 from common import hardware, hardware_line, save_results  # noqa: E402
 from digit_drawings import CONDITIONS  # noqa: E402

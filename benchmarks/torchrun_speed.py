@@ -2,7 +2,7 @@
 figures (docs/benchmarks.md) for the multi-process path.
 
 `resnet_mini` on a miniature image folder (5 classes, 640 training and 160 validation
-images of 40×40, drawn by tests/folder_data.py), 3 epochs, bf16 where native,
+images of 40×40, drawn by tests/helpers/folder_data.py), 3 epochs, bf16 where native,
 OMP_NUM_THREADS=1 and one DataLoader worker per process:
 
     convnet train resnet_mini --data DIR --epochs 3 --batch-size 64 --workers 1 --device cpu
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "helpers"))
 
 from common import hardware, hardware_line, judge, load_average, save_results  # noqa: E402
 from folder_data import make_split_folders  # noqa: E402

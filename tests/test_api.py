@@ -1,5 +1,5 @@
-"""The Python API (`import convnet`): its documented examples run, its counts agree with
-PyTorch's FLOP counter, and a module of the user's own trains through the one engine."""
+"""The Python API (`import convnet`): its documented examples run, models listed and created
+from files, and a module of the user's own trains through the one engine."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 import convnet
 from convnet.errors import UserError
-from convnet.models import MODELS, get_model, get_model_spec
-from convnet.models.lenet import EuclideanRBF, PartialConv2d, TrainableSubsampling
+from convnet.models import MODELS, get_model
+from tests.helpers.cli import run_in_process
 
 API_PAGE = Path(__file__).parent.parent / "docs" / "api.md"
 
@@ -86,45 +84,7 @@ def test_create_model_loads_a_file_and_takes_its_class_count(tmp_path):
         convnet.create_model("lenet5", weights=tmp_path / "missing.safetensors")
 
 
-# Layers whose arithmetic is not the dense product FlopCounterMode counts: LeNet-5's
-# partial C3 is computed as a dense convolution with a mask (the summary counts the
-# connections of Table I), and the RBF output and trainable subsampling are no matmul.
-NOT_DENSE = (PartialConv2d, EuclideanRBF, TrainableSubsampling)
-
-
-def build_for_counting(name: str) -> nn.Module:
-    try:  # the meta device counts shapes without arithmetic
-        with torch.device("meta"):
-            return get_model(name, num_classes=7).eval()
-    except (RuntimeError, NotImplementedError):
-        return get_model(name, num_classes=7).eval()
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_summary_macs_are_half_the_flops_pytorch_counts(name):
-    model = build_for_counting(name)
-    size = get_model_spec(name).quick_input_size
-    table = convnet.summary(model, size)
-    device = next(model.parameters()).device
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, *size, device=device))
-    per_module = {key: sum(counts.values()) for key, counts in counter.get_flop_counts().items()}
-    root = type(model).__name__
-    modules = dict(model.named_modules())
-    for layer in table.layers:
-        flops = per_module.get(f"{root}.{layer.name}", 0)
-        module = modules[layer.name]
-        if isinstance(module, PartialConv2d):  # dense with a mask: more computed than kept
-            assert flops >= 2 * layer.macs > 0, layer
-        elif isinstance(module, NOT_DENSE):
-            assert flops == 0, layer
-        else:
-            assert flops == 2 * layer.macs, layer
-    if not any(isinstance(module, NOT_DENSE) for module in modules.values()):
-        assert counter.get_total_flops() == 2 * table.total["macs"] > 0
-
-
-def test_summary_of_a_module_of_ones_own_is_the_command_line_table():
+def test_summary_of_a_module_of_ones_own_is_the_command_line_table(capfd):
     class Branchy(nn.Module):  # data-dependent control flow: torch.fx cannot trace it
         def __init__(self) -> None:
             super().__init__()
@@ -152,7 +112,7 @@ def test_summary_of_a_module_of_ones_own_is_the_command_line_table():
     ]
     with pytest.raises(UserError, match="cannot take input"):
         convnet.summary(Branchy(), (3, 10))
-    printed = run_cli("summary", "lenet5", check=True).stdout
+    printed = run_in_process(capfd, "summary", "lenet5", check=True).stdout
     assert str(convnet.summary("lenet5")) in printed
 
 
@@ -203,9 +163,9 @@ def test_a_module_of_ones_own_trains_and_loads_back(own_run):
 @pytest.mark.parametrize(
     "arguments", [("evaluate", "{run}"), ("train", "--config", "{run}/config.json")]
 )
-def test_the_command_line_says_it_cannot_rebuild_a_module_of_ones_own(own_run, arguments):
+def test_the_command_line_says_it_cannot_rebuild_a_module_of_ones_own(own_run, arguments, capfd):
     out, _, _ = own_run
-    result = run_cli(*(argument.format(run=out) for argument in arguments))
+    result = run_in_process(capfd, *(argument.format(run=out) for argument in arguments))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "of your own" in result.stderr and "Python API" in result.stderr
 

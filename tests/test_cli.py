@@ -1,88 +1,24 @@
-"""The command line as a user meets it: round trip, JSON contract, and clean errors."""
+"""The command line as a user meets it: one line for a mistake on the command line, one
+paragraph for every bad input (exit status 2, no traceback, nothing half-written), the
+option named that set a path that cannot be written, and output cut short by a reader."""
 
-import json
+from __future__ import annotations
+
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
 from PIL import Image
 
-from convnet.engine.metrics import easiest_and_hardest
+from convnet.cli import main
+from convnet.engine.run import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE
+from convnet.engine.train import TrainConfig, fit
+from tests.helpers.cli import assert_user_error, run_in_process
 
-
-def digit_png(mnist_test, index, path):
-    """A real test digit, 4× larger, dark ink on a light RGB background, as a photo would be."""
-    digit = np.kron(mnist_test.images[index].numpy(), np.ones((4, 4), dtype=np.uint8))
-    Image.fromarray(255 - digit).convert("RGB").save(path)
-    return path
-
-
-def test_evaluate_and_predict_a_trained_run(trained_run, mnist_test, tmp_path):
-    run_dir, trained = trained_run
-    evaluated = json.loads(run_cli("evaluate", str(run_dir), "--json", check=True).stdout)
-    assert evaluated["top1_error"] == trained["top1_error"]
-    assert len(evaluated["per_class"]) == 10
-    accuracy = torch.tensor(
-        [row["accuracy"] for row in evaluated["per_class"]], dtype=torch.float64
-    )
-    easiest, hardest = easiest_and_hardest(
-        accuracy, torch.tensor([row["count"] for row in evaluated["per_class"]])
-    )  # only classes that stand apart from the median class, at most 3 each
-    assert [row["index"] for row in evaluated["easiest"]] == easiest
-    assert [row["index"] for row in evaluated["hardest"]] == hardest
-    assert all(row["accuracy"] > 0.5 for row in evaluated["easiest"])
-
-    paths = [str(digit_png(mnist_test, i, tmp_path / f"digit{i}.png")) for i in range(10)]
-    predictions = json.loads(
-        run_cli("predict", str(run_dir), *paths, "--top", "3", "--json", check=True).stdout
-    )
-    assert [item["image"] for item in predictions] == paths
-    correct = sum(
-        int(item["top"][0]["name"]) == int(mnist_test.labels[i])
-        for i, item in enumerate(predictions)
-    )
-    assert correct >= 9, predictions
-    for item in predictions:
-        probabilities = [t["probability"] for t in item["top"]]
-        assert (
-            probabilities == sorted(probabilities, reverse=True)
-            and 0 < sum(probabilities) <= 1.0001
-        )
-
-    weights = run_cli(
-        "predict", "lenet5", "--weights", str(run_dir / "model.safetensors"), paths[0], check=True
-    )
-    assert weights.stdout.startswith(paths[0])
-
-
-def test_summary_json_contract():
-    document = json.loads(run_cli("summary", "lenet5_1998", "--json", check=True).stdout)
-    assert set(document) >= {"model", "input_size", "layers", "total"}
-    assert set(document["layers"][0]) >= {
-        "name",
-        "type",
-        "output_shape",
-        "params",
-        "trainable_params",
-        "connections",
-        "macs",
-    }
-    assert document["total"]["connections"] == 340_908 and document["total"]["depth"] == 5
-
-
-def test_summary_text_says_which_source_it_matches():
-    text = run_cli("summary", "lenet5_1998", check=True).stdout
-    assert "matches LeCun et al. 1998" in text and "does not match the published LeNet-5" in text
-
-
-def assert_user_error(result, *phrases):
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
+# --- mistakes and bad input ------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -93,8 +29,8 @@ def assert_user_error(result, *phrases):
         (["evaluate", "x", "--compile", "maybe"], "convnet evaluate: error: argument --compile"),
     ],
 )
-def test_command_line_mistakes_get_one_line_from_the_command_given(arguments, says):
-    result = run_cli(*arguments)
+def test_command_line_mistakes_get_one_line_from_the_command_given(arguments, says, capfd):
+    result = run_in_process(capfd, *arguments)
     assert_user_error(result, says, f"See 'convnet {arguments[0]} --help'")
     assert "usage:" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -112,169 +48,265 @@ def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback():
     assert process.wait(timeout=120) == 141 and "Traceback" not in error, error
 
 
-@pytest.mark.parametrize("option", ["--crop", "--resize", "--extremes"])
-def test_evaluate_refuses_a_zero_size_instead_of_ignoring_it(option, tmp_path):
-    assert_user_error(
-        run_cli("evaluate", str(tmp_path), option, "0"), f"{option} must be at least 1"
-    )
-
-
-@pytest.mark.parametrize("command", ["evaluate", "export", "explain"])
-def test_a_run_and_a_model_name_are_told_apart(command, tmp_path, trained_run):
-    """A model name without --weights, or a run directory with --weights, gets a message
-    that says which was meant; both are mistakes a new user made."""
+def test_user_errors_exit_2_without_traceback(tmp_path, trained_run, capfd):
     run_dir, _ = trained_run
-    extra = {
-        "evaluate": [],
-        "export": ["--out", str(tmp_path / "m.onnx")],
-        "explain": [str(tmp_path / "digit.png")],
-    }[command]
-    assert_user_error(run_cli(command, "lenet5", *extra), "'lenet5' is a model name", "--weights")
-    weights = str(run_dir / "model.safetensors")
     assert_user_error(
-        run_cli(command, str(run_dir), "--weights", weights, *extra),
-        "is a directory",
-        "drop --weights",
-        f"convnet {command} lenet5 --weights",
+        run_in_process(capfd, "train", "lenet6"), "Unknown model 'lenet6'", "lenet5_1998"
     )
-
-
-def test_a_damaged_weights_file_gets_no_advice_to_run_its_code(tmp_path):
-    damaged = tmp_path / "damaged.pt"
-    damaged.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
-    result = run_cli("evaluate", "lenet5", "--weights", str(damaged))
-    assert_user_error(result, "refusing to load it", "PyTorch's restricted loader says")
-    assert "weights_only` set to `False`" not in result.stderr
-
-
-def test_user_errors_exit_2_without_traceback(tmp_path, trained_run):
-    run_dir, _ = trained_run
-    assert_user_error(run_cli("train", "lenet6"), "Unknown model 'lenet6'", "lenet5_1998")
-    assert_user_error(run_cli("train", "lenet5", "--dataset", "cifar"), "Unknown data set", "mnist")
-    assert_user_error(run_cli("train", "lenet5", "--epochs", "-1"), "--epochs")
-    assert_user_error(run_cli("train", "lenet5", "--device", "tpu"), "Unknown device")
-    assert_user_error(run_cli("train", "lenet5", "--frobnicate"), "unrecognized arguments")
+    assert_user_error(
+        run_in_process(capfd, "train", "lenet5", "--dataset", "cifar"), "Unknown data set", "mnist"
+    )
+    assert_user_error(run_in_process(capfd, "train", "lenet5", "--epochs", "-1"), "--epochs")
+    assert_user_error(run_in_process(capfd, "train", "lenet5", "--device", "tpu"), "Unknown device")
+    assert_user_error(
+        run_in_process(capfd, "train", "lenet5", "--frobnicate"), "unrecognized arguments"
+    )
     empty = {"CONVNET_DATA_DIR": str(tmp_path / "empty")}
-    assert_user_error(run_cli("train", "lenet5", env=empty), "convnet data fetch mnist")
-    assert_user_error(run_cli("evaluate", str(tmp_path)), "no config.json")
+    assert_user_error(
+        run_in_process(capfd, "train", "lenet5", env=empty), "convnet data fetch mnist"
+    )
+    assert_user_error(run_in_process(capfd, "evaluate", str(tmp_path)), "no config.json")
     half = tmp_path / "half"
     half.mkdir()
     (half / "config.json").write_text((run_dir / "config.json").read_text())
-    assert_user_error(run_cli("evaluate", str(half)), "has no weights", "--resume")
+    assert_user_error(run_in_process(capfd, "evaluate", str(half)), "has no weights", "--resume")
     not_image = tmp_path / "notes.png"
     not_image.write_text("hello")
     assert_user_error(
-        run_cli("predict", str(run_dir), str(not_image)), "notes.png", "not a readable image"
+        run_in_process(capfd, "predict", str(run_dir), str(not_image)),
+        "notes.png",
+        "not a readable image",
     )
     assert_user_error(
-        run_cli("predict", str(run_dir), str(tmp_path / "absent.png")), "no such file"
+        run_in_process(capfd, "predict", str(run_dir), str(tmp_path / "absent.png")), "no such file"
     )
     wrong = tmp_path / "wrong.safetensors"
-    import torch
     from safetensors.torch import save_file
 
     save_file({"weight": torch.zeros(3)}, wrong)
     assert_user_error(
-        run_cli("predict", "lenet5", "--weights", str(wrong), str(not_image)), "does not fit"
+        run_in_process(capfd, "predict", "lenet5", "--weights", str(wrong), str(not_image)),
+        "does not fit",
     )
 
 
-def test_corrupt_idx_file_is_a_user_error(mnist_dir, tmp_path):
-    import shutil
-
-    shutil.copytree(mnist_dir / "mnist", tmp_path / "mnist")
-    (tmp_path / "mnist" / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00")
-    result = run_cli("train", "lenet5", "--data-dir", str(tmp_path))
-    assert_user_error(result, "train-labels-idx1-ubyte is corrupt")
+PROC = Path("/proc")
+needs_proc = pytest.mark.skipif(
+    not (PROC / "self").is_dir(), reason="needs /proc, Linux's process file system"
+)
 
 
-def test_pickle_weights_that_run_code_are_refused(tmp_path):
-    import pickle
-
-    marker = tmp_path / "ran"
-
-    class Exploit:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
-    bad = tmp_path / "evil.pt"
-    bad.write_bytes(pickle.dumps({"weight": Exploit()}))
-    image = tmp_path / "x.png"
-    Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(image)
-    result = run_cli("predict", "lenet5", "--weights", str(bad), str(image))
-    assert_user_error(result, "refusing to load")
-    assert not marker.exists()
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "existing-file.png"
+    path.write_bytes(b"a file, not a folder")
+    return path
 
 
-def test_data_list_json():
-    rows = json.loads(run_cli("data", "list", "--json", check=True).stdout)
-    assert {row["name"] for row in rows} >= {"mnist", "fashion-mnist"}
-
-
-def refused(capsys, arguments, *phrases):
-    """`convnet ARGUMENTS` in this process: exit status 2 and a message naming each phrase
-    (an uncaught exception, the traceback a user would see, fails the test)."""
-    from convnet.cli import main
-
-    code = main(list(arguments))
-    error = capsys.readouterr().err
-    assert code == 2, error
+def assert_refused(result, *phrases: str) -> str:
+    """Exit status 2 and one paragraph holding `phrases`; no traceback. The message."""
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    message = lines[-1] if lines else ""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert message.startswith("convnet: error: "), result.stderr
     for phrase in phrases:
-        assert phrase in error, error
-    return error
+        assert phrase in message, message
+    return message
 
 
-def test_summary_refuses_a_negative_class_count_without_traceback():
-    assert_user_error(
-        run_cli("summary", "lenet5", "--num-classes", "-1"), "--num-classes must be at least 2"
+# --- through the command line: the option that set the path --------------------------
+
+
+@needs_proc
+def test_evaluate_report_in_proc(trained_run, capfd):
+    result = run_in_process(
+        capfd, "evaluate", str(trained_run[0]), "--test-subset", "50", "--report", "/proc/nope"
+    )
+    assert_refused(result, "Cannot write /proc/nope/", "nothing can be made in /proc", "--report")
+
+
+def test_evaluate_report_at_an_existing_file(trained_run, a_file, capfd):
+    result = run_in_process(
+        capfd, "evaluate", str(trained_run[0]), "--test-subset", "50", "--report", str(a_file)
+    )
+    assert_refused(result, f"{a_file} is a file, not a folder", "--report")
+    assert a_file.read_bytes() == b"a file, not a folder"
+
+
+def test_experiment_figure_under_an_existing_file(mnist_dir, a_file, capfd):
+    result = run_in_process(capfd, "experiment", "shift", "--figure", str(a_file / "shift.png"))
+    assert_refused(
+        result, f"Cannot write {a_file / 'shift.png'}", f"{a_file} is a file", "--figure"
     )
 
 
-@pytest.mark.parametrize(("model", "count"), [("lenet5", "0"), ("resnet18", "0"), ("lenet5", "1")])
-def test_summary_refuses_fewer_than_two_classes(model, count, capsys):
-    refused(
-        capsys,
-        ["summary", model, "--num-classes", count],
-        f"--num-classes must be at least 2 (a classifier needs at least 2 classes), not {count}",
+@needs_proc
+def test_export_out_in_proc(trained_run, capfd):
+    result = run_in_process(
+        capfd, "export", str(trained_run[0]), "--format", "onnx", "--out", "/proc/x.onnx"
     )
+    assert_refused(result, "nothing can be made in /proc", "--out")
 
 
-def test_summary_num_classes_must_agree_with_weights(tmp_path, capsys):
-    from convnet.cli import main
-    from convnet.engine.checkpoint import save_weights
-    from convnet.models import get_model
+def test_train_out_under_an_existing_file(a_file, capfd):
+    result = run_in_process(capfd, "train", "lenet5", "--out", str(a_file / "run"))
+    assert_refused(result, f"{a_file} is a file, not a folder", "--out")
 
-    path = tmp_path / "seven.safetensors"
-    save_weights(path, get_model("lenet5", num_classes=7))
-    refused(
-        capsys,
-        ["summary", "lenet5", "--weights", str(path), "--num-classes", "5"],
-        "classify 7 classes, not the 5 of --num-classes",
+
+def test_predict_a_folder_says_it_is_a_folder(trained_run, tmp_path, capfd):
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    message = assert_refused(
+        run_in_process(capfd, "predict", str(trained_run[0]), str(folder)), "is a folder"
     )
-    assert main(["summary", "lenet5", "--weights", str(path), "--num-classes", "7", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["layers"][-1]["output_shape"] == [7]
+    assert "no such file" not in message
 
 
-def test_train_refuses_checkpoint_every_zero(mnist_dir, tmp_path, capsys):
-    # tiny, so that a run which is not refused ends (and fails the test) in a few seconds
-    run = [
-        "train",
-        "lenet5",
-        "--epochs",
-        "1",
-        "--train-subset",
-        "64",
-        "--test-subset",
-        "64",
-        "--data-dir",
-        str(mnist_dir),
-        "--out",
-        str(tmp_path / "run"),
+# --- bad inputs through the command line -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_run(mnist_dir, tmp_path_factory) -> Path:
+    """A finished one-epoch run (a few hundred images): files to damage."""
+    run_dir = tmp_path_factory.mktemp("reliability") / "small"
+    fit(
+        TrainConfig(
+            model="lenet5",
+            epochs=1,
+            train_subset=256,
+            test_subset=100,
+            batch_size=64,
+            precision="fp32",
+            out=str(run_dir),
+        ),
+        log=lambda message: None,
+    )
+    return run_dir
+
+
+def half_written(small_run: Path, target: Path, keep: dict[str, object]) -> Path:
+    """A run directory holding `keep`: file name → bytes, or a fraction of the good file."""
+    target.mkdir()
+    for name, content in keep.items():
+        data = (small_run / name).read_bytes()
+        if isinstance(content, float):
+            data = data[: int(len(data) * content)]
+        elif isinstance(content, bytes):
+            data = content
+        (target / name).write_bytes(data)
+    return target
+
+
+def snapshot(folder: Path) -> dict[str, bytes] | None:
+    if not folder.exists():
+        return None
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+BAD_INPUTS = {
+    # case: (arguments (RUN = the damaged or missing run directory), files of RUN, phrases)
+    "negative epochs": (
+        ["train", "lenet5", "--epochs", "-3", "--out", "RUN"],
+        None,
+        ["--epochs must be at least 1, not -3"],
+    ),
+    "batch size 0": (
+        ["train", "lenet5", "--batch-size", "0", "--out", "RUN"],
+        None,
+        ["--batch-size must be at least 1, not 0"],
+    ),
+    "unknown device": (
+        ["train", "lenet5", "--device", "tpu", "--out", "RUN"],
+        None,
+        ["Unknown device 'tpu'", "cpu"],
+    ),
+    "negative subset": (
+        ["train", "lenet5", "--train-subset", "-5", "--out", "RUN"],
+        None,
+        ["--train-subset must be at least 1"],
+    ),
+    "negative checkpoint interval": (
+        ["train", "lenet5", "--checkpoint-every", "-1", "--out", "RUN"],
+        None,
+        ["--checkpoint-every must be at least 1, not -1"],
+    ),
+    "missing run directory": (["evaluate", "RUN"], None, ["RUN", "does not exist"]),
+    "missing run directory on --resume": (
+        ["train", "--resume", "RUN"],
+        None,
+        ["Cannot resume", "does not exist"],
+    ),
+    "config without weights": (
+        ["evaluate", "RUN"],
+        {CONFIG_FILE: 1.0},
+        ["has no weights", "convnet train --resume"],
+    ),
+    "truncated model.safetensors": (
+        ["evaluate", "RUN"],
+        {CONFIG_FILE: 1.0, WEIGHTS_FILE: 0.5},
+        ["model.safetensors is a damaged or truncated"],
+    ),
+    "empty model.safetensors": (
+        ["predict", "RUN", "digit.png"],
+        {CONFIG_FILE: 1.0, WEIGHTS_FILE: b""},
+        ["damaged or truncated"],
+    ),
+    "truncated checkpoint on --resume": (
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: 1.0, CHECKPOINT_FILE: 0.6},
+        ["checkpoint.safetensors is a damaged or truncated"],
+    ),
+    "no checkpoint on --resume": (
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: 1.0},
+        ["Cannot resume", "checkpoint.safetensors does not exist"],
+    ),
+    "truncated config.json on --resume": (
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: 0.5, CHECKPOINT_FILE: 1.0},
+        ["config.json is not a valid run configuration"],
+    ),
+    "config.json of the wrong shape": (
+        ["evaluate", "RUN"],
+        {CONFIG_FILE: b"[1, 2]", WEIGHTS_FILE: 1.0},
+        ["not a valid run configuration", "no JSON object"],
+    ),
+    "config.json with a wrong type on --resume": (
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: b'{"model": "lenet5", "epochs": "ten"}', CHECKPOINT_FILE: 1.0},
+        ['"epochs" is "ten"'],
+    ),
+    "another model's checkpoint on --resume": (
+        ["train", "--resume", "RUN"],
+        {CONFIG_FILE: b'{"model": "mlp"}', CHECKPOINT_FILE: 1.0},
+        ["does not fit this run's model", "another run"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_clear_message(case, small_run, tmp_path, capsys):
+    """`convnet.cli.main` is the command line less the process: an exception other than a
+    UserError would escape here (and print a traceback there)."""
+    arguments, files, phrases = BAD_INPUTS[case]
+    run_dir = tmp_path / "run"
+    if files is not None:
+        half_written(small_run, run_dir, files)
+    Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(tmp_path / "digit.png")
+    before = snapshot(run_dir)
+    arguments = [
+        str(run_dir) if a == "RUN" else str(tmp_path / a) if a.endswith(".png") else a
+        for a in arguments
     ]
-    for steps in ("0", "-2"):
-        refused(
-            capsys,
-            [*run, "--checkpoint-every", steps],
-            f"--checkpoint-every must be at least 1, not {steps}",
-        )
-    assert not (tmp_path / "run").exists()
+    assert main(arguments) == 2
+    stderr = capsys.readouterr().err
+    message = stderr.strip()
+    assert message.startswith("convnet: error: ") and "\n" not in message, stderr
+    for phrase in phrases:
+        assert phrase.replace("RUN", str(run_dir)) in message, message
+    assert snapshot(run_dir) == before  # nothing written, nothing half-written

@@ -10,7 +10,9 @@ so that its largest value is 1 (all zeros where nothing counted):
   maps are at least 2×2 (C3 for LeNet-5: 10×10 maps).
 - `saliency` — the gradient's magnitude at each input pixel (Simonyan et al. 2014,
   captum.attr.Saliency), the largest over channels, averaged over 16 noisy copies of the
-  image (SmoothGrad, captum.attr.NoiseTunnel): any network.
+  image (SmoothGrad, as captum.attr.NoiseTunnel computes it, with the noise drawn from a
+  generator of the caller's, never PyTorch's global one: the web server explains requests
+  in several threads at once, and each answer must not depend on the others): any network.
 - `occlusion` — how much the class score falls when a square of the image is painted
   background (Zeiler & Fergus 2014, captum.attr.Occlusion); the square is about a sixth of
   the input's side, slid by half of that: any network.
@@ -179,12 +181,15 @@ def explain(
     target: int | None = None,
     layer: str | None = None,
     spec: ModelSpec | None = None,
+    generator: torch.Generator | None = None,
 ) -> Explanation:
     """Explain `model`'s outputs on `pixels` (N, C, H, W) in [0, 1] by `method` (see
     METHODS), for class `target` or else each image's predicted class. `layer` (Grad-CAM)
-    defaults to convolution_layer(…). UserError for an unknown method or, with Grad-CAM,
-    a model without convolutions."""
-    from captum.attr import LayerGradCam, NoiseTunnel, Occlusion, Saliency
+    defaults to convolution_layer(…). Saliency's noise comes from `generator` (default: a
+    new one seeded 0, the same noise every time: a map that does not flicker as the page
+    redraws it); nothing here draws from PyTorch's global generator. UserError for an
+    unknown method or, with Grad-CAM, a model without convolutions."""
+    from captum.attr import LayerGradCam, Occlusion, Saliency
 
     if method not in METHODS:
         raise UserError(f"Unknown method '{method}'. Methods: {', '.join(METHODS)}.")
@@ -212,18 +217,20 @@ def explain(
         centres = known[key]
         maps = to_input_grid(coarse[:, 0], centres, tuple(pixels.shape[-2:]))
     elif method == "saliency":
-        with torch.random.fork_rng(devices=[]):  # the same noise every time: a map that
-            torch.manual_seed(0)  # does not flicker as the page redraws it
-            smoothed = NoiseTunnel(Saliency(wrapped)).attribute(
-                inputs,
-                target=targets,
-                abs=True,
-                nt_type="smoothgrad",
-                nt_samples=SMOOTHGRAD_SAMPLES,
-                nt_samples_batch_size=SMOOTHGRAD_SAMPLES,
-                stdevs=SMOOTHGRAD_NOISE,
-            )
-        maps = smoothed.amax(dim=1)
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        # NoiseTunnel's SmoothGrad, spelled out: it draws with torch.normal from the global
+        # generator, which other threads reseed and draw from meanwhile. The same layout
+        # (each image's copies side by side) and draws (standard normal × σ), so a generator
+        # seeded as the global one was gives the same maps.
+        copies = pixels.repeat_interleave(SMOOTHGRAD_SAMPLES, dim=0)
+        noise = torch.randn(copies.shape, generator=generator) * SMOOTHGRAD_NOISE
+        gradients = Saliency(wrapped).attribute(
+            (copies + noise).detach().requires_grad_(True),
+            target=targets.repeat_interleave(SMOOTHGRAD_SAMPLES),
+            abs=True,
+        )
+        smoothed = gradients.view(len(pixels), SMOOTHGRAD_SAMPLES, *pixels.shape[1:])
+        maps = (smoothed.sum(dim=1) / SMOOTHGRAD_SAMPLES).amax(dim=1)
     else:
         channels, height, width = pixels.shape[1:]
         window, stride = occlusion_window(min(height, width))

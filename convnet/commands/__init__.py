@@ -2,7 +2,7 @@
 
 A new group of commands is a new module here plus its name in COMMAND_MODULES. Every
 `convnet` call imports every module listed and calls every `configure`, so that `--help`
-and `convnet data list` start at once (tests/test_cli_startup.py checks both rules):
+and `convnet data list` start at once (tests/commands/test_common.py checks both rules):
 
 - Import nothing heavy at the module's top or in `configure` (torch, torchvision, numpy,
   PIL, matplotlib, fastapi, captum, onnx, ...): do it inside the `run` function. Names a

@@ -1,7 +1,7 @@
 """Names and defaults the help pages show, kept here so that `--help` imports no torch.
 
 Each is a copy of what a module computes when imported (the model registry, the
-distortions, the invariance variants, the evolution recipe); tests/test_cli_startup.py
+distortions, the invariance variants, the evolution recipe); tests/commands/test_catalog.py
 checks every copy against its source, so the two cannot drift apart.
 """
 

@@ -32,7 +32,10 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--runs-dir", default="runs", help="where to look for and put runs")
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind; 127.0.0.1 is this machine only"
+        "--host",
+        default="127.0.0.1",
+        help="address to bind; 127.0.0.1 is this machine only, 0.0.0.0 every network it is on "
+        "(anyone there can then use the page)",
     )
     parser.add_argument(
         "--port", type=int, default=8000, help="port to listen on; 0 picks a free one"
@@ -68,12 +71,83 @@ def open_socket(host: str, port: int) -> socket.socket:
     return listener
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+# Where a UDP socket "connected" to these documentation-only addresses (RFC 5737, RFC 3849)
+# would send from: the address of the interface the default route leaves by. Connecting a
+# UDP socket sends nothing.
+ROUTE_PROBES = {socket.AF_INET: "192.0.2.1", socket.AF_INET6: "2001:db8::1"}
 
+
+def machine_addresses(family: int) -> list[str]:
+    """This machine's addresses in `family` that another device could reach it at: the
+    default route's source address and those its host name resolves to (no loopback,
+    link-local or unspecified ones); empty where there is no network."""
+    found: list[str] = []
+    try:
+        probe = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            probe.connect((ROUTE_PROBES[family], 9))
+            found.append(probe.getsockname()[0])
+        finally:
+            probe.close()
+    except OSError:
+        pass
+    try:
+        for *_, address in socket.getaddrinfo(socket.gethostname(), None, family):
+            found.append(str(address[0]))
+    except (OSError, UnicodeError):
+        pass
+    usable = []
+    for text in found:
+        try:
+            address = ipaddress.ip_address(text.split("%")[0])
+        except ValueError:
+            continue
+        remote = not (address.is_loopback or address.is_link_local or address.is_unspecified)
+        if remote and str(address) not in usable:
+            usable.append(str(address))
+    return usable
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def listening_message(host: str, port: int) -> list[str]:
+    """The lines that say where the page is: for a loopback address, its URL; for any other,
+    the URLs it is reachable at and a warning that anyone on the network can use it."""
+    address = ipaddress.ip_address(host)
+    if address.is_loopback:
+        return [f"Open {url(host, port)} in a browser (Ctrl+C stops the server)."]
+    if address.is_unspecified:  # every interface: here by loopback, elsewhere by the network
+        local = "::1" if address.version == 6 else "127.0.0.1"
+        families = [socket.AF_INET6, socket.AF_INET] if address.version == 6 else [socket.AF_INET]
+        others = [a for family in families for a in machine_addresses(family)]
+    else:
+        local, others = None, [host]
+    lines = []
+    if local is not None:
+        lines.append(
+            f"Open {url(local, port)} in a browser on this machine (Ctrl+C stops the server)."
+        )
+    if others:
+        lines.append(
+            "From other devices on your network: " + ", ".join(url(a, port) for a in others)
+        )
+    else:
+        lines.append("This machine has no network address other devices could use right now.")
+    lines.append(
+        f"Warning: with --host {host}, anyone who can reach this machine on port {port} can use "
+        "the page and its API, with no password: it runs their requests on this computer. "
+        "Leave --host out (127.0.0.1) to keep the page to this machine."
+    )
+    return lines
+
+
+def run_serve(args: argparse.Namespace) -> int:
     from convnet.data.datasets import fetch_dataset, load_dataset
     from convnet.serve.app import create_app
     from convnet.serve.models import prepare_models
+    from convnet.serve.server import MAX_CONNECTIONS, make_server
 
     language = check_language(args.lang) if args.lang is not None else None
     apply_threads(args)
@@ -84,12 +158,15 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     samples = load_dataset("mnist", "test", data_dir(args))
     app = create_app(models, samples, language)
+    server = make_server(app)
+    if server.connection_cap < MAX_CONNECTIONS:
+        log(
+            f"Note: this process may open few files, so the server keeps at most "
+            f"{server.connection_cap} connections open at once (not {MAX_CONNECTIONS})."
+        )
     host, port = listener.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    if not ipaddress.ip_address(host).is_loopback:
-        log(f"Note: {host} is not a loopback address; others on your network can use the page.")
-    log(f"Open http://{shown}:{port}/ in a browser (Ctrl+C stops the server).")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    for line in listening_message(host, port):
+        log(line)
     server.run(sockets=[listener])
     return 0
 

@@ -8,6 +8,7 @@ the model learned from, whatever its size, colour or polarity.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from pathlib import Path
@@ -74,6 +75,24 @@ def oriented(image: Image.Image) -> Image.Image:
         return image
 
 
+def orient_in_place(image: Image.Image) -> None:
+    """`oriented`, without the copy it makes of an upright image (Pillow's `exif_transpose`
+    copies even when there is nothing to turn): the web server's images may be 4096² pixels."""
+    with contextlib.suppress(ValueError, TypeError, KeyError, OSError, SyntaxError):
+        ImageOps.exif_transpose(image, in_place=True)  # broken EXIF: left as stored
+
+
+def is_uniform(image: Image.Image) -> bool:
+    """True when every pixel of `image` is alike (no ink can differ from the background),
+    read from the decoded 8- or 16-bit values' extrema: no float copy is made."""
+    try:
+        extrema = image.getextrema()
+    except ValueError:  # a mode Pillow cannot measure (I;16B): leave it to the full path
+        return False
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return all(low == high for low, high in bands)
+
+
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -118,9 +137,49 @@ def as_photo(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
 
 
-def to_grey(image: Image.Image) -> np.ndarray:
+# Working sizes of the digit preparation (pixels on the longer side): the sheet for the
+# background and ink estimate, and the digit's box before its final 20×20 (4× the final size,
+# so a stroke's width can be measured and widened in whole pixels).
+SHEET_SIDE = 512
+BOX_SIDE = 80
+
+
+def _resamplable(image: Image.Image) -> Image.Image:
+    """`image` in a mode Pillow resamples by weighted averaging with the values' meaning kept:
+    1-bit as 8-bit grey, palettes and colour-keyed transparency as RGB(A), the other 16-bit
+    layouts as I;16 (Pillow cannot measure I;16B). Other modes are returned as they are."""
+    keyed = "transparency" in image.info and image.mode in ("1", "L", "RGB", "P")
+    if image.mode == "PA" or keyed:
+        return image.convert("RGBA")
+    if image.mode in ("1", "P"):
+        return image.convert("L" if image.mode == "1" else "RGB")
+    if image.mode in SIXTEEN_BIT and image.mode != "I;16":
+        return Image.fromarray(np.asarray(image).astype("<u2"))
+    return image
+
+
+def within(image: Image.Image, side: int = SHEET_SIDE) -> Image.Image:
+    """`image` at most `side` pixels on its longer side, resampled by Pillow in its own 8- or
+    16-bit values (bilinear with antialiasing, the filter `_resize` applies to floats; RGBA
+    premultiplied by Pillow, so transparent pixels do not bleed), so that no float copy of a
+    larger image is ever made. A side of 1 stays 1 (too small to hold a digit, as before);
+    an image that fits is returned as it is."""
+    width, height = image.size
+    scale = side / max(width, height)
+    if scale >= 1:
+        return image
+    size = (max(min(width, 2), round(width * scale)), max(min(height, 2), round(height * scale)))
+    return _resamplable(image).resize(size, Image.Resampling.BILINEAR)
+
+
+def to_grey(image: Image.Image, side: int | None = SHEET_SIDE) -> np.ndarray:
     """Float array in [0, 1] from any mode (see `pixel_values`): luminance as ITU-R 601-2
-    weighs it (Pillow's "L"); a drawing on a transparent sheet goes on a contrasting one."""
+    weighs it (Pillow's "L"); a drawing on a transparent sheet goes on a contrasting one.
+    An image larger than `side` on its longer side is first reduced to it in its own
+    values (`within`): the digit preparation works on a sheet of SHEET_SIDE pixels anyway,
+    and a float64 copy of a 4096² image would take 400 MB (None: the full size)."""
+    if side is not None:
+        image = within(image, side)
     rgb, alpha = pixel_values(image)
     grey = rgb @ np.array([0.299, 0.587, 0.114])
     if alpha is not None:
@@ -130,14 +189,9 @@ def to_grey(image: Image.Image) -> np.ndarray:
     return grey
 
 
-# Working sizes of the digit preparation (pixels on the longer side): the sheet for the
-# background and ink estimate, and the digit's box before its final 20×20 (4× the final size,
-# so a stroke's width can be measured and widened in whole pixels).
-SHEET_SIDE = 512
-BOX_SIDE = 80
 # MNIST's strokes are about 3 pixels wide in the 20×20 box: thinner ones are widened to
 # this, in BOX_SIDE pixels (3.25 px × 4). Chosen so that a hairline 0, 1 or 7 lights as many
-# pixels as the median MNIST test digit of its class does (tests/test_photos.py).
+# pixels as the median MNIST test digit of its class does (tests/data/test_images.py).
 STROKE_WIDTH = 13.0
 THINNEST_STROKE = 11.0
 
@@ -246,9 +300,20 @@ def mnist_style(grey: np.ndarray, name: str = "image") -> torch.Tensor:
 
 
 def load_digit(source: str | Path | bytes, name: str | None = None) -> torch.Tensor:
-    """Read an image file and prepare it as MNIST was prepared: uint8 (28, 28)."""
-    image = oriented(open_image(source, name))
+    """Read an image file and prepare it as MNIST was prepared: uint8 (28, 28).
+
+    Memory stays near the decoded image's own size (at most 4 bytes a pixel): a uniform
+    image is refused from its decoded values' extrema, and a larger one is reduced to the
+    working sheet (SHEET_SIDE) in those values before any conversion to float."""
+    image = open_image(source, name)
     label = name or (str(source) if not isinstance(source, bytes) else "image")
+    if min(image.size) < 2:
+        raise UserError(
+            f"{label}: {image.size[0]}×{image.size[1]} pixels is too small to hold a digit."
+        )
+    if is_uniform(image):
+        raise UserError(f"{label}: the image is blank (no ink differs from its background).")
+    orient_in_place(image)
     return mnist_style(to_grey(image), label)
 
 

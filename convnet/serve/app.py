@@ -16,20 +16,26 @@ POST /api/predict      a PNG (drawn or uploaded) or JSON {"pixels": 28×28 of 0�
 A PNG is prepared as MNIST was (`convnet.data.images.load_digit`: 20×20 box, centred by
 mass); JSON pixels are used as given, so a client can move them itself. Requests are
 refused with a 4xx JSON {"error": …} when the body passes 1 MB (checked while reading,
-never after), the image passes 4096 px a side (checked from its header, before decoding)
-or anything else is wrong. No part of a request names a file: the page's files are read
-once from the package when the app is made. Every text the page shows comes from the
-message catalogs (convnet/locales), which it receives from /api/messages.
+never after) or has not all arrived within BODY_SECONDS (408), the image passes 4096 px a
+side (checked from its header, before decoding) or anything else is wrong. At most
+MAX_BUSY predictions are worked on at once; one more is answered 503 with Retry-After at
+once, not queued. A client that goes away mid-body is one log line. No part of a request
+names a file: the page's files are read once from the package when the app is made. Every
+text the page shows comes from the message catalogs (convnet/locales), which it receives
+from /api/messages. docs/reliability.md lists every bound with its number.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import random
+import threading
 from importlib import resources
 
+import anyio
 import torch
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +43,7 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from convnet.data.datasets import ImageDataset
 from convnet.data.images import load_digit
@@ -46,8 +53,22 @@ from convnet.i18n import LANGUAGE_NAME, LANGUAGES, choose_language, messages, te
 from convnet.serve.inference import View, look
 from convnet.serve.models import ServedModels
 
+log = logging.getLogger("uvicorn.error")
+
 MAX_BODY_BYTES = 1_000_000
+# How long a body may take to arrive before the answer is 408: 1 MB (the body limit) in 20 s
+# is 400 kbit/s, slower than a poor mobile link; the page sends 3–30 kB.
+BODY_SECONDS = 20.0
 MAX_IMAGE_SIDE = 4096
+# Predictions worked on at once; one more is answered 503 at once. Each holds at most about
+# 160 MiB while its PNG is decoded (a 4096² palette PNG with a transparent colour, measured:
+# docs/reliability.md), so 4 stay within 640 MiB; and a prediction takes 20–60 ms of one
+# core (measured on a 2-core machine), so 4 at once keep a laptop's cores busy while one of
+# them waits on a client.
+MAX_BUSY = 4
+# A prediction takes 20–60 ms, so a slot is free again well within a second, the shortest
+# wait Retry-After can say (whole seconds).
+RETRY_AFTER_SECONDS = 1
 DIGIT_SIDE = 28
 MAX_SHIFT = 6.0
 MAX_ROTATE = 180.0
@@ -74,19 +95,27 @@ SECURITY_HEADERS = {
 
 
 class RequestError(Exception):
-    """A request the server refuses: an HTTP status and a sentence for the user."""
+    """A request the server refuses: an HTTP status, a sentence for the user, and headers."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+class ClientGone(Exception):
+    """The connection ended before its request body was all sent."""
 
 
-async def read_body_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused (413) as soon as its declared or actual size passes `limit`."""
+def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def read_body_limited(
+    request: Request, limit: int = MAX_BODY_BYTES, seconds: float = BODY_SECONDS
+) -> bytes:
+    """The request body, refused (413) as soon as its declared or actual size passes `limit`,
+    and (408) when it has not all arrived within `seconds`; ClientGone when the client
+    leaves before sending it all."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -96,11 +125,31 @@ async def read_body_limited(request: Request, limit: int = MAX_BODY_BYTES) -> by
                 413, f"The request body has {int(declared):,} bytes; the limit is {limit:,}."
             )
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"The request body passes the limit of {limit:,} bytes.")
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(
+                        413, f"The request body passes the limit of {limit:,} bytes."
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(
+            408,
+            f"The request body did not arrive within {seconds:g} s ({size:,} bytes came); "
+            "send it again on a faster connection.",
+            {"Connection": "close"},
+        ) from None
+    except ClientDisconnect:
+        client = request.client
+        where = f"{client.host}:{client.port}" if client else "A client"
+        expected = f" of {int(declared):,}" if declared is not None else ""
+        raise ClientGone(
+            f"{where}: the connection ended after {size:,}{expected} bytes of its "
+            f"{request.method} {request.url.path} body (the client left, or a deadline "
+            "or the connection cap closed it); nothing was answered."
+        ) from None
     return b"".join(chunks)
 
 
@@ -169,10 +218,15 @@ def _load_static() -> dict[str, tuple[bytes, str]]:
 
 
 def create_app(
-    models: ServedModels, samples: ImageDataset | None = None, language: str | None = None
+    models: ServedModels,
+    samples: ImageDataset | None = None,
+    language: str | None = None,
+    max_busy: int = MAX_BUSY,
+    body_seconds: float = BODY_SECONDS,
 ) -> FastAPI:
     """The app serving `models`; `samples` (MNIST's test split) backs the sample button;
-    `language` (--lang), when given, is the page's language until a visitor picks one."""
+    `language` (--lang), when given, is the page's language until a visitor picks one.
+    `max_busy` predictions are worked on at once, a body must arrive within `body_seconds`."""
     app = FastAPI(
         title="convnet",
         docs_url=None,
@@ -181,6 +235,9 @@ def create_app(
         description="Draw a digit and watch a CNN see it.",
     )
     static = _load_static()
+    # A thread-safe count, taken without waiting: the app may be driven from several event
+    # loops (a test client's), and a request beyond it must not queue.
+    busy = threading.BoundedSemaphore(max_busy)
     describe = {lang: [served.describe(lang) for served in models.all()] for lang in LANGUAGES}
     catalogs = {lang: messages(lang, PAGE_MESSAGES) for lang in LANGUAGES}
 
@@ -203,7 +260,12 @@ def create_app(
 
     @app.exception_handler(RequestError)
     async def refuse(request: Request, error: RequestError) -> JSONResponse:
-        return error_response(error.status, error.message)
+        return error_response(error.status, error.message, error.headers)
+
+    @app.exception_handler(ClientGone)
+    async def gone(request: Request, error: ClientGone) -> Response:
+        log.warning("%s", error, extra={"repeat_key": "client gone"})
+        return Response(status_code=400)  # to no one: the connection is closed
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -266,6 +328,8 @@ def create_app(
             "samples": samples is not None,
             "limits": {
                 "body_bytes": MAX_BODY_BYTES,
+                "body_seconds": body_seconds,
+                "busy": max_busy,
                 "image_side": MAX_IMAGE_SIDE,
                 "shift": MAX_SHIFT,
                 "rotate": MAX_ROTATE,
@@ -314,10 +378,20 @@ def create_app(
                 415,
                 f"Send Content-Type image/png or application/json, not '{content_type or 'none'}'.",
             )
-        body = await read_body_limited(request)
+        body = await read_body_limited(request, seconds=body_seconds)
         parse = digit_from_png if content_type == "image/png" else digit_from_json
-        digit = await run_in_threadpool(parse, body)
-        view = View(shift_x, shift_y, rotate, scale, noise, seed)
-        return await run_in_threadpool(look, models, digit, view)
+        if not busy.acquire(blocking=False):
+            raise RequestError(
+                503,
+                f"The server is working on {max_busy} other readings; "
+                f"try again in {RETRY_AFTER_SECONDS} s.",
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        try:  # a thread runs to its end even when the client leaves: the slot is held till then
+            digit = await run_in_threadpool(parse, body)
+            view = View(shift_x, shift_y, rotate, scale, noise, seed)
+            return await run_in_threadpool(look, models, digit, view)
+        finally:
+            busy.release()
 
     return app

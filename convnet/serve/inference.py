@@ -109,15 +109,26 @@ def feature_maps(served: ServedModel, inputs: torch.Tensor) -> tuple[dict, torch
     return maps, x
 
 
-def explanations(models: ServedModels, seen: torch.Tensor) -> dict:
+def explanations(models: ServedModels, seen: torch.Tensor, seed: int = 0) -> dict:
     """Per role, where the network looked at `seen` (uint8 28×28) on the same 28×28 grid:
     the map (values in [0, 1], 1 at the peak of the model's whole input), its centre of mass
-    (row, column in pixels), the method, Grad-CAM's layer and the class explained."""
+    (row, column in pixels), the method, Grad-CAM's layer and the class explained.
+
+    Saliency's noise comes from a generator of this request's own, seeded with `seed` (the
+    view's): requests explained in several threads at once get the answers each would get
+    alone, and the same request always gets the same maps."""
     found = {}
     for served in models.all():
         spec, method = served.loaded.spec, EXPLANATION_METHODS[served.role]
         pixels = to_model_input(seen[None], spec.input_size)
-        explanation = explain(served.loaded.model, pixels, spec.normalization, method, spec=spec)
+        explanation = explain(
+            served.loaded.model,
+            pixels,
+            spec.normalization,
+            method,
+            spec=spec,
+            generator=torch.Generator().manual_seed(seed),
+        )
         top = (pixels.shape[-2] - seen.shape[0]) // 2  # the padding around MNIST's 28×28
         left = (pixels.shape[-1] - seen.shape[1]) // 2
         heat = explanation.maps[:, top : top + seen.shape[0], left : left + seen.shape[1]]
@@ -157,5 +168,5 @@ def look(models: ServedModels, digit: torch.Tensor, view: View) -> dict:
             for name, tensor in maps.items()
         },
         "c1_filters": filters,
-        "explanations": explanations(models, seen),
+        "explanations": explanations(models, seen, view.seed),
     }

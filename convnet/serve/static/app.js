@@ -120,9 +120,20 @@ $("sample").addEventListener("click", async () => {
 
 // ---- talking to the server -----------------------------------------------------------
 
+// The server works on a few predictions at once and answers one more with 503 and
+// Retry-After (seconds): wait that long, a little more at random so that waiting pages do
+// not all come back together, and ask again, a few times before showing the error.
+const BUSY_RETRIES = 5;
+
 async function fetchJson(url, options) {
   try {
-    const response = await fetch(url, options);
+    let response = await fetch(url, options);
+    for (let retry = 0; retry < BUSY_RETRIES && response.status === 503; retry += 1) {
+      const seconds = Number(response.headers.get("Retry-After"));
+      if (!(seconds > 0)) break;
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000 * (1 + Math.random() / 2)));
+      response = await fetch(url, options);
+    }
     const reply = await response.json();
     if (!response.ok) throw new Error(reply.error || `HTTP ${response.status}`);
     $("error").hidden = true;

@@ -1,0 +1,47 @@
+"""Every saved benchmark result carries its provenance (benchmarks/common.py, issue 21)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import common  # benchmarks/common.py: tests/benchmarks/conftest.py puts it on the path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def test_saved_results_record_commit_command_machine_dates_and_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / "some_benchmark.py"), "--repeats", "3"])
+    path = common.save_results(str(tmp_path / "some_benchmark.py"), {"figure": 1.5})
+    saved = json.loads(path.read_text())
+    assert path == tmp_path / "some_benchmark.json" and saved["figure"] == 1.5
+    assert re.fullmatch(r"[0-9a-f]{40}", saved["commit"]), saved["commit"]
+    assert isinstance(saved["tree_dirty"], bool) and isinstance(saved["changed_files"], list)
+    assert saved["command"] == "python benchmarks/some_benchmark.py --repeats 3"
+    machine = saved["machine"]
+    assert {"cpu", "vendor", "cores", "isa", "torch", "python"} <= set(machine)
+    assert set(machine["isa"]) <= set(common.ISA_FEATURES)
+    assert saved["started"] <= saved["finished"]
+    for moment in ("start", "end"):
+        assert len(saved["load_average"][moment]) == 3  # 1, 5 and 15 minutes
+    named = common.save_results(str(tmp_path / "x.py"), {}, name="experiment_cost.json")
+    assert named == tmp_path / "experiment_cost.json"
+
+
+def test_saved_results_and_documentation_do_not_make_the_tree_dirty(monkeypatch):
+    changed = "README.md\nbenchmarks/serve_load.json\n"
+    monkeypatch.setattr(
+        common, "_git", lambda tree, *a: "f" * 40 if a[0] == "rev-parse" else changed
+    )
+    assert common.commit_facts()["tree_dirty"] is False
+    changed += "convnet/data/idx.py\n"
+    facts = common.commit_facts()
+    assert facts["tree_dirty"] is True and "convnet/data/idx.py" in facts["changed_files"]
+
+
+def test_targets_are_judged_in_code(capsys):
+    targets = common.judge({"fast enough": True, "small enough": False})
+    assert [t["verdict"] for t in targets] == ["met", "NOT met"]
+    assert "NOT met  small enough" in capsys.readouterr().out

@@ -1,0 +1,67 @@
+"""Data sources: the order of an epoch over processes, and augmentation drawn per image."""
+
+from __future__ import annotations
+
+import torch
+
+from convnet.data.sources import TensorSource, _SeededSamples, epoch_order
+from convnet.data.transforms import AUGMENTATIONS
+from tests.helpers.cifar_data import (
+    fetch,
+    write_folder,
+)
+
+
+def test_augmentation_is_drawn_per_image_not_per_batch(registered, tmp_path):
+    files, records = registered
+    assert fetch(write_folder(tmp_path / "source", files), tmp_path / "cache") == 0
+    source = TensorSource.from_dataset(
+        "cifar10", (3, 32, 32), ((0.0,) * 3, (1.0,) * 3), data_dir=tmp_path / "cache", augment=True
+    )
+    assert source.channels == 3 and source.augmentation is AUGMENTATIONS["crop_flip"]
+
+    def epoch(batch_size: int) -> torch.Tensor:
+        return torch.cat([images for images, _ in source.train_batches(1, batch_size, seed=5)])
+
+    small, large = epoch(7), epoch(64)
+    assert torch.equal(small, large)
+    assert not torch.equal(small, epoch_unaugmented(source))
+
+
+def epoch_unaugmented(source: TensorSource) -> torch.Tensor:
+    source.augment = False
+    try:
+        return torch.cat([images for images, _ in source.train_batches(1, 64, seed=5)])
+    finally:
+        source.augment = True
+
+
+def test_two_shards_cover_the_single_process_batches():
+    """DistributedSampler semantics: global step s of 2 processes × batch 4 holds the same
+    images as step s of 1 process × batch 8, and every epoch has its own permutation."""
+    one = epoch_order(40, seed=3, epoch=0).tolist()
+    ranks = [epoch_order(40, seed=3, epoch=0, rank=r, world_size=2).tolist() for r in range(2)]
+    assert sorted(one) == list(range(40)) and one != list(range(40))  # a permutation, shuffled
+    for step in range(5):
+        global_batch = ranks[0][step * 4 : step * 4 + 4] + ranks[1][step * 4 : step * 4 + 4]
+        assert sorted(global_batch) == sorted(one[step * 8 : step * 8 + 8])
+    assert epoch_order(40, seed=3, epoch=1).tolist() != one  # a new permutation every epoch
+    uneven = [epoch_order(41, seed=3, epoch=0, rank=r, world_size=2) for r in range(2)]
+    assert len(uneven[0]) == len(uneven[1]) == 21  # equal steps: the shorter rank repeats one
+    assert set(torch.cat(uneven).tolist()) == set(range(41))
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index():
+    class Noise(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            return torch.rand(3)
+
+    samples = _SeededSamples(Noise(), seed=0, epoch=0)
+    first = samples[2]
+    torch.rand(5)  # other draws in between change nothing
+    assert torch.equal(samples[2], first) and not torch.equal(samples[1], first)
+    samples.epoch = 1
+    assert not torch.equal(samples[2], first)

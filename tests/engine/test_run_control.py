@@ -1,0 +1,46 @@
+"""Stop signals: a checkpoint saved, and how to resume said."""
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])  # Ctrl-C; a scheduler's notice
+def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(signal_name, mnist_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors import safe_open
+
+    run_dir = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "convnet",
+            "train",
+            "lenet5",
+            "--epochs",
+            "30",
+            "--train-subset",
+            "3000",
+            "--out",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(getattr(signal, signal_name))
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert f"convnet train --resume {run_dir}" in stderr and "Traceback" not in stderr
+    with safe_open(run_dir / "checkpoint.safetensors", "pt") as checkpoint:
+        state = json.loads(checkpoint.metadata()["state"])
+    assert state["epoch"] * 24 + state["batch"] >= 24  # at least one whole epoch of 24 steps

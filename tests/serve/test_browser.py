@@ -1,0 +1,334 @@
+"""The page in a real browser: `convnet serve` on a free local port, Debian's Chromium driven
+headless by Playwright. Draw a stroke, see predictions and feature maps, shift the digit and
+see both networks answer again; the page in Korean (from the browser's language and from the
+switch) with no English left but names and units; screenshots go to test-artifacts/.
+
+Playwright's own browser download is never used (it cannot work offline): the test drives
+the system Chromium, which `make setup` installs with apt-get where it runs as root.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from convnet.i18n import text
+from tests.helpers.serve import quick_runs
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium keeps dialling out, which a closed
+# network refuses; none of these change what the page does.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+START_TIMEOUT = 120
+
+
+def playwright_or_skip():
+    if not CHROMIUM.is_file():
+        pytest.skip(
+            f"Chromium is not installed at {CHROMIUM}: 'make setup' installs it with apt-get "
+            "when it runs as root on Debian; elsewhere install the 'chromium' package."
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright for Python is not installed: pip install -e '.[test]'.")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def server_url(mnist_dir, tmp_path_factory):
+    """`convnet serve` given two quickly trained (undertrained) runs, on a free port; stopped
+    afterwards. The runs directory is left empty: nothing else is found or trained."""
+    playwright_or_skip()
+    runs = quick_runs(tmp_path_factory)  # trains them unless already there
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "convnet",
+            "serve",
+            "--port",
+            "0",
+            "--run",
+            str(runs["lenet5"]),
+            "--run",
+            str(runs["mlp"]),
+            "--runs-dir",
+            str(tmp_path_factory.mktemp("no-runs")),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stderr], daemon=True
+    ).start()
+    deadline, seen = time.monotonic() + START_TIMEOUT, []
+    url = None
+    while url is None and time.monotonic() < deadline and process.poll() is None:
+        try:
+            seen.append(lines.get(timeout=0.5))
+        except queue.Empty:
+            continue
+        match = re.search(r"Open (http://127\.0\.0\.1:\d+/)", seen[-1])
+        url = match.group(1) if match else None
+    try:
+        if url is None:
+            pytest.fail("convnet serve did not start:\n" + "".join(seen[-20:]))
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def draw_seven(page) -> None:
+    box = page.locator("#pad").bounding_box()
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + x * box["width"], box["y"] + y * box["height"]
+
+    page.mouse.move(*at(0.25, 0.22))
+    page.mouse.down()
+    page.mouse.move(*at(0.75, 0.22), steps=8)
+    page.mouse.move(*at(0.45, 0.85), steps=10)
+    page.mouse.up()
+
+
+def predictions(page) -> dict:
+    return page.evaluate(
+        """() => Object.fromEntries(["cnn", "ordinary"].map((role) => {
+            const block = document.getElementById(`prediction-${role}`);
+            return [role, {view: block.dataset.view, probabilities: block.dataset.probabilities}];
+        }))"""
+    )
+
+
+DISTINCT_COLOURS = """(selector) => {
+    const colours = new Set();
+    for (const canvas of document.querySelectorAll(selector)) {
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        for (let i = 0; i < data.length; i += 4) colours.add(data[i] * 65536 + data[i + 1] * 256 + data[i + 2]);
+    }
+    return colours.size;
+}"""
+SEEN_PIXELS = """() => {
+    const canvas = document.getElementById("seen");
+    return Array.from(canvas.getContext("2d").getImageData(0, 0, 28, 28).data).join(",");
+}"""
+
+
+def explanation_centres(page) -> dict:
+    """Each network's heat centre (row, column) as the explanation panel drew it."""
+    return page.evaluate(
+        """() => Object.fromEntries(["cnn", "ordinary"].map((role) =>
+            [role, document.getElementById(`explain-${role}`).dataset.centre]))"""
+    )
+
+
+def test_draw_see_and_shift(server_url):
+    from playwright.sync_api import expect
+
+    sync_playwright = playwright_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on(
+                "response",
+                lambda r: (
+                    problems.append(f"{r.status} {r.url}: {r.text()}") if r.status >= 400 else None
+                ),
+            )
+            page.goto(server_url)
+            expect(page.locator("#model-notes")).to_contain_text("lenet5")
+            expect(page.locator("#model-notes")).to_contain_text("mlp")
+
+            draw_seven(page)
+            for role in ("cnn", "ordinary"):
+                expect(page.locator(f"#prediction-{role} .top li")).to_have_count(3)
+            for layer, count in {"c1": 6, "s2": 6, "c3": 16, "s4": 16, "c5": 1}.items():
+                expect(page.locator(f".maps-{layer} canvas")).to_have_count(count)
+            page.wait_for_selector("body[data-busy='0']")
+            assert page.evaluate(DISTINCT_COLOURS, ".maps-c1 canvas") > 10  # maps, not blanks
+            assert page.evaluate(DISTINCT_COLOURS, "#filter-picker canvas") > 10
+            before, seen_before = predictions(page), page.evaluate(SEEN_PIXELS)
+            assert all(json.loads(before[role]["view"])["shift_x"] == 0 for role in before)
+            # where each network looked: the digit with its heat over it, a centre of mass
+            for role in ("cnn", "ordinary"):
+                expect(page.locator(f"#explain-{role}")).to_have_attribute("data-shape", "28x28")
+                expect(page.locator(f"#explain-{role} .centre")).not_to_be_empty()
+                assert page.evaluate(DISTINCT_COLOURS, f"#explain-{role} canvas") > 10
+            centres_before = explanation_centres(page)
+
+            for _ in range(3):
+                page.click("#shift-right")
+            expect(page.locator("#shift-x-value")).to_have_text(
+                text("en", "page.unit.px", value="+3")
+            )
+            page.wait_for_function(
+                """() => ["cnn", "ordinary"].every((role) =>
+                    JSON.parse(document.getElementById(`prediction-${role}`).dataset.view).shift_x === 3)
+                    && document.body.dataset.busy === "0" """
+            )
+            after = predictions(page)
+            for role in ("cnn", "ordinary"):
+                assert after[role]["probabilities"] != before[role]["probabilities"], role
+            assert page.evaluate(SEEN_PIXELS) != seen_before  # the digit the networks saw moved
+            assert explanation_centres(page)["cnn"] != centres_before["cnn"]  # and so did the heat
+            page.locator("#explain-card").screenshot(path=str(ARTIFACTS / "serve-explain.png"))
+
+            page.click("#filter-picker button:nth-child(2)")
+            page.locator("#position").fill("300")
+            cell = text("en", "page.sharing.cell", row="10", column="20")
+            expect(page.locator("#position-label")).to_have_text(cell)
+            server_cell = text(
+                "en", "page.sharing.server", map="2", row="10", column="20", value=""
+            )
+            expect(page.locator("#sharing-equation")).to_contain_text(server_cell.strip())
+            expect(page.locator("#sharing-equation")).to_contain_text(
+                text("en", "page.sharing.same")
+            )
+            page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
+
+            page.set_viewport_size({"width": 390, "height": 844})
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            page.screenshot(path=str(ARTIFACTS / "serve-page-phone.png"), full_page=True)
+            assert overflow <= 0, f"the page is {overflow} px wider than a phone screen"
+            assert problems == []
+        finally:
+            browser.close()
+
+
+# Latin-letter words the Korean page may show, each for a reason; anything else is English
+# left untranslated. The served runs' names are allowed as well (they name directories).
+ALLOWED_LATIN = {
+    "lenet5",
+    "mlp",
+    "LeNet-5",  # model names
+    "px",  # a unit
+    "C1",
+    "S2",
+    "C3",
+    "S4",
+    "C5",  # LeNet-5's layer names, as the paper and courses write them
+    "ReLU",  # the activation function's name, in the weight-sharing sum
+    "Grad-CAM",  # the explanation method's name (Selvaraju et al.), as Korean courses write it
+    "MNIST",  # the data set's name
+    "LeCun",
+    "Bottou",
+    "Bengio",
+    "Haffner",  # the authors cited in the footer
+    "convnet",
+    "serve",  # the program and its command (`convnet serve`)
+    "English",  # the switch names each language in that language
+}
+LATIN_WORDS = r"""() => document.body.innerText.match(/[A-Za-z][A-Za-z0-9-]*/g) || []"""
+HANGUL_BESIDE_SWITCH = r"""() => /[\uac00-\ud7a3]/.test(
+    document.body.innerText.replace(document.getElementById("languages").innerText, ""))"""
+
+
+def latin_words_left(page, allowed: set[str]) -> list[str]:
+    return sorted(set(page.evaluate(LATIN_WORDS)) - allowed)
+
+
+def wait_until_settled(page) -> None:
+    page.wait_for_function(
+        """() => (document.body.dataset.busy ?? "0") === "0" && !document.querySelector("#model-notes [data-i18n]")"""
+    )
+
+
+def test_korean_page_from_the_browser_language_and_the_switch(server_url):
+    from playwright.sync_api import expect
+
+    sync_playwright = playwright_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            # A Korean browser: the page opens in Korean.
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ko-KR")
+            page = context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(server_url)
+            models = page.evaluate("() => fetch('/api/models?lang=ko').then((r) => r.json())")
+            runs = {model["run"] for model in models["models"]}
+            expect(page.locator("h1")).to_have_text(text("ko", "page.heading"))
+            assert page.evaluate("document.documentElement.lang") == "ko"
+            draw_seven(page)
+            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
+            wait_until_settled(page)
+            page.click("#sweep")
+            expect(page.locator("#sweep-figure")).to_be_visible(timeout=60_000)
+            undertrained = [model for model in models["models"] if model["undertrained"]]
+            assert undertrained, "the quick runs should be undertrained"
+            expect(page.locator("#model-notes li.warning")).to_have_count(len(undertrained))
+            for model in undertrained:
+                expect(page.locator("#model-notes")).to_contain_text(model["warning"])
+                expect(page.locator(f"#prediction-{model['role']} .badge")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "serve-page-ko.png"), full_page=True)
+            page.locator("#explain-card").screenshot(path=str(ARTIFACTS / "serve-explain-ko.png"))
+            assert latin_words_left(page, ALLOWED_LATIN | runs) == []
+            before = predictions(page), page.evaluate(SEEN_PIXELS)
+
+            # The switch: all English, the drawing and its readings kept, no reload.
+            page.click("#languages button[lang='en']")
+            expect(page.locator("h1")).to_have_text(text("en", "page.heading"))
+            assert page.evaluate("document.documentElement.lang") == "en"
+            english = page.evaluate("() => fetch('/api/models?lang=en').then((r) => r.json())")
+            for model in english["models"]:
+                expect(page.locator("#model-notes")).to_contain_text(model["origin"])
+            expect(page.locator("#prediction-ordinary h3")).to_contain_text(
+                text("en", "page.role.ordinary")
+            )
+            assert not page.evaluate(HANGUL_BESIDE_SWITCH), "Korean left on the English page"
+            assert (predictions(page), page.evaluate(SEEN_PIXELS)) == before
+            page.screenshot(path=str(ARTIFACTS / "serve-page-en-switched.png"), full_page=True)
+            page.reload()  # the choice is remembered
+            expect(page.locator("h1")).to_have_text(text("en", "page.heading"))
+            context.close()
+
+            # An English browser: English first, then Korean from the switch, remembered.
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+            page = context.new_page()
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(server_url)
+            expect(page.locator("h1")).to_have_text(text("en", "page.heading"))
+            page.click("#languages button[lang='ko']")
+            expect(page.locator("h1")).to_have_text(text("ko", "page.heading"))
+            expect(page.locator("#model-notes li.warning")).to_have_count(len(undertrained))
+            page.reload()
+            expect(page.locator("h1")).to_have_text(text("ko", "page.heading"))
+            wait_until_settled(page)
+            assert latin_words_left(page, ALLOWED_LATIN | runs) == []
+            context.close()
+            assert problems == []
+        finally:
+            browser.close()
