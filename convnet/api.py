@@ -212,8 +212,12 @@ def fit(
     values = with_recipe(values)
     source = None
     if own_data:
-        source, values["custom_data"] = _dataset_source(data, values, module_norm=(
-            None if isinstance(model, str) else normalization), model=model)  # fmt: skip
+        source, values["custom_data"] = _dataset_source(
+            data,
+            values,
+            module_norm=(None if isinstance(model, str) else normalization),
+            model=model,
+        )
     module = None
     if isinstance(model, str):
         values["model"] = model

@@ -137,15 +137,12 @@ class TensorSource:
         (self.train_images, self.train_labels), (self.test_images, self.test_labels) = train, test
         self.normalization, self.augment = normalization, augment
         self.augmentation = AUGMENTATIONS[augmentation]  # the data set's own (its registry entry)
-        # The training augmentations in order, each with the salt of its draws: the data
-        # set's own (salt 1), then --auto-augment's policy, then --random-erase, which fills
-        # with the mean: 0 once normalised, as torchvision erases after normalising.
-        self.augmentations = [(self.augmentation, 1)] if augment else []
-        if auto_augment:
-            self.augmentations.append((POLICIES[auto_augment], 2))
+        # Further training augmentations, each with the salt of its draws (the data set's own
+        # has salt 1): --auto-augment's policy, then --random-erase, which fills with the
+        # mean: 0 once normalised, as torchvision erases after normalising.
+        self.policies = [(POLICIES[auto_augment], 2)] if auto_augment else []
         if random_erase:
-            mean = normalization[0]
-            self.augmentations.append((random_erasing(random_erase, mean), 3))
+            self.policies.append((random_erasing(random_erase, normalization[0]), 3))
         self.channels = train[0].shape[1]  # colour planes the model sees: 1 or 3
         self.train_count, self.eval_count = len(self.train_labels), len(self.test_labels)
         # 1,000 MNIST digits per evaluation batch, fewer of larger images
@@ -193,15 +190,17 @@ class TensorSource:
         start_batch: int = 0,
     ) -> Iterator[Batch]:
         order = epoch_order(self.train_count, seed, epoch, rank, world_size)
+        augmentations = [(self.augmentation, 1)] if self.augment else []
+        augmentations += self.policies
         draws = [  # each augmentation's draws for each image of the data set
             torch.rand(self.train_count, augmentation.draws,
                        generator=torch.Generator().manual_seed(mix(seed, epoch, salt)))
-            for augmentation, salt in self.augmentations
+            for augmentation, salt in augmentations
         ]  # fmt: skip
         for start in range(start_batch * batch_size, len(order), batch_size):
             indices = order[start : start + batch_size]
             batch = self.train_images[indices]
-            for (augmentation, _), uniform in zip(self.augmentations, draws, strict=True):
+            for (augmentation, _), uniform in zip(augmentations, draws, strict=True):
                 batch = augmentation.apply(batch, uniform[indices])
             yield normalize(batch, *self.normalization), self.train_labels[indices]
 

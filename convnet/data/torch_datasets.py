@@ -77,8 +77,12 @@ class DatasetSource:
         labels = getattr(train, "classes", None) or getattr(evaluation, "classes", None)
         self.class_names = tuple(class_names or (str(name) for name in labels or ()))
         if not self.class_names:  # unnamed: classes 0 … the largest label of either split
-            seen = [self._item(part, index, "")[1] for part in (train, evaluation) if part
-                    is not None for index in range(len(part))]  # fmt: skip
+            seen = [
+                self._item(part, index, "")[1]
+                for part in (train, evaluation)
+                if part is not None
+                for index in range(len(part))
+            ]
             self.class_names = tuple(str(index) for index in range(max(seen) + 1))
         self.eval_batch_size = max(1, min(1000, 4_000_000 // max(1, first.numel())))
 

@@ -342,8 +342,9 @@ def load_recipe(name: str) -> dict:
             raise ValueError('"values" is not an object')
         unknown = sorted(set(values) - {item.name for item in fields(TrainConfig)})
         if unknown:
-            raise ValueError(f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} "
-                             "not options of a run")  # fmt: skip
+            raise ValueError(
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not options of a run"
+            )
         TrainConfig.from_json(json.dumps(values)).validate()
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise UserError(f"The recipe {path} is not usable ({error}).") from None

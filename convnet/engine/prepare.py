@@ -229,9 +229,12 @@ def _open(
     config.classes = list(source.class_names)
     if not resumed and given.batch_size is None:  # the default batch: fit it to the run
         config.batch_size, why = short_run_batch(
-            config.batch_size, source.train_count, config.epochs, session.world_size,
+            config.batch_size,
+            source.train_count,
+            config.epochs,
+            session.world_size,
             config.grad_accum_steps,
-        )  # fmt: skip
+        )
         if why:
             say(why)
     run = Run(config.out or "")
@@ -264,10 +267,16 @@ def _build(
     main = distributed.is_main()
     torch.manual_seed(config.seed)
     input_size, _ = config.model_inputs()
-    model = module if module is not None else get_model(
-        config.model, num_classes=len(config.classes), in_channels=input_size[0],
-        **config.model_config,
-    )  # fmt: skip
+    model = (
+        module
+        if module is not None
+        else get_model(
+            config.model,
+            num_classes=len(config.classes),
+            in_channels=input_size[0],
+            **config.model_config,
+        )
+    )
     check_input(model, config.model, input_size)
     if main:  # weights, and a checkpoint with the optimizer's momentum: about 3× the model
         size = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -279,10 +288,15 @@ def _build(
     model = model.to(distributed.current().device, memory_format=layout_for(model))
     classifier = find_classifier(model)
     optimizer = create_optimizer(
-        model, config.opt, config.lr, config.momentum, config.weight_decay,
-        config.norm_weight_decay, tuple(classifier[1]) if classifier else (),
+        model,
+        config.opt,
+        config.lr,
+        config.momentum,
+        config.weight_decay,
+        config.norm_weight_decay,
+        tuple(classifier[1]) if classifier else (),
         config.head_lr_scale,
-    )  # fmt: skip
+    )
     ema = moving_average(model, config.model_ema_decay) if config.model_ema else None
     state = load_checkpoint(run.checkpoint_path, model, optimizer, ema) if resume and main else None
     if state is None:
@@ -335,8 +349,10 @@ def _start_log(t: Training, resumed: bool, planned: int | None, say: Log) -> Non
     )
     if t.frozen:
         values = sum(p.numel() for n, p in t.model.named_parameters() if n in set(t.frozen))
-        say(f"Frozen (--freeze {' '.join(config.freeze)}): {len(t.frozen)} parameter "
-            f"tensor(s), {values:,} values, which stay as they are.")  # fmt: skip
+        say(
+            f"Frozen (--freeze {' '.join(config.freeze)}): {len(t.frozen)} parameter "
+            f"tensor(s), {values:,} values, which stay as they are."
+        )
     if session.is_main and config.tensorboard:
         t.board = TensorBoardLog(t.run.path, done if resumed else None)
     if session.is_main and resumed:

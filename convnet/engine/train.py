@@ -104,12 +104,16 @@ def fit(
             # Asked to stop during the evaluation or the writes: the epoch's checkpoint is
             # whole, so stop here (under torchrun the ranks agree at the next step instead).
             if stop.requested and not session.distributed and epoch + 1 < epochs:
-                say(f"Interrupted: checkpoint saved at the end of epoch {epoch + 1}. Continue "
-                    f"with: convnet train --resume {run.path}")  # fmt: skip
+                say(
+                    f"Interrupted: checkpoint saved at the end of epoch {epoch + 1}. Continue "
+                    f"with: convnet train --resume {run.path}"
+                )
                 raise KeyboardInterrupt
             if stop_after_epoch is not None and stop_after_epoch <= epoch + 1 < epochs:
-                say(f"Stopped after epoch {epoch + 1} as asked; continue with: "
-                    f"convnet train --resume {run.path}")  # fmt: skip
+                say(
+                    f"Stopped after epoch {epoch + 1} as asked; continue with: "
+                    f"convnet train --resume {run.path}"
+                )
                 stopped = {"run_dir": str(run.path), "stopped_after_epoch": epoch + 1}
                 return {**stopped, "epochs": epochs} if session.is_main else {}
     return results(training, training.kept or _evaluate_kept(training), log)
@@ -129,12 +133,24 @@ def train_one_epoch(
     t.trained.train()
     for norm in t.frozen_norms():
         norm.eval()
-    progress = tqdm(total=t.steps, initial=state.batch, disable=not session.is_main,
-                    unit="batch", desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-                    mininterval=0.5)  # fmt: skip
+    progress = tqdm(
+        total=t.steps,
+        initial=state.batch,
+        disable=not session.is_main,
+        unit="batch",
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        leave=False,
+        mininterval=0.5,
+    )
     accumulate = config.grad_accum_steps
-    batches = t.source.train_batches(epoch, config.batch_size, config.seed, session.rank,
-                                     session.world_size, state.batch * accumulate)  # fmt: skip
+    batches = t.source.train_batches(
+        epoch,
+        config.batch_size,
+        config.seed,
+        session.rank,
+        session.world_size,
+        state.batch * accumulate,
+    )
     step_ended = time.perf_counter()
     with progress:  # the bar is cleared however the epoch ends
         for batch_index, group in enumerate(_groups(batches, accumulate), start=state.batch):
@@ -149,22 +165,29 @@ def train_one_epoch(
                     raise distributed.PeerFailure(0)
                 raise _stopped(t, f"loss became {loss_total} at epoch {epoch + 1}, step {step}")
             _optimizer_step(t, step)
-            sums = {"loss": sums["loss"] + loss_total, "seen": sums["seen"] + int(valid),
-                    "correct": sums["correct"] + int(correct)}  # fmt: skip
+            sums = {
+                "loss": sums["loss"] + loss_total,
+                "seen": sums["seen"] + int(valid),
+                "correct": sums["correct"] + int(correct),
+            }
             step_started, step_ended = step_ended, time.perf_counter()
             speed = round(valid / max(step_ended - step_started, 1e-9), 1)
             t.step_rows.append((step + 1, epoch + 1, loss_total / max(valid, 1), rate, speed))
             progress.update()
-            progress.set_postfix(loss=f"{sums['loss'] / max(sums['seen'], 1):.4f}",
-                                 acc=f"{sums['correct'] / max(sums['seen'], 1):.4f}",
-                                 refresh=False)  # fmt: skip
+            progress.set_postfix(
+                loss=f"{sums['loss'] / max(sums['seen'], 1):.4f}",
+                acc=f"{sums['correct'] / max(sums['seen'], 1):.4f}",
+                refresh=False,
+            )
             state.batch, state.totals = batch_index + 1, sums
             seconds = state.train_seconds + time.perf_counter() - started
             if stop_asked:  # Ctrl-C or SIGTERM on some rank: all stop after this whole step
                 checkpoint(t, seconds)
                 progress.close()  # before the message below
-                say(f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch {state.batch}. "
-                    f"Continue with: convnet train --resume {t.run.path}")  # fmt: skip
+                say(
+                    f"Interrupted: checkpoint saved at epoch {epoch + 1}, batch {state.batch}. "
+                    f"Continue with: convnet train --resume {t.run.path}"
+                )
                 raise KeyboardInterrupt
             every = config.checkpoint_every
             if every and state.batch % every == 0 and state.batch < t.steps:
@@ -184,23 +207,27 @@ def end_epoch(t: Training, epoch: int, sums: dict, seconds: float, images: int, 
     distributed.average_buffers(t.model)  # one set of batch-norm statistics for all ranks
     evaluation = evaluate(t.model, t.source, t.device, t.precision, keep_logits=False)
     scores = evaluation.result
-    state.history.append({
-        "epoch": epoch + 1,
-        "train_loss": round(sums["loss"] / max(sums["seen"], 1), 6),
-        "train_error": round(1 - sums["correct"] / max(sums["seen"], 1), 6),
-        "eval_loss": scores["loss"],
-        "eval_error": scores["top1_error"],
-        "eval_top5_error": scores["top5_error"],
-        "lr": round(t.optimizer.param_groups[0]["lr"], 8),
-        "epoch_seconds": round(seconds, 3),
-        "images_per_second": round(images / seconds, 1),
-    })  # fmt: skip
+    state.history.append(
+        {
+            "epoch": epoch + 1,
+            "train_loss": round(sums["loss"] / max(sums["seen"], 1), 6),
+            "train_error": round(1 - sums["correct"] / max(sums["seen"], 1), 6),
+            "eval_loss": scores["loss"],
+            "eval_error": scores["top1_error"],
+            "eval_top5_error": scores["top5_error"],
+            "lr": round(t.optimizer.param_groups[0]["lr"], 8),
+            "epoch_seconds": round(seconds, 3),
+            "images_per_second": round(images / seconds, 1),
+        }
+    )
     kept = evaluation
     if t.ema is not None:
         kept = evaluate(t.ema.module, t.source, t.device, t.precision, keep_logits=False)
-        state.history[-1].update(ema_eval_loss=kept.result["loss"],
-                                 ema_eval_error=kept.result["top1_error"],
-                                 ema_eval_top5_error=kept.result["top5_error"])  # fmt: skip
+        state.history[-1].update(
+            ema_eval_loss=kept.result["loss"],
+            ema_eval_error=kept.result["top1_error"],
+            ema_eval_top5_error=kept.result["top5_error"],
+        )
     state.epoch, state.batch, state.totals = epoch + 1, 0, None
     improved = config.patience is None or _best_epoch(t) == state.epoch
     if improved:
@@ -208,8 +235,11 @@ def end_epoch(t: Training, epoch: int, sums: dict, seconds: float, images: int, 
     if t.board is not None:
         t.board.epoch(state.history[-1], state.epoch * t.steps)
     if distributed.is_main():
-        metadata = {"model": config.model, "dataset": config.source_name,
-                    "num_classes": str(len(config.classes))}  # fmt: skip
+        metadata = {
+            "model": config.model,
+            "dataset": config.source_name,
+            "num_classes": str(len(config.classes)),
+        }
         with resumable_after_write_failure(run):
             if improved:
                 save_weights(run.weights_path, t.kept_model, metadata)
@@ -217,9 +247,11 @@ def end_epoch(t: Training, epoch: int, sums: dict, seconds: float, images: int, 
     checkpoint(t)
     row = state.history[-1]
     ema = f", moving average {kept.result['top1_error']:.2%}" if t.ema is not None else ""
-    say(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, "
+    say(
+        f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, "
         f"{t.source.eval_split} error {scores['top1_error']:.2%} (top-5 "
-        f"{scores['top5_error']:.2%}){ema}, {row['images_per_second']:,.0f} images/s")  # fmt: skip
+        f"{scores['top5_error']:.2%}){ema}, {row['images_per_second']:,.0f} images/s"
+    )
 
 
 def checkpoint(t: Training, seconds: float | None = None) -> None:
@@ -261,8 +293,10 @@ def _patience_spent(t: Training, say: Log) -> bool:
     patience, history = t.config.patience, t.state.history
     if patience is None or not history or len(history) - _best_epoch(t) < patience:
         return False
-    say(f"Stopped early after epoch {len(history)}: {patience} epoch(s) without a lower "
-        f"{t.source.eval_split} error; the run keeps epoch {_best_epoch(t)}'s weights.")  # fmt: skip
+    say(
+        f"Stopped early after epoch {len(history)}: {patience} epoch(s) without a lower "
+        f"{t.source.eval_split} error; the run keeps epoch {_best_epoch(t)}'s weights."
+    )
     return True
 
 
@@ -326,8 +360,15 @@ def _forward_backward(t: Training, group: list[tuple[torch.Tensor, torch.Tensor]
             if not is_out_of_memory(error):
                 raise
             raise out_of_memory(error, t.config.batch_size, t.device) from None
-        rows.append(torch.stack([loss.detach().float(), (labels >= 0).sum().float(),
-                                 (logits.argmax(1) == labels).sum().float()]))  # fmt: skip
+        rows.append(
+            torch.stack(
+                [
+                    loss.detach().float(),
+                    (labels >= 0).sum().float(),
+                    (logits.argmax(1) == labels).sum().float(),
+                ]
+            )
+        )
     return rows[0] if len(rows) == 1 else torch.stack(rows).sum(0)
 
 
@@ -443,5 +484,4 @@ def _kept_description(t: Training) -> dict:
         if t.config.patience is not None
         else "the last epoch"
     )
-    return {"weights": weights, "epoch": epoch, "epochs_trained": len(t.state.history),
-            "why": why}  # fmt: skip
+    return {"weights": weights, "epoch": epoch, "epochs_trained": len(t.state.history), "why": why}
