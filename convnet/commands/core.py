@@ -1,4 +1,4 @@
-"""Core commands: data and summary."""
+"""Core commands: data (list, fetch, shard) and summary."""
 
 from __future__ import annotations
 
@@ -37,11 +37,98 @@ def configure_data(parser: argparse.ArgumentParser) -> None:
         "cifar-10-binary.tar.gz; refused when it does not hold them (default: the packages "
         "and URLs the data set's entry names)",
     )
+    _configure_shard(actions)
+
+
+def _configure_shard(actions) -> None:
+    from convnet.data.shard_manifest import DEFAULT_SHARD_SIZE
+
+    shard = actions.add_parser(
+        "shard",
+        help="write an image folder as WebDataset tar shards with a manifest, which "
+        "'convnet train|evaluate --data OUT' read as streams",
+    )
+    shard.add_argument(
+        "folder",
+        metavar="DIR",
+        help="an image folder as --data reads it: train/ and val/, one folder of class "
+        "folders (split by --val-fraction) or ILSVRC2012",
+    )
+    shard.add_argument("--out", metavar="OUT", required=True, help="the folder to write")
+    shard.add_argument(
+        "--shard-size",
+        metavar="SIZE",
+        default=DEFAULT_SHARD_SIZE,
+        help="at most SIZE per shard: a number of images (1000) or of bytes (256MB, 1GB)",
+    )
+    shard.add_argument(
+        "--val-fraction",
+        type=float,
+        help="one folder of class folders: the held-out share (default: 0.2, as --data)",
+    )
+    shard.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="of the training images' order in the shards and of a class-folder split",
+    )
+    shard.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on empty or unreadable image files instead of leaving them out",
+    )
+    shard.add_argument(
+        "--ground-truth",
+        metavar="FILE",
+        help="ILSVRC2012 validation labels found elsewhere (default: looked for beside them)",
+    )
+    shard.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def _run_shard(args: argparse.Namespace) -> int:
+    from convnet.data.shard_writer import write_shards
+
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        raise UserError(f"--val-fraction must lie between 0 and 1, not {args.val_fraction}.")
+    manifest = write_shards(
+        args.folder,
+        args.out,
+        args.shard_size,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        strict=args.strict,
+        ground_truth=args.ground_truth,
+    )
+    splits = manifest["splits"]
+    summary = {
+        "out": str(Path(args.out).expanduser()),
+        "classes": len(manifest["classes"]),
+        **{
+            split: {"images": entry["images"], "shards": len(entry["shards"])}
+            for split, entry in splits.items()
+        },
+        "skipped": manifest["skipped"],
+    }
+    left_out = sum(len(rows) for rows in manifest["skipped"].values())
+    text = (
+        f"{summary['out']}: "
+        + ", ".join(
+            f"{entry['images']:,} {split} images in {len(entry['shards'])} shard(s)"
+            for split, entry in splits.items()
+        )
+        + f", {summary['classes']} classes"
+        + (f"; {left_out} file(s) left out (listed in manifest.json)" if left_out else "")
+        + f". Train on them with --data {summary['out']}."
+    )
+    emit(args, summary, text)
+    return 0
 
 
 def run_data(args: argparse.Namespace) -> int:
     from convnet.data.datasets import DATASETS, default_data_dir, fetch_dataset, is_cached
 
+    if args.action == "shard":
+        return _run_shard(args)
     if args.action == "fetch":
         if args.source == "":
             raise UserError("--source is empty; give the directory or archive to fetch from.")
@@ -195,7 +282,9 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "data": Command("list and fetch data sets", configure_data, run_data),
+    "data": Command(
+        "list and fetch data sets; write image folders as tar shards", configure_data, run_data
+    ),
     "summary": Command(
         "per-layer parameters, connections, MACs and depth of a model",
         configure_summary,

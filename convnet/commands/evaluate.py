@@ -19,7 +19,7 @@ from convnet.commands.common import (
     download_if_asked,
     emit,
 )
-from convnet.commands.train import IMAGE_ONLY, result_text
+from convnet.commands.train import IMAGE_ONLY, check_data_argument, result_text
 from convnet.engine.compiling import COMPILE_CHOICES, COMPILE_FROM_IMAGES, should_compile
 from convnet.errors import UserError
 
@@ -36,6 +36,7 @@ def load_target(args: argparse.Namespace):
     """RUN_DIR, or MODEL --weights NAME_OR_FILE, as a LoadedModel. Bare weights scored on
     image folders are built for the folders' classes."""
     from convnet.data.folders import open_image_collection
+    from convnet.data.shard_manifest import is_shard_data, open_shards
     from convnet.engine.run import Run
     from convnet.engine.weights_argument import load_weights_argument
     from convnet.models import MODELS
@@ -55,7 +56,9 @@ def load_target(args: argparse.Namespace):
             f"(e.g. 'convnet {getattr(args, 'command', 'evaluate')} lenet5 --weights {args.weights}')."
         )
     classes = None
-    if getattr(args, "data", None):
+    if getattr(args, "data", None) and is_shard_data(args.data):
+        classes = open_shards(args.data).classes
+    elif getattr(args, "data", None):
         classes = open_image_collection(
             args.data,
             args.split or "all",
@@ -159,8 +162,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     threads = apply_threads(args)
     device = resolve_device(args.device)  # a device or precision not here: refused first
     precision = resolve_precision(args.precision, device)
-    if args.data and not Path(args.data).is_dir():
-        raise UserError(f"Data folder {args.data} does not exist (or is not a folder).")
+    if args.data:
+        check_data_argument(args.data)
     download_if_asked(args, args.target, args.weights)
     loaded = load_target(args)
     images = bool(args.data) or (
@@ -173,6 +176,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
             "files on disk (--data DIR); this evaluation reads a data set held in memory."
         )
+    _refuse_for_shards(args, args.data or (loaded.config.data if loaded.config else None))
     if args.crop is not None:
         loaded.input_size = (loaded.input_size[0], args.crop, args.crop)
     if args.resize is not None:
@@ -234,8 +238,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         }
         for entry in result["per_class"]:  # folders matched by name: the class's own folder
             entry["folder"] = entry["name"]
-        if source.eval_collection.ground_truth is not None:
-            result["ground_truth"] = str(source.eval_collection.ground_truth)
+        truth = getattr(getattr(source, "eval_collection", None), "ground_truth", None)
+        if truth is not None:
+            result["ground_truth"] = str(truth)
     if args.report:
         from convnet.report.evaluation_report import write_evaluation_report
 
@@ -250,6 +255,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result.pop("confusion_matrix", None)
     emit(args, result, result_text(result))
     return 0
+
+
+def _refuse_for_shards(args: argparse.Namespace, data: str | None) -> None:
+    """The options that split a folder, or find ILSVRC2012's labels, do not apply to shards:
+    their splits and labels were written into them."""
+    from convnet.data.shard_manifest import is_shard_data
+
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("val_fraction", "seed", "ground_truth", "shard_streams")
+        if getattr(args, name, None) is not None
+    ]
+    if given and is_shard_data(data):
+        raise UserError(
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image folders; the "
+            f"shards {data} hold their splits and labels already. Drop "
+            f"{'it' if len(given) == 1 else 'them'}."
+        )
 
 
 def configure_predict(parser: argparse.ArgumentParser) -> None:

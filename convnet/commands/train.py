@@ -50,6 +50,17 @@ def _refuse_misplaced(values: dict, images: bool, dataset: str | None) -> None:
         )
 
 
+def _refuse_for_shards(values: dict, data: str | None) -> None:
+    """Shards hold their split already: the options that split a folder do not apply."""
+    from convnet.data.shard_manifest import is_shard_data
+
+    if "val_fraction" in values and is_shard_data(data):
+        raise UserError(
+            f"--val-fraction divides a folder of class folders; the shards {data} were written "
+            "with their train and val splits (convnet data shard --val-fraction). Drop it."
+        )
+
+
 def build_config(args: argparse.Namespace):
     """The run's configuration: --config FILE or --recipe NAME (if given), with the flags
     given on top."""
@@ -86,9 +97,10 @@ def build_config(args: argparse.Namespace):
     merged = {**base, **values}
     if merged.get("data") and merged.get("dataset"):
         raise UserError("Give either --dataset NAME or --data DIR, not both.")
-    if merged.get("data") and not Path(merged["data"]).is_dir():
-        raise UserError(f"Data folder {merged['data']} does not exist (or is not a folder).")
+    if merged.get("data"):
+        check_data_argument(merged["data"])
     _refuse_misplaced(values, bool(merged.get("data")), merged.get("dataset"))
+    _refuse_for_shards(values, merged.get("data"))
     if "model" not in merged:
         raise UserError(
             "Name a model to train (e.g. 'convnet train lenet5') or give --resume RUN_DIR."
@@ -96,18 +108,38 @@ def build_config(args: argparse.Namespace):
     return TrainConfig(**merged)
 
 
-def _resume_changes(args: argparse.Namespace) -> dict:
-    """The flags given with --resume: fit() accepts those a resumed run may change."""
-    if args.config:
-        raise UserError("--resume continues a run with its own configuration; drop --config.")
-    values = _given(args)
+def check_data_argument(data: str) -> None:
+    """--data: a folder, or a brace pattern of shards; else exit 2 now, before any work."""
+    from convnet.data.shard_manifest import is_pattern
+
+    if not is_pattern(data) and not Path(data).expanduser().is_dir():
+        raise UserError(f"Data folder {data} does not exist (or is not a folder).")
+
+
+def _resume_changes(args: argparse.Namespace, rank: int = 0) -> dict:
+    """The flags given with --resume: fit() accepts those a resumed run may change. Rank 0
+    reads the run's configuration; another machine's rank may not see the run directory, so
+    it passes what a resumed run may change (its own --data) and rank 0 judges the rest."""
     from convnet.engine.run import Run
 
+    if args.config:
+        raise UserError("--resume continues a run with its own configuration; drop --config.")
+    if rank != 0:
+        return _restart_changes(args)
+    values = _given(args)
     saved = Run(args.resume).read_config("resume")
     same = {key for key, value in values.items() if getattr(saved, key, object()) == value}
     changes = {key: value for key, value in values.items() if key not in same}
     _refuse_misplaced(changes, saved.data is not None or "data" in changes, saved.dataset)
     return changes
+
+
+def _restart_changes(args: argparse.Namespace) -> dict:
+    """What a run restarted by torchrun may take from its command line (its own --data on
+    each machine, …): the rest is the run's saved configuration."""
+    from convnet.engine.resume import RESUMABLE_CHANGES
+
+    return {key: value for key, value in _given(args).items() if key in RESUMABLE_CHANGES}
 
 
 def _list_recipes(args: argparse.Namespace) -> int:
@@ -199,7 +231,6 @@ def finish_run(
 
 
 def run_train(args: argparse.Namespace) -> int:
-
     from convnet.engine import distributed
     from convnet.engine.train import fit
 
@@ -219,12 +250,18 @@ def run_train(args: argparse.Namespace) -> int:
         return _list_recipes(args)
     if args.print_config:
         return _print_config(args)
+    # torchrun restarting its processes after one failed (--max-restarts): the same command
+    # continues the run in --out from its last checkpoint, if it wrote one.
+    restarted = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0")
+    resume = args.resume or (args.out if restarted and args.out else None)
     try:
         if args.resume:
-            config, changes = None, _resume_changes(args)
+            config, changes = None, _resume_changes(args, launched_rank)
         else:
             config, changes = build_config(args), None
             config.validate()  # a bad value is refused before any process group forms
+            if resume:
+                changes = _restart_changes(args)
         if launched_rank == 0:  # one process fetches; the others read the cache
             download_if_asked(args, config.model if config else "", config and config.weights)
         device_name = (changes or {}).get("device") or (config.device if config else "auto")
@@ -240,10 +277,11 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         result = fit(
             config,
-            Path(args.resume) if args.resume else None,
+            Path(resume) if resume else None,
             changes=changes,
             stop_after_epoch=args.stop_after_epoch,
             log=log,
+            restart=restarted and not args.resume,
         )
     except distributed.PeerFailure:
         return 2

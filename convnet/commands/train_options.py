@@ -25,12 +25,12 @@ CONFIG_FLAGS = (
     "opt", "norm_weight_decay", "lr_scheduler", "lr_warmup_epochs", "lr_step_size",
     "lr_milestones", "lr_gamma", "lr_min", "head_lr_scale", "mixup_alpha", "cutmix_alpha",
     "auto_augment", "random_erase", "model_ema", "model_ema_decay", "model_ema_steps",
-    "clip_grad_norm", "grad_accum_steps", "freeze", "patience", "recipe",
+    "clip_grad_norm", "grad_accum_steps", "freeze", "patience", "recipe", "shard_streams",
 )  # fmt: skip
 COMMAND_FLAGS = ("download", "threads", "stop_after_epoch", "config", "resume", "json",
                  "print_config")  # fmt: skip
 # Flags that only mean something for image files on disk (--data DIR).
-IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers")
+IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers", "shard_streams")
 
 # The recipe's further options: (flag, type, metavar, help). Named as torchvision's
 # references/classification/train.py names them, where it has them.
@@ -103,7 +103,8 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         "--data",
         metavar="DIR",
         help="image files: DIR/train/<class>/*, "
-        "DIR/val/<class>/* (or DIR/<class>/*, split by --val-fraction) or ILSVRC2012",
+        "DIR/val/<class>/* (or DIR/<class>/*, split by --val-fraction) or ILSVRC2012; or the "
+        "tar shards 'convnet data shard' wrote: their folder, or a brace pattern of them",
     )
     source.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     recipe = parser.add_argument_group("recipe (defaults: the model's, then the data source's)")
@@ -167,6 +168,14 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     )
     images.add_argument(
         "--workers", type=int, help="decoding processes per training process (default: 2)"
+    )
+    images.add_argument(
+        "--shard-streams",
+        type=int,
+        metavar="G",
+        help="shards only: read each epoch as G streams; the process count must divide G, and "
+        "W processes with batch B train as one process with batch W·B and the same G "
+        "(default: processes × workers)",
     )
     machine = parser.add_argument_group("machine and run")
     machine.add_argument("--device", help=DEVICE_HELP + " (default: auto)")

@@ -1,12 +1,14 @@
 """Data sources: the one interface through which training and evaluation see data.
 
-Two implementations, one contract:
+Three implementations, one contract:
 
 - `TensorSource`: a data set held in memory as one float tensor (MNIST, Fashion-MNIST,
   CIFAR-10); batches are slices, augmented with one batched transform, the data set's own
   (convnet/data/transforms.py, AUGMENTATIONS: affine for digits, crop and flip for CIFAR).
 - `FolderSource`: image files on disk (class folders, ILSVRC2012), decoded and augmented
   in DataLoader worker processes.
+- `ShardSource` (convnet/data/shard_source.py): the same images as WebDataset tar shards,
+  read as streams (`convnet data shard` writes them).
 
 The contract (`DataSource`): batches of (normalised float images (N, C, H, W), labels (N,))
 for training, and (images, labels, indices) for evaluation. A label of -1 marks an image
@@ -18,13 +20,16 @@ repeat the first images so every rank takes the same number of steps). Each imag
 augmentation is drawn from (seed, epoch, image index), so it does not depend on the batch,
 worker or process that loads it: a W-process run with batch B sees exactly the images of a
 one-process run with batch W·B, and a run resumed mid-epoch continues as if never stopped.
+Shards keep that rule with an order of their own that reads whole shards in turn
+(convnet/data/shard_plan.py); a source whose epoch is longer than its images (padding) says
+so by `epoch_length`, which sets the steps of an epoch.
 """
 
 from __future__ import annotations
 
 import math
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -257,6 +262,52 @@ def _loader(
     )
 
 
+def image_transforms(
+    input_size: tuple[int, int, int],
+    normalization: tuple,
+    *,
+    augment: bool = True,
+    resize: int | None = None,
+    interpolation=None,
+    digits: bool = False,
+    auto_augment: str | None = None,
+    random_erase: float = 0.0,
+) -> tuple[dict, Callable, Callable, Callable]:
+    """How image files become a model's input, for every source of image files (folders,
+    shards): (the preprocessing for results.json, the evaluation transform, the same
+    unnormalised for showing an image, the training transform)."""
+    channels, crop = input_size[0], input_size[1]
+    mean, std = normalization
+    resize = resize or round(crop / CROP_FRACTION)
+    if resize < crop:
+        raise UserError(f"--resize {resize} is smaller than the centre crop {crop}.")
+    preprocessing = dict(
+        resize=resize,
+        crop=crop,
+        mean=mean,
+        std=std,
+        channels=channels,
+        preparation="digit" if digits else "photo",
+    )
+    extra = {"interpolation": interpolation} if interpolation is not None else {}
+    if digits:  # as `convnet predict` prepares a file for a model trained on digits
+        evaluate_transform = DigitPreprocess(input_size, mean, std)
+        view = DigitPreprocess(input_size, 0.0, 1.0)
+    else:
+        evaluate_transform = evaluation_transform(
+            resize, crop, mean, std, channels=channels, **extra
+        )
+        view = evaluation_transform(resize, crop, 0.0, 1.0, channels=channels, **extra)
+    train_transform = (
+        training_transform(crop, mean, std, channels)
+        if augment and not digits
+        else evaluate_transform
+    )
+    if auto_augment or random_erase:
+        train_transform = policy_transform(train_transform, auto_augment, random_erase)
+    return preprocessing, evaluate_transform, view, train_transform
+
+
 class FolderSource:
     """Image files on disk: a training split and a held-out split of one collection.
 
@@ -291,8 +342,6 @@ class FolderSource:
         auto_augment: str | None = None,
         random_erase: float = 0.0,
     ) -> None:
-        channels, crop = input_size[0], input_size[1]
-        mean, std = normalization
         options = dict(val_fraction=val_fraction, seed=seed, strict=strict)
         self.eval_collection = open_image_collection(
             root, eval_split, ground_truth=ground_truth, **options
@@ -319,35 +368,17 @@ class FolderSource:
             *(self.train_collection.skipped if self.train_collection else []),
             *self.eval_collection.skipped,
         ]
-        resize = resize or round(crop / CROP_FRACTION)
-        if resize < crop:
-            raise UserError(f"--resize {resize} is smaller than the centre crop {crop}.")
-        self.preprocessing = dict(
+        transforms = image_transforms(
+            input_size,
+            normalization,
+            augment=augment,
             resize=resize,
-            crop=crop,
-            mean=mean,
-            std=std,
-            channels=channels,
-            preparation="digit" if digits else "photo",
+            interpolation=interpolation,
+            digits=digits,
+            auto_augment=auto_augment,
+            random_erase=random_erase,
         )
-        extra = {"interpolation": interpolation} if interpolation is not None else {}
-        if digits:  # as `convnet predict` prepares a file for a model trained on digits
-            self.evaluate_transform = DigitPreprocess(input_size, mean, std)
-            self._view = DigitPreprocess(input_size, 0.0, 1.0)
-        else:
-            self.evaluate_transform = evaluation_transform(
-                resize, crop, mean, std, channels=channels, **extra
-            )
-            self._view = evaluation_transform(resize, crop, 0.0, 1.0, channels=channels, **extra)
-        self.train_transform = (
-            training_transform(crop, mean, std, channels)
-            if augment and not digits
-            else self.evaluate_transform
-        )
-        if auto_augment or random_erase:
-            self.train_transform = policy_transform(
-                self.train_transform, auto_augment, random_erase
-            )
+        self.preprocessing, self.evaluate_transform, self._view, self.train_transform = transforms
         self.workers, self.pin_memory = workers, pin_memory
         self.eval_batch_size = 64
         self.failed_training: set[int] = set()  # training images that could not be decoded
@@ -437,11 +468,41 @@ def training_data(
     pin_memory: bool = False,
     auto_augment: str | None = None,
     random_erase: float = 0.0,
+    shard_streams: int | None = None,
+    world_size: int = 1,
 ) -> DataSource:
     """The training and held-out data of a run: image files on disk (`data`, a folder) or a
     registered data set held in memory (`dataset`, cached in `data_dir`), as the model sees
     them (`input_size` C×H×W, normalised by `normalization`). `classes`: a resumed run's
-    class names, which its folders are matched to. UserError for missing data."""
+    class names, which its folders are matched to. `data` may also be shards
+    (convnet/data/shard_source.py), read as `shard_streams` streams shared by `world_size`
+    processes. UserError for missing data."""
+    from convnet.data.shard_manifest import is_shard_data
+
+    if data is not None and is_shard_data(data):
+        from convnet.data.shard_source import ShardSource
+
+        return ShardSource(
+            data,
+            input_size,
+            normalization,
+            classes=classes or None,
+            augment=augment,
+            strict=strict,
+            workers=workers,
+            train_subset=train_subset,
+            test_subset=test_subset,
+            pin_memory=pin_memory,
+            auto_augment=auto_augment,
+            random_erase=random_erase,
+            streams=shard_streams,
+            world_size=world_size,
+        )
+    if shard_streams is not None:
+        raise UserError(
+            "--shard-streams is how a run reads tar shards (--data SHARDS); "
+            f"{data or dataset} is not shards. Drop it."
+        )
     if data is not None:
         return FolderSource(
             data,

@@ -4,7 +4,7 @@ by model.
 A run trains on one of two kinds of data source:
 
 - "tensors": a registered data set held in memory (MNIST, Fashion-MNIST, CIFAR-10), `--dataset NAME`;
-- "images": image files on disk (class folders, ILSVRC2012), `--data DIR`.
+- "images": image files on disk (class folders, ILSVRC2012, or their tar shards), `--data DIR`.
 
 Everything else — the loop, the evaluation, the run directory — is the same for both. What
 genuinely differs is stated once, in `SOURCE_DEFAULTS`; a model's own registry entry
@@ -23,6 +23,7 @@ from pathlib import Path
 from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
+from convnet.data.shard_manifest import is_shard_data
 from convnet.engine.tensorboard import check_available
 from convnet.errors import UserError
 from convnet.models import ModelSpec, get_model_spec
@@ -80,6 +81,7 @@ RANGES = {
     "train_subset": (lambda v: v >= 1, "must be at least 1"),
     "test_subset": (lambda v: v >= 1, "must be at least 1"),
     "workers": (lambda v: v >= 0, "must be 0 or more"),
+    "shard_streams": (lambda v: v >= 1, "must be at least 1"),
     "image_size": (lambda v: v >= 8, "must be at least 8"),
     "opt": (lambda v: v in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
     "norm_weight_decay": (lambda v: v >= 0 and math.isfinite(v), "must be 0 or more"),
@@ -151,6 +153,9 @@ class TrainConfig:
     val_fraction: float = 0.2  # images: held-out share of a folder without train/ and val/
     strict: bool = False  # images: fail on undecodable files instead of skipping them
     workers: int | None = None  # images: decoding processes per training process
+    # shards: the streams an epoch is read as (convnet/data/shard_plan.py); the process
+    # count must divide it. Default: the first run's processes × workers.
+    shard_streams: int | None = None
     weights: str | None = None  # initial weights: a file, or torchvision weights by name
     seed: int = 0
     device: str = "auto"
@@ -195,10 +200,13 @@ class TrainConfig:
 
     @property
     def source_name(self) -> str:
-        """A short name for the data: the data set's, "folder", or "dataset" (your own)."""
+        """A short name for the data: the data set's, "folder", "shards", or "dataset" (your
+        own)."""
         if self.custom_data is not None:
             return "dataset"
-        return "folder" if self.data else (self.dataset or "mnist")
+        if self.data:
+            return "shards" if is_shard_data(self.data) else "folder"
+        return self.dataset or "mnist"
 
     def defaults(self) -> dict:
         """The recipe's defaults for this model on this kind of source: the model's registry
@@ -231,6 +239,8 @@ class TrainConfig:
             # absolute, so the run finds its images from any working directory
             values["data"] = str(Path(values["data"]).expanduser().resolve())
             values["workers"] = 2 if values["workers"] is None else values["workers"]
+            if values["shard_streams"] is None and is_shard_data(values["data"]):
+                values["shard_streams"] = world_size * max(1, values["workers"])
         values["world_size"] = world_size
         config = TrainConfig(**values)
         config.validate()

@@ -290,8 +290,10 @@ def evaluate(
             f"Note: a batch of {batch_size} images did not fit in memory; the evaluation went "
             f"on in batches of {smallest} (--batch-size {smallest} avoids the retries)."
         )
+    # why each image failed, asked where it was read (another machine may not see the file)
+    sums.failed = [(index, *source.failure(index)) for index in sums.failed]
     sums.sum_over_ranks()
-    skipped = [*source.skipped, *(source.failure(index) for index in sorted(sums.failed))]
+    skipped = [*source.skipped, *((path, why) for _, path, why in sorted(sums.failed))]
     if strict and skipped:
         raise UserError(
             f"--strict: {len(skipped)} file(s) in {source.name} cannot be used: "

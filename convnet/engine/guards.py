@@ -81,7 +81,7 @@ def check_training_files(
             f"--strict: {len(failed)} training image(s) of {source.name} cannot "
             f"be used: {listed}{more}. Remove or replace them, or run without --strict."
         )
-    say(f"Skipped {len(failed)} training image(s) that cannot be decoded: {listed}{more}.")
+    say(f"Skipped {len(failed)} training image(s) that cannot be used: {listed}{more}.")
     return len(failed)
 
 

@@ -99,14 +99,19 @@ def prepare(
     module: nn.Module | None,
     say: Log,
     data: DataSource | None = None,
+    restart: bool = False,
 ) -> Training:
     """Everything training needs, for a new run of `requested` or a resumed one: the
     configuration resolved (here, once), the data, the run directory, the model with its
-    initial or checkpointed weights, the optimizer and the training state, on every rank."""
+    initial or checkpointed weights, the optimizer and the training state, on every rank.
+    With `restart`, `resume` continues if it holds a checkpoint, else `requested` starts
+    there. A resumed run reads the data where this rank's `changes` say (each machine its own)."""
     session = distributed.current()
     saved, planned = distributed.broadcast_object(
-        distributed.together(_read_saved, resume, changes)
+        distributed.together(_read_saved, resume, changes, restart)
     )
+    if saved is not None and changes.get("data"):  # each machine reads the data at its own path
+        saved.data = str(Path(changes["data"]).expanduser().resolve())
     given = saved or requested
     # an unsupported precision (fp16 off CUDA) is refused before the run directory is made
     precision = resolve_precision(given.precision, session.device)
@@ -142,8 +147,10 @@ def prepare(
     if session.distributed:
         device_ids = [session.device] if session.device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=device_ids)
-    steps = steps_per_epoch(
-        source.train_count, config.batch_size * config.grad_accum_steps, session.world_size
+    steps = steps_per_epoch(  # shards pad their epoch to a whole number of streams
+        getattr(source, "epoch_length", source.train_count),
+        config.batch_size * config.grad_accum_steps,
+        session.world_size,
     )
     training = Training(
         config,
@@ -166,10 +173,15 @@ def prepare(
     return training
 
 
-def _read_saved(resume: Path | None, changes: dict) -> tuple[TrainConfig | None, int | None]:
+def _read_saved(
+    resume: Path | None, changes: dict, restart: bool = False
+) -> tuple[TrainConfig | None, int | None]:
     """Rank 0 reads a resumed run's configuration (other machines may not see it), with the
-    epochs it had planned; (None, None) for a new run."""
+    epochs it had planned; (None, None) for a new run, and for a `restart` of a run that had
+    not saved a checkpoint yet (it starts afresh)."""
     if resume is None or not distributed.is_main():
+        return None, None
+    if restart and not Run(resume).checkpoint_path.is_file():
         return None, None
     saved, planned = resumed_config(Run(resume), changes, distributed.current())
     saved.validate()
@@ -213,6 +225,8 @@ def _open(
         pin_memory=session.device.type == "cuda",
         auto_augment=config.auto_augment,
         random_erase=config.random_erase,
+        shard_streams=config.shard_streams,
+        world_size=session.world_size,
     )
     if source.train_count == 0:
         raise UserError(f"{source.name} has no training images.")

@@ -64,18 +64,22 @@ def fit(
     module: nn.Module | None = None,
     data: DataSource | None = None,
     log: Log = print,
+    restart: bool = False,
 ) -> dict:
     """Train, evaluating on the held-out split after every epoch; return the results (the
     JSON of `convnet train`; under torchrun rank 0's, the other ranks an empty dict).
 
     `config` need not be resolved: its defaults are filled in here, once. With `resume`, the
     run continues from its checkpoint with its saved configuration (`config` may be None);
-    `changes` may set what engine.resume.RESUMABLE_CHANGES lists (more epochs re-plan the
-    schedule). `stop_after_epoch` ends the run early, resumably. `module` trains a user's own
-    nn.Module (the Python API) described by `config.custom_module`; the run directory holds
-    its weights but not its code; `data` (a DataSource of the user's own Dataset, described
-    by `config.custom_data`) trains instead of a registered data set or folder. Joins the process group torchrun describes (or none) unless
-    the caller has (`distributed.session`). UserError for anything the user can fix."""
+    `restart` (torchrun starting its processes again after one failed) continues `resume`
+    from its checkpoint where it has one, else starts `config` there afresh. `changes` may
+    set what engine.resume.RESUMABLE_CHANGES lists (more epochs re-plan the schedule).
+    `stop_after_epoch` ends the run early, resumably. `module` trains a user's own nn.Module
+    (the Python API) described by `config.custom_module`; the run directory holds its
+    weights but not its code; `data` (a DataSource of the user's own Dataset, described by
+    `config.custom_data`) trains instead of a registered data set or folder. Joins the
+    process group torchrun describes (or none) unless the caller has
+    (`distributed.session`). UserError for anything the user can fix."""
     if not distributed.started():
         device = (changes or {}).get("device") or (config.device if config else "auto")
         with distributed.session(device, config.backend if config else "auto"):
@@ -87,10 +91,11 @@ def fit(
                 module=module,
                 data=data,
                 log=log,
+                restart=restart,
             )
     session = distributed.current()
     say = log if session.is_main else silent
-    training = prepare(config, resume, changes or {}, module, say, data)
+    training = prepare(config, resume, changes or {}, module, say, data, restart)
     epochs, run = training.config.epochs, training.run
     stop = StopRequests()
     # Ctrl-C or SIGTERM (a scheduler's notice) any time from here on, also during an
