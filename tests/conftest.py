@@ -76,6 +76,14 @@ def folders(tmp_path_factory) -> Path:
     return make_split_folders(tmp_path_factory.mktemp("engine") / "data", 16, 6)
 
 
+@pytest.fixture(scope="session")
+def shards(folders, tmp_path_factory) -> Path:
+    """`folders` as `convnet data shard` writes it: tar shards of 16 images and a manifest."""
+    from tests.helpers.shard_data import make_shards
+
+    return make_shards(folders, tmp_path_factory.mktemp("engine") / "shards", "16")
+
+
 @pytest.fixture
 def one_thread():
     """One thread per process: two spinning OpenMP threads on a busy 2-core machine are ~40×

@@ -109,12 +109,20 @@ def read_samples(shard: Shard, first: int, count: int, classes: int) -> Iterator
                 try:
                     image, label, why = _sample(archive, key, members, classes)
                 except TAR_ERRORS as error:
-                    image, label, why = None, -1, f"sample {key} cannot be read ({error})"
+                    image, label, why = None, -1, f"sample {key} {_unreadable(error)}"
                 yield RawSample(shard.offset + position, image, label, why, key)
                 position += 1
     except TAR_ERRORS as error:
-        ended = f"cannot be read past image {position} ({error})"
+        ended = f"the shard {_unreadable(error)} after image {position}"
     else:
-        ended = f"ends after {position} of its {shard.images} images (truncated)"
+        ended = f"the shard ends after image {position} (truncated)"
     for missing in range(position, first + count):
-        yield RawSample(shard.offset + missing, why=f"the shard {ended}")
+        why = f"image {missing + 1} of {shard.images}: {ended}"
+        yield RawSample(shard.offset + missing, why=why)
+
+
+def _unreadable(error: BaseException) -> str:
+    """Why tar data cannot be read: a file that ends early says so."""
+    if isinstance(error, EOFError) or "unexpected end of data" in str(error):
+        return "ends early (truncated)"
+    return f"cannot be read ({error})"

@@ -110,7 +110,9 @@ def prepare(
     saved, planned = distributed.broadcast_object(
         distributed.together(_read_saved, resume, changes, restart)
     )
-    if saved is not None and changes.get("data"):  # each machine reads the data at its own path
+    if saved is None:  # a new run (or a restart before the first checkpoint)
+        resume = None
+    elif changes.get("data"):  # each machine reads the data at its own path
         saved.data = str(Path(changes["data"]).expanduser().resolve())
     given = saved or requested
     # an unsupported precision (fp16 off CUDA) is refused before the run directory is made

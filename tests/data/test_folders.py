@@ -30,20 +30,24 @@ from tests.helpers.folder_data import (
     make_ilsvrc,
     make_split_folders,
 )
+from tests.helpers.shard_data import make_shards
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @pytest.fixture(scope="module")
 def collections(tmp_path_factory) -> dict[str, Path]:
-    """The miniature in every layout (generated once: about half a second)."""
+    """The miniature in every layout (generated once: about half a second), and the tar
+    shards `convnet data shard` writes of the ILSVRC2012 one."""
     base = tmp_path_factory.mktemp("folders")
-    return {
+    collections = {
         "split": make_split_folders(base / "split"),
         "classes": make_class_folders(base / "classes"),
         "csv": make_ilsvrc(base / "csv", ground_truth="csv"),
         "devkit": make_ilsvrc(base / "devkit", ground_truth="devkit"),
     }
+    collections["shards"] = make_shards(collections["devkit"], base / "shards", "16")
+    return collections
 
 
 def _content(collection) -> list[tuple[str, int]]:
@@ -257,7 +261,7 @@ SCORES = (
 
 def test_every_layout_evaluates_identically(collections, lenet_weights, capsys):
     results = {}
-    for name in ("split", "csv", "devkit"):
+    for name in ("split", "csv", "devkit", "shards"):
         code, out, err = _cli(
             capsys,
             "evaluate",
@@ -283,9 +287,10 @@ def test_every_layout_evaluates_identically(collections, lenet_weights, capsys):
     assert reference["confusions"] and 1 <= len(hardest) <= 2, reference["per_class"]
     assert [row["index"] for row in reference["hardest"]] == hardest
     assert [row["count"] for row in reference["per_class"]] == [8] * 5
-    for name in ("csv", "devkit"):
+    for name in ("csv", "devkit", "shards"):  # the validation shards: the folder's scores
         assert {key: results[name][key] for key in SCORES} == reference, name
     assert results["split"]["layout"] == "split-folders" and results["devkit"]["layout"] == "ilsvrc"
+    assert results["shards"]["layout"] == "shards"
     assert results["split"]["preprocessing"]["resize"] == 37  # 32 / 0.875, as 224 ← 256
 
 

@@ -42,16 +42,16 @@ FIELDS = {"opt": "adamw", "lr_scheduler": "onecycle", "mixup_alpha": 0.2, "cutmi
 MNIST = ["--dataset", "mnist", "--train-subset", "256", "--test-subset", "100"]
 
 
-@pytest.mark.parametrize("kind", ["idx", "folder", "cifar10"])
+@pytest.mark.parametrize("kind", ["idx", "folder", "shards", "cifar10"])
 def test_every_recipe_option_trains_on_every_kind_of_source(
-    kind, mnist_dir, folders, registered, tmp_path, capsys
+    kind, mnist_dir, folders, shards, registered, tmp_path, capsys
 ):
     """Saved in config.json and in effect: the moving average is the kept model, steps
     take two batches, the classifier's learning rate is twice the others'."""
     if kind == "idx":
         source = MNIST
-    elif kind == "folder":
-        source = ["--data", str(folders), "--workers", "0"]
+    elif kind in ("folder", "shards"):
+        source = ["--data", str(folders if kind == "folder" else shards), "--workers", "0"]
     else:
         files, _ = registered
         cache = tmp_path / "cache"
