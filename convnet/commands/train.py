@@ -120,26 +120,34 @@ def _resume_changes(args: argparse.Namespace, rank: int = 0) -> dict:
     """The flags given with --resume: fit() accepts those a resumed run may change. Rank 0
     reads the run's configuration; another machine's rank may not see the run directory, so
     it passes what a resumed run may change (its own --data) and rank 0 judges the rest."""
-    from convnet.engine.run import Run
-
     if args.config:
         raise UserError("--resume continues a run with its own configuration; drop --config.")
+    return _changes(args, Path(args.resume), rank)
+
+
+def _changes(args: argparse.Namespace, run_dir: Path, rank: int) -> dict:
+    """The flags whose values differ from those `run_dir` was configured with (rank 0), or
+    those a resumed run may change (other ranks)."""
+    from convnet.engine.resume import RESUMABLE_CHANGES
+    from convnet.engine.run import Run
+
+    values = {key: value for key, value in _given(args).items() if key != "out"}
     if rank != 0:
-        return _restart_changes(args)
-    values = _given(args)
-    saved = Run(args.resume).read_config("resume")
+        return {key: value for key, value in values.items() if key in RESUMABLE_CHANGES}
+    saved = Run(run_dir).read_config("resume")
     same = {key for key, value in values.items() if getattr(saved, key, object()) == value}
     changes = {key: value for key, value in values.items() if key not in same}
     _refuse_misplaced(changes, saved.data is not None or "data" in changes, saved.dataset)
     return changes
 
 
-def _restart_changes(args: argparse.Namespace) -> dict:
-    """What a run restarted by torchrun may take from its command line (its own --data on
-    each machine, …): the rest is the run's saved configuration."""
-    from convnet.engine.resume import RESUMABLE_CHANGES
-
-    return {key: value for key, value in _given(args).items() if key in RESUMABLE_CHANGES}
+def _continues(args: argparse.Namespace) -> bool:
+    """Whether this is a run torchrun may start again in --out: after a process failed
+    (--max-restarts) or a machine joined again, the same command must continue the run from
+    its checkpoint, or start it there if it had none. Which it is, rank 0 decides (fit's
+    `restart`): TORCHELASTIC_RESTART_COUNT cannot tell, as each machine counts only its own
+    failures."""
+    return bool(os.environ.get("TORCHELASTIC_RUN_ID")) and bool(args.out) and not args.resume
 
 
 def _list_recipes(args: argparse.Namespace) -> int:
@@ -232,6 +240,7 @@ def finish_run(
 
 def run_train(args: argparse.Namespace) -> int:
     from convnet.engine import distributed
+    from convnet.engine.run import Run
     from convnet.engine.train import fit
 
     check_counts(
@@ -250,18 +259,16 @@ def run_train(args: argparse.Namespace) -> int:
         return _list_recipes(args)
     if args.print_config:
         return _print_config(args)
-    # torchrun restarting its processes after one failed (--max-restarts): the same command
-    # continues the run in --out from its last checkpoint, if it wrote one.
-    restarted = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0")
-    resume = args.resume or (args.out if restarted and args.out else None)
+    restart = _continues(args)
+    resume = args.resume or (args.out if restart else None)
     try:
         if args.resume:
             config, changes = None, _resume_changes(args, launched_rank)
         else:
             config, changes = build_config(args), None
             config.validate()  # a bad value is refused before any process group forms
-            if resume:
-                changes = _restart_changes(args)
+            if restart and (launched_rank != 0 or Run(args.out).checkpoint_path.is_file()):
+                changes = _changes(args, Path(args.out), launched_rank)
         if launched_rank == 0:  # one process fetches; the others read the cache
             download_if_asked(args, config.model if config else "", config and config.weights)
         device_name = (changes or {}).get("device") or (config.device if config else "auto")
@@ -281,7 +288,7 @@ def run_train(args: argparse.Namespace) -> int:
             changes=changes,
             stop_after_epoch=args.stop_after_epoch,
             log=log,
-            restart=restarted and not args.resume,
+            restart=restart,
         )
     except distributed.PeerFailure:
         return 2

@@ -185,7 +185,15 @@ def _read_saved(
         return None, None
     if restart and not Run(resume).checkpoint_path.is_file():
         return None, None
-    saved, planned = resumed_config(Run(resume), changes, distributed.current())
+    try:
+        saved, planned = resumed_config(Run(resume), changes, distributed.current())
+    except UserError as error:
+        if not restart:
+            raise
+        raise UserError(
+            f"--out {resume} holds the checkpoint of a run, which the same command under "
+            f"torchrun continues; this command differs: {error}"
+        ) from None
     saved.validate()
     return saved, planned
 

@@ -1,13 +1,16 @@
-"""Training on image folders, as one process and as two under torchrun (gloo on the CPU).
+"""Training as one process and as two under torchrun (gloo on the CPU), on one machine and
+on two "nodes" that meet at a c10d rendezvous and each read the data at a path of its own.
 
 The 2-process run must end with identical weights on both ranks and with the weights of a
-1-process run with the same global batch; a run stopped after an epoch and resumed must end
-like the uninterrupted one; mistakes exit with status 2 and one clear message.
+1-process run with the same global batch (image folders, tar shards, a data set in memory);
+a run stopped after an epoch and resumed, or whose process died and torchrun started again,
+must end like the uninterrupted one; mistakes exit with status 2 and one clear message.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,8 @@ from convnet.engine import distributed
 from convnet.errors import UserError
 from tests.helpers.distributed import CPU, _max_difference, _torchrun
 from tests.helpers.folder_data import make_split_folders
+from tests.helpers.nodes import rank_zero_output, two_nodes
+from tests.helpers.shard_data import make_shards
 
 TRAIN = ["lenet5", "--epochs", "2", "--lr", "0.05", "--precision", "fp32", "--workers", "0", *CPU]
 
@@ -25,6 +30,11 @@ TRAIN = ["lenet5", "--epochs", "2", "--lr", "0.05", "--precision", "fp32", "--wo
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> Path:
     return make_split_folders(tmp_path_factory.mktemp("folders") / "data")
+
+
+@pytest.fixture(scope="module")
+def shards(folders, tmp_path_factory) -> Path:
+    return make_shards(folders, tmp_path_factory.mktemp("shards") / "out", "16")
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +110,19 @@ def test_stopped_and_resumed_run_ends_like_the_uninterrupted_one(
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_and_resume(folders, single_run, tmp_path):
-    """torchrun, 2 ranks × batch 8, stopped after epoch 1 and resumed by a new torchrun:
-    both ranks end with identical weights (SHA-256 of each replica's state), equal to the
-    1-process run with batch 16 up to summation order, far from the initial weights."""
+def test_two_nodes_match_one_process_and_resume(folders, single_run, tmp_path):
+    """Two nodes × batch 8, each reading its own copy of the folders, stopped after epoch 1;
+    resumed by torchrun on one machine: both ranks end with identical weights (SHA-256 of
+    each replica's state), those of the 1-process run with batch 16 up to summation order,
+    far from the initial weights."""
     run_dir = tmp_path / "run"
-    arguments = [*TRAIN, "--data", str(folders), "--batch-size", "8", "--json"]
-    first = _torchrun(*arguments, "--out", str(run_dir), "--stop-after-epoch", "1")
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert json.loads(first.stdout)["stopped_after_epoch"] == 1  # rank 1 printed nothing
+    copies = [shutil.copytree(folders, tmp_path / name) for name in ("node-a", "node-b")]
+    arguments = [*TRAIN, "--batch-size", "8", "--json", "--out", str(run_dir)]
+    first = two_nodes(
+        [[*arguments, "--data", str(copy), "--stop-after-epoch", "1"] for copy in copies]
+    )
+    assert all(result.returncode == 0 for result in first), first[0].stderr[-3000:]
+    assert json.loads(rank_zero_output(first))["stopped_after_epoch"] == 1
     second = _torchrun("--resume", str(run_dir), "--json")
     assert second.returncode == 0, second.stderr[-3000:]
     result = json.loads(second.stdout)
@@ -116,7 +130,7 @@ def test_two_processes_match_one_and_resume(folders, single_run, tmp_path):
     assert result["world_size"] == 2 and result["global_batch_size"] == 16
     assert len(result["weight_digests"]) == 2
     assert result["weight_digests"][0] == result["weight_digests"][1]
-    assert _max_difference(run_dir / "model.safetensors", single_run / "model.safetensors") < 1e-5
+    assert _max_difference(run_dir / "model.safetensors", single_run / "model.safetensors") < 1e-6
     torch.manual_seed(0)
     from convnet.models import get_model
 
@@ -125,6 +139,42 @@ def test_two_processes_match_one_and_resume(folders, single_run, tmp_path):
 
     save_weights(initial, get_model("lenet5", num_classes=5, in_channels=3))
     assert _max_difference(initial, single_run / "model.safetensors") > 1e-2
+
+
+@pytest.mark.slow
+def test_two_nodes_train_on_shards_and_survive_a_failure(shards, tmp_path):
+    """Two nodes × batch 8 reading the shards at paths of their own, torchrun
+    --max-restarts 1: rank 1 dies early in epoch 2, torchrun starts both processes again,
+    the same command continues from the checkpoint of epoch 1, and the run ends with the
+    weights of one process with batch 16 (the same 2 streams)."""
+    common = [*TRAIN, "--shard-streams", "2", "--json"]
+    copies = [shutil.copytree(shards, tmp_path / name) for name in ("node-a", "node-b")]
+    run_dir = tmp_path / "run"
+    results = two_nodes(
+        [
+            [*common, "--batch-size", "8", "--data", str(copy), "--out", str(run_dir)]
+            for copy in copies
+        ],
+        module="tests.helpers.crash_once",
+        max_restarts=1,
+        env={"CRASH_ONCE": str(tmp_path / "crashed")},
+    )
+    assert (tmp_path / "crashed").exists()
+    assert all(result.returncode == 0 for result in results), results[0].stderr[-3000:]
+    assert "Resuming" in "".join(result.stderr for result in results)
+    result = json.loads(rank_zero_output(results))
+    assert result["world_size"] == 2 and result["replicas_identical"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = ["train", *common, "--batch-size", "16", "--data", str(shards)]
+        assert main([*single, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    difference = _max_difference(
+        run_dir / "model.safetensors", tmp_path / "one" / "model.safetensors"
+    )
+    assert difference < 1e-6, difference
 
 
 @pytest.mark.slow
@@ -165,36 +215,31 @@ def test_bad_input_exits_2_with_a_message(folders, tmp_path, capsys, one_thread)
 
 
 @pytest.mark.slow
-def test_two_processes_train_a_data_set_in_memory(mnist_dir, tmp_path):
-    """torchrun, 2 ranks × batch 16 on MNIST: the weights of 1 process × batch 32, as for
-    image folders (tests/test_distributed.py), with per-image augmentation on."""
-    from tests.helpers.distributed import _max_difference, _torchrun
-
+def test_two_nodes_train_a_data_set_in_memory(mnist_dir, tmp_path):
+    """Two nodes × batch 16 on MNIST: the weights of 1 process × batch 32, as for image
+    folders and shards."""
     common = [
         "lenet5",
         "--dataset",
         "mnist",
         "--train-subset",
-        "640",
+        "320",
         "--test-subset",
-        "200",
+        "100",
         "--epochs",
         "1",
         "--precision",
         "fp32",
-        "--device",
-        "cpu",
+        "--no-augment",
         "--json",
     ]
-    double = _torchrun(*common, "--batch-size", "16", "--out", str(tmp_path / "two"))
-    assert double.returncode == 0, double.stderr[-3000:]
-    result = json.loads(double.stdout)
+    double = two_nodes([[*common, "--batch-size", "16", "--out", str(tmp_path / "two")]] * 2)
+    assert all(result.returncode == 0 for result in double), double[0].stderr[-3000:]
+    result = json.loads(rank_zero_output(double))
     assert result["world_size"] == 2 and result["replicas_identical"]
-    single = main(["train", *common, "--batch-size", "32", "--out", str(tmp_path / "one")])
+    single = main(["train", *common, *CPU, "--batch-size", "32", "--out", str(tmp_path / "one")])
     assert single == 0
-    assert (
-        _max_difference(
-            tmp_path / "two" / "model.safetensors", tmp_path / "one" / "model.safetensors"
-        )
-        < 1e-5
+    difference = _max_difference(
+        tmp_path / "two" / "model.safetensors", tmp_path / "one" / "model.safetensors"
     )
+    assert difference < 1e-6, difference
