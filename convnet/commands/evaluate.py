@@ -264,7 +264,7 @@ def _refuse_for_shards(args: argparse.Namespace, data: str | None) -> None:
 
     given = [
         f"--{name.replace('_', '-')}"
-        for name in ("val_fraction", "seed", "ground_truth", "shard_streams")
+        for name in ("val_fraction", "seed", "ground_truth")
         if getattr(args, name, None) is not None
     ]
     if given and is_shard_data(data):

@@ -50,10 +50,10 @@ class _Reader:
     """What a worker needs to turn samples into tensors: the shards, the class numbering,
     a transform, the shards already verified (and those it verifies)."""
 
-    def __init__(self, shards, remap, transform, blank_shape, verified, seed_draws) -> None:
+    def __init__(self, shards, remap, transform, blank_shape, verified) -> None:
         self.shards, self.remap, self.transform = shards, remap, transform
         self.decode = getattr(transform, "decode", decode_image)
-        self.blank_shape, self.verified, self.seed_draws = blank_shape, set(verified), seed_draws
+        self.blank_shape, self.verified = blank_shape, set(verified)
         self.newly_verified: list[str] = []
 
     def samples(self, shard: int, first: int, count: int) -> Iterator[RawSample]:
@@ -278,8 +278,8 @@ class ShardSource:
         """Images trained on per epoch over all ranks, the padding included."""
         return self.streams * math.ceil(self.train_count / self.streams)
 
-    def _reader(self, shards: list[Shard], transform: Callable, training: bool) -> _Reader:
-        return _Reader(shards, self.remap, transform, self.blank_shape, self.verified, training)
+    def _reader(self, shards: list[Shard], transform: Callable) -> _Reader:
+        return _Reader(shards, self.remap, transform, self.blank_shape, self.verified)
 
     def _loader(self, dataset: IterableDataset, workers: int) -> DataLoader:
         return DataLoader(
@@ -314,7 +314,7 @@ class ShardSource:
         plan = EpochPlan(self.train_pieces, self.streams, seed, epoch)
         steps = math.ceil(plan.positions / (world_size * batch_size))
         workers = largest_divisor(self.streams // world_size, self.workers) if self.workers else 0
-        reader = self._reader(self.train_shards, self.train_transform, True)
+        reader = self._reader(self.train_shards, self.train_transform)
         dataset = _TrainStreams(reader, plan, rank, world_size, batch_size, start_batch, steps)
         chunks = iter(self._loader(dataset, workers))
         for _ in range(start_batch, steps):
@@ -339,7 +339,7 @@ class ShardSource:
     def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
         pieces = self.eval_pieces[rank::world_size]
         workers = min(self.workers, len(pieces))
-        reader = self._reader(self.eval_shards, self.evaluate_transform, False)
+        reader = self._reader(self.eval_shards, self.evaluate_transform)
         for chunk in self._loader(_EvalShards(reader, pieces, batch_size), workers):
             self._receive(chunk, "eval")
             yield chunk["images"], chunk["labels"], chunk["indices"]
@@ -351,7 +351,7 @@ class ShardSource:
 
     def eval_image(self, index: int) -> torch.Tensor:
         _, shard = self._place("eval", index)
-        reader = self._reader(self.eval_shards, self._view, False)
+        reader = self._reader(self.eval_shards, self._view)
         raw = next(reader.samples(self.eval_shards.index(shard), index - shard.offset, 1))
         self.verified.update(reader.newly_verified)
         return reader.prepare(raw, None)[0] if raw.why is None else torch.zeros(self.blank_shape)

@@ -479,24 +479,22 @@ def training_data(
     processes. UserError for missing data."""
     from convnet.data.shard_manifest import is_shard_data
 
+    images = dict(
+        classes=classes or None,
+        augment=augment,
+        strict=strict,
+        workers=workers,
+        train_subset=train_subset,
+        test_subset=test_subset,
+        pin_memory=pin_memory,
+        auto_augment=auto_augment,
+        random_erase=random_erase,
+    )
     if data is not None and is_shard_data(data):
         from convnet.data.shard_source import ShardSource
 
         return ShardSource(
-            data,
-            input_size,
-            normalization,
-            classes=classes or None,
-            augment=augment,
-            strict=strict,
-            workers=workers,
-            train_subset=train_subset,
-            test_subset=test_subset,
-            pin_memory=pin_memory,
-            auto_augment=auto_augment,
-            random_erase=random_erase,
-            streams=shard_streams,
-            world_size=world_size,
+            data, input_size, normalization, streams=shard_streams, world_size=world_size, **images
         )
     if shard_streams is not None:
         raise UserError(
@@ -505,20 +503,7 @@ def training_data(
         )
     if data is not None:
         return FolderSource(
-            data,
-            input_size,
-            normalization,
-            classes=classes or None,
-            augment=augment,
-            val_fraction=val_fraction,
-            seed=seed,
-            strict=strict,
-            workers=workers,
-            train_subset=train_subset,
-            test_subset=test_subset,
-            pin_memory=pin_memory,
-            auto_augment=auto_augment,
-            random_erase=random_erase,
+            data, input_size, normalization, val_fraction=val_fraction, seed=seed, **images
         )
     return TensorSource.from_dataset(
         dataset,

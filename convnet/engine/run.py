@@ -143,40 +143,30 @@ class LoadedModel:
             split = "val" if own else "all"
         # A run's classes are matched to folders by name; bare weights (MODEL --weights W)
         # know no folder names, so their outputs follow the folders' sorted order.
+        images = dict(
+            classes=self.class_names if config is not None else None,
+            train=False,
+            eval_split=split,
+            workers=workers,
+            strict=strict,
+            resize=self.preprocessing.get("resize"),
+            interpolation=self.preprocessing.get("interpolation"),
+            test_subset=test_subset,
+            digits=not self.photos,
+        )
         if is_shard_data(data):
             from convnet.data.shard_source import ShardSource
 
-            source = ShardSource(
-                data,
-                self.input_size,
-                self.normalization,
-                classes=self.class_names if config is not None else None,
-                train=False,
-                eval_split=split,
-                workers=workers,
-                strict=strict,
-                resize=self.preprocessing.get("resize"),
-                interpolation=self.preprocessing.get("interpolation"),
-                test_subset=test_subset,
-                digits=not self.photos,
-            )
+            source = ShardSource(data, self.input_size, self.normalization, **images)
         else:
             source = FolderSource(
                 data,
                 self.input_size,
                 self.normalization,
-                classes=self.class_names if config is not None else None,
-                train=False,
-                eval_split=split,
-                workers=workers,
-                strict=strict,
                 ground_truth=ground_truth,
                 val_fraction=val_fraction or (config.val_fraction if config else 0.2),
                 seed=seed if seed is not None else (config.seed if config else 0),
-                resize=self.preprocessing.get("resize"),
-                interpolation=self.preprocessing.get("interpolation"),
-                test_subset=test_subset,
-                digits=not self.photos,
+                **images,
             )
         if config is None:
             if len(source.class_names) != len(self.class_names):
