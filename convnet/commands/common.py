@@ -91,7 +91,7 @@ PRECISION_HELP = (
     "or fp16 (CUDA only; training scales the loss)"
 )
 THREADS_HELP = (
-    "CPU threads; 0: automatic, PyTorch's count or 1 when the machine is busier than it has cores"
+    "CPU threads; 0: automatic, as many as cores are idle now (at least 1, at most PyTorch's count)"
 )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -107,14 +108,15 @@ def int8_model(
     input_size: tuple[int, int, int],
     cache: Path,
     key: str,
-    calibration: tuple[torch.Tensor, str],
-    check: tuple[torch.Tensor, torch.Tensor | None, str],
+    calibration: tuple[Callable[[], torch.Tensor], str],
+    check: Callable[[], tuple[torch.Tensor, torch.Tensor | None, str]],
     log=print,
 ) -> Int8Model:
     """The int8 form of `model` (fp32, evaluation mode), from `cache` when it holds one for
-    `key` (the weights' digest and the calibration), else made now: calibrated on
-    `calibration` (normalised images, and what they are in words), then compared with fp32
-    on `check` (images, their labels or None, and what they are)."""
+    `key` (the weights' digest and the calibration), else made now: calibrated on the
+    normalised images `calibration[0]()` returns (`calibration[1]` says what they are), then
+    compared with fp32 on `check()` (images, their labels or None, and what they are). The
+    images are read only when the cache has no file: a cached model costs no decoding."""
     from onnxruntime import __version__ as runtime_version
 
     name = hashlib.sha256(f"{key}|{runtime_version}|{VERSION}".encode()).hexdigest()[:16]
@@ -124,15 +126,16 @@ def int8_model(
             return Int8Model(path, json.loads(note_path.read_text()))
         except Exception:  # a damaged cache file: make it again
             log(f"Note: {path} could not be read; quantizing again.")
-    images, described = calibration
+    read_calibration, described = calibration
     log(f"Quantizing to int8 with ONNX Runtime, calibrated on {described} (paid once) …")
+    images = read_calibration()
     atomic_write_bytes(path, _quantized_bytes(model, input_size, images))
     quantized = Int8Model(path, {})
     note = {
         "runtime": f"onnxruntime {runtime_version}",
         "calibration": described,
         "calibration_images": len(images),
-        **agreement(model, quantized, check),
+        **agreement(model, quantized, check()),
     }
     atomic_write_json(note_path, note)
     quantized.note = note
@@ -217,9 +220,12 @@ def _images(source, positions: list[int], normalization: tuple) -> torch.Tensor:
     return torch.stack([normalize(source.eval_image(i), *normalization) for i in positions])
 
 
-def calibration_images(loaded, source, folder: str | None, count: int) -> tuple[torch.Tensor, str]:
-    """Normalised calibration images and what they are: `count` of the `--calibration`
-    folder; else of the run's training images; else (bare weights) of the images scored."""
+def calibration_images(
+    loaded, source, folder: str | None, count: int
+) -> tuple[Callable[[], torch.Tensor], str]:
+    """What calibrates, in words, and a function that reads those normalised images: `count`
+    of the `--calibration` folder; else of the run's training images; else (bare weights) of
+    the images scored."""
     from convnet.data.sources import FolderSource
 
     if folder is not None:
@@ -239,14 +245,13 @@ def calibration_images(loaded, source, folder: str | None, count: int) -> tuple[
 
         data = load_dataset(loaded.config.dataset, "train", _data_dir(loaded.config))
         picked = _sample(len(data.labels), count)
-        images = to_model_input(data.images[picked], loaded.input_size)
-        return normalize(images, *loaded.normalization), (
-            f"{len(picked)} of the run's training images ({loaded.config.dataset})"
-        )
+        read = lambda: normalize(to_model_input(data.images[picked], loaded.input_size),  # noqa: E731
+                                 *loaded.normalization)  # fmt: skip
+        return read, f"{len(picked)} of the run's training images ({loaded.config.dataset})"
     else:
         calibration, described = source, "{} of the images scored (no training data known)"
     picked = _sample(calibration.eval_count, count)
-    return _images(calibration, picked, loaded.normalization), described.format(len(picked))
+    return lambda: _images(calibration, picked, loaded.normalization), described.format(len(picked))
 
 
 def _data_dir(config) -> Path | None:
@@ -265,13 +270,24 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
             "--precision int8 quantizes a run's or a file's weights; this model has none."
         )
     cache = weights.parent / "int8" if loaded.config is not None else default_data_dir() / "int8"
-    images, described = calibration_images(loaded, source, folder, count)
-    check = _sample(source.eval_count, CHECK_IMAGES, seed=1)
-    label = getattr(source, "eval_label", None)  # a source that cannot pick one: no labels
-    labels = torch.tensor([label(index) for index in check]) if label else torch.tensor([-1])
+    read_calibration, described = calibration_images(loaded, source, folder, count)
+
+    def check() -> tuple[torch.Tensor, torch.Tensor | None, str]:
+        positions = _sample(source.eval_count, CHECK_IMAGES, seed=1)
+        label = getattr(source, "eval_label", None)  # a source that cannot say: no labels
+        labels = torch.tensor([label(index) for index in positions]) if label else None
+        if labels is not None and bool((labels < 0).any()):  # unlabelled images
+            labels = None
+        images = _images(source, positions, loaded.normalization)
+        return images, labels, f"{len(positions)} of the images scored"
+
     key = f"{weights_digest(weights)}|{described}|{tuple(loaded.input_size)}|{loaded.normalization}"
     return int8_model(
-        loaded.model, tuple(loaded.input_size), cache, key, (images, described),
-        (_images(source, check, loaded.normalization), labels if bool((labels >= 0).all()) else None,
-         f"{len(check)} of the images scored"), log,
-    )  # fmt: skip
+        loaded.model,
+        tuple(loaded.input_size),
+        cache,
+        key,
+        (read_calibration, described),
+        check,
+        log,
+    )
