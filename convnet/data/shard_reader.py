@@ -28,7 +28,6 @@ LABEL_LIMIT = 32  # bytes of a .cls member: a decimal class index
 # The image suffixes a sample may hold, in the order one is chosen (torchvision's
 # IMG_EXTENSIONS, with WebDataset's "jpg" for JPEG).
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "pgm", "tif", "tiff")
-READ_BUFFER = 2**20  # bytes per read: few, large reads suit network file systems
 TAR_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)
 
 
@@ -98,7 +97,9 @@ def read_samples(shard: Shard, first: int, count: int, classes: int) -> Iterator
     position = first
     try:
         with (
-            open(shard.path, "rb", buffering=READ_BUFFER) as handle,
+            # unbuffered: a header is one 512-byte read, an image one read of its size; a
+            # buffer would read the data of every sample skipped to reach `first`
+            open(shard.path, "rb", buffering=0) as handle,
             tarfile.open(fileobj=handle, mode="r:") as archive,
         ):
             for place, (key, members) in enumerate(_groups(archive)):

@@ -356,6 +356,14 @@ class ShardSource:
         self.verified.update(reader.newly_verified)
         return reader.prepare(raw, None)[0] if raw.why is None else torch.zeros(self.blank_shape)
 
+    def eval_label(self, index: int) -> int:
+        """The class of held-out image `index` (-1 where its sample has none usable)."""
+        _, shard = self._place("eval", index)
+        reader = self._reader(self.eval_shards, self._view)
+        raw = next(reader.samples(self.eval_shards.index(shard), index - shard.offset, 1))
+        self.verified.update(reader.newly_verified)
+        return self.remap[raw.label] if raw.why is None else -1
+
     def training_failure(self, index: int) -> tuple[str, str]:
         return self._place("train", index)[0], self._why.get(("train", index), "unusable")
 

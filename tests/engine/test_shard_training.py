@@ -4,6 +4,7 @@ shards at another path, and the options that do not apply to shards refused."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -13,9 +14,11 @@ from safetensors.torch import load_file
 import convnet.engine.train as train_module
 from convnet.cli import main
 from convnet.data.shard_source import ShardSource
+from convnet.engine.int8 import cpu_has_vnni
 from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError
 from tests.helpers.cli import refused
+from tests.helpers.shard_data import manifest
 from tests.helpers.training import checkpoint_state, quiet
 
 RUN = ["lenet5", "--epochs", "2", "--batch-size", "16", "--precision", "fp32", "--device", "cpu"]
@@ -113,3 +116,16 @@ def test_options_that_do_not_apply_to_shards_are_refused(shards, folders, tmp_pa
         refused(capsys, [*evaluate, *extra], extra[0], "hold their splits and labels")
     with pytest.raises(UserError, match="3 streams, which 2 processes cannot share"):
         ShardSource(shards, (1, 32, 32), ((0.5,), (0.5,)), streams=3, world_size=2)
+
+
+@pytest.mark.skipif(not cpu_has_vnni(), reason="int8 needs a CPU with VNNI")
+def test_a_run_on_shards_is_scored_in_int8(shards, straight, tmp_path, capsys):
+    """Calibrated on the run's training shards, checked on its validation shards (labels
+    read from the samples)."""
+    run_dir = shutil.copytree(straight, tmp_path / "run")  # quantizing writes beside the run
+    arguments = ["evaluate", str(run_dir), "--precision", "int8", "--workers", "0", "--json"]
+    assert main(arguments) == 0
+    note = json.loads(capsys.readouterr().out)["int8"]
+    splits = manifest(shards)["splits"]  # fewer images than int8 takes: all of them
+    assert note["calibration"] == f"{splits['train']['images']} of the run's training images"
+    assert note["checked_images"] == splits["val"]["images"] and "int8_top1_error" in note
