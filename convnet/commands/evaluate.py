@@ -21,7 +21,12 @@ from convnet.commands.common import (
     emit,
     log,
 )
-from convnet.commands.train import IMAGE_ONLY, check_data_argument, result_text
+from convnet.commands.train import (
+    IMAGE_ONLY,
+    check_data_argument,
+    refuse_for_shards,
+    result_text,
+)
 from convnet.engine.compiling import COMPILE_CHOICES, COMPILE_FROM_IMAGES, should_compile
 from convnet.errors import UserError
 
@@ -181,7 +186,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
             "files on disk (--data DIR); this evaluation reads a data set held in memory."
         )
-    _refuse_for_shards(args, args.data or (loaded.config.data if loaded.config else None))
+    refuse_for_shards(
+        [
+            name
+            for name in ("val_fraction", "seed", "ground_truth")
+            if getattr(args, name) is not None
+        ],
+        args.data or (loaded.config.data if loaded.config else None),
+    )
     if args.crop is not None:
         loaded.input_size = (loaded.input_size[0], args.crop, args.crop)
     if args.resize is not None:
@@ -265,24 +277,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result.pop("confusion_matrix", None)
     emit(args, result, result_text(result))
     return 0
-
-
-def _refuse_for_shards(args: argparse.Namespace, data: str | None) -> None:
-    """The options that split a folder, or find ILSVRC2012's labels, do not apply to shards:
-    their splits and labels were written into them."""
-    from convnet.data.shard_manifest import is_shard_data
-
-    given = [
-        f"--{name.replace('_', '-')}"
-        for name in ("val_fraction", "seed", "ground_truth")
-        if getattr(args, name, None) is not None
-    ]
-    if given and is_shard_data(data):
-        raise UserError(
-            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image folders; the "
-            f"shards {data} hold their splits and labels already. Drop "
-            f"{'it' if len(given) == 1 else 'them'}."
-        )
 
 
 def configure_predict(parser: argparse.ArgumentParser) -> None:

@@ -50,14 +50,18 @@ def _refuse_misplaced(values: dict, images: bool, dataset: str | None) -> None:
         )
 
 
-def _refuse_for_shards(values: dict, data: str | None) -> None:
-    """Shards hold their split already: the options that split a folder do not apply."""
+def refuse_for_shards(names: list[str], data: str | None) -> None:
+    """The options (field names) that split a folder or find ILSVRC2012's labels do not
+    apply to shards: their splits and labels were written into them."""
     from convnet.data.shard_manifest import is_shard_data
 
-    if "val_fraction" in values and is_shard_data(data):
+    if names and is_shard_data(data):
+        given = [f"--{name.replace('_', '-')}" for name in names]
         raise UserError(
-            f"--val-fraction divides a folder of class folders; the shards {data} were written "
-            "with their train and val splits (convnet data shard --val-fraction). Drop it."
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image folders; the "
+            f"shards {data} hold their splits and labels already ('convnet data shard "
+            f"--val-fraction' splits a folder as it writes it). Drop "
+            f"{'it' if len(given) == 1 else 'them'}."
         )
 
 
@@ -100,7 +104,7 @@ def build_config(args: argparse.Namespace):
     if merged.get("data"):
         check_data_argument(merged["data"])
     _refuse_misplaced(values, bool(merged.get("data")), merged.get("dataset"))
-    _refuse_for_shards(values, merged.get("data"))
+    refuse_for_shards([name for name in ("val_fraction",) if name in values], merged.get("data"))
     if "model" not in merged:
         raise UserError(
             "Name a model to train (e.g. 'convnet train lenet5') or give --resume RUN_DIR."
@@ -131,7 +135,9 @@ def _changes(args: argparse.Namespace, run_dir: Path, rank: int) -> dict:
     from convnet.engine.resume import RESUMABLE_CHANGES
     from convnet.engine.run import Run
 
-    values = {key: value for key, value in _given(args).items() if key != "out"}
+    values = _given(args)
+    if values.get("out") and Path(values["out"]).expanduser().resolve() == run_dir.resolve():
+        del values["out"]  # the run's own directory (torchrun's restart of the same command)
     if rank != 0:
         return {key: value for key, value in values.items() if key in RESUMABLE_CHANGES}
     saved = Run(run_dir).read_config("resume")
