@@ -36,7 +36,7 @@ from common import hardware, hardware_line, save_results  # noqa: E402
 BOMB_BYTES = 1_500_000_000  # zeros: gzip packs them about 1,030 to 1, into about 1.5 MB
 
 
-def measure(arguments: list[str], cap_bytes: int) -> dict:
+def measure(arguments: list[str], cap_bytes: int, scratch: str) -> dict:
     """Run `python -m convnet ARGUMENTS`; its peak RSS (MiB), exit status, seconds, last line."""
 
     def capped() -> None:
@@ -58,7 +58,7 @@ def measure(arguments: list[str], cap_bytes: int) -> dict:
         "exit_status": process.returncode,
         "peak_mib": round(usage.ru_maxrss / 1024, 1),
         "seconds": round(time.perf_counter() - started, 2),
-        "last_line": lines[-1][:300] if lines else "",
+        "last_line": lines[-1][:300].replace(scratch, "SCRATCH") if lines else "",
     }
 
 
@@ -139,7 +139,7 @@ def main() -> None:
         for count in args.files:
             runs[f"predict_{count}_files"] = [*predict.split(), *files[:count]]
         for name, arguments in runs.items():
-            cases[name] = measure(arguments, cap)
+            cases[name] = measure(arguments, cap, scratch)
             print(f"{name}: {cases[name]}", flush=True)
         cases["gzip_bomb"]["input_bytes"] = bomb_size
         cases["tall_png_predict"]["input_bytes"] = tall.stat().st_size

@@ -245,6 +245,26 @@ def _resume_changes(args: argparse.Namespace) -> dict:
     return changes
 
 
+def _report_missing(run_dir: Path, changes: dict) -> bool:
+    """A finished run (results.json written) whose report is not there: a kill between the
+    two, or a report deleted. `--resume` without more --epochs writes it again."""
+    from convnet.engine.run import Run
+
+    run = Run(run_dir)
+    return "epochs" not in changes and run.finished and not run.report_path.is_file()
+
+
+def _write_missing_report(args: argparse.Namespace, changes: dict) -> int:
+    """The report of a finished run, from its weights and results.json; no training."""
+    from convnet.engine.run import Run
+
+    run = Run(args.resume)
+    log(f"{run.path} has finished training but has no report; writing it (nothing is trained).")
+    result = finish_run(run.path, run.results(), changes.get("device", "auto"))
+    emit(args, result, result_text(result))
+    return 0
+
+
 def result_text(result: dict) -> str:
     split = result.get("split", "test")
     lines = [
@@ -288,6 +308,7 @@ def finish_run(
     run_dir: Path, result: dict, device_name: str = "auto", precision: str = "auto"
 ) -> dict:
     """Score the saved weights of a finished run with their logits and write its report."""
+    from convnet.engine import run_lock
     from convnet.engine.device import resolve_device, resolve_precision
     from convnet.engine.evaluate import evaluate
     from convnet.engine.run import Run
@@ -303,7 +324,8 @@ def finish_run(
     evaluation = evaluate(
         loaded.model.to(device), source, device, resolve_precision(precision, device)
     )
-    report = write_run_report(run, loaded, evaluation)
+    with run_lock.holding(run.path, log):  # no second writer while the report is written
+        report = write_run_report(run, loaded, evaluation)
     result = {**result, "report": str(report)}
     result.pop("confusion_matrix", None)
     return result
@@ -329,6 +351,9 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             config, changes = None, _resume_changes(args)
+            alone = os.environ.get("WORLD_SIZE", "1") == "1"  # not under torchrun
+            if alone and _report_missing(Path(args.resume), changes):
+                return _write_missing_report(args, changes)
         else:
             config, changes = build_config(args), None
             config.validate()  # a bad value is refused before any process group forms

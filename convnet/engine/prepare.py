@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from convnet.data.sources import DataSource, steps_per_epoch, training_data
-from convnet.engine import distributed
+from convnet.engine import distributed, run_lock
 from convnet.engine.checkpoint import TrainState, load_checkpoint
 from convnet.engine.config import TrainConfig
 from convnet.engine.device import grad_scaler, layout_for, resolve_precision
@@ -182,17 +182,18 @@ def _open(given: TrainConfig, resumed: bool, say: Log) -> tuple[TrainConfig, Run
         if why:
             say(why)
     run = Run(config.out or "")
+    if session.is_main:  # a new run's default name, or the resumed one; locked from here
+        run = Run.create(config, say)
     if (
         session.is_main
         and not resumed
         and (run.weights_path.is_file() or run.checkpoint_path.is_file())
     ):
+        run_lock.release(run.path)
         raise UserError(
             f"{run.path} already holds a trained run; continue it with 'convnet train "
             f"--resume {run.path}', or give another --out."
         )
-    if session.is_main:
-        run = Run.create(config)  # a new run's default name, or the resumed one
     return config, run, source
 
 
@@ -244,9 +245,15 @@ def _build(
             f"{config.epochs} would undo them."
         )
     if config.epochs == state.epoch and run.finished:
+        report = (
+            ""
+            if run.report_path.is_file()
+            else f" Its report is missing: 'convnet train --resume {run.path}' in one process "
+            "(not under torchrun) writes it without training."
+        )
         raise UserError(
             f"{run.path} has finished its {config.epochs} epochs; resume it with "
-            f"--epochs N (more than {config.epochs}) to train it further."
+            f"--epochs N (more than {config.epochs}) to train it further.{report}"
         )
     return model, optimizer, state
 

@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
 from convnet.data.sources import DataSource, FolderSource, TensorSource
+from convnet.engine import run_lock
 from convnet.engine.config import TrainConfig
 from convnet.engine.weight_files import load_weights
 from convnet.errors import UserError
@@ -187,8 +189,9 @@ class Run:
     # --- creating and reading -----------------------------------------------------------
 
     @classmethod
-    def create(cls, config: TrainConfig) -> Run:
-        """The run directory of a new run (config.out, or runs/MODEL-SOURCE-TIME), made."""
+    def create(cls, config: TrainConfig, say: Callable[[str], None] = print) -> Run:
+        """The run directory of a new or resumed run (config.out, or runs/MODEL-SOURCE-TIME),
+        made and locked for this process's writes (`prepare`)."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         path = (
             Path(config.out)
@@ -196,17 +199,21 @@ class Run:
             else Path("runs") / f"{config.model}-{config.source_name}-{stamp}"
         )
         run = cls(path)
-        run.prepare()
+        run.prepare(say)
         return run
 
-    def prepare(self) -> None:
-        """Make the directory and delete the temporary files a killed write left behind."""
+    def prepare(self, say: Callable[[str], None] = print) -> None:
+        """Make the directory, take its writer's lock (engine/run_lock.py: a second writer is
+        refused; release it with `run_lock.release(path)`), and delete the temporary files a
+        killed write left behind."""
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"{self.path} is a file, not a run directory; give another --out.")
         try:
             make_folder(self.path)
+            run_lock.acquire(self.path, say)
             remove_partial_files(self.path)
         except OSError as error:
+            run_lock.release(self.path)
             raise explain(error, self.path) or UserError(
                 f"Cannot make the run directory {self.path}: {error.strerror or error}."
             ) from None

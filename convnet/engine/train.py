@@ -35,7 +35,7 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from convnet.data.sources import mix
-from convnet.engine import distributed
+from convnet.engine import distributed, run_lock
 from convnet.engine.checkpoint import save_checkpoint, save_weights
 from convnet.engine.config import TrainConfig
 from convnet.engine.device import autocast, is_out_of_memory
@@ -83,9 +83,15 @@ def fit(
                 module=module,
                 log=log,
             )
+    say = log if distributed.current().is_main else silent
+    with run_lock.released_at_exit():  # rank 0 locks the run directory in `prepare`
+        training = prepare(config, resume, changes or {}, module, say)
+        return _train(training, stop_after_epoch, say, log)
+
+
+def _train(training: Training, stop_after_epoch: int | None, say: Log, log: Log) -> dict:
+    """The epochs `fit` prepared, then the run's results."""
     session = distributed.current()
-    say = log if session.is_main else silent
-    training = prepare(config, resume, changes or {}, module, say)
     epochs, run, evaluation = training.config.epochs, training.run, None
     stop = StopRequests()
     # Ctrl-C or SIGTERM (a scheduler's notice) any time from here on, also during an
