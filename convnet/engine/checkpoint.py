@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from convnet.engine.weight_files import read_state_file, safetensors_bytes
+from convnet.engine.weight_fit import check_values
 from convnet.errors import UserError
 from convnet.files import atomic_write_bytes
 
@@ -79,7 +80,9 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         state = TrainState(**{key: value for key, value in state.items() if key in known})
         if not all(isinstance(count, int) and count >= 0 for count in (state.epoch, state.batch)):
             raise ValueError("its epoch or batch is not a count")
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        check_values(weights, model.state_dict(), path)  # NaN, infinity, integers: refused
+        model.load_state_dict(weights)
         buffers: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):

@@ -27,7 +27,8 @@ from convnet.engine.recipe import create_optimizer, short_run_batch
 from convnet.engine.resume import resumed_config
 from convnet.engine.run import Run
 from convnet.engine.tensorboard import TensorBoardLog
-from convnet.engine.weight_files import load_weights, weights_path
+from convnet.engine.weight_files import weights_path
+from convnet.engine.weight_fit import load_weights
 from convnet.errors import UserError
 from convnet.files import ensure_writable
 from convnet.models import get_model

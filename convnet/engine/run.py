@@ -29,7 +29,7 @@ from convnet.data.datasets import get_dataset_spec
 from convnet.data.sources import DataSource, FolderSource, TensorSource
 from convnet.engine import run_lock
 from convnet.engine.config import TrainConfig
-from convnet.engine.weight_files import load_weights
+from convnet.engine.weight_fit import load_weights
 from convnet.errors import UserError
 from convnet.files import (
     atomic_write_json,

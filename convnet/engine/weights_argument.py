@@ -12,7 +12,8 @@ from torch import nn
 from convnet.data.datasets import get_dataset_spec
 from convnet.engine.config import dataset_inputs
 from convnet.engine.run import LoadedModel
-from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, load_weights, read_state_file
+from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, read_state_file
+from convnet.engine.weight_fit import load_weights, strip_to_fit
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec
 from convnet.models.imagenet import CHALLENGE_ENTRIES
@@ -21,7 +22,7 @@ from convnet.models.imagenet import CHALLENGE_ENTRIES
 def _classes_in_file(model: nn.Module, path: Path, num_classes: int) -> int | None:
     """The class count a weights file was saved for: the output size, as stored in the file,
     of the model's last layer whose output size is the class count (its classifier)."""
-    tensors, _ = read_state_file(path)
+    tensors, _ = strip_to_fit(read_state_file(path)[0], model.state_dict())
     classifier = [
         key
         for key, value in model.state_dict().items()
