@@ -195,12 +195,17 @@ def _refuse_misplaced(values: dict, images: bool, dataset: str | None) -> None:
 def build_config(args: argparse.Namespace):
     """The run's configuration: --config FILE (if given), with the flags given on top."""
     from convnet.engine.config import TrainConfig
+    from convnet.engine.saved_config import check_model_options
 
     values = _given(args)
     base: dict = {}
     if args.config:
         try:
             base = TrainConfig.from_json(Path(args.config).read_text()).to_dict()
+        except RecursionError:
+            raise UserError(
+                f"--config {args.config} nests deeper than any run configuration."
+            ) from None
         except (OSError, ValueError, UnicodeDecodeError) as error:
             raise UserError(
                 f"--config {args.config} is not a usable run configuration ({error})."
@@ -228,7 +233,12 @@ def build_config(args: argparse.Namespace):
         raise UserError(
             "Name a model to train (e.g. 'convnet train lenet5') or give --resume RUN_DIR."
         )
-    return TrainConfig(**merged)
+    config = TrainConfig(**merged)
+    try:
+        check_model_options(config)
+    except ValueError as error:
+        raise UserError(f"--config {args.config}: {error}.") from None
+    return config
 
 
 def _resume_changes(args: argparse.Namespace) -> dict:

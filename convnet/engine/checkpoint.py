@@ -38,6 +38,7 @@ class TrainState:
     train_seconds: float = 0.0
     train_images: int | None = None  # the run's training images: a resumed run needs the same
     grad_scaler: dict = field(default_factory=dict)  # fp16's loss scale; {} otherwise
+    global_batch: int | None = None  # images per step, all processes: a resumed run needs the same
 
     def step(self, steps_per_epoch: int) -> int:
         """The number of steps taken."""

@@ -91,6 +91,7 @@ def prepare(
     model, optimizer, state = distributed.together(_build, config, run, source, module, resume, say)
     state = distributed.broadcast_object(state) or TrainState()
     state.train_images = source.train_count
+    state.global_batch = config.batch_size * session.world_size
     scaler = grad_scaler(session.device, precision)  # fp16: loss scaling; else a pass-through
     if state.grad_scaler:
         scaler.load_state_dict(state.grad_scaler)
@@ -240,6 +241,7 @@ def _build(
             f"trained on {state.train_images:,}: --resume continues a run on the same "
             "images (--data says where they are now). Start a new run for other data."
         )
+    _check_same_steps(run, state, config, source)
     if config.epochs < state.epoch:
         raise UserError(
             f"{run.path} has already trained {state.epoch} epochs; --epochs "
@@ -257,6 +259,30 @@ def _build(
             f"--epochs N (more than {config.epochs}) to train it further.{report}"
         )
     return model, optimizer, state
+
+
+def _check_same_steps(run: Run, state: TrainState, config: TrainConfig, source: DataSource) -> None:
+    """A resumed run takes the steps its checkpoint counted: the same global batch (saved in
+    checkpoints since it was kept), and steps.csv's finished epochs as long as config.json's
+    batch makes them (older checkpoints). A hand-edited batch size used to make --resume cut
+    steps.csv from 7,036 lines to 18."""
+    world_size = distributed.current().world_size
+    now = config.batch_size * world_size
+    if state.global_batch not in (None, now):
+        raise UserError(
+            f"{run.path}'s checkpoint was written with {state.global_batch} images per step, but "
+            f"its config.json now makes {now}: --resume continues a run as it was. Put "
+            f"batch_size back in {run.config_path}, or start a new run."
+        )
+    finished = [row["step"] for row in run.steps() if row["epoch"] <= state.epoch]
+    steps = steps_per_epoch(source.train_count, config.batch_size, world_size)
+    if finished and max(finished) != state.epoch * steps:
+        raise UserError(
+            f"{run.steps_path} has {int(max(finished)):,} steps in the {state.epoch} epochs the "
+            f"checkpoint finished, but {run.config_path}'s batch size makes {steps:,} an epoch "
+            "(was config.json edited?): --resume continues a run as it was. Put the batch size "
+            "back, or start a new run."
+        )
 
 
 def _start_log(t: Training, resumed: bool, planned: int | None, say: Log) -> None:

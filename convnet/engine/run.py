@@ -29,6 +29,7 @@ from convnet.data.datasets import get_dataset_spec
 from convnet.data.sources import DataSource, FolderSource, TensorSource
 from convnet.engine import run_lock
 from convnet.engine.config import TrainConfig
+from convnet.engine.saved_config import parse_saved_config
 from convnet.engine.weight_fit import load_weights
 from convnet.errors import UserError
 from convnet.files import (
@@ -229,11 +230,15 @@ class Run:
         if not self.config_path.is_file():
             raise UserError(f"{prefix}{self.path} is not a run directory: it has no {CONFIG_FILE}.")
         try:
-            return TrainConfig.from_json(self.config_path.read_text())
-        except (ValueError, TypeError, UnicodeDecodeError, OSError) as error:
+            text = self.config_path.read_text()
+        except (UnicodeDecodeError, OSError) as error:
             raise UserError(
                 f"{prefix}{self.config_path} is not a valid run configuration ({error})."
             ) from None
+        try:
+            return parse_saved_config(text, self.config_path)
+        except UserError as error:
+            raise UserError(f"{prefix}{error}") from None
 
     def write_history(self, history: list[dict]) -> None:
         """metrics.csv from one dictionary per epoch (its keys are the columns)."""
