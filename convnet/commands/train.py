@@ -308,6 +308,14 @@ def result_text(result: dict) -> str:
                 else ""
             )
         )
+    if result.get("num_left_out"):
+        shown = result["left_out"][:10]
+        more = result["num_left_out"] - len(shown)
+        lines.append(
+            f"left out {result['num_left_out']} file(s) that are not images to use: "
+            + "; ".join(f"{s['file']} ({s['reason']})" for s in shown)
+            + (f"; and {more} more" if more else "")
+        )
     for key, label in (("run_dir", "run directory"), ("report", "report")):
         if key in result:
             lines.append(f"{label}: {result[key]}")

@@ -88,6 +88,13 @@ def prepare(
     run = Run(distributed.broadcast_object(str(run.path)))
     for path, why in source.skipped[:5]:
         say(f"Skipped {path} ({why}).")
+    left_out = getattr(source, "left_out", [])
+    for path, why in left_out[:5]:
+        say(f"Left out {path} ({why}).")
+    if len(left_out) > 5:
+        say(f"… and {len(left_out) - 5} more files left out (listed in the results).")
+    for warning in getattr(source, "warnings", []):
+        say(f"Warning: {warning}")
     model, optimizer, state = distributed.together(_build, config, run, source, module, resume, say)
     state = distributed.broadcast_object(state) or TrainState()
     state.train_images = source.train_count

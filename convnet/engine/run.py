@@ -29,6 +29,7 @@ from convnet.data.datasets import get_dataset_spec
 from convnet.data.sources import DataSource, FolderSource, TensorSource
 from convnet.engine import run_lock
 from convnet.engine.config import TrainConfig
+from convnet.engine.preparations import choose_preparation, trained_preparation
 from convnet.engine.saved_config import parse_saved_config
 from convnet.engine.weight_fit import load_weights
 from convnet.errors import UserError
@@ -76,7 +77,7 @@ NOT_IN_CACHE_KEY = (
 class LoadedModel:
     """A model ready for inference, with what it needs to read an image: its class names, its
     input size and normalization, and whether its inputs are photos (resized and
-    centre-cropped) or digits (prepared as MNIST was)."""
+    centre-cropped) or digits (prepared as MNIST was), and why (engine/preparations.py)."""
 
     name: str
     spec: ModelSpec
@@ -87,6 +88,18 @@ class LoadedModel:
     input_size: tuple[int, int, int] = (1, 32, 32)
     normalization: tuple = (0.0, 1.0)
     preprocessing: dict = field(default_factory=dict)  # photos: resize, interpolation
+    preparation_reason: str = ""  # why `photos` is what it is (engine/preparations.py)
+
+    @property
+    def preparation(self) -> str:
+        """How its image files are prepared: "photo" or "digit"."""
+        return "photo" if self.photos else "digit"
+
+    def prepare_as(self, requested: str | None) -> None:
+        """`--preparation photo|digit` over what the model was trained with, when given."""
+        if requested is not None:
+            preparation, self.preparation_reason = choose_preparation(requested, channels=0)
+            self.photos = preparation == "photo"
 
     def evaluation_source(
         self,
@@ -344,10 +357,9 @@ class Run:
             class_names = tuple(config.classes)
             if config.image_size is None or not class_names:
                 raise UserError(f"{self.config_path} lacks the classes or image size of its run.")
-            photos = True
         else:
-            dataset = get_dataset_spec(config.dataset or "mnist")
-            class_names, photos = dataset.class_names, dataset.photos
+            class_names = get_dataset_spec(config.dataset or "mnist").class_names
+        photos = trained_preparation(config.data, config.dataset) == "photo"
         input_size, normalization = config.model_inputs()
         model = (
             module
@@ -370,6 +382,7 @@ class Run:
             photos=photos,
             input_size=input_size,
             normalization=normalization,
+            preparation_reason="the run's training data",
         )
 
 

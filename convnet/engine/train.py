@@ -46,6 +46,7 @@ from convnet.engine.guards import (
     out_of_memory,
     resumable_after_write_failure,
 )
+from convnet.engine.preparations import trained_preparation
 from convnet.engine.prepare import Log, Training, prepare, silent
 from convnet.engine.recipe import learning_rate, loss_sum, set_learning_rate
 from convnet.engine.run_control import StopRequests
@@ -235,6 +236,8 @@ def end_epoch(
             "model": config.model,
             "dataset": config.source_name,
             "num_classes": str(len(config.classes)),
+            # how its image files are prepared, for the file read without its run
+            "preparation": trained_preparation(config.data, config.dataset),
         }
         with resumable_after_write_failure(run):
             save_weights(run.weights_path, t.model, metadata)
@@ -374,7 +377,7 @@ def results(t: Training, evaluation: Evaluation, log: Log) -> dict:
     if digests:
         result["weight_digests"] = digests
     warning = learning_warning(t.run.steps(), len(config.classes))
-    result["warnings"] = [warning] if warning else []
+    result["warnings"] = [*result.get("warnings", []), *([warning] if warning else [])]
     for index in sorted(source.failed_training):
         path, why = source.training_failure(index)
         result["skipped"].append({"file": path, "reason": why})

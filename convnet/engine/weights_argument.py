@@ -11,6 +11,7 @@ from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
 from convnet.engine.config import dataset_inputs
+from convnet.engine.preparations import choose_preparation, trained_preparation
 from convnet.engine.run import LoadedModel
 from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, read_state_file
 from convnet.engine.weight_fit import load_weights, strip_to_fit
@@ -93,7 +94,7 @@ def load_weights_argument(
             input_size, normalization = dataset_inputs(spec, dataset)
     model = get_model(name, num_classes=len(class_names), in_channels=input_size[0])
     try:
-        load_weights(model, path)
+        metadata = load_weights(model, path)
     except UserError:
         count = _classes_in_file(model, path, len(class_names))
         if classes is not None and count is not None and count != len(class_names):
@@ -105,17 +106,21 @@ def load_weights_argument(
             ) from None
         raise
     model.eval()
-    photos = classes is not None or (len(class_names) == 1000 and challenge)
-    photos = photos or (
-        classes is None and dataset is not None and get_dataset_spec(dataset).photos
+    preparation, why = choose_preparation(
+        None,
+        channels=input_size[0],
+        trained_on=trained_preparation(None, dataset) if dataset is not None else None,
+        metadata=metadata,
+        named_weights=bool(preprocessing),
     )
     return LoadedModel(
         name,
         spec,
         model,
         class_names,
-        photos=photos,
+        photos=preparation == "photo",
         input_size=input_size,
         normalization=normalization,
         preprocessing=preprocessing,
+        preparation_reason=why if dataset is None else f"the data set {dataset}",
     )

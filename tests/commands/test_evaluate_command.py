@@ -222,3 +222,17 @@ def test_evaluate_prepares_digit_files_as_predict_does(trained_run, mnist_test, 
     wrong = sum(item["top"][0]["name"] != Path(item["image"]).parent.name for item in predicted)
     assert evaluated["num_examples"] == 40
     assert round(evaluated["top1_error"] * 40) == wrong and wrong <= 2
+
+
+@pytest.mark.parametrize("crop", ["48", "8"])
+def test_a_crop_the_model_cannot_take_is_refused_naming_it(crop, folder_run, capsys):
+    """lenet5 trained at 32×32: a 48 crop ended in "mat1 and mat2 shapes cannot be
+    multiplied" (a traceback); now the size check of training, naming the flag."""
+    from tests.helpers.cli import refused
+
+    refused(
+        capsys,
+        ["evaluate", str(folder_run), "--crop", crop, "--workers", "0"],
+        f"lenet5 cannot take 3×{crop}×{crop} input",
+        f"choose another --crop (not {crop})",
+    )
