@@ -100,9 +100,16 @@ def read_members(raw: bytes, name: str, pick: Pick, limits: Mapping[str, int]) -
                 if member.size > limit:  # tar stores a member's bytes as they are: its size
                     raise too_large(f"{name}: member '{member.name}'", limit, "declares over")
                 found[kept] = archive.extractfile(member).read(limit + 1)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise UserError(f"{name} is not a readable .tar.gz or .zip archive ({error}).") from None
+    except UserError:
+        raise
+    except Exception as error:  # a damaged archive, however tarfile or zlib say so
+        raise _unreadable(name, error) from None
     return found
+
+
+def _unreadable(name: str, error: Exception) -> UserError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return UserError(f"{name} is not a readable .tar.gz or .zip archive ({reason}).")
 
 
 def _zip_members(raw: bytes, name: str, pick: Pick, limits: Mapping[str, int]) -> dict[str, bytes]:
@@ -122,8 +129,10 @@ def _zip_members(raw: bytes, name: str, pick: Pick, limits: Mapping[str, int]) -
                     found[kept] = handle.read(limit + 1)
                 if len(found[kept]) > limit:
                     raise too_large(f"{name}: member '{member.filename}'", limit)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as error:
-        raise UserError(f"{name} is not a readable .tar.gz or .zip archive ({error}).") from None
+    except UserError:
+        raise
     except NotImplementedError as error:  # a compression method zipfile does not have
         raise UserError(f"{name}: {error}; repack it as .tar.gz or a plain .zip.") from None
+    except Exception as error:  # a damaged archive: BadZipFile, zlib.error, and a negative
+        raise _unreadable(name, error) from None  # seek (ValueError) found by tools/fuzz.py
     return found

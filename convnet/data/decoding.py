@@ -130,8 +130,11 @@ def open_image(
         raise UserError(
             f"{label}: not a readable image (unknown or broken format){heif}."
         ) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise UserError(f"{label}: the image is corrupt or truncated ({error}).") from None
+    except Exception as error:  # a damaged file: each format's decoder fails in its own way
+        # (OSError, ValueError, SyntaxError, EOFError; TypeError from TIFF, RuntimeError from
+        # AVIF and HEIF, found by tools/fuzz.py), all the same to the user
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{label}: the image is corrupt or truncated ({reason}).") from None
     return image
 
 
@@ -143,7 +146,7 @@ def identify(path: Path) -> str | None:
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
                 return image.format or "image"
-    except (UnidentifiedImageError, *DECODE_ERRORS):
+    except Exception:  # no image Pillow can read, however its decoders say so
         return None
 
 

@@ -81,10 +81,23 @@ def check_model_options(config: TrainConfig) -> None:
         ) from None
 
 
-def _check(config: TrainConfig, document: dict) -> None:
+def _check_shapes(config: TrainConfig, document: dict) -> None:
+    """What the checks of ranges need to hold before they run: no deep nesting, and a custom
+    module described by its input size."""
     for name in ("model_config", "custom_module", "classes"):
         if _depth(document.get(name)) > MAX_DEPTH:
             raise ValueError(f'"{name}" nests deeper than {MAX_DEPTH} levels')
+    if config.custom_module is not None:
+        size = config.custom_module.get("input_size")
+        if not (
+            isinstance(size, list)
+            and len(size) == 3
+            and all(isinstance(n, int) and 1 <= n <= UPPER_BOUNDS["image_size"] for n in size)
+        ):
+            raise ValueError('"custom_module" needs "input_size": [channels, height, width]')
+
+
+def _check(config: TrainConfig) -> None:
     for name, bound in UPPER_BOUNDS.items():
         value = getattr(config, name)
         if value is not None and value > bound:
@@ -101,14 +114,6 @@ def _check(config: TrainConfig, document: dict) -> None:
         from convnet.data.datasets import get_dataset_spec
 
         get_dataset_spec(config.dataset)
-    if config.custom_module is not None:
-        size = config.custom_module.get("input_size")
-        if not (
-            isinstance(size, list)
-            and len(size) == 3
-            and all(isinstance(n, int) and 1 <= n <= UPPER_BOUNDS["image_size"] for n in size)
-        ):
-            raise ValueError('"custom_module" needs "input_size": [channels, height, width]')
     check_model_options(config)
 
 
@@ -118,13 +123,14 @@ def parse_saved_config(text: str, path: Path) -> TrainConfig:
     try:
         document = json.loads(text)
         config = TrainConfig.from_json(text)
+        _check_shapes(config, document)
         # the ranges of the flags; not whether TensorBoard is installed here, which matters
         # to training only, not to reading a run
         replace(config, tensorboard=False).validate()
-        _check(config, document)
+        _check(config)
     except RecursionError:
         reason = "it nests deeper than any configuration"
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, KeyError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     except UserError as error:  # a value out of its flag's range, an unknown model or data set
         reason = str(error).strip().rstrip(".")

@@ -95,3 +95,44 @@ def test_extreme_aspect_ratios_are_cut_before_they_are_resized(size):
 def test_an_ordinary_aspect_is_resized_as_before():
     picture = colour_photo(size=(500, 375))
     assert BoundedAspect()(picture) is picture
+
+
+# --- what tools/fuzz.py found in the new readers: each was a crash -------------------------
+
+# The smallest crashing input of each kind (base64): a TIFF without dimensions (TypeError
+# inside Pillow), an AVIF whose colour planes fail (RuntimeError), a zip whose directory
+# points before its start (ValueError: negative seek).
+FOUND_BY_THE_FUZZER = {
+    "image": (
+        "SUkqAAgAAAAKAAABBAABAAAAIQAAAAEBBAABAAAALAAAAAIBAwABAAAAIAAAAAMBAwABAAAAAQAAAAYBAwAB"
+        "AAAAAQAAABEBBAABAAAAhgAAABYBBAABAAAALAAAABcBBAABALqioh68sJRzZeJtnPNNoakRPI57U34DflEb"
+        "0WiQi6TDYYlKpm3Et4rDLwAAsBYAABwBAwABAAAA"
+    ),
+    "photo": (
+        "AAAAIGZ0eXBhdmlmAAAAAGF2aWZtaWYxbWlhZk1BMUIAAADrbWV0YQAAAAAAAAAhaGRscgAAAAAAAAAAcGlj"
+        "dAAAAAAAAAAAAAAAAAAAAAAOcGl0bQAAAAAAAQAAAB5hbG9jAAAAAEQAAAEAAQAAAAEAAAETAAAARgAAAChp"
+        "aW5mAAAAAAABAAAAGmluZmUCAAAAAAEAAGF2MDFDb2xvcgAAAABqaXBycAAAAEtpcGNvAAAAFGlzcGUAAAAA"
+        "AAAAHwAAAB8AAAAQcGl4aQAAAAADCAgIAAAADGF2MUOBAAwAAAAAE2NvbHJuY2x4AAEADQAGgAAAABdpcG1h"
+        "AAAAAAAAAAEAAQQBAoMEAAAATm1kYXQSAAoJGBE95ogIaDQgMjdFMeHhmUCCCCeUAAACyD5svHBuoz1DOm4s"
+        "8uTT7O95zH+cVxEDHGGZyc+A8QmuxpBhPg0udg/i"
+    ),
+    "archive": (
+        "UEsDBBYAAAAIANauhl1o8gHhAwAAAAEAAAARAAAAZGF0YV9iYVRjaF8xLmJpbssFAFBLAQIUAxQAAAAIANau"
+        "hl1o8gHhA0AAAAEAAAAQAAAAAAAAAAAAAACAAQAAAABkYXRhX2JhdGNoXzEuYmluUEsFBgAAAAABAAEAPgAA"
+        "ADEBAAAAAA=="
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(FOUND_BY_THE_FUZZER))
+def test_inputs_the_fuzzer_found_are_refused_cleanly(kind):
+    import base64
+
+    from convnet.data.cifar import read_archive
+
+    data = base64.b64decode(FOUND_BY_THE_FUZZER[kind])
+    with pytest.raises(UserError):
+        if kind == "archive":
+            read_archive(data, {"data_batch_1.bin": 4096}, "found.zip")
+        else:
+            decode_image(data)

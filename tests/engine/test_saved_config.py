@@ -25,6 +25,8 @@ EDITS = {
     "no processes": ({"world_size": 0}, '"world_size" is 0'),
     "unknown data set": ({"dataset": "mnistt"}, "Unknown data set 'mnistt'"),
     "deep options": ({"model_config": {"a": [[[[[1]]]]]}}, "nests deeper than 4 levels"),
+    # found by tools/fuzz.py: a KeyError before
+    "custom module without its size": ({"custom_module": {}}, '"custom_module" needs'),
 }
 
 
