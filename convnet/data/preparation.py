@@ -10,7 +10,7 @@ model, shared by `predict`, `explain`, `evaluate` and training on image files.
 Files are decoded by the one decoder (convnet/data/decoding.py), told how many pixels the
 preparation needs so that a large JPEG is decoded reduced. An image whose sides differ by more
 than MAX_ASPECT times is cut to that aspect about its centre before it is resized: the centre
-crop never reaches further (resized on its short side, a 1×8000 PNG asked for over 10 GB).
+crop never reaches further (resized on its short side, a 1×8000 PNG asked for 6.3 GB and ended in a traceback).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from convnet.data.decoding import DECODE_ERRORS, open_image
 from convnet.data.images import SHEET_SIDE, as_photo, mnist_style, oriented, to_grey
 from convnet.errors import UserError
 
-PREPARATIONS = ("photo", "digit")
 # The longest side a photo keeps, as a multiple of its shorter side, before it is resized:
 # the centre crop takes at most the shorter side's length of it (crop ≤ resize), so 32 leaves
 # 15 shorter sides of margin either way, and resizing stays within 32 × resize² pixels.
