@@ -25,6 +25,7 @@ from convnet.errors import UserError
 
 if TYPE_CHECKING:
     from torch import nn
+    from torch.utils.data import Dataset
 
     from convnet.analysis.summary import ModelSummary
     from convnet.engine.run import LoadedModel
@@ -170,7 +171,7 @@ def fit(
     model: str | nn.Module,
     *,
     dataset: str | None = None,
-    data: str | Path | None = None,
+    data: str | Path | Dataset | tuple[Dataset, Dataset] | None = None,
     out: str | Path | None = None,
     name: str | None = None,
     input_size: tuple[int, int, int] | None = None,
@@ -180,10 +181,13 @@ def fit(
     **options: Any,
 ) -> dict:
     """Train `model` — a registered name, or an nn.Module of your own — on `dataset` (a
-    registered data set, default mnist) or `data` (a folder of class folders), through the
-    engine's one training loop; return the results (the JSON of `convnet train`, with
-    "run_dir"). `options` are the TrainConfig fields, as the flags of `convnet train`:
-    epochs, batch_size, lr, train_subset, test_subset, seed, device, precision, weights, ….
+    registered data set, default mnist) or `data`: a folder of class folders, or a
+    torch.utils.data.Dataset of your own (split by `val_fraction`) or a pair of them
+    (training, held-out) whose items are (image, label) with images as tensors (C, H, W)
+    or PIL images of one size. Training goes through the engine's one loop; the return
+    value is the results (the JSON of `convnet train`, with "run_dir"). `options` are the
+    TrainConfig fields, as the flags of `convnet train`: epochs, batch_size, lr, opt,
+    lr_scheduler, mixup_alpha, model_ema, recipe, train_subset, seed, device, ….
 
     A module of your own is trained in place and saved under `name` (default: its class
     name); it sees images of `input_size` (default: the data set's own, e.g. 1×28×28 for
@@ -193,29 +197,74 @@ def fit(
     automatic choice)."""
     from dataclasses import fields
 
-    from convnet.engine.config import TrainConfig
+    from convnet.engine.config import TrainConfig, with_recipe
     from convnet.engine.threads import cpu_threads
     from convnet.engine.train import fit as train
 
-    known = {item.name for item in fields(TrainConfig)} - {"model", "custom_module"}
+    known = {item.name for item in fields(TrainConfig)} - {"model", "custom_module", "custom_data"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise UserError(
             f"fit() has no option {', '.join(unknown)}; it takes {', '.join(sorted(known))}."
         )
-    values = {key: value for key, value in options.items() if value is not None}
-    values.update(dataset=dataset, data=str(data) if data else None, out=str(out) if out else None)
+    own_data = data is not None and not isinstance(data, (str, Path))
+    folder = None if own_data or data is None else str(data)
+    places = {"dataset": dataset, "data": folder, "out": out and str(out)}
+    values = {key: value for key, value in {**options, **places}.items() if value is not None}
+    values = with_recipe(values)
+    source = None
+    if own_data:
+        source, values["custom_data"] = _dataset_source(
+            data,
+            values,
+            module_norm=(None if isinstance(model, str) else normalization),
+            model=model,
+        )
     module = None
     if isinstance(model, str):
         values["model"] = model
     else:
         module = model
         values["model"] = name or type(model).__name__
-        values["custom_module"] = _custom_module(model, values, input_size, normalization)
+        size = input_size or (values["custom_data"]["input_size"] if own_data else None)
+        values["custom_module"] = _custom_module(model, values, size, normalization)
     config = TrainConfig(**values)
     config.validate()  # a bad value is refused before anything is read or written
     with cpu_threads(threads):
-        return train(config, module=module, log=log)
+        return train(config, module=module, data=source, log=log)
+
+
+def _dataset_source(data, values: dict, module_norm: tuple | None, model) -> tuple:
+    """A DatasetSource of the user's Dataset(s) and its TrainConfig.custom_data: a pair is
+    (training, held-out); one Dataset is split by the run's seeded val_fraction."""
+    import torch
+    from torch.utils.data import Dataset, Subset
+
+    from convnet.data.torch_datasets import DatasetSource
+    from convnet.models import get_model_spec
+
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        train, held_out = data
+    elif isinstance(data, Dataset):
+        count = len(data)
+        order = torch.randperm(
+            count, generator=torch.Generator().manual_seed(values.get("seed", 0))
+        )
+        held = max(1, round(count * values.get("val_fraction", 0.2)))
+        train, held_out = Subset(data, order[held:].tolist()), Subset(data, order[:held].tolist())
+        train.classes = held_out.classes = getattr(data, "classes", None)
+    else:
+        raise UserError("data= takes a folder, a torch Dataset or a (training, held-out) pair.")
+    normalization = module_norm or get_model_spec(model).normalization
+    kind = type(data[0] if isinstance(data, (tuple, list)) else data)
+    source = DatasetSource(train, held_out, normalization, name=kind.__name__)
+    described = {
+        "class": f"{kind.__module__}.{kind.__qualname__}",
+        "input_size": list(source.input_size),
+        "train_images": source.train_count,
+        "eval_images": source.eval_count,
+    }
+    return source, described
 
 
 def load_run(path: str | Path, module: nn.Module | None = None) -> LoadedModel:
@@ -231,7 +280,7 @@ def evaluate(
     run_or_model: str | Path | LoadedModel | nn.Module,
     *,
     dataset: str | None = None,
-    data: str | Path | None = None,
+    data: str | Path | Dataset | None = None,
     weights: str | None = None,
     test_subset: int | None = None,
     batch_size: int | None = None,
@@ -263,10 +312,10 @@ def evaluate(
     elif not isinstance(run_or_model, LoadedModel):
         from convnet.engine.config import TrainConfig
 
-        if data:
+        if isinstance(data, (str, Path)):
             raise UserError(
-                "evaluate() of a bare module reads registered data sets; train it "
-                "with convnet.fit on the folder and evaluate its run instead."
+                "evaluate() of a bare module reads registered data sets or a Dataset of your "
+                "own; train it with convnet.fit on the folder and evaluate its run instead."
             )
         size = input_size or _native_input_size(dataset, str(data_dir) if data_dir else None)
         custom = {
@@ -283,14 +332,19 @@ def evaluate(
             input_size=tuple(size),
             normalization=tuple(normalization),
         )
-    source = loaded.evaluation_source(
-        dataset,
-        str(data) if data else None,
-        data_dir=Path(data_dir) if data_dir else None,
-        split=split,
-        test_subset=test_subset,
-        workers=0,
-    )
+    if data is not None and not isinstance(data, (str, Path)):  # a Dataset of your own
+        from convnet.data.torch_datasets import DatasetSource
+
+        source = DatasetSource(None, data, loaded.normalization, loaded.class_names)
+    else:
+        source = loaded.evaluation_source(
+            dataset,
+            str(data) if data else None,
+            data_dir=Path(data_dir) if data_dir else None,
+            split=split,
+            test_subset=test_subset,
+            workers=0,
+        )
     chosen = resolve_device(device)
     with cpu_threads(threads):
         evaluation = score(

@@ -14,12 +14,8 @@ from pathlib import Path
 
 from convnet.commands.common import (
     DATA_DIR_HELP,
-    DEVICE_HELP,
     JSON_HELP,
-    PRECISION_HELP,
     Command,
-    add_download_argument,
-    add_threads_argument,
     apply_threads,
     check_counts,
     data_dir,
@@ -27,146 +23,8 @@ from convnet.commands.common import (
     emit,
     log,
 )
+from convnet.commands.train_options import CONFIG_FLAGS, IMAGE_ONLY, configure_train
 from convnet.errors import UserError
-
-# The flags of `convnet train` that set a field of the run's configuration (TrainConfig),
-# each named as its field, and those that steer the command itself. Every flag is in one of
-# the two (tests/commands check it against the parser and the dataclass), so none is dropped.
-CONFIG_FLAGS = (
-    "model", "dataset", "data", "data_dir", "epochs", "batch_size", "lr", "weight_decay",
-    "momentum", "warmup_fraction", "label_smoothing", "augment", "weights", "seed",
-    "train_subset", "test_subset", "image_size", "val_fraction", "strict", "workers",
-    "device", "precision", "backend", "checkpoint_every", "tensorboard", "out",
-)  # fmt: skip
-COMMAND_FLAGS = ("download", "threads", "stop_after_epoch", "config", "resume", "json")
-# Flags that only mean something for image files on disk (--data DIR).
-IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers")
-
-
-def configure_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model",
-        nargs="?",
-        help="a registered model, listed at the end of "
-        "'convnet --help' (default: the --config's or --resume's)",
-    )
-    source = parser.add_argument_group("data (one of)")
-    source.add_argument(
-        "--dataset",
-        metavar="NAME",
-        help="a registered data set held in "
-        "memory, as 'convnet data list' names it (default: mnist)",
-    )
-    source.add_argument(
-        "--data",
-        metavar="DIR",
-        help="image files: DIR/train/<class>/*, "
-        "DIR/val/<class>/* (or DIR/<class>/*, split by --val-fraction) or ILSVRC2012",
-    )
-    source.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
-    recipe = parser.add_argument_group("recipe (defaults: the model's, then the data source's)")
-    recipe.add_argument("--epochs", type=int, help="passes over the training images")
-    recipe.add_argument("--batch-size", type=int, help="images per step, per process")
-    recipe.add_argument("--lr", type=float, help="peak learning rate")
-    recipe.add_argument("--weight-decay", type=float, help="L2 penalty on the weights")
-    recipe.add_argument("--momentum", type=float, help="SGD momentum")
-    recipe.add_argument("--warmup-fraction", type=float, help="share of the steps warming up")
-    recipe.add_argument(
-        "--label-smoothing", type=float, help="share of each label spread over the other classes"
-    )
-    recipe.add_argument(
-        "--no-augment",
-        dest="augment",
-        action="store_false",
-        default=None,
-        help="train on the images as they are (default: the recipe's augmentation)",
-    )
-    recipe.add_argument(
-        "--weights",
-        metavar="NAME_OR_FILE",
-        help="start from these weights: a "
-        "file, or torchvision weights by name from the hub cache; a classifier "
-        "for another class count starts afresh (fine-tuning; default: random "
-        "initialization)",
-    )
-    add_download_argument(recipe)
-    recipe.add_argument(
-        "--seed",
-        type=int,
-        help="seed of the initialization, the order and the augmentation (default: 0)",
-    )
-    recipe.add_argument(
-        "--train-subset", type=int, metavar="N", help="train on N images only (default: all)"
-    )
-    recipe.add_argument(
-        "--test-subset",
-        type=int,
-        metavar="N",
-        help="score the first N held-out images only (default: all)",
-    )
-    images = parser.add_argument_group("image folders only (--data)")
-    images.add_argument(
-        "--image-size",
-        type=int,
-        metavar="PIXELS",
-        help="side of the crop the model sees (default: its input size)",
-    )
-    images.add_argument(
-        "--val-fraction",
-        type=float,
-        help="held-out share of a folder without train/ and val/ (default: 0.2)",
-    )
-    images.add_argument(
-        "--strict",
-        action="store_true",
-        default=None,
-        help="fail on corrupt or empty image files instead of skipping them",
-    )
-    images.add_argument(
-        "--workers", type=int, help="decoding processes per training process (default: 2)"
-    )
-    machine = parser.add_argument_group("machine and run")
-    machine.add_argument("--device", help=DEVICE_HELP + " (default: auto)")
-    machine.add_argument("--precision", help=PRECISION_HELP + " (default: auto)")
-    machine.add_argument(
-        "--backend", help="auto, gloo or nccl: how processes under torchrun talk (default: auto)"
-    )
-    add_threads_argument(machine)
-    machine.add_argument(
-        "--checkpoint-every",
-        type=int,
-        metavar="STEPS",
-        help="also save a "
-        "resumable checkpoint every STEPS steps, at least 1 (default: after "
-        "each epoch only)",
-    )
-    machine.add_argument(
-        "--tensorboard",
-        action="store_true",
-        default=None,
-        help="also write TensorBoard event files into RUN_DIR/tensorboard "
-        "(needs the tensorboard package)",
-    )
-    machine.add_argument(
-        "--stop-after-epoch",
-        type=int,
-        metavar="N",
-        help="stop after epoch N, resumably; continue with --resume",
-    )
-    machine.add_argument(
-        "--config", metavar="FILE", help="start from a saved config.json; flags given override it"
-    )
-    machine.add_argument(
-        "--out",
-        metavar="RUN_DIR",
-        help="the run directory to write (default: runs/MODEL-SOURCE-TIME)",
-    )
-    machine.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue a run from its checkpoint (--epochs N continues it to N epochs)",
-    )
-    machine.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -193,11 +51,18 @@ def _refuse_misplaced(values: dict, images: bool, dataset: str | None) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    """The run's configuration: --config FILE (if given), with the flags given on top."""
-    from convnet.engine.config import TrainConfig
+    """The run's configuration: --config FILE or --recipe NAME (if given), with the flags
+    given on top."""
+    from convnet.engine.config import TrainConfig, with_recipe
     from convnet.engine.saved_config import check_model_options
 
     values = _given(args)
+    if args.config and args.recipe:
+        raise UserError(
+            "--config starts from a run's whole configuration and --recipe from a named "
+            "recipe; give one of the two."
+        )
+    values = with_recipe(values)
     base: dict = {}
     if args.config:
         try:
@@ -237,7 +102,8 @@ def build_config(args: argparse.Namespace):
     try:
         check_model_options(config)
     except ValueError as error:
-        raise UserError(f"--config {args.config}: {error}.") from None
+        given = f"--config {args.config}" if args.config else f"--recipe {args.recipe}"
+        raise UserError(f"{given}: {error}.") from None
     return config
 
 
@@ -272,6 +138,30 @@ def _write_missing_report(args: argparse.Namespace, changes: dict) -> int:
     log(f"{run.path} has finished training but has no report; writing it (nothing is trained).")
     result = finish_run(run.path, run.results(), changes.get("device", "auto"))
     emit(args, result, result_text(result))
+    return 0
+
+
+def _list_recipes(args: argparse.Namespace) -> int:
+    """`convnet train --recipe list`: the named recipes and what each is."""
+    import json
+
+    from convnet.engine.config import RECIPES, recipe_names
+
+    found = {name: json.loads((RECIPES / f"{name}.json").read_text()) for name in recipe_names()}
+    text = "\n".join(f"{name}: {recipe['description']}" for name, recipe in found.items())
+    emit(args, [{"name": name, **recipe} for name, recipe in found.items()], text)
+    return 0
+
+
+def _print_config(args: argparse.Namespace) -> int:
+    """--print-config: the configuration the flags (and --recipe or --config) resolve to,
+    as JSON, without training. The batch of a short run is fitted to the data at start."""
+    import json
+
+    from convnet.engine.run import Run
+
+    config = Run(args.resume).read_config("resume") if args.resume else build_config(args)
+    print(json.dumps(config.resolved().to_dict(), indent=2))
     return 0
 
 
@@ -366,6 +256,10 @@ def run_train(args: argparse.Namespace) -> int:
     apply_threads(args)
     rank_text = os.environ.get("RANK", "0")
     launched_rank = int(rank_text) if rank_text.isdigit() else 0
+    if args.recipe == "list":
+        return _list_recipes(args)
+    if args.print_config:
+        return _print_config(args)
     try:
         if args.resume:
             config, changes = None, _resume_changes(args)

@@ -83,14 +83,21 @@ class BoundedAspect:
 
 
 class _Preprocess:
-    """PIL image -> normalised float tensor (a class, not a lambda: workers may pickle it).
-    `keep` is the shorter side its steps need, which `decode` passes to the decoder."""
+    """PIL image -> normalised float tensor (a class, not a lambda: workers may pickle it):
+    `steps` on the image, then `after` on the normalised tensor (random erasing). `keep` is
+    the shorter side its steps need, which `decode` passes to the decoder."""
 
     def __init__(
-        self, steps: list[Callable], mean, std, channels: int, keep: int | None = None
+        self,
+        steps: list[Callable],
+        mean,
+        std,
+        channels: int,
+        keep: int | None = None,
+        after: Sequence[Callable] = (),
     ) -> None:
         self.steps, self.mean, self.std, self.channels = steps, list(mean), list(std), channels
-        self.keep = keep
+        self.keep, self.after = keep, list(after)
 
     def decode(self, path: Path | str) -> Image.Image:
         return decode_image(path, self.keep)
@@ -101,7 +108,10 @@ class _Preprocess:
         for step in self.steps:
             image = step(image)
         tensor = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float)
-        return TF.normalize(tensor, self.mean, self.std)
+        tensor = TF.normalize(tensor, self.mean, self.std)
+        for step in self.after:
+            tensor = step(tensor)
+        return tensor
 
     def __repr__(self) -> str:
         steps = ", ".join(repr(step) for step in self.steps)
@@ -171,6 +181,26 @@ def training_transform(
     keep = math.ceil(crop / math.sqrt(SMALLEST_CROP_AREA))
     mean, std = _per_channel(mean, channels), _per_channel(std, channels)
     return _Preprocess(steps, mean, std, channels, keep=keep)
+
+
+def policy_transform(
+    base: _Preprocess, auto_augment: str | None, random_erase: float
+) -> _Preprocess:
+    """`base` (the crop-and-flip augmentation, or evaluation's resize and centre crop with
+    --no-augment) followed by torchvision's automatic augmentation policy on the image and
+    random erasing on the normalised tensor, as its reference script trains (--auto-augment
+    ra | ta_wide | augmix | imagenet; --random-erase P erases with 0, the mean)."""
+    from torchvision.transforms import v2
+
+    policies = {
+        "ra": v2.RandAugment,
+        "ta_wide": v2.TrivialAugmentWide,
+        "augmix": v2.AugMix,
+        "imagenet": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+    }
+    steps = [*base.steps, *([policies[auto_augment]()] if auto_augment else [])]
+    after = [v2.RandomErasing(p=random_erase)] if random_erase > 0 else []
+    return _Preprocess(steps, base.mean, base.std, base.channels, base.keep, after)
 
 
 def photo_transform(

@@ -33,12 +33,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from convnet.data.datasets import get_dataset_spec, load_dataset
 from convnet.data.folders import FolderDataset, ImageCollection, open_image_collection
+from convnet.data.policies import POLICIES, random_erasing
 from convnet.data.preparation import (
     DECODE_ERRORS,
     DigitPreprocess,
     decode_failure,
     decode_image,
     evaluation_transform,
+    policy_transform,
     training_transform,
 )
 from convnet.data.transforms import AUGMENTATIONS, normalize, to_model_input
@@ -126,11 +128,19 @@ class TensorSource:
         normalization: tuple,
         augment: bool = False,
         augmentation: str = "affine",
+        auto_augment: str | None = None,
+        random_erase: float = 0.0,
     ) -> None:
         self.name, self.class_names, self.eval_split = name, tuple(class_names), "test"
         (self.train_images, self.train_labels), (self.test_images, self.test_labels) = train, test
         self.normalization, self.augment = normalization, augment
         self.augmentation = AUGMENTATIONS[augmentation]  # the data set's own (its registry entry)
+        # Further training augmentations, each with the salt of its draws (the data set's own
+        # has salt 1): --auto-augment's policy, then --random-erase, which fills with the
+        # mean: 0 once normalised, as torchvision erases after normalising.
+        self.policies = [(POLICIES[auto_augment], 2)] if auto_augment else []
+        if random_erase:
+            self.policies.append((random_erasing(random_erase, normalization[0]), 3))
         self.channels = train[0].shape[1]  # colour planes the model sees: 1 or 3
         self.train_count, self.eval_count = len(self.train_labels), len(self.test_labels)
         # 1,000 MNIST digits per evaluation batch, fewer of larger images
@@ -148,6 +158,8 @@ class TensorSource:
         train_subset: int | None = None,
         test_subset: int | None = None,
         train: bool = True,
+        auto_augment: str | None = None,
+        random_erase: float = 0.0,
     ) -> TensorSource:
         """A registered data set (checksums verified), padded or resized to `input_size`.
         With `train=False` only the test split is read (evaluation)."""
@@ -162,8 +174,9 @@ class TensorSource:
             splits.append((to_model_input(data.images, input_size), data.labels))
         spec = get_dataset_spec(name)
         return cls(
-            name, spec.class_names, splits[0], splits[1], normalization, augment, spec.augmentation
-        )
+            name, spec.class_names, splits[0], splits[1], normalization, augment,
+            spec.augmentation, auto_augment, random_erase,
+        )  # fmt: skip
 
     def train_batches(
         self,
@@ -175,15 +188,18 @@ class TensorSource:
         start_batch: int = 0,
     ) -> Iterator[Batch]:
         order = epoch_order(self.train_count, seed, epoch, rank, world_size)
-        draws = None
-        if self.augment:  # the augmentation's draws for each image of the data set
-            generator = torch.Generator().manual_seed(mix(seed, epoch, 1))
-            draws = torch.rand(self.train_count, self.augmentation.draws, generator=generator)
+        augmentations = [(self.augmentation, 1)] if self.augment else []
+        augmentations += self.policies
+        draws = [  # each augmentation's draws for each image of the data set
+            torch.rand(self.train_count, augmentation.draws,
+                       generator=torch.Generator().manual_seed(mix(seed, epoch, salt)))
+            for augmentation, salt in augmentations
+        ]  # fmt: skip
         for start in range(start_batch * batch_size, len(order), batch_size):
             indices = order[start : start + batch_size]
             batch = self.train_images[indices]
-            if draws is not None:
-                batch = self.augmentation.apply(batch, draws[indices])
+            for (augmentation, _), uniform in zip(augmentations, draws, strict=True):
+                batch = augmentation.apply(batch, uniform[indices])
             yield normalize(batch, *self.normalization), self.train_labels[indices]
 
     def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
@@ -270,6 +286,8 @@ class FolderSource:
         ground_truth: str | None = None,
         pin_memory: bool = False,
         digits: bool = False,
+        auto_augment: str | None = None,
+        random_erase: float = 0.0,
     ) -> None:
         channels, crop = input_size[0], input_size[1]
         mean, std = normalization
@@ -328,6 +346,10 @@ class FolderSource:
             if augment and not digits
             else self.evaluate_transform
         )
+        if auto_augment or random_erase:
+            self.train_transform = policy_transform(
+                self.train_transform, auto_augment, random_erase
+            )
         self.workers, self.pin_memory = workers, pin_memory
         self.eval_batch_size = 64
         self.failed_training: set[int] = set()  # training images that could not be decoded
@@ -415,6 +437,8 @@ def training_data(
     train_subset: int | None = None,
     test_subset: int | None = None,
     pin_memory: bool = False,
+    auto_augment: str | None = None,
+    random_erase: float = 0.0,
 ) -> DataSource:
     """The training and held-out data of a run: image files on disk (`data`, a folder) or a
     registered data set held in memory (`dataset`, cached in `data_dir`), as the model sees
@@ -434,6 +458,8 @@ def training_data(
             train_subset=train_subset,
             test_subset=test_subset,
             pin_memory=pin_memory,
+            auto_augment=auto_augment,
+            random_erase=random_erase,
         )
     return TensorSource.from_dataset(
         dataset,
@@ -443,4 +469,6 @@ def training_data(
         augment=augment,
         train_subset=train_subset,
         test_subset=test_subset,
+        auto_augment=auto_augment,
+        random_erase=random_erase,
     )

@@ -51,11 +51,17 @@ def save_weights(path: Path, model: nn.Module, metadata: dict[str, str] | None =
 
 
 def save_checkpoint(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: TrainState
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    ema: nn.Module | None = None,
 ) -> None:
-    """One file with weights, optimizer buffers and the training state as JSON; the same
-    contents give the same bytes."""
+    """One file with weights, optimizer buffers, the moving average of the weights (where
+    there is one) and the training state as JSON; the same contents give the same bytes."""
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors |= {f"ema.{k}": v.detach().contiguous().cpu() for k, v in ema.state_dict().items()}
     optimizer_state = optimizer.state_dict()
     for index, buffers in optimizer_state["state"].items():
         for key, value in buffers.items():
@@ -68,8 +74,11 @@ def save_checkpoint(
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
-    """Restore model and optimizer from `save_checkpoint`'s file; return its training state."""
+def load_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema: nn.Module | None = None
+) -> TrainState:
+    """Restore model, optimizer and moving average from `save_checkpoint`'s file; return its
+    training state."""
     tensors, metadata = read_state_file(path)
     if "state" not in metadata:
         raise UserError(f"{path} is not a convnet checkpoint (it has no training state).")
@@ -84,6 +93,10 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         check_values(weights, model.state_dict(), path)  # NaN, infinity, integers: refused
         model.load_state_dict(weights)
+        if ema is not None:
+            average = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+            check_values(average, ema.state_dict(), path)
+            ema.load_state_dict(average)
         buffers: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):

@@ -34,6 +34,7 @@ SOURCE_DEFAULTS: dict[str, dict] = {
     # shift, rotate, scale; CIFAR-10: crop and flip), no label smoothing, and a longer
     # warm-up, which the short MNIST runs tolerate best.
     "tensors": dict(
+        opt="sgd-nesterov",
         epochs=10,
         batch_size=128,
         lr=0.05,
@@ -46,6 +47,7 @@ SOURCE_DEFAULTS: dict[str, dict] = {
     # random resized crops and flips, label smoothing 0.1 (Szegedy et al. 2016, §7), and a
     # warm-up of 5 of 90 epochs' share.
     "images": dict(
+        opt="sgd-nesterov",
         epochs=10,
         batch_size=64,
         lr=0.01,
@@ -55,6 +57,12 @@ SOURCE_DEFAULTS: dict[str, dict] = {
         warmup_fraction=0.05,
     ),
 }
+
+OPTIMIZERS = ("sgd", "sgd-nesterov", "adamw", "rmsprop")
+LR_SCHEDULERS = ("cosine", "step", "multistep", "onecycle", "constant")
+# RandAugment, TrivialAugment (wide), AugMix and AutoAugment's ImageNet policy, named as
+# torchvision's references/classification/train.py names them
+AUTO_AUGMENT = ("ra", "ta_wide", "augmix", "imagenet")
 
 # The values a run can use, by field: (holds, what the flag must be). None is "the default"
 # and always allowed; `TrainConfig.validate` names the flag of a value outside its range.
@@ -73,6 +81,27 @@ RANGES = {
     "test_subset": (lambda v: v >= 1, "must be at least 1"),
     "workers": (lambda v: v >= 0, "must be 0 or more"),
     "image_size": (lambda v: v >= 8, "must be at least 8"),
+    "opt": (lambda v: v in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
+    "norm_weight_decay": (lambda v: v >= 0 and math.isfinite(v), "must be 0 or more"),
+    "lr_scheduler": (lambda v: v in LR_SCHEDULERS, f"must be one of {', '.join(LR_SCHEDULERS)}"),
+    "lr_warmup_epochs": (lambda v: v >= 0 and math.isfinite(v), "must be 0 or more"),
+    "lr_step_size": (lambda v: v >= 1, "must be at least 1"),
+    "lr_milestones": (
+        lambda v: all(isinstance(m, int) and m >= 1 for m in v) and list(v) == sorted(set(v)),
+        "must be increasing whole epochs, at least 1",
+    ),
+    "lr_gamma": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "lr_min": (lambda v: v >= 0 and math.isfinite(v), "must be 0 or more"),
+    "head_lr_scale": (lambda v: v >= 0 and math.isfinite(v), "must be 0 or more"),
+    "mixup_alpha": (lambda v: v >= 0 and math.isfinite(v), "must be 0 (off) or more"),
+    "cutmix_alpha": (lambda v: v >= 0 and math.isfinite(v), "must be 0 (off) or more"),
+    "auto_augment": (lambda v: v in AUTO_AUGMENT, f"must be one of {', '.join(AUTO_AUGMENT)}"),
+    "random_erase": (lambda v: 0 <= v <= 1, "must be a probability in [0, 1]"),
+    "model_ema_decay": (lambda v: 0 < v < 1, "must be in (0, 1)"),
+    "model_ema_steps": (lambda v: v >= 1, "must be at least 1"),
+    "clip_grad_norm": (lambda v: v > 0 and math.isfinite(v), "must be a positive number"),
+    "grad_accum_steps": (lambda v: v >= 1, "must be at least 1"),
+    "patience": (lambda v: v >= 1, "must be at least 1"),
 }
 
 
@@ -89,10 +118,35 @@ class TrainConfig:
     batch_size: int | None = None  # per process; the global batch is batch_size × world_size
     lr: float | None = None  # peak learning rate, for the global batch
     weight_decay: float | None = None  # on weights only, not biases or normalization scales
-    momentum: float = 0.9
+    momentum: float | None = None  # SGD's and RMSprop's (default 0.9); AdamW has none
     warmup_fraction: float | None = None  # share of the steps spent ramping the rate up
     augment: bool | None = None
     label_smoothing: float | None = None
+    # The recipe beyond the defaults above, each named as its flag (torchvision's reference
+    # script's names where it has one); docs/command-line.md compares them with timm's.
+    opt: str | None = None  # sgd | sgd-nesterov | adamw | rmsprop
+    norm_weight_decay: float = 0.0  # weight decay of biases and normalization scales (1-D)
+    lr_scheduler: str = (
+        "cosine"  # after the warm-up: cosine | step | multistep | onecycle | constant
+    )
+    lr_warmup_epochs: float | None = None  # the warm-up in epochs, instead of warmup_fraction
+    lr_step_size: int = 30  # step: epochs between decays
+    lr_milestones: list = field(default_factory=list)  # multistep: the epochs that decay
+    lr_gamma: float = 0.1  # step, multistep: the factor of each decay
+    lr_min: float = 0.0  # cosine: the rate it ends at
+    head_lr_scale: float = 1.0  # the classifier's learning rate, as a multiple of --lr
+    mixup_alpha: float = 0.0  # mixup's Beta(α, α) (Zhang et al. 2018); 0: off
+    cutmix_alpha: float = 0.0  # cutmix's Beta(α, α) (Yun et al. 2019); 0: off
+    auto_augment: str | None = None  # ra | ta_wide | augmix | imagenet
+    random_erase: float = 0.0  # probability of erasing a rectangle (Zhong et al. 2020)
+    model_ema: bool = False  # keep an exponential moving average of the weights
+    model_ema_decay: float = 0.9998  # the EMA's decay per update
+    model_ema_steps: int = 1  # optimizer steps between EMA updates
+    clip_grad_norm: float | None = None  # the largest gradient norm a step may take
+    grad_accum_steps: int = 1  # batches whose gradients add up to one optimizer step
+    freeze: list = field(default_factory=list)  # parameter-name patterns (fnmatch) not trained
+    patience: int | None = None  # stop after N epochs without a lower held-out error
+    recipe: str | None = None  # the named recipe the values came from (--recipe)
     image_size: int | None = None  # images: side of the crop the model sees
     val_fraction: float = 0.2  # images: held-out share of a folder without train/ and val/
     strict: bool = False  # images: fail on undecodable files instead of skipping them
@@ -114,6 +168,10 @@ class TrainConfig:
     # {"class": "package.Module", "input_size": [C, H, W], "normalization": [mean, std]}.
     # Its code is not in the run, so loading the run needs the module again.
     custom_module: dict | None = None
+    # A torch Dataset of the user's own passed to convnet.fit(data=...), described:
+    # {"class": "package.Dataset", "input_size": [C, H, W], "train_images": N, "eval_images": M}.
+    # Its items are not in the run, so evaluating the run needs the dataset again.
+    custom_data: dict | None = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -137,7 +195,9 @@ class TrainConfig:
 
     @property
     def source_name(self) -> str:
-        """A short name for the data: the data set's, or "folder"."""
+        """A short name for the data: the data set's, "folder", or "dataset" (your own)."""
+        if self.custom_data is not None:
+            return "dataset"
         return "folder" if self.data else (self.dataset or "mnist")
 
     def defaults(self) -> dict:
@@ -157,10 +217,14 @@ class TrainConfig:
         a resolved configuration changes nothing but its world size."""
         self.validate()
         values = asdict(self)
-        values["dataset"] = None if self.data else (self.dataset or "mnist")
+        values["dataset"] = None if self.data or self.custom_data else (self.dataset or "mnist")
         for key, default in self.defaults().items():
+            if key == "warmup_fraction" and self.lr_warmup_epochs is not None:
+                continue  # the warm-up is given in epochs instead
             if values[key] is None:
                 values[key] = default
+        if values["momentum"] is None and values["opt"] != "adamw":
+            values["momentum"] = 0.9
         if self.data:
             if values["image_size"] is None:
                 values["image_size"] = self.spec.input_size[1]
@@ -177,11 +241,27 @@ class TrainConfig:
         once, a value out of its range (`RANGES`; None, the default, is always fine)."""
         if self.dataset and self.data:
             raise UserError("Give either --dataset NAME or --data DIR, not both.")
+        if self.custom_data is not None and (self.dataset or self.data):
+            raise UserError("Give a Dataset of your own, a data set's name or a folder, not two.")
         _ = self.spec  # an unknown model is refused with the registered names
         for name, (holds, wanted) in RANGES.items():
             value = getattr(self, name)
             if value is not None and not holds(value):
                 raise UserError(f"--{name.replace('_', '-')} {wanted}, not {value}.")
+        if self.warmup_fraction is not None and self.lr_warmup_epochs is not None:
+            raise UserError(
+                "Give the warm-up either as a share of the steps (--warmup-fraction) or in "
+                "epochs (--lr-warmup-epochs), not both."
+            )
+        if self.opt == "adamw" and self.momentum is not None:
+            raise UserError(
+                "--momentum is SGD's and RMSprop's; AdamW keeps its own averages (its betas). "
+                "Drop --momentum, or choose --opt sgd-nesterov, sgd or rmsprop."
+            )
+        if self.lr is not None and self.lr_min >= self.lr:
+            raise UserError(f"--lr-min {self.lr_min} must lie below the peak --lr {self.lr}.")
+        if any(not isinstance(pattern, str) or not pattern for pattern in self.freeze):
+            raise UserError("--freeze takes parameter-name patterns, e.g. 'features.*'.")
         if self.tensorboard:
             check_available()
 
@@ -190,6 +270,8 @@ class TrainConfig:
         RGB at the configured crop, normalised as the model's own three-channel inputs are or
         else as ImageNet's. Data sets in memory: see `dataset_inputs`."""
         spec = self.spec
+        if self.custom_data is not None:
+            return tuple(self.custom_data["input_size"]), spec.normalization
         if self.data is None:
             return dataset_inputs(spec, self.dataset)
         own = spec.input_size[0] == 3 or self.custom_module is not None
@@ -233,6 +315,59 @@ class TrainConfig:
         if "model" in values and not isinstance(values["model"], str):
             raise ValueError('"model" is not a string')
         return cls(**values)
+
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+def recipe_names() -> list[str]:
+    """The named recipes shipped with convnet (convnet/recipes/NAME.json)."""
+    return sorted(path.stem for path in RECIPES.glob("*.json"))
+
+
+def load_recipe(name: str) -> dict:
+    """A recipe: a JSON file of {"description", "source", "values"} whose values are
+    TrainConfig fields, every one written out — a shipped one by name, or a file of that
+    form. UserError for an unknown name, a damaged file or a value no run can use."""
+    path = RECIPES / f"{name}.json" if name in recipe_names() else Path(name).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"Unknown recipe '{name}': neither a named recipe ({', '.join(recipe_names())}) "
+            "nor a recipe file."
+        )
+    try:
+        document = json.loads(path.read_text())
+        values = document["values"]
+        if not isinstance(values, dict):
+            raise ValueError('"values" is not an object')
+        unknown = sorted(set(values) - {item.name for item in fields(TrainConfig)})
+        if unknown:
+            raise ValueError(
+                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not options of a run"
+            )
+        TrainConfig.from_json(json.dumps(values)).validate()
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+        raise UserError(f"The recipe {path} is not usable ({error}).") from None
+    return dict(values)
+
+
+# Options where giving one replaces the recipe's other: the warm-up as a share or in epochs.
+ALTERNATIVES = (("warmup_fraction", "lr_warmup_epochs"), ("lr_warmup_epochs", "warmup_fraction"))
+
+
+def with_recipe(values: dict) -> dict:
+    """`values` over the recipe they name (`recipe`), if any: the values given win, also
+    over the recipe's alternative to one of them (its warm-up in epochs where a share is
+    given; its momentum where AdamW, which has none, is chosen)."""
+    if not values.get("recipe"):
+        return dict(values)
+    recipe = load_recipe(values["recipe"])
+    for given, replaced in ALTERNATIVES:
+        if values.get(given) is not None:
+            recipe.pop(replaced, None)
+    if values.get("opt") == "adamw" and values.get("momentum") is None:
+        recipe.pop("momentum", None)
+    return {**recipe, **values}
 
 
 def dataset_inputs(spec: ModelSpec, dataset: str | None) -> tuple[tuple[int, int, int], tuple]:

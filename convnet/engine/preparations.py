@@ -23,9 +23,14 @@ PREPARATION_HELP = (
 )
 
 
-def trained_preparation(data: str | None, dataset: str | None) -> str:
+def trained_preparation(
+    data: str | None, dataset: str | None, custom_data: dict | None = None
+) -> str | None:
     """The preparation of a run's training data: image files are photos; a registered data
-    set's images are photos or digits as its registry entry says."""
+    set's images are photos or digits as its registry entry says; a Dataset of the user's
+    own (`custom_data`) says nothing of its images' origin (None)."""
+    if custom_data is not None:
+        return None
     if data is not None:
         return "photo"
     from convnet.data.datasets import get_dataset_spec

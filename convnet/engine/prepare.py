@@ -16,19 +16,28 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 
 from convnet.data.sources import DataSource, steps_per_epoch, training_data
 from convnet.engine import distributed, run_lock
 from convnet.engine.checkpoint import TrainState, load_checkpoint
 from convnet.engine.config import TrainConfig
 from convnet.engine.device import grad_scaler, layout_for, resolve_precision
+from convnet.engine.evaluate import Evaluation
 from convnet.engine.guards import check_input
-from convnet.engine.recipe import create_optimizer, short_run_batch
+from convnet.engine.recipe import (
+    Schedule,
+    batch_mixing,
+    create_optimizer,
+    freeze,
+    moving_average,
+    short_run_batch,
+)
 from convnet.engine.resume import resumed_config
 from convnet.engine.run import Run
 from convnet.engine.tensorboard import TensorBoardLog
 from convnet.engine.weight_files import weights_path
-from convnet.engine.weight_fit import load_weights
+from convnet.engine.weight_fit import find_classifier, load_weights
 from convnet.errors import UserError
 from convnet.files import ensure_writable
 from convnet.models import get_model
@@ -53,6 +62,11 @@ class Training:
     precision: str
     steps: int  # optimizer steps per epoch
     layout: torch.memory_format  # of the batches: the model's (`layout_for`)
+    schedule: Schedule  # the learning rate of each step
+    ema: AveragedModel | None = None  # --model-ema: the moving average of the weights
+    mixing: Callable | None = None  # --mixup-alpha, --cutmix-alpha: mixes a batch
+    frozen: list[str] = field(default_factory=list)  # --freeze: the parameters not trained
+    kept: Evaluation | None = None  # the evaluation of the weights model.safetensors holds
     step_rows: list[tuple] = field(default_factory=list)  # steps.csv rows not yet written
     board: TensorBoardLog | None = None  # --tensorboard: written with steps.csv and metrics.csv
     reported: int = 0  # undecodable training images listed so far
@@ -62,8 +76,21 @@ class Training:
         return distributed.current().device
 
     @property
-    def total_steps(self) -> int:
-        return self.steps * self.config.epochs
+    def kept_model(self) -> nn.Module:
+        """The weights the run keeps as its model: the moving average where there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def frozen_norms(self) -> list[nn.Module]:
+        """Normalization layers whose every parameter is frozen: they train in evaluation
+        mode, so their running statistics stay as loaded too."""
+        names = set(self.frozen)
+        return [
+            module
+            for prefix, module in self.model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._NormBase)
+            and (own := [f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters()])
+            and names.issuperset(own)
+        ]
 
 
 def prepare(
@@ -72,6 +99,7 @@ def prepare(
     changes: dict,
     module: nn.Module | None,
     say: Log,
+    data: DataSource | None = None,
 ) -> Training:
     """Everything training needs, for a new run of `requested` or a resumed one: the
     configuration resolved (here, once), the data, the run directory, the model with its
@@ -84,7 +112,15 @@ def prepare(
     # an unsupported precision (fp16 off CUDA) is refused before the run directory is made
     precision = resolve_precision(given.precision, session.device)
     _check_module(given, module)
-    config, run, source = distributed.together(_open, given, saved is not None, say)
+    if (given.custom_data is not None) != (data is not None):
+        raise UserError(
+            "This run trained on a Dataset of your own, which is not in its run directory; "
+            "start a new run with convnet.fit(model, data=dataset)."
+            if data is None
+            else "A Dataset of your own needs `custom_data` in its configuration (convnet.fit "
+            "builds it)."
+        )
+    config, run, source = distributed.together(_open, given, saved is not None, say, data)
     run = Run(distributed.broadcast_object(str(run.path)))
     for path, why in source.skipped[:5]:
         say(f"Skipped {path} ({why}).")
@@ -95,10 +131,16 @@ def prepare(
         say(f"… and {len(left_out) - 5} more files left out (listed in the results).")
     for warning in getattr(source, "warnings", []):
         say(f"Warning: {warning}")
-    model, optimizer, state = distributed.together(_build, config, run, source, module, resume, say)
+    model, optimizer, ema, state, frozen = distributed.together(
+        _build, config, run, source, module, resume, say
+    )
     state = distributed.broadcast_object(state) or TrainState()
+    if ema is not None and session.distributed:  # rank 0's average, resumed or fresh
+        ema.load_state_dict(
+            distributed.broadcast_object(_cpu_state(ema) if session.is_main else None)
+        )
     state.train_images = source.train_count
-    state.global_batch = config.batch_size * session.world_size
+    state.global_batch = config.batch_size * session.world_size * config.grad_accum_steps
     scaler = grad_scaler(session.device, precision)  # fp16: loss scaling; else a pass-through
     if state.grad_scaler:
         scaler.load_state_dict(state.grad_scaler)
@@ -109,7 +151,9 @@ def prepare(
     if session.distributed:
         device_ids = [session.device] if session.device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=device_ids)
-    steps = steps_per_epoch(source.train_count, config.batch_size, session.world_size)
+    steps = steps_per_epoch(
+        source.train_count, config.batch_size * config.grad_accum_steps, session.world_size
+    )
     training = Training(
         config,
         run,
@@ -122,6 +166,10 @@ def prepare(
         precision,
         steps,
         layout_for(model),
+        Schedule.of(config, steps),
+        ema,
+        batch_mixing(config.mixup_alpha, config.cutmix_alpha, len(config.classes)),
+        frozen,
     )
     _start_log(training, saved is not None, planned, say)
     return training
@@ -149,13 +197,15 @@ def _check_module(config: TrainConfig, module: nn.Module | None) -> None:
     )
 
 
-def _open(given: TrainConfig, resumed: bool, say: Log) -> tuple[TrainConfig, Run, DataSource]:
+def _open(
+    given: TrainConfig, resumed: bool, say: Log, data: DataSource | None = None
+) -> tuple[TrainConfig, Run, DataSource]:
     """The resolved configuration, its data, and the run directory (made by rank 0). A new
     run's default batch is fitted to its number of training images (`short_run_batch`)."""
     session = distributed.current()
     config = given if resumed else given.resolved(session.world_size)
     input_size, normalization = config.model_inputs()
-    source = training_data(
+    source = data or training_data(
         input_size,
         normalization,
         dataset=config.dataset,
@@ -170,6 +220,8 @@ def _open(given: TrainConfig, resumed: bool, say: Log) -> tuple[TrainConfig, Run
         train_subset=config.train_subset,
         test_subset=config.test_subset,
         pin_memory=session.device.type == "cuda",
+        auto_augment=config.auto_augment,
+        random_erase=config.random_erase,
     )
     if source.train_count == 0:
         raise UserError(f"{source.name} has no training images.")
@@ -186,7 +238,11 @@ def _open(given: TrainConfig, resumed: bool, say: Log) -> tuple[TrainConfig, Run
     config.classes = list(source.class_names)
     if not resumed and given.batch_size is None:  # the default batch: fit it to the run
         config.batch_size, why = short_run_batch(
-            config.batch_size, source.train_count, config.epochs, session.world_size
+            config.batch_size,
+            source.train_count,
+            config.epochs,
+            session.world_size,
+            config.grad_accum_steps,
         )
         if why:
             say(why)
@@ -213,10 +269,11 @@ def _build(
     module: nn.Module | None,
     resume: Path | None,
     say: Log,
-) -> tuple[nn.Module, torch.optim.Optimizer, TrainState | None]:
-    """The model (seeded; initial --weights for a new run), on its device in its layout, its
-    optimizer, and on rank 0 of a resumed run the checkpoint's state, checked against the
-    data and the epochs asked for."""
+) -> tuple[nn.Module, torch.optim.Optimizer, AveragedModel | None, TrainState | None, list[str]]:
+    """The model (seeded; initial --weights for a new run, --freeze applied), on its device
+    in its layout; its optimizer and moving average; on rank 0 of a resumed run the
+    checkpoint's state, checked against the data and the epochs asked for; the names of the
+    frozen parameters."""
     main = distributed.is_main()
     torch.manual_seed(config.seed)
     input_size, _ = config.model_inputs()
@@ -236,12 +293,24 @@ def _build(
         ensure_writable(run.path, 4 * size + 2**20, "this run's weights and checkpoints")
     if config.weights and resume is None:  # a classifier for another class count starts afresh
         path = weights_path(config.model, config.weights)
-        load_weights(model, path, replace_classifier=True, log=say)
+        load_weights(model, path, replace_classifier=True, adapt_channels=True, log=say)
+    frozen = freeze(model, config.freeze)
     model = model.to(distributed.current().device, memory_format=layout_for(model))
-    optimizer = create_optimizer(model, config.lr, config.momentum, config.weight_decay)
-    state = load_checkpoint(run.checkpoint_path, model, optimizer) if resume and main else None
+    classifier = find_classifier(model)
+    optimizer = create_optimizer(
+        model,
+        config.opt,
+        config.lr,
+        config.momentum,
+        config.weight_decay,
+        config.norm_weight_decay,
+        tuple(classifier[1]) if classifier else (),
+        config.head_lr_scale,
+    )
+    ema = moving_average(model, config.model_ema_decay) if config.model_ema else None
+    state = load_checkpoint(run.checkpoint_path, model, optimizer, ema) if resume and main else None
     if state is None:
-        return model, optimizer, None
+        return model, optimizer, ema, None, frozen
     if state.train_images not in (None, source.train_count):
         raise UserError(
             f"{source.name} holds {source.train_count:,} training images, but this run "
@@ -265,7 +334,11 @@ def _build(
             f"{run.path} has finished its {config.epochs} epochs; resume it with "
             f"--epochs N (more than {config.epochs}) to train it further.{report}"
         )
-    return model, optimizer, state
+    return model, optimizer, ema, state, frozen
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu() for key, value in module.state_dict().items()}
 
 
 def _check_same_steps(run: Run, state: TrainState, config: TrainConfig, source: DataSource) -> None:
@@ -274,15 +347,16 @@ def _check_same_steps(run: Run, state: TrainState, config: TrainConfig, source: 
     batch makes them (older checkpoints). A hand-edited batch size used to make --resume cut
     steps.csv from 7,036 lines to 18."""
     world_size = distributed.current().world_size
-    now = config.batch_size * world_size
+    per_step = config.batch_size * config.grad_accum_steps  # images per process and step
+    now = per_step * world_size
     if state.global_batch not in (None, now):
         raise UserError(
             f"{run.path}'s checkpoint was written with {state.global_batch} images per step, but "
             f"its config.json now makes {now}: --resume continues a run as it was. Put "
-            f"batch_size back in {run.config_path}, or start a new run."
+            f"batch_size and grad_accum_steps back in {run.config_path}, or start a new run."
         )
     finished = [row["step"] for row in run.steps() if row["epoch"] <= state.epoch]
-    steps = steps_per_epoch(source.train_count, config.batch_size, world_size)
+    steps = steps_per_epoch(source.train_count, per_step, world_size)
     if finished and max(finished) != state.epoch * steps:
         raise UserError(
             f"{run.steps_path} has {int(max(finished)):,} steps in the {state.epoch} epochs the "
@@ -315,6 +389,12 @@ def _start_log(t: Training, resumed: bool, planned: int | None, say: Log) -> Non
         f"{session.world_size} process(es) × batch {config.batch_size}; {t.precision} on "
         f"{session.device}{backend}."
     )
+    if t.frozen:
+        values = sum(p.numel() for n, p in t.model.named_parameters() if n in set(t.frozen))
+        say(
+            f"Frozen (--freeze {' '.join(config.freeze)}): {len(t.frozen)} parameter "
+            f"tensor(s), {values:,} values, which stay as they are."
+        )
     if session.is_main and config.tensorboard:
         t.board = TensorBoardLog(t.run.path, done if resumed else None)
     if session.is_main and resumed:

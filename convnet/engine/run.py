@@ -120,6 +120,12 @@ class LoadedModel:
         folder of class folders that is not its own training data is scored whole."""
         config = self.config
         if dataset is None and data is None:
+            if config is not None and config.custom_data is not None:
+                raise UserError(
+                    f"This run trained on a Dataset of your own ({config.custom_data['class']}), "
+                    "which its run directory does not hold: evaluate it with "
+                    "convnet.evaluate(run, data=dataset)."
+                )
             if config is None:
                 dataset = "mnist"
             else:
@@ -357,10 +363,16 @@ class Run:
             class_names = tuple(config.classes)
             if config.image_size is None or not class_names:
                 raise UserError(f"{self.config_path} lacks the classes or image size of its run.")
+        elif config.custom_data is not None:  # a Dataset of the user's own: its images as given
+            class_names = tuple(config.classes)
         else:
             class_names = get_dataset_spec(config.dataset or "mnist").class_names
-        photos = trained_preparation(config.data, config.dataset) == "photo"
         input_size, normalization = config.model_inputs()
+        preparation, why = choose_preparation(
+            None,
+            channels=input_size[0],
+            trained_on=trained_preparation(config.data, config.dataset, config.custom_data),
+        )
         model = (
             module
             if module is not None
@@ -379,10 +391,10 @@ class Run:
             model,
             class_names,
             config,
-            photos=photos,
+            photos=preparation == "photo",
             input_size=input_size,
             normalization=normalization,
-            preparation_reason="the run's training data",
+            preparation_reason=why,
         )
 
 

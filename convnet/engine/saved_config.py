@@ -27,7 +27,12 @@ from convnet.models import get_model, get_model_spec
 # a tensor's index or a worker pool.
 UPPER_BOUNDS = {
     "epochs": 1_000_000,
+    "patience": 1_000_000,  # epochs, as "epochs"
+    "lr_warmup_epochs": 1_000_000,
+    "lr_step_size": 1_000_000,
     "batch_size": 2**20,  # 1,048,576 images in one step: no memory holds more
+    "grad_accum_steps": 2**20,  # batches in one optimizer step, as "batch_size"
+    "model_ema_steps": 2**31 - 1,
     "image_size": 8192,  # a side of 8,192 pixels: 64 times ImageNet's 224² per image
     "workers": 256,
     "checkpoint_every": 2**31 - 1,
@@ -84,17 +89,20 @@ def check_model_options(config: TrainConfig) -> None:
 def _check_shapes(config: TrainConfig, document: dict) -> None:
     """What the checks of ranges need to hold before they run: no deep nesting, and a custom
     module described by its input size."""
-    for name in ("model_config", "custom_module", "classes"):
+    for name in ("model_config", "custom_module", "custom_data", "classes", "freeze"):
         if _depth(document.get(name)) > MAX_DEPTH:
             raise ValueError(f'"{name}" nests deeper than {MAX_DEPTH} levels')
-    if config.custom_module is not None:
-        size = config.custom_module.get("input_size")
+    for name in ("custom_module", "custom_data"):
+        described = getattr(config, name)
+        if described is None:
+            continue
+        size = described.get("input_size") if isinstance(described, dict) else None
         if not (
             isinstance(size, list)
             and len(size) == 3
             and all(isinstance(n, int) and 1 <= n <= UPPER_BOUNDS["image_size"] for n in size)
         ):
-            raise ValueError('"custom_module" needs "input_size": [channels, height, width]')
+            raise ValueError(f'"{name}" needs "input_size": [channels, height, width]')
 
 
 def _check(config: TrainConfig) -> None:

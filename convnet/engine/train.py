@@ -24,6 +24,7 @@ or dropout (whose masks are).
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import replace
@@ -34,7 +35,7 @@ from torch import nn
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from convnet.data.sources import mix
+from convnet.data.sources import DataSource, mix
 from convnet.engine import distributed, run_lock
 from convnet.engine.checkpoint import save_checkpoint, save_weights
 from convnet.engine.config import TrainConfig
@@ -48,8 +49,9 @@ from convnet.engine.guards import (
 )
 from convnet.engine.preparations import trained_preparation
 from convnet.engine.prepare import Log, Training, prepare, silent
-from convnet.engine.recipe import learning_rate, loss_sum, set_learning_rate
+from convnet.engine.recipe import loss_sum, set_learning_rate
 from convnet.engine.run_control import StopRequests
+from convnet.engine.weight_files import read_state_file
 from convnet.errors import UserError
 from convnet.files import atomic_write_json
 
@@ -61,6 +63,7 @@ def fit(
     changes: dict | None = None,
     stop_after_epoch: int | None = None,
     module: nn.Module | None = None,
+    data: DataSource | None = None,
     log: Log = print,
 ) -> dict:
     """Train, evaluating on the held-out split after every epoch; return the results (the
@@ -71,7 +74,8 @@ def fit(
     `changes` may set what engine.resume.RESUMABLE_CHANGES lists (more epochs re-plan the
     schedule). `stop_after_epoch` ends the run early, resumably. `module` trains a user's own
     nn.Module (the Python API) described by `config.custom_module`; the run directory holds
-    its weights but not its code. Joins the process group torchrun describes (or none) unless
+    its weights but not its code; `data` (a DataSource of the user's own Dataset, described
+    by `config.custom_data`) trains instead of a registered data set or folder. Joins the process group torchrun describes (or none) unless
     the caller has (`distributed.session`). UserError for anything the user can fix."""
     if not distributed.started():
         device = (changes or {}).get("device") or (config.device if config else "auto")
@@ -82,25 +86,28 @@ def fit(
                 changes=changes,
                 stop_after_epoch=stop_after_epoch,
                 module=module,
+                data=data,
                 log=log,
             )
     say = log if distributed.current().is_main else silent
     with run_lock.released_at_exit():  # rank 0 locks the run directory in `prepare`
-        training = prepare(config, resume, changes or {}, module, say)
+        training = prepare(config, resume, changes or {}, module, say, data)
         return _train(training, stop_after_epoch, say, log)
 
 
 def _train(training: Training, stop_after_epoch: int | None, say: Log, log: Log) -> dict:
     """The epochs `fit` prepared, then the run's results."""
     session = distributed.current()
-    epochs, run, evaluation = training.config.epochs, training.run, None
+    epochs, run = training.config.epochs, training.run
     stop = StopRequests()
     # Ctrl-C or SIGTERM (a scheduler's notice) any time from here on, also during an
     # evaluation or a write, stops the run after a whole step with a checkpoint.
     with stop, contextlib.closing(training.board) if training.board else contextlib.nullcontext():
         for epoch in range(training.state.epoch, epochs):
+            if _patience_spent(training, say):
+                break
             sums, seconds, images = train_one_epoch(training, epoch, stop, say)
-            evaluation = end_epoch(training, epoch, sums, seconds, images, say)
+            end_epoch(training, epoch, sums, seconds, images, say)
             # Asked to stop during the evaluation or the writes: the epoch's checkpoint is
             # whole, so stop here (under torchrun the ranks agree at the next step instead).
             if stop.requested and not session.distributed and epoch + 1 < epochs:
@@ -116,15 +123,7 @@ def _train(training: Training, stop_after_epoch: int | None, say: Log, log: Log)
                 )
                 stopped = {"run_dir": str(run.path), "stopped_after_epoch": epoch + 1}
                 return {**stopped, "epochs": epochs} if session.is_main else {}
-    if evaluation is None:  # resumed a run that had already finished: score what it left
-        evaluation = evaluate(
-            training.model,
-            training.source,
-            training.device,
-            training.precision,
-            keep_logits=False,
-        )
-    return results(training, evaluation, log)
+    return results(training, training.kept or _evaluate_kept(training), log)
 
 
 def train_one_epoch(
@@ -132,12 +131,15 @@ def train_one_epoch(
 ) -> tuple[dict, float, int]:
     """One pass over the training images, from the step a resumed run stopped at. Returns
     the epoch's sums (loss, correct, seen), its seconds and the images this process trained.
-    Ctrl-C or SIGTERM on any rank stops every rank after the same whole step."""
+    Each optimizer step takes --grad-accum-steps batches. Ctrl-C or SIGTERM on any rank stops
+    every rank after the same whole step."""
     config, state, session, device = t.config, t.state, distributed.current(), t.device
     started = time.perf_counter()
     sums = dict(state.totals or {"loss": 0.0, "correct": 0, "seen": 0})
     seen_before = sums["seen"]  # images of this epoch trained before a resume
     t.trained.train()
+    for norm in t.frozen_norms():
+        norm.eval()
     progress = tqdm(
         total=t.steps,
         initial=state.batch,
@@ -147,31 +149,29 @@ def train_one_epoch(
         leave=False,
         mininterval=0.5,
     )
+    accumulate = config.grad_accum_steps
     batches = t.source.train_batches(
-        epoch, config.batch_size, config.seed, session.rank, session.world_size, state.batch
+        epoch,
+        config.batch_size,
+        config.seed,
+        session.rank,
+        session.world_size,
+        state.batch * accumulate,
     )
     step_ended = time.perf_counter()
     with progress:  # the bar is cleared however the epoch ends
-        for batch_index, (images, labels) in enumerate(batches, start=state.batch):
+        for batch_index, group in enumerate(_groups(batches, accumulate), start=state.batch):
             step = epoch * t.steps + batch_index
             _seed_global_draws(mix(config.seed, step, session.rank), device)
-            rate = learning_rate(step, t.total_steps, config.lr, config.warmup_fraction)
+            rate = t.schedule(step)
             set_learning_rate(t.optimizer, rate)
-            # The named phases show up in a profile (benchmarks/profile_epoch.py).
-            with record_function("data"):
-                images = images.to(device, non_blocking=True).contiguous(memory_format=t.layout)
-                labels = labels.to(device, non_blocking=True)
-            loss, logits = _forward_backward(t, images, labels)
-            loss_total, valid, correct, stop_asked = _step_counts(
-                loss, logits, labels, stop.requested
-            )
+            counts = _forward_backward(t, group)
+            loss_total, valid, correct, stop_asked = _step_counts(counts, stop.requested)
             if not math.isfinite(loss_total):  # every rank sees the same sum: all stop
                 if not session.is_main:
                     raise distributed.PeerFailure(0)
                 raise _stopped(t, f"loss became {loss_total} at epoch {epoch + 1}, step {step}")
-            with record_function("optimizer"):
-                t.scaler.step(t.optimizer)  # unscales first; skips a step that overflowed
-                t.scaler.update()
+            _optimizer_step(t, step)
             sums = {
                 "loss": sums["loss"] + loss_total,
                 "seen": sums["seen"] + int(valid),
@@ -202,11 +202,10 @@ def train_one_epoch(
     return sums, time.perf_counter() - started, sums["seen"] - seen_before
 
 
-def end_epoch(
-    t: Training, epoch: int, sums: dict, seconds: float, images: int, say: Log
-) -> Evaluation:
-    """Score the held-out images, add the epoch's row to the history and commit the epoch:
-    weights and metrics.csv, then the checkpoint, which a crash before it redoes."""
+def end_epoch(t: Training, epoch: int, sums: dict, seconds: float, images: int, say: Log) -> None:
+    """Score the held-out images (and the moving average's), add the epoch's row to the
+    history and commit the epoch: the kept weights (the last, or with --patience the best
+    epoch's) and metrics.csv, then the checkpoint, which a crash before it redoes."""
     config, state, run = t.config, t.state, t.run
     state.train_seconds += seconds
     t.reported = distributed.together(
@@ -228,7 +227,18 @@ def end_epoch(
             "images_per_second": round(images / seconds, 1),
         }
     )
+    kept = evaluation
+    if t.ema is not None:
+        kept = evaluate(t.ema.module, t.source, t.device, t.precision, keep_logits=False)
+        state.history[-1].update(
+            ema_eval_loss=kept.result["loss"],
+            ema_eval_error=kept.result["top1_error"],
+            ema_eval_top5_error=kept.result["top5_error"],
+        )
     state.epoch, state.batch, state.totals = epoch + 1, 0, None
+    improved = config.patience is None or _best_epoch(t) == state.epoch
+    if improved:
+        t.kept = kept
     if t.board is not None:
         t.board.epoch(state.history[-1], state.epoch * t.steps)
     if distributed.is_main():
@@ -236,20 +246,24 @@ def end_epoch(
             "model": config.model,
             "dataset": config.source_name,
             "num_classes": str(len(config.classes)),
-            # how its image files are prepared, for the file read without its run
-            "preparation": trained_preparation(config.data, config.dataset),
         }
+        # how its image files are prepared, for the file read without its run (a Dataset of
+        # the user's own says nothing of it)
+        preparation = trained_preparation(config.data, config.dataset, config.custom_data)
+        if preparation is not None:
+            metadata["preparation"] = preparation
         with resumable_after_write_failure(run):
-            save_weights(run.weights_path, t.model, metadata)
+            if improved:
+                save_weights(run.weights_path, t.kept_model, metadata)
             run.write_history(state.history)
     checkpoint(t)
     row = state.history[-1]
+    ema = f", moving average {kept.result['top1_error']:.2%}" if t.ema is not None else ""
     say(
         f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f}, "
         f"{t.source.eval_split} error {scores['top1_error']:.2%} (top-5 "
-        f"{scores['top5_error']:.2%}), {row['images_per_second']:,.0f} images/s"
+        f"{scores['top5_error']:.2%}){ema}, {row['images_per_second']:,.0f} images/s"
     )
-    return evaluation
 
 
 def checkpoint(t: Training, seconds: float | None = None) -> None:
@@ -273,50 +287,127 @@ def checkpoint(t: Training, seconds: float | None = None) -> None:
     if seconds is not None:
         kept.train_seconds = seconds
     with resumable_after_write_failure(run):
-        save_checkpoint(run.checkpoint_path, t.model, t.optimizer, kept)
+        save_checkpoint(run.checkpoint_path, t.model, t.optimizer, kept, t.ema)
+
+
+# --- the kept weights ---------------------------------------------------------------------
+
+
+def _best_epoch(t: Training) -> int:
+    """The epoch whose kept weights (the moving average's, with --model-ema) had the lowest
+    held-out error; the earliest of equals."""
+    key = "ema_eval_error" if t.ema is not None else "eval_error"
+    return min(t.state.history, key=lambda row: (row[key], row["epoch"]))["epoch"]
+
+
+def _patience_spent(t: Training, say: Log) -> bool:
+    """--patience N: whether N epochs have passed since the best one (said once)."""
+    patience, history = t.config.patience, t.state.history
+    if patience is None or not history or len(history) - _best_epoch(t) < patience:
+        return False
+    say(
+        f"Stopped early after epoch {len(history)}: {patience} epoch(s) without a lower "
+        f"{t.source.eval_split} error; the run keeps epoch {_best_epoch(t)}'s weights."
+    )
+    return True
+
+
+def _evaluate_kept(t: Training) -> Evaluation:
+    """The evaluation of the weights the run keeps, where this process has not scored them
+    (a resumed run whose kept epoch came before): rank 0 reads model.safetensors, every
+    rank scores it."""
+    model = copy.deepcopy(t.kept_model)
+    state = None
+    if distributed.is_main():
+        state, _ = read_state_file(t.run.weights_path)
+    model.load_state_dict(distributed.broadcast_object(state))
+    return evaluate(model, t.source, t.device, t.precision, keep_logits=False)
 
 
 # --- one step -----------------------------------------------------------------------------
 
 
-def _forward_backward(
-    t: Training, images: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch's summed loss and its logits, gradients computed; a batch too large for
-    memory is the user's to shrink (UserError)."""
-    try:
-        with record_function("forward"):
-            with autocast(t.device, t.precision):
-                logits = t.trained(images)
-            loss = loss_sum(logits, labels, t.config.label_smoothing)
-        with record_function("backward"):
-            t.optimizer.zero_grad(set_to_none=True)
-            t.scaler.scale(loss / len(labels)).backward()
-    except (RuntimeError, MemoryError) as error:
-        if not is_out_of_memory(error):
-            raise
-        raise out_of_memory(error, t.config.batch_size, t.device) from None
-    return loss, logits
+def _groups(batches, size: int):
+    """The batches in lists of `size` (the last may be shorter): one optimizer step each."""
+    group = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
-def _step_counts(
-    loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, stop_asked: bool
-) -> tuple[float, float, float, bool]:
+def _forward_backward(t: Training, group: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Gradients of one optimizer step's batches (mixed where --mixup-alpha or --cutmix-alpha
+    say so), their loss divided by all their images, so that K accumulated batches of B give
+    the gradients of one batch of K·B. Returns the summed loss, valid and correct images. A
+    batch too large for memory is the user's to shrink (UserError)."""
+    total = sum(len(labels) for _, labels in group)
+    rows = []
+    t.optimizer.zero_grad(set_to_none=True)
+    for index, (images, labels) in enumerate(group):
+        # The named phases show up in a profile (benchmarks/profile_epoch.py).
+        with record_function("data"):
+            images = images.to(t.device, non_blocking=True).contiguous(memory_format=t.layout)
+            labels = labels.to(t.device, non_blocking=True)
+        targets = labels
+        if t.mixing is not None:
+            valid = labels >= 0  # an undecodable image (-1) has no class to mix
+            images, labels = (images[valid], labels[valid]) if not valid.all() else (images, labels)
+            images, targets = t.mixing(images, labels)
+        last = index == len(group) - 1
+        # DDP averages the gradients at the last batch's backward only
+        syncing = contextlib.nullcontext() if last or t.trained is t.model else t.trained.no_sync()
+        try:
+            with syncing:
+                with record_function("forward"):
+                    with autocast(t.device, t.precision):
+                        logits = t.trained(images)
+                    loss = loss_sum(logits, targets, t.config.label_smoothing)
+                with record_function("backward"):
+                    t.scaler.scale(loss / total).backward()
+        except (RuntimeError, MemoryError) as error:
+            if not is_out_of_memory(error):
+                raise
+            raise out_of_memory(error, t.config.batch_size, t.device) from None
+        rows.append(
+            torch.stack(
+                [
+                    loss.detach().float(),
+                    (labels >= 0).sum().float(),
+                    (logits.argmax(1) == labels).sum().float(),
+                ]
+            )
+        )
+    return rows[0] if len(rows) == 1 else torch.stack(rows).sum(0)
+
+
+def _step_counts(counts: torch.Tensor, stop_asked: bool) -> tuple[float, float, float, bool]:
     """The step's summed loss, valid and correct images over all ranks, and whether any rank
     was asked to stop: one collective, one transfer to the host."""
-    counts = torch.stack(
-        [
-            loss.detach().float(),
-            (labels >= 0).sum().float(),
-            (logits.argmax(1) == labels).sum().float(),
-        ]
-    )
     if distributed.current().distributed:
         flag = torch.tensor([float(stop_asked)], device=counts.device)
         counts = distributed.all_reduce_sum(torch.cat([counts, flag]))
         stop_asked = bool(counts[3] > 0)
     loss_total, valid, correct = counts[:3].tolist()
     return loss_total, valid, correct, stop_asked
+
+
+def _optimizer_step(t: Training, step: int) -> None:
+    """Clip the gradients' norm (--clip-grad-norm), step, and update the moving average
+    every --model-ema-steps steps."""
+    with record_function("optimizer"):
+        if t.config.clip_grad_norm is not None:
+            t.scaler.unscale_(t.optimizer)  # fp16: clip the true gradients
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in t.model.parameters() if p.requires_grad], t.config.clip_grad_norm
+            )
+        t.scaler.step(t.optimizer)  # unscales first; skips a step that overflowed
+        t.scaler.update()
+        if t.ema is not None and (step + 1) % t.config.model_ema_steps == 0:
+            t.ema.update_parameters(t.model)
 
 
 def _seed_global_draws(seed: int, device: torch.device) -> None:
@@ -376,6 +467,9 @@ def results(t: Training, evaluation: Evaluation, log: Log) -> dict:
     }
     if digests:
         result["weight_digests"] = digests
+    result["kept"] = _kept_description(t)
+    if t.frozen:
+        result["frozen"] = {"patterns": list(config.freeze), "parameters": list(t.frozen)}
     warning = learning_warning(t.run.steps(), len(config.classes))
     result["warnings"] = [*result.get("warnings", []), *([warning] if warning else [])]
     for index in sorted(source.failed_training):
@@ -391,3 +485,15 @@ def results(t: Training, evaluation: Evaluation, log: Log) -> dict:
     with resumable_after_write_failure(t.run):
         atomic_write_json(t.run.results_path, result)
     return result
+
+
+def _kept_description(t: Training) -> dict:
+    """Which weights model.safetensors holds and why, for results.json and the report."""
+    epoch = _best_epoch(t) if t.config.patience is not None else len(t.state.history)
+    weights = "moving average" if t.ema is not None else "model"
+    why = (
+        f"the {t.source.eval_split} error's best epoch (--patience {t.config.patience})"
+        if t.config.patience is not None
+        else "the last epoch"
+    )
+    return {"weights": weights, "epoch": epoch, "epochs_trained": len(t.state.history), "why": why}

@@ -9,7 +9,7 @@ called a class 100% right). Names may carry one prefix on every key that the mod
 exact fit, it is removed and said. A file that does not fit is refused with what does not:
 the class count, the input channels, the names of another model. With `replace_classifier`,
 a file that differs only in the class count of the final classifier loads everything else
-(fine-tuning).
+(fine-tuning); with `adapt_channels`, grey weights start a colour model and the reverse.
 """
 
 from __future__ import annotations
@@ -162,11 +162,41 @@ def _diagnosis(
     return "Some of its layers differ: a modified model, or this one built with other options."
 
 
+def adapt_input_channels(
+    tensors: dict[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    path: Path,
+    log: Callable[[str], None],
+) -> dict[str, torch.Tensor]:
+    """The first convolution's kernel of grey weights for colour images, or the other way
+    round, as timm's `adapt_input_conv` makes it: 3 → 1 channels sums the kernels over the
+    colours; 1 → 3 repeats the kernel for each colour divided by 3, so a grey image (equal
+    colours) gives the same feature maps. Said in one line; other tensors are untouched."""
+    first = next((key for key, value in expected.items() if value.dim() == 4), None)
+    if first is None or first not in tensors:
+        return tensors
+    theirs, ours = tensors[first], expected[first]
+    if theirs.dim() != 4 or theirs.shape[0] != ours.shape[0] or theirs.shape[2:] != ours.shape[2:]:
+        return tensors
+    if (theirs.shape[1], ours.shape[1]) == (3, 1):
+        adapted = theirs.sum(dim=1, keepdim=True)
+    elif (theirs.shape[1], ours.shape[1]) == (1, 3):
+        adapted = theirs.repeat(1, 3, 1, 1) / 3
+    else:
+        return tensors
+    log(
+        f"Adapted {first} of {path} from {theirs.shape[1]} to {ours.shape[1]} input channel(s) "
+        f"({'summed over the colours' if ours.shape[1] == 1 else 'repeated for each colour, ÷3'})."
+    )
+    return {**tensors, first: adapted}
+
+
 def load_weights(
     model: nn.Module,
     path: Path,
     *,
     replace_classifier: bool = False,
+    adapt_channels: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Load a weights file into `model` and return the file's metadata; a file that does
@@ -176,13 +206,17 @@ def load_weights(
     With `replace_classifier`, a file that differs only in the class count of the final
     classifier (e.g. ImageNet's 1000 classes, fine-tuned to 3) loads everything else and
     keeps the model's freshly initialised classifier, saying so in one line to `log`
-    (default: standard error, so that a command's JSON on standard output stays whole)."""
+    (default: standard error, so that a command's JSON on standard output stays whole). With
+    `adapt_channels`, weights for grey images start a colour model and the other way round
+    (`adapt_input_channels`)."""
     log = log or _to_standard_error
     tensors, metadata = read_state_file(path)
     if hasattr(model, "prepare_state_dict"):  # e.g. GoogLeNet drops torchvision's aux heads
         tensors = model.prepare_state_dict(tensors)
     expected = model.state_dict()
     tensors, prefix = strip_to_fit(tensors, expected)
+    if adapt_channels:
+        tensors = adapt_input_channels(tensors, expected, path, log)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]

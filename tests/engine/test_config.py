@@ -2,13 +2,14 @@
 
 import pytest
 
-from convnet.engine.recipe import short_run_batch_size
-from convnet.engine.train import TrainConfig, learning_rate
+from convnet.engine.recipe import Schedule, short_run_batch_size
+from convnet.engine.train import TrainConfig
 from convnet.errors import UserError
 
 
 def test_learning_rate_schedule_warms_up_then_decays():
-    rates = [learning_rate(step, 100, 0.1, 0.1) for step in range(101)]
+    schedule = Schedule("cosine", 0.1, total_steps=100, steps_per_epoch=10, warmup_steps=10)
+    rates = [schedule(step) for step in range(101)]
     assert rates[0] == pytest.approx(0.005)
     assert max(rates) == pytest.approx(0.1)
     assert rates.index(max(rates)) == 10

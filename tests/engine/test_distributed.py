@@ -143,11 +143,13 @@ def test_a_mistake_under_torchrun_is_reported_once(tmp_path):
 
 
 def test_bad_input_exits_2_with_a_message(folders, tmp_path, capsys, one_thread):
-    weights = tmp_path / "grey.safetensors"  # for one input channel, not three: unusable
     from convnet.engine.checkpoint import save_weights
     from convnet.models import get_model
 
-    save_weights(weights, get_model("lenet5", num_classes=10, in_channels=1))
+    # another network's weights: unusable (grey LeNet-5 weights would be adapted to colour)
+    weights = tmp_path / "other.safetensors"
+
+    save_weights(weights, get_model("resnet_mini", num_classes=10, in_channels=3))
     cases = [
         (["--data", str(tmp_path / "missing")], "does not exist"),
         (["--data", str(folders), "--val-fraction", "1.5"], "--val-fraction"),

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 import convnet.engine.train as train_module
 from convnet.cli import main
-from convnet.engine.recipe import learning_rate
+from convnet.engine.recipe import Schedule
 from convnet.engine.run import CHECKPOINT_FILE, CONFIG_FILE, WEIGHTS_FILE, Run
 from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError
@@ -228,9 +228,7 @@ def check_kill_and_resume(straight, killed, straight_dir, killed_dir, tmp_path) 
         }
         assert resumed_row["epoch"] == 1 + (resumed_row["step"] - 1) // 24
         config = TrainConfig.from_json((killed_dir / CONFIG_FILE).read_text())
-        expected = learning_rate(
-            int(resumed_row["step"]) - 1, 48, config.lr, config.warmup_fraction
-        )
+        expected = Schedule.of(config, steps_per_epoch=24)(int(resumed_row["step"]) - 1)
         assert resumed_row["lr"] == pytest.approx(expected, rel=1e-5)
     for name in ("top1_error", "top5_error", "per_class"):
         results = [json.loads((d / "results.json").read_text()) for d in (straight_dir, killed_dir)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from convnet.commands.train import COMMAND_FLAGS, CONFIG_FLAGS, configure_train
+from convnet.commands.train_options import COMMAND_FLAGS, CONFIG_FLAGS, configure_train
 from convnet.engine.config import TrainConfig
 
 

@@ -1,0 +1,61 @@
+"""A torch Dataset of the user's own (convnet/data/torch_datasets.py) trained and evaluated
+through the one engine with the Python API."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, TensorDataset
+
+import convnet
+from convnet.errors import UserError
+
+
+def separable(count: int, seed: int = 0) -> TensorDataset:
+    """Two classes a small network tells apart: a bright top half, or a bright bottom half."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(count, 1, 32, 32, generator=generator) * 0.3
+    labels = torch.randint(0, 2, (count,), generator=generator)
+    images[labels == 0, :, :16] += 0.7
+    images[labels == 1, :, 16:] += 0.7
+    return TensorDataset(images, labels)
+
+
+class Photos(Dataset):
+    """PIL images with `classes`, as torchvision's datasets have."""
+
+    classes = ["dark", "light"]
+
+    def __len__(self) -> int:
+        return 40
+
+    def __getitem__(self, index: int):
+        label = index % 2
+        return Image.new("RGB", (32, 32), (200 * label,) * 3), label
+
+
+def test_a_pair_of_datasets_trains_and_evaluates(tmp_path):
+    result = convnet.fit("lenet5", data=(separable(512), separable(128, seed=1)), epochs=2,
+                         batch_size=32, out=tmp_path / "run", log=lambda message: None)  # fmt: skip
+    assert result["dataset"] == "dataset" and result["num_examples"] == 128
+    assert result["top1_error"] < 0.1
+    loaded = convnet.load_run(tmp_path / "run")
+    assert loaded.class_names == ("0", "1")
+    scores = convnet.evaluate(loaded, data=separable(128, seed=1))
+    assert scores["top1_error"] == pytest.approx(result["top1_error"])
+    with pytest.raises(UserError, match="Dataset of your own"):
+        convnet.evaluate(tmp_path / "run")
+
+
+def test_one_dataset_is_split_and_pil_images_with_class_names_are_read(tmp_path):
+    result = convnet.fit("lenet5", data=Photos(), epochs=1, batch_size=8, val_fraction=0.25,
+                         out=tmp_path / "run", log=lambda message: None)  # fmt: skip
+    assert result["num_examples"] == 10
+    assert [row["name"] for row in result["per_class"]] == ["dark", "light"]
+
+
+def test_a_dataset_that_is_not_images_is_refused(tmp_path):
+    words = [("a", 0), ("b", 1)]
+    with pytest.raises(UserError, match="not an image"):
+        convnet.fit("lenet5", data=(words, words), epochs=1, out=tmp_path / "run")
