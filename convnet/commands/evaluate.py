@@ -19,6 +19,7 @@ from convnet.commands.common import (
     data_dir,
     download_if_asked,
     emit,
+    log,
 )
 from convnet.commands.train import IMAGE_ONLY, result_text
 from convnet.engine.compiling import COMPILE_CHOICES, COMPILE_FROM_IMAGES, should_compile
@@ -199,6 +200,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         test_subset=args.test_subset,
     )
+    if source.kind == "images":
+        log(loaded.preparation_note)
     compile_model = should_compile(
         args.compile, source.eval_count, device, on_disk=source.kind == "images"
     )

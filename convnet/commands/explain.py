@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, emit
+from convnet.commands.common import Command, emit, log
 from convnet.commands.evaluate import WEIGHTS_HELP, load_target
 from convnet.engine.preparations import PREPARATION_HELP, PREPARATIONS
 from convnet.errors import UserError
@@ -76,6 +76,7 @@ def run_explain(args: argparse.Namespace) -> int:
     loaded.prepare_as(args.preparation)
     transform = transform_for(loaded)  # prepared exactly as `convnet predict` prepares them
     pixels = torch.stack([transform(transform.decode(path)) for path in args.images])
+    log(loaded.preparation_note)
     target = None
     if args.target_class is not None:
         target = class_index(args.target_class, loaded.class_names)

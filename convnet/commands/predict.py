@@ -146,7 +146,7 @@ def run_predict(args: argparse.Namespace) -> int:
             + shown
             + more
         )
-    log(f"Prepared the images as {loaded.preparation}s ({loaded.preparation_reason}).")
+    log(loaded.preparation_note)
     if failed:
         log(f"{len(failed)} of {len(results)} images could not be read; their items say why.")
     emit(args, results, "\n".join(_line(item) for item in results))

@@ -95,6 +95,12 @@ class LoadedModel:
         """How its image files are prepared: "photo" or "digit"."""
         return "photo" if self.photos else "digit"
 
+    @property
+    def preparation_note(self) -> str:
+        """The line `predict`, `explain` and `evaluate` on image files print: which
+        preparation, and why."""
+        return f"Prepared the images as {self.preparation}s ({self.preparation_reason})."
+
     def prepare_as(self, requested: str | None) -> None:
         """`--preparation photo|digit` over what the model was trained with, when given."""
         if requested is not None:
