@@ -89,6 +89,7 @@ class LoadedModel:
     normalization: tuple = (0.0, 1.0)
     preprocessing: dict = field(default_factory=dict)  # photos: resize, interpolation
     preparation_reason: str = ""  # why `photos` is what it is (engine/preparations.py)
+    weights_path: Path | None = None  # the file its weights came from
 
     @property
     def preparation(self) -> str:
@@ -401,6 +402,7 @@ class Run:
             input_size=input_size,
             normalization=normalization,
             preparation_reason=why,
+            weights_path=self.weights_path,
         )
 
 

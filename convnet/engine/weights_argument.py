@@ -143,4 +143,5 @@ def load_weights_argument(
         normalization=normalization,
         preprocessing=preprocessing,
         preparation_reason=why if dataset is None else f"the data set {dataset}",
+        weights_path=Path(path),
     )
