@@ -5,10 +5,14 @@ GET  /api/messages     the page's texts in every language (?lang=ko: in one), th
                        names for the switch, and the default: --lang, else Accept-Language
 GET  /api/models       both networks: name, parameters, test error, how the run was chosen
                        (given / best of N runs / trained now), whether it is undertrained,
-                       and two sentences about it in ?lang (default as for /api/messages)
+                       its recipe, and two sentences about it in ?lang (default as for
+                       /api/messages); whether the pair differs in architecture only
+                       (`pair.matched`, its differences) and which networks the
+                       ?cnn_augment=&ordinary_augment= switches can pick (`choices`)
 GET  /api/samples      MNIST test digits (?index=N, or a random one; ?count=K ≤ 16)
 POST /api/predict      a PNG (drawn or uploaded) or JSON {"pixels": 28×28 of 0…255}, with
                        ?shift_x&shift_y (px, ±6) &rotate (degrees) &scale &noise &seed
+                       &cnn_augment&ordinary_augment (which pair answers)
                        → both networks' probabilities, the CNN's feature maps C1…C5 and
                        its C1 filters, the 28×28 pixels the networks saw, and where each
                        looked (Grad-CAM on C3, input saliency: 28×28 maps, centre of mass).
@@ -51,7 +55,7 @@ from convnet.errors import UserError
 from convnet.files import explain
 from convnet.i18n import LANGUAGE_NAME, LANGUAGES, choose_language, messages, text
 from convnet.serve.inference import View, look
-from convnet.serve.models import ServedModels
+from convnet.serve.models import CNN, ORDINARY, ServedModels
 
 log = logging.getLogger("uvicorn.error")
 
@@ -238,7 +242,6 @@ def create_app(
     # A thread-safe count, taken without waiting: the app may be driven from several event
     # loops (a test client's), and a request beyond it must not queue.
     busy = threading.BoundedSemaphore(max_busy)
-    describe = {lang: [served.describe(lang) for served in models.all()] for lang in LANGUAGES}
     catalogs = {lang: messages(lang, PAGE_MESSAGES) for lang in LANGUAGES}
 
     def page_language(request: Request, lang: str | None) -> str:
@@ -320,11 +323,31 @@ def create_app(
             "messages": {code: catalogs[code] for code in LANGUAGES if lang in (None, code)},
         }
 
+    def picked(cnn_augment: bool | None, ordinary_augment: bool | None) -> ServedModels:
+        try:
+            return models.pick(cnn_augment, ordinary_augment)
+        except KeyError:
+            raise RequestError(
+                404,
+                "This server has no such network: it serves, trained with (true) or without "
+                f"(false) augmentation, {json.dumps(models.choices())}.",
+            ) from None
+
     @app.get("/api/models")
-    async def list_models(request: Request, lang: str | None = Query(None)) -> dict:
+    async def list_models(
+        request: Request,
+        lang: str | None = Query(None),
+        cnn_augment: bool | None = Query(None),
+        ordinary_augment: bool | None = Query(None),
+    ) -> dict:
+        chosen = page_language(request, lang)
+        pair = picked(cnn_augment, ordinary_augment)
         return {
-            "lang": page_language(request, lang),
-            "models": describe[page_language(request, lang)],
+            "lang": chosen,
+            "models": [served.describe(chosen) for served in pair.all()],
+            "pair": pair.pairing(chosen),
+            "choices": models.choices(),
+            "default": {CNN: models.cnn.augment, ORDINARY: models.ordinary.augment},
             "samples": samples is not None,
             "limits": {
                 "body_bytes": MAX_BODY_BYTES,
@@ -371,7 +394,10 @@ def create_app(
         scale: float = Query(1.0, ge=SCALE_RANGE[0], le=SCALE_RANGE[1]),
         noise: float = Query(0.0, ge=0.0, le=MAX_NOISE),
         seed: int = Query(0, ge=0, le=2**31 - 1),
+        cnn_augment: bool | None = Query(None),
+        ordinary_augment: bool | None = Query(None),
     ) -> dict:
+        pair = picked(cnn_augment, ordinary_augment)
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in ("image/png", "application/json"):
             raise RequestError(
@@ -390,7 +416,7 @@ def create_app(
         try:  # a thread runs to its end even when the client leaves: the slot is held till then
             digit = await run_in_threadpool(parse, body)
             view = View(shift_x, shift_y, rotate, scale, noise, seed)
-            return await run_in_threadpool(look, models, digit, view)
+            return await run_in_threadpool(look, pair, digit, view)
         finally:
             busy.release()
 

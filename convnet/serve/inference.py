@@ -77,6 +77,8 @@ def _prediction(served: ServedModel, logits: torch.Tensor) -> dict:
     return {
         "role": served.role,
         "name": served.loaded.name,
+        "run": served.origin.run,
+        "augment": served.augment,
         "probabilities": _rounded(probabilities),
         "top": [
             {"index": int(i), "name": names[int(i)], "probability": round(float(p), 6)}

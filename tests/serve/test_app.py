@@ -469,7 +469,7 @@ def page_sources() -> dict[str, str]:
     }
     return {
         name: path.read_text("utf-8")
-        for name, path in {**files, "models.py": package / "models.py"}.items()
+        for name, path in {**files, "served.py": package / "served.py"}.items()
     }
 
 

@@ -247,6 +247,10 @@ ALLOWED_LATIN = {
     "Haffner",  # the authors cited in the footer
     "convnet",
     "serve",  # the program and its command (`convnet serve`)
+    "augmentation-switch",
+    "max-training-minutes",
+    "train",
+    "resume",  # command-line options and commands, typed as they are
     "English",  # the switch names each language in that language
 }
 LATIN_WORDS = r"""() => document.body.innerText.match(/[A-Za-z][A-Za-z0-9-]*/g) || []"""

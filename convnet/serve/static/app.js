@@ -24,7 +24,17 @@ const state = {
   sweep: null, // the last shift sweep, redrawn when the language changes
   catalogs: null, // /api/messages
   models: null, // /api/models in the current language
+  // Which networks answer: per role, trained with (true) or without (false) augmentation;
+  // null keeps the server's default pair.
+  choice: { cnn: null, ordinary: null },
 };
+
+// The query that picks the pair the switches chose (empty for the default pair).
+function choiceQuery() {
+  return Object.entries(state.choice)
+    .filter(([, augment]) => augment !== null)
+    .map(([role, augment]) => [`${role}_augment`, String(augment)]);
+}
 
 const undertrained = () => Boolean(state.models && state.models.models.some((m) => m.undertrained));
 
@@ -154,7 +164,7 @@ async function sourceBody() {
 }
 
 async function predict(body, view) {
-  const query = new URLSearchParams(Object.entries(view).map(([k, v]) => [k, String(v)]));
+  const query = new URLSearchParams([...Object.entries(view).map(([k, v]) => [k, String(v)]), ...choiceQuery()]);
   return fetchJson(`/api/predict?${query}`, {
     method: "POST",
     headers: { "Content-Type": body.type },
@@ -316,7 +326,7 @@ function showModels() {
       : t("page.note.error", { error: percent(model.test_error, 2), images: number(model.test_images ?? 0) });
     item.append(
       element("b", `${t(`page.role.${model.role}`)}: ${model.name}`, `${model.role}-colour`),
-      ` · ${t("page.note.params", { count: number(model.params) })} · ${error} · ${model.origin}`,
+      ` · ${t("page.note.params", { count: number(model.params) })} · ${error} · ${model.recipe_text} · ${model.origin}`,
     );
     item.dataset.role = model.role;
     notes.push(item);
@@ -326,6 +336,58 @@ function showModels() {
     block.querySelector(".badge").hidden = !model.undertrained;
   }
   $("model-notes").replaceChildren(...notes);
+  showPair();
+}
+
+// Whether the pair differs in architecture only (the server's sentence), and the switches
+// that pick each network trained with or without augmentation, where the server has both.
+function showPair() {
+  const { pair, choices, models } = state.models;
+  const holder = $("pair");
+  holder.classList.toggle("matched", pair.matched);
+  holder.classList.toggle("unmatched", !pair.matched);
+  holder.dataset.matched = String(pair.matched);
+  $("pair-sentence").textContent = `${pair.matched ? "✓" : "⚠"} ${pair.sentence}`;
+  const groups = Object.entries(choices).map(([role, settings]) => {
+    const current = models.find((m) => m.role === role).augment;
+    const group = element("div", "", "switch");
+    group.setAttribute("role", "group");
+    group.dataset.role = role;
+    group.append(element("span", t(`page.switch.${role}`), `${role}-colour`));
+    for (const augment of [true, false]) {
+      const button = element("button", t(augment ? "page.switch.with" : "page.switch.without"));
+      button.type = "button";
+      button.dataset.augment = String(augment);
+      button.setAttribute("aria-pressed", String(current === augment));
+      button.disabled = !settings.includes(augment);
+      if (button.disabled) button.title = t("page.switch.missing");
+      button.addEventListener("click", () => choose(role, augment));
+      group.append(button);
+    }
+    return group;
+  });
+  $("switches").replaceChildren(...groups);
+  const missing = Object.values(choices).some((settings) => settings.length < 2);
+  if (missing) $("switches").append(element("p", t("page.switch.how"), "hint"));
+  $("unfinished").replaceChildren(...pair.unfinished.map((item) => element("li", `⏸ ${item.sentence}`)));
+}
+
+async function choose(role, augment) {
+  state.choice[role] = augment;
+  await loadModels(currentLanguage());
+  state.sweep = null;
+  $("sweep-figure").hidden = true;
+  requestPrediction();
+}
+
+async function loadModels(lang) {
+  const query = new URLSearchParams([["lang", lang], ...choiceQuery()]);
+  const models = await fetchJson(`/api/models?${query}`);
+  if (models && currentLanguage() === lang) {
+    state.models = models;
+    render();
+  }
+  return models;
 }
 
 function showLanguages() {
@@ -374,11 +436,7 @@ async function switchLanguage(lang) {
     // storage refused (private mode): the choice lasts until the page is reloaded
   }
   render();
-  const models = await fetchJson(`/api/models?lang=${encodeURIComponent(lang)}`);
-  if (models && currentLanguage() === lang) {
-    state.models = models;
-    render();
-  }
+  await loadModels(lang);
 }
 
 // ---- start ---------------------------------------------------------------------------
@@ -401,10 +459,8 @@ async function start() {
   });
   useCatalog(lang, state.catalogs.messages[lang]);
   render();
-  state.models = await fetchJson(`/api/models?lang=${encodeURIComponent(lang)}`);
-  if (!state.models) return;
+  if (!(await loadModels(lang))) return;
   $("sample").disabled = !state.models.samples;
-  render();
 }
 
 start();
