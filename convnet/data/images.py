@@ -43,7 +43,7 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             raise UserError(f"{label}: file is larger than {MAX_FILE_BYTES:,} bytes; refusing.")
         data = path.read_bytes()
     if not data:
-        raise UserError(f"{label}: the file is empty.")
+        raise UserError(f"{label}: the file is empty.", "image_empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -51,18 +51,28 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise UserError(
-                    f"{label}: {width}×{height} pixels is more than {MAX_PIXELS:,}. Refusing to decode it."
+                    f"{label}: {width}×{height} pixels is more than {MAX_PIXELS:,}. Refusing to decode it.",
+                    "image_too_many_pixels",
+                    width=str(width),
+                    height=str(height),
+                    limit=MAX_PIXELS,
                 )
             image.seek(0)  # first frame of an animation
             image.load()
     except UserError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise UserError(f"{label}: {error} Refusing to decode it.") from None
+        raise UserError(
+            f"{label}: {error} Refusing to decode it.", "image_too_many_pixels_declared"
+        ) from None
     except UnidentifiedImageError:
-        raise UserError(f"{label}: not a readable image (unknown or broken format).") from None
+        raise UserError(
+            f"{label}: not a readable image (unknown or broken format).", "image_unreadable"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise UserError(f"{label}: the image is corrupt or truncated ({error}).") from None
+        raise UserError(
+            f"{label}: the image is corrupt or truncated ({error}).", "image_corrupt", detail=error
+        ) from None
     return image
 
 
@@ -273,12 +283,17 @@ def mnist_style(grey: np.ndarray, name: str = "image") -> torch.Tensor:
     ratio and centred by its centre of mass (LeCun's MNIST page)."""
     if min(grey.shape) < 2:
         raise UserError(
-            f"{name}: {grey.shape[1]}×{grey.shape[0]} pixels is too small to hold a digit."
+            f"{name}: {grey.shape[1]}×{grey.shape[0]} pixels is too small to hold a digit.",
+            "image_too_small",
+            width=str(grey.shape[1]),
+            height=str(grey.shape[0]),
         )
     ink = ink_of(grey)
     rows, columns = np.nonzero(ink > 0.1)
     if rows.size == 0:
-        raise UserError(f"{name}: the image is blank (no ink differs from its background).")
+        raise UserError(
+            f"{name}: the image is blank (no ink differs from its background).", "image_blank"
+        )
     ink = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     height, width = ink.shape
     box_scale = BOX_SIDE / max(height, width)
@@ -309,10 +324,15 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> torch.Ten
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     if min(image.size) < 2:
         raise UserError(
-            f"{label}: {image.size[0]}×{image.size[1]} pixels is too small to hold a digit."
+            f"{label}: {image.size[0]}×{image.size[1]} pixels is too small to hold a digit.",
+            "image_too_small",
+            width=str(image.size[0]),
+            height=str(image.size[1]),
         )
     if is_uniform(image):
-        raise UserError(f"{label}: the image is blank (no ink differs from its background).")
+        raise UserError(
+            f"{label}: the image is blank (no ink differs from its background).", "image_blank"
+        )
     orient_in_place(image)
     return mnist_style(to_grey(image), label)
 

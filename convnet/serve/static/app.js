@@ -135,8 +135,18 @@ $("sample").addEventListener("click", async () => {
 // not all come back together, and ask again, a few times before showing the error.
 const BUSY_RETRIES = 5;
 
+// Every call names the page's language, so that the server words its refusals in it; but
+// /api/messages, which without ?lang= sends every catalog and the browser's language.
+function withLanguage(url) {
+  const address = new URL(url, window.location.href);
+  const own = address.pathname === "/api/messages" || address.searchParams.has("lang");
+  if (!own) address.searchParams.set("lang", currentLanguage());
+  return address.pathname + address.search;
+}
+
 async function fetchJson(url, options) {
   try {
+    url = withLanguage(url);
     let response = await fetch(url, options);
     for (let retry = 0; retry < BUSY_RETRIES && response.status === 503; retry += 1) {
       const seconds = Number(response.headers.get("Retry-After"));
