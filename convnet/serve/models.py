@@ -37,6 +37,7 @@ from convnet.engine.run import LoadedModel, Run, best_run, find_runs, load_run
 from convnet.engine.train import fit
 from convnet.errors import UserError
 from convnet.i18n import percent
+from convnet.serve.anatomy import CNN_LAYERS
 from convnet.serve.served import (
     BEST,
     CNN,
@@ -70,7 +71,6 @@ __all__ = [
     "train_quickly",
 ]
 
-CNN_LAYERS = ("c1", "s2", "c3", "s4", "c5")  # LeNet-5's feature layers, in order
 EXPECTED_INPUT = (1, 32, 32)
 DATASET = "mnist"
 # How a role left open is filled: with the other model's run of the reference's recipe
