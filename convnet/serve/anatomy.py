@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from convnet.analysis.receptive_field import receptive_fields, window_of
-from convnet.models.lenet import PartialConv2d, ScaledTanh, TrainableSubsampling
+from convnet.models.lenet import EuclideanRBF, PartialConv2d, ScaledTanh, TrainableSubsampling
 
 CNN_LAYERS = ("c1", "s2", "c3", "s4", "c5")  # LeNet-5's feature layers, in order
 HEAD_LAYERS = ("f6", "output")
@@ -29,6 +29,9 @@ POOLING_KINDS: dict[type, str] = {
     TrainableSubsampling: "subsampling",  # 1998: window sum × coefficient + bias per map
     nn.Conv2d: "learned",
 }
+# The output layer: scores as weighted sums, or (1998) minus the squared distance of F6 to
+# each class's fixed prototype.
+OUTPUT_KINDS: dict[type, str] = {nn.Linear: "linear", EuclideanRBF: "rbf"}
 
 
 def _by_type(table: dict[type, object], module: nn.Module | None, default: object) -> object:
@@ -84,8 +87,8 @@ def layers(model: nn.Module) -> list[dict]:
 
 
 def anatomy(model: nn.Module, rounded: Callable[[torch.Tensor], list]) -> dict:
-    """The layers, the pooling parameters of a 1998 subsampling layer, and C3's kernels
-    (`rounded`: how tensors become JSON)."""
+    """The layers, the pooling parameters of a 1998 subsampling layer, C3's kernels, and
+    the output layer's kind (`rounded`: how tensors become JSON)."""
     features = model.features
     pooling = {}
     for name in ("s2", "s4"):
@@ -95,6 +98,7 @@ def anatomy(model: nn.Module, rounded: Callable[[torch.Tensor], list]) -> dict:
     weight, sources = _connections(features.c3)
     return {
         "layers": layers(model),
+        "output": _by_type(OUTPUT_KINDS, getattr(model.head, "output", None), "other"),
         "pooling": pooling,
         "c3": {
             "sources": sources,

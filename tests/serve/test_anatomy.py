@@ -89,6 +89,7 @@ def test_f6_and_the_output_scores_give_the_probabilities(mnist_test, name):
     reply = reply_for(name, mnist_test.images[2])
     head = reply["head"]
     assert len(head["f6"]) == 84 and len(head["output"]) == 10
+    assert reply["anatomy"]["output"] == {"lenet5": "linear", "lenet5_1998": "rbf"}[name]
     scores = np.array(head["output"])
     softmax = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
     probabilities = next(p for p in reply["predictions"] if p["role"] == "cnn")["probabilities"]

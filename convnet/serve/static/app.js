@@ -4,9 +4,11 @@
 // in place, and render() rewrites each text from the state, so the drawing stays.
 import { currentLanguage, element, fill, number, percent, pickLanguage, t, translate, useCatalog } from "/i18n.js";
 import {
-  $, ROLES, drawSweep, forgetMaps, greyColour, paintArray, showExplanations, showFilters, showMaps,
+  $, ROLES, drawSweep, forgetMaps, greyColour, markCell, paintArray, showExplanations, showFilters, showMaps,
   showPredictions, showSharing,
 } from "/views.js";
+import { drawLegend, showC3, showField, showHead, showPooling } from "/insides.js";
+import { showExplorer, showPresets, startExplorer } from "/explorer.js";
 
 const STROKE_WIDTH = 20;
 const STORED_LANGUAGE = "convnet.language";
@@ -27,7 +29,99 @@ const state = {
   // Which networks answer: per role, trained with (true) or without (false) augmentation;
   // null keeps the server's default pair.
   choice: { cnn: null, ordinary: null },
+  // The cells looked into: the one under the pointer (its receptive field), a pooling
+  // cell and a C3 cell; maps counted from 0 here, from 1 on the page.
+  field: { layer: "c3", map: 0, row: 4, column: 4 },
+  pooling: { layer: "s2", map: 0, row: 6, column: 6 },
+  c3: { map: 0, row: 4, column: 4 },
+  picked: { pooling: false, c3: false }, // until the visitor picks, each reply picks for them
 };
+
+// ---- looking into cells --------------------------------------------------------------
+
+const PICKERS = {
+  pooling: { fields: ["layer", "map", "row", "column"], show: () => showPooling(state.result, state.pooling) },
+  c3: { fields: ["map", "row", "column"], show: () => showC3(state.result, state.c3) },
+};
+
+// The picker's inputs from the state (map numbers from 1), their limits from the reply.
+function showPicker(name) {
+  const pick = state[name];
+  const maps = state.result.feature_maps[name === "c3" ? "c3" : pick.layer];
+  const [count, side] = [maps.shape[0], maps.shape[1]];
+  pick.map = Math.min(pick.map, count - 1);
+  pick.row = Math.min(pick.row, side - 1);
+  pick.column = Math.min(pick.column, side - 1);
+  for (const field of PICKERS[name].fields) {
+    const input = $(`${name}-${field}`);
+    if (field === "map") input.max = String(count);
+    if (field === "row" || field === "column") input.max = String(side - 1);
+    input.value = String(field === "map" ? pick.map + 1 : pick[field]);
+  }
+  PICKERS[name].show();
+}
+
+for (const [name, picker] of Object.entries(PICKERS)) {
+  for (const field of picker.fields) {
+    $(`${name}-${field}`).addEventListener("change", (event) => {
+      const input = event.target;
+      if (field === "layer") {
+        state[name].layer = input.value;
+      } else {
+        const value = Math.round(Number(input.value));
+        const clamped = Math.min(Math.max(Number.isFinite(value) ? value : 0, Number(input.min)), Number(input.max));
+        state[name][field] = field === "map" ? clamped - 1 : clamped;
+      }
+      state.picked[name] = true;
+      if (state.result) showPicker(name);
+    });
+  }
+}
+
+// Until the visitor picks a cell, a telling one: the pooling window whose four cells differ
+// most (a clear winner), the C3 cell of largest value (a sum that is not all zero).
+function autoPick(reply) {
+  const best = (rows, score) => {
+    let found = { row: 0, column: 0, score: -Infinity };
+    rows.forEach((line, row) => line.forEach((_, column) => {
+      const value = score(row, column);
+      if (value > found.score) found = { row, column, score: value };
+    }));
+    return found;
+  };
+  if (!state.picked.pooling) {
+    const { layer, map } = state.pooling;
+    const source = reply.feature_maps[layer === "s2" ? "c1" : "c3"].data[map];
+    const window = (row, column) => [0, 1].flatMap((i) => [0, 1].map((j) => source[2 * row + i][2 * column + j]));
+    const found = best(reply.feature_maps[layer].data[map], (row, column) => {
+      const values = window(row, column);
+      return Math.max(...values) - Math.min(...values);
+    });
+    Object.assign(state.pooling, { row: found.row, column: found.column });
+  }
+  if (!state.picked.c3) {
+    const maps = reply.feature_maps.c3.data[state.c3.map];
+    const found = best(maps, (row, column) => maps[row][column]);
+    Object.assign(state.c3, { row: found.row, column: found.column });
+  }
+}
+
+// A cell under the pointer: its receptive field, and a pooling or C3 cell followed there.
+function lookAt(cell, canvas) {
+  if (!state.result) return;
+  state.field = cell;
+  markCell(cell, canvas);
+  showField(state.result, cell);
+  if (cell.layer === "s2" || cell.layer === "s4") {
+    state.pooling = { ...cell };
+    state.picked.pooling = true;
+    showPicker("pooling");
+  } else if (cell.layer === "c3") {
+    state.c3 = { map: cell.map, row: cell.row, column: cell.column };
+    state.picked.c3 = true;
+    showPicker("c3");
+  }
+}
 
 // The query that picks the pair the switches chose (empty for the default pair).
 function choiceQuery() {
@@ -209,6 +303,7 @@ async function requestPrediction() {
 
 function show(reply) {
   state.result = reply;
+  autoPick(reply);
   showResult();
   document.body.dataset.predictions = String(Number(document.body.dataset.predictions || 0) + 1);
 }
@@ -218,9 +313,13 @@ function showResult() {
   paintArray($("seen"), reply.pixels, (v) => greyColour(v / 255));
   showPredictions(reply.predictions, reply.view, undertrained());
   showExplanations(reply);
-  showMaps(reply);
+  showMaps(reply, lookAt);
+  showField(reply, state.field);
   showFilters(reply.c1_filters, state.filter, pickFilter);
   showSharing(reply, state.filter, state.position);
+  showPicker("pooling");
+  showPicker("c3");
+  showHead(reply);
 }
 
 function redrawSharing() {
@@ -428,6 +527,8 @@ function render() {
   showSampleLabel();
   showSliders();
   $("play").textContent = t(state.timer ? "page.sharing.pause" : "page.sharing.play");
+  showPresets();
+  showExplorer();
   if (state.models) showModels();
   if (state.result) {
     forgetMaps();
@@ -461,6 +562,7 @@ function storedLanguage() {
 
 async function start() {
   clearPad();
+  drawLegend();
   state.catalogs = await fetchJson("/api/messages");
   if (!state.catalogs) return;
   const lang = pickLanguage({
@@ -468,6 +570,7 @@ async function start() {
     fixed: state.catalogs.fixed, fallback: state.catalogs.default, browser: navigator.languages,
   });
   useCatalog(lang, state.catalogs.messages[lang]);
+  startExplorer();
   render();
   if (!(await loadModels(lang))) return;
   $("sample").disabled = !state.models.samples;
