@@ -89,7 +89,9 @@ def _prediction(served: ServedModel, logits: torch.Tensor) -> dict:
     }
 
 
-def _outputs(layers: torch.nn.Sequential, names: tuple, x: torch.Tensor) -> tuple[dict, torch.Tensor]:
+def _outputs(
+    layers: torch.nn.Sequential, names: tuple, x: torch.Tensor
+) -> tuple[dict, torch.Tensor]:
     """Each of `names`' output after the squashing that follows it, and the last output."""
     found: dict[str, torch.Tensor] = {}
     layer = None

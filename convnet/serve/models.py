@@ -98,9 +98,12 @@ def role_of(loaded: LoadedModel) -> str:
     )
 
 
+SERVER_RUN_MARK = "-serve-"  # in the name of every run the server trains
+
+
 def _new_run_dir(runs_root: Path, model: str) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    return str(Path(runs_root) / f"{model}-mnist-serve-{stamp}")
+    return str(Path(runs_root) / f"{model}-{DATASET}{SERVER_RUN_MARK}{stamp}")
 
 
 def train_quickly(
@@ -145,6 +148,26 @@ def matching_run(runs_root: Path, wanted: TrainConfig) -> tuple[Run | None, int]
         if not recipe_differences(run.read_config(), wanted) and run.test_error() is not None
     ]
     return min(matches, key=lambda run: run.test_error(), default=None), len(matches)
+
+
+def unfinished_run(runs_root: Path, wanted: TrainConfig) -> Path | None:
+    """The newest run this server started under `runs_root` and stopped for lack of time
+    (its name has SERVER_RUN_MARK, a checkpoint, no results) that was trained as `wanted`
+    says: the next start carries it on. Runs of other names are never touched: another
+    process may be training them."""
+    candidates = []
+    for path in sorted(Path(runs_root).glob(f"{wanted.model}-{DATASET}{SERVER_RUN_MARK}*")):
+        run = Run(path)
+        if run.finished or not run.checkpoint_path.is_file() or not run.history():
+            continue
+        try:
+            config = run.read_config()
+        except UserError:
+            continue
+        if config.model == wanted.model and not recipe_differences(config, wanted):
+            candidates.append(run)
+    newest = max(candidates, key=lambda run: run.checkpoint_path.stat().st_mtime, default=None)
+    return newest.path if newest else None
 
 
 def serve_run(role: str, run_dir: Path, origin: Origin) -> ServedModel:
@@ -239,8 +262,11 @@ def _train_all(
             log(f"  {item.config.model}: {recipe_sentence(shown_recipe(item.config))}")
     trained, unfinished = {}, []
     for number, item in enumerate(needed, start=1):
-        config = replace(item.config, out=_new_run_dir(runs_root, item.config.model))
-        outcome = budget.train(config, f"{number}/{len(needed)} {config.model}", log)
+        resume = unfinished_run(runs_root, item.config)
+        if resume is not None:
+            log(f"  carrying on {resume.name}, stopped for lack of time at an earlier start")
+        config = replace(item.config, out=str(resume or _new_run_dir(runs_root, item.config.model)))
+        outcome = budget.train(config, f"{number}/{len(needed)} {config.model}", log, resume)
         if isinstance(outcome, Unfinished):
             unfinished.append((item, outcome))
             continue

@@ -111,37 +111,31 @@ def test_an_unknown_pairing_is_refused(capsys):
     assert "--pair must be one of matched, best, not 'closest'" in capsys.readouterr().err
 
 
-def test_training_at_start_stops_when_it_would_pass_the_budget(mnist_dir, tmp_path):
-    """A partner whose first epoch shows that the rest would pass the budget stops there,
-    resumable; the role falls back to a quick run, the page lists the differences and how
-    to finish the partner, and once it is finished the next start serves it."""
+def test_training_at_start_stays_within_its_budget_and_carries_on(mnist_dir, tmp_path):
+    """A partner whose epochs do not fit in the budget stops, resumable; the role falls back
+    to a quick run, and the page lists the differences and how to finish the partner. The
+    next start carries the same run on (no new one) and, given the time, finishes it: the
+    pair is then fair."""
     reference = tmp_path / "reference"
-    fit(
-        TrainConfig(
-            model="lenet5",
-            dataset="mnist",
-            epochs=2,
-            augment=False,
-            out=str(reference),
-            train_subset=400,
-            test_subset=200,
-            batch_size=50,
-        ),
-        log=print,
-    )
+    recipe = dict(train_subset=400, test_subset=200, batch_size=50, augment=False)
+    fit(TrainConfig(model="lenet5", dataset="mnist", epochs=3, out=str(reference), **recipe))
     runs = tmp_path / "runs"
     served = prepare_models([reference], runs_root=runs, log=print, budget_minutes=0, **QUICK)
     pairing = served.pairing("en")
     assert pairing["matched"] is False and "epochs" in [d["field"] for d in pairing["differences"]]
     (stopped,) = pairing["unfinished"]
-    assert (stopped["role"], stopped["epochs_done"], stopped["epochs"]) == ("ordinary", 1, 2)
+    assert (stopped["role"], stopped["epochs_done"], stopped["epochs"]) == ("ordinary", 1, 3)
     assert stopped["command"] == f"convnet train --resume {stopped['run']}"
     assert stopped["command"] in stopped["sentence"]
     korean = served.pairing("ko")["unfinished"][0]["sentence"]
     assert stopped["command"] in korean and "에폭" in korean
     assert not Run(stopped["run"]).finished
 
-    assert main(["train", "--resume", stopped["run"]]) == 0
-    again = prepare_models([reference], runs_root=runs, log=print, budget_minutes=0)
-    assert again.pairing("en")["matched"] is True and again.unfinished == []
-    assert again.ordinary.origin.run == Path(stopped["run"]).name
+    again = prepare_models([reference], runs_root=runs, log=print, budget_minutes=0, **QUICK)
+    assert [item["run"] for item in again.pairing("en")["unfinished"]] == [stopped["run"]]
+    assert len(Run(stopped["run"]).history()) == 1  # no time: not a step further
+
+    finished = prepare_models([reference], runs_root=runs, log=print)
+    assert finished.pairing("en")["matched"] is True and finished.unfinished == []
+    assert finished.ordinary.origin.run == Path(stopped["run"]).name
+    assert Run(stopped["run"]).finished and len(Run(stopped["run"]).history()) == 3
