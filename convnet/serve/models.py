@@ -8,7 +8,9 @@ other model whose recipe equals the reference's (convnet.engine.matching), else 
 now with that recipe, and the page says so. With `pair="best"` the best run of each model is
 served whatever its recipe, and the page says how the two differ. With no run at all, both
 are trained now for one epoch on all of MNIST without augmentation, which takes seconds to a
-minute on a laptop CPU.
+minute on a laptop CPU. Every training of a partner goes through one time budget
+(convnet.serve.training), which a long recipe may not fit: the run is then carried on at
+the next start, and meanwhile the role is filled with the best run of its model.
 
 Each network is also served trained the other way — with augmentation where the pair has
 none, or without — where a run with the pair's recipe otherwise exists (`switch=True` trains
@@ -227,10 +229,15 @@ class Wanted:
     essential: bool
 
 
-def _wanted(role: str, reference: ServedModel, augment: bool | None, essential: bool) -> Wanted:
+def _wanted(
+    role: str, reference: ServedModel, augment: bool | None, essential: bool, data_dir: Path | None
+) -> Wanted:
     config = reference.loaded.config
     model = config.model if role == reference.role else DEFAULT_MODELS[role]
-    return Wanted(role, augment, partner_config(config, model, augment), essential)
+    wanted = partner_config(config, model, augment)
+    if data_dir is not None:  # where this server reads MNIST (not part of the recipe)
+        wanted.data_dir = str(data_dir)
+    return Wanted(role, augment, wanted, essential)
 
 
 def _found(wanted: Wanted, runs_root: Path, partner: str) -> ServedModel | None:
@@ -306,13 +313,14 @@ def prepare_models(
     reference = served.get(CNN) or served[ORDINARY]
     matchable = reference.loaded.config is not None
     wanted = [
-        _wanted(role, reference, None, True)
+        _wanted(role, reference, None, True, data_dir)
         for role in (CNN, ORDINARY)
         if role not in served and pair == "matched" and matchable
     ]
     if matchable and reference.augment is not None:
         wanted += [
-            _wanted(role, reference, not reference.augment, False) for role in (CNN, ORDINARY)
+            _wanted(role, reference, not reference.augment, False, data_dir)
+            for role in (CNN, ORDINARY)
         ]
     found = {item: _found(item, runs_root, reference.origin.run) for item in wanted}
     needed = [item for item in wanted if found[item] is None and (item.essential or switch)]

@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from convnet import i18n
 from convnet.data.transforms import normalize, to_model_input
 from convnet.serve.app import MAX_BODY_BYTES, PAGE_MESSAGES, RequestError, read_body_limited
+from convnet.serve.anatomy import POOLING_KINDS
 from convnet.serve.models import DEFAULT_MODELS, MAX_SERVED_ERROR
 from tests.helpers.serve import post_json
 from tests.helpers.strategies import image_bytes
@@ -465,7 +466,8 @@ def page_sources() -> dict[str, str]:
     """The page's files, and the module that words the server's sentences about the models."""
     package = resources.files("convnet.serve")
     files = {
-        name: package / "static" / name for name in ("index.html", "app.js", "views.js", "i18n.js")
+        name: package / "static" / name
+        for name in ("index.html", "app.js", "views.js", "insides.js", "explorer.js", "i18n.js")
     }
     return {
         name: path.read_text("utf-8")
@@ -488,6 +490,8 @@ def test_every_text_the_page_asks_for_is_in_the_catalog():
         assert found or name == "i18n.js", name
         named |= found
     named |= {f"page.role.{role}" for role in DEFAULT_MODELS}  # built from a role's name
+    named |= {f"page.layer.kind.{kind}" for kind in POOLING_KINDS.values()}  # from a layer's kind
+    named |= {"page.layer.kind.convolution", "page.layer.kind.other"}
     assert sorted(named - set(english)) == []
     assert len(named) > 60
 
