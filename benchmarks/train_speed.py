@@ -149,8 +149,11 @@ def convnet_run(seed: int, scratch: Path, epochs: int | None, **overrides) -> di
     }
 
 
-def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
-    """`convnet train lenet5 --epochs N --seed S` of the convnet in `tree`, in a subprocess."""
+def command_line_run(
+    tree: Path, seed: int, epochs: int, out: Path, threads: int | None = None
+) -> dict:
+    """`convnet train lenet5 --epochs N --seed S [--threads T]` of the convnet in `tree`, in a
+    subprocess."""
     import csv
     import json
     import os
@@ -170,6 +173,7 @@ def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
             "--out",
             str(out),
             "--json",
+            *(["--threads", str(threads)] if threads else []),
         ],
         cwd=tree,
         env={**os.environ, "PYTHONPATH": str(tree)},
@@ -194,7 +198,9 @@ def command_line_run(tree: Path, seed: int, epochs: int, out: Path) -> dict:
     }
 
 
-def compare(tree: Path, seeds: list[int], epochs: int, scratch: Path) -> dict:
+def compare(
+    tree: Path, seeds: list[int], epochs: int, scratch: Path, threads: int | None = None
+) -> dict:
     """This checkout against `tree`, alternating run by run; which goes first alternates too,
     so a machine that speeds up or slows down during the benchmark favours neither."""
     here = Path(__file__).resolve().parent.parent
@@ -202,7 +208,9 @@ def compare(tree: Path, seeds: list[int], epochs: int, scratch: Path) -> dict:
     for position, seed in enumerate(seeds):
         pair = [("this", here), ("other", tree)]
         for name, root in pair if position % 2 == 0 else pair[::-1]:
-            runs[name].append(command_line_run(root, seed, epochs, scratch / f"{name}-{seed}"))
+            runs[name].append(
+                command_line_run(root, seed, epochs, scratch / f"{name}-{seed}", threads)
+            )
             print(
                 f"  seed {seed}, {name}: {runs[name][-1]['images_per_second']:,.0f} images/s, "
                 f"time to 99% {runs[name][-1]['time_to_99']}",
@@ -365,6 +373,12 @@ def main() -> None:
         help="another convnet checkout to train beside this one (see above)",
     )
     parser.add_argument(
+        "--compare-threads",
+        type=int,
+        help="with --compare-with: --threads N for both checkouts (one thread compares the "
+        "work each does on a machine that other programs share)",
+    )
+    parser.add_argument(
         "--compare-only",
         action="store_true",
         help="with --compare-with: only the comparison, not the tutorial",
@@ -388,7 +402,11 @@ def main() -> None:
                 flush=True,
             )
             comparison = compare(
-                args.compare_with, args.seeds, args.fast_epochs, Path(scratch_name)
+                args.compare_with,
+                args.seeds,
+                args.fast_epochs,
+                Path(scratch_name),
+                args.compare_threads,
             )
         if args.compare_only:
             path = save_results(
