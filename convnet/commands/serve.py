@@ -28,8 +28,9 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="RUN_DIR",
-        help="a lenet5-like CNN run and/or an mlp run (default: the one of lowest test error "
-        "under --runs-dir, if it is trained well enough; else train one for one epoch now)",
+        help="a lenet5-like CNN run and/or an mlp run (default: the CNN run of lowest test "
+        "error under --runs-dir if it is trained well enough, else one trained for an epoch "
+        "now; the other network as --pair says)",
     )
     parser.add_argument("--runs-dir", default="runs", help="where to look for and put runs")
     parser.add_argument(
@@ -52,9 +53,8 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_BUDGET_MINUTES,
         metavar="MINUTES",
-        help="how long the networks trained at start may take together; a training whose "
-        "first epoch shows it would pass this stops there, resumable, and the page says how "
-        f"to finish it (default {DEFAULT_BUDGET_MINUTES:g})",
+        help="how long the networks trained at start may take together; a training that "
+        "does not fit stops after the epochs that do, and the next start carries it on",
     )
     parser.add_argument(
         "--host",

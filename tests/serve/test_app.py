@@ -36,8 +36,8 @@ from torch.nn import functional as F
 
 from convnet import i18n
 from convnet.data.transforms import normalize, to_model_input
-from convnet.serve.app import MAX_BODY_BYTES, PAGE_MESSAGES, RequestError, read_body_limited
 from convnet.serve.anatomy import POOLING_KINDS
+from convnet.serve.app import MAX_BODY_BYTES, PAGE_MESSAGES, RequestError, read_body_limited
 from convnet.serve.models import DEFAULT_MODELS, MAX_SERVED_ERROR
 from tests.helpers.serve import post_json
 from tests.helpers.strategies import image_bytes
