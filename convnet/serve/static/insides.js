@@ -4,18 +4,10 @@
 // maps its connection table names, and F6 with the output scores and their probabilities.
 // Pure drawing; app.js owns which cell is picked. Every word comes from the catalogs.
 import { element, fill, number, percent, t } from "/i18n.js";
-import { $, TITLES, divergingColour, flat, greyColour, largest, layerColour, paintArray, paintBlocks, rampColour } from "/views.js";
+import {
+  $, ACTIVATIONS, TITLES, agrees, divergingColour, flat, greyColour, largest, layerColour, paintArray, paintBlocks, rampColour,
+} from "/views.js";
 
-// The squashing after a layer, as the server names it (convnet/serve/anatomy.py).
-export const ACTIVATIONS = {
-  relu: { name: "ReLU", apply: (s) => Math.max(0, s) },
-  scaled_tanh: { name: "1.7159·tanh(⅔·)", apply: (s) => 1.7159 * Math.tanh((2 / 3) * s) },
-  identity: { name: "", apply: (s) => s },
-};
-// The reply's values have 4 decimals; a recomputed sum of up to 150 of their products
-// agrees with the server's to this much (relative to the value, at least 1).
-const AGREEMENT = 0.005;
-const agrees = (mine, servers) => Math.abs(mine - servers) <= AGREEMENT * Math.max(1, Math.abs(servers));
 const described = (reply, key) => reply.anatomy.layers.find((layer) => layer.key === key);
 const bold = (value, digits = 3) => element("b", number(value, digits));
 const mark = (agree) => element("span", t(agree ? "page.sharing.same" : "page.sharing.differs"), agree ? "agree" : "disagree");

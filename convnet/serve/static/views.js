@@ -288,11 +288,16 @@ export function showFilters(filters, selected, onPick) {
 
 // ---- weight sharing ------------------------------------------------------------------
 
-const ACTIVATIONS = {
+// The squashing after a layer, as the server names it (convnet/serve/anatomy.py).
+export const ACTIVATIONS = {
   relu: { name: "ReLU", apply: (s) => Math.max(0, s) },
   scaled_tanh: { name: "1.7159·tanh(⅔·)", apply: (s) => 1.7159 * Math.tanh((2 / 3) * s) },
   identity: { name: "", apply: (s) => s },
 };
+// The reply's values have 4 decimals; a sum recomputed from up to 150 of their products
+// agrees with the server's to this much (relative to the value, at least 1).
+const AGREEMENT = 0.005;
+export const agrees = (mine, servers) => Math.abs(mine - servers) <= AGREEMENT * Math.max(1, Math.abs(servers));
 
 function fillTable(table, rows, colour, digits) {
   table.replaceChildren(
@@ -352,7 +357,7 @@ export function showSharing(reply, filter, position) {
   const activation = ACTIVATIONS[filters.activation] || ACTIVATIONS.identity;
   const mine = activation.apply(sum);
   const servers = output[row][column];
-  const agree = Math.abs(mine - servers) <= 0.005 * Math.max(1, Math.abs(servers));
+  const agree = agrees(mine, servers);
   const bold = (value) => element("b", number(value, 3));
   const lines = [document.createElement("span"), document.createElement("span")];
   fill(lines[0], "page.sharing.sum", { bias: number(bias, 3), sum: bold(sum) });
