@@ -1,6 +1,6 @@
 """The web app: a page that draws digits and an API that shows what the networks see.
 
-GET  /                 the page (index.html, app.js, views.js, i18n.js, style.css, in memory)
+GET  /                 the page (index.html, its scripts and style.css, in memory)
 GET  /api/messages     the page's texts in every language (?lang=ko: in one), the language
                        names for the switch, and the default: --lang, else Accept-Language
 GET  /api/models       both networks: name, parameters, test error, how the run was chosen
@@ -13,13 +13,15 @@ GET  /api/samples      MNIST test digits (?index=N, or a random one; ?count=K �
 POST /api/predict      a PNG (drawn or uploaded) or JSON {"pixels": 28×28 of 0…255}, with
                        ?shift_x&shift_y (px, ±6) &rotate (degrees) &scale &noise &seed
                        &cnn_augment&ordinary_augment (which pair answers)
-                       → both networks' probabilities, the CNN's feature maps C1…C5 and
-                       its C1 filters, the 28×28 pixels the networks saw, and where each
-                       looked (Grad-CAM on C3, input saliency: 28×28 maps, centre of mass).
+                       → both networks' probabilities, the CNN's feature maps C1…C5, its
+                       C1 filters, F6 and output scores (`head`) and `anatomy`, the 28×28
+                       pixels the networks saw, and where each looked (Grad-CAM on C3,
+                       input saliency: 28×28 maps, centre of mass as [row, column]).
 
 A PNG is prepared as MNIST was (`convnet.data.images.load_digit`: 20×20 box, centred by
 mass); JSON pixels are used as given, so a client can move them itself. Requests are
-refused with a 4xx JSON {"error": …} when the body passes 1 MB (checked while reading,
+refused with a 4xx JSON {"error": …}, worded in the request's language
+(convnet.serve.refusals), when the body passes 1 MB (checked while reading,
 never after) or has not all arrived within BODY_SECONDS (408), the image passes 4096 px a
 side (checked from its header, before decoding) or anything else is wrong. At most
 MAX_BUSY predictions are worked on at once; one more is answered 503 with Retry-After at
