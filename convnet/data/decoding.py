@@ -55,7 +55,7 @@ def _label(source: str | Path | bytes, name: str | None) -> str:
 def _opened(source: str | Path | bytes, label: str) -> Image.Image:
     if isinstance(source, bytes):
         if not source:
-            raise UserError(f"{label}: the file is empty.")
+            raise UserError(f"{label}: the file is empty.", "image_empty")
         return Image.open(io.BytesIO(source))
     path = Path(source)
     if path.is_dir():
@@ -67,7 +67,7 @@ def _opened(source: str | Path | bytes, label: str) -> Image.Image:
     if not path.is_file():
         raise UserError(f"{label}: no such file.")
     if path.stat().st_size == 0:
-        raise UserError(f"{label}: the file is empty.")
+        raise UserError(f"{label}: the file is empty.", "image_empty")
     return Image.open(path)
 
 
@@ -78,8 +78,10 @@ def _reduced(image: Image.Image, keep: int | None, label: str) -> None:
     if width * height > MAX_DECLARED_PIXELS:
         raise UserError(
             f"{label}: {width}×{height} pixels is more than {MAX_DECLARED_PIXELS:,}, Pillow's "
-            "decompression-bomb limit. Refusing to decode it; reduce the image first."
-        )
+            "decompression-bomb limit. Refusing to decode it; reduce the image first.",
+            "image_too_many_pixels", width=str(width), height=str(height),
+            limit=MAX_DECLARED_PIXELS,
+        )  # fmt: skip
     if width * height > FULL_DECODE_PIXELS and image.format == "JPEG":
         short = min(width, height)
         scale = next((s for s in JPEG_SCALES if short / s >= (keep or short)), 1)
@@ -92,8 +94,10 @@ def _reduced(image: Image.Image, keep: int | None, label: str) -> None:
         raise UserError(
             f"{label}: {width}×{height} pixels is more than {MAX_DECODED_PIXELS:,}, the most "
             f"convnet decodes of one image (a {kind} is decoded whole; only a JPEG can be read "
-            "reduced). Refusing to decode it; reduce the image first."
-        )
+            "reduced). Refusing to decode it; reduce the image first.",
+            "image_too_many_pixels", width=str(width), height=str(height),
+            limit=MAX_DECODED_PIXELS,
+        )  # fmt: skip
 
 
 def open_image(
@@ -123,18 +127,23 @@ def open_image(
     except Image.DecompressionBombError:
         raise UserError(
             f"{label}: declares more than {MAX_DECLARED_PIXELS:,} pixels, Pillow's "
-            "decompression-bomb limit. Refusing to decode it."
+            "decompression-bomb limit. Refusing to decode it.",
+            "image_too_many_pixels_declared",
         ) from None
     except UnidentifiedImageError:
         heif = "" if HEIF else " (HEIC needs the pillow-heif package)"
         raise UserError(
-            f"{label}: not a readable image (unknown or broken format){heif}."
+            f"{label}: not a readable image (unknown or broken format){heif}.", "image_unreadable"
         ) from None
     except Exception as error:  # a damaged file: each format's decoder fails in its own way
         # (OSError, ValueError, SyntaxError, EOFError; TypeError from TIFF, RuntimeError from
         # AVIF and HEIF, found by tools/fuzz.py), all the same to the user
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{label}: the image is corrupt or truncated ({reason}).") from None
+        raise UserError(
+            f"{label}: the image is corrupt or truncated ({reason}).",
+            "image_corrupt",
+            detail=reason,
+        ) from None
     return image
 
 

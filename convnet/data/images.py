@@ -227,12 +227,17 @@ def mnist_style(grey: np.ndarray, name: str = "image") -> torch.Tensor:
     ratio and centred by its centre of mass (LeCun's MNIST page)."""
     if min(grey.shape) < 2:
         raise UserError(
-            f"{name}: {grey.shape[1]}×{grey.shape[0]} pixels is too small to hold a digit."
+            f"{name}: {grey.shape[1]}×{grey.shape[0]} pixels is too small to hold a digit.",
+            "image_too_small",
+            width=str(grey.shape[1]),
+            height=str(grey.shape[0]),
         )
     ink = ink_of(grey)
     rows, columns = np.nonzero(ink > 0.1)
     if rows.size == 0:
-        raise UserError(f"{name}: the image is blank (no ink differs from its background).")
+        raise UserError(
+            f"{name}: the image is blank (no ink differs from its background).", "image_blank"
+        )
     ink = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     height, width = ink.shape
     box_scale = BOX_SIDE / max(height, width)
@@ -264,9 +269,14 @@ def load_digit(source: str | Path | bytes, name: str | None = None) -> torch.Ten
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     if min(image.size) < 2:
         raise UserError(
-            f"{label}: {image.size[0]}×{image.size[1]} pixels is too small to hold a digit."
+            f"{label}: {image.size[0]}×{image.size[1]} pixels is too small to hold a digit.",
+            "image_too_small",
+            width=str(image.size[0]),
+            height=str(image.size[1]),
         )
     if is_uniform(image):
-        raise UserError(f"{label}: the image is blank (no ink differs from its background).")
+        raise UserError(
+            f"{label}: the image is blank (no ink differs from its background).", "image_blank"
+        )
     orient_in_place(image)
     return mnist_style(to_grey(image), label)
