@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, emit
+from convnet.commands.common import Command, emit, log
 from convnet.commands.evaluate import WEIGHTS_HELP, load_target
+from convnet.engine.preparations import PREPARATION_HELP, PREPARATIONS
 from convnet.errors import UserError
 
 EXPLAIN_METHODS = ("gradcam", "saliency", "occlusion")  # convnet.analysis.explain.METHODS
@@ -43,6 +44,7 @@ def configure_explain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="DIR", default="explanations", help="where the PNG files go"
     )
+    parser.add_argument("--preparation", choices=PREPARATIONS, help=PREPARATION_HELP)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -63,8 +65,7 @@ def run_explain(args: argparse.Namespace) -> int:
     import torch
 
     from convnet.analysis.explain import METHOD_NAMES, explain, peaks
-    from convnet.data.images import load_digit, load_photo
-    from convnet.data.transforms import to_model_input
+    from convnet.commands.predict import transform_for
     from convnet.report.explanation_figure import write_overlay
 
     out = Path(args.out)
@@ -72,10 +73,10 @@ def run_explain(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} is a file; give a folder for the PNG files.")
     loaded = load_target(args)
     size = loaded.input_size
-    if loaded.photos:  # prepared exactly as `convnet predict` prepares them
-        pixels = torch.stack([load_photo(path, size) for path in args.images])
-    else:
-        pixels = to_model_input(torch.stack([load_digit(path) for path in args.images]), size)
+    loaded.prepare_as(args.preparation)
+    transform = transform_for(loaded)  # prepared exactly as `convnet predict` prepares them
+    pixels = torch.stack([transform(transform.decode(path)) for path in args.images])
+    log(loaded.preparation_note)
     target = None
     if args.target_class is not None:
         target = class_index(args.target_class, loaded.class_names)
@@ -120,6 +121,7 @@ def run_explain(args: argparse.Namespace) -> int:
                 "target": {"index": explained, "name": loaded.class_names[explained]},
                 "peak": [int(value) for value in peaks(explanation.maps[index : index + 1])[0]],
                 "input_size": list(size),
+                "preparation": loaded.preparation,
             }
         )
     text = "\n".join(

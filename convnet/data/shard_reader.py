@@ -13,22 +13,28 @@ skip it or stop (--strict).
 
 from __future__ import annotations
 
+import functools
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from webdataset.tariterators import base_plus_ext
 
+from convnet.data.decoding import image_extensions
 from convnet.data.shard_manifest import Shard
 
 # An image member larger than this is not read: the writer leaves out larger files
 # (shard_writer.FILE_LIMIT), and it bounds what one sample can take in memory.
 MEMBER_LIMIT = 64 * 2**20
 LABEL_LIMIT = 32  # bytes of a .cls member: a decimal class index
-# The image suffixes a sample may hold, in the order one is chosen (torchvision's
-# IMG_EXTENSIONS, with WebDataset's "jpg" for JPEG).
-IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "pgm", "tif", "tiff")
 TAR_ERRORS = (tarfile.TarError, EOFError, OSError, ValueError)
+
+
+@functools.cache
+def image_suffixes() -> frozenset[str]:
+    """The member suffixes taken for an image: every file ending of a format the decoder
+    opens (.jpg, .png, .webp, .avif, .heic, .tif, …), as WebDataset names them."""
+    return frozenset(ending.lstrip(".") for ending in image_extensions())
 
 
 @dataclass
@@ -76,9 +82,9 @@ def _sample(
     archive: tarfile.TarFile, key: str, members: dict[str, tarfile.TarInfo], classes: int
 ) -> tuple[bytes | None, int, str | None]:
     """(image bytes, label, None), or (None, -1, why it cannot be used)."""
-    suffix = next((s for s in IMAGE_SUFFIXES if s in members), None)
+    suffix = next((s for s in members if s in image_suffixes()), None)  # the first, in order
     if suffix is None:
-        return None, -1, f"sample {key} has no image (.{', .'.join(IMAGE_SUFFIXES[:3])}, …)"
+        return None, -1, f"sample {key} has no image (a member such as {key}.jpg or {key}.png)"
     if "cls" not in members:
         return None, -1, f"sample {key} has no class label (.cls)"
     text = _read_member(archive, members["cls"], LABEL_LIMIT).decode("ascii", "replace").strip()

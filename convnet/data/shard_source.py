@@ -27,7 +27,6 @@ Evaluation reads the held-out shards in the manifest's order, rank r taking shar
 from __future__ import annotations
 
 import bisect
-import io
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,8 +36,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from convnet.data.folders import DECODE_ERRORS, decode_image
 from convnet.data.ilsvrc import listing
+from convnet.data.preparation import DECODE_ERRORS, decode_image
 from convnet.data.shard_manifest import Shard, is_pattern, open_shards, verify_shard
 from convnet.data.shard_plan import EpochPlan, Piece, largest_divisor, pieces_of, stream_range
 from convnet.data.shard_reader import RawSample, read_samples
@@ -71,7 +70,9 @@ class _Reader:
                 with torch.random.fork_rng(devices=[]):
                     if epoch_seed is not None:  # the image's own draws: (seed, epoch, index)
                         torch.manual_seed(mix(*epoch_seed, raw.index))
-                    image = self.transform(self.decode(io.BytesIO(raw.image)))
+                    image = self.decode(raw.image)
+                    image.filename = f"sample {raw.key}"  # for the digit preparation's messages
+                    image = self.transform(image)
                 return image, self.remap[raw.label], None
             except (*DECODE_ERRORS, UserError) as error:
                 text = str(error).strip().splitlines()[0] if str(error).strip() else ""

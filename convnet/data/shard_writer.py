@@ -16,6 +16,7 @@ leaves no manifest and no shard that looks whole.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -25,10 +26,12 @@ import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from PIL import Image
 from tqdm import tqdm
 
 from convnet.data.folders import ImageCollection, open_image_collection
 from convnet.data.shard_manifest import DEFAULT_SHARD_SIZE, FORMAT, MANIFEST_NAME, VERSION
+from convnet.data.shard_reader import image_suffixes
 from convnet.errors import UserError
 from convnet.files import atomic_write_json, ensure_writable
 
@@ -73,11 +76,15 @@ def parse_shard_size(text: str) -> tuple[int | None, int | None]:
     return None, max(1, int(float(match.group(1)) * UNITS[unit]))
 
 
-def _extension(path: Path) -> str:
-    """The tar member suffix of an image file: its own, lower case (.jpeg as .jpg, which
-    WebDataset's decoders expect)."""
+def _extension(path: Path, data: bytes) -> str:
+    """The tar member suffix of an image file: its own ending, lower case (.jpeg as .jpg,
+    which WebDataset's decoders expect), or for a file whose name says no image format (a
+    folder's images are judged by content) its format's: jpg, png, …"""
     suffix = path.suffix.lower().lstrip(".")
-    return "jpg" if suffix == "jpeg" else suffix
+    if suffix not in image_suffixes():
+        with contextlib.suppress(Exception), Image.open(io.BytesIO(data)) as image:
+            suffix = (image.format or "").lower()  # the header only: nothing is decoded
+    return "jpg" if suffix in ("jpeg", "jfif", "jpe") else suffix or "img"
 
 
 class _HashingFile(io.RawIOBase):
@@ -202,7 +209,7 @@ def _write_split(
                     continue
                 key = f"{writer.written:08d}"  # the image's position in its split
                 relative = path.relative_to(collection.root).as_posix()
-                writer.add(key, _extension(path), data, label, relative)
+                writer.add(key, _extension(path, data), data, label, relative)
     return writer.finish()
 
 

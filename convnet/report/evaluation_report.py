@@ -13,7 +13,7 @@ import html
 import io
 from pathlib import Path
 
-from convnet.data.folders import DECODE_ERRORS, decode_image
+from convnet.data.preparation import DECODE_ERRORS, decode_image
 from convnet.engine.evaluate import Evaluation
 from convnet.engine.metrics import APART_RULE
 from convnet.files import atomic_write_text

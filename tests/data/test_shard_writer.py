@@ -129,3 +129,17 @@ def test_the_command_writes_and_refuses(split_folders, tmp_path, capsys):
         ["data", "shard", str(tmp_path / "none"), "--out", str(tmp_path / "o")],
         "does not exist",
     )
+
+
+def test_an_image_named_as_no_format_is_stored_by_its_content(tmp_path):
+    """A folder's images are judged by content: one named `photo.data` (a JPEG) becomes
+    KEY.jpg in its shard, which webdataset and --data read as an image."""
+    root = make_split_folders(tmp_path / "data", 2, 1)
+    first = sorted((root / "val").rglob("*.JPEG"))[0]
+    first.rename(first.with_name("photo.data"))
+    out = make_shards(root, tmp_path / "out", "100")
+    samples = _read_with_webdataset(out, "val")
+    renamed = [s for s in samples if json.loads(s["json"])["file"].endswith("photo.data")]
+    assert len(renamed) == 1 and "jpg" in renamed[0]
+    assert manifest(out)["splits"]["val"]["images"] == len(samples)
+    assert len(samples) == len(open_image_collection(root, "val"))
