@@ -11,6 +11,7 @@ from convnet.commands.common import (
     JSON_HELP,
     PRECISION_HELP,
     add_download_argument,
+    add_lang_argument,
     add_threads_argument,
 )
 
@@ -209,4 +210,5 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="continue a run from its checkpoint (--epochs N continues it to N epochs)",
     )
+    add_lang_argument(machine, "the run's report (report.html and its figures)")
     machine.add_argument("--json", action="store_true", help=JSON_HELP)

@@ -21,6 +21,7 @@ from convnet.data.datasets import load_dataset
 from convnet.data.transforms import to_model_input
 from convnet.engine.run import Run
 from convnet.experiments.invariance import (
+    DEFAULT_SEEDS,
     InvarianceSettings,
     Variant,
     plan_variants,
@@ -29,9 +30,8 @@ from convnet.experiments.invariance import (
 )
 from convnet.files import atomic_write_text
 from convnet.i18n import check_language
-from convnet.report import claims_plots
-from convnet.report import lecture_claims as claims
-from convnet.report.lecture_claims import Section, Words, code, table, variant_label
+from convnet.report import claims_plots, lecture_claims, lecture_cost, lecture_counts
+from convnet.report.lecture_words import NOT_JUDGED, Section, Words, code, table, variant_label
 from convnet.report.run_report import STYLE
 
 FIGURES = "lecture_figures"
@@ -40,7 +40,7 @@ VERDICT_COLOURS = {
     "not supported": "#d1495b",
     "depends": "#e09f3e",
     "not measured here": "#7f8c9a",
-    claims.NOT_JUDGED: "#6c5b7b",
+    NOT_JUDGED: "#6c5b7b",
 }
 
 
@@ -55,6 +55,7 @@ class LectureSettings:
     repeats: int = 50
     data_dir: str | None = None
     threads: int = 0  # CPU threads for training and sweeps; 0: automatic
+    seeds: int = DEFAULT_SEEDS  # of each pooling variant (claim 3)
 
 
 def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, bool]:
@@ -65,6 +66,7 @@ def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, bo
         data_dir=settings.data_dir,
         reuse_only=True,
         threads=settings.threads,
+        seeds=settings.seeds,
     )
     if all(Run(run_dir_for(v, Path(full.runs_dir))).finished for v in plan_variants(full)):
         return full, True
@@ -75,6 +77,7 @@ def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, bo
         test_subset=settings.test_subset,
         data_dir=settings.data_dir,
         threads=settings.threads,
+        seeds=settings.seeds,
     )
     return brief, False
 
@@ -94,6 +97,8 @@ def judging_command(settings: LectureSettings, w: Words) -> str:
     runs = (
         "" if settings.runs_dir == LectureSettings.runs_dir else f" --runs-dir {settings.runs_dir}"
     )
+    if settings.seeds != LectureSettings.seeds:
+        runs += f" --seeds {settings.seeds}"
     epochs = max(2 * settings.epochs, LectureSettings.epochs)
     report = f"convnet report lecture --epochs {epochs} --train-subset 0{runs}"
     return w(
@@ -131,6 +136,7 @@ def render(
         ".claim{font-size:1.1em;font-style:italic} .verdict span{color:white;padding:.15em .5em;"
         "border-radius:4px;font-weight:600} section{border-top:1px solid #ddd;margin-top:1.5em}"
         ".claim:lang(ko){font-style:normal;font-weight:500}"  # Hangul is not set in italics
+        "td+td{white-space:nowrap} h3{margin-top:1.5em}"
     )
     title = html.escape(w("title"))
     lead = w("lead", seconds=w.n(seconds), how=html.escape(how))
@@ -159,14 +165,14 @@ def write_lecture_report(
     data_dir = Path(settings.data_dir) if settings.data_dir else None
     digit = to_model_input(load_dataset("mnist", "test", data_dir).images[:1], (1, 32, 32))[0]
     sections = [
-        claims.claim_shift(result, figures, data_dir, retrain, w),
-        claims.claim_weight_sharing(result, digit, figures, w),
-        claims.claim_pooling(result, retrain, w),
-        claims.claim_lenet(result, how, w),
-        claims.claim_invariance(result, retrain, w),
-        claims.claim_cost(settings.repeats, figures, w),
-        claims.claim_imagenet(Path(settings.runs_dir).parent, w),
-        claims.claim_depth(w),
+        lecture_claims.claim_shift(result, figures, data_dir, retrain, w),
+        lecture_counts.claim_weight_sharing(result, digit, figures, w),
+        lecture_claims.claim_pooling(result, retrain, w),
+        lecture_counts.claim_lenet(result, how, w),
+        lecture_claims.claim_invariance(result, retrain, w),
+        lecture_cost.claim_cost(settings.repeats, figures, w),
+        lecture_cost.claim_imagenet(Path(settings.runs_dir).parent, w),
+        lecture_counts.claim_depth(w),
     ]
     page = render(sections, how, time.perf_counter() - started, result.variants, w)
     atomic_write_text(out, page)
