@@ -22,6 +22,7 @@ import argparse
 import html
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,11 @@ def mlp(scratch: Path) -> dict:
 def lecture(scratch: Path) -> dict:
     page, runs = scratch / "lecture" / "lecture.html", scratch / "runs"
     _, log, seconds = convnet("report", "lecture", "--out", str(page), "--runs-dir", str(runs))
+    # The same page in Korean, from the same runs (reused: only claim 6's timing runs again).
+    korean = scratch / "lecture-ko" / "lecture.html"
+    _, _, korean_seconds = convnet(
+        "report", "lecture", "--lang", "ko", "--out", str(korean), "--runs-dir", str(runs)
+    )
     # Each section: <h2>Claim N</h2> … <p class='verdict'><span …>VERDICT</span> why</p>
     found = re.findall(
         r"<h2>Claim (\d+)</h2>.*?<p class='verdict'><span[^>]*>([^<]*)</span>",
@@ -126,6 +132,7 @@ def lecture(scratch: Path) -> dict:
         print(f"  {name}: {run['model']} test error {run['top1_error']:.2%}")
     return {
         "seconds": seconds,
+        "korean_seconds": korean_seconds,
         "verdicts": verdicts,
         "trained_runs": trained,
         "log": log.splitlines()[-40:],
@@ -233,10 +240,15 @@ FIGURES = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("figure", choices=sorted(FIGURES))
+    parser.add_argument(
+        "--keep", metavar="DIR", help="copy the pages, figures and runs made into DIR"
+    )
     args = parser.parse_args()
     print(f"# {args.figure} — {hardware_line(hardware())}", flush=True)
     with tempfile.TemporaryDirectory(prefix=f"convnet-{args.figure}-") as scratch:
         document = FIGURES[args.figure](Path(scratch))
+        if args.keep:
+            shutil.copytree(scratch, args.keep, dirs_exist_ok=True)
     name = args.figure.replace("-", "_")
     path = save_results(__file__, document, name=f"experiment_{name}.json")
     print(f"# load average {load_average()} at the end; saved {path.name}")
