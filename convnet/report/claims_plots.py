@@ -16,6 +16,7 @@ from convnet.experiments.cost import CostResult
 from convnet.experiments.invariance import InvarianceResult
 from convnet.experiments.shift import LECTURE_CHANGED, ShiftResult
 from convnet.report.figure_fonts import drawn_in_language
+from convnet.report.lecture_words import Words, variant_label
 from convnet.report.plots import legend_outside, plain_log_axis, plt, save_figure
 
 # MNIST's split sizes (LeCun, Cortes, Burges: the MNIST database page), for subset titles.
@@ -119,13 +120,6 @@ def _style(label: str, kind: str, family: str) -> dict:
     }
 
 
-def _variant_label(variant, lang: str) -> str:
-    """A variant's label in `lang` ("lenet5 + augmentation" from its model and kind)."""
-    if variant.kind == "plain":
-        return variant.label
-    return words(lang, f"variant.{variant.kind}", model=variant.model)
-
-
 def _known(lang: str, key: str, otherwise: str) -> str:
     """The catalog's `lecture.<key>`, or `otherwise` where the catalog has no such key."""
     return words(lang, key) if f"lecture.{key}" in i18n.messages(lang) else otherwise
@@ -162,7 +156,7 @@ def invariance_curves(result: InvarianceResult, path: Path, lang: str = "en") ->
             axis.plot(
                 curve.levels,
                 [100 * a for a in curve.accuracy[variant.label]],
-                **_style(_variant_label(variant, lang), variant.kind, family),
+                **_style(variant_label(variant, Words(lang)), variant.kind, family),
             )
         name = curve.distortion
         axis.set(

@@ -13,7 +13,7 @@ from pathlib import Path
 from convnet import i18n
 from convnet.experiments.evolution import EvolutionResult
 from convnet.report.figure_fonts import drawn_in_language
-from convnet.report.plots import plt, save_figure
+from convnet.report.plots import plt, report_words, save_figure, subset_note
 
 UNDER_FLOOR = "#b0b7bf"
 
@@ -27,24 +27,20 @@ def words(lang: str, key: str, **values: object) -> str:
     return i18n.text(lang, f"figure.evolution.{key}", **written)
 
 
-def _images(used: int, total: int | None, lang: str) -> str:
-    if total and used < total:
-        return words(lang, "subset", used=used, total=total)
-    return words(lang, "subset_unknown", used=used)
-
-
 def _notes(result: EvolutionResult, lang: str) -> list[str]:
     """What the figure's title must say: subsets used, and the models under the floor."""
     from convnet.data.datasets import get_dataset_spec
 
     notes = []
     sizes = get_dataset_spec(result.settings["dataset"]).split_sizes
-    if result.settings.get("train_subset"):
-        images = _images(result.num_train_images, sizes.get("train"), lang)
-        notes.append(words(lang, "trained_on", images=images))
-    if result.settings.get("test_subset"):
-        images = _images(result.num_test_images, sizes.get("test"), lang)
-        notes.append(words(lang, "tested_on", images=images))
+    what = report_words(lang, "what.images")
+    for split, used, key in (
+        ("train", result.num_train_images, "trained_on"),
+        ("test", result.num_test_images, "tested_on"),
+    ):
+        images = subset_note(used, sizes.get(split), what, lang)
+        if result.settings.get(f"{split}_subset") and images:
+            notes.append(words(lang, key, images=images))
     short = result.short_of_floor()
     if short:
         notes.append(
@@ -120,8 +116,8 @@ def evolution_figure(result: EvolutionResult, path: Path, lang: str = "en") -> P
         title=words(lang, "depth_title", dataset=result.settings["dataset"]),
     )
     notes = _notes(result, lang)
-    if notes:
-        figure.suptitle("\n".join(notes), fontsize=9)
+    if notes:  # above the axes' titles, one line higher for each note
+        figure.suptitle("\n".join(notes), fontsize=9, y=0.99 + 0.045 * len(notes))
     depth_axis.margins(x=0.2, y=0.12)
     depth_axis.grid(alpha=0.3)
 

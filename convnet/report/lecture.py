@@ -1,6 +1,7 @@
 """`convnet report lecture`: one page walking through the lecture's claims 1–8
 (listed in docs/lecture.md) in order — the claim, the command that measures it, the figure measured on
-this machine, a plot, and a one-line verdict (the sections are in lecture_claims.py), in
+this machine, a plot, and a one-line verdict (the sections are in lecture_claims.py,
+lecture_counts.py and lecture_cost.py, made of lecture_words.py's parts), in
 English or Korean (`--lang`; the text and the figures' words are the catalog's `lecture.*`
 messages; a figure is drawn in English where no font has the language's letters).
 

@@ -14,7 +14,7 @@ import html
 from pathlib import Path
 
 from convnet.analysis.summary import summarize
-from convnet.experiments.invariance import InvarianceResult, Variant
+from convnet.experiments.invariance import POOLING_KINDS, InvarianceResult, Variant
 from convnet.experiments.shift import run_shift
 from convnet.models import get_model
 from convnet.report import claims_plots
@@ -183,7 +183,7 @@ def claim_pooling(result: InvarianceResult, retrain: str, w: Words) -> Section:
         for kind, values in pooling.items()
     ]
     why = w("pooling.why", halves=w("yes" if halves else "no"), comparisons=" ".join(sentences))
-    labels = [v.label for v in result.variants if v.model == cnn and v.kind in _POOLING_KINDS]
+    labels = [v.label for v in result.variants if v.model == cnn and v.kind in POOLING_KINDS]
     section = Section(
         3,
         w("claim.3"),
@@ -196,9 +196,6 @@ def claim_pooling(result: InvarianceResult, retrain: str, w: Words) -> Section:
         w.lang,
     )
     return gate(section, result, labels, retrain)
-
-
-_POOLING_KINDS = ("plain", "average", "ablation")
 
 
 # --- claim 5 ---------------------------------------------------------------------------
