@@ -29,7 +29,7 @@ CONFIG_FLAGS = (
     "clip_grad_norm", "grad_accum_steps", "freeze", "patience", "recipe",
 )  # fmt: skip
 COMMAND_FLAGS = ("download", "threads", "stop_after_epoch", "config", "resume", "json",
-                 "print_config")  # fmt: skip
+                 "print_config", "lang")  # fmt: skip
 # Flags that only mean something for image files on disk (--data DIR).
 IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers")
 

@@ -332,8 +332,7 @@ def claim_invariance(result: InvarianceResult, retrain: str, w: Words) -> Sectio
             clean=w.pct(clean),
             which=_distortions([n for n, held in zip(names, invariant, strict=True) if held], w),
             others=_distortions(falls, w),
-            low=w.pct(min(worst[n] for n in falls)) if falls else "",
-            high=w.pct(max(worst[n] for n in falls)) if falls else "",
+            worst=w.range_of([worst[n] for n in falls], w.pct) if falls else "",
         )
     )
     header = [
