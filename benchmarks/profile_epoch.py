@@ -5,10 +5,9 @@ Runs the engine's own `fit` for one epoch (lenet5 defaults: batch 128, augmentat
 where native, channels-last) over the 60,000 MNIST training images under torch.profiler, and
 prints the wall time of its named phases (data, forward, backward, optimizer; the rest is
 Python bookkeeping; the epoch's evaluation is not counted), the operators that take longest, and the floor: multiply-accumulates of one
-training step (forward + two backward products ≈ 3 × forward) × images ÷ the CPU's peak.
-The peak rates are Intel's, typed in below: each floor is computed only on a CPU that has
-the hardware it assumes (an Intel CPU with AVX-512 for fp32, AMX-BF16 for bf16) and is
-reported as "not computed" elsewhere, with the reason.
+training step (forward + two backward products ≈ 3 × forward) × images ÷ the machine's
+peak in fp32 and bf16 as benchmarks/peak.py measures it on this CPU (its instructions timed,
+not a clock rate and a MAC count per cycle typed in for one vendor's chips).
 Run: `python benchmarks/profile_epoch.py [--threads N]`.
 """
 
@@ -25,6 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import hardware, hardware_line, save_results  # noqa: E402
+from peak import peak  # noqa: E402
 
 from convnet.analysis.summary import summarize  # noqa: E402
 from convnet.data.datasets import fetch_dataset  # noqa: E402
@@ -35,30 +35,6 @@ from convnet.engine.train import fit  # noqa: E402
 from convnet.models import get_model, get_model_spec  # noqa: E402
 
 PHASES = ("data", "forward", "backward", "optimizer")
-# Peak multiply-accumulates per cycle and core: AVX-512 with two FMA units does 2 × 16 fp32
-# (Intel optimization manual, Skylake-SP and later Xeons); an AMX tile unit does 1,024 bf16
-# (Intel AMX: TDPBF16PS, 16×16×32 in 16 cycles). Each: (MACs per cycle, what it assumes).
-PEAKS = {
-    "fp32 AVX-512": (32, "an Intel Xeon with two AVX-512 FMA units (Skylake-SP or later)"),
-    "bf16 AMX": (1024, "an Intel Xeon with AMX-BF16 (Sapphire Rapids or later)"),
-}
-
-
-def peak_applies(name: str, facts: dict) -> bool:
-    """Whether this CPU has the hardware a typed-in peak rate assumes."""
-    intel = facts.get("vendor") == "GenuineIntel"
-    required = {"fp32 AVX-512": "avx512f", "bf16 AMX": "amx_bf16"}[name]
-    return intel and required in facts.get("isa", [])
-
-
-def cpu_ghz() -> float:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("cpu MHz"):
-                return float(line.split(":", 1)[1]) / 1000
-    except (OSError, ValueError):
-        pass
-    return float("nan")
 
 
 def main() -> None:
@@ -123,31 +99,21 @@ def main() -> None:
         print(f"  {event.key:<40} {event.self_cpu_time_total / 1e6:6.2f} s  {share:6.1%}")
     forward_macs = summarize(get_model("lenet5"), spec.input_size).total["macs"]
     training_macs = 3 * forward_macs * count
-    ghz, cores = cpu_ghz(), facts["cores"]
-    floors: dict[str, dict] = {}
-    for name, (macs_per_cycle, assumes) in PEAKS.items():
-        if peak_applies(name, facts):
-            seconds = training_macs / (cores * ghz * 1e9 * macs_per_cycle)
-            floors[name] = {"assumes": assumes, "seconds": seconds}
-        else:
-            floors[name] = {
-                "assumes": assumes,
-                "seconds": None,
-                "not_computed": f"this CPU ({facts['cpu']}) is not {assumes}",
-            }
+    cores = args.threads
+    floors = {}
+    for name in ("fp32", "bf16"):
+        rate = peak(name, cores)  # GMAC/s on the threads used
+        floors[name] = {"peak_gmacs_per_second": rate, "seconds": training_macs / (rate * 1e9)}
     print(
         f"compute floor: {forward_macs:,} MACs per image forward, ×3 for a training step, "
-        f"× {count:,} images = {training_macs / 1e9:.1f} GMACs per epoch; at "
-        f"{cores} cores × {ghz:.2f} GHz:"
+        f"× {count:,} images = {training_macs / 1e9:.1f} GMACs per epoch; on {cores} cores "
+        "at the measured peak (benchmarks/peak.py):"
     )
     for name, floor in floors.items():
-        if floor["seconds"] is None:
-            print(f"  {name:<13} peak: not computed: {floor['not_computed']}")
-            continue
         seconds = floor["seconds"]
         print(
-            f"  {name:<13} peak: {seconds:.3f} s per epoch; this epoch is {wall / seconds:,.0f}× "
-            f"that (assumes {floor['assumes']})"
+            f"  {name:<5} {floor['peak_gmacs_per_second']:.0f} GMAC/s: {seconds:.3f} s per epoch; "
+            f"this epoch is {wall / seconds:,.0f}× that ({seconds / wall:.1%} of the peak)"
         )
     path = save_results(
         __file__,
@@ -160,7 +126,6 @@ def main() -> None:
             "operators": {e.key: e.self_cpu_time_total / 1e6 for e in operators},
             "forward_macs": forward_macs,
             "floor_seconds": floors,
-            "cpu_ghz": ghz,
         },
     )
     print(f"saved {path.name}")

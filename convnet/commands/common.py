@@ -92,15 +92,52 @@ PRECISION_HELP = (
     "or fp16 (CUDA only; training scales the loss)"
 )
 THREADS_HELP = (
-    "CPU threads; 0: automatic, PyTorch's count or 1 when the machine is busier than it has cores"
+    "CPU threads; 0: automatic, as many as cores are idle now (at least 1, at most PyTorch's count)"
 )
 
 
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+INT8_HELP = (
+    "; or int8 (a CPU with VNNI: the model quantized by ONNX Runtime, calibrated once on "
+    "--calibration-images of the run's training images, kept beside the run)"
+)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, int8: bool = False) -> None:
     """--device and --precision (both "auto" by default), the same on every command that
-    computes with a fixed configuration (`train` leaves them unset, for --resume)."""
+    computes with a fixed configuration (`train` leaves them unset, for --resume); with
+    `int8`, the commands that only score also take int8 and its calibration."""
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    parser.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    parser.add_argument(
+        "--precision", default="auto", help=PRECISION_HELP + (INT8_HELP if int8 else "")
+    )
+    if int8:
+        add_calibration_arguments(parser)
+
+
+def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
+    """--calibration DIR and --calibration-images N, which calibrate --precision int8."""
+    parser.add_argument(
+        "--calibration", metavar="DIR", help="--precision int8: calibrate on the images of "
+        "this folder (default: the run's training images; for bare weights, those scored)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--calibration-images", type=int, metavar="N", default=256,
+        help="--precision int8: how many images calibrate it",
+    )  # fmt: skip
+
+
+def check_calibration(args: argparse.Namespace, precision: str) -> None:
+    """--calibration and --calibration-images only with --precision int8; the folder exists."""
+    if precision != "int8":
+        given = args.calibration is not None or args.calibration_images != 256
+        if given:
+            raise UserError(
+                "--calibration and --calibration-images calibrate --precision int8; this "
+                f"command runs in {precision}. Drop them, or add --precision int8."
+            )
+        return
+    if args.calibration is not None and not Path(args.calibration).is_dir():
+        raise UserError(f"--calibration {args.calibration} is not a folder of images.")
 
 
 def add_threads_argument(parser: argparse.ArgumentParser, help: str = THREADS_HELP) -> None:

@@ -15,10 +15,12 @@ from convnet.commands.common import (
     add_lang_argument,
     add_threads_argument,
     apply_threads,
+    check_calibration,
     check_counts,
     data_dir,
     download_if_asked,
     emit,
+    log,
 )
 from convnet.commands.train import IMAGE_ONLY, result_text
 from convnet.engine.compiling import COMPILE_CHOICES, COMPILE_FROM_IMAGES, should_compile
@@ -104,7 +106,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
         "--report", metavar="DIR", help="write an HTML report into DIR (default: none)"
     )
     add_lang_argument(parser, "the report (--report)")
-    add_device_arguments(parser)
+    add_device_arguments(parser, int8=True)
     add_threads_argument(parser)
     parser.add_argument(
         "--compile",
@@ -156,13 +158,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from convnet.engine.device import resolve_device, resolve_precision
     from convnet.engine.evaluate import evaluate
 
-    check_counts(args, "batch_size", "test_subset", "extremes", "resize", "crop")
+    check_counts(
+        args, "batch_size", "test_subset", "extremes", "resize", "crop", "calibration_images"
+    )
     lang = check_language(args.lang)
     if args.data and args.dataset:
         raise UserError("Give either --dataset NAME or --data DIR, not both.")
     threads = apply_threads(args)
     device = resolve_device(args.device)  # a device or precision not here: refused first
-    precision = resolve_precision(args.precision, device)
+    precision = resolve_precision(args.precision, device, inference=True)
+    check_calibration(args, precision)
     if args.data and not Path(args.data).is_dir():
         raise UserError(f"Data folder {args.data} does not exist (or is not a folder).")
     download_if_asked(args, args.target, args.weights)
@@ -196,7 +201,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         test_subset=args.test_subset,
     )
-    compile_model = should_compile(
+    if precision == "int8":
+        from convnet.engine.int8 import int8_for
+
+        loaded.model = int8_for(loaded, source, args.calibration, args.calibration_images, log)
+    compile_model = precision != "int8" and should_compile(
         args.compile, source.eval_count, device, on_disk=source.kind == "images"
     )
     evaluation = evaluate(
@@ -221,6 +230,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "threads": threads,
         "batch_size": args.batch_size or source.eval_batch_size,
         "compiled": evaluation.compiled,
+        **({"int8": loaded.model.note} if precision == "int8" else {}),
     }
     if source.kind == "images":
         result["layout"] = source.layout

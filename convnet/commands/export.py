@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, emit
+from convnet.commands.common import (
+    Command,
+    add_calibration_arguments,
+    check_calibration,
+    check_counts,
+    emit,
+    log,
+)
 from convnet.commands.evaluate import WEIGHTS_HELP, load_target
 from convnet.errors import UserError
 
@@ -26,6 +33,11 @@ def configure_export(parser: argparse.ArgumentParser) -> None:
         help="onnx (onnxruntime, Netron) or torchscript (torch.jit.load, LibTorch)",
     )
     parser.add_argument("--out", metavar="FILE", required=True, help="the file to write")
+    parser.add_argument(
+        "--precision", choices=("fp32", "int8"), default="fp32",
+        help="fp32, or int8 (ONNX only; a CPU with VNNI: quantized by ONNX Runtime, QDQ)",
+    )  # fmt: skip
+    add_calibration_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -38,7 +50,22 @@ def run_export(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file name, e.g. {out / 'model.onnx'}.")
     check_destination(out)  # a file where a folder should be, before loading anything
+    check_counts(args, "calibration_images")
+    check_calibration(args, args.precision)
+    if args.precision == "int8":
+        import torch
+
+        from convnet.engine.int8 import check_int8
+
+        check_int8(torch.device("cpu"))
+        if args.format != "onnx":
+            raise UserError("--precision int8 writes ONNX (QDQ); drop --format torchscript.")
     loaded = load_target(args)
+    if args.precision == "int8" and loaded.config is None and args.calibration is None:
+        raise UserError(
+            "--precision int8 of bare weights needs images to calibrate on: give "
+            "--calibration DIR (a folder of images like those the model will see)."
+        )
     ensure_writable(out.parent)  # before the slow part
     mean, std = loaded.normalization
     channels = loaded.input_size[0]
@@ -55,13 +82,17 @@ def run_export(args: argparse.Namespace) -> int:
         "output": OUTPUT_NAME,
         "convnet_version": __version__,
     }
-    size = export_model(loaded.model, loaded.input_size, args.format, out, metadata)
+    if args.precision == "int8":
+        size = _export_int8(loaded, args, out, metadata)
+    else:
+        size = export_model(loaded.model, loaded.input_size, args.format, out, metadata)
     result = {
         **metadata,
         "format": args.format,
         "opset": ONNX_OPSET if args.format == "onnx" else None,
         "out": str(out),
         "bytes": size,
+        "precision": args.precision,
         "weights": args.weights or str(Path(args.target) / "model.safetensors"),
     }
     shape = "×".join(str(side) for side in loaded.input_size)
@@ -73,6 +104,31 @@ def run_export(args: argparse.Namespace) -> int:
     )
     emit(args, result, text)
     return 0
+
+
+def _export_int8(loaded, args: argparse.Namespace, out: Path, metadata: dict) -> int:
+    """The int8 form (made or found in the cache, as `--precision int8` evaluates it) with
+    the same metadata as the fp32 file, written to `out`; returns its size."""
+    import json
+
+    import onnx
+
+    from convnet.engine.int8 import int8_for
+    from convnet.files import atomic_write_bytes
+
+    scored = (
+        loaded.evaluation_source(workers=0)
+        if loaded.config is not None
+        else loaded.evaluation_source(data=args.calibration, split="all", workers=0)
+    )
+    quantized = int8_for(loaded, scored, args.calibration, args.calibration_images, log)
+    proto = onnx.load(str(quantized.path))
+    for key, value in {**metadata, "int8": quantized.note}.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    data = proto.SerializeToString()
+    atomic_write_bytes(out, data)
+    return len(data)
 
 
 COMMANDS: dict[str, Command] = {

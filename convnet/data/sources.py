@@ -214,6 +214,9 @@ class TensorSource:
     def eval_image(self, index: int) -> torch.Tensor:
         return self.test_images[index]
 
+    def eval_label(self, index: int) -> int:
+        return int(self.test_labels[index])
+
     def training_failure(self, index: int) -> tuple[str, str]:
         return f"training image {index}", "unreadable"
 
@@ -406,6 +409,9 @@ class FolderSource:
         except (*DECODE_ERRORS, UserError):
             crop = self.preprocessing["crop"]
             return torch.zeros(self.preprocessing["channels"], crop, crop)
+
+    def eval_label(self, index: int) -> int:
+        return self.eval_collection.samples[index][1]
 
     def eval_path(self, index: int) -> Path:
         return self.eval_collection.samples[index][0]

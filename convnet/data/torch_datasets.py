@@ -137,6 +137,9 @@ class DatasetSource:
     def eval_image(self, index: int) -> torch.Tensor:
         return self._item(self.evaluation, index, "")[0]
 
+    def eval_label(self, index: int) -> int:
+        return self._item(self.evaluation, index, "")[1]
+
     def training_failure(self, index: int) -> tuple[str, str]:
         return f"training item {index}", "unreadable"
 

@@ -18,6 +18,8 @@ from convnet.errors import UserError
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # fp16 is CUDA's: autocast to float16 with gradient scaling in training (torch.amp.GradScaler)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# int8 is inference's: a quantized copy of the model run by ONNX Runtime (convnet/engine/int8.py)
+INFERENCE_PRECISIONS = (*PRECISIONS, "int8")
 
 
 def mps_available() -> bool:
@@ -79,11 +81,25 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in flags for flag in (" amx_bf16", " avx512_bf16"))
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
+def resolve_precision(name: str, device: torch.device, inference: bool = False) -> str:
     """'auto' picks bf16 where the hardware computes it natively, fp32 elsewhere. UserError
-    for fp16 off CUDA (naming what this machine has)."""
+    for fp16 off CUDA (naming what this machine has), and for int8 in training or where it
+    cannot run (`inference`: the commands that only score)."""
+    if name == "int8" and not inference:
+        raise UserError(
+            "--precision int8 is for inference (evaluate, predict, serve, export): a quantized "
+            "model does not train. Train in bf16 or fp32, then evaluate with --precision int8."
+        )
+    if name == "int8":
+        from convnet.engine.int8 import check_int8
+
+        check_int8(device)
+        return name
     if name not in PRECISIONS:
-        raise UserError(f"Unknown precision '{name}'; use one of {', '.join(PRECISIONS)}.")
+        raise UserError(
+            f"Unknown precision '{name}'; use one of "
+            f"{', '.join(INFERENCE_PRECISIONS if inference else PRECISIONS)}."
+        )
     if name == "fp16" and device.type != "cuda":
         raise UserError(
             f"--precision fp16 runs on CUDA GPUs (float16 autocast, with gradient scaling in "

@@ -84,6 +84,7 @@ class LoadedModel:
     input_size: tuple[int, int, int] = (1, 32, 32)
     normalization: tuple = (0.0, 1.0)
     preprocessing: dict = field(default_factory=dict)  # photos: resize, interpolation
+    weights_path: Path | None = None  # the file its weights came from
 
     def evaluation_source(
         self,
@@ -366,6 +367,7 @@ class Run:
             photos=photos,
             input_size=input_size,
             normalization=normalization,
+            weights_path=self.weights_path,
         )
 
 

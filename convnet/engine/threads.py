@@ -1,15 +1,24 @@
 """CPU threads: the one load-aware choice every compute command and the Python API make.
 
-On a machine already busier than it has cores, a second OpenMP thread mostly waits for a
-core: a small network trained ten times slower with two threads than with one on a shared
-2-core machine (14× for `convnet train` with PyTorch's default thread count, issue 18).
+A thread that has no core of its own mostly waits: an OpenMP step ends when its slowest
+thread does, so a small network trained ten times slower with two threads than with one on
+a shared 2-core machine (14× for `convnet train` with PyTorch's default count, issue 18).
+So the automatic count is the number of cores idle right now, measured over a tenth of a
+second from /proc/stat, between 1 and PyTorch's default. The one-minute load average, used
+before, lags by a minute and counts waiting and finished work: at load 2 on 2 cores it gave
+one thread even when the other core was idle (issue 31). Where /proc/stat is missing, the
+load average still decides.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
+
+SAMPLE_SECONDS = 0.1  # long enough for a few scheduler ticks (100 Hz), short beside any command
 
 
 def available_cpus() -> int:
@@ -20,19 +29,51 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) clock ticks of all CPUs since boot, from /proc/stat; None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(value) for value in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def idle_cpus(seconds: float = SAMPLE_SECONDS) -> float | None:
+    """How many CPUs were idle over the next `seconds` (e.g. 1.0 of 2 while another program
+    keeps one core busy); None where /proc/stat cannot say."""
+    before = _cpu_times()
+    time.sleep(seconds)
+    after = _cpu_times()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    share = (after[0] - before[0]) / (after[1] - before[1])
+    return share * (os.cpu_count() or 1)
+
+
 def automatic_threads(
-    load_average: float | None = None, cpus: int | None = None, default: int | None = None
+    idle: float | None = None,
+    cpus: int | None = None,
+    default: int | None = None,
+    load_average: float | None = None,
 ) -> int:
-    """PyTorch's default thread count (`default`), or 1 when the one-minute load average is
-    at least the number of CPUs. The arguments default to this machine's; tests pass their
-    own."""
-    if load_average is None:
-        load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    cpus = cpus or os.cpu_count() or 1
+    """As many threads as cores are idle (`idle`, measured now by default; rounded, at
+    least 1, at most PyTorch's `default`); where idleness cannot be measured, `default`, or
+    1 when the one-minute load average is at least the number of CPUs. Tests pass their
+    own arguments."""
     if default is None:
         import torch
 
         default = torch.get_num_threads()
+    if idle is None and load_average is None:
+        idle = idle_cpus()
+    if idle is not None:
+        return max(1, min(default, int(idle + 0.5)))
+    if load_average is None:
+        load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cpus = cpus or os.cpu_count() or 1
     return 1 if load_average >= cpus else default
 
 

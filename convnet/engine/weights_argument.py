@@ -117,4 +117,5 @@ def load_weights_argument(
         input_size=input_size,
         normalization=normalization,
         preprocessing=preprocessing,
+        weights_path=Path(path),
     )

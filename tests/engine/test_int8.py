@@ -1,0 +1,104 @@
+"""int8 inference (convnet/engine/int8.py): a run quantized by ONNX Runtime agrees with fp32,
+is made once and then read from beside the run, exports as a QDQ ONNX file, and is refused
+in one paragraph where it cannot run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from convnet.cli import main
+from convnet.engine import int8
+from convnet.engine.run import Run
+
+needs_vnni = pytest.mark.skipif(not int8.cpu_has_vnni(), reason="this CPU has no VNNI")
+
+
+@pytest.fixture
+def run_dir(trained_run, tmp_path):
+    """A copy of the shared trained run: quantizing writes into the run's folder."""
+    return shutil.copytree(trained_run[0], tmp_path / "run")
+
+
+def evaluate(run_dir, capsys, *extra: str) -> dict:
+    code = main(["evaluate", str(run_dir), "--test-subset", "2000", "--json", *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+@needs_vnni
+def test_a_run_in_int8_agrees_with_fp32_and_is_quantized_once(run_dir, capsys, monkeypatch):
+    fp32 = evaluate(run_dir, capsys, "--precision", "fp32")
+    first = evaluate(run_dir, capsys, "--precision", "int8")
+    assert first["precision"] == "int8"
+    note = first["int8"]
+    assert note["calibration"] == "256 of the run's training images (mnist)"
+    assert note["checked_images"] == 512 and note["top1_agreement"] >= 0.99
+    assert abs(first["top1_error"] - fp32["top1_error"]) <= 0.003  # 6 of 2,000 images
+    assert len(list((run_dir / "int8").glob("model-*.onnx"))) == 1
+
+    import onnxruntime.quantization
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("quantized again instead of reading the cache")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static", refuse)
+    again = evaluate(run_dir, capsys, "--precision", "int8")
+    assert again["top1_error"] == first["top1_error"] and again["int8"] == note
+    # another calibration is another file
+    monkeypatch.undo()
+    other = evaluate(run_dir, capsys, "--precision", "int8", "--calibration-images", "64")
+    assert other["int8"]["calibration_images"] == 64
+    assert len(list((run_dir / "int8").glob("model-*.onnx"))) == 2
+
+
+@needs_vnni
+def test_int8_export_is_a_qdq_onnx_file_that_runs_as_evaluated(run_dir, tmp_path, capsys):
+    out = tmp_path / "lenet5.int8.onnx"
+    assert main(["export", str(run_dir), "--precision", "int8", "--out", str(out)]) == 0
+    capsys.readouterr()
+    proto = onnx.load(str(out))
+    operators = {node.op_type for node in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= operators
+    ours = ("model", "classes", "input_size", "normalization", "int8")
+    metadata = {e.key: json.loads(e.value) for e in proto.metadata_props if e.key in ours}
+    assert set(metadata) == set(ours)
+    assert metadata["model"] == "lenet5" and metadata["int8"]["top1_agreement"] >= 0.99
+    import onnxruntime as ort
+
+    images = torch.rand(4, 1, 32, 32)
+    loaded = Run(run_dir).load()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (written,) = session.run(None, {"images": images.numpy()})
+    cached = int8.Int8Model(next((run_dir / "int8").glob("model-*.onnx")), {})
+    assert np.allclose(written, cached(images).numpy())
+    assert loaded.class_names[written.argmax(1)[0]] in loaded.class_names
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["train", "lenet5", "--precision", "int8"], "int8 is for inference"),
+        (["evaluate", "RUN", "--calibration-images", "64"], "calibrate --precision int8"),
+        (["export", "RUN", "--precision", "int8", "--format", "torchscript", "--out", "x.pt"],
+         "writes ONNX"),
+    ],
+)  # fmt: skip
+def test_int8_mistakes_are_refused_in_one_paragraph(arguments, message, trained_run, capsys):
+    run_dir, _ = trained_run  # refused before anything is written
+    arguments = [str(run_dir) if argument == "RUN" else argument for argument in arguments]
+    assert main(arguments) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_cpu_without_vnni_is_refused(trained_run, capsys, monkeypatch):
+    monkeypatch.setattr(int8, "cpu_has_vnni", lambda: False)
+    run_dir, _ = trained_run  # refused before anything is written
+    assert main(["evaluate", str(run_dir), "--precision", "int8"]) == 2
+    assert "needs a CPU with VNNI" in capsys.readouterr().err
