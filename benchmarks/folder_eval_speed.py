@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import dumps, hardware, hardware_line, judge, save_results  # noqa: E402
 
-from convnet.data.folders import decode_image, default_workers, evaluation_transform  # noqa: E402
+from convnet.data.folders import default_workers  # noqa: E402
+from convnet.data.preparation import decode_image, evaluation_transform  # noqa: E402
 from convnet.engine.checkpoint import save_weights  # noqa: E402
 from convnet.models import get_model  # noqa: E402
 

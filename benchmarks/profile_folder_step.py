@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import hardware, hardware_line, save_results  # noqa: E402
 from folder_train_speed import write_training_folder  # noqa: E402
 
-from convnet.data.folders import decode_image, training_transform  # noqa: E402
 from convnet.data.images import oriented, pixel_values  # noqa: E402
+from convnet.data.preparation import decode_image, training_transform  # noqa: E402
 from convnet.engine.config import TrainConfig  # noqa: E402
 from convnet.engine.run import Run  # noqa: E402
 from convnet.engine.train import fit  # noqa: E402

@@ -53,7 +53,8 @@ def _classes_in_weights(name: str, path: Path, in_channels: int | None, options:
     classifier (`find_classifier`) as stored in the file; the default when it has none."""
     import torch
 
-    from convnet.engine.weight_files import find_classifier, read_state_file
+    from convnet.engine.weight_files import read_state_file
+    from convnet.engine.weight_fit import find_classifier, strip_to_fit
     from convnet.models import get_model
 
     default = _default_classes(name)
@@ -63,7 +64,7 @@ def _classes_in_weights(name: str, path: Path, in_channels: int | None, options:
     except (RuntimeError, NotImplementedError):  # e.g. data-dependent initialization
         probe = get_model(name, num_classes=default, in_channels=in_channels, **options)
     classifier = find_classifier(probe)
-    tensors, _ = read_state_file(path)
+    tensors, _ = strip_to_fit(read_state_file(path)[0], probe.state_dict())
     if classifier is None or classifier[1][0] not in tensors:
         return default
     return int(tensors[classifier[1][0]].shape[0])
@@ -88,7 +89,8 @@ def create_model(
     a different count keeps a fresh classifier (fine-tuning, said in one line to `log`).
     `options` go to the model's builder (e.g. `width` where it has one). UserError for an
     unknown name or weights that do not fit."""
-    from convnet.engine.weight_files import load_weights, weights_path
+    from convnet.engine.weight_files import weights_path
+    from convnet.engine.weight_fit import load_weights
     from convnet.models import get_model
 
     path = weights_path(name, str(weights), download=download) if weights else None

@@ -1,6 +1,6 @@
 """Throw generated inputs at everything a user or a web client controls, and count outcomes.
 
-Three targets, each fed valid inputs, mutated ones (bit flips, overwritten or inserted bytes,
+Eight targets, each fed valid inputs, mutated ones (bit flips, overwritten or inserted bytes,
 boundary integers, truncation, splices), random bytes and hand-made hostile ones:
 
 - the IDX reader (`convnet.data.idx.idx_to_tensor`), with raw and gzip files;
@@ -9,7 +9,10 @@ boundary integers, truncation, splices), random bytes and hand-made hostile ones
 - POST /api/predict, called in-process through ASGI (no network) on the real app over
   untrained models, with hostile headers (Content-Length missing, wrong, huge or not a
   number; odd Content-Types), query strings and bodies cut into random chunks (those
-  requests, the ASGI call and the judging of answers are in tools/fuzz_http.py).
+  requests, the ASGI call and the judging of answers are in tools/fuzz_http.py);
+- and, in tools/fuzz_inputs.py: compressed files and archives with bombs (archive), photos of
+  every format and extreme aspect ratios (photo), damaged config.json (config), weights with
+  NaN, integers or other names (weights), and class folders with link loops (folder).
 
 Each input ends in one of three outcomes: accepted, a clean rejection (a UserError, or a
 4xx answer with a JSON {"error": …}), or a crash (any other exception, a 5xx, or a 4xx
@@ -28,8 +31,10 @@ import asyncio
 import base64
 import gzip
 import io
+import json
 import platform
 import random
+import shutil
 import struct
 import sys
 import time
@@ -38,8 +43,10 @@ import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+import fuzz_inputs
 import numpy as np
 import torch
 from fuzz_http import call_app, judge_reply, predict_request, untrained_app
@@ -53,7 +60,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from common import save_results  # noqa: E402  (stamps commit, command line, machine, load)
 
 RESULTS = Path(__file__).with_suffix(".json")
-TARGETS = ("idx", "image", "predict")
+TARGETS = ("idx", "image", "predict", "archive", "photo", "config", "weights", "folder")
+# target -> (valid input, hostile input) makers of tools/fuzz_inputs.py
+MAKERS = {
+    "archive": (fuzz_inputs.valid_archive, fuzz_inputs.hostile_archive),
+    "photo": (fuzz_inputs.valid_photo, fuzz_inputs.hostile_photo),
+    "config": (fuzz_inputs.valid_config, fuzz_inputs.hostile_config),
+    "weights": (fuzz_inputs.valid_weights, fuzz_inputs.hostile_weights),
+}
 OUTCOMES = ("accepted", "rejected", "crash")
 BOUNDARY_INTEGERS = [
     0,
@@ -308,6 +322,7 @@ async def fuzz(count: int, seconds: float, seed: int) -> dict:
     by_family: dict[str, Counter] = {target: Counter() for target in TARGETS}
     slowest = {target: {"seconds": 0.0} for target in TARGETS}
     crashes: list[dict] = []
+    scratch = fuzz_inputs.scratch_folder()  # weights files and folder trees, removed at the end
     started = time.perf_counter()
     for index in range(count):
         if time.perf_counter() - started > seconds:
@@ -324,6 +339,14 @@ async def fuzz(count: int, seconds: float, seed: int) -> dict:
                 family, data = family_input(
                     rng, lambda: valid_image(rng), lambda: hostile_image(rng), pools["image"]
                 )
+            elif target in MAKERS:
+                valid, hostile = MAKERS[target]
+                family, data = family_input(
+                    rng, partial(valid, rng), partial(hostile, rng), pools[target]
+                )
+            elif target == "folder":
+                family, plan = "generated", fuzz_inputs.folder_tree(rng, scratch)
+                data = json.dumps(plan).encode()
             else:
                 family, headers, query, chunks = predict_request(
                     rng,
@@ -341,6 +364,12 @@ async def fuzz(count: int, seconds: float, seed: int) -> dict:
                     outcome = try_idx(data)
                 elif target == "image":
                     outcome = try_image(data)
+                elif target == "weights":
+                    outcome = fuzz_inputs.try_weights(data, scratch)
+                elif target == "folder":
+                    outcome = fuzz_inputs.try_folder(plan, scratch)
+                elif target in MAKERS:
+                    outcome = getattr(fuzz_inputs, f"try_{target}")(data)
                 else:
                     outcome = judge_reply(*await call_app(app, headers, query, chunks))
             except Exception as error:  # everything that is not a clean answer is a crash
@@ -361,6 +390,7 @@ async def fuzz(count: int, seconds: float, seed: int) -> dict:
         counts[target][outcome] += 1
         by_family[target][f"{family}: {outcome}"] += 1
     total_seconds = time.perf_counter() - started
+    shutil.rmtree(scratch, ignore_errors=True)
     totals = Counter()
     for target in TARGETS:
         totals.update(counts[target])

@@ -12,4 +12,14 @@ and `convnet data list` start at once (tests/commands/test_common.py checks both
   what happens then.
 """
 
-COMMAND_MODULES = ["core", "train", "evaluate", "export", "explain", "serve", "zoo", "experiment"]
+COMMAND_MODULES = [
+    "core",
+    "train",
+    "evaluate",
+    "predict",
+    "export",
+    "explain",
+    "serve",
+    "zoo",
+    "experiment",
+]

@@ -1,5 +1,6 @@
-"""`convnet evaluate` and `convnet predict`: a run directory or MODEL --weights W, on any data
-source, through the one evaluation of the engine."""
+"""`convnet evaluate`: a run directory or MODEL --weights W, on any data source, through the
+one evaluation of the engine; and `load_target`, the model of `evaluate`, `predict` and
+`explain`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from convnet.commands.common import (
 )
 from convnet.commands.train import IMAGE_ONLY, result_text
 from convnet.engine.compiling import COMPILE_CHOICES, COMPILE_FROM_IMAGES, should_compile
+from convnet.engine.preparations import PREPARATION_HELP, PREPARATIONS
 from convnet.errors import UserError
 from convnet.i18n import check_language
 
@@ -135,6 +137,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     images.add_argument(
         "--crop", type=int, help="side of the centre crop (default: the model's input size)"
     )
+    images.add_argument("--preparation", choices=PREPARATIONS, help=PREPARATION_HELP)
     images.add_argument(
         "--val-fraction",
         type=float,
@@ -175,15 +178,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     images = bool(args.data) or (
         args.dataset is None and loaded.config is not None and loaded.config.data is not None
     )
-    image_flags = (*IMAGE_ONLY, "split", "resize", "crop", "seed", "ground_truth")
+    image_flags = (*IMAGE_ONLY, "split", "resize", "crop", "seed", "ground_truth", "preparation")
     given = [f"--{n.replace('_', '-')}" for n in image_flags if getattr(args, n, None) is not None]
     if given and not images:
         raise UserError(
             f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
             "files on disk (--data DIR); this evaluation reads a data set held in memory."
         )
+    loaded.prepare_as(args.preparation)
     if args.crop is not None:
+        from convnet.engine.guards import check_input
+
         loaded.input_size = (loaded.input_size[0], args.crop, args.crop)
+        check_input(loaded.model, loaded.name, loaded.input_size, f"--crop (not {args.crop})")
     if args.resize is not None:
         loaded.preprocessing["resize"] = args.resize
     workers = default_workers() if args.workers is None else args.workers
@@ -201,6 +208,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         test_subset=args.test_subset,
     )
+    if source.kind == "images":
+        log(loaded.preparation_note)
     if precision == "int8":
         from convnet.engine.int8 import int8_for
 
@@ -267,71 +276,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def configure_predict(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="RUN_DIR|MODEL", help=TARGET_HELP)
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
-    parser.add_argument("--weights", metavar="NAME_OR_FILE", help=WEIGHTS_HELP + OWN_WEIGHTS)
-    add_download_argument(parser)
-    parser.add_argument("--top", type=int, default=3, help="classes to list per image")
-    add_device_arguments(parser)
-    add_threads_argument(parser)
-    parser.add_argument("--json", action="store_true", help=JSON_HELP)
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    import torch
-
-    from convnet.data.images import load_digit, load_photo
-    from convnet.data.transforms import to_model_input
-    from convnet.engine.device import resolve_device, resolve_precision
-    from convnet.engine.evaluate import predict_logits
-
-    if args.top < 1:
-        raise UserError(f"--top must be at least 1, not {args.top}.")
-    apply_threads(args)
-    device = resolve_device(args.device)  # a device or precision not here: refused first
-    precision = resolve_precision(args.precision, device)
-    download_if_asked(args, args.target, args.weights)
-    loaded = load_target(args)
-    size = loaded.input_size
-    if loaded.photos:  # photos: the image itself, resized and centre-cropped
-        inputs = torch.stack([load_photo(path, size) for path in args.images])
-    else:  # a digit model: prepared the way MNIST was
-        inputs = to_model_input(torch.stack([load_digit(path) for path in args.images]), size)
-    logits = predict_logits(
-        loaded.model.to(device), inputs, loaded.normalization, device, precision
-    )
-    probabilities = logits.softmax(dim=1)
-    top = probabilities.topk(min(args.top, probabilities.shape[1]), dim=1)
-    results = [
-        {
-            "image": path,
-            "top": [
-                {
-                    "index": int(i),
-                    "name": loaded.class_names[int(i)],
-                    "probability": round(float(p), 6),
-                }
-                for p, i in zip(top.values[row], top.indices[row], strict=True)
-            ],
-        }
-        for row, path in enumerate(args.images)
-    ]
-    text = "\n".join(
-        f"{item['image']}: " + ", ".join(f"{t['name']} {t['probability']:.1%}" for t in item["top"])
-        for item in results
-    )
-    emit(args, results, text)
-    return 0
-
-
 COMMANDS: dict[str, Command] = {
     "evaluate": Command(
         "top-1/top-5 error, per-class accuracy, confusions", configure_evaluate, run_evaluate
-    ),
-    "predict": Command(
-        "classify image files (PNG, JPEG, …) as the model's training data was prepared",
-        configure_predict,
-        run_predict,
     ),
 }

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 
 from convnet import i18n
-from convnet.commands.common import Command, add_lang_argument, emit
+from convnet.commands.common import Command, add_lang_argument, emit, log
 from convnet.commands.evaluate import WEIGHTS_HELP, load_target
+from convnet.engine.preparations import PREPARATION_HELP, PREPARATIONS
 from convnet.errors import UserError
 from convnet.i18n import check_language
 from convnet.i18n import text as message
@@ -46,6 +47,7 @@ def configure_explain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="DIR", default="explanations", help="where the PNG files go"
     )
+    parser.add_argument("--preparation", choices=PREPARATIONS, help=PREPARATION_HELP)
     add_lang_argument(parser, "the overlays' titles")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
@@ -67,8 +69,7 @@ def run_explain(args: argparse.Namespace) -> int:
     import torch
 
     from convnet.analysis.explain import explain, peaks
-    from convnet.data.images import load_digit, load_photo
-    from convnet.data.transforms import to_model_input
+    from convnet.commands.predict import transform_for
     from convnet.report.explanation_figure import write_overlay
     from convnet.report.figure_fonts import figure_language
 
@@ -78,10 +79,10 @@ def run_explain(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} is a file; give a folder for the PNG files.")
     loaded = load_target(args)
     size = loaded.input_size
-    if loaded.photos:  # prepared exactly as `convnet predict` prepares them
-        pixels = torch.stack([load_photo(path, size) for path in args.images])
-    else:
-        pixels = to_model_input(torch.stack([load_digit(path) for path in args.images]), size)
+    loaded.prepare_as(args.preparation)
+    transform = transform_for(loaded)  # prepared exactly as `convnet predict` prepares them
+    pixels = torch.stack([transform(transform.decode(path)) for path in args.images])
+    log(loaded.preparation_note)
     target = None
     if args.target_class is not None:
         target = class_index(args.target_class, loaded.class_names)
@@ -133,6 +134,7 @@ def run_explain(args: argparse.Namespace) -> int:
                 "target": {"index": explained, "name": loaded.class_names[explained]},
                 "peak": [int(value) for value in peaks(explanation.maps[index : index + 1])[0]],
                 "input_size": list(size),
+                "preparation": loaded.preparation,
             }
         )
     text = "\n".join(

@@ -17,6 +17,7 @@ from convnet.commands.common import (
 )
 from convnet.errors import UserError
 from convnet.i18n import LANGUAGES, check_language
+from convnet.serve.training import DEFAULT_BUDGET_MINUTES
 
 
 def configure_serve(parser: argparse.ArgumentParser) -> None:
@@ -27,10 +28,34 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="RUN_DIR",
-        help="a lenet5-like CNN run and/or an mlp run (default: the one of lowest test error "
-        "under --runs-dir, if it is trained well enough; else train one for one epoch now)",
+        help="a lenet5-like CNN run and/or an mlp run (default: the CNN run of lowest test "
+        "error under --runs-dir if it is trained well enough, else one trained for an epoch "
+        "now; the other network as --pair says)",
     )
     parser.add_argument("--runs-dir", default="runs", help="where to look for and put runs")
+    parser.add_argument(
+        "--pair",
+        default="matched",
+        help="how a network not given is chosen: 'matched', trained like the other one (found "
+        "under --runs-dir, else trained now), so the two differ in architecture only; or "
+        "'best', the run of lowest test error whatever its training (the page then lists "
+        "how the two were trained differently)",
+    )
+    parser.add_argument(
+        "--augmentation-switch",
+        action="store_true",
+        help="also serve each network trained the other way (with or without augmentation), "
+        "training the missing ones now, so the page can show what augmentation does apart "
+        "from what the architecture does (networks found under --runs-dir are offered anyway)",
+    )
+    parser.add_argument(
+        "--max-training-minutes",
+        type=float,
+        default=DEFAULT_BUDGET_MINUTES,
+        metavar="MINUTES",
+        help="how long the networks trained at start may take together; a training that "
+        "does not fit stops after the epochs that do, and the next start carries it on",
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
@@ -146,15 +171,26 @@ def listening_message(host: str, port: int) -> list[str]:
 def run_serve(args: argparse.Namespace) -> int:
     from convnet.data.datasets import fetch_dataset, load_dataset
     from convnet.serve.app import create_app
-    from convnet.serve.models import prepare_models
+    from convnet.serve.models import check_pairing, prepare_models
     from convnet.serve.server import MAX_CONNECTIONS, make_server
 
     language = check_language(args.lang) if args.lang is not None else None
+    check_pairing(args.pair)
+    if not args.max_training_minutes >= 0:
+        raise UserError(
+            f"--max-training-minutes must be 0 or more, not {args.max_training_minutes:g}."
+        )
     apply_threads(args)
     listener = open_socket(args.host, args.port)
     fetch_dataset("mnist", data_dir(args), log=log)
     models = prepare_models(
-        [Path(run) for run in args.runs], Path(args.runs_dir), data_dir(args), log=log
+        [Path(run) for run in args.runs],
+        Path(args.runs_dir),
+        data_dir(args),
+        log=log,
+        pair=args.pair,
+        switch=args.augmentation_switch,
+        budget_minutes=args.max_training_minutes,
     )
     samples = load_dataset("mnist", "test", data_dir(args))
     app = create_app(models, samples, language)

@@ -56,6 +56,7 @@ def build_config(args: argparse.Namespace):
     """The run's configuration: --config FILE or --recipe NAME (if given), with the flags
     given on top."""
     from convnet.engine.config import TrainConfig, with_recipe
+    from convnet.engine.saved_config import check_model_options
 
     values = _given(args)
     if args.config and args.recipe:
@@ -68,6 +69,10 @@ def build_config(args: argparse.Namespace):
     if args.config:
         try:
             base = TrainConfig.from_json(Path(args.config).read_text()).to_dict()
+        except RecursionError:
+            raise UserError(
+                f"--config {args.config} nests deeper than any run configuration."
+            ) from None
         except (OSError, ValueError, UnicodeDecodeError) as error:
             raise UserError(
                 f"--config {args.config} is not a usable run configuration ({error})."
@@ -95,7 +100,13 @@ def build_config(args: argparse.Namespace):
         raise UserError(
             "Name a model to train (e.g. 'convnet train lenet5') or give --resume RUN_DIR."
         )
-    return TrainConfig(**merged)
+    config = TrainConfig(**merged)
+    try:
+        check_model_options(config)
+    except ValueError as error:
+        given = f"--config {args.config}" if args.config else f"--recipe {args.recipe}"
+        raise UserError(f"{given}: {error}.") from None
+    return config
 
 
 def _resume_changes(args: argparse.Namespace) -> dict:
@@ -110,6 +121,28 @@ def _resume_changes(args: argparse.Namespace) -> dict:
     changes = {key: value for key, value in values.items() if key not in same}
     _refuse_misplaced(changes, saved.data is not None or "data" in changes, saved.dataset)
     return changes
+
+
+def _report_missing(run_dir: Path, changes: dict) -> bool:
+    """A finished run (results.json written) whose report is not there: a kill between the
+    two, or a report deleted. `--resume` without more --epochs writes it again."""
+    from convnet.engine.run import Run
+
+    run = Run(run_dir)
+    return "epochs" not in changes and run.finished and not run.report_path.is_file()
+
+
+def _write_missing_report(args: argparse.Namespace, changes: dict) -> int:
+    """The report of a finished run, from its weights and results.json; no training."""
+    from convnet.engine.run import Run
+
+    run = Run(args.resume)
+    log(f"{run.path} has finished training but has no report; writing it (nothing is trained).")
+    result = finish_run(
+        run.path, run.results(), changes.get("device", "auto"), lang=check_language(args.lang)
+    )
+    emit(args, result, result_text(result))
+    return 0
 
 
 def _list_recipes(args: argparse.Namespace) -> int:
@@ -169,6 +202,14 @@ def result_text(result: dict) -> str:
                 else ""
             )
         )
+    if result.get("num_left_out"):
+        shown = result["left_out"][:10]
+        more = result["num_left_out"] - len(shown)
+        lines.append(
+            f"left out {result['num_left_out']} file(s) that are not images to use: "
+            + "; ".join(f"{s['file']} ({s['reason']})" for s in shown)
+            + (f"; and {more} more" if more else "")
+        )
     for key, label in (("run_dir", "run directory"), ("report", "report")):
         if key in result:
             lines.append(f"{label}: {result[key]}")
@@ -184,6 +225,7 @@ def finish_run(
 ) -> dict:
     """Score the saved weights of a finished run with their logits and write its report
     in `lang`."""
+    from convnet.engine import run_lock
     from convnet.engine.device import resolve_device, resolve_precision
     from convnet.engine.evaluate import evaluate
     from convnet.engine.run import Run
@@ -199,7 +241,8 @@ def finish_run(
     evaluation = evaluate(
         loaded.model.to(device), source, device, resolve_precision(precision, device)
     )
-    report = write_run_report(run, loaded, evaluation, lang)
+    with run_lock.holding(run.path, log):  # no second writer while the report is written
+        report = write_run_report(run, loaded, evaluation, lang)
     result = {**result, "report": str(report)}
     result.pop("confusion_matrix", None)
     return result
@@ -230,6 +273,9 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             config, changes = None, _resume_changes(args)
+            alone = os.environ.get("WORLD_SIZE", "1") == "1"  # not under torchrun
+            if alone and _report_missing(Path(args.resume), changes):
+                return _write_missing_report(args, changes)
         else:
             config, changes = build_config(args), None
             config.validate()  # a bad value is refused before any process group forms

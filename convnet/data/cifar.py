@@ -8,20 +8,19 @@ data_batch_1.bin … data_batch_5.bin hold the 50,000 training images, test_batc
 classes, one a line, label i on line i + 1.
 
 The archive cifar-10-binary.tar.gz holds them under cifar-10-batches-bin/ (with a
-readme.html). Its members are read into memory by name and checked against that list:
-nothing is extracted to disk, so a member named ../x or /etc/x can do no harm, and any
-member outside the list is refused.
+readme.html). Its members are read into memory by name, each up to its published size
+(convnet/data/archives.py), and checked against that list: nothing is extracted to disk, so
+a member named ../x or /etc/x can do no harm, and any member outside the list is refused.
 """
 
 from __future__ import annotations
 
-import io
-import tarfile
-import zlib
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
+from convnet.data.archives import read_members
 from convnet.errors import UserError
 
 CHANNELS, SIDE = 3, 32
@@ -31,9 +30,6 @@ ARCHIVE_FOLDER = "cifar-10-batches-bin"
 META_FILE = "batches.meta.txt"
 # Members of the official archive besides the data files; anything else is refused.
 ARCHIVE_EXTRAS = (META_FILE, "readme.html")
-# No member of the real archive passes 31 MB; refuse declared sizes far beyond it.
-MAX_MEMBER_BYTES = 64 * 2**20
-MAX_ARCHIVE_BYTES = 4 * 2**30
 
 
 class CifarError(UserError):
@@ -72,36 +68,25 @@ def parse_class_names(raw: bytes, name: str = META_FILE) -> tuple[str, ...]:
     return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
-def read_archive(raw: bytes, wanted: tuple[str, ...], name: str) -> dict[str, bytes]:
-    """The members of a .tar.gz (or plain .tar) named in `wanted`, by file name, read into
-    memory. Members may lie at the top or under cifar-10-batches-bin/. CifarError for an
-    archive that cannot be read, or a member that is not a plain file or directory of that
-    list (a path with .., an absolute path, a link, a device, or any other name)."""
-    allowed = set(wanted) | set(ARCHIVE_EXTRAS)
-    found: dict[str, bytes] = {}
-    try:
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:*") as archive:
-            total = 0
-            for member in archive:
-                path = member.name.removeprefix("./")
-                parts = path.rstrip("/").split("/")
-                if member.isdir() and parts == [ARCHIVE_FOLDER]:
-                    continue
-                inside = parts[1:] if len(parts) == 2 and parts[0] == ARCHIVE_FOLDER else parts
-                if not member.isfile() or len(inside) != 1 or inside[0] not in allowed:
-                    raise CifarError(
-                        f"{name} holds '{member.name}', which is not one of CIFAR-10's files "
-                        f"(a plain file {', '.join(sorted(allowed))}, at the top or under "
-                        f"{ARCHIVE_FOLDER}/); refusing the archive."
-                    )
-                total += member.size
-                if member.size > MAX_MEMBER_BYTES or total > MAX_ARCHIVE_BYTES:
-                    raise CifarError(
-                        f"{name}: member '{member.name}' declares {member.size:,} bytes, far more "
-                        "than any CIFAR-10 file; refusing the archive."
-                    )
-                if inside[0] in wanted:
-                    found[inside[0]] = archive.extractfile(member).read()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise CifarError(f"{name} is not a readable .tar.gz archive ({error}).") from None
-    return found
+def read_archive(raw: bytes, limits: Mapping[str, int], name: str) -> dict[str, bytes]:
+    """The members of a .tar.gz, plain .tar or .zip named in `limits` (by file name), read
+    into memory, each at most its limit in bytes (convnet/data/archives.py). Members may lie
+    at the top or under cifar-10-batches-bin/. CifarError for a member that is not a plain
+    file or directory of that list (a path with .., an absolute path, a link, a device, or
+    any other name); a UserError for an archive that cannot be read or a member too large."""
+    allowed = set(limits) | set(ARCHIVE_EXTRAS)
+
+    def pick(member: str, is_file: bool) -> str | None:
+        parts = member.removeprefix("./").rstrip("/").split("/")
+        if not is_file and parts == [ARCHIVE_FOLDER]:
+            return None
+        inside = parts[1:] if len(parts) == 2 and parts[0] == ARCHIVE_FOLDER else parts
+        if not is_file or len(inside) != 1 or inside[0] not in allowed:
+            raise CifarError(
+                f"{name} holds '{member}', which is not one of CIFAR-10's files (a plain file "
+                f"{', '.join(sorted(allowed))}, at the top or under {ARCHIVE_FOLDER}/); "
+                "refusing the archive."
+            )
+        return inside[0] if inside[0] in limits else None
+
+    return read_members(raw, name, pick, limits)

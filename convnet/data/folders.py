@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import os
 import random
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from convnet.data.ilsvrc import (
     CSV_NAME,
@@ -37,7 +34,8 @@ from convnet.data.ilsvrc import (
     listing,
     read_ground_truth,
 )
-from convnet.data.images import as_photo, mnist_style, oriented, to_grey
+from convnet.data.preparation import DECODE_ERRORS, decode_image
+from convnet.data.scanning import Scan, is_image_name, scan_class_folders
 from convnet.errors import UserError
 
 LAYOUTS = ("split-folders", "class-folders", "ilsvrc")
@@ -45,8 +43,6 @@ SPLITS = ("train", "val")
 # "all": every image of a folder of class folders, unsplit (scoring data a run never saw).
 # Other layouts have their own val/ split, which "all" then means.
 ALL = "all"
-# torchvision's IMG_EXTENSIONS (datasets/folder.py)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -58,8 +54,12 @@ class ImageCollection:
     split: str  # "train" | "val"
     classes: tuple[str, ...]  # folder names / WordNet ids, sorted (torchvision's class order)
     samples: list[tuple[Path, int]]  # (image file, class index)
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # left out while scanning, why
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # images unusable, why
     ground_truth: Path | None = None  # ilsvrc validation: the file the labels came from
+    # files of the class folders that are not taken as images (not images, hidden, links
+    # that loop, a second name for a file already counted), and why
+    left_out: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a class with fewer than 2 images
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -70,6 +70,7 @@ class ImageCollection:
             f"{self.root} ({self.layout}{source}): {self.split} split, {len(self.samples):,} "
             f"images in {len(self.classes):,} classes"
             + (f", {len(self.skipped)} files skipped" if self.skipped else "")
+            + (f", {len(self.left_out)} left out" if self.left_out else "")
         )
 
 
@@ -77,19 +78,6 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(
         path for path in folder.iterdir() if path.is_dir() and not path.name.startswith(".")
     )
-
-
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-
-
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under `folder`, recursively (as ImageFolder does), sorted."""
-    found = []
-    for directory, subdirectories, files in os.walk(folder, followlinks=True):
-        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
-        found.extend(Path(directory) / name for name in files if _is_image(name))
-    return sorted(found)
 
 
 def _without_empty_files(files: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -108,13 +96,14 @@ def _without_empty_files(files: list[Path]) -> tuple[list[Path], list[tuple[Path
     return kept, skipped
 
 
-def _scan_class_folders(folder: Path) -> dict[str, list[Path]]:
-    """{class folder name: image files} of a folder of class folders; empty ones are an error."""
+def _scan_class_folders(folder: Path) -> Scan:
+    """The image files of each class folder of a folder of class folders (each real file
+    once: convnet/data/scanning.py), and what was left out; empty class folders are an error."""
     if not folder.is_dir():
         raise UserError(f"Image folder {folder} does not exist.")
-    files = {sub.name: _image_files(sub) for sub in _subfolders(folder)}
-    if not files:
-        loose = [p for p in folder.iterdir() if p.is_file() and _is_image(p.name)]
+    class_folders = {sub.name: sub for sub in _subfolders(folder)}
+    if not class_folders:
+        loose = [p for p in folder.iterdir() if p.is_file() and is_image_name(p.name)]
         raise UserError(
             f"{folder} holds no class folders"
             + (f" ({len(loose)} loose images)" if loose else " and no images")
@@ -123,14 +112,37 @@ def _scan_class_folders(folder: Path) -> dict[str, list[Path]]:
             f"ILSVRC2012_val_*.JPEG and {CSV_NAME} or the devkit's {DEVKIT_TRUTH} with "
             f"{DEVKIT_META})."
         )
-    empty = [name for name, images in files.items() if not images]
+    scan = scan_class_folders(folder, class_folders)
+    scan.left_out[:0] = [
+        (path, "an image outside any class folder")
+        for path in sorted(folder.iterdir())
+        if path.is_file() and is_image_name(path.name) and not path.name.startswith(".")
+    ]
+    empty = [name for name, images in scan.files.items() if not images]
     if empty:
+        why = {}
+        for path, reason in scan.left_out:
+            for name in empty:
+                if class_folders[name] in path.parents:
+                    why.setdefault(name, f"{path.name}: {reason}")
+        shown = [name + (f" ({why[name]})" if name in why else "") for name in empty]
         raise UserError(
             f"{folder} has {len(empty)} class folder{'s' if len(empty) > 1 else ''} without any "
-            f"image ({', '.join(IMAGE_EXTENSIONS)}): {listing(empty)}. Remove "
+            f"image Pillow can read: {listing(shown)}. Remove "
             f"{'them' if len(empty) > 1 else 'it'} or add images."
         )
-    return files
+    return scan
+
+
+def _few_images(files: dict[str, list[Path]]) -> list[str]:
+    """The warning for each class with fewer than two images: a folder of class folders is
+    divided per class, so one image is trained on and never validated (or the reverse)."""
+    return [
+        f"Class {name} has {len(paths)} image{'s' if len(paths) != 1 else ''}: it needs 2 or "
+        "more to be both trained on and validated; add images or remove the class."
+        for name, paths in sorted(files.items())
+        if len(paths) < 2
+    ]
 
 
 def _strictly(collection: ImageCollection, strict: bool) -> ImageCollection:
@@ -140,19 +152,29 @@ def _strictly(collection: ImageCollection, strict: bool) -> ImageCollection:
             + listing([f"{path} ({why})" for path, why in collection.skipped])
             + ". Remove or replace them, or run without --strict to skip them."
         )
+    if strict and collection.warnings:
+        raise UserError(f"--strict: {' '.join(collection.warnings)}")
     return collection
 
 
 def _from_class_files(
-    root: Path, layout: str, split: str, classes: tuple[str, ...], files: dict[str, list[Path]]
+    root: Path,
+    layout: str,
+    split: str,
+    classes: tuple[str, ...],
+    files: dict[str, list[Path]],
+    scan: Scan,
+    warnings: list[str],
 ) -> ImageCollection:
     index = {name: position for position, name in enumerate(classes)}
     samples, skipped = [], []
     for name in sorted(files):
-        kept, left_out = _without_empty_files(files[name])
+        kept, unusable = _without_empty_files(files[name])
         samples.extend((path, index[name]) for path in kept)
-        skipped.extend(left_out)
-    return ImageCollection(root, layout, split, classes, samples, skipped)
+        skipped.extend(unusable)
+    return ImageCollection(
+        root, layout, split, classes, samples, skipped, left_out=scan.left_out, warnings=warnings
+    )
 
 
 def _fraction_split(
@@ -255,10 +277,15 @@ def open_image_collection(
             )
         return _strictly(_ilsvrc_val(root, root, None, given), strict)
     if layout is None:
-        files = _scan_class_folders(root)
+        scan = _scan_class_folders(root)
+        usable = {name: _without_empty_files(paths)[0] for name, paths in scan.files.items()}
+        files = scan.files
         if split != ALL:
             files = _fraction_split(files, split, val_fraction, seed)
-        collection = _from_class_files(root, "class-folders", split, tuple(sorted(files)), files)
+        warnings = _few_images(usable) if split != ALL else []
+        collection = _from_class_files(
+            root, "class-folders", split, tuple(sorted(files)), files, scan, warnings
+        )
         return _strictly(collection, strict)
     split = "val" if split == ALL else split
     train_dir, split_dir = root / "train", root / split
@@ -271,7 +298,8 @@ def open_image_collection(
             f"{split}/ with one sub-folder per class, or keep all class folders in one folder "
             "not named train/ or val/, which is then divided by a seeded fraction."
         )
-    files = _scan_class_folders(split_dir)
+    scan = _scan_class_folders(split_dir)
+    files = scan.files
     classes = classes or tuple(sorted(files))
     unknown = sorted(set(files) - set(classes))
     if unknown:
@@ -279,35 +307,11 @@ def open_image_collection(
             f"{split_dir} has class folders that {train_dir} lacks: {listing(unknown)}; the "
             "training folder defines the classes."
         )
-    return _strictly(_from_class_files(root, layout, split, classes, files), strict)
+    collection = _from_class_files(root, layout, split, classes, files, scan, [])
+    return _strictly(collection, strict)
 
 
-# --- decoding and transforms ----------------------------------------------------------
-
-DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
-
-
-def decode_image(path: Path) -> Image.Image:
-    """An 8-bit RGB image, the right way up (EXIF orientation), from any file and pixel mode
-    PIL reads: greyscale, CMYK, palette, 16-bit and float, with transparency over white."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. palette transparency, EXIF oddities
-        with Image.open(path) as image:
-            image.load()
-            return as_photo(image)
-
-
-def decode_failure(path: Path, transform: Callable | None = None) -> str | None:
-    """Why `path` cannot be decoded, or prepared by `transform` (None if it can): for
-    listing skipped files."""
-    try:
-        image = getattr(transform, "decode", decode_image)(path)
-        if transform is not None:
-            transform(image)
-    except (*DECODE_ERRORS, UserError) as error:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        return f"cannot be decoded ({type(error).__name__}{': ' + text if text else ''})"
-    return None
+# --- reading the files ------------------------------------------------------------
 
 
 class FolderDataset(torch.utils.data.Dataset):
@@ -343,121 +347,6 @@ class FolderDataset(torch.utils.data.Dataset):
             return self.transform(self.decode(path)), label, index
         except (*DECODE_ERRORS, UserError):
             return self._blank(), -1, index
-
-
-class _Preprocess:
-    """PIL image -> normalised float tensor (a class, not a lambda: workers may pickle it):
-    `steps` on the image, then `after` on the normalised tensor (random erasing)."""
-
-    def __init__(
-        self, steps: list[Callable], mean, std, channels: int, after: list[Callable] = ()
-    ) -> None:
-        self.steps, self.mean, self.std, self.channels = steps, list(mean), list(std), channels
-        self.after = list(after)
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        if self.channels == 1:
-            image = image.convert("L")
-        for step in self.steps:
-            image = step(image)
-        tensor = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float)
-        tensor = TF.normalize(tensor, self.mean, self.std)
-        for step in self.after:
-            tensor = step(tensor)
-        return tensor
-
-    def __repr__(self) -> str:
-        steps = ", ".join(repr(step) for step in self.steps)
-        return f"Preprocess([{steps}], mean={self.mean}, std={self.std})"
-
-
-def read_image(path: Path) -> Image.Image:
-    """The file's own pixels and mode, the right way up (for preparations that need them)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(path) as image:
-            image.load()
-            return oriented(image)
-
-
-class DigitPreprocess:
-    """A file -> a normalised digit as the model's MNIST training data looked: the
-    preparation `convnet predict` gives a digit model (grey, 20×20 box centred by mass in
-    28×28, padded or resized to the model's input)."""
-
-    decode = staticmethod(read_image)
-
-    def __init__(self, size: tuple[int, int, int], mean, std) -> None:
-        self.shape, self.mean, self.std = torch.Size(size), mean, std
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        from convnet.data.transforms import normalize, to_model_input
-
-        digit = mnist_style(to_grey(image), getattr(image, "filename", "") or "image")
-        return normalize(to_model_input(digit[None], tuple(self.shape))[0], self.mean, self.std)
-
-
-def _per_channel(value, channels: int) -> list[float]:
-    values = [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
-    if len(values) == 1:
-        return values * channels
-    if channels == 1:
-        return [sum(values) / len(values)]
-    return values
-
-
-def evaluation_transform(
-    resize: int,
-    crop: int,
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
-    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
-    channels: int = 3,
-) -> Callable[[Image.Image], torch.Tensor]:
-    """torchvision's ImageNet evaluation preprocessing (its ImageClassification preset): the
-    shorter side resized to `resize`, a centre crop of `crop`, [0, 1], then normalised."""
-    from torchvision import transforms
-
-    steps = [
-        transforms.Resize(resize, interpolation=interpolation, antialias=True),
-        transforms.CenterCrop(crop),
-    ]
-    return _Preprocess(steps, _per_channel(mean, channels), _per_channel(std, channels), channels)
-
-
-def training_transform(
-    crop: int,
-    mean: float | Sequence[float],
-    std: float | Sequence[float],
-    channels: int = 3,
-) -> Callable[[Image.Image], torch.Tensor]:
-    """The standard ImageNet augmentation (Szegedy et al. 2015's crops, as torchvision's
-    references train): a random crop of 8–100% of the area and 3/4–4/3 aspect, resized to
-    `crop`, and a horizontal flip half the time."""
-    from torchvision import transforms
-
-    steps = [transforms.RandomResizedCrop(crop, antialias=True), transforms.RandomHorizontalFlip()]
-    return _Preprocess(steps, _per_channel(mean, channels), _per_channel(std, channels), channels)
-
-
-def policy_transform(
-    base: _Preprocess, auto_augment: str | None, random_erase: float
-) -> _Preprocess:
-    """`base` (the crop-and-flip augmentation, or evaluation's resize and centre crop with
-    --no-augment) followed by torchvision's automatic augmentation policy on the image and
-    random erasing on the normalised tensor, as its reference script trains (--auto-augment
-    ra | ta_wide | augmix | imagenet; --random-erase P erases with 0, the mean)."""
-    from torchvision.transforms import v2
-
-    policies = {
-        "ra": v2.RandAugment,
-        "ta_wide": v2.TrivialAugmentWide,
-        "augmix": v2.AugMix,
-        "imagenet": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
-    }
-    steps = [*base.steps, *([policies[auto_augment]()] if auto_augment else [])]
-    after = [v2.RandomErasing(p=random_erase)] if random_erase > 0 else []
-    return _Preprocess(steps, base.mean, base.std, base.channels, after)
 
 
 def default_workers() -> int:

@@ -7,7 +7,7 @@ loading ask the format rather than branching on the data set's name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +27,8 @@ class FileFormat:
     `decode(files, class_names)` turns one split's files into uint8 images (N, H, W) or
     (N, C, H, W) and int64 labels (N,). `folder` is the folder an archive or a download keeps
     the files in (a --source directory may hold them directly or under it); `read_archive`
-    reads the wanted files of an archive into memory (None: the format has no archive);
+    reads the wanted files of an archive into memory, each up to its byte limit (None: the
+    format has no archive);
     `optional` files are checked where a source has them but are not needed."""
 
     split_files: dict[str, tuple[str, ...]]
@@ -35,7 +36,7 @@ class FileFormat:
     decode: Callable[[Files, tuple[str, ...]], tuple[torch.Tensor, torch.Tensor]]
     source_hint: str  # what to give --source, for the message when no source has the files
     folder: str | None = None
-    read_archive: Callable[[bytes, tuple[str, ...], str], dict[str, bytes]] | None = None
+    read_archive: Callable[[bytes, Mapping[str, int], str], dict[str, bytes]] | None = None
     optional: tuple[str, ...] = ()
 
 

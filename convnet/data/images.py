@@ -9,61 +9,15 @@ the model learned from, whatever its size, colour or polarity.
 from __future__ import annotations
 
 import contextlib
-import io
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch.nn import functional as F
 
+from convnet.data.decoding import open_image
 from convnet.errors import UserError
-
-MAX_PIXELS = 40_000_000  # refuse larger images before decoding them (decompression bombs)
-MAX_FILE_BYTES = 50_000_000
-
-
-def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Decode an image file (or its bytes) into a grey float image, refusing bad files clearly."""
-    label = name or (str(source) if not isinstance(source, bytes) else "image")
-    if isinstance(source, bytes):
-        data = source
-    else:
-        path = Path(source)
-        if path.is_dir():
-            raise UserError(
-                f"{label}: is a folder, not an image file. Give the images in it "
-                f"(e.g. {path / '*.png'}); a folder of class folders is scored by "
-                "'convnet evaluate RUN --data DIR'."
-            )
-        if not path.is_file():
-            raise UserError(f"{label}: no such file.")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise UserError(f"{label}: file is larger than {MAX_FILE_BYTES:,} bytes; refusing.")
-        data = path.read_bytes()
-    if not data:
-        raise UserError(f"{label}: the file is empty.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise UserError(
-                    f"{label}: {width}×{height} pixels is more than {MAX_PIXELS:,}. Refusing to decode it."
-                )
-            image.seek(0)  # first frame of an animation
-            image.load()
-    except UserError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise UserError(f"{label}: {error} Refusing to decode it.") from None
-    except UnidentifiedImageError:
-        raise UserError(f"{label}: not a readable image (unknown or broken format).") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise UserError(f"{label}: the image is corrupt or truncated ({error}).") from None
-    return image
 
 
 def oriented(image: Image.Image) -> Image.Image:
@@ -273,12 +227,17 @@ def mnist_style(grey: np.ndarray, name: str = "image") -> torch.Tensor:
     ratio and centred by its centre of mass (LeCun's MNIST page)."""
     if min(grey.shape) < 2:
         raise UserError(
-            f"{name}: {grey.shape[1]}×{grey.shape[0]} pixels is too small to hold a digit."
+            f"{name}: {grey.shape[1]}×{grey.shape[0]} pixels is too small to hold a digit.",
+            "image_too_small",
+            width=str(grey.shape[1]),
+            height=str(grey.shape[0]),
         )
     ink = ink_of(grey)
     rows, columns = np.nonzero(ink > 0.1)
     if rows.size == 0:
-        raise UserError(f"{name}: the image is blank (no ink differs from its background).")
+        raise UserError(
+            f"{name}: the image is blank (no ink differs from its background).", "image_blank"
+        )
     ink = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     height, width = ink.shape
     box_scale = BOX_SIDE / max(height, width)
@@ -302,26 +261,22 @@ def mnist_style(grey: np.ndarray, name: str = "image") -> torch.Tensor:
 def load_digit(source: str | Path | bytes, name: str | None = None) -> torch.Tensor:
     """Read an image file and prepare it as MNIST was prepared: uint8 (28, 28).
 
-    Memory stays near the decoded image's own size (at most 4 bytes a pixel): a uniform
-    image is refused from its decoded values' extrema, and a larger one is reduced to the
-    working sheet (SHEET_SIDE) in those values before any conversion to float."""
-    image = open_image(source, name)
+    Memory stays near the decoded image's own size (at most 4 bytes a pixel; a large JPEG is
+    decoded reduced, convnet/data/decoding.py): a uniform image is refused from its decoded
+    values' extrema, and a larger one is reduced to the working sheet (SHEET_SIDE) in those
+    values before any conversion to float."""
+    image = open_image(source, name, keep=SHEET_SIDE)
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     if min(image.size) < 2:
         raise UserError(
-            f"{label}: {image.size[0]}×{image.size[1]} pixels is too small to hold a digit."
+            f"{label}: {image.size[0]}×{image.size[1]} pixels is too small to hold a digit.",
+            "image_too_small",
+            width=str(image.size[0]),
+            height=str(image.size[1]),
         )
     if is_uniform(image):
-        raise UserError(f"{label}: the image is blank (no ink differs from its background).")
+        raise UserError(
+            f"{label}: the image is blank (no ink differs from its background).", "image_blank"
+        )
     orient_in_place(image)
     return mnist_style(to_grey(image), label)
-
-
-def load_photo(source: str | Path | bytes, size: tuple[int, int, int]) -> torch.Tensor:
-    """A photo as torchvision's ImageNet evaluation sees it: shorter side resized to
-    size/0.875 (256 for 224), centre crop; float (C, H, W) in [0, 1]."""
-    from torchvision.transforms import functional as TF
-
-    image = as_photo(open_image(source)).convert("RGB" if size[0] == 3 else "L")
-    image = TF.resize(TF.pil_to_tensor(image), round(size[1] / 0.875), antialias=True)
-    return TF.center_crop(image, [size[1], size[2]]).float() / 255

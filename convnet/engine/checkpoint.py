@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from convnet.engine.weight_files import read_state_file, safetensors_bytes
+from convnet.engine.weight_fit import check_values
 from convnet.errors import UserError
 from convnet.files import atomic_write_bytes
 
@@ -37,6 +38,7 @@ class TrainState:
     train_seconds: float = 0.0
     train_images: int | None = None  # the run's training images: a resumed run needs the same
     grad_scaler: dict = field(default_factory=dict)  # fp16's loss scale; {} otherwise
+    global_batch: int | None = None  # images per step, all processes: a resumed run needs the same
 
     def step(self, steps_per_epoch: int) -> int:
         """The number of steps taken."""
@@ -88,9 +90,13 @@ def load_checkpoint(
         state = TrainState(**{key: value for key, value in state.items() if key in known})
         if not all(isinstance(count, int) and count >= 0 for count in (state.epoch, state.batch)):
             raise ValueError("its epoch or batch is not a count")
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        check_values(weights, model.state_dict(), path)  # NaN, infinity, integers: refused
+        model.load_state_dict(weights)
         if ema is not None:
-            ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+            average = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+            check_values(average, ema.state_dict(), path)
+            ema.load_state_dict(average)
         buffers: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):

@@ -311,4 +311,9 @@ def evaluate(
     result["eval_images_per_second"] = round(result["num_examples"] / max(seconds, 1e-9), 1)
     result["num_skipped"] = len(skipped)
     result["skipped"] = [{"file": str(path), "reason": why} for path, why in skipped]
+    # image folders: the files not taken as images, and why; sentences about the data
+    left_out = getattr(source, "left_out", [])
+    result["num_left_out"] = len(left_out)
+    result["left_out"] = [{"file": str(path), "reason": why} for path, why in left_out]
+    result["warnings"] = list(getattr(source, "warnings", []))
     return Evaluation(result, *sums.tensors(), source, bool(forward.compiled))

@@ -23,18 +23,23 @@ from convnet.files import WriteFailed
 MIN_LOSS_DROP = 0.05
 
 
-def check_input(model: nn.Module, name: str, input_size: tuple[int, int, int]) -> None:
-    """One image through the fresh model: an input size it cannot take is the user's to fix."""
+def check_input(
+    model: nn.Module, name: str, input_size: tuple[int, int, int], flag: str = "--image-size"
+) -> None:
+    """One image through the model: an input size it cannot take is the user's to fix, by
+    `flag` (training's --image-size, evaluation's --crop). The model keeps its mode."""
+    was_training = model.training
+    device = next((parameter.device for parameter in model.parameters()), torch.device("cpu"))
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size))
+            model.eval()(torch.zeros(1, *input_size, device=device))
     except RuntimeError as error:
         raise UserError(
             f"{name} cannot take {'×'.join(map(str, input_size))} input "
-            f"({str(error).strip().splitlines()[0]}); choose another --image-size."
+            f"({str(error).strip().splitlines()[0]}); choose another {flag}."
         ) from None
     finally:
-        model.train()
+        model.train(was_training)
 
 
 @contextlib.contextmanager

@@ -304,3 +304,20 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
         check,
         log,
     )
+
+
+def int8_without_data(loaded, folder: str | None, count: int = CALIBRATION_IMAGES,
+                      log=print) -> Int8Model:  # fmt: skip
+    """The int8 form for commands that score no data set (predict, serve): calibrated and
+    checked on `folder`'s images where given, else on the run's own data. UserError for
+    bare weights without a folder: there are no images to calibrate on."""
+    if folder is not None:
+        source = loaded.evaluation_source(data=folder, split="all", workers=0)
+    elif loaded.config is not None:
+        source = loaded.evaluation_source(workers=0)
+    else:
+        raise UserError(
+            "--precision int8 of bare weights needs images to calibrate on: give "
+            "--calibration DIR (a folder of images like those the model will see)."
+        )
+    return int8_for(loaded, source, folder, count, log)

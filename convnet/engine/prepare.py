@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from convnet.data.sources import DataSource, steps_per_epoch, training_data
-from convnet.engine import distributed
+from convnet.engine import distributed, run_lock
 from convnet.engine.checkpoint import TrainState, load_checkpoint
 from convnet.engine.config import TrainConfig
 from convnet.engine.device import grad_scaler, layout_for, resolve_precision
@@ -36,7 +36,8 @@ from convnet.engine.recipe import (
 from convnet.engine.resume import resumed_config
 from convnet.engine.run import Run
 from convnet.engine.tensorboard import TensorBoardLog
-from convnet.engine.weight_files import find_classifier, load_weights, weights_path
+from convnet.engine.weight_files import weights_path
+from convnet.engine.weight_fit import find_classifier, load_weights
 from convnet.errors import UserError
 from convnet.files import ensure_writable
 from convnet.models import get_model
@@ -123,6 +124,13 @@ def prepare(
     run = Run(distributed.broadcast_object(str(run.path)))
     for path, why in source.skipped[:5]:
         say(f"Skipped {path} ({why}).")
+    left_out = getattr(source, "left_out", [])
+    for path, why in left_out[:5]:
+        say(f"Left out {path} ({why}).")
+    if len(left_out) > 5:
+        say(f"… and {len(left_out) - 5} more files left out (listed in the results).")
+    for warning in getattr(source, "warnings", []):
+        say(f"Warning: {warning}")
     model, optimizer, ema, state, frozen = distributed.together(
         _build, config, run, source, module, resume, say
     )
@@ -132,6 +140,7 @@ def prepare(
             distributed.broadcast_object(_cpu_state(ema) if session.is_main else None)
         )
     state.train_images = source.train_count
+    state.global_batch = config.batch_size * session.world_size * config.grad_accum_steps
     scaler = grad_scaler(session.device, precision)  # fp16: loss scaling; else a pass-through
     if state.grad_scaler:
         scaler.load_state_dict(state.grad_scaler)
@@ -238,17 +247,18 @@ def _open(
         if why:
             say(why)
     run = Run(config.out or "")
+    if session.is_main:  # a new run's default name, or the resumed one; locked from here
+        run = Run.create(config, say)
     if (
         session.is_main
         and not resumed
         and (run.weights_path.is_file() or run.checkpoint_path.is_file())
     ):
+        run_lock.release(run.path)
         raise UserError(
             f"{run.path} already holds a trained run; continue it with 'convnet train "
             f"--resume {run.path}', or give another --out."
         )
-    if session.is_main:
-        run = Run.create(config)  # a new run's default name, or the resumed one
     return config, run, source
 
 
@@ -307,21 +317,53 @@ def _build(
             f"trained on {state.train_images:,}: --resume continues a run on the same "
             "images (--data says where they are now). Start a new run for other data."
         )
+    _check_same_steps(run, state, config, source)
     if config.epochs < state.epoch:
         raise UserError(
             f"{run.path} has already trained {state.epoch} epochs; --epochs "
             f"{config.epochs} would undo them."
         )
     if config.epochs == state.epoch and run.finished:
+        report = (
+            ""
+            if run.report_path.is_file()
+            else f" Its report is missing: 'convnet train --resume {run.path}' in one process "
+            "(not under torchrun) writes it without training."
+        )
         raise UserError(
             f"{run.path} has finished its {config.epochs} epochs; resume it with "
-            f"--epochs N (more than {config.epochs}) to train it further."
+            f"--epochs N (more than {config.epochs}) to train it further.{report}"
         )
     return model, optimizer, ema, state, frozen
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu() for key, value in module.state_dict().items()}
+
+
+def _check_same_steps(run: Run, state: TrainState, config: TrainConfig, source: DataSource) -> None:
+    """A resumed run takes the steps its checkpoint counted: the same global batch (saved in
+    checkpoints since it was kept), and steps.csv's finished epochs as long as config.json's
+    batch makes them (older checkpoints). A hand-edited batch size used to make --resume cut
+    steps.csv from 7,036 lines to 18."""
+    world_size = distributed.current().world_size
+    per_step = config.batch_size * config.grad_accum_steps  # images per process and step
+    now = per_step * world_size
+    if state.global_batch not in (None, now):
+        raise UserError(
+            f"{run.path}'s checkpoint was written with {state.global_batch} images per step, but "
+            f"its config.json now makes {now}: --resume continues a run as it was. Put "
+            f"batch_size and grad_accum_steps back in {run.config_path}, or start a new run."
+        )
+    finished = [row["step"] for row in run.steps() if row["epoch"] <= state.epoch]
+    steps = steps_per_epoch(source.train_count, per_step, world_size)
+    if finished and max(finished) != state.epoch * steps:
+        raise UserError(
+            f"{run.steps_path} has {int(max(finished)):,} steps in the {state.epoch} epochs the "
+            f"checkpoint finished, but {run.config_path}'s batch size makes {steps:,} an epoch "
+            "(was config.json edited?): --resume continues a run as it was. Put the batch size "
+            "back, or start a new run."
+        )
 
 
 def _start_log(t: Training, resumed: bool, planned: int | None, say: Log) -> None:

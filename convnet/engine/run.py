@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +27,11 @@ from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
 from convnet.data.sources import DataSource, FolderSource, TensorSource
+from convnet.engine import run_lock
 from convnet.engine.config import TrainConfig
-from convnet.engine.weight_files import load_weights
+from convnet.engine.preparations import choose_preparation, trained_preparation
+from convnet.engine.saved_config import parse_saved_config
+from convnet.engine.weight_fit import load_weights
 from convnet.errors import UserError
 from convnet.files import (
     atomic_write_json,
@@ -73,7 +77,7 @@ NOT_IN_CACHE_KEY = (
 class LoadedModel:
     """A model ready for inference, with what it needs to read an image: its class names, its
     input size and normalization, and whether its inputs are photos (resized and
-    centre-cropped) or digits (prepared as MNIST was)."""
+    centre-cropped) or digits (prepared as MNIST was), and why (engine/preparations.py)."""
 
     name: str
     spec: ModelSpec
@@ -84,7 +88,25 @@ class LoadedModel:
     input_size: tuple[int, int, int] = (1, 32, 32)
     normalization: tuple = (0.0, 1.0)
     preprocessing: dict = field(default_factory=dict)  # photos: resize, interpolation
+    preparation_reason: str = ""  # why `photos` is what it is (engine/preparations.py)
     weights_path: Path | None = None  # the file its weights came from
+
+    @property
+    def preparation(self) -> str:
+        """How its image files are prepared: "photo" or "digit"."""
+        return "photo" if self.photos else "digit"
+
+    @property
+    def preparation_note(self) -> str:
+        """The line `predict`, `explain` and `evaluate` on image files print: which
+        preparation, and why."""
+        return f"Prepared the images as {self.preparation}s ({self.preparation_reason})."
+
+    def prepare_as(self, requested: str | None) -> None:
+        """`--preparation photo|digit` over what the model was trained with, when given."""
+        if requested is not None:
+            preparation, self.preparation_reason = choose_preparation(requested, channels=0)
+            self.photos = preparation == "photo"
 
     def evaluation_source(
         self,
@@ -194,8 +216,9 @@ class Run:
     # --- creating and reading -----------------------------------------------------------
 
     @classmethod
-    def create(cls, config: TrainConfig) -> Run:
-        """The run directory of a new run (config.out, or runs/MODEL-SOURCE-TIME), made."""
+    def create(cls, config: TrainConfig, say: Callable[[str], None] = print) -> Run:
+        """The run directory of a new or resumed run (config.out, or runs/MODEL-SOURCE-TIME),
+        made and locked for this process's writes (`prepare`)."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         path = (
             Path(config.out)
@@ -203,17 +226,21 @@ class Run:
             else Path("runs") / f"{config.model}-{config.source_name}-{stamp}"
         )
         run = cls(path)
-        run.prepare()
+        run.prepare(say)
         return run
 
-    def prepare(self) -> None:
-        """Make the directory and delete the temporary files a killed write left behind."""
+    def prepare(self, say: Callable[[str], None] = print) -> None:
+        """Make the directory, take its writer's lock (engine/run_lock.py: a second writer is
+        refused; release it with `run_lock.release(path)`), and delete the temporary files a
+        killed write left behind."""
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"{self.path} is a file, not a run directory; give another --out.")
         try:
             make_folder(self.path)
+            run_lock.acquire(self.path, say)
             remove_partial_files(self.path)
         except OSError as error:
+            run_lock.release(self.path)
             raise explain(error, self.path) or UserError(
                 f"Cannot make the run directory {self.path}: {error.strerror or error}."
             ) from None
@@ -229,11 +256,15 @@ class Run:
         if not self.config_path.is_file():
             raise UserError(f"{prefix}{self.path} is not a run directory: it has no {CONFIG_FILE}.")
         try:
-            return TrainConfig.from_json(self.config_path.read_text())
-        except (ValueError, TypeError, UnicodeDecodeError, OSError) as error:
+            text = self.config_path.read_text()
+        except (UnicodeDecodeError, OSError) as error:
             raise UserError(
                 f"{prefix}{self.config_path} is not a valid run configuration ({error})."
             ) from None
+        try:
+            return parse_saved_config(text, self.config_path)
+        except UserError as error:
+            raise UserError(f"{prefix}{error}") from None
 
     def write_history(self, history: list[dict]) -> None:
         """metrics.csv from one dictionary per epoch (its keys are the columns)."""
@@ -339,13 +370,16 @@ class Run:
             class_names = tuple(config.classes)
             if config.image_size is None or not class_names:
                 raise UserError(f"{self.config_path} lacks the classes or image size of its run.")
-            photos = True
         elif config.custom_data is not None:  # a Dataset of the user's own: its images as given
-            class_names, photos = tuple(config.classes), False
+            class_names = tuple(config.classes)
         else:
-            dataset = get_dataset_spec(config.dataset or "mnist")
-            class_names, photos = dataset.class_names, dataset.photos
+            class_names = get_dataset_spec(config.dataset or "mnist").class_names
         input_size, normalization = config.model_inputs()
+        preparation, why = choose_preparation(
+            None,
+            channels=input_size[0],
+            trained_on=trained_preparation(config.data, config.dataset, config.custom_data),
+        )
         model = (
             module
             if module is not None
@@ -364,9 +398,10 @@ class Run:
             model,
             class_names,
             config,
-            photos=photos,
+            photos=preparation == "photo",
             input_size=input_size,
             normalization=normalization,
+            preparation_reason=why,
             weights_path=self.weights_path,
         )
 

@@ -36,7 +36,7 @@ from torch.profiler import record_function
 from tqdm import tqdm
 
 from convnet.data.sources import DataSource, mix
-from convnet.engine import distributed
+from convnet.engine import distributed, run_lock
 from convnet.engine.checkpoint import save_checkpoint, save_weights
 from convnet.engine.config import TrainConfig
 from convnet.engine.device import autocast, is_out_of_memory
@@ -47,6 +47,7 @@ from convnet.engine.guards import (
     out_of_memory,
     resumable_after_write_failure,
 )
+from convnet.engine.preparations import trained_preparation
 from convnet.engine.prepare import Log, Training, prepare, silent
 from convnet.engine.recipe import loss_sum, set_learning_rate
 from convnet.engine.run_control import StopRequests
@@ -88,9 +89,15 @@ def fit(
                 data=data,
                 log=log,
             )
+    say = log if distributed.current().is_main else silent
+    with run_lock.released_at_exit():  # rank 0 locks the run directory in `prepare`
+        training = prepare(config, resume, changes or {}, module, say, data)
+        return _train(training, stop_after_epoch, say, log)
+
+
+def _train(training: Training, stop_after_epoch: int | None, say: Log, log: Log) -> dict:
+    """The epochs `fit` prepared, then the run's results."""
     session = distributed.current()
-    say = log if session.is_main else silent
-    training = prepare(config, resume, changes or {}, module, say, data)
     epochs, run = training.config.epochs, training.run
     stop = StopRequests()
     # Ctrl-C or SIGTERM (a scheduler's notice) any time from here on, also during an
@@ -240,6 +247,11 @@ def end_epoch(t: Training, epoch: int, sums: dict, seconds: float, images: int, 
             "dataset": config.source_name,
             "num_classes": str(len(config.classes)),
         }
+        # how its image files are prepared, for the file read without its run (a Dataset of
+        # the user's own says nothing of it)
+        preparation = trained_preparation(config.data, config.dataset, config.custom_data)
+        if preparation is not None:
+            metadata["preparation"] = preparation
         with resumable_after_write_failure(run):
             if improved:
                 save_weights(run.weights_path, t.kept_model, metadata)
@@ -459,7 +471,7 @@ def results(t: Training, evaluation: Evaluation, log: Log) -> dict:
     if t.frozen:
         result["frozen"] = {"patterns": list(config.freeze), "parameters": list(t.frozen)}
     warning = learning_warning(t.run.steps(), len(config.classes))
-    result["warnings"] = [warning] if warning else []
+    result["warnings"] = [*result.get("warnings", []), *([warning] if warning else [])]
     for index in sorted(source.failed_training):
         path, why = source.training_failure(index)
         result["skipped"].append({"file": path, "reason": why})

@@ -1,12 +1,12 @@
-"""Weights files: the one reader, the one loader and a byte-for-byte reproducible writer.
+"""Weights files: the one reader, a byte-for-byte reproducible writer, and torchvision's
+weights in the hub cache. Loading a file into a model is convnet/engine/weight_fit.py.
 
 Nothing here unpickles: safetensors files are parsed as data, and PyTorch files go through
 `torch.load(weights_only=True)`, which refuses to build anything but tensors and plain
 containers, so a file cannot run code. The reader accepts what training scripts commonly
 save (a bare state_dict, or one under "model", "state_dict" or "model_state_dict", with the
 "module." of DataParallel or the "_orig_mod." of torch.compile in front of every key); the
-loader can swap in a fresh classifier for fine-tuning; the writer gives identical bytes for
-identical tensors and metadata, in any process.
+writer gives identical bytes for identical tensors and metadata, in any process.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import json
 import pickle
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
-from torch import nn
 
 from convnet.errors import UserError
 from convnet.files import make_folder
@@ -198,142 +197,6 @@ def _load_failure(error: Exception) -> str:
         reason = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
         return f"PyTorch's restricted loader says: {reason}."
     return f"Reason: {text.splitlines()[0] if text else type(error).__name__}."
-
-
-# --- loading into a model ---------------------------------------------------------------
-
-
-def find_classifier(model: nn.Module) -> tuple[str, list[str]] | None:
-    """The final classifier: the last module in `named_modules()` order that holds state of
-    its own (parameters or persistent buffers), when all its tensors lead with one dimension,
-    the class count. Returns its name and its state_dict keys; None if there is none.
-
-    This is `fc` in torchvision's ResNet and GoogLeNet, `classifier.6` in AlexNet and VGG,
-    `head.output` or `head.N` in our own models, and NiN's last 1×1 convolution, whose output
-    channels are the class maps."""
-    found: tuple[str, list[str]] | None = None
-    for name, module in model.named_modules():
-        own = [key for key, _ in module.named_parameters(recurse=False)] + [
-            key
-            for key, _ in module.named_buffers(recurse=False)
-            if key not in module._non_persistent_buffers_set
-        ]
-        if own:
-            found = (name, [f"{name}.{key}" if name else key for key in own])
-    if found is None:
-        return None
-    state = model.state_dict()
-    leading = {state[key].shape[0] if state[key].dim() else None for key in found[1]}
-    return found if len(leading) == 1 and None not in leading else None
-
-
-def _describe_misfit(missing: list[str], unexpected: list[str], wrong_shape: list[str]) -> str:
-    details = []
-    if missing:
-        details.append(f"missing {', '.join(missing[:5])}")
-    if unexpected:
-        details.append(f"unexpected {', '.join(unexpected[:5])}")
-    if wrong_shape:
-        details.append(f"wrong shape {', '.join(wrong_shape[:5])}")
-    return "; ".join(details)
-
-
-def _classifier_to_replace(
-    model: nn.Module,
-    expected: Mapping[str, torch.Tensor],
-    tensors: Mapping[str, torch.Tensor],
-    wrong: list[str],
-) -> tuple[str, list[str], int] | None:
-    """(name, keys, the file's class count) when the disagreeing keys `wrong` are exactly
-    the classifier's and differ only in their leading dimension, the class count."""
-    classifier = find_classifier(model)
-    if classifier is None or sorted(wrong) != sorted(classifier[1]):
-        return None
-    counts = set()
-    for key in wrong:
-        theirs, ours = tensors[key].shape, expected[key].shape
-        if len(theirs) != len(ours) or len(ours) == 0 or theirs[1:] != ours[1:]:
-            return None
-        counts.add(theirs[0])
-    return (classifier[0], classifier[1], counts.pop()) if len(counts) == 1 else None
-
-
-def adapt_input_channels(
-    tensors: dict[str, torch.Tensor],
-    expected: Mapping[str, torch.Tensor],
-    path: Path,
-    log: Callable[[str], None],
-) -> dict[str, torch.Tensor]:
-    """The first convolution's kernel of grey weights for colour images, or the other way
-    round, as timm's `adapt_input_conv` makes it: 3 → 1 channels sums the kernels over the
-    colours; 1 → 3 repeats the kernel for each colour divided by 3, so a grey image (equal
-    colours) gives the same feature maps. Said in one line; other tensors are untouched."""
-    first = next((key for key, value in expected.items() if value.dim() == 4), None)
-    if first is None or first not in tensors:
-        return tensors
-    theirs, ours = tensors[first], expected[first]
-    if theirs.dim() != 4 or theirs.shape[0] != ours.shape[0] or theirs.shape[2:] != ours.shape[2:]:
-        return tensors
-    if (theirs.shape[1], ours.shape[1]) == (3, 1):
-        adapted = theirs.sum(dim=1, keepdim=True)
-    elif (theirs.shape[1], ours.shape[1]) == (1, 3):
-        adapted = theirs.repeat(1, 3, 1, 1) / 3
-    else:
-        return tensors
-    log(
-        f"Adapted {first} of {path} from {theirs.shape[1]} to {ours.shape[1]} input channel(s) "
-        f"({'summed over the colours' if ours.shape[1] == 1 else 'repeated for each colour, ÷3'})."
-    )
-    return {**tensors, first: adapted}
-
-
-def load_weights(
-    model: nn.Module,
-    path: Path,
-    *,
-    replace_classifier: bool = False,
-    adapt_channels: bool = False,
-    log: Callable[[str], None] = print,
-) -> dict[str, str]:
-    """Load a weights file into `model` and return the file's metadata; a file that does
-    not fit is a UserError naming the keys that do not.
-
-    With `replace_classifier`, a file that differs only in the class count of the final
-    classifier (e.g. ImageNet's 1000 classes, fine-tuned to 3) loads everything else and
-    keeps the model's freshly initialised classifier, saying so in one line to `log`. With
-    `adapt_channels`, weights for grey images start a colour model and the other way round
-    (`adapt_input_channels`)."""
-    tensors, metadata = read_state_file(path)
-    if hasattr(model, "prepare_state_dict"):  # e.g. GoogLeNet drops torchvision's aux heads
-        tensors = model.prepare_state_dict(tensors)
-    expected = model.state_dict()
-    if adapt_channels:
-        tensors = adapt_input_channels(tensors, expected, path, log)
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
-    replaced = None
-    if replace_classifier and wrong and not missing and not unexpected:
-        replaced = _classifier_to_replace(model, expected, tensors, wrong)
-    if (missing or unexpected or wrong) and replaced is None:
-        wrong_shape = [
-            f"{k} {tuple(tensors[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong
-        ]
-        raise UserError(
-            f"{path} does not fit this model ({_describe_misfit(missing, unexpected, wrong_shape)})."
-            " Was it saved for another model or class count?"
-        )
-    if replaced is None:
-        model.load_state_dict(tensors)
-        return metadata
-    name, keys, file_classes = replaced
-    model.load_state_dict({**tensors, **{key: expected[key] for key in keys}})  # model's own
-    log(
-        f"Loaded {len(expected) - len(keys)} of {len(expected)} tensors from {path}; the "
-        f"classifier {name} ({file_classes} → {expected[keys[0]].shape[0]} classes) starts "
-        "from fresh weights."
-    )
-    return metadata
 
 
 # --- torchvision's weights in the torch hub cache ---------------------------------------

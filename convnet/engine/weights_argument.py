@@ -11,17 +11,23 @@ from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
 from convnet.engine.config import dataset_inputs
+from convnet.engine.preparations import choose_preparation, trained_preparation
 from convnet.engine.run import LoadedModel
-from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, load_weights, read_state_file
+from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, read_state_file
+from convnet.engine.weight_fit import load_weights, strip_to_fit
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec
-from convnet.models.imagenet import CHALLENGE_ENTRIES
+from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
 
 
-def _classes_in_file(model: nn.Module, path: Path, num_classes: int) -> int | None:
-    """The class count a weights file was saved for: the output size, as stored in the file,
-    of the model's last layer whose output size is the class count (its classifier)."""
-    tensors, _ = read_state_file(path)
+def _classes_in_file(
+    model: nn.Module, path: Path, num_classes: int, tensors: dict | None = None
+) -> int | None:
+    """The class count a weights file was saved for: the output size, as stored in the file
+    (or its `tensors`, read already), of the model's last layer whose output size is the
+    class count (its classifier)."""
+    tensors = read_state_file(path)[0] if tensors is None else tensors
+    tensors, _ = strip_to_fit(tensors, model.state_dict())
     classifier = [
         key
         for key, value in model.state_dict().items()
@@ -32,6 +38,16 @@ def _classes_in_file(model: nn.Module, path: Path, num_classes: int) -> int | No
             if stored in tensors and tensors[stored].dim() >= 2:
                 return int(tensors[stored].shape[0])
     return None
+
+
+def _channels_in_file(model: nn.Module, tensors: dict) -> int | None:
+    """The input channels a weights file was saved for: those of the model's first
+    convolution's kernel (out, in, h, w) as stored in the file; None without one."""
+    expected = model.state_dict()
+    tensors, _ = strip_to_fit(tensors, expected)
+    first = next((key for key, value in expected.items() if value.dim() == 4), None)
+    kernel = tensors.get(first) if first is not None else None
+    return int(kernel.shape[1]) if kernel is not None and kernel.dim() == 4 else None
 
 
 def _imagenet_categories(name: str) -> tuple[str, ...]:
@@ -73,14 +89,15 @@ def load_weights_argument(
         path = Path(weights)
         if not path.is_file():
             raise UserError(f"Weights file {path} does not exist.")
+        stored = read_state_file(path)[0]
+        with torch.device("meta"):  # only the layer names are needed: allocate nothing
+            probe = get_model(name, num_classes=1000 if challenge else 10)
         if classes is not None:
             class_names = (
                 _imagenet_categories(name) if challenge and len(classes) == 1000 else tuple(classes)
             )
         else:
-            with torch.device("meta"):  # only the layer names are needed: allocate nothing
-                probe = get_model(name, num_classes=1000 if challenge else 10)
-            count = _classes_in_file(probe, path, 1000 if challenge else 10)
+            count = _classes_in_file(probe, path, 1000 if challenge else 10, stored)
             dataset_names = get_dataset_spec(dataset or "mnist").class_names
             if challenge and count == 1000 and dataset is None:
                 class_names = _imagenet_categories(name)
@@ -90,9 +107,14 @@ def load_weights_argument(
                 class_names = tuple(str(index) for index in range(count))
         if classes is None and dataset is not None:  # its channels and normalization
             input_size, normalization = dataset_inputs(spec, dataset)
+        elif input_size[0] == 1 and _channels_in_file(probe, stored) == 3:
+            # a model registered for digits, trained on image folders: RGB, normalised as
+            # training on image files normalises it (engine/config.py `model_inputs`)
+            input_size, normalization = (3, *input_size[1:]), IMAGENET_NORMALIZATION
+        del stored
     model = get_model(name, num_classes=len(class_names), in_channels=input_size[0])
     try:
-        load_weights(model, path)
+        metadata = load_weights(model, path)
     except UserError:
         count = _classes_in_file(model, path, len(class_names))
         if classes is not None and count is not None and count != len(class_names):
@@ -104,18 +126,22 @@ def load_weights_argument(
             ) from None
         raise
     model.eval()
-    photos = classes is not None or (len(class_names) == 1000 and challenge)
-    photos = photos or (
-        classes is None and dataset is not None and get_dataset_spec(dataset).photos
+    preparation, why = choose_preparation(
+        None,
+        channels=input_size[0],
+        trained_on=trained_preparation(None, dataset) if dataset is not None else None,
+        metadata=metadata,
+        named_weights=bool(preprocessing),
     )
     return LoadedModel(
         name,
         spec,
         model,
         class_names,
-        photos=photos,
+        photos=preparation == "photo",
         input_size=input_size,
         normalization=normalization,
         preprocessing=preprocessing,
+        preparation_reason=why if dataset is None else f"the data set {dataset}",
         weights_path=Path(path),
     )

@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 
 from convnet import i18n
-from convnet.data.folders import DECODE_ERRORS, decode_image
+from convnet.data.preparation import DECODE_ERRORS, decode_image
 from convnet.engine.evaluate import Evaluation
 from convnet.files import atomic_write_text
 from convnet.report import plots

@@ -1,5 +1,6 @@
 """What the page shows for one digit: the view after shift/rotate/scale/noise, both networks'
-probabilities, every feature map of the CNN, its C1 filters, and where each network looked.
+probabilities, every feature map of the CNN, its F6 cells and output scores, its C1 filters,
+its anatomy (convnet.serve.anatomy), and where each network looked.
 
 Everything is computed on the server from the same 28×28 uint8 digit, so the page shows
 exactly the pixels both networks saw.
@@ -15,7 +16,8 @@ import torch
 
 from convnet.analysis.explain import centre_of_mass, explain
 from convnet.data.transforms import affine, normalize, to_model_input
-from convnet.serve.models import CNN_LAYERS, ServedModel, ServedModels
+from convnet.serve.anatomy import CNN_LAYERS, HEAD_LAYERS, activation_after, anatomy
+from convnet.serve.models import ServedModel, ServedModels
 
 # Where each network looked (convnet.analysis.explain, Captum): Grad-CAM on the CNN's C3
 # (the registry's explain_layer), input saliency for the ordinary network, which has no maps.
@@ -77,6 +79,8 @@ def _prediction(served: ServedModel, logits: torch.Tensor) -> dict:
     return {
         "role": served.role,
         "name": served.loaded.name,
+        "run": served.origin.run,
+        "augment": served.augment,
         "probabilities": _rounded(probabilities),
         "top": [
             {"index": int(i), "name": names[int(i)], "probability": round(float(p), 6)}
@@ -85,28 +89,30 @@ def _prediction(served: ServedModel, logits: torch.Tensor) -> dict:
     }
 
 
-def _activation_name(features: torch.nn.Module) -> str:
-    """The squashing that follows C1 ('relu', 'scaled_tanh' or 'identity'), for the page's
-    weight-sharing panel, which recomputes one C1 cell from its window and weights."""
-    children = list(features.named_children())
-    names = [name for name, _ in children]
-    following = children[names.index("c1") + 1][1] if names.index("c1") + 1 < len(names) else None
-    kind = type(following).__name__ if following is not None else ""
-    return {"ReLU": "relu", "ScaledTanh": "scaled_tanh"}.get(kind, "identity")
-
-
-def feature_maps(served: ServedModel, inputs: torch.Tensor) -> tuple[dict, torch.Tensor]:
-    """Each named layer's output after the squashing that follows it, and the features."""
-    maps: dict[str, torch.Tensor] = {}
+def _outputs(
+    layers: torch.nn.Sequential, names: tuple, x: torch.Tensor
+) -> tuple[dict, torch.Tensor]:
+    """Each of `names`' output after the squashing that follows it, and the last output."""
+    found: dict[str, torch.Tensor] = {}
     layer = None
-    x = inputs
-    for name, module in served.loaded.model.features.named_children():
-        if name in CNN_LAYERS:
+    for name, module in layers.named_children():
+        if name in names:
             layer = name
         x = module(x)
         if layer is not None:
-            maps[layer] = x.clone()  # clone: the ReLU that follows works in place
-    return maps, x
+            found[layer] = x.clone()  # clone: the ReLU that follows works in place
+    return found, x
+
+
+def feature_maps(served: ServedModel, inputs: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """Each feature layer's output after the squashing that follows it, and the features."""
+    return _outputs(served.loaded.model.features, CNN_LAYERS, inputs)
+
+
+def head_values(served: ServedModel, features: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """F6's cells after their squashing and the output scores (where the head names them),
+    and the logits."""
+    return _outputs(served.loaded.model.head, HEAD_LAYERS, features)
 
 
 def explanations(models: ServedModels, seen: torch.Tensor, seed: int = 0) -> dict:
@@ -150,14 +156,15 @@ def look(models: ServedModels, digit: torch.Tensor, view: View) -> dict:
     with torch.inference_mode():
         cnn_input = _prepare(cnn, seen)
         maps, features = feature_maps(cnn, cnn_input)
-        cnn_logits = cnn.loaded.model.forward_head(features)
+        head, cnn_logits = head_values(cnn, features)
         ordinary_logits = ordinary.loaded.model(_prepare(ordinary, seen))
         c1 = cnn.loaded.model.features.c1
         filters = {
             "weights": _rounded(c1.weight[:, 0]),
             "bias": _rounded(c1.bias),
-            "activation": _activation_name(cnn.loaded.model.features),
+            "activation": activation_after(cnn.loaded.model.features, "c1"),
         }
+        described = anatomy(cnn.loaded.model, _rounded)
     return {
         "view": view.as_dict(),
         "pixels": seen.tolist(),
@@ -168,5 +175,7 @@ def look(models: ServedModels, digit: torch.Tensor, view: View) -> dict:
             for name, tensor in maps.items()
         },
         "c1_filters": filters,
+        "head": {name: _rounded(value[0].flatten()) for name, value in head.items()},
+        "anatomy": described,
         "explanations": explanations(models, seen, view.seed),
     }

@@ -222,3 +222,52 @@ def test_evaluate_prepares_digit_files_as_predict_does(trained_run, mnist_test, 
     wrong = sum(item["top"][0]["name"] != Path(item["image"]).parent.name for item in predicted)
     assert evaluated["num_examples"] == 40
     assert round(evaluated["top1_error"] * 40) == wrong and wrong <= 2
+
+
+@pytest.mark.parametrize("crop", ["48", "8"])
+def test_a_crop_the_model_cannot_take_is_refused_naming_it(crop, folder_run, capsys):
+    """lenet5 trained at 32×32: a 48 crop ended in "mat1 and mat2 shapes cannot be
+    multiplied" (a traceback); now the size check of training, naming the flag."""
+    from tests.helpers.cli import refused
+
+    refused(
+        capsys,
+        ["evaluate", str(folder_run), "--crop", crop, "--workers", "0"],
+        f"lenet5 cannot take 3×{crop}×{crop} input",
+        f"choose another --crop (not {crop})",
+    )
+
+
+def test_the_preparation_follows_the_run_the_weights_file_or_the_flag(folder_run, capfd):
+    """lenet5 takes one channel, yet trained on photos: the run says photo, its weights file
+    read alone says so in its metadata (the channels would say digit), --preparation wins."""
+    data = folder_run.parent / "data"
+    photo = next((data / "val").rglob("*.JPEG"))
+    common = ("--workers", "0", "--precision", "fp32", "--json")
+    result = run_in_process(capfd, "evaluate", str(folder_run), "--data", str(data), *common)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["preprocessing"]["preparation"] == "photo"
+    assert "Prepared the images as photos (the run's training data)." in result.stderr
+
+    weights = str(folder_run / "model.safetensors")
+    result = run_in_process(capfd, "predict", "lenet5", "--weights", weights, str(photo), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["preparation"] == "photo"
+    assert "Prepared the images as photos (the weights' metadata)." in result.stderr
+
+    flag = ("--preparation", "digit")
+    result = run_in_process(capfd, "evaluate", str(folder_run), "--data", str(data), *flag, *common)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["preprocessing"]["preparation"] == "digit"
+    assert "Prepared the images as digits (--preparation digit)." in result.stderr
+
+
+def test_a_resize_smaller_than_the_crop_is_refused_naming_both(folder_run, capsys):
+    from tests.helpers.cli import refused
+
+    data = str(folder_run.parent / "data")
+    refused(
+        capsys,
+        ["evaluate", str(folder_run), "--data", data, "--resize", "20", "--workers", "0"],
+        "--resize 20 is smaller than the centre crop 32",
+    )

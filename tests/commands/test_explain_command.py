@@ -57,6 +57,7 @@ def test_explain_writes_overlays(trained_run, lenet_and_digits, mnist_test, tmp_
             ).stdout
         )
         assert [item["image"] for item in document] == paths
+        assert {item["preparation"] for item in document} == {"digit"}
         for index, item in enumerate(document):
             assert item["predicted"]["name"] == str(int(mnist_test.labels[index]))
             assert item["target"] == {key: item["predicted"][key] for key in ("index", "name")}

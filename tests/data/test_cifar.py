@@ -114,7 +114,7 @@ def test_an_archive_with_unexpected_members_is_refused(
 def test_a_file_that_is_no_archive_is_refused(registered, tmp_path, capsys):
     (tmp_path / "source.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
     assert fetch(tmp_path / "source.tar.gz", tmp_path / "cache") == 2
-    assert "is not a readable .tar.gz archive" in capsys.readouterr().err
+    assert "is not a readable .tar.gz or .zip archive" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("tampered", [False, True])

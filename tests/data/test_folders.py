@@ -14,12 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from convnet.data.folders import (
-    FolderDataset,
-    evaluation_transform,
-    open_image_collection,
-    training_transform,
-)
+from convnet.data.folders import FolderDataset, open_image_collection
+from convnet.data.preparation import evaluation_transform, training_transform
 from convnet.engine.metrics import easiest_and_hardest
 from convnet.errors import UserError
 from tests.helpers.cli import run_in_process
@@ -240,7 +236,7 @@ def lenet_weights(collections, tmp_path_factory) -> Path:
         loss.backward()
         optimizer.step()
     path = tmp_path_factory.mktemp("weights") / "lenet5.safetensors"
-    save_weights(path, model)
+    save_weights(path, model, {"preparation": "photo"})  # a 1-channel model of photos
     return path
 
 

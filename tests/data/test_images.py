@@ -16,8 +16,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
-from convnet.data.folders import decode_image
-from convnet.data.images import load_digit, load_photo
+from convnet.data.images import load_digit
+from convnet.data.preparation import decode_image, load_photo
 from convnet.data.transforms import to_model_input
 from convnet.engine.evaluate import predict_logits
 from convnet.engine.run import load_run
@@ -87,7 +87,7 @@ def test_truncated_image_is_refused(mnist_test):
         load_digit(data[: len(data) // 2], "upload.png")
 
 
-@pytest.mark.parametrize("side", [7_000, 20_000])  # over our limit; over Pillow's own as well
+@pytest.mark.parametrize("side", [8_000, 20_000])  # over our limit; over Pillow's own as well
 def test_decompression_bomb_is_refused_before_decoding(side):
     with pytest.raises(UserError, match="Refusing to decode it"):
         load_digit(png_header_only(side, side), "bomb.png")
@@ -137,7 +137,6 @@ def test_opaque_photos_keep_every_value_of_the_float_path(mode):
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
 def test_opaque_photos_are_turned_upright_on_the_shortcut(orientation, tmp_path):
-    from convnet.data.folders import decode_image
     from tests.helpers.digit_drawings import with_orientation
 
     rng = np.random.default_rng(1)

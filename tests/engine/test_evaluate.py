@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from convnet.cli import main
-from convnet.data.folders import evaluation_transform, open_image_collection
+from convnet.data.folders import open_image_collection
+from convnet.data.preparation import evaluation_transform
 from convnet.models import get_model, get_model_spec
 from tests.helpers.folder_data import (
     make_brightness_classes,

@@ -102,3 +102,41 @@ def test_a_cpu_without_vnni_is_refused(trained_run, capsys, monkeypatch):
     run_dir, _ = trained_run  # refused before anything is written
     assert main(["evaluate", str(run_dir), "--precision", "int8"]) == 2
     assert "needs a CPU with VNNI" in capsys.readouterr().err
+
+
+@needs_vnni
+def test_predict_in_int8_answers_as_fp32_and_says_how_it_agreed(
+    run_dir, mnist_dir, tmp_path, capsys
+):
+    from PIL import Image
+
+    from convnet.data.datasets import load_dataset
+
+    test = load_dataset("mnist", "test", mnist_dir)
+    files = []
+    for index in range(8):
+        files.append(tmp_path / f"digit{index}.png")
+        Image.fromarray(test.images[index].numpy().squeeze()).save(files[-1])
+    answers = {}
+    for precision in ("fp32", "int8"):
+        assert (
+            main(["predict", str(run_dir), *map(str, files), "--precision", precision, "--json"])
+            == 0
+        )
+        captured = capsys.readouterr()
+        answers[precision] = [item["top"][0]["index"] for item in json.loads(captured.out)]
+    assert "int8 (ONNX Runtime): agreed with fp32 on" in captured.err
+    assert sum(a == b for a, b in zip(answers["fp32"], answers["int8"], strict=True)) >= 7
+    assert len(list((run_dir / "int8").glob("model-*.onnx"))) == 1
+
+
+@needs_vnni
+def test_bare_weights_in_int8_need_a_folder_to_calibrate_on(trained_run, tmp_path, capsys):
+    run_dir, _ = trained_run
+    image = tmp_path / "blank.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(image)
+    weights = str(run_dir / "model.safetensors")
+    code = main(["predict", "lenet5", "--weights", weights, str(image), "--precision", "int8"])
+    assert code == 2 and "--calibration DIR" in capsys.readouterr().err

@@ -20,12 +20,11 @@ from convnet.cli import main
 from convnet.engine import checkpoint, weight_files
 from convnet.engine.weight_files import (
     WEIGHT_NAME,
-    find_classifier,
     hub_weights,
-    load_weights,
     read_state_file,
     safetensors_bytes,
 )
+from convnet.engine.weight_fit import find_classifier, load_weights
 from convnet.errors import UserError
 from convnet.models import get_model, list_models
 from tests.helpers.cli import assert_user_error, run_in_process
@@ -451,7 +450,7 @@ def test_fine_tuning_to_another_class_count(folders, tmp_path, capsys, one_threa
 def test_googlenet_loads_torchvisions_file_with_auxiliary_heads(tmp_path):
     import torchvision
 
-    from convnet.engine.weight_files import load_weights
+    from convnet.engine.weight_fit import load_weights
 
     original = torchvision.models.googlenet(aux_logits=True, init_weights=False)
     path = tmp_path / "googlenet.pth"

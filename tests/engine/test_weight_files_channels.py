@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from convnet.engine.checkpoint import save_weights
-from convnet.engine.weight_files import load_weights
+from convnet.engine.weight_fit import load_weights
 from convnet.errors import UserError
 from convnet.models import get_model
 

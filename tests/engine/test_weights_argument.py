@@ -70,7 +70,9 @@ def test_weights_from_the_hub_cache_and_a_local_file(empty_hub, tmp_path):
     small = get_model("resnet18", num_classes=10)
     save_weights(tmp_path / "small.safetensors", small)
     loaded = load_weights_argument("resnet18", str(tmp_path / "small.safetensors"))
-    assert not loaded.photos and len(loaded.class_names) == 10
+    # a 3-channel network prepares photos, whatever its class count
+    assert loaded.photos and len(loaded.class_names) == 10
+    assert loaded.preparation_reason == "the model takes 3-channel inputs"
     torch.testing.assert_close(loaded.model.fc.weight, small.fc.weight)
 
 

@@ -84,11 +84,13 @@ def write_archive(
 
 
 def register_generated(monkeypatch, files: dict[str, bytes]) -> None:
-    """Make the cifar10 entry expect these files (their SHA-256) and download nothing: the
+    """Make the cifar10 entry expect these files (their SHA-256 and sizes) and download nothing: the
     real entry's checks stay as they are, pointed at other bytes."""
     spec = DATASETS["cifar10"]
     sha256 = {name: sha256_of(files[name]) for name in spec.sha256}
-    monkeypatch.setitem(DATASETS, "cifar10", dataclasses.replace(spec, sha256=sha256, archive=None))
+    sizes = {name: len(files[name]) for name in spec.sha256}
+    generated = dataclasses.replace(spec, sha256=sha256, sizes=sizes, archive=None)
+    monkeypatch.setitem(DATASETS, "cifar10", generated)
 
 
 @pytest.fixture(scope="module")

@@ -50,3 +50,36 @@ def _in_mode(picture: Image.Image, mode: str) -> tuple[Image.Image, str]:
 
 
 MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "I;16", "I;16B", "I", "F", "YCbCr"]
+
+
+# Formats a folder of photos holds beside JPEG and PNG, as (file name, Pillow format, save
+# options): phones write HEIC (named .HEIC), browsers save AVIF and WebP, some cameras JFIF.
+ODD_FORMATS = [
+    ("photo.avif", "AVIF", {}),
+    ("photo.jfif", "JPEG", {}),
+    ("photo.HEIC", "HEIF", {}),
+    ("photo.webp", "WEBP", {}),
+    ("photo.tiff", "TIFF", {}),
+    ("photo.bmp", "BMP", {}),
+    ("photo.gif", "GIF", {}),
+    ("photo-png.dat", "PNG", {}),  # named as no image format: recognised by its content
+]
+
+
+def colour_photo(colour: tuple[int, int, int] = (200, 40, 30), size=(64, 48)) -> Image.Image:
+    """A plain photo of one colour with a darker band (lossy formats keep its mean colour)."""
+    picture = Image.new("RGB", size, colour)
+    picture.paste(tuple(value // 2 for value in colour), (0, 0, size[0], size[1] // 4))
+    return picture
+
+
+def save_as(picture: Image.Image, path, kind: str, **options) -> None:
+    """`picture` saved in format `kind`; a GIF as a two-frame animation, the first `picture`."""
+    if kind == "HEIF":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    if kind == "GIF":
+        picture.save(path, "GIF", save_all=True, append_images=[Image.new("RGB", picture.size)])
+        return
+    picture.save(path, kind, **options)

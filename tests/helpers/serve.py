@@ -6,14 +6,16 @@ import json
 import warnings
 from pathlib import Path
 
-from convnet.engine.run import newest_run
-from convnet.serve.models import DEFAULT_MODELS, train_quickly
+from convnet.engine.matching import partner_config
+from convnet.engine.run import Run, newest_run
+from convnet.engine.train import fit
+from convnet.serve.models import train_quickly
 
 with warnings.catch_warnings():  # starlette prefers httpx2 now; httpx still works
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-__all__ = ["QUICK", "TestClient", "post_json", "quick_runs", "quick_runs_root"]
+__all__ = ["QUICK", "TestClient", "partner_run", "post_json", "quick_runs", "quick_runs_root"]
 
 QUICK = dict(train_subset=2000, test_subset=500, batch_size=32)
 
@@ -26,14 +28,26 @@ def quick_runs_root(tmp_path_factory):
 
 
 def quick_runs(tmp_path_factory) -> dict[str, Path]:
-    """A tiny run (2,000 images, 1 epoch) of lenet5 and of mlp: the first module to need them
-    trains them, the next finds them. They are meant to be undertrained."""
+    """A tiny run (2,000 images, 1 epoch) of lenet5, and of mlp with lenet5's recipe (a fair
+    pair): the first module to need them trains them, the next finds them. They are meant
+    to be undertrained."""
     root = quick_runs_root(tmp_path_factory)
-    runs = {}
-    for model in DEFAULT_MODELS.values():
-        found = newest_run(root, model, "mnist")
-        runs[model] = found.path if found else train_quickly(model, root, **QUICK, log=print)[0]
-    return runs
+    found = newest_run(root, "lenet5", "mnist")
+    cnn = found.path if found else train_quickly("lenet5", root, **QUICK, log=print)[0]
+    found = newest_run(root, "mlp", "mnist")
+    if found is None:
+        config = partner_config(Run(cnn).read_config(), "mlp", out=str(root / "mlp-quick"))
+        fit(config, log=print)
+    return {"lenet5": cnn, "mlp": root / "mlp-quick" if found is None else found.path}
+
+
+def partner_run(reference: Path, out: Path, **changes) -> Path:
+    """The mlp trained with `reference`'s recipe, but for `changes` (augment=True, say)."""
+    config = partner_config(Run(reference).read_config(), "mlp", out=str(out))
+    for name, value in changes.items():
+        setattr(config, name, value)
+    fit(config, log=print)
+    return out
 
 
 def post_json(client, document, **params):

@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from convnet import i18n
 from convnet.data.transforms import normalize, to_model_input
+from convnet.serve.anatomy import POOLING_KINDS
 from convnet.serve.app import MAX_BODY_BYTES, PAGE_MESSAGES, RequestError, read_body_limited
 from convnet.serve.models import DEFAULT_MODELS, MAX_SERVED_ERROR
 from tests.helpers.serve import post_json
@@ -52,7 +53,7 @@ def test_the_server_answers_a_failed_request_and_goes_on(monkeypatch):
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
-    import convnet.serve.app as app_module
+    import convnet.serve.bodies as bodies
     from convnet.engine.run import LoadedModel
     from convnet.serve.app import create_app
     from convnet.serve.models import CNN, ORDINARY, ServedModel, ServedModels
@@ -71,16 +72,16 @@ def test_the_server_answers_a_failed_request_and_goes_on(monkeypatch):
     buffer = io.BytesIO()
     Image.fromarray((np.eye(28) * 255).astype(np.uint8)).save(buffer, format="PNG")
     png = {"content": buffer.getvalue(), "headers": {"Content-Type": "image/png"}}
-    real = app_module.load_digit
+    real = bodies.load_digit
     for fault, status in ((MemoryError(), 503), (OSError(errno.ENOSPC, "No space left"), 503)):
 
         def fail(*args, fault=fault, **kwargs):
             raise fault
 
-        monkeypatch.setattr(app_module, "load_digit", fail)
+        monkeypatch.setattr(bodies, "load_digit", fail)
         answer = client.post("/api/predict", **png)
         assert answer.status_code == status and "error" in answer.json(), answer.text
-        monkeypatch.setattr(app_module, "load_digit", real)
+        monkeypatch.setattr(bodies, "load_digit", real)
         assert client.post("/api/predict", **png).status_code == 200  # still serving
 
 
@@ -335,11 +336,11 @@ def test_shift_moves_the_digit_and_noise_is_repeatable(client, mnist_test):
 
 
 def test_image_side_limit_is_checked_before_decoding(client, monkeypatch):
-    import convnet.serve.app as app_module
+    import convnet.serve.bodies as bodies
 
     assert post_png(client, png_of_size(4096, 16)).status_code == 422  # allowed size, blank
     decoded = []
-    monkeypatch.setattr(app_module, "load_digit", lambda *a, **k: decoded.append(1))
+    monkeypatch.setattr(bodies, "load_digit", lambda *a, **k: decoded.append(1))
     for width, height in ((4097, 8), (8, 4097)):
         reply = post_png(client, png_of_size(width, height))
         assert reply.status_code == 413
@@ -465,11 +466,12 @@ def page_sources() -> dict[str, str]:
     """The page's files, and the module that words the server's sentences about the models."""
     package = resources.files("convnet.serve")
     files = {
-        name: package / "static" / name for name in ("index.html", "app.js", "views.js", "i18n.js")
+        name: package / "static" / name
+        for name in ("index.html", "app.js", "views.js", "insides.js", "explorer.js", "i18n.js")
     }
     return {
         name: path.read_text("utf-8")
-        for name, path in {**files, "models.py": package / "models.py"}.items()
+        for name, path in {**files, "served.py": package / "served.py"}.items()
     }
 
 
@@ -488,5 +490,86 @@ def test_every_text_the_page_asks_for_is_in_the_catalog():
         assert found or name == "i18n.js", name
         named |= found
     named |= {f"page.role.{role}" for role in DEFAULT_MODELS}  # built from a role's name
+    named |= {f"page.layer.kind.{kind}" for kind in POOLING_KINDS.values()}  # from a layer's kind
+    named |= {"page.layer.kind.convolution", "page.layer.kind.other"}
     assert sorted(named - set(english)) == []
     assert len(named) > 60
+
+
+def refusal_names() -> set[str]:
+    """The catalog names of every refusal the server words: RequestError(status, name, …)
+    in convnet/serve and UserError(message, key, …) in the image reader it passes on."""
+    import ast
+
+    sources = [
+        *(resources.files("convnet.serve").iterdir()),
+        resources.files("convnet.data") / "images.py",
+    ]
+    names = set()
+    for source in sources:
+        if not source.name.endswith(".py"):
+            continue
+        for node in ast.walk(ast.parse(source.read_text("utf-8"))):
+            called = isinstance(node, ast.Call) and getattr(node.func, "id", None)
+            named = called in {"RequestError", "UserError"} and len(node.args) > 1
+            if named and isinstance(node.args[1], ast.Constant):
+                names.add(node.args[1].value)
+    return names
+
+
+def test_every_refusal_has_a_sentence_in_every_language():
+    names = refusal_names()
+    assert {"image_blank", "busy", "no_network", "body_too_slow"} <= names
+    for lang in i18n.LANGUAGES:
+        assert (
+            sorted(
+                f"server.error.{name}"
+                for name in names
+                if f"server.error.{name}" not in i18n.catalog(lang)
+            )
+            == []
+        )
+
+
+@pytest.mark.parametrize("lang", i18n.LANGUAGES)
+def test_refusals_are_worded_in_the_language_asked(client, served, mnist_test, lang):
+    """?lang= (what the page sends), else --lang, else Accept-Language words the error."""
+    limit = i18n.text(lang, "server.error.parameter.at_most", limit="6")
+    cases = [
+        (
+            lambda **k: post_png(client, png_of_size(64, 64), **k),
+            422,
+            i18n.text(lang, "server.error.image_blank"),
+        ),
+        (
+            lambda **k: post_json(
+                client, {"pixels": mnist_test.images[0].tolist()}, shift_x=7, **k
+            ),
+            422,
+            i18n.text(lang, "server.error.parameters", problems=f"shift_x: {limit}"),
+        ),
+        (
+            lambda **k: client.get("/nowhere", params=k),
+            404,
+            i18n.text(lang, "server.error.not_found"),
+        ),
+        (
+            lambda **k: client.get("/api/samples", params={"index": 10**6, **k}),
+            404,
+            i18n.text(
+                lang,
+                "server.error.no_sample",
+                index=i18n.number(10**6, lang),
+                last=i18n.number(len(mnist_test.labels) - 1, lang),
+            ),
+        ),
+    ]
+    for ask, status, expected in cases:
+        reply = ask(lang=lang)
+        assert (reply.status_code, reply.json()["error"]) == (status, expected)
+    browser = client.get("/nowhere", headers={"Accept-Language": f"{lang},xx;q=0.5"})
+    assert browser.json()["error"] == i18n.text(lang, "server.error.not_found")
+    fixed = TestClient(create_app(served, mnist_test, language=lang))
+    assert fixed.get("/nowhere", headers={"Accept-Language": "xx"}).json()["error"] == (
+        i18n.text(lang, "server.error.not_found")
+    )

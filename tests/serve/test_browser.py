@@ -226,6 +226,142 @@ def test_draw_see_and_shift(server_url):
             browser.close()
 
 
+def hover_cell(page, selector: str, row: int, column: int) -> None:
+    """Point at cell (row, column) of the map canvas `selector` (its grid from its size)."""
+    canvas = page.locator(selector)
+    width, height = canvas.evaluate("(c) => [c.width, c.height]")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    canvas.hover(
+        position={
+            "x": (column + 0.5) * box["width"] / width,
+            "y": (row + 0.5) * box["height"] / height,
+        }
+    )
+
+
+def output_side(size: int, kernel: int, padding: int, stride: int) -> int:
+    return (
+        max((size + 2 * padding - kernel) // stride + 1, 0) if size + 2 * padding >= kernel else 0
+    )
+
+
+def test_inside_the_cnn(server_url):
+    """Every part beyond the feature maps: the receptive field of a pointed cell on every
+    layer, the pooling window and its winner, a C3 cell summed over its S2 maps, F6 and the
+    output probabilities, the padding and stride explorer, the colour legend; each
+    recomputed in the page agrees with the server ("the same")."""
+    from playwright.sync_api import expect
+
+    sync_playwright = playwright_or_skip()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(server_url)
+            draw_seven(page)
+            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
+            wait_until_settled(page)
+            same = text("en", "page.sharing.same")
+            assert page.evaluate(DISTINCT_COLOURS, ".legend canvas") > 100
+
+            # receptive fields: C1 5×5 at its cell, C3 14×14 with step 2, C5 the whole input
+            fields = {
+                (".maps-c1 canvas:nth-child(2)", 0, 0): "c1,1,0,0 0,0,4,4",
+                (".maps-c3 canvas:nth-child(6)", 2, 7): "c3,5,2,7 4,14,17,27",
+                (".maps-s4 canvas:nth-child(1)", 4, 4): "s4,0,4,4 16,16,31,31",
+                (".maps-c5 canvas", 1, 0): "c5,12,0,0 0,0,31,31",
+            }
+            for (selector, row, column), expected in fields.items():
+                hover_cell(page, selector, row, column)
+                field = page.locator("#field")
+                cell, pixels = expected.split()
+                expect(field).to_have_attribute("data-cell", cell)
+                expect(field).to_have_attribute("data-field", pixels)
+            page.locator("#maps-card").screenshot(path=str(ARTIFACTS / "serve-maps.png"))
+
+            # the C3 panel follows a pointed C3 cell; its sum agrees with the server's
+            hover_cell(page, ".maps-c3 canvas:nth-child(4)", 5, 3)
+            assert [page.input_value(f"#c3-{name}") for name in ("map", "row", "column")] == [
+                "4",
+                "5",
+                "3",
+            ]
+            expect(page.locator("#c3-equation")).to_contain_text(same)
+            expect(page.locator("#c3-terms figure")).to_have_count(6)  # lenet5: all six S2 maps
+            expect(page.locator("#c3-table td.picked")).to_have_count(6)
+
+            # a pooling cell picked by hand: its window, one winner, the server's value
+            page.select_option("#pooling-layer", "s4")
+            for name, value in (("map", "3"), ("row", "1"), ("column", "2")):
+                page.fill(f"#pooling-{name}", value)
+                page.dispatch_event(f"#pooling-{name}", "change")
+            expect(page.locator("#pooling-equation")).to_contain_text(
+                text(
+                    "en",
+                    "page.pooling.server",
+                    layer="S4",
+                    number="3",
+                    row="1",
+                    column="2",
+                    value="",
+                ).strip()
+            )
+            expect(page.locator("#pooling-equation")).to_contain_text(same)
+            expect(page.locator("#pooling-window td")).to_have_count(4)
+            expect(page.locator("#pooling-window td.winner")).to_have_count(1)
+
+            # F6 and the output: ten rows, the best one the CNN's answer, probabilities add to 1
+            rows = page.locator("#output-table tbody tr")
+            expect(rows).to_have_count(10)
+            answer = predictions(page)["cnn"]["probabilities"].split(",")
+            best = max(range(10), key=lambda digit: float(answer[digit]))
+            expect(page.locator("#output-table tr.best td").first).to_have_text(str(best))
+            expect(page.locator("#softmax")).to_contain_text("1.000")
+            assert page.evaluate(DISTINCT_COLOURS, "#f6-map") > 3
+
+            # padding and stride: the formula's side for settings and presets
+            settings = [(32, 5, 0, 1), (28, 5, 2, 1), (7, 3, 0, 3), (5, 7, 0, 1), (7, 3, 1, 2)]
+            for size, kernel, padding, stride in settings:
+                for name, value in zip(
+                    ("size", "kernel", "padding", "stride"),
+                    (size, kernel, padding, stride),
+                    strict=True,
+                ):
+                    page.fill(f"#explorer-{name}", str(value))
+                side = output_side(size, kernel, padding, stride)
+                expect(page.locator("#explorer-formula")).to_have_attribute("data-side", str(side))
+                left_over = (size + 2 * padding - kernel) % stride if side else 0
+                note = page.locator("#explorer-note")
+                if left_over:
+                    expect(note).to_contain_text(
+                        text("en", "page.explorer.left_over", count=str(left_over))
+                    )
+                if not side:
+                    expect(note).to_contain_text(
+                        text(
+                            "en",
+                            "page.explorer.too_large",
+                            kernel=str(kernel),
+                            padded=str(size + 2 * padding),
+                        )
+                    )
+            page.click(
+                f"#explorer-presets button:has-text('{text('en', 'page.explorer.preset.s2')}')"
+            )
+            side = str(output_side(28, 2, 0, 2))
+            expect(page.locator("#explorer-formula")).to_have_attribute("data-side", side)
+            page.locator("#explorer-card").screenshot(path=str(ARTIFACTS / "serve-explorer.png"))
+            for card in ("pooling-card", "c3-card", "head-card"):
+                page.locator(f"#{card}").screenshot(path=str(ARTIFACTS / f"serve-{card}.png"))
+            assert problems == []
+        finally:
+            browser.close()
+
+
 # Latin-letter words the Korean page may show, each for a reason; anything else is English
 # left untranslated. The served runs' names are allowed as well (they name directories).
 ALLOWED_LATIN = {
@@ -237,7 +373,8 @@ ALLOWED_LATIN = {
     "S2",
     "C3",
     "S4",
-    "C5",  # LeNet-5's layer names, as the paper and courses write them
+    "C5",
+    "F6",  # LeNet-5's layer names, as the paper and courses write them
     "ReLU",  # the activation function's name, in the weight-sharing sum
     "Grad-CAM",  # the explanation method's name (Selvaraju et al.), as Korean courses write it
     "MNIST",  # the data set's name
@@ -247,6 +384,17 @@ ALLOWED_LATIN = {
     "Haffner",  # the authors cited in the footer
     "convnet",
     "serve",  # the program and its command (`convnet serve`)
+    "augmentation-switch",
+    "max-training-minutes",
+    "train",
+    "resume",  # command-line options and commands, typed as they are
+    "e",
+    "i",
+    "j",
+    "k",
+    "n",
+    "p",
+    "s",  # the variables of the softmax and output-size formulas
     "English",  # the switch names each language in that language
 }
 LATIN_WORDS = r"""() => document.body.innerText.match(/[A-Za-z][A-Za-z0-9-]*/g) || []"""
@@ -297,6 +445,18 @@ def test_korean_page_from_the_browser_language_and_the_switch(server_url):
             page.locator("#explain-card").screenshot(path=str(ARTIFACTS / "serve-explain-ko.png"))
             assert latin_words_left(page, ALLOWED_LATIN | runs) == []
             before = predictions(page), page.evaluate(SEEN_PIXELS)
+
+            # The server's refusals in Korean too: a reading whose body is lost on the way.
+            page.route("**/api/predict*", lambda route: route.continue_(post_data=b""))
+            page.click("#shift-right")
+            refusal = text("ko", "server.error.body_empty")
+            expect(page.locator("#error")).to_have_text(
+                text("ko", "page.error.server", message=refusal)
+            )
+            page.unroute("**/api/predict*")
+            page.click("#shift-left")
+            expect(page.locator("#error")).to_be_hidden()
+            wait_until_settled(page)
 
             # The switch: all English, the drawing and its readings kept, no reload.
             page.click("#languages button[lang='en']")

@@ -45,7 +45,7 @@ def test_the_best_run_is_served_not_the_newest(quick, trained_run, tmp_path):
     assert newest_run(tmp_path, "lenet5", "mnist").path == newer  # what the page used to serve
     assert Run(good).test_error() <= MAX_SERVED_ERROR < Run(newer).test_error()
     before = sorted(path.name for path in tmp_path.iterdir())
-    served = prepare_models([quick["mlp"]], runs_root=tmp_path, log=print)
+    served = prepare_models([quick["mlp"]], runs_root=tmp_path, log=print, pair="best")
     assert sorted(path.name for path in tmp_path.iterdir()) == before  # nothing trained
     described = TestClient(create_app(served)).get("/api/models").json()["models"]
     cnn = next(model for model in described if model["role"] == "cnn")
@@ -56,20 +56,30 @@ def test_the_best_run_is_served_not_the_newest(quick, trained_run, tmp_path):
 
 
 def test_when_every_run_is_undertrained_a_fresh_one_is_trained(quick, tmp_path):
+    """No lenet5 run is good enough: one is trained now. The ordinary network is then the
+    one run of mlp trained with that recipe (undertrained as it is: another run of the same
+    recipe would be no better); with --pair best, a fresh one is trained for it too."""
     for model, path in quick.items():
         copy_run(path, tmp_path, f"{model}-undertrained")
     served = prepare_models(runs_root=tmp_path, **QUICK, log=print)
-    assert len(list(tmp_path.iterdir())) == 4  # one new run per role
-    described = TestClient(create_app(served)).get("/api/models").json()["models"]
-    for model in described:
-        fresh = Run(tmp_path / model["run"])
+    assert len(list(tmp_path.iterdir())) == 3  # one new run, for the CNN
+    described = TestClient(create_app(served)).get("/api/models").json()
+    cnn, ordinary = described["models"]
+    fresh = Run(tmp_path / cnn["run"])
+    assert cnn["chosen"] == "trained" and not cnn["run"].endswith("-undertrained")
+    assert cnn["runs_found"] == 1 and cnn["best_found_error"] == Run(quick["lenet5"]).test_error()
+    assert cnn["test_error"] == fresh.test_error() and cnn["training_seconds"] > 0
+    assert cnn["undertrained"] == (fresh.test_error() > MAX_SERVED_ERROR)
+    assert "trained when the server started" in cnn["origin"]
+    assert ordinary["run"] == "mlp-undertrained" and ordinary["partner_of"] == cnn["run"]
+    assert ordinary["undertrained"] and ordinary["warning"] is not None
+    assert described["pair"]["matched"] is True
+
+    served = prepare_models(runs_root=tmp_path, **QUICK, log=print, pair="best")
+    assert len(list(tmp_path.iterdir())) == 5  # a new run for each role
+    for model in TestClient(create_app(served)).get("/api/models").json()["models"]:
         assert model["chosen"] == "trained" and not model["run"].endswith("-undertrained")
-        assert model["runs_found"] == 1
-        assert model["best_found_error"] == Run(quick[model["name"]]).test_error()
-        assert model["test_error"] == fresh.test_error() and model["training_seconds"] > 0
-        assert model["undertrained"] == (fresh.test_error() > MAX_SERVED_ERROR)
         assert (model["warning"] is not None) == model["undertrained"]
-        assert "trained when the server started" in model["origin"]
 
 
 def test_runs_given_are_checked(quick, tmp_path):

@@ -4,9 +4,11 @@
 // in place, and render() rewrites each text from the state, so the drawing stays.
 import { currentLanguage, element, fill, number, percent, pickLanguage, t, translate, useCatalog } from "/i18n.js";
 import {
-  $, ROLES, drawSweep, forgetMaps, greyColour, paintArray, showExplanations, showFilters, showMaps,
+  $, ROLES, drawSweep, forgetMaps, greyColour, markCell, paintArray, showExplanations, showFilters, showMaps,
   showPredictions, showSharing,
 } from "/views.js";
+import { drawLegend, showC3, showField, showHead, showPooling } from "/insides.js";
+import { showExplorer, showPresets, startExplorer } from "/explorer.js";
 
 const STROKE_WIDTH = 20;
 const STORED_LANGUAGE = "convnet.language";
@@ -24,7 +26,109 @@ const state = {
   sweep: null, // the last shift sweep, redrawn when the language changes
   catalogs: null, // /api/messages
   models: null, // /api/models in the current language
+  // Which networks answer: per role, trained with (true) or without (false) augmentation;
+  // null keeps the server's default pair.
+  choice: { cnn: null, ordinary: null },
+  // The cells looked into: the one under the pointer (its receptive field), a pooling
+  // cell and a C3 cell; maps counted from 0 here, from 1 on the page.
+  field: { layer: "c3", map: 0, row: 4, column: 4 },
+  pooling: { layer: "s2", map: 0, row: 6, column: 6 },
+  c3: { map: 0, row: 4, column: 4 },
+  picked: { pooling: false, c3: false }, // until the visitor picks, each reply picks for them
 };
+
+// ---- looking into cells --------------------------------------------------------------
+
+const PICKERS = {
+  pooling: { fields: ["layer", "map", "row", "column"], show: () => showPooling(state.result, state.pooling) },
+  c3: { fields: ["map", "row", "column"], show: () => showC3(state.result, state.c3) },
+};
+
+// The picker's inputs from the state (map numbers from 1), their limits from the reply.
+function showPicker(name) {
+  const pick = state[name];
+  const maps = state.result.feature_maps[name === "c3" ? "c3" : pick.layer];
+  const [count, side] = [maps.shape[0], maps.shape[1]];
+  pick.map = Math.min(pick.map, count - 1);
+  pick.row = Math.min(pick.row, side - 1);
+  pick.column = Math.min(pick.column, side - 1);
+  for (const field of PICKERS[name].fields) {
+    const input = $(`${name}-${field}`);
+    if (field === "map") input.max = String(count);
+    if (field === "row" || field === "column") input.max = String(side - 1);
+    input.value = String(field === "map" ? pick.map + 1 : pick[field]);
+  }
+  PICKERS[name].show();
+}
+
+for (const [name, picker] of Object.entries(PICKERS)) {
+  for (const field of picker.fields) {
+    $(`${name}-${field}`).addEventListener("change", (event) => {
+      const input = event.target;
+      if (field === "layer") {
+        state[name].layer = input.value;
+      } else {
+        const value = Math.round(Number(input.value));
+        const clamped = Math.min(Math.max(Number.isFinite(value) ? value : 0, Number(input.min)), Number(input.max));
+        state[name][field] = field === "map" ? clamped - 1 : clamped;
+      }
+      state.picked[name] = true;
+      if (state.result) showPicker(name);
+    });
+  }
+}
+
+// Until the visitor picks a cell, a telling one: the pooling window whose four cells differ
+// most (a clear winner), the C3 cell of largest value (a sum that is not all zero).
+function autoPick(reply) {
+  const best = (rows, score) => {
+    let found = { row: 0, column: 0, score: -Infinity };
+    rows.forEach((line, row) => line.forEach((_, column) => {
+      const value = score(row, column);
+      if (value > found.score) found = { row, column, score: value };
+    }));
+    return found;
+  };
+  if (!state.picked.pooling) {
+    const { layer, map } = state.pooling;
+    const source = reply.feature_maps[layer === "s2" ? "c1" : "c3"].data[map];
+    const window = (row, column) => [0, 1].flatMap((i) => [0, 1].map((j) => source[2 * row + i][2 * column + j]));
+    const found = best(reply.feature_maps[layer].data[map], (row, column) => {
+      const values = window(row, column);
+      return Math.max(...values) - Math.min(...values);
+    });
+    Object.assign(state.pooling, { row: found.row, column: found.column });
+  }
+  if (!state.picked.c3) {
+    const maps = reply.feature_maps.c3.data[state.c3.map];
+    const found = best(maps, (row, column) => maps[row][column]);
+    Object.assign(state.c3, { row: found.row, column: found.column });
+  }
+}
+
+// A cell under the pointer: its receptive field, and a pooling or C3 cell followed there.
+function lookAt(cell, canvas) {
+  if (!state.result) return;
+  state.field = cell;
+  markCell(cell, canvas);
+  showField(state.result, cell);
+  if (cell.layer === "s2" || cell.layer === "s4") {
+    state.pooling = { ...cell };
+    state.picked.pooling = true;
+    showPicker("pooling");
+  } else if (cell.layer === "c3") {
+    state.c3 = { map: cell.map, row: cell.row, column: cell.column };
+    state.picked.c3 = true;
+    showPicker("c3");
+  }
+}
+
+// The query that picks the pair the switches chose (empty for the default pair).
+function choiceQuery() {
+  return Object.entries(state.choice)
+    .filter(([, augment]) => augment !== null)
+    .map(([role, augment]) => [`${role}_augment`, String(augment)]);
+}
 
 const undertrained = () => Boolean(state.models && state.models.models.some((m) => m.undertrained));
 
@@ -125,8 +229,18 @@ $("sample").addEventListener("click", async () => {
 // not all come back together, and ask again, a few times before showing the error.
 const BUSY_RETRIES = 5;
 
+// Every call names the page's language, so that the server words its refusals in it; but
+// /api/messages, which without ?lang= sends every catalog and the browser's language.
+function withLanguage(url) {
+  const address = new URL(url, window.location.href);
+  const own = address.pathname === "/api/messages" || address.searchParams.has("lang");
+  if (!own) address.searchParams.set("lang", currentLanguage());
+  return address.pathname + address.search;
+}
+
 async function fetchJson(url, options) {
   try {
+    url = withLanguage(url);
     let response = await fetch(url, options);
     for (let retry = 0; retry < BUSY_RETRIES && response.status === 503; retry += 1) {
       const seconds = Number(response.headers.get("Retry-After"));
@@ -154,7 +268,7 @@ async function sourceBody() {
 }
 
 async function predict(body, view) {
-  const query = new URLSearchParams(Object.entries(view).map(([k, v]) => [k, String(v)]));
+  const query = new URLSearchParams([...Object.entries(view).map(([k, v]) => [k, String(v)]), ...choiceQuery()]);
   return fetchJson(`/api/predict?${query}`, {
     method: "POST",
     headers: { "Content-Type": body.type },
@@ -189,6 +303,7 @@ async function requestPrediction() {
 
 function show(reply) {
   state.result = reply;
+  autoPick(reply);
   showResult();
   document.body.dataset.predictions = String(Number(document.body.dataset.predictions || 0) + 1);
 }
@@ -198,9 +313,13 @@ function showResult() {
   paintArray($("seen"), reply.pixels, (v) => greyColour(v / 255));
   showPredictions(reply.predictions, reply.view, undertrained());
   showExplanations(reply);
-  showMaps(reply);
+  showMaps(reply, lookAt);
+  showField(reply, state.field);
   showFilters(reply.c1_filters, state.filter, pickFilter);
   showSharing(reply, state.filter, state.position);
+  showPicker("pooling");
+  showPicker("c3");
+  showHead(reply);
 }
 
 function redrawSharing() {
@@ -316,7 +435,7 @@ function showModels() {
       : t("page.note.error", { error: percent(model.test_error, 2), images: number(model.test_images ?? 0) });
     item.append(
       element("b", `${t(`page.role.${model.role}`)}: ${model.name}`, `${model.role}-colour`),
-      ` · ${t("page.note.params", { count: number(model.params) })} · ${error} · ${model.origin}`,
+      ` · ${t("page.note.params", { count: number(model.params) })} · ${error} · ${model.recipe_text} · ${model.origin}`,
     );
     item.dataset.role = model.role;
     notes.push(item);
@@ -326,6 +445,58 @@ function showModels() {
     block.querySelector(".badge").hidden = !model.undertrained;
   }
   $("model-notes").replaceChildren(...notes);
+  showPair();
+}
+
+// Whether the pair differs in architecture only (the server's sentence), and the switches
+// that pick each network trained with or without augmentation, where the server has both.
+function showPair() {
+  const { pair, choices, models } = state.models;
+  const holder = $("pair");
+  holder.classList.toggle("matched", pair.matched);
+  holder.classList.toggle("unmatched", !pair.matched);
+  holder.dataset.matched = String(pair.matched);
+  $("pair-sentence").textContent = `${pair.matched ? "✓" : "⚠"} ${pair.sentence}`;
+  const groups = Object.entries(choices).map(([role, settings]) => {
+    const current = models.find((m) => m.role === role).augment;
+    const group = element("div", "", "switch");
+    group.setAttribute("role", "group");
+    group.dataset.role = role;
+    group.append(element("span", t(`page.switch.${role}`), `${role}-colour`));
+    for (const augment of [true, false]) {
+      const button = element("button", t(augment ? "page.switch.with" : "page.switch.without"));
+      button.type = "button";
+      button.dataset.augment = String(augment);
+      button.setAttribute("aria-pressed", String(current === augment));
+      button.disabled = !settings.includes(augment);
+      if (button.disabled) button.title = t("page.switch.missing");
+      button.addEventListener("click", () => choose(role, augment));
+      group.append(button);
+    }
+    return group;
+  });
+  $("switches").replaceChildren(...groups);
+  const missing = Object.values(choices).some((settings) => settings.length < 2);
+  if (missing) $("switches").append(element("p", t("page.switch.how"), "hint"));
+  $("unfinished").replaceChildren(...pair.unfinished.map((item) => element("li", `⏸ ${item.sentence}`)));
+}
+
+async function choose(role, augment) {
+  state.choice[role] = augment;
+  await loadModels(currentLanguage());
+  state.sweep = null;
+  $("sweep-figure").hidden = true;
+  requestPrediction();
+}
+
+async function loadModels(lang) {
+  const query = new URLSearchParams([["lang", lang], ...choiceQuery()]);
+  const models = await fetchJson(`/api/models?${query}`);
+  if (models && currentLanguage() === lang) {
+    state.models = models;
+    render();
+  }
+  return models;
 }
 
 function showLanguages() {
@@ -356,6 +527,8 @@ function render() {
   showSampleLabel();
   showSliders();
   $("play").textContent = t(state.timer ? "page.sharing.pause" : "page.sharing.play");
+  showPresets();
+  showExplorer();
   if (state.models) showModels();
   if (state.result) {
     forgetMaps();
@@ -374,11 +547,7 @@ async function switchLanguage(lang) {
     // storage refused (private mode): the choice lasts until the page is reloaded
   }
   render();
-  const models = await fetchJson(`/api/models?lang=${encodeURIComponent(lang)}`);
-  if (models && currentLanguage() === lang) {
-    state.models = models;
-    render();
-  }
+  await loadModels(lang);
 }
 
 // ---- start ---------------------------------------------------------------------------
@@ -393,6 +562,7 @@ function storedLanguage() {
 
 async function start() {
   clearPad();
+  drawLegend();
   state.catalogs = await fetchJson("/api/messages");
   if (!state.catalogs) return;
   const lang = pickLanguage({
@@ -400,11 +570,10 @@ async function start() {
     fixed: state.catalogs.fixed, fallback: state.catalogs.default, browser: navigator.languages,
   });
   useCatalog(lang, state.catalogs.messages[lang]);
+  startExplorer();
   render();
-  state.models = await fetchJson(`/api/models?lang=${encodeURIComponent(lang)}`);
-  if (!state.models) return;
+  if (!(await loadModels(lang))) return;
   $("sample").disabled = !state.models.samples;
-  render();
 }
 
 start();

@@ -3,13 +3,8 @@
 // Every word comes from the message catalog through i18n.js.
 import { element, fill, number, percent, t } from "/i18n.js";
 
-export const LAYERS = [
-  { key: "c1", title: "C1", kind: "page.layer.convolution", size: "5×5" },
-  { key: "s2", title: "S2", kind: "page.layer.pooling", size: "2×2" },
-  { key: "c3", title: "C3", kind: "page.layer.convolution", size: "5×5" },
-  { key: "s4", title: "S4", kind: "page.layer.pooling", size: "2×2" },
-  { key: "c5", title: "C5", kind: "page.layer.convolution", size: "5×5" },
-];
+export const LAYERS = ["c1", "s2", "c3", "s4", "c5"];
+export const TITLES = { c1: "C1", s2: "S2", c3: "C3", s4: "S4", c5: "C5" };
 export const ROLES = { cnn: "prediction-cnn", ordinary: "prediction-ordinary" };
 
 export const $ = (id) => document.getElementById(id);
@@ -27,7 +22,7 @@ export function rampColour(t) {
 }
 
 // Blue for negative, white for zero, red for positive (weights and signed values).
-function divergingColour(t) {
+export function divergingColour(t) {
   const x = Math.min(Math.max(t, -1), 1);
   const fade = (c) => Math.round(255 - (255 - c) * Math.abs(x));
   return x < 0 ? [fade(37), fade(99), fade(235)] : [fade(220), fade(38), fade(38)];
@@ -57,7 +52,7 @@ export function paintArray(canvas, rows, colour) {
 }
 
 // Paint a 2-D array as blocks of `cell` pixels, for canvases that also get drawn on top.
-function paintBlocks(canvas, rows, colour, cell) {
+export function paintBlocks(canvas, rows, colour, cell) {
   const context = canvas.getContext("2d");
   rows.forEach((row, y) =>
     row.forEach((value, x) => {
@@ -68,8 +63,16 @@ function paintBlocks(canvas, rows, colour, cell) {
   return context;
 }
 
-const flat = (rows) => rows.flat(Infinity);
-const largest = (values) => values.reduce((a, b) => Math.max(a, Math.abs(b)), 1e-9);
+export const flat = (rows) => rows.flat(Infinity);
+export const largest = (values) => values.reduce((a, b) => Math.max(a, Math.abs(b)), 1e-9);
+
+// How a layer's maps are coloured: the magma ramp from 0 to the layer's largest value, or,
+// where the layer has negative values, blue–white–red scaled to its largest magnitude.
+export function layerColour(values) {
+  const top = largest(values);
+  const signed = values.some((v) => v < 0);
+  return { top, signed, colour: signed ? (v) => divergingColour(v / top) : (v) => rampColour(v / top) };
+}
 
 // ---- predictions, maps, filters -----------------------------------------------------
 
@@ -110,62 +113,111 @@ export function showPredictions(predictions, view, undertrained) {
 }
 
 let mapCanvases = null; // built on the first reply (the shapes never change) and per language
+let scales = {}; // per layer, the element that says its colour scale
+export const STRIP = 12; // C5's 120 values of 1×1 maps are shown as one strip, 12 a row
 
 export function forgetMaps() {
   mapCanvases = null;
 }
 
-function buildMaps(reply) {
+// The cell of a map canvas under the pointer: {layer, map, row, column}.
+function cellAt(event, layer, index, shape) {
+  const canvas = event.currentTarget;
+  const box = canvas.getBoundingClientRect();
+  const x = Math.floor(((event.clientX - box.left) / box.width) * canvas.width);
+  const y = Math.floor(((event.clientY - box.top) / box.height) * canvas.height);
+  const column = Math.min(Math.max(x, 0), canvas.width - 1);
+  const row = Math.min(Math.max(y, 0), canvas.height - 1);
+  if (shape[1] * shape[2] === 1) return { layer, map: Math.min(row * STRIP + column, shape[0] - 1), row: 0, column: 0 };
+  return { layer, map: index, row, column };
+}
+
+// `onCell(cell)` is told of the cell under the pointer (hover, or a tap on a touch screen).
+function buildMaps(reply, onCell) {
   const holder = $("maps");
   holder.replaceChildren();
   mapCanvases = {};
-  for (const layer of LAYERS) {
-    const map = reply.feature_maps[layer.key];
+  scales = {};
+  const kinds = Object.fromEntries(reply.anatomy.layers.map((layer) => [layer.key, layer]));
+  for (const key of LAYERS) {
+    const map = reply.feature_maps[key];
     const [count, height, width] = map.shape;
+    const described = kinds[key];
     const row = document.createElement("div");
     row.className = "layer";
     const title = document.createElement("h3");
     const counted = t("page.layer.count", { count: number(count), height, width });
-    title.append(element("b", layer.title), ` ${t(layer.kind, { size: layer.size })}`,
-      document.createElement("br"), element("small", counted));
+    const size = described.kernel ? described.kernel.join("×") : "";
+    scales[key] = element("small", "", "scale");
+    title.append(element("b", TITLES[key]), ` ${t(`page.layer.kind.${described.kind}`, { size })}`,
+      document.createElement("br"), element("small", counted), document.createElement("br"), scales[key]);
     const grid = document.createElement("div");
-    grid.className = `maps maps-${layer.key}`;
-    grid.dataset.layer = layer.key;
+    grid.className = `maps maps-${key}`;
+    grid.dataset.layer = key;
     const canvases = [];
-    const pieces = height * width === 1 ? 1 : count; // C5's 1×1 maps: one strip of 120 cells
+    const pieces = height * width === 1 ? 1 : count;
     for (let i = 0; i < pieces; i += 1) {
       const canvas = document.createElement("canvas");
       canvas.className = "map";
+      canvas.dataset.map = String(i);
       canvas.title =
         pieces === 1
-          ? t("page.layer.all_values", { layer: layer.title, count: number(count) })
-          : t("page.layer.map", { layer: layer.title, number: number(i + 1) });
+          ? t("page.layer.all_values", { layer: TITLES[key], count: number(count) })
+          : t("page.layer.map", { layer: TITLES[key], number: number(i + 1) });
+      for (const kind of ["pointermove", "pointerdown"]) {
+        canvas.addEventListener(kind, (event) => onCell(cellAt(event, key, i, map.shape), canvas));
+      }
       grid.append(canvas);
       canvases.push(canvas);
     }
     row.append(title, grid);
     holder.append(row);
-    mapCanvases[layer.key] = canvases;
+    mapCanvases[key] = canvases;
   }
+  const cellMark = element("div", "", "cell-mark");
+  cellMark.hidden = true;
+  holder.append(cellMark);
 }
 
-export function showMaps(reply) {
-  if (!mapCanvases) buildMaps(reply);
-  for (const layer of LAYERS) {
-    const map = reply.feature_maps[layer.key];
-    const top = largest(flat(map.data));
-    const signed = flat(map.data).some((v) => v < 0);
-    const colour = signed ? (v) => divergingColour(v / top) : (v) => rampColour(v / top);
-    const canvases = mapCanvases[layer.key];
+export function showMaps(reply, onCell) {
+  if (!mapCanvases) buildMaps(reply, onCell);
+  for (const key of LAYERS) {
+    const map = reply.feature_maps[key];
+    const { top, signed, colour } = layerColour(flat(map.data));
+    scales[key].textContent = t(signed ? "page.layer.scale_signed" : "page.layer.scale", { top: number(top, 2) });
+    const canvases = mapCanvases[key];
     if (canvases.length === 1 && map.shape[0] > 1) {
       const values = map.data.map((m) => m[0][0]);
       const rows = [];
-      for (let i = 0; i < values.length; i += 12) rows.push(values.slice(i, i + 12));
+      for (let i = 0; i < values.length; i += STRIP) rows.push(values.slice(i, i + STRIP));
       paintArray(canvases[0], rows, colour);
     } else {
       map.data.forEach((rows, i) => paintArray(canvases[i], rows, colour));
     }
   }
+}
+
+// Outline the cell under the pointer on its map (`canvas`); null hides the outline.
+export function markCell(cell, canvas) {
+  const mark = document.querySelector("#maps .cell-mark");
+  if (!mark) return;
+  if (!cell || !canvas) {
+    mark.hidden = true;
+    return;
+  }
+  const holder = $("maps").getBoundingClientRect();
+  const box = canvas.getBoundingClientRect();
+  const [columns, rows] = [canvas.width, canvas.height];
+  const strip = canvas.parentElement.dataset.layer === "c5";
+  const x = strip ? cell.map % STRIP : cell.column;
+  const y = strip ? Math.floor(cell.map / STRIP) : cell.row;
+  Object.assign(mark.style, {
+    left: `${box.left - holder.left + (x * box.width) / columns}px`,
+    top: `${box.top - holder.top + (y * box.height) / rows}px`,
+    width: `${box.width / columns}px`,
+    height: `${box.height / rows}px`,
+  });
+  mark.hidden = false;
 }
 
 // ---- where each network looked -------------------------------------------------------
@@ -236,11 +288,16 @@ export function showFilters(filters, selected, onPick) {
 
 // ---- weight sharing ------------------------------------------------------------------
 
-const ACTIVATIONS = {
+// The squashing after a layer, as the server names it (convnet/serve/anatomy.py).
+export const ACTIVATIONS = {
   relu: { name: "ReLU", apply: (s) => Math.max(0, s) },
   scaled_tanh: { name: "1.7159·tanh(⅔·)", apply: (s) => 1.7159 * Math.tanh((2 / 3) * s) },
   identity: { name: "", apply: (s) => s },
 };
+// The reply's values have 4 decimals; a sum recomputed from up to 150 of their products
+// agrees with the server's to this much (relative to the value, at least 1).
+const AGREEMENT = 0.005;
+export const agrees = (mine, servers) => Math.abs(mine - servers) <= AGREEMENT * Math.max(1, Math.abs(servers));
 
 function fillTable(table, rows, colour, digits) {
   table.replaceChildren(
@@ -300,7 +357,7 @@ export function showSharing(reply, filter, position) {
   const activation = ACTIVATIONS[filters.activation] || ACTIVATIONS.identity;
   const mine = activation.apply(sum);
   const servers = output[row][column];
-  const agree = Math.abs(mine - servers) <= 0.005 * Math.max(1, Math.abs(servers));
+  const agree = agrees(mine, servers);
   const bold = (value) => element("b", number(value, 3));
   const lines = [document.createElement("span"), document.createElement("span")];
   fill(lines[0], "page.sharing.sum", { bias: number(bias, 3), sum: bold(sum) });

@@ -1,0 +1,220 @@
+"""From an image file to the tensor a model sees: the two preparations, one for each kind of
+model, shared by `predict`, `explain`, `evaluate` and training on image files.
+
+- photo: torchvision's ImageNet preprocessing: the shorter side resized to `resize`, a centre
+  crop of `crop`, [0, 1], normalised (`evaluation_transform`); training takes random resized
+  crops and flips instead (`training_transform`);
+- digit: the file prepared as MNIST was (convnet/data/images.py: grey, the ink's box scaled
+  to 20×20 and centred by mass in 28×28), then padded or resized to the model's input.
+
+Files are decoded by the one decoder (convnet/data/decoding.py), told how many pixels the
+preparation needs so that a large JPEG is decoded reduced. An image whose sides differ by more
+than MAX_ASPECT times is cut to that aspect about its centre before it is resized: the centre
+crop never reaches further (resized on its short side, a 1×8000 PNG asked for 6.3 GB and ended in a traceback).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from convnet.data.decoding import DECODE_ERRORS, open_image
+from convnet.data.images import SHEET_SIDE, as_photo, mnist_style, oriented, to_grey
+from convnet.errors import UserError
+
+# The longest side a photo keeps, as a multiple of its shorter side, before it is resized:
+# the centre crop takes at most the shorter side's length of it (crop ≤ resize), so 32 leaves
+# 15 shorter sides of margin either way, and resizing stays within 32 × resize² pixels.
+MAX_ASPECT = 32
+# RandomResizedCrop's smallest crop is 8% of the area (Szegedy et al. 2015): a side of
+# sqrt(0.08) ≈ 0.28 of the image, so training decodes a JPEG with crop / 0.28 pixels kept.
+SMALLEST_CROP_AREA = 0.08
+
+
+def decode_image(path: Path | str | bytes, keep: int | None = None) -> Image.Image:
+    """An 8-bit RGB image, the right way up (EXIF orientation), from any file and pixel mode
+    Pillow reads: greyscale, CMYK, palette, 16-bit and float, with transparency over white.
+    `keep`: the shorter side the preparation needs (a large JPEG is decoded reduced to it)."""
+    return as_photo(open_image(path, keep=keep))
+
+
+def read_image(path: Path | str, keep: int | None = SHEET_SIDE) -> Image.Image:
+    """The file's own pixels and mode, the right way up (for the digit preparation, which
+    measures them before any conversion), named after its file for the messages."""
+    image = oriented(open_image(path, keep=keep))
+    image.filename = str(path)  # turned upright, it is a copy that no longer knows its file
+    return image
+
+
+def decode_failure(path: Path, transform: Callable | None = None) -> str | None:
+    """Why `path` cannot be decoded, or prepared by `transform` (None if it can): for
+    listing skipped files."""
+    try:
+        image = getattr(transform, "decode", decode_image)(path)
+        if transform is not None:
+            transform(image)
+    except (*DECODE_ERRORS, UserError) as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return f"cannot be decoded ({type(error).__name__}{': ' + text if text else ''})"
+    return None
+
+
+class BoundedAspect:
+    """Cut an image whose longer side passes MAX_ASPECT times its shorter one to that aspect,
+    about its centre (a class: workers pickle it)."""
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        short = max(1, min(width, height))
+        if max(width, height) <= MAX_ASPECT * short:
+            return image
+        keep_width, keep_height = min(width, MAX_ASPECT * short), min(height, MAX_ASPECT * short)
+        left, top = (width - keep_width) // 2, (height - keep_height) // 2
+        return image.crop((left, top, left + keep_width, top + keep_height))
+
+    def __repr__(self) -> str:
+        return f"BoundedAspect({MAX_ASPECT})"
+
+
+class _Preprocess:
+    """PIL image -> normalised float tensor (a class, not a lambda: workers may pickle it):
+    `steps` on the image, then `after` on the normalised tensor (random erasing). `keep` is
+    the shorter side its steps need, which `decode` passes to the decoder."""
+
+    def __init__(
+        self,
+        steps: list[Callable],
+        mean,
+        std,
+        channels: int,
+        keep: int | None = None,
+        after: Sequence[Callable] = (),
+    ) -> None:
+        self.steps, self.mean, self.std, self.channels = steps, list(mean), list(std), channels
+        self.keep, self.after = keep, list(after)
+
+    def decode(self, path: Path | str) -> Image.Image:
+        return decode_image(path, self.keep)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if self.channels == 1:
+            image = image.convert("L")
+        for step in self.steps:
+            image = step(image)
+        tensor = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float)
+        tensor = TF.normalize(tensor, self.mean, self.std)
+        for step in self.after:
+            tensor = step(tensor)
+        return tensor
+
+    def __repr__(self) -> str:
+        steps = ", ".join(repr(step) for step in self.steps)
+        return f"Preprocess([{steps}], mean={self.mean}, std={self.std})"
+
+
+class DigitPreprocess:
+    """A file -> a normalised digit as the model's MNIST training data looked: the
+    preparation `convnet predict` gives a digit model (grey, 20×20 box centred by mass in
+    28×28, padded or resized to the model's input)."""
+
+    decode = staticmethod(read_image)
+
+    def __init__(self, size: tuple[int, int, int], mean, std) -> None:
+        self.shape, self.mean, self.std = torch.Size(size), mean, std
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        from convnet.data.transforms import normalize, to_model_input
+
+        digit = mnist_style(to_grey(image), getattr(image, "filename", "") or "image")
+        return normalize(to_model_input(digit[None], tuple(self.shape))[0], self.mean, self.std)
+
+
+def _per_channel(value, channels: int) -> list[float]:
+    values = [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
+    if len(values) == 1:
+        return values * channels
+    if channels == 1:
+        return [sum(values) / len(values)]
+    return values
+
+
+def evaluation_transform(
+    resize: int,
+    crop: int,
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    channels: int = 3,
+) -> Callable[[Image.Image], torch.Tensor]:
+    """torchvision's ImageNet evaluation preprocessing (its ImageClassification preset): the
+    shorter side resized to `resize`, a centre crop of `crop`, [0, 1], then normalised. An
+    image of extreme aspect is first cut to MAX_ASPECT about its centre (`BoundedAspect`)."""
+    from torchvision import transforms
+
+    steps = [
+        BoundedAspect(),
+        transforms.Resize(resize, interpolation=interpolation, antialias=True),
+        transforms.CenterCrop(crop),
+    ]
+    mean, std = _per_channel(mean, channels), _per_channel(std, channels)
+    return _Preprocess(steps, mean, std, channels, keep=resize)
+
+
+def training_transform(
+    crop: int,
+    mean: float | Sequence[float],
+    std: float | Sequence[float],
+    channels: int = 3,
+) -> Callable[[Image.Image], torch.Tensor]:
+    """The standard ImageNet augmentation (Szegedy et al. 2015's crops, as torchvision's
+    references train): a random crop of 8–100% of the area and 3/4–4/3 aspect, resized to
+    `crop`, and a horizontal flip half the time."""
+    from torchvision import transforms
+
+    steps = [transforms.RandomResizedCrop(crop, antialias=True), transforms.RandomHorizontalFlip()]
+    keep = math.ceil(crop / math.sqrt(SMALLEST_CROP_AREA))
+    mean, std = _per_channel(mean, channels), _per_channel(std, channels)
+    return _Preprocess(steps, mean, std, channels, keep=keep)
+
+
+def policy_transform(
+    base: _Preprocess, auto_augment: str | None, random_erase: float
+) -> _Preprocess:
+    """`base` (the crop-and-flip augmentation, or evaluation's resize and centre crop with
+    --no-augment) followed by torchvision's automatic augmentation policy on the image and
+    random erasing on the normalised tensor, as its reference script trains (--auto-augment
+    ra | ta_wide | augmix | imagenet; --random-erase P erases with 0, the mean)."""
+    from torchvision.transforms import v2
+
+    policies = {
+        "ra": v2.RandAugment,
+        "ta_wide": v2.TrivialAugmentWide,
+        "augmix": v2.AugMix,
+        "imagenet": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+    }
+    steps = [*base.steps, *([policies[auto_augment]()] if auto_augment else [])]
+    after = [v2.RandomErasing(p=random_erase)] if random_erase > 0 else []
+    return _Preprocess(steps, base.mean, base.std, base.channels, base.keep, after)
+
+
+def photo_transform(
+    size: tuple[int, int, int], resize: int | None = None, interpolation=None
+) -> Callable[[Image.Image], torch.Tensor]:
+    """The photo preparation of `predict` and `explain`: `evaluate`'s, in [0, 1] (the model's
+    normalization is applied with the batch), the shorter side resized to `resize` (default
+    size / 0.875: 256 for 224, torchvision's ratio) and centre-cropped to the model's input."""
+    resize = resize or round(size[1] / 0.875)
+    extra = {"interpolation": interpolation} if interpolation is not None else {}
+    return evaluation_transform(resize, size[1], 0.0, 1.0, channels=size[0], **extra)
+
+
+def load_photo(source: str | Path | bytes, size: tuple[int, int, int]) -> torch.Tensor:
+    """A photo file as `photo_transform` prepares it: float (C, H, W) in [0, 1]."""
+    transform = photo_transform(size)
+    return transform(transform.decode(source))
