@@ -143,6 +143,7 @@ def extremes_sentence(result: dict, lang: str = "en") -> str:
         return named or report_words(lang, "none_stands_apart")
 
     easiest, hardest = listed(result["easiest"]), listed(result["hardest"])
+    rule = rule[:1].upper() + rule[1:]  # a sentence of its own here
     return f"<p>{report_words(lang, 'extremes', easiest=easiest, hardest=hardest, rule=rule)}</p>"
 
 
