@@ -257,12 +257,12 @@ def augmentation_sentences(result: InvarianceResult, w: Words) -> list[str]:
     ]
     sentences = [w("augmentation.lead", parts=w("semicolon").join(parts))]
     for model in (cnn, mlp):
-        worse = [
-            (curve.distortion, result.mean_accuracy(curve.distortion, model) - value)
+        losses = {
+            curve.distortion: result.mean_accuracy(curve.distortion, model)
+            - result.mean_accuracy(curve.distortion, augmented[model])
             for curve in result.curves
-            for value in [result.mean_accuracy(curve.distortion, augmented[model])]
-            if result.mean_accuracy(curve.distortion, model) - value > WORSE_MARGIN
-        ]
+        }
+        worse = [(name, loss) for name, loss in losses.items() if loss > WORSE_MARGIN]
         if worse:
             sentences.append(
                 w(
