@@ -28,12 +28,12 @@ cifar10: $(STAMP)
 
 # Debian packages some features use: Chromium for the browser test (Playwright's own browser
 # download needs the internet), g++ and ninja-build (LeNet-5's pooling kernel, compiled at
-# first use), fonts-nanum (Korean glyphs for the Korean lecture figures and the browser
-# test's screenshots of the Korean page) and dataset-fashion-mnist (Fashion-MNIST's IDX
-# files). As root with apt-get, install the missing ones; elsewhere, or if apt-get fails,
-# say so and carry on: the browser test then skips saying why, LeNet-5 pools with PyTorch's
-# own operator, the Korean figures are drawn in English, and Fashion-MNIST falls back to its
-# mirrors.
+# first use), fonts-nanum (Korean glyphs for the browser test's screenshots of the Korean
+# page; the Korean figures need no system font: pip installs NanumGothic with
+# koreanize-matplotlib) and dataset-fashion-mnist (Fashion-MNIST's IDX files). As root with
+# apt-get, install the missing ones; elsewhere, or if apt-get fails, say so and carry on:
+# the browser test then skips saying why, LeNet-5 pools with PyTorch's own operator, and
+# Fashion-MNIST falls back to its mirrors.
 SYSTEM_PACKAGES := $(if $(wildcard /usr/bin/chromium),,chromium) \
 	$(if $(wildcard /usr/bin/g++),,g++) $(if $(wildcard /usr/bin/ninja),,ninja-build) \
 	$(if $(wildcard /usr/share/fonts/truetype/nanum),,fonts-nanum) \

@@ -10,6 +10,8 @@ temporary folder (nothing cached, so every run trains what it needs):
     python benchmarks/experiment_figures.py lecture      # `convnet report lecture`, timed
     python benchmarks/experiment_figures.py invariance   # claims 1, 3, 5: 5 epochs (~20 min)
     python benchmarks/experiment_figures.py evolution    # claim 8 in miniature (~40 min)
+    python benchmarks/experiment_figures.py evolution-brief  # the same, 1 epoch on 10,000
+    python benchmarks/experiment_figures.py pooling      # claim 3: 3 seeds × 3 poolings
 
 Timings depend on the machine and its load; the saved JSON records both.
 """
@@ -20,6 +22,7 @@ import argparse
 import html
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,6 +108,11 @@ def mlp(scratch: Path) -> dict:
 def lecture(scratch: Path) -> dict:
     page, runs = scratch / "lecture" / "lecture.html", scratch / "runs"
     _, log, seconds = convnet("report", "lecture", "--out", str(page), "--runs-dir", str(runs))
+    # The same page in Korean, from the same runs (reused: only claim 6's timing runs again).
+    korean = scratch / "lecture-ko" / "lecture.html"
+    _, _, korean_seconds = convnet(
+        "report", "lecture", "--lang", "ko", "--out", str(korean), "--runs-dir", str(runs)
+    )
     # Each section: <h2>Claim N</h2> … <p class='verdict'><span …>VERDICT</span> why</p>
     found = re.findall(
         r"<h2>Claim (\d+)</h2>.*?<p class='verdict'><span[^>]*>([^<]*)</span>",
@@ -124,6 +132,7 @@ def lecture(scratch: Path) -> dict:
         print(f"  {name}: {run['model']} test error {run['top1_error']:.2%}")
     return {
         "seconds": seconds,
+        "korean_seconds": korean_seconds,
         "verdicts": verdicts,
         "trained_runs": trained,
         "log": log.splitlines()[-40:],
@@ -147,12 +156,13 @@ def invariance(scratch: Path) -> dict:
     return {"seconds": seconds, "result": document}
 
 
-def evolution(scratch: Path) -> dict:
+def evolution(scratch: Path, *brief: str) -> dict:
     document, _, seconds = convnet(
         "experiment",
         "evolution",
         "--threads",
         "2",
+        *brief,
         "--json",
         "--runs-dir",
         str(scratch / "runs"),
@@ -160,8 +170,59 @@ def evolution(scratch: Path) -> dict:
         str(scratch / "evolution.png"),
     )
     document.pop("figure", None)
-    print(json.dumps(document, indent=1)[:4000])
-    return {"seconds": seconds, "result": document}
+    for row in document["models"]:
+        print(
+            f"{row['model']:<16} depth {row['depth']:>3}  test accuracy {row['test_accuracy']:.2%}"
+            f"  {row['train_seconds']:.0f} s  {'' if row['passes_floor'] else 'UNDER THE FLOOR'}"
+        )
+    print(f"under the {document['accuracy_floor']} floor: {document['short_of_floor']}")
+    return {"seconds": seconds, "command_options": list(brief), "result": document}
+
+
+def evolution_brief(scratch: Path) -> dict:
+    """The evolution in miniature at this commit: 1 epoch on 10,000 images, 2,000 tested."""
+    return evolution(scratch, "--epochs", "1", "--train-subset", "10000", "--test-subset", "2000")
+
+
+def pooling(scratch: Path) -> dict:
+    """Claim 3 as the lecture report measures it: lenet5 with max pooling, average pooling
+    and a stride-2 convolution, 3 seeds each, 3 epochs on all 60,000 images, the same
+    recipe; sweeps over the first 2,000 test digits."""
+    document, _, seconds = convnet(
+        "experiment",
+        "invariance",
+        "--models",
+        "lenet5",
+        "--variants",
+        "plain,average,ablation",
+        "--seeds",
+        "3",
+        "--epochs",
+        "3",
+        "--test-subset",
+        "2000",
+        "--distortions",
+        "translate_x,translate_y,rotate",
+        "--json",
+        "--runs-dir",
+        str(scratch / "runs"),
+        "--figure",
+        str(scratch / "invariance.png"),
+    )
+    for kind, measures in document["pooling"].items():
+        cells = ", ".join(
+            f"{name} {m['mean']:.2%} ({m['min']:.2%}–{m['max']:.2%})"
+            for name, m in measures.items()
+        )
+        print(f"{kind:<9} {cells}")
+    return {
+        "seconds": seconds,
+        "pooling": document["pooling"],
+        "variants": [
+            {key: v[key] for key in ("label", "seed", "train_seconds", "clean_accuracy")}
+            for v in document["variants"]
+        ],
+    }
 
 
 FIGURES = {
@@ -171,17 +232,25 @@ FIGURES = {
     "lecture": lecture,
     "invariance": invariance,
     "evolution": evolution,
+    "evolution-brief": evolution_brief,
+    "pooling": pooling,
 }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("figure", choices=sorted(FIGURES))
+    parser.add_argument(
+        "--keep", metavar="DIR", help="copy the pages, figures and runs made into DIR"
+    )
     args = parser.parse_args()
     print(f"# {args.figure} — {hardware_line(hardware())}", flush=True)
     with tempfile.TemporaryDirectory(prefix=f"convnet-{args.figure}-") as scratch:
         document = FIGURES[args.figure](Path(scratch))
-    path = save_results(__file__, document, name=f"experiment_{args.figure}.json")
+        if args.keep:
+            shutil.copytree(scratch, args.keep, dirs_exist_ok=True)
+    name = args.figure.replace("-", "_")
+    path = save_results(__file__, document, name=f"experiment_{name}.json")
     print(f"# load average {load_average()} at the end; saved {path.name}")
     return 0 if all(target["met"] for target in document.get("targets", [])) else 1
 

@@ -33,7 +33,6 @@ from convnet.errors import UserError
 from convnet.models.registry import ModelSpec
 
 METHODS = ("gradcam", "saliency", "occlusion")
-METHOD_NAMES = {"gradcam": "Grad-CAM", "saliency": "saliency", "occlusion": "occlusion"}
 # Saliency is averaged over copies of the image with Gaussian noise of this σ (pixel units)
 # added, SmoothGrad (Smilkov et al. 2017): one gradient is speckled, the mean shows the shape.
 SMOOTHGRAD_SAMPLES, SMOOTHGRAD_NOISE = 16, 0.1

@@ -35,7 +35,8 @@ MODEL_NAMES = (
 # convnet.data.distortions.DISTORTIONS, in its order.
 DISTORTION_NAMES = ("translate_x", "translate_y", "rotate", "scale", "noise", "elastic")
 # convnet.experiments.invariance.VARIANT_KINDS.
-INVARIANCE_VARIANTS = ("plain", "augmented", "ablation")
+INVARIANCE_VARIANTS = ("plain", "augmented", "average", "ablation")
+INVARIANCE_SEEDS = 3  # convnet.experiments.invariance.DEFAULT_SEEDS
 # convnet.experiments.evolution: DEFAULT_MODELS and the shared recipe (MINI_TRAIN_DEFAULTS).
 EVOLUTION_MODELS = (
     "lenet5",

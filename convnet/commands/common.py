@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from convnet.errors import UserError
+from convnet.i18n import LANGUAGES
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -194,6 +195,14 @@ def download_if_asked(args: argparse.Namespace, model: str, weights: str | None)
     from convnet.engine.weight_files import weights_path
 
     weights_path(model, weights, download=True)
+
+
+def add_lang_argument(parser: argparse.ArgumentParser, what: str = "its words") -> None:
+    """--lang for a command that writes a figure or a page: `what` is drawn or written in
+    the language chosen (checked by `convnet.i18n.check_language` when the command runs)."""
+    parser.add_argument(
+        "--lang", default="en", help=f"the language of {what}: {' or '.join(LANGUAGES)}"
+    )
 
 
 def settings_from_args(settings_class: type, args: argparse.Namespace, **values: object):

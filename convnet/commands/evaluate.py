@@ -13,6 +13,7 @@ from convnet.commands.common import (
     Command,
     add_device_arguments,
     add_download_argument,
+    add_lang_argument,
     add_threads_argument,
     apply_threads,
     check_calibration,
@@ -31,6 +32,7 @@ from convnet.commands.train import (
 from convnet.engine.compiling import COMPILE_CHOICES, COMPILE_FROM_IMAGES, should_compile
 from convnet.engine.preparations import PREPARATION_HELP, PREPARATIONS
 from convnet.errors import UserError
+from convnet.i18n import check_language
 
 WEIGHTS_HELP = (
     "with MODEL: torchvision weights by name (e.g. IMAGENET1K_V1, read from the torch hub "
@@ -113,6 +115,7 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", metavar="DIR", help="write an HTML report into DIR (default: none)"
     )
+    add_lang_argument(parser, "the report (--report)")
     add_device_arguments(parser, int8=True)
     add_threads_argument(parser)
     parser.add_argument(
@@ -169,6 +172,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     check_counts(
         args, "batch_size", "test_subset", "extremes", "resize", "crop", "calibration_images"
     )
+    lang = check_language(args.lang)
     if args.data and args.dataset:
         raise UserError("Give either --dataset NAME or --data DIR, not both.")
     threads = apply_threads(args)
@@ -274,14 +278,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
             result["ground_truth"] = str(truth)
     if args.report:
         from convnet.report.evaluation_report import write_evaluation_report
+        from convnet.report.plots import report_words, split_name
 
+        split = split_name(result["split"], lang)
+        count = result["num_examples"]
         note = (
-            f"on the first {result['num_examples']:,} {result['split']} images"
-            if args.test_subset
-            else ""
+            report_words(lang, "note.first", count=count, split=split) if args.test_subset else ""
         )
         result["report"] = str(
-            write_evaluation_report(Path(args.report), result, evaluation, note=note)
+            write_evaluation_report(Path(args.report), result, evaluation, note=note, lang=lang)
         )
     result.pop("confusion_matrix", None)
     emit(args, result, result_text(result))

@@ -22,6 +22,7 @@ from convnet.commands.common import (
     JSON_HELP,
     Command,
     add_device_arguments,
+    add_lang_argument,
     add_threads_argument,
     check_counts,
     emit,
@@ -69,6 +70,7 @@ def configure_evolution(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="where to draw the figure (PNG; default: RUNS_DIR/evolution.png)",
     )
+    add_lang_argument(parser, "the figure")
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
@@ -91,6 +93,7 @@ def evolution_table(result) -> str:
             if entry
         ]
         over = "" if outcome.within_budget else " (over budget)"
+        over += "" if result.passes(outcome) else " (under the accuracy floor)"
         lines.append(
             f"{outcome.model:<16}{outcome.family:<11}{outcome.year or '':>5}{outcome.depth:>7}"
             f"{outcome.params:>11,}{outcome.macs / 1e6:>8.1f}{outcome.test_accuracy:>10.2%}"
@@ -101,16 +104,36 @@ def evolution_table(result) -> str:
     return "\n".join(lines)
 
 
+def floor_text(result) -> str:
+    """Which models fell short of the accuracy floor, so that no depth line is drawn from
+    them (or that the data set has no floor)."""
+    floor = result.accuracy_floor
+    if floor is None:
+        return f"no accuracy floor known for {result.settings['dataset']}: every model is drawn"
+    short = result.short_of_floor()
+    if not short:
+        return f"every model reached the {floor:.0%} accuracy floor: the depth line joins them all"
+    named = ", ".join(f"{o.model} {o.test_accuracy:.1%}" for o in short)
+    return (
+        f"under the {floor:.0%} accuracy floor, so no depth line is drawn through them: {named} "
+        "(train longer: more --epochs, no --train-subset)"
+    )
+
+
 def run_evolution(args: argparse.Namespace) -> int:
     from convnet.experiments.evolution import EvolutionSettings
     from convnet.experiments.evolution import run_evolution as measure
+    from convnet.i18n import check_language
     from convnet.report.evolution_plots import evolution_figure
 
+    lang = check_language(args.lang)
     check_counts(args, "epochs", "batch_size", "train_subset", "test_subset")
     models = tuple(name.strip() for name in args.models.split(",") if name.strip())
     settings = settings_from_args(EvolutionSettings, args, models=models)
     result = measure(settings, log=log)
-    figure = evolution_figure(result, Path(args.figure or Path(args.runs_dir) / "evolution.png"))
+    figure = evolution_figure(
+        result, Path(args.figure or Path(args.runs_dir) / "evolution.png"), lang=lang
+    )
     document = {**result.to_dict(), "figure": str(figure)}
     machine = result.hardware
     reused = all(outcome.reused for outcome in result.outcomes)
@@ -121,7 +144,7 @@ def run_evolution(args: argparse.Namespace) -> int:
         f"batch {settings.batch_size}, lr {settings.lr} (SGD Nesterov, warm-up + cosine), "
         f"weight decay {settings.weight_decay}, "
         f"augmentation {'on' if settings.augment else 'off'}\n"
-        f"{evolution_table(result)}\n"
+        f"{evolution_table(result)}\n{floor_text(result)}\n"
         f"{machine['cpu']}, {machine['torch_threads']} thread(s) in this call"
         f"{' (every run reused from the cache)' if reused else ''}; budget "
         f"{result.to_dict()['budget_seconds']:.0f} s of training per model\n"

@@ -10,22 +10,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.catalog import DISTORTION_NAMES, INVARIANCE_VARIANTS
+from convnet.commands.catalog import DISTORTION_NAMES, INVARIANCE_SEEDS, INVARIANCE_VARIANTS
 from convnet.commands.common import (
     DATA_DIR_HELP,
     JSON_HELP,
     Command,
     add_device_arguments,
+    add_lang_argument,
     add_threads_argument,
     apply_threads,
     check_counts,
-    check_threads,
     emit,
     log,
     settings_from_args,
 )
 from convnet.commands.evolution import EVOLUTION
-from convnet.i18n import LANGUAGES, check_language
+from convnet.i18n import check_language
 
 # --- shift -----------------------------------------------------------------------------
 
@@ -41,6 +41,7 @@ def configure_shift(parser: argparse.ArgumentParser) -> None:
         help="where to draw the figure (PNG)",
     )
     add_threads_argument(parser)
+    add_lang_argument(parser, "the figure")
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
@@ -49,10 +50,11 @@ def run_shift(args: argparse.Namespace) -> int:
     from convnet.experiments.shift import run_shift as measure
     from convnet.report.claims_plots import shift_figure
 
+    lang = check_language(args.lang)
     apply_threads(args)
     data_dir = Path(args.data_dir) if args.data_dir else None
     result = measure(args.index, args.pixels, args.threshold, data_dir)
-    figure = shift_figure(result, Path(args.figure))
+    figure = shift_figure(result, Path(args.figure), lang=lang)
     document = {**result.to_dict(), "figure": str(figure)}
     stats, near = result.test_set, result.closest_to_lecture
     text = (
@@ -102,14 +104,50 @@ def configure_invariance(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse-only", action="store_true", help="never train; use cached runs")
     add_threads_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the trainings")
+    add_seeds_argument(parser)
     add_device_arguments(parser)
     parser.add_argument(
         "--figure",
         metavar="FILE",
         help="where to draw the curves (PNG; default: RUNS_DIR/invariance.png)",
     )
+    add_lang_argument(parser, "the figure's language")
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def add_seeds_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=INVARIANCE_SEEDS,
+        metavar="N",
+        help="seeds of each pooling variant (max, average, stride-2 convolution; claim 3)",
+    )
+
+
+def pooling_table(result) -> str:
+    """Claim 3 over the seeds: each pooling kind's accuracy, mean (min–max)."""
+    pooling = result.to_dict()["pooling"]
+    if not pooling:
+        return ""
+    measures = ["clean", *(curve.distortion for curve in result.curves)]
+    lines = [
+        f"\npooling over {max(len(v['clean']) for v in result.pooling().values())} seed(s), "
+        "accuracy mean (min–max):",
+        f"  {'':<24}" + "".join(f"{name:>22}" for name in measures),
+    ]
+    for kind, by_measure in pooling.items():
+        cells = "".join(
+            f"{by_measure[name]['mean']:>9.2%} ({by_measure[name]['min']:.1%}–"
+            f"{by_measure[name]['max']:.1%})".rjust(22)
+            for name in measures
+        )
+        lines.append(f"  {POOLING_NAMES[kind]:<24}{cells}")
+    return "\n".join(lines)
+
+
+POOLING_NAMES = {"plain": "max pooling", "average": "average pooling", "ablation": "stride-2 conv"}
 
 
 def invariance_table(result) -> str:
@@ -136,7 +174,7 @@ def invariance_table(result) -> str:
                     else ""
                 )
             )
-    return "\n".join(lines)
+    return "\n".join(lines) + pooling_table(result)
 
 
 def run_invariance(args: argparse.Namespace) -> int:
@@ -144,7 +182,8 @@ def run_invariance(args: argparse.Namespace) -> int:
     from convnet.experiments.invariance import run_invariance as measure
     from convnet.report.claims_plots import invariance_curves
 
-    check_counts(args, "epochs", "train_subset", "test_subset")
+    check_counts(args, "epochs", "train_subset", "test_subset", "seeds")
+    lang = check_language(args.lang)
     settings = settings_from_args(
         InvarianceSettings,
         args,
@@ -153,7 +192,9 @@ def run_invariance(args: argparse.Namespace) -> int:
         distortions=_names(args.distortions),
     )
     result = measure(settings, log=log)
-    figure = invariance_curves(result, Path(args.figure or Path(args.runs_dir) / "invariance.png"))
+    figure = invariance_curves(
+        result, Path(args.figure or Path(args.runs_dir) / "invariance.png"), lang=lang
+    )
     document = {**result.to_dict(), "figure": str(figure)}
     trained = "".join(
         f"\n  {v.label:<36} {'reused' if v.reused else 'trained'} {v.run_dir}"
@@ -192,6 +233,7 @@ def configure_cost(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="where to draw the bars (PNG)",
     )
+    add_lang_argument(parser, "the figure")
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
@@ -200,16 +242,20 @@ def cost_text(result) -> str:
         f"{'model':<12}{'params':>10}{'weights KiB':>13}{'activ. KiB/img':>16}{'MACs':>12}"
         f"{'infer b1':>11}{'infer b256':>12}{'train b1':>11}{'train b256':>12}   µs per image"
     ]
+    settings = [(k, b) for k in ("inference", "training") for b in ("1", "256")]
     for m in result.models:
-        times = [
-            m.seconds_per_image[k][b] * 1e6 for k in ("inference", "training") for b in ("1", "256")
-        ]
+        times = [m.seconds_per_image[k][b] * 1e6 for k, b in settings]
         lines.append(
             f"{m.model:<12}{m.params:>10,}{m.weight_bytes / 1024:>13,.1f}"
             f"{m.activation_bytes / 1024:>16,.1f}{m.macs:>12,}"
             + "".join(f"{t:>11,.1f}" if i % 2 == 0 else f"{t:>12,.1f}" for i, t in enumerate(times))
         )
-    lines.append("\nshare of run time by layer type (profiled):")
+        spreads = [m.time_spread[k][b] for k, b in settings]
+        lines.append(
+            f"{'  spread':<73}"
+            + "".join(f"{s:>11.0%}" if i % 2 == 0 else f"{s:>12.0%}" for i, s in enumerate(spreads))
+        )
+    lines.append("\nshare of run time by layer type (profiled, mean of the rounds):")
     for m in result.models:
         for kind, batches in m.time_shares.items():
             for batch, shares in batches.items():
@@ -218,7 +264,10 @@ def cost_text(result) -> str:
                     for k, v in sorted(shares.items(), key=lambda i: -i[1])
                     if v >= 0.005
                 )
-                lines.append(f"  {m.model:<10} {kind:<9} batch {batch:<4} {parts}")
+                spread = 100 * m.share_spread[kind][batch]
+                lines.append(
+                    f"  {m.model:<10} {kind:<9} batch {batch:<4} {parts} (± {spread:.0f} points)"
+                )
     lines.append("\nthe lecture's claims:")
     for claim in result.claims:
         lines.append(
@@ -226,9 +275,17 @@ def cost_text(result) -> str:
             f"    measured ({claim['model']}): "
             f"{claim['measured']}\n    {claim['why']}"
         )
+    conditions = result.conditions
+    ran = (
+        f", the timing thread ran {conditions.cpu_share:.0%} of the wall time"
+        if conditions.cpu_share is not None
+        else ""
+    )
     lines.append(
-        f"\n{result.device}, {result.precision}, {result.threads} thread(s), load average "
-        f"{result.load_average[0]:.2f} during the measurement"
+        f"\n{result.device}, {result.precision}, {result.threads} thread(s), {conditions.clock}, "
+        f"{conditions.rounds} rounds (spread: (max − min) ÷ median of the rounds' medians); "
+        f"load average {conditions.load_before} before, {conditions.load_after} after on "
+        f"{conditions.cores} cores{ran}"
     )
     return "\n".join(lines)
 
@@ -237,6 +294,7 @@ def run_cost(args: argparse.Namespace) -> int:
     from convnet.experiments.cost import run_cost as measure
     from convnet.report.claims_plots import cost_bars
 
+    lang = check_language(args.lang)
     result = measure(
         _names(args.models),
         args.device,
@@ -245,7 +303,7 @@ def run_cost(args: argparse.Namespace) -> int:
         args.repeats_large,
         threads=args.threads,
     )
-    figure = cost_bars(result, Path(args.figure))
+    figure = cost_bars(result, Path(args.figure), lang=lang)
     emit(
         args, {**result.to_dict(), "figure": str(figure)}, cost_text(result) + f"\nfigure: {figure}"
     )
@@ -307,20 +365,17 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
         help="cache of trained runs, shared with 'experiment invariance'",
     )
     lecture.add_argument("--repeats", type=int, default=50, help="timed calls at batch 1")
+    add_seeds_argument(lecture)
     add_threads_argument(lecture)
     lecture.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
-    lecture.add_argument(
-        "--lang",
-        default="en",
-        help=f"the page's language, figures included: {' or '.join(LANGUAGES)}",
-    )
+    add_lang_argument(lecture, "the page, figures included")
 
 
 def run_report(args: argparse.Namespace) -> int:
     from convnet.report.lecture import LectureSettings, write_lecture_report
 
     lang = check_language(args.lang)
-    check_threads(args)
+    check_counts(args, "epochs", "test_subset", "repeats", "seeds")
     settings = LectureSettings(
         epochs=args.epochs,
         train_subset=args.train_subset or None,  # 0: all 60,000
@@ -329,6 +384,7 @@ def run_report(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         data_dir=args.data_dir,
         threads=args.threads,
+        seeds=args.seeds,
     )
     path = write_lecture_report(Path(args.out), settings, log=log, lang=lang)
     print(path)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convnet.commands.common import Command, emit, log
+from convnet import i18n
+from convnet.commands.common import Command, add_lang_argument, emit, log
 from convnet.commands.evaluate import WEIGHTS_HELP, load_target
 from convnet.engine.preparations import PREPARATION_HELP, PREPARATIONS
 from convnet.errors import UserError
+from convnet.i18n import check_language
+from convnet.i18n import text as message
 
 EXPLAIN_METHODS = ("gradcam", "saliency", "occlusion")  # convnet.analysis.explain.METHODS
 
@@ -45,6 +48,7 @@ def configure_explain(parser: argparse.ArgumentParser) -> None:
         "--out", metavar="DIR", default="explanations", help="where the PNG files go"
     )
     parser.add_argument("--preparation", choices=PREPARATIONS, help=PREPARATION_HELP)
+    add_lang_argument(parser, "the overlays' titles")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -64,10 +68,12 @@ def class_index(target: str, class_names: tuple[str, ...]) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     import torch
 
-    from convnet.analysis.explain import METHOD_NAMES, explain, peaks
+    from convnet.analysis.explain import explain, peaks
     from convnet.commands.predict import transform_for
     from convnet.report.explanation_figure import write_overlay
+    from convnet.report.figure_fonts import figure_language
 
+    lang, _ = figure_language(check_language(args.lang))  # English where no font has its letters
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the PNG files.")
@@ -93,7 +99,9 @@ def run_explain(args: argparse.Namespace) -> int:
         layer=args.layer,
         spec=loaded.spec,
     )
-    method = METHOD_NAMES[args.method] + (f" on {explanation.layer}" if explanation.layer else "")
+    method = message(lang, f"figure.explain.method.{args.method}")
+    if explanation.layer:
+        method = message(lang, "figure.explain.on", method=method, layer=explanation.layer)
     results, used = [], set()
     for index, path in enumerate(args.images):
         name = f"{Path(path).stem}-{args.method}.png"
@@ -103,10 +111,15 @@ def run_explain(args: argparse.Namespace) -> int:
         predicted = int(explanation.predicted[index])
         probability = float(explanation.probabilities[index])
         explained = int(explanation.targets[index])
-        title = f"{loaded.class_names[predicted]} ({probability:.1%}) · {method}"
+        chance = i18n.percent(probability, lang)
+        title = f"{loaded.class_names[predicted]} ({chance}) · {method}"
         if explained != predicted:
-            title += f"\nexplaining class {loaded.class_names[explained]}"
-        written = write_overlay(out / name, pixels[index], explanation.maps[index], title)
+            title += "\n" + message(
+                lang, "figure.explain.explaining", name=loaded.class_names[explained]
+            )
+        written = write_overlay(
+            out / name, pixels[index], explanation.maps[index], title, lang=lang
+        )
         results.append(
             {
                 "image": path,

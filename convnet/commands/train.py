@@ -16,6 +16,7 @@ from convnet.commands.common import (
     DATA_DIR_HELP,
     JSON_HELP,
     Command,
+    add_lang_argument,
     apply_threads,
     check_counts,
     data_dir,
@@ -25,6 +26,7 @@ from convnet.commands.common import (
 )
 from convnet.commands.train_options import CONFIG_FLAGS, IMAGE_ONLY, configure_train
 from convnet.errors import UserError
+from convnet.i18n import check_language
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -182,7 +184,9 @@ def _write_missing_report(args: argparse.Namespace, changes: dict) -> int:
 
     run = Run(args.resume)
     log(f"{run.path} has finished training but has no report; writing it (nothing is trained).")
-    result = finish_run(run.path, run.results(), changes.get("device", "auto"))
+    result = finish_run(
+        run.path, run.results(), changes.get("device", "auto"), lang=check_language(args.lang)
+    )
     emit(args, result, result_text(result))
     return 0
 
@@ -259,9 +263,14 @@ def result_text(result: dict) -> str:
 
 
 def finish_run(
-    run_dir: Path, result: dict, device_name: str = "auto", precision: str = "auto"
+    run_dir: Path,
+    result: dict,
+    device_name: str = "auto",
+    precision: str = "auto",
+    lang: str = "en",
 ) -> dict:
-    """Score the saved weights of a finished run with their logits and write its report."""
+    """Score the saved weights of a finished run with their logits and write its report
+    in `lang`."""
     from convnet.engine import run_lock
     from convnet.engine.device import resolve_device, resolve_precision
     from convnet.engine.evaluate import evaluate
@@ -279,7 +288,7 @@ def finish_run(
         loaded.model.to(device), source, device, resolve_precision(precision, device)
     )
     with run_lock.holding(run.path, log):  # no second writer while the report is written
-        report = write_run_report(run, loaded, evaluation)
+        report = write_run_report(run, loaded, evaluation, lang)
     result = {**result, "report": str(report)}
     result.pop("confusion_matrix", None)
     return result
@@ -299,6 +308,7 @@ def run_train(args: argparse.Namespace) -> int:
         "stop_after_epoch",
         "checkpoint_every",
     )
+    lang = check_language(args.lang)
     apply_threads(args)
     rank_text = os.environ.get("RANK", "0")
     launched_rank = int(rank_text) if rank_text.isdigit() else 0
@@ -362,7 +372,9 @@ def run_train(args: argparse.Namespace) -> int:
             f"{result['epochs']}; run directory: {result['run_dir']}",
         )
         return 0
-    result = finish_run(Path(result["run_dir"]), result, session.device.type, result["precision"])
+    result = finish_run(
+        Path(result["run_dir"]), result, session.device.type, result["precision"], lang
+    )
     emit(args, result, result_text(result))
     return 0
 
@@ -373,6 +385,7 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="RUN_DIR", default="runs/demo", help="the run directory")
     parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    add_lang_argument(parser, "the run's report")
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
@@ -383,12 +396,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     if args.epochs is not None and args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, not {args.epochs}.")
+    lang = check_language(args.lang)
     fetch_dataset("mnist", data_dir(args), log=log)
     log(f"Training lenet5 on MNIST into {args.out} …")
     config = TrainConfig(
         model="lenet5", dataset="mnist", data_dir=args.data_dir, epochs=args.epochs, out=args.out
     )
-    result = finish_run(Path(args.out), fit(config, log=log))
+    result = finish_run(Path(args.out), fit(config, log=log), lang=lang)
     emit(
         args,
         result,

@@ -11,6 +11,7 @@ from convnet.commands.common import (
     JSON_HELP,
     PRECISION_HELP,
     add_download_argument,
+    add_lang_argument,
     add_threads_argument,
 )
 
@@ -28,7 +29,7 @@ CONFIG_FLAGS = (
     "clip_grad_norm", "grad_accum_steps", "freeze", "patience", "recipe", "shard_streams",
 )  # fmt: skip
 COMMAND_FLAGS = ("download", "threads", "stop_after_epoch", "config", "resume", "json",
-                 "print_config")  # fmt: skip
+                 "print_config", "lang")  # fmt: skip
 # Flags that only mean something for image files on disk (--data DIR).
 IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers", "shard_streams")
 
@@ -218,4 +219,5 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="continue a run from its checkpoint (--epochs N continues it to N epochs)",
     )
+    add_lang_argument(machine, "the run's report (report.html and its figures)")
     machine.add_argument("--json", action="store_true", help=JSON_HELP)

@@ -8,12 +8,14 @@ from pathlib import Path
 from convnet.commands.common import (
     JSON_HELP,
     Command,
+    add_lang_argument,
     add_threads_argument,
     apply_threads,
     emit,
     log,
 )
 from convnet.errors import UserError
+from convnet.i18n import check_language
 
 
 def configure_zoo(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +36,7 @@ def configure_zoo(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=16, help="images per timed batch")
     add_threads_argument(parser)
+    add_lang_argument(parser, "the chart (--plot)")
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -71,6 +74,7 @@ def run_zoo(args: argparse.Namespace) -> int:
     from convnet.analysis.zoo import hardware, zoo_names, zoo_table
     from convnet.models.imagenet import HUMAN_TOP5_ERROR, ILSVRC_WINNERS
 
+    lang = check_language(args.lang)
     names = args.models or zoo_names()
     unknown = [name for name in names if name not in zoo_names()]
     if unknown:
@@ -108,7 +112,7 @@ def run_zoo(args: argparse.Namespace) -> int:
     if args.plot:
         from convnet.report.zoo_chart import ilsvrc_history_chart
 
-        document["plot"] = str(ilsvrc_history_chart(Path(args.plot)))
+        document["plot"] = str(ilsvrc_history_chart(Path(args.plot), lang=lang))
         text += f"\nchart: {document['plot']}"
     emit(args, document, text)
     return 0

@@ -3,8 +3,17 @@
 The lecture: a CNN takes more memory than a multilayer perceptron, convolution takes
 about 2/3 of the run time, and a CNN runs about 3× slower than a network with the same
 number of parameters. Counts come from `convnet.analysis.summary.summarize` (the same
-totals `convnet summary` prints); times are medians of repeated calls on this machine;
-each layer type's share of run time comes from `torch.profiler`.
+totals `convnet summary` prints); times are medians of repeated calls on this machine, in
+ROUNDS rounds whose medians give the spread; each layer type's share of run time comes from
+`torch.profiler`, once per round.
+
+A time means something only on a quiet machine: on a busy one the measuring thread waits
+for a core and its medians measure the scheduler. With one thread on the CPU (the default)
+the clock is the thread's own CPU time, which waiting does not advance; the share of the
+wall time that thread ran says how busy the machine was. The timing claims are judged only
+when the machine was quiet (load average below its cores, the thread running at least
+QUIET_CPU_SHARE of the time) and the rounds agree (SPREAD_LIMIT, SHARE_SPREAD_LIMIT);
+otherwise their verdict is "not judged" with the reason (`TimingConditions`).
 """
 
 from __future__ import annotations
@@ -25,8 +34,20 @@ from tqdm import tqdm
 
 from convnet.analysis.summary import summarize
 from convnet.engine.device import autocast, resolve_device, resolve_precision
+from convnet.engine.threads import available_cpus
 from convnet.errors import UserError
 from convnet.experiments import cpu_threads
+from convnet.experiments.timing import (
+    ROUNDS,
+    SHARE_SPREAD_LIMIT,
+    SPREAD_LIMIT,
+    Clock,
+    TimingConditions,
+    relative_spread,
+    round_medians,
+    unjudged_reason,
+    unjudged_text,
+)
 from convnet.models import get_model, get_model_spec
 
 BATCH_SIZES = (1, 256)
@@ -41,6 +62,7 @@ LAYER_TYPES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 LECTURE_CONVOLUTION_SHARE = 2 / 3
 LECTURE_SLOWDOWN = 3.0
+NOT_JUDGED = "not judged"
 
 
 def layer_type(operator: str) -> str:
@@ -58,10 +80,15 @@ class ModelCost:
     activation_bytes: int  # per image, every layer's output (as `convnet summary`)
     macs: int
     connections: int
-    # "inference" / "training" -> str(batch) -> median seconds per image
+    # "inference" / "training" -> str(batch) -> median seconds per image (all rounds)
     seconds_per_image: dict = field(default_factory=dict)
-    # "inference" / "training" -> str(batch) -> layer type -> share of profiled time
+    # "inference" / "training" -> str(batch) -> the rounds' medians' (max − min) / median
+    time_spread: dict = field(default_factory=dict)
+    # "inference" / "training" -> str(batch) -> layer type -> share of profiled time (mean
+    # over the rounds)
     time_shares: dict = field(default_factory=dict)
+    # "inference" / "training" -> str(batch) -> largest (max − min) of a type's share
+    share_spread: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -73,20 +100,12 @@ class CostResult:
     load_average: list[float]
     repeats: dict
     claims: list[dict]
+    conditions: TimingConditions | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _median_seconds(step: Callable[[], object], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+        document = asdict(self)
+        document["conditions"] = self.conditions.to_dict() if self.conditions else None
+        return document
 
 
 def _steps(
@@ -138,7 +157,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 
 def _time_shares(step: Callable[[], object], repeats: int) -> dict[str, float]:
-    """Each layer type's share of the time of the top-level profiled operators."""
+    """Each layer type's share of the time of the top-level profiled operators (one round)."""
     step()
     with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU]) as profiler:
         for _ in range(repeats):
@@ -152,6 +171,14 @@ def _time_shares(step: Callable[[], object], repeats: int) -> dict[str, float]:
     return {kind: round(value / whole, 4) for kind, value in sorted(totals.items())}
 
 
+def _mean_shares(rounds: list[dict[str, float]]) -> tuple[dict[str, float], float]:
+    """Each layer type's mean share over the rounds, and the largest (max − min) of one."""
+    kinds = sorted({kind for shares in rounds for kind in shares})
+    values = {kind: [shares.get(kind, 0.0) for shares in rounds] for kind in kinds}
+    mean = {kind: round(sum(v) / len(v), 4) for kind, v in values.items()}
+    return mean, round(max((max(v) - min(v) for v in values.values()), default=0.0), 4)
+
+
 def measure_model(
     name: str,
     device: torch.device,
@@ -159,6 +186,8 @@ def measure_model(
     repeats: dict[int, int],
     profile_repeats: int = 5,
     progress: tqdm | None = None,
+    clock: Clock | None = None,
+    rounds: int = ROUNDS,
 ) -> ModelCost:
     spec = get_model_spec(name)
     torch.manual_seed(0)
@@ -174,12 +203,21 @@ def measure_model(
         macs=total["macs"],
         connections=total["connections"],
     )
+    clock = clock or Clock(time.perf_counter)
     model = get_model(name).to(device)
     for batch in BATCH_SIZES:
         for kind, step in _steps(model, batch, spec.input_size, device, precision).items():
-            seconds = _median_seconds(step, repeats[batch], warmup=max(2, repeats[batch] // 10))
-            cost.seconds_per_image.setdefault(kind, {})[str(batch)] = seconds / batch
-            cost.time_shares.setdefault(kind, {})[str(batch)] = _time_shares(step, profile_repeats)
+            per_round = max(1, -(-repeats[batch] // rounds))
+            medians = round_medians(step, per_round, max(2, repeats[batch] // 10), clock, rounds)
+            cost.seconds_per_image.setdefault(kind, {})[str(batch)] = (
+                statistics.median(medians) / batch
+            )
+            cost.time_spread.setdefault(kind, {})[str(batch)] = round(relative_spread(medians), 4)
+            shares, spread = _mean_shares(
+                [_time_shares(step, profile_repeats) for _ in range(rounds)]
+            )
+            cost.time_shares.setdefault(kind, {})[str(batch)] = shares
+            cost.share_spread.setdefault(kind, {})[str(batch)] = spread
             if progress is not None:
                 progress.update()
     return cost
@@ -189,8 +227,25 @@ def _verdict(supported: bool, partly: bool = False) -> str:
     return "supported" if supported else "depends" if partly else "not supported"
 
 
-def judge_claims(models: list[ModelCost]) -> list[dict]:
-    """Set the lecture's three cost claims beside what was measured for a CNN and an MLP."""
+def _largest(spreads: dict) -> float:
+    return max((value for batches in spreads.values() for value in batches.values()), default=0.0)
+
+
+def _timing_claim(claim: dict, reason: dict | None) -> dict:
+    """A timing claim as measured, its verdict withheld (and why) when `reason` is given."""
+    if reason is None:
+        return claim
+    return {
+        **claim,
+        "verdict": NOT_JUDGED,
+        "unjudged": reason,
+        "why": unjudged_text(reason) + f"; {claim['why']}",
+    }
+
+
+def judge_claims(models: list[ModelCost], conditions: TimingConditions | None = None) -> list[dict]:
+    """Set the lecture's three cost claims beside what was measured for a CNN and an MLP;
+    the two about time only when `conditions` and the rounds' spread allow a verdict."""
     cnn = next((m for m in models if m.family != "MLP"), None)
     mlps = [m for m in models if m.family == "MLP"]
     if cnn is None or not mlps:
@@ -205,16 +260,21 @@ def judge_claims(models: list[ModelCost]) -> list[dict]:
         for batch, by_type in batches.items()
     }
     near = [abs(share - LECTURE_CONVOLUTION_SHARE) <= 0.1 for share in shares.values()]
+    share_claim = {
+        "id": "convolution_share",
+        "claim": "convolution ≈ 2/3 of run time",
+        "model": cnn.model,
+        "measured": ", ".join(f"{key}: {share:.0%}" for key, share in shares.items()),
+        "values": shares,
+        "spread": _largest(cnn.share_spread),
+        "verdict": _verdict(all(near), any(near)),
+        "why": "supported where the convolution share is within 10 points of 67%",
+    }
     claims.append(
-        {
-            "id": "convolution_share",
-            "claim": "convolution ≈ 2/3 of run time",
-            "model": cnn.model,
-            "measured": ", ".join(f"{key}: {share:.0%}" for key, share in shares.items()),
-            "values": shares,
-            "verdict": _verdict(all(near), any(near)),
-            "why": "supported where the convolution share is within 10 points of 67%",
-        }
+        _timing_claim(
+            share_claim,
+            unjudged_reason(conditions, share_claim["spread"], SHARE_SPREAD_LIMIT, "points"),
+        )
     )
 
     ratios = {
@@ -224,21 +284,23 @@ def judge_claims(models: list[ModelCost]) -> list[dict]:
         for batch in cnn.seconds_per_image[kind]
     }
     within = [2.0 <= ratio <= 4.5 for ratio in ratios.values()]
+    slowdown = {
+        "id": "slowdown",
+        "claim": "≈ 3× slower than a network with the same number of parameters",
+        "model": f"{cnn.model} vs {twin.model} ({cnn.params:,} vs {twin.params:,} parameters)",
+        "models": [cnn.model, twin.model],
+        "macs_ratio": cnn.macs / max(twin.macs, 1),
+        "measured": ", ".join(f"{key}: {ratio:.1f}×" for key, ratio in ratios.items()),
+        "values": {key: round(ratio, 3) for key, ratio in ratios.items()},
+        "spread": max(_largest(cnn.time_spread), _largest(twin.time_spread)),
+        "verdict": _verdict(all(within), any(within)),
+        "why": f"{cnn.model} does {cnn.macs / max(twin.macs, 1):.1f}× the "
+        "multiply-accumulates of "
+        f"{twin.model}: each weight is reused at every position; supported where the time "
+        "ratio is between 2× and 4.5×",
+    }
     claims.append(
-        {
-            "id": "slowdown",
-            "claim": "≈ 3× slower than a network with the same number of parameters",
-            "model": f"{cnn.model} vs {twin.model} ({cnn.params:,} vs {twin.params:,} parameters)",
-            "models": [cnn.model, twin.model],
-            "macs_ratio": cnn.macs / max(twin.macs, 1),
-            "measured": ", ".join(f"{key}: {ratio:.1f}×" for key, ratio in ratios.items()),
-            "values": {key: round(ratio, 3) for key, ratio in ratios.items()},
-            "verdict": _verdict(all(within), any(within)),
-            "why": f"{cnn.model} does {cnn.macs / max(twin.macs, 1):.1f}× the "
-            "multiply-accumulates of "
-            f"{twin.model}: each weight is reused at every position; supported where the time "
-            "ratio is between 2× and 4.5×",
-        }
+        _timing_claim(slowdown, unjudged_reason(conditions, slowdown["spread"], SPREAD_LIMIT))
     )
 
     heavier_weights = [m.model for m in mlps if cnn.weight_bytes > m.weight_bytes]
@@ -269,6 +331,10 @@ def judge_claims(models: list[ModelCost]) -> list[dict]:
     return claims
 
 
+def _load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def run_cost(
     models: tuple[str, ...] = ("lenet5", "mlp_60k"),
     device_name: str = "cpu",
@@ -277,8 +343,10 @@ def run_cost(
     repeats_batch256: int = 30,
     profile_repeats: int = 5,
     threads: int = 1,
+    rounds: int = ROUNDS,
 ) -> CostResult:
     """Measure every model; eager fp32 on the CPU by default, the setting the lecture assumes.
+    Each setting is timed in ROUNDS rounds of about repeats ÷ ROUNDS calls.
 
     One thread by default: on a shared machine with few cores, a second OpenMP thread that
     waits for a core makes a small convolution's median time jump a hundredfold, which
@@ -286,6 +354,8 @@ def run_cost(
     """
     if repeats_batch1 < 1 or repeats_batch256 < 1:
         raise UserError("--repeats must be at least 1.")
+    if rounds < 2:
+        raise UserError(f"rounds must be at least 2 to give a spread, not {rounds}.")
     if threads < 0:
         raise UserError(f"--threads must be 0 (PyTorch's default) or more, not {threads}.")
     for name in models:
@@ -294,12 +364,26 @@ def run_cost(
     precision = resolve_precision(precision, device)
     repeats = {1: repeats_batch1, 256: repeats_batch256}
     costs = []
+    load_before = _load_average()
     with (
         cpu_threads(threads or torch.get_num_threads()) as chosen,
         tqdm(total=len(models) * len(BATCH_SIZES) * 2, desc="timing", unit="setting") as bar,
     ):
+        # One thread on the CPU computes in this thread: its CPU time is the call's own.
+        one_thread = device.type == "cpu" and chosen == 1
+        clock = Clock(time.thread_time if one_thread else time.perf_counter)
         for name in models:
-            costs.append(measure_model(name, device, precision, repeats, profile_repeats, bar))
+            costs.append(
+                measure_model(name, device, precision, repeats, profile_repeats, bar, clock, rounds)
+            )
+    conditions = TimingConditions(
+        clock="thread CPU time" if clock.measures_cpu else "wall time",
+        cores=available_cpus(),
+        load_before=load_before,
+        load_after=_load_average(),
+        cpu_share=clock.cpu_share(),
+        rounds=rounds,
+    )
     return CostResult(
         models=costs,
         device=str(device),
@@ -307,5 +391,6 @@ def run_cost(
         threads=chosen,
         load_average=[round(x, 2) for x in os.getloadavg()],
         repeats={str(k): v for k, v in repeats.items()},
-        claims=judge_claims(costs),
+        claims=judge_claims(costs, conditions),
+        conditions=conditions,
     )

@@ -16,12 +16,13 @@ from convnet.experiments.cost import CostResult
 from convnet.experiments.invariance import InvarianceResult
 from convnet.experiments.shift import LECTURE_CHANGED, ShiftResult
 from convnet.report.figure_fonts import drawn_in_language
+from convnet.report.lecture_words import Words, variant_label
 from convnet.report.plots import legend_outside, plain_log_axis, plt, save_figure
 
 # MNIST's split sizes (LeCun, Cortes, Burges: the MNIST database page), for subset titles.
 MNIST_TRAIN, MNIST_TEST = 60_000, 10_000
 # One colour per family of variant; augmented runs dashed (see invariance_curves).
-COLOURS = {"MLP": "#d1495b", "ablation": "#2a9d4b", "CNN": "#2d6bb5"}
+COLOURS = {"MLP": "#d1495b", "ablation": "#2a9d4b", "average": "#9b5de5", "CNN": "#2d6bb5"}
 MODEL_COLOURS = ("#2d6bb5", "#d1495b", "#f2a541", "#2a9d4b")
 LAYER_COLOURS = {
     "convolution": "#2d6bb5",
@@ -109,9 +110,7 @@ def shift_figure(result: ShiftResult, path: Path, lang: str = "en") -> Path:
 
 
 def _style(label: str, kind: str, family: str) -> dict:
-    colour = (
-        COLOURS["ablation"] if kind == "ablation" else COLOURS["MLP" if family == "MLP" else "CNN"]
-    )
+    colour = COLOURS.get(kind) or COLOURS["MLP" if family == "MLP" else "CNN"]
     return {
         "color": colour,
         "linestyle": "--" if kind == "augmented" else "-",
@@ -119,13 +118,6 @@ def _style(label: str, kind: str, family: str) -> dict:
         "markersize": 3,
         "label": label,
     }
-
-
-def _variant_label(variant, lang: str) -> str:
-    """A variant's label in `lang` ("lenet5 + augmentation" from its model and kind)."""
-    if variant.kind == "plain":
-        return variant.label
-    return words(lang, f"variant.{variant.kind}", model=variant.model)
 
 
 def _known(lang: str, key: str, otherwise: str) -> str:
@@ -150,7 +142,8 @@ def _invariance_title(result: InvarianceResult, lang: str) -> str:
 
 @drawn_in_language
 def invariance_curves(result: InvarianceResult, path: Path, lang: str = "en") -> Path:
-    """Test accuracy against each distortion's strength, one line per trained variant."""
+    """Test accuracy against each distortion's strength, one line per trained variant (its
+    first seed: the other seeds' spread is claim 3's table)."""
     from convnet.models import get_model_spec
 
     count = len(result.curves)
@@ -158,12 +151,12 @@ def invariance_curves(result: InvarianceResult, path: Path, lang: str = "en") ->
     rows = -(-count // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
     for axis, curve in zip(axes.flat, result.curves, strict=False):
-        for variant in result.variants:
+        for variant in result.first_seed():
             family = get_model_spec(variant.model).family
             axis.plot(
                 curve.levels,
                 [100 * a for a in curve.accuracy[variant.label]],
-                **_style(_variant_label(variant, lang), variant.kind, family),
+                **_style(variant_label(variant, Words(lang)), variant.kind, family),
             )
         name = curve.distortion
         axis.set(
@@ -299,6 +292,9 @@ def cost_bars(result: CostResult, path: Path, lang: str = "en") -> Path:
     )
     memory_axis.grid(axis="y", alpha=0.3)
     legend_outside(memory_axis)
+    conditions = result.conditions
+    clock = "cpu" if conditions is not None and conditions.cpu_share is not None else "wall"
+    load = conditions.load if conditions is not None else result.load_average[0]
     figure.suptitle(
         words(
             lang,
@@ -306,7 +302,9 @@ def cost_bars(result: CostResult, path: Path, lang: str = "en") -> Path:
             device=result.device,
             precision=result.precision,
             threads=result.threads,
-            load=i18n.number(result.load_average[0], lang, 1),
+            clock=words(lang, f"cost.clock.{clock}"),
+            load=i18n.number(load or 0.0, lang, 1),
+            cores=conditions.cores if conditions is not None else "?",
         ),
         fontsize=9,
     )

@@ -1,6 +1,7 @@
 """The page of `convnet evaluate --data DIR --report OUT`: scores, the lecture's "easy
 classes / hard classes" slide with a few images of each (only classes that stand apart), the
-confusion matrix, the most frequent confusions and skipped files.
+confusion matrix, the most frequent confusions and skipped files, in English or Korean
+(`lang`: the catalog's `report.*` messages).
 
 Thumbnails are embedded in the page (base64 JPEG), so it is one file that can be moved or
 mailed; the per-class figure sits beside it in figures/.
@@ -13,12 +14,13 @@ import html
 import io
 from pathlib import Path
 
+from convnet import i18n
 from convnet.data.preparation import DECODE_ERRORS, decode_image
 from convnet.engine.evaluate import Evaluation
-from convnet.engine.metrics import APART_RULE
 from convnet.files import atomic_write_text
 from convnet.report import plots
-from convnet.report.run_report import STYLE, _table
+from convnet.report.plots import report_words, split_name
+from convnet.report.run_report import STYLE, _table, apart_rule
 
 REPORT_FILE = "report.html"
 FIGURES = "figures"
@@ -65,10 +67,16 @@ def _label(evaluation: Evaluation, index: int) -> str:
 
 
 def _class_cards(
-    evaluation: Evaluation, rows: list[dict], names: list[str], count: int, kind: str
+    evaluation: Evaluation,
+    rows: list[dict],
+    names: list[str],
+    count: int,
+    kind: str,
+    lang: str = "en",
 ) -> str:
     if not rows:
-        return f"<p>No class stands apart as {kind} ({APART_RULE}).</p>"
+        rule = html.escape(apart_rule(lang))
+        return f"<p>{report_words(lang, f'evaluation.none_{kind}', rule=rule)}</p>"
     cards = []
     for row in rows:
         figures = []
@@ -77,87 +85,120 @@ def _class_cards(
             if uri is None:
                 continue
             wrong = predicted != row["index"]
-            caption = f"→ {names[predicted]}" if wrong else "correct"
+            caption = f"→ {names[predicted]}" if wrong else report_words(lang, "evaluation.correct")
             figures.append(
                 f"<figure><img src='{uri}' alt='image {image_index}' "
                 f"title='{html.escape(_label(evaluation, image_index))}'><figcaption class='{'wrong' if wrong else ''}'>"
                 f"{html.escape(caption)}</figcaption></figure>"
             )
-        cards.append(
-            f"<div class='class'><h3>{html.escape(row['name'])} — {row['accuracy']:.1%} "
-            f"<small>({row['count']} images)</small></h3>{''.join(figures)}</div>"
+        heading = report_words(
+            lang,
+            "evaluation.class",
+            name=html.escape(row["name"]),
+            accuracy=i18n.percent(row["accuracy"], lang),
+            count=row["count"],
         )
+        cards.append(f"<div class='class'><h3>{heading}</h3>{''.join(figures)}</div>")
     return f"<div class='classes'>{''.join(cards)}</div>"
 
 
 def write_evaluation_report(
-    out_dir: Path, result: dict, evaluation: Evaluation, images_per_class: int = 4, note: str = ""
+    out_dir: Path,
+    result: dict,
+    evaluation: Evaluation,
+    images_per_class: int = 4,
+    note: str = "",
+    lang: str = "en",
 ) -> Path:
-    """Write OUT/report.html (and OUT/figures/per_class.png, OUT/figures/confusion.png);
-    return the page's path. `note` (e.g. "on the first 500 val images") goes into the
-    figures' titles when only part of the images was scored."""
+    """Write OUT/report.html (and OUT/figures/per_class.png, OUT/figures/confusion.png) in
+    `lang`; return the page's path. `note` (e.g. "on the first 500 val images") goes into
+    the figures' titles when only part of the images was scored."""
+
+    def words(key: str, **values: object) -> str:
+        return report_words(lang, f"evaluation.{key}", **values)
+
     out_dir = Path(out_dir)
     names = [row["name"] for row in result["per_class"]]
-    plots.class_accuracy_figure(result, out_dir / FIGURES / "per_class.png", note)
+    split = split_name(result["split"], lang)
+    plots.class_accuracy_figure(result, out_dir / FIGURES / "per_class.png", note, lang=lang)
     plots.confusion_figure(
         result["confusion_matrix"],
         names,
         out_dir / FIGURES / "confusion.png",
         result["split"],
         note,
+        lang=lang,
     )
     cards = [
-        ("top-1 error", f"{result['top1_error']:.2%}"),
-        ("top-5 error", f"{result['top5_error']:.2%}"),
-        ("images", f"{result['num_examples']:,}"),
-        ("images/s", f"{result['eval_images_per_second']:,.1f}"),
-        ("skipped", f"{result['num_skipped']:,}"),
+        (words("top1"), i18n.percent(result["top1_error"], lang, 2)),
+        (words("top5"), i18n.percent(result["top5_error"], lang, 2)),
+        (words("images"), i18n.number(result["num_examples"], lang)),
+        (words("images_per_second"), i18n.number(result["eval_images_per_second"], lang, 1)),
+        (words("skipped_card"), i18n.number(result["num_skipped"], lang)),
     ]
     pre = result.get("preprocessing")
     preparation = (
-        f"({html.escape(result['layout'])}, {html.escape(result['split'])} split); resize "
-        f"{pre['resize']}, centre crop {pre['crop']} ({html.escape(pre['interpolation'])})"
+        words(
+            "prepared",
+            layout=html.escape(result["layout"]),
+            split=html.escape(split),
+            resize=pre["resize"],
+            crop=pre["crop"],
+            interpolation=html.escape(pre["interpolation"]),
+        )
         if pre
-        else f"({html.escape(result['split'])} split, held in memory)"
+        else words("in_memory", split=html.escape(split))
     )
+    lead = words(
+        "lead",
+        weights=html.escape(result["weights"]),
+        dataset=html.escape(result["dataset"]),
+        preparation=preparation,
+        precision=html.escape(result["precision"]),
+        device=html.escape(result["device"]),
+    )
+    heading = words("heading", model=result["model"], dataset=Path(result["dataset"]).name)
     parts = [
-        f"<h1>{html.escape(result['model'])} on {html.escape(Path(result['dataset']).name)}</h1>",
-        f"<p class='lead'>weights {html.escape(result['weights'])}; {html.escape(result['dataset'])} "
-        f"{preparation}; {html.escape(result['precision'])} on {html.escape(result['device'])}.</p>",
+        f"<h1>{html.escape(heading)}</h1>",
+        f"<p class='lead'>{lead}</p>",
         "<div class='cards'>"
         + "".join(
             f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
         )
         + "</div>",
-        f"<h2>Per-class accuracy</h2><img src='{FIGURES}/per_class.png' alt='per-class accuracy'>",
-        "<h2>Confusion matrix</h2>"
+        f"<h2>{words('per_class')}</h2>"
+        f"<img src='{FIGURES}/per_class.png' alt='{words('per_class')}'>",
+        f"<h2>{words('confusion')}</h2>"
         + (
-            f"<p>The {plots.CONFUSION_CLASSES} classes most often confused, of {len(names):,}.</p>"
+            f"<p>{words('confused_some', size=plots.CONFUSION_CLASSES, total=len(names))}</p>"
             if len(names) > plots.CONFUSION_CLASSES
             else ""
         )
-        + f"<img src='{FIGURES}/confusion.png' alt='confusion matrix'>",
-        "<h2>Easy classes</h2>",
-        _class_cards(evaluation, result["easiest"], names, images_per_class, "easy"),
-        "<h2>Hard classes</h2><p>Mistakes first, with the class the model chose.</p>",
-        _class_cards(evaluation, result["hardest"], names, images_per_class, "hard"),
+        + f"<img src='{FIGURES}/confusion.png' alt='{words('confusion')}'>",
+        f"<h2>{words('easy')}</h2>",
+        _class_cards(evaluation, result["easiest"], names, images_per_class, "easy", lang),
+        f"<h2>{words('hard')}</h2><p>{words('hard_note')}</p>",
+        _class_cards(evaluation, result["hardest"], names, images_per_class, "hard", lang),
     ]
     if result["confusions"]:
         parts.append(
-            "<h2>Most frequent confusions</h2>"
+            f"<h2>{words('confusions')}</h2>"
             + _table(
-                ["true class", "predicted", "times"],
+                [words("true_class"), words("predicted"), words("times")],
                 [[c["true"], c["predicted"], c["count"]] for c in result["confusions"]],
             )
         )
     if result["skipped"]:
         parts.append(
-            f"<h2>Skipped files ({result['num_skipped']})</h2>"
-            + _table(["file", "reason"], [[s["file"], s["reason"]] for s in result["skipped"]])
+            f"<h2>{report_words(lang, 'skipped', count=result['num_skipped'])}</h2>"
+            + _table(
+                [report_words(lang, "file"), report_words(lang, "reason")],
+                [[s["file"], s["reason"]] for s in result["skipped"]],
+            )
         )
-    title = html.escape(f"{result['model']} evaluation")
+    title = html.escape(words("title", model=result["model"]))
     page = (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
+        f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'><title>{title}</title>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<style>{STYLE}{EXTRA_STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
     )

@@ -9,14 +9,19 @@ from pathlib import Path
 import torch
 
 from convnet.files import atomic_write_bytes
+from convnet.report.figure_fonts import drawn_in_language
 
 HEAT_OPACITY = 0.6  # at the map's peak; the heat fades out where the map is 0
 
 
-def write_overlay(path: Path | str, image: torch.Tensor, heat: torch.Tensor, title: str) -> Path:
+@drawn_in_language
+def write_overlay(
+    path: Path | str, image: torch.Tensor, heat: torch.Tensor, title: str, lang: str = "en"
+) -> Path:
     """PNG of `image` (C, H, W, pixels in [0, 1]; grey or RGB) with `heat` (H, W, in [0, 1])
-    drawn over it in a colour scale whose opacity follows the heat, written atomically.
-    A colour bar gives the scale: 1 is where the method found the most."""
+    drawn over it in a colour scale whose opacity follows the heat, written atomically; the
+    title is drawn with a font that has `lang`'s letters. A colour bar gives the scale: 1 is
+    where the method found the most."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable

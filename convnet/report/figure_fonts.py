@@ -4,16 +4,20 @@ matplotlib's default font (DejaVu Sans) has no Hangul, so a Korean figure names 
 font with the glyphs its text needs; matplotlib draws each glyph from the first font of the
 `font.family` list that has it (Latin and digits from the default, Hangul from the second).
 A font installed after matplotlib built its font cache is missing from that cache, so the
-system's font files are looked at once more before giving up. When no installed font has the
-glyphs (no Korean font, e.g. no fonts-nanum), the figure is drawn in English instead, with
-one warning per language: English words are better than rows of empty boxes.
+system's font files are looked at once more, and then the fonts that come with the
+project's own dependencies (NanumGothic, shipped by koreanize-matplotlib, which `pip install`
+brings to any machine). When still no font has the glyphs (the dependency removed, no system
+font), the figure is drawn in English instead, with one warning per language: English words
+are better than rows of empty boxes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from collections.abc import Callable
 from functools import cache, wraps
+from pathlib import Path
 
 from matplotlib import font_manager, rc_context, rcParams
 from matplotlib.ft2font import FT2Font
@@ -57,10 +61,25 @@ def _font_with(text: str) -> str | None:
     return next((entry.name for entry in entries if has_glyphs(entry.fname, text)), None)
 
 
-def _register_new_system_fonts() -> None:
-    """Add the system's font files that matplotlib's font cache does not know yet."""
+# The package whose font files the figures may use; never imported (its import sets
+# matplotlib's font for the whole process), only its files read.
+FONT_PACKAGE = "koreanize_matplotlib"
+
+
+def bundled_font_files() -> list[str]:
+    """The font files (TrueType) that FONT_PACKAGE installed, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(FONT_PACKAGE)
+    except (ImportError, ValueError):
+        return []
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    return sorted(str(path) for folder in folders for path in Path(folder).glob("fonts/*.ttf"))
+
+
+def _register(paths: list[str]) -> None:
+    """Add font files that matplotlib's font list does not hold yet."""
     known = {entry.fname for entry in font_manager.fontManager.ttflist}
-    for path in font_manager.findSystemFonts():
+    for path in paths:
         if path not in known:
             try:
                 font_manager.fontManager.addfont(path)
@@ -77,9 +96,10 @@ def font_settings(lang: str) -> dict | None:
     if has_glyphs(default, sample):
         return {}
     found = _font_with(sample)
-    if found is None:
-        _register_new_system_fonts()
-        found = _font_with(sample)
+    for more_fonts in (font_manager.findSystemFonts, bundled_font_files):
+        if found is None:
+            _register(more_fonts())
+            found = _font_with(sample)
     return None if found is None else {"font.family": [*rcParams["font.family"], found]}
 
 

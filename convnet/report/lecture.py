@@ -1,6 +1,7 @@
 """`convnet report lecture`: one page walking through the lecture's claims 1–8
 (listed in docs/lecture.md) in order — the claim, the command that measures it, the figure measured on
-this machine, a plot, and a one-line verdict (the sections are in lecture_claims.py), in
+this machine, a plot, and a one-line verdict (the sections are in lecture_claims.py,
+lecture_counts.py and lecture_cost.py, made of lecture_words.py's parts), in
 English or Korean (`--lang`; the text and the figures' words are the catalog's `lecture.*`
 messages; a figure is drawn in English where no font has the language's letters).
 
@@ -21,6 +22,7 @@ from convnet.data.datasets import load_dataset
 from convnet.data.transforms import to_model_input
 from convnet.engine.run import Run
 from convnet.experiments.invariance import (
+    DEFAULT_SEEDS,
     InvarianceSettings,
     Variant,
     plan_variants,
@@ -29,9 +31,8 @@ from convnet.experiments.invariance import (
 )
 from convnet.files import atomic_write_text
 from convnet.i18n import check_language
-from convnet.report import claims_plots
-from convnet.report import lecture_claims as claims
-from convnet.report.lecture_claims import Section, Words, code, table, variant_label
+from convnet.report import claims_plots, lecture_claims, lecture_cost, lecture_counts
+from convnet.report.lecture_words import NOT_JUDGED, Section, Words, code, table, variant_label
 from convnet.report.run_report import STYLE
 
 FIGURES = "lecture_figures"
@@ -40,7 +41,7 @@ VERDICT_COLOURS = {
     "not supported": "#d1495b",
     "depends": "#e09f3e",
     "not measured here": "#7f8c9a",
-    claims.NOT_JUDGED: "#6c5b7b",
+    NOT_JUDGED: "#6c5b7b",
 }
 
 
@@ -55,6 +56,7 @@ class LectureSettings:
     repeats: int = 50
     data_dir: str | None = None
     threads: int = 0  # CPU threads for training and sweeps; 0: automatic
+    seeds: int = DEFAULT_SEEDS  # of each pooling variant (claim 3)
 
 
 def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, bool]:
@@ -65,6 +67,7 @@ def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, bo
         data_dir=settings.data_dir,
         reuse_only=True,
         threads=settings.threads,
+        seeds=settings.seeds,
     )
     if all(Run(run_dir_for(v, Path(full.runs_dir))).finished for v in plan_variants(full)):
         return full, True
@@ -75,6 +78,7 @@ def choose_invariance(settings: LectureSettings) -> tuple[InvarianceSettings, bo
         test_subset=settings.test_subset,
         data_dir=settings.data_dir,
         threads=settings.threads,
+        seeds=settings.seeds,
     )
     return brief, False
 
@@ -94,6 +98,8 @@ def judging_command(settings: LectureSettings, w: Words) -> str:
     runs = (
         "" if settings.runs_dir == LectureSettings.runs_dir else f" --runs-dir {settings.runs_dir}"
     )
+    if settings.seeds != LectureSettings.seeds:
+        runs += f" --seeds {settings.seeds}"
     epochs = max(2 * settings.epochs, LectureSettings.epochs)
     report = f"convnet report lecture --epochs {epochs} --train-subset 0{runs}"
     return w(
@@ -131,6 +137,7 @@ def render(
         ".claim{font-size:1.1em;font-style:italic} .verdict span{color:white;padding:.15em .5em;"
         "border-radius:4px;font-weight:600} section{border-top:1px solid #ddd;margin-top:1.5em}"
         ".claim:lang(ko){font-style:normal;font-weight:500}"  # Hangul is not set in italics
+        "td+td{white-space:nowrap} h3{margin-top:1.5em}"
     )
     title = html.escape(w("title"))
     lead = w("lead", seconds=w.n(seconds), how=html.escape(how))
@@ -159,14 +166,14 @@ def write_lecture_report(
     data_dir = Path(settings.data_dir) if settings.data_dir else None
     digit = to_model_input(load_dataset("mnist", "test", data_dir).images[:1], (1, 32, 32))[0]
     sections = [
-        claims.claim_shift(result, figures, data_dir, retrain, w),
-        claims.claim_weight_sharing(result, digit, figures, w),
-        claims.claim_pooling(result, retrain, w),
-        claims.claim_lenet(result, how, w),
-        claims.claim_invariance(result, retrain, w),
-        claims.claim_cost(settings.repeats, figures, w),
-        claims.claim_imagenet(Path(settings.runs_dir).parent, w),
-        claims.claim_depth(w),
+        lecture_claims.claim_shift(result, figures, data_dir, retrain, w),
+        lecture_counts.claim_weight_sharing(result, digit, figures, w),
+        lecture_claims.claim_pooling(result, retrain, w),
+        lecture_counts.claim_lenet(result, how, w),
+        lecture_claims.claim_invariance(result, retrain, w),
+        lecture_cost.claim_cost(settings.repeats, figures, w),
+        lecture_cost.claim_imagenet(Path(settings.runs_dir).parent, w),
+        lecture_counts.claim_depth(w),
     ]
     page = render(sections, how, time.perf_counter() - started, result.variants, w)
     atomic_write_text(out, page)

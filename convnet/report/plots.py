@@ -1,4 +1,7 @@
-"""Figures a person would rather look at than read: curves, confusion matrices, image grids."""
+"""Figures a person would rather look at than read: curves, confusion matrices, image grids.
+
+Their words are the catalog's `report.*` messages in the language passed as `lang` (the
+figures that save themselves take care of the font through `drawn_in_language`)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,24 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib import colors, ticker  # noqa: E402
 
+from convnet import i18n  # noqa: E402
 from convnet.files import atomic_write_bytes  # noqa: E402
+from convnet.report.figure_fonts import drawn_in_language  # noqa: E402
+
+
+def report_words(lang: str, key: str, **values: object) -> str:
+    """The catalog's `report.<key>` in `lang`, integers written as `lang` writes them."""
+    written = {
+        name: i18n.number(value, lang) if isinstance(value, int) else value
+        for name, value in values.items()
+    }
+    return i18n.text(lang, f"report.{key}", **written)
+
+
+def split_name(split: str, lang: str = "en") -> str:
+    """A split's name in `lang` ("test", "val" → "검증"); an unknown split as it is."""
+    key = f"report.split.{split}"
+    return i18n.text(lang, key) if key in i18n.messages(lang) else split
 
 
 def save_figure(figure: plt.Figure, path: Path) -> Path:
@@ -55,7 +75,7 @@ def plain_log_axis(axis: plt.Axes, low: float, high: float, unit: str = "") -> N
 
 
 def percent_log_axis(
-    axis: plt.Axes, series: list[list[float]], label: str = "error (%)"
+    axis: plt.Axes, series: list[list[float]], label: str = "error (%)", lang: str = "en"
 ) -> list[list[float]]:
     """Set a log axis for percentages, labelled 0.5%, 1%, 2%, …, and return the series to
     draw on it. A log axis has no 0: values at 0 are drawn at a floor (half the smallest
@@ -73,8 +93,8 @@ def percent_log_axis(
         floor = max(m * 10.0**exponent for m in (1, 2, 5) if m * 10.0**exponent <= low / 2)
         series = [[max(value, floor) for value in values] for values in series]
         low = floor
-        label += f"; 0% drawn at {plain_number(floor)}%"
-    axis.set_ylabel(label + ", log scale")
+        label += report_words(lang, "figure.zero_at", floor=plain_number(floor))
+    axis.set_ylabel(report_words(lang, "figure.log_scale", label=label))
     plain_log_axis(axis, low / 1.25, high * 1.25, "%")
     return series
 
@@ -91,11 +111,13 @@ def legend_outside(axis: plt.Axes, **options) -> None:
     )
 
 
-def subset_note(used: int, total: int | None, what: str) -> str:
+def subset_note(used: int, total: int | None, what: str, lang: str = "en") -> str:
     """ "2,000 of 10,000 test images", or "" when all were used."""
     if total is not None and used >= total:
         return ""
-    return f"{used:,} of {total:,} {what}" if total else f"{used:,} {what} (a subset)"
+    if total:
+        return report_words(lang, "subset.of", used=used, total=total, what=what)
+    return report_words(lang, "subset.part", used=used, what=what)
 
 
 # A confusion matrix of more classes than this cannot be read; beyond it the figure keeps the
@@ -115,7 +137,11 @@ def confused_classes(matrix: np.ndarray, limit: int = CONFUSION_CLASSES) -> list
 
 
 def confusion_matrix_figure(
-    confusion: list[list[int]], class_names: list[str], split: str = "test", note: str = ""
+    confusion: list[list[int]],
+    class_names: list[str],
+    split: str = "test",
+    note: str = "",
+    lang: str = "en",
 ) -> plt.Figure:
     """Each true class's images (rows) by predicted class (columns): the share of the row
     as colour (square-root scale, so mistakes of 1% show) and as text, with the count."""
@@ -145,32 +171,41 @@ def confusion_matrix_figure(
     names = [class_names[i] for i in shown]
     axis.set_xticks(range(size), names, rotation=45, ha="right", fontsize=8)
     axis.set_yticks(range(size), names, fontsize=8)
-    title = f"Confusion matrix: share of each true class ({split} images)"
+    title = report_words(lang, "figure.confusion_title", split=split_name(split, lang))
     if size < len(matrix):
-        title += f"\nthe {size} classes most often confused, of {len(matrix):,}"
-    axis.set(xlabel="predicted", ylabel="true", title=title + (f"\n{note}" if note else ""))
-    figure.colorbar(
-        image, ax=axis, shrink=0.8, label="% of the true class's images (square-root scale)"
+        title += "\n" + report_words(lang, "figure.confusion_some", size=size, total=len(matrix))
+    axis.set(
+        xlabel=report_words(lang, "figure.predicted"),
+        ylabel=report_words(lang, "figure.true"),
+        title=title + (f"\n{note}" if note else ""),
     )
+    figure.colorbar(image, ax=axis, shrink=0.8, label=report_words(lang, "figure.confusion_bar"))
     return figure
 
 
+@drawn_in_language
 def confusion_figure(
     confusion: list[list[int]],
     class_names: list[str],
     path: Path,
     split: str = "test",
     note: str = "",
+    lang: str = "en",
 ) -> Path:
     """`confusion_matrix_figure` saved as PNG."""
-    return save_figure(confusion_matrix_figure(confusion, class_names, split, note), path)
+    figure = confusion_matrix_figure(confusion, class_names, split, note, lang)
+    return save_figure(figure, path)
 
 
 EASY, HARD, OTHER = "#2a9d4b", "#d1495b", "#7f8c9a"
 
 
 def per_class_accuracy_figure(
-    per_class: list[dict], easiest: list[dict], hardest: list[dict], note: str = ""
+    per_class: list[dict],
+    easiest: list[dict],
+    hardest: list[dict],
+    note: str = "",
+    lang: str = "en",
 ) -> plt.Figure:
     """One bar per class from 0%, its value printed above it; a class at 0% still gets a
     visible stroke on the axis and its "0" label, and a class without images says so. The
@@ -194,7 +229,13 @@ def per_class_accuracy_figure(
                 clip_on=False,
                 zorder=3,
             )
-        text = "no images" if value is None else f"{value:.1f}" if value < 100 else "100"
+        text = (
+            report_words(lang, "figure.no_images")
+            if value is None
+            else i18n.number(value, lang, 1)
+            if value < 100
+            else "100"
+        )
         axis.annotate(
             text,
             (index, value or 0),
@@ -208,9 +249,15 @@ def per_class_accuracy_figure(
     axis.set_xticks(
         range(len(names)), names, rotation=45 if many else 0, ha="right" if many else "center"
     )
-    named = "easiest (green), hardest (red)" if easy or hard else "no class stands apart"
-    title = f"Per-class accuracy (%): {named}" + (f"\n{note}" if note else "")
-    axis.set(ylabel="accuracy (%)", ylim=(0, 112 if many else 108), title=title)
+    named = report_words(lang, "figure.apart" if easy or hard else "figure.none_apart")
+    title = report_words(lang, "figure.per_class_title", named=named) + (
+        f"\n{note}" if note else ""
+    )
+    axis.set(
+        ylabel=report_words(lang, "figure.accuracy_axis"),
+        ylim=(0, 112 if many else 108),
+        title=title,
+    )
     axis.set_yticks(range(0, 101, 20))
     axis.grid(axis="y", alpha=0.3)
     axis.spines[["top", "right"]].set_visible(False)
@@ -218,14 +265,26 @@ def per_class_accuracy_figure(
 
 
 def per_class_figure(
-    per_class: list[dict], easiest: list[dict], hardest: list[dict], path: Path, note: str = ""
+    per_class: list[dict],
+    easiest: list[dict],
+    hardest: list[dict],
+    path: Path,
+    note: str = "",
+    lang: str = "en",
 ) -> Path:
     """`per_class_accuracy_figure` saved as PNG."""
-    return save_figure(per_class_accuracy_figure(per_class, easiest, hardest, note), path)
+    figure = per_class_accuracy_figure(per_class, easiest, hardest, note, lang)
+    return save_figure(figure, path)
 
 
+@drawn_in_language
 def image_grid(
-    images: torch.Tensor, captions: list[str], path: Path, title: str, columns: int = 8
+    images: torch.Tensor,
+    captions: list[str],
+    path: Path,
+    title: str,
+    columns: int = 8,
+    lang: str = "en",
 ) -> Path:
     """Small images (C, H, W) in [0, 1] with a caption each (e.g. the most confident
     mistakes): one channel as dark ink on light paper, three as the colour photo."""
@@ -245,7 +304,9 @@ def image_grid(
     return save_figure(figure, path)
 
 
-def sorted_accuracy_figure(per_class: list[dict], path: Path, note: str = "") -> Path:
+def sorted_accuracy_figure(
+    per_class: list[dict], path: Path, note: str = "", lang: str = "en"
+) -> Path:
     """Per-class accuracy from the easiest to the hardest class (ImageNet: 1,000 of them)."""
     accuracy = sorted(
         (100 * row["accuracy"] for row in per_class if row["accuracy"] is not None), reverse=True
@@ -253,10 +314,10 @@ def sorted_accuracy_figure(per_class: list[dict], path: Path, note: str = "") ->
     figure, axis = plt.subplots(figsize=(8, 3.4))
     axis.plot(np.arange(1, len(accuracy) + 1), accuracy, color="#2c6e9b")
     axis.set(
-        xlabel="class rank (easiest first)",
-        ylabel="accuracy (%)",
+        xlabel=report_words(lang, "figure.rank_axis"),
+        ylabel=report_words(lang, "figure.accuracy_axis"),
         ylim=(0, 100.5),
-        title=f"Per-class accuracy of {len(accuracy)} classes, sorted"
+        title=report_words(lang, "figure.sorted_title", count=len(accuracy))
         + (f"\n{note}" if note else ""),
     )
     axis.grid(alpha=0.3)
@@ -267,10 +328,11 @@ def sorted_accuracy_figure(per_class: list[dict], path: Path, note: str = "") ->
 MANY_CLASSES = 40
 
 
-def class_accuracy_figure(result: dict, path: Path, note: str = "") -> Path:
+@drawn_in_language
+def class_accuracy_figure(result: dict, path: Path, note: str = "", lang: str = "en") -> Path:
     """One bar per class, or for many classes the sorted accuracy curve."""
     if len(result["per_class"]) <= MANY_CLASSES:
         return per_class_figure(
-            result["per_class"], result["easiest"], result["hardest"], path, note
+            result["per_class"], result["easiest"], result["hardest"], path, note, lang
         )
-    return sorted_accuracy_figure(result["per_class"], path, note)
+    return sorted_accuracy_figure(result["per_class"], path, note, lang)

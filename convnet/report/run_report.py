@@ -1,4 +1,6 @@
-"""The report of one run: an HTML page with its figures, written beside the run's files."""
+"""The report of one run: an HTML page with its figures, written beside the run's files, in
+English or Korean (`lang`: every word is a `report.*` message of the catalog; model
+descriptions and citations stay as the registry has them)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,15 @@ from pathlib import Path
 
 import torch
 
+from convnet import i18n
 from convnet.analysis.summary import ModelSummary, matching_sources, summarize
 from convnet.engine.config import TrainConfig
 from convnet.engine.evaluate import Evaluation
-from convnet.engine.metrics import APART_RULE
+from convnet.engine.metrics import APART_MARGIN, APART_SIGMAS
 from convnet.engine.run import FIGURES, LoadedModel, Run
 from convnet.files import atomic_write_text
 from convnet.report import plots, training_plots
+from convnet.report.plots import report_words, split_name
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
@@ -33,30 +37,34 @@ def _table(header: list[str], rows: list[list[object]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def summary_table(summary: ModelSummary) -> str:
+def summary_table(summary: ModelSummary, lang: str = "en") -> str:
+    def number(value: int) -> str:
+        return i18n.number(value, lang)
+
     rows = [
         [
             layer.name,
             layer.type,
             "×".join(map(str, layer.output_shape)),
-            f"{layer.trainable_params:,}",
-            f"{layer.connections:,}",
-            f"{layer.macs:,}",
+            number(layer.trainable_params),
+            number(layer.connections),
+            number(layer.macs),
         ]
         for layer in summary.layers
     ]
     total = summary.total
     rows.append(
         [
-            "total",
-            f"depth {total['depth']}",
+            report_words(lang, "model.total"),
+            report_words(lang, "model.depth", depth=str(total["depth"])),
             "",
-            f"{total['trainable_params']:,}",
-            f"{total['connections']:,}",
-            f"{total['macs']:,}",
+            number(total["trainable_params"]),
+            number(total["connections"]),
+            number(total["macs"]),
         ]
     )
-    return _table(["layer", "type", "output", "trainable params", "connections", "MACs"], rows)
+    keys = ("layer", "type", "output", "trainable_params", "connections", "macs")
+    return _table([report_words(lang, f"model.{key}") for key in keys], rows)
 
 
 def most_confident_mistakes(
@@ -92,157 +100,177 @@ def split_size(config: TrainConfig | None, split: str) -> int | None:
     return get_dataset_spec(config.source_name).split_sizes.get(split)
 
 
-def subset_notes(config: TrainConfig | None, split: str, scored: int) -> tuple[str, str]:
+def subset_notes(
+    config: TrainConfig | None, split: str, scored: int, lang: str = "en"
+) -> tuple[str, str]:
     """Figure-title notes of a run on part of its data: ("trained on 2,000 of 60,000
     training images", "on 2,000 of 10,000 test images"), "" where all were used."""
     if config is None:
         return "", ""
     trained = ""
+    training_images = report_words(lang, "what.training")
+    split_images = report_words(lang, "what.split", split=split_name(split, lang))
     if config.train_subset:
         total = split_size(config, "train")
         trained = plots.subset_note(
-            min(config.train_subset, total or config.train_subset), total, "training images"
+            min(config.train_subset, total or config.train_subset), total, training_images, lang
         )
-    scored_note = plots.subset_note(scored, split_size(config, split), f"{split} images")
+    scored_note = plots.subset_note(scored, split_size(config, split), split_images, lang)
     if config.test_subset and not scored_note:
-        scored_note = plots.subset_note(scored, None, f"{split} images")
-    return (f"trained on {trained}" if trained else "", f"on {scored_note}" if scored_note else "")
-
-
-def extremes_sentence(result: dict) -> str:
-    """The easiest and hardest classes of `result`, or that no class stands apart."""
-    if not result["easiest"] and not result["hardest"]:
-        return f"<p>No class stands apart ({APART_RULE}).</p>"
-
-    def listed(rows: list[dict]) -> str:
-        named = ", ".join(f"{html.escape(r['name'])} ({r['accuracy']:.2%})" for r in rows)
-        return named or "none stands apart"
-
+        scored_note = plots.subset_note(scored, None, split_images, lang)
     return (
-        f"<p>Easiest: {listed(result['easiest'])}. Hardest: {listed(result['hardest'])}. "
-        f"({html.escape(APART_RULE[0].upper() + APART_RULE[1:])}.)</p>"
+        report_words(lang, "note.trained", note=trained) if trained else "",
+        report_words(lang, "note.scored", note=scored_note) if scored_note else "",
     )
 
 
-def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> Path:
-    """Figures plus report.html in the run directory, for a run on any data source; returns
-    the page's path. Figures of a run on part of its data say so in their titles."""
+def apart_rule(lang: str = "en") -> str:
+    """engine.metrics' rule for a class that stands apart, in `lang`."""
+    margin, sigmas = f"{APART_MARGIN * 100:g}", f"{APART_SIGMAS:g}"
+    return report_words(lang, "apart_rule", margin=margin, sigmas=sigmas)
+
+
+def extremes_sentence(result: dict, lang: str = "en") -> str:
+    """The easiest and hardest classes of `result`, or that no class stands apart."""
+    rule = html.escape(apart_rule(lang))
+    if not result["easiest"] and not result["hardest"]:
+        return f"<p>{report_words(lang, 'none_apart', rule=rule)}</p>"
+
+    def listed(rows: list[dict]) -> str:
+        named = ", ".join(
+            f"{html.escape(r['name'])} ({i18n.percent(r['accuracy'], lang, 2)})" for r in rows
+        )
+        return named or report_words(lang, "none_stands_apart")
+
+    easiest, hardest = listed(result["easiest"]), listed(result["hardest"])
+    rule = rule[:1].upper() + rule[1:]  # a sentence of its own here
+    return f"<p>{report_words(lang, 'extremes', easiest=easiest, hardest=hardest, rule=rule)}</p>"
+
+
+def write_run_report(
+    run: Run, loaded: LoadedModel, evaluation: Evaluation, lang: str = "en"
+) -> Path:
+    """Figures plus report.html in the run directory, for a run on any data source, in
+    `lang`; returns the page's path. Figures of a run on part of its data say so in their
+    titles."""
+
+    def words(key: str, **values: object) -> str:
+        return report_words(lang, key, **values)
+
     figures = run.figures
     result = evaluation.result
     split = result["split"]
+    shown_split = split_name(split, lang)
     history = run.history()
     steps = run.steps()
     names = list(evaluation.source.class_names)
-    trained_note, scored_note = subset_notes(loaded.config, split, result["num_examples"])
+    trained_note, scored_note = subset_notes(loaded.config, split, result["num_examples"], lang)
     both = "; ".join(note for note in (trained_note, scored_note) if note)
     parts = []
     if history or steps:
-        parts.append("<h2>Training</h2>")
+        parts.append(f"<h2>{words('training')}</h2>")
     if history:
-        training_plots.training_curves(history, figures / "curves.png", split, both)
-        parts.append(f"<img src='{FIGURES}/curves.png' alt='training curves'>")
-        parts.append(
-            f"<p>Training loss and error are averaged over each epoch's batches as they were "
-            f"trained (augmented where the recipe augments, with the weights still changing), "
-            f"so they lag the {split} figures, which score the epoch's final weights, and can "
-            f"lie above them.</p>"
-        )
+        training_plots.training_curves(history, figures / "curves.png", split, both, lang=lang)
+        parts.append(f"<img src='{FIGURES}/curves.png' alt='{words('alt.curves')}'>")
+        parts.append(f"<p>{words('lag', split=shown_split)}</p>")
     if steps:
-        training_plots.training_steps(steps, figures / "steps.png", trained_note)
-        parts.append(
-            f"<img src='{FIGURES}/steps.png' alt='training loss and learning rate per step'>"
-        )
+        training_plots.training_steps(steps, figures / "steps.png", trained_note, lang=lang)
+        parts.append(f"<img src='{FIGURES}/steps.png' alt='{words('alt.steps')}'>")
     if history:
+        header = [
+            words(f"history.{key}", split=shown_split)
+            for key in (
+                "epoch",
+                "train_loss",
+                "train_error",
+                "loss",
+                "error",
+                "top5_error",
+                "images_per_second",
+                "seconds",
+            )
+        ]
+
+        def pct(value: float) -> str:
+            return i18n.percent(value, lang, 2)
+
         parts.append(
             _table(
-                [
-                    "epoch",
-                    "train loss",
-                    "train error",
-                    f"{split} loss",
-                    f"{split} error",
-                    f"{split} top-5 error",
-                    "images/s",
-                    "seconds",
-                ],
+                header,
                 [
                     [
                         int(r["epoch"]),
-                        f"{r['train_loss']:.4f}",
-                        f"{r['train_error']:.2%}",
-                        f"{r['eval_loss']:.4f}" if "eval_loss" in r else "–",
-                        f"{r['eval_error']:.2%}",
-                        f"{r['eval_top5_error']:.2%}" if "eval_top5_error" in r else "–",
-                        f"{r['images_per_second']:,.0f}",
-                        f"{r['epoch_seconds']:.1f}",
+                        i18n.number(r["train_loss"], lang, 4),
+                        pct(r["train_error"]),
+                        i18n.number(r["eval_loss"], lang, 4) if "eval_loss" in r else "–",
+                        pct(r["eval_error"]),
+                        pct(r["eval_top5_error"]) if "eval_top5_error" in r else "–",
+                        i18n.number(r["images_per_second"], lang),
+                        i18n.number(r["epoch_seconds"], lang, 1),
                     ]
                     for r in history
                 ],
             )
         )
-    parts.append("<h2>Where it errs</h2>")
+    parts.append(f"<h2>{words('errs')}</h2>")
     if len(names) <= plots.MANY_CLASSES:
         plots.confusion_figure(
-            result["confusion_matrix"], names, figures / "confusion.png", split, both
+            result["confusion_matrix"], names, figures / "confusion.png", split, both, lang=lang
         )
-        parts.append(f"<img src='{FIGURES}/confusion.png' alt='confusion matrix'>")
-    plots.class_accuracy_figure(result, figures / "per_class.png", both)
-    parts.append(f"<img src='{FIGURES}/per_class.png' alt='per-class accuracy'>")
-    parts.append(extremes_sentence(result))
+        parts.append(f"<img src='{FIGURES}/confusion.png' alt='{words('alt.confusion')}'>")
+    plots.class_accuracy_figure(result, figures / "per_class.png", both, lang=lang)
+    parts.append(f"<img src='{FIGURES}/per_class.png' alt='{words('alt.per_class')}'>")
+    parts.append(extremes_sentence(result, lang))
     if result["confusions"]:
-        parts.append(
-            "<p>Most frequent confusions (true → predicted): "
-            + ", ".join(
-                f"{html.escape(c['true'])} → {html.escape(c['predicted'])} ×{c['count']}"
-                for c in result["confusions"]
-            )
-            + ".</p>"
+        confusions = ", ".join(
+            f"{html.escape(c['true'])} → {html.escape(c['predicted'])} ×{c['count']}"
+            for c in result["confusions"]
         )
+        parts.append(f"<p>{words('confusions', confusions=confusions)}</p>")
     images, captions = most_confident_mistakes(evaluation)
     if len(images):
-        title = "Most confident mistakes (true→predicted)" + (
-            f", {scored_note}" if scored_note else ""
-        )
-        plots.image_grid(images, captions, figures / "mistakes.png", title)
+        title = words("mistakes_figure") + (f", {scored_note}" if scored_note else "")
+        plots.image_grid(images, captions, figures / "mistakes.png", title, lang=lang)
         parts.append(
-            f"<h2>Most confident mistakes</h2><img src='{FIGURES}/mistakes.png' alt='mistakes'>"
+            f"<h2>{words('mistakes')}</h2>"
+            f"<img src='{FIGURES}/mistakes.png' alt='{words('alt.mistakes')}'>"
         )
     if result.get("skipped"):
         parts.append(
-            f"<h2>Skipped files ({result['num_skipped']})</h2>"
+            f"<h2>{words('skipped', count=result['num_skipped'])}</h2>"
             + _table(
-                ["file", "reason"], [[item["file"], item["reason"]] for item in result["skipped"]]
+                [words("file"), words("reason")],
+                [[item["file"], item["reason"]] for item in result["skipped"]],
             )
         )
     summary = summarize(loaded.model.cpu(), loaded.input_size, loaded.name)
     parts.append(
-        "<h2>The model</h2>"
+        f"<h2>{words('model.title')}</h2>"
         + f"<p>{html.escape(loaded.spec.description)}.</p>"
-        + summary_table(summary)
+        + summary_table(summary, lang)
     )
     if loaded.spec.family == "LeNet":
         matches = [source for source, ok in matching_sources(summary).items() if ok]
         which = (
-            f"These counts match {html.escape(' and '.join(matches))}."
+            words("lenet.match", sources=html.escape(" & ".join(matches)))
             if matches
-            else "These counts are not the published LeNet-5's (LeCun et al. 1998: 60,000 "
-            "parameters, 340,908 connections), which <code>lenet5_1998</code> reproduces: "
-            f"{html.escape(loaded.name)} is a variant of it."
+            else words("lenet.variant", model=html.escape(loaded.name))
         )
-        parts.append(
-            f"<p>{which} The lecture's “about 14,000 parameters and 187,000 connections” "
-            "does not match the published LeNet-5 (60,000 and 340,908).</p>"
-        )
+        lecture = words("lenet.lecture", command="<code>convnet report lecture</code>")
+        parts.append(f"<p>{which} {lecture}</p>")
+    parameters = sum(p.numel() for p in loaded.model.parameters())
     cards = [
-        (f"{split} error", f"{result['top1_error']:.2%}"),
-        ("top-5 error", f"{result['top5_error']:.2%}"),
-        ("parameters", f"{sum(p.numel() for p in loaded.model.parameters()):,}"),
-        (f"{split} images", f"{result['num_examples']:,}"),
+        (words("card.error", split=shown_split), i18n.percent(result["top1_error"], lang, 2)),
+        (words("card.top5"), i18n.percent(result["top5_error"], lang, 2)),
+        (words("card.parameters"), i18n.number(parameters, lang)),
+        (words("card.images", split=shown_split), i18n.number(result["num_examples"], lang)),
     ]
     if history:
-        cards.append(("training time", f"{sum(r['epoch_seconds'] for r in history):.0f} s"))
+        seconds = i18n.number(sum(r["epoch_seconds"] for r in history), lang)
+        cards.append((words("card.time"), words("seconds", seconds=seconds)))
+    title = words("title", model=loaded.name, dataset=evaluation.source.name)
     header = (
-        f"<h1>{html.escape(loaded.name)} on {html.escape(evaluation.source.name)}</h1>"
+        f"<h1>{html.escape(title)}</h1>"
         f"<p class='lead'>{html.escape(loaded.spec.paper)}</p><div class='cards'>"
         + "".join(
             f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
@@ -250,9 +278,10 @@ def write_run_report(run: Run, loaded: LoadedModel, evaluation: Evaluation) -> P
         + "</div>"
     )
     page = (
-        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(loaded.name)} report"
-        f"</title><meta name='viewport' content='width=device-width, initial-scale=1'><style>{STYLE}</style>"
-        f"</head><body>{header}{''.join(parts)}</body></html>\n"
+        f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(words('page_title', model=loaded.name))}</title>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<style>{STYLE}</style></head><body>{header}{''.join(parts)}</body></html>\n"
     )
     atomic_write_text(run.report_path, page)
     return run.report_path

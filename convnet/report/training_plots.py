@@ -7,22 +7,40 @@ from pathlib import Path
 
 import numpy as np
 
-from convnet.report.plots import legend_outside, percent_log_axis, plt, save_figure
+from convnet.report.figure_fonts import drawn_in_language
+from convnet.report.plots import (
+    legend_outside,
+    percent_log_axis,
+    plt,
+    report_words,
+    save_figure,
+    split_name,
+)
 
 
-def training_curves_figure(history: list[dict], split: str = "test", note: str = "") -> plt.Figure:
+def training_curves_figure(
+    history: list[dict], split: str = "test", note: str = "", lang: str = "en"
+) -> plt.Figure:
     """Loss and error per epoch, training images against the held-out `split`; the error on
     a log axis labelled in plain percentages (0% drawn at a stated floor)."""
+
+    def words(key: str, **values: object) -> str:
+        return report_words(lang, f"figure.{key}", **values)
+
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, error_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
-    loss_axis.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
-    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Training loss")
+    loss_axis.plot(epochs, [row["train_loss"] for row in history], "o-", label=words("train_loss"))
+    loss_axis.set(
+        xlabel=words("epoch"), ylabel=words("cross_entropy"), title=words("training_loss")
+    )
     train_error = [100 * row["train_error"] for row in history]
     eval_error = [100 * row["eval_error"] for row in history]
-    train_error, eval_error = percent_log_axis(error_axis, [train_error, eval_error])
-    error_axis.plot(epochs, train_error, "o-", label="train")
-    error_axis.plot(epochs, eval_error, "s-", label=split)
-    error_axis.set(xlabel="epoch", title="Error per epoch")
+    train_error, eval_error = percent_log_axis(
+        error_axis, [train_error, eval_error], words("error_axis"), lang
+    )
+    error_axis.plot(epochs, train_error, "o-", label=words("train"))
+    error_axis.plot(epochs, eval_error, "s-", label=split_name(split, lang))
+    error_axis.set(xlabel=words("epoch"), title=words("error_title"))
     legend_outside(error_axis)
     for axis in (loss_axis, error_axis):
         axis.grid(alpha=0.3)
@@ -33,9 +51,12 @@ def training_curves_figure(history: list[dict], split: str = "test", note: str =
     return figure
 
 
-def training_curves(history: list[dict], path: Path, split: str = "test", note: str = "") -> Path:
+@drawn_in_language
+def training_curves(
+    history: list[dict], path: Path, split: str = "test", note: str = "", lang: str = "en"
+) -> Path:
     """`training_curves_figure` saved as PNG."""
-    return save_figure(training_curves_figure(history, split, note), path)
+    return save_figure(training_curves_figure(history, split, note, lang), path)
 
 
 def smoothing_window(steps: int) -> int:
@@ -51,15 +72,19 @@ def moving_average(values: list[float], window: int) -> np.ndarray:
     return (totals[window:] - totals[:-window]) / window
 
 
-def steps_figure(steps: list[dict], note: str = "") -> plt.Figure:
+def steps_figure(steps: list[dict], note: str = "", lang: str = "en") -> plt.Figure:
     """The training loss of every optimizer step (raw, light) with its moving average, and
     below it the learning rate of every step; dotted lines where an epoch begins."""
+
+    def words(key: str, **values: object) -> str:
+        return report_words(lang, f"figure.{key}", **values)
+
     numbers = [row["step"] for row in steps]
     losses = [row["loss"] for row in steps]
     figure, (loss_axis, rate_axis) = plt.subplots(
         2, 1, figsize=(10, 4.8), sharex=True, height_ratios=[2, 1]
     )
-    loss_axis.plot(numbers, losses, color="#9ec3e6", linewidth=0.8, label="each step")
+    loss_axis.plot(numbers, losses, color="#9ec3e6", linewidth=0.8, label=words("each_step"))
     window = smoothing_window(len(steps))
     if window > 1:
         loss_axis.plot(
@@ -67,17 +92,19 @@ def steps_figure(steps: list[dict], note: str = "") -> plt.Figure:
             moving_average(losses, window),
             color="#1f5fa0",
             linewidth=1.8,
-            label=f"mean of the last {window} steps",
+            label=words("last_steps", window=window),
         )
     loss_axis.set(
-        ylabel="cross-entropy",
+        ylabel=words("cross_entropy"),
         ylim=(0, max(losses) * 1.05),
-        title="Training loss and learning rate per step",
+        title=words("steps_title"),
     )
-    rate_axis.plot(numbers, [row["lr"] for row in steps], color="#d1495b", label="learning rate")
+    rate_axis.plot(
+        numbers, [row["lr"] for row in steps], color="#d1495b", label=words("learning_rate")
+    )
     rate_axis.set(
-        xlabel="optimizer step",
-        ylabel="learning rate",
+        xlabel=words("optimizer_step"),
+        ylabel=words("learning_rate"),
         ylim=(0, max(row["lr"] for row in steps) * 1.1),
     )
     rate_axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
@@ -93,7 +120,7 @@ def steps_figure(steps: list[dict], note: str = "") -> plt.Figure:
     every = math.ceil(len(starts) / 6)  # at most 6 labels: "epoch 2" is ~45 px wide at size 7
     for start, epoch in starts[::every] if starts else []:
         loss_axis.annotate(
-            f"epoch {epoch:.0f}",
+            words("epoch_number", epoch=f"{epoch:.0f}"),
             (start, 1),
             xycoords=("data", "axes fraction"),
             xytext=(3, -3),
@@ -110,6 +137,7 @@ def steps_figure(steps: list[dict], note: str = "") -> plt.Figure:
     return figure
 
 
-def training_steps(steps: list[dict], path: Path, note: str = "") -> Path:
+@drawn_in_language
+def training_steps(steps: list[dict], path: Path, note: str = "", lang: str = "en") -> Path:
     """`steps_figure` saved as PNG."""
-    return save_figure(steps_figure(steps, note), path)
+    return save_figure(steps_figure(steps, note, lang), path)

@@ -1,27 +1,43 @@
 """The lecture's ImageNet chart: the ILSVRC winners' top-5 error by year, 2010–2017, each
-bar labelled with its network and depth, against one human's 5.1%."""
+bar labelled with its network and depth, against one human's 5.1%, in the language asked
+for (the catalog's `figure.zoo.*` messages; network names stay as published)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from convnet import i18n
 from convnet.models.imagenet import HUMAN_TOP5_ERROR, ILSVRC_WINNERS, Winner
+from convnet.report.figure_fonts import drawn_in_language
 from convnet.report.plots import plt, save_figure
 
 
-def bar_label(winner: Winner) -> str:
+def words(lang: str, key: str, **values: object) -> str:
+    return i18n.text(lang, f"figure.zoo.{key}", **values)
+
+
+def _decimal(value: float, lang: str) -> str:
+    """3.57 as published, with `lang`'s decimal mark."""
+    return f"{value:g}".replace(".", i18n.text(lang, "number.decimal"))
+
+
+def bar_label(winner: Winner, lang: str = "en") -> str:
     depth = (
-        f"{winner.depth} layers"
+        words(lang, "layers", depth=winner.depth)
         if winner.depth
-        else "shallow"
+        else words(lang, "shallow")
         if winner.year < 2012
-        else "ensemble"
+        else words(lang, "ensemble")
     )
     return f"{winner.network}\n{depth}"
 
 
+@drawn_in_language
 def ilsvrc_history_chart(
-    path: Path, winners: tuple[Winner, ...] = ILSVRC_WINNERS, human: float = HUMAN_TOP5_ERROR
+    path: Path,
+    winners: tuple[Winner, ...] = ILSVRC_WINNERS,
+    human: float = HUMAN_TOP5_ERROR,
+    lang: str = "en",
 ) -> Path:
     """Bars of top-5 error (%) by year, deep networks in a second colour, the human line."""
     figure, axis = plt.subplots(figsize=(9, 4.6))
@@ -37,7 +53,7 @@ def ilsvrc_history_chart(
         axis.text(
             bar.get_x() + bar.get_width() / 2,
             max(bar.get_height(), human) + 0.5,
-            f"{winner.top5_error:g}%\n{bar_label(winner)}",
+            f"{_decimal(winner.top5_error, lang)}%\n{bar_label(winner, lang)}",
             ha="center",
             va="bottom",
             fontsize=8,
@@ -47,13 +63,13 @@ def ilsvrc_history_chart(
         color="#c0392b",
         linestyle="--",
         linewidth=1.2,
-        label=f"human estimate {human:g}% (Russakovsky et al. 2015)",
+        label=words(lang, "human", error=_decimal(human, lang)),
     )
     axis.legend(loc="upper right", frameon=False, fontsize=9)
     axis.set(
-        xlabel="ILSVRC year",
-        ylabel="top-5 error (%)",
-        title="ImageNet classification: winners' top-5 error by year",
+        xlabel=words(lang, "year_axis"),
+        ylabel=words(lang, "error_axis"),
+        title=words(lang, "title"),
         ylim=(0, max(errors) * 1.35),
     )
     axis.grid(axis="y", alpha=0.3)

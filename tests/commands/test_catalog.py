@@ -8,13 +8,14 @@ from convnet.commands import catalog
 def test_catalog_names_what_the_registries_hold():
     from convnet.data.distortions import DISTORTIONS
     from convnet.experiments import evolution
-    from convnet.experiments.invariance import VARIANT_KINDS
+    from convnet.experiments.invariance import DEFAULT_SEEDS, VARIANT_KINDS
     from convnet.models import list_models
 
     copies = {
         "models": catalog.MODEL_NAMES,
         "distortions": catalog.DISTORTION_NAMES,
         "variants": catalog.INVARIANCE_VARIANTS,
+        "seeds": catalog.INVARIANCE_SEEDS,
         "evolution models": catalog.EVOLUTION_MODELS,
         "evolution recipe": (
             catalog.EVOLUTION_EPOCHS,
@@ -27,6 +28,7 @@ def test_catalog_names_what_the_registries_hold():
         "models": tuple(list_models()),
         "distortions": tuple(DISTORTIONS),
         "variants": VARIANT_KINDS,
+        "seeds": DEFAULT_SEEDS,
         "evolution models": evolution.DEFAULT_MODELS,
         "evolution recipe": (
             evolution.DEFAULT_EPOCHS,

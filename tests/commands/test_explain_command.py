@@ -101,3 +101,29 @@ def test_explain_mistakes_exit_2(trained_run, mnist_test, tmp_path, capfd):
     refused("lenet5", "--weights", weights, digit, "--layer", "features.c9", phrase="c9")
     save_file(get_model("mlp").state_dict(), tmp_path / "mlp.safetensors")
     refused("mlp", "--weights", str(tmp_path / "mlp.safetensors"), digit, phrase="saliency")
+
+
+def test_explain_titles_its_overlays_in_the_language_asked(
+    trained_run, mnist_test, tmp_path, capfd, monkeypatch
+):
+    from convnet.report import explanation_figure
+
+    titles = []
+    write = explanation_figure.write_overlay
+    monkeypatch.setattr(
+        explanation_figure,
+        "write_overlay",
+        lambda *args, **kwargs: titles.append((args[3], kwargs["lang"])) or write(*args, **kwargs),
+    )
+    run_dir, _ = trained_run
+    path = str(digit_png(mnist_test, 0, tmp_path / "digit.png"))  # a 7
+    for lang in ("en", "ko"):
+        run_in_process(
+            capfd, "explain", str(run_dir), path, "--target", "3", "--lang", lang,
+            "--out", str(tmp_path / lang), check=True,
+        )  # fmt: skip
+    (english, _), (korean, drawn) = titles
+    assert "Grad-CAM on features.c3" in english and "explaining class 3" in english
+    if drawn == "ko":  # a font with Hangul: koreanize-matplotlib's, at least
+        assert "features.c3의 Grad-CAM" in korean and "설명한 클래스: 3" in korean
+    assert run_in_process(capfd, "explain", str(run_dir), path, "--lang", "fr").returncode == 2

@@ -1,12 +1,24 @@
 """Claim 6, cost: profiler operators by layer type, verdicts, totals against `convnet summary`."""
 
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 from torch import nn
 
-from convnet.experiments.cost import ModelCost, _time_shares, judge_claims, layer_type
+from convnet.engine.threads import available_cpus
+from convnet.experiments.cost import (
+    NOT_JUDGED,
+    ModelCost,
+    TimingConditions,
+    _time_shares,
+    judge_claims,
+    layer_type,
+    run_cost,
+)
 from tests.helpers.cli import cli
 
 
@@ -19,9 +31,12 @@ def test_layer_types_of_profiler_operators():
     assert layer_type("aten::flatten") == "other"
 
 
-def fake_cost(model, family, params, seconds, conv_share, weight_bytes, activation_bytes):
+def fake_cost(
+    model, family, params, seconds, conv_share, weight_bytes, activation_bytes, spread=0.02
+):
     timing = {kind: {"1": seconds, "256": seconds / 10} for kind in ("inference", "training")}
     shares = {kind: {b: {"convolution": conv_share} for b in ("1", "256")} for kind in timing}
+    spreads = {kind: {b: spread for b in ("1", "256")} for kind in timing}
     return ModelCost(
         model,
         family,
@@ -31,9 +46,15 @@ def fake_cost(model, family, params, seconds, conv_share, weight_bytes, activati
         activation_bytes,
         params * 7,
         params * 7,
-        timing,
-        shares,
+        seconds_per_image=timing,
+        time_spread=spreads,
+        time_shares=shares,
+        share_spread={kind: {b: spread / 2 for b in ("1", "256")} for kind in timing},
     )
+
+
+def conditions(load: float, cpu_share: float | None = 1.0, cores: int = 2) -> TimingConditions:
+    return TimingConditions("thread CPU time", cores, load, load, cpu_share)
 
 
 def test_cost_verdicts_follow_the_measurements():
@@ -46,11 +67,61 @@ def test_cost_verdicts_follow_the_measurements():
     memory = next(c for name, c in claims.items() if "memory" in name)
     assert memory["verdict"] == "depends"  # more activations, not more weights
 
+    quiet = {c["id"]: c["verdict"] for c in judge_claims([cnn, twin], conditions(0.4))}
+    assert quiet == {"convolution_share": "supported", "slowdown": "supported", "memory": "depends"}
+
     fast = fake_cost("cnn", "LeNet", 1000, 1e-3, 0.2, 8000, 30_000)
     claims = {c["claim"]: c for c in judge_claims([fast, twin])}
     assert claims["convolution ≈ 2/3 of run time"]["verdict"] == "not supported"
     assert all(c["verdict"] != "supported" for name, c in claims.items() if "slower" in name)
     assert next(c for n, c in claims.items() if "memory" in n)["verdict"] == "supported"
+
+
+@pytest.mark.parametrize(
+    "machine, spread, reason",
+    [
+        (conditions(2.4), 0.02, "the machine was busy (load 2.4 on 2 cores"),
+        (conditions(0.5, cpu_share=0.55), 0.02, "the timing thread ran 55% of the time"),
+        (conditions(0.5), 0.3, "the rounds disagree (spread "),
+    ],
+)
+def test_times_are_judged_only_on_a_quiet_machine_with_rounds_that_agree(machine, spread, reason):
+    cnn = fake_cost("cnn", "LeNet", 1000, 3e-3, 0.66, 4000, 30_000, spread)
+    twin = fake_cost("twin", "MLP", 1010, 1e-3, 0.0, 4040, 300, spread)
+    claims = {c["id"]: c for c in judge_claims([cnn, twin], machine)}
+    for timed in ("convolution_share", "slowdown"):
+        assert claims[timed]["verdict"] == NOT_JUDGED, claims[timed]
+        assert claims[timed]["why"].startswith("not judged: ") and reason in claims[timed]["why"]
+    assert claims["memory"]["verdict"] == "depends"  # counted, not timed: always judged
+
+
+@pytest.mark.slow
+def test_the_cost_experiment_beside_busy_programs_gives_no_timing_verdict():
+    """More programs spinning than cores: the timing thread waits for a core a good part
+    of the time, which the experiment sees at once (the load average takes a minute)."""
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(available_cpus() + 1)
+    ]
+    try:
+        time.sleep(0.5)
+        result = run_cost(
+            ("lenet5", "mlp_60k"), repeats_batch1=4, repeats_batch256=2, profile_repeats=1, rounds=2
+        )
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert result.conditions.clock == "thread CPU time" and result.conditions.busy
+    assert result.conditions.cpu_share < 0.9, result.conditions
+    verdicts = {claim["id"]: claim["verdict"] for claim in result.claims}
+    assert verdicts["convolution_share"] == verdicts["slowdown"] == NOT_JUDGED
+    assert verdicts["memory"] != NOT_JUDGED
+    assert all(
+        "not judged: the machine was busy (load " in claim["why"]
+        for claim in result.claims
+        if claim["id"] != "memory"
+    )
 
 
 def test_profiling_writes_nothing_to_the_terminal(capfd):

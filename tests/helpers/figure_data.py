@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from convnet.experiments.cost import CostResult, ModelCost
+from convnet.experiments.cost import CostResult, ModelCost, TimingConditions
 from convnet.experiments.evolution import EvolutionResult, ModelOutcome
 from convnet.experiments.invariance import Curve, InvarianceResult, Variant
 from convnet.experiments.shift import FeatureMapShift, ShiftResult
@@ -71,11 +71,12 @@ def cost_result():
                 int(30_000 / scale),
                 416_520,
                 416_520,
-                seconds,
-                shares,
+                seconds_per_image=seconds,
+                time_shares=shares,
             )
         )
-    return CostResult(models, "cpu", "fp32", 2, [1.0, 1.0, 1.0], {}, [])
+    conditions = TimingConditions("thread CPU time", 2, 1.0, 1.0, 0.98)
+    return CostResult(models, "cpu", "fp32", 1, [1.0, 1.0, 1.0], {}, [], conditions)
 
 
 def evolution_result(train_subset: int | None = None):

@@ -35,7 +35,7 @@ HANGUL = re.compile("[\uac00-\ud7a3]")
 LATIN_WORD = re.compile(r"[A-Za-zµ][A-Za-z0-9_µ+-]*")
 # Latin words a Korean figure may show: model and layer names, the data set, units, the
 # device and precision, and an exponent (0.0e+00).
-KOREAN_FIGURE_LATIN = re.compile(r"lenet5|mlp(_60k)?|c1|MNIST|px|KiB|µs|cpu|fp32|e[+-]\d+")
+KOREAN_FIGURE_LATIN = re.compile(r"lenet5|mlp(_60k)?|c1|MNIST|px|KiB|µs|cpu|CPU|fp32|e[+-]\d+")
 
 
 def hangul_font_files() -> list[str]:
@@ -124,6 +124,29 @@ def test_the_korean_font_is_found_and_has_hangul():
         font_manager.FontProperties(family=korean), fallback_to_default=False
     )
     assert figure_fonts.has_glyphs(path, "컨볼루션 풀링 특징 맵 가중치 공유 정확도")
+
+
+def test_a_machine_without_a_system_korean_font_uses_the_one_pip_installed(monkeypatch):
+    """koreanize-matplotlib, a dependency in pyproject.toml, brings NanumGothic: a fresh
+    machine gets a Korean font from `pip install` alone, without fonts-nanum."""
+    bundled = figure_fonts.bundled_font_files()
+    assert bundled and all(figure_fonts.has_glyphs(path, "한국어") for path in bundled[:1])
+    without_hangul = [
+        entry
+        for entry in font_manager.fontManager.ttflist
+        if not figure_fonts.has_glyphs(entry.fname, "한")
+    ]
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", without_hangul)
+    monkeypatch.setattr(font_manager, "findSystemFonts", lambda *args, **kwargs: [])
+    figure_fonts.font_settings.cache_clear()
+    try:
+        settings = figure_fonts.font_settings("ko")
+        assert settings is not None
+        chosen = settings["font.family"][-1]
+        paths = {entry.fname for entry in font_manager.fontManager.ttflist if entry.name == chosen}
+        assert paths and paths <= set(bundled)
+    finally:
+        figure_fonts.font_settings.cache_clear()
 
 
 def test_without_a_korean_font_the_figure_is_english_and_says_so_once(saved, monkeypatch):

@@ -65,7 +65,7 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
         )
     )
     assert all(variant["reused"] for variant in reused["variants"])
-    assert len(reused["variants"]) == 5 and reused["curves"][0]["levels"][0] == -6
+    assert len(reused["variants"]) == 12 and reused["curves"][0]["levels"][0] == -6
     assert {row["distortion"] for row in reused["gaps"]} == {"translate_x"}
 
     # The same page in Korean, from the same runs (reused, not trained again).
@@ -94,6 +94,7 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
             drawn = [folder / "lecture_figures" / figure for folder in (out.parent, korean.parent)]
             assert drawn[0].read_bytes() != drawn[1].read_bytes(), figure
     assert re.search(r"\{\w+\}", page) is None  # every placeholder filled in English too
+    assert re.search(r"\blecture\.[a-z_]+\.", visible_text(page)) is None  # no key unfound
 
 
 # Latin words a Korean page may show: model and network names, data sets, layer names, units,
@@ -101,7 +102,7 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
 KOREAN_PAGE_LATIN = re.compile(
     r"lenet5(_1998)?|mlp(_60k)?|alexnet|googlenet|vgg\d+(_bn)?|resnet\d+|LeNet-5|AlexNet|VGG"
     r"|GoogLeNet|ResNet|ImageNet|MNIST|CNN|ReLU|top-5|[CSF]\d|KiB|px|cpu|fp32|e[+-]\d+"
-    r"|LeCun|et|al|Proc|IEEE"
+    r"|LeCun|et|al|Proc|IEEE|CPU|RBF|LeNet-4|I|II-B|III-C|p"  # p: %p, percentage points
 )
 
 
@@ -123,7 +124,8 @@ def check_korean_page(page: str) -> None:
         assert html.escape(text("ko", f"lecture.claim.{n}")) in page
     sections = page.split("<section>")[1:]
     not_judged = f">{text('ko', 'lecture.verdict.not_judged')}</span>"
-    assert [n for n, section in enumerate(sections, 1) if not_judged in section] == [1, 3, 5]
+    withheld = {n for n, section in enumerate(sections, 1) if not_judged in section}
+    assert {1, 3, 5} <= withheld <= {1, 3, 5, 6}  # 6: times on a busy machine
     assert f">{text('ko', 'lecture.verdict.supported')}</span>" in sections[1]  # claim 2
     assert "convnet report lecture --epochs 3 --train-subset 0 --runs-dir" in sections[0]
     assert text("ko", "lecture.variants.reused") in page.split("<section>")[0]
