@@ -54,9 +54,6 @@ class Shard:
     offset: int
     path: Path
 
-    def __str__(self) -> str:
-        return str(self.path)
-
 
 @dataclass
 class ShardSet:
@@ -66,10 +63,6 @@ class ShardSet:
     classes: tuple[str, ...]
     shards: dict[str, list[Shard]]
     skipped: dict[str, list[tuple[Path, str]]] = field(default_factory=dict)
-    written_from: dict = field(default_factory=dict)
-
-    def images(self, split: str) -> int:
-        return sum(shard.images for shard in self.shards.get(split, []))
 
 
 def is_pattern(data: str) -> bool:
@@ -176,14 +169,7 @@ def read_manifest(path: Path) -> ShardSet:
         for split, rows in (document.get("skipped") or {}).items()
         if isinstance(rows, list) and all(isinstance(row, dict) for row in rows)
     }
-    written_from = document.get("written_from")
-    return ShardSet(
-        path.parent,
-        tuple(classes),
-        shards,
-        skipped,
-        written_from if isinstance(written_from, dict) else {},
-    )
+    return ShardSet(path.parent, tuple(classes), shards, skipped)
 
 
 def _expand(pattern: str) -> list[Path]:
