@@ -97,7 +97,8 @@ def run_export(args: argparse.Namespace) -> int:
     }
     shape = "×".join(str(side) for side in loaded.input_size)
     text = (
-        f"Wrote {out} ({args.format}, {size:,} bytes): input '{INPUT_NAME}' N×{shape} fp32 "
+        f"Wrote {out} ({args.format}{', int8 QDQ' if args.precision == 'int8' else ''}, "
+        f"{size:,} bytes): input '{INPUT_NAME}' N×{shape} fp32 "
         f"(pixels in [0, 1], minus mean {normalization['mean']}, divided by std "
         f"{normalization['std']}), any batch size N; output '{OUTPUT_NAME}' "
         f"N×{len(loaded.class_names)}."

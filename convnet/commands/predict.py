@@ -67,6 +67,7 @@ class _Files:
             return self.transform(self.transform.decode(path)), index, ""
         except (*DECODE_ERRORS, UserError) as error:
             text = str(error).strip() or type(error).__name__
+            text = text.removeprefix(f"{path}: ")  # the item names its file once
             return torch.zeros(self.transform.shape), index, text
 
 
@@ -147,12 +148,13 @@ def run_predict(args: argparse.Namespace) -> int:
             progress.update(len(errors))
     failed = [item for item in results if "error" in item]
     if len(failed) == len(results):
-        shown = "; ".join(f"{item['image']}: {item['error']}" for item in failed[:5])
+        shown = "; ".join(f"{item['image']}: {item['error'].rstrip('.')}" for item in failed[:5])
         more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
         raise UserError(
             (f"None of the {len(failed)} images could be read: " if len(failed) > 1 else "")
             + shown
             + more
+            + "."
         )
     log(loaded.preparation_note)
     if failed:

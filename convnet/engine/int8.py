@@ -1,6 +1,6 @@
 """int8 inference on CPUs with VNNI: post-training static quantization with ONNX Runtime.
 
-`--precision int8` (evaluate, predict, serve, export --format onnx) exports the model's plain
+`--precision int8` (evaluate, predict, export --format onnx) exports the model's plain
 fp32 form to ONNX, calibrates its activation ranges on a stated number of images — the run's
 own training images, a folder given with `--calibration DIR`, or else the images it scores
 — and quantizes it with ONNX Runtime's `quantize_static`: QDQ format, weights int8 per

@@ -113,6 +113,9 @@ def test_no_readable_file_at_all_exits_2(digit_weights, tmp_path, capfd):
         "None of the 2 images could be read",
     )
     assert len(error.strip().splitlines()) == 1
+    for path in bad:  # each file named once, not twice (once by the decoder, once here)
+        assert error.count(str(path)) == 1, error
+    assert ".;" not in error and error.rstrip().endswith(".")
 
 
 @pytest.mark.parametrize(
