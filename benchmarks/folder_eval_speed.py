@@ -289,7 +289,9 @@ def main() -> None:
         "summary": summaries,
         "targets": judge(targets),
     }
-    save_results(__file__, document)
+    # int8 alone is saved beside the bf16/fp32 comparison, not over it
+    only_int8 = precisions == ["int8"]
+    save_results(__file__, document, name="folder_eval_speed_int8.json" if only_int8 else None)
     print(dumps({"summary": summaries}))
 
 
