@@ -164,6 +164,53 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_image_flags(args: argparse.Namespace, loaded) -> bool:
+    """Whether this evaluation reads image files on disk; UserError for flags that apply only
+    to image files (or only to folders, not shards) given where they do not."""
+    images = bool(args.data) or (
+        args.dataset is None and loaded.config is not None and loaded.config.data is not None
+    )
+    image_flags = (*IMAGE_ONLY, "split", "resize", "crop", "seed", "ground_truth", "preparation")
+    given = [f"--{n.replace('_', '-')}" for n in image_flags if getattr(args, n, None) is not None]
+    if given and not images:
+        raise UserError(
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
+            "files on disk (--data DIR); this evaluation reads a data set held in memory."
+        )
+    refuse_for_shards(
+        [
+            name
+            for name in ("val_fraction", "seed", "ground_truth")
+            if getattr(args, name) is not None
+        ],
+        args.data or (loaded.config.data if loaded.config else None),
+    )
+    return images
+
+
+def _image_facts(result: dict, source, loaded, workers: int) -> dict:
+    """What an evaluation of image files adds to its JSON: layout, workers, speed, the
+    preprocessing, each class's folder (set on `result`'s per-class entries), ground truth."""
+    facts = {"layout": source.layout, "workers": workers}
+    facts["images_per_second"] = result["eval_images_per_second"]
+    pre = source.preprocessing
+    interpolation = loaded.preprocessing.get("interpolation")
+    facts["preprocessing"] = {
+        **pre,
+        **{
+            key: list(pre[key]) if isinstance(pre[key], tuple) else pre[key]
+            for key in ("mean", "std")
+        },
+        "interpolation": str(getattr(interpolation, "value", "bilinear")),
+    }
+    for entry in result["per_class"]:  # folders matched by name: the class's own folder
+        entry["folder"] = entry["name"]
+    truth = getattr(getattr(source, "eval_collection", None), "ground_truth", None)
+    if truth is not None:
+        facts["ground_truth"] = str(truth)
+    return facts
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from convnet.data.folders import default_workers
     from convnet.engine.device import resolve_device, resolve_precision
@@ -183,24 +230,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         check_data_argument(args.data)
     download_if_asked(args, args.target, args.weights)
     loaded = load_target(args)
-    images = bool(args.data) or (
-        args.dataset is None and loaded.config is not None and loaded.config.data is not None
-    )
-    image_flags = (*IMAGE_ONLY, "split", "resize", "crop", "seed", "ground_truth", "preparation")
-    given = [f"--{n.replace('_', '-')}" for n in image_flags if getattr(args, n, None) is not None]
-    if given and not images:
-        raise UserError(
-            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to image "
-            "files on disk (--data DIR); this evaluation reads a data set held in memory."
-        )
-    refuse_for_shards(
-        [
-            name
-            for name in ("val_fraction", "seed", "ground_truth")
-            if getattr(args, name) is not None
-        ],
-        args.data or (loaded.config.data if loaded.config else None),
-    )
+    images = _check_image_flags(args, loaded)
     loaded.prepare_as(args.preparation)
     if args.crop is not None:
         from convnet.engine.guards import check_input
@@ -226,6 +256,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     if source.kind == "images":
         log(loaded.preparation_note)
+    params = sum(p.numel() for p in loaded.model.parameters())  # before int8 replaces it
     if precision == "int8":
         from convnet.engine.int8 import int8_for
 
@@ -249,7 +280,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "weights": args.weights or str(Path(args.target) / "model.safetensors"),
         "dataset": source.name,
         **evaluation.result,
-        "params": sum(p.numel() for p in loaded.model.parameters()),
+        "params": params,
         "device": str(device),
         "precision": precision,
         "threads": threads,
@@ -258,24 +289,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         **({"int8": loaded.model.note} if precision == "int8" else {}),
     }
     if source.kind == "images":
-        result["layout"] = source.layout
-        result["workers"] = workers
-        result["images_per_second"] = result["eval_images_per_second"]
-        pre = source.preprocessing
-        interpolation = loaded.preprocessing.get("interpolation")
-        result["preprocessing"] = {
-            **pre,
-            **{
-                key: list(pre[key]) if isinstance(pre[key], tuple) else pre[key]
-                for key in ("mean", "std")
-            },
-            "interpolation": str(getattr(interpolation, "value", "bilinear")),
-        }
-        for entry in result["per_class"]:  # folders matched by name: the class's own folder
-            entry["folder"] = entry["name"]
-        truth = getattr(getattr(source, "eval_collection", None), "ground_truth", None)
-        if truth is not None:
-            result["ground_truth"] = str(truth)
+        result.update(_image_facts(result, source, loaded, workers))
     if args.report:
         from convnet.report.evaluation_report import write_evaluation_report
         from convnet.report.plots import report_words, split_name

@@ -61,11 +61,6 @@ def run_export(args: argparse.Namespace) -> int:
         if args.format != "onnx":
             raise UserError("--precision int8 writes ONNX (QDQ); drop --format torchscript.")
     loaded = load_target(args)
-    if args.precision == "int8" and loaded.config is None and args.calibration is None:
-        raise UserError(
-            "--precision int8 of bare weights needs images to calibrate on: give "
-            "--calibration DIR (a folder of images like those the model will see)."
-        )
     ensure_writable(out.parent)  # before the slow part
     mean, std = loaded.normalization
     channels = loaded.input_size[0]
@@ -114,15 +109,10 @@ def _export_int8(loaded, args: argparse.Namespace, out: Path, metadata: dict) ->
 
     import onnx
 
-    from convnet.engine.int8 import int8_for
+    from convnet.engine.int8 import int8_without_data
     from convnet.files import atomic_write_bytes
 
-    scored = (
-        loaded.evaluation_source(workers=0)
-        if loaded.config is not None
-        else loaded.evaluation_source(data=args.calibration, split="all", workers=0)
-    )
-    quantized = int8_for(loaded, scored, args.calibration, args.calibration_images, log)
+    quantized = int8_without_data(loaded, args.calibration, args.calibration_images, log)
     proto = onnx.load(str(quantized.path))
     for key, value in {**metadata, "int8": quantized.note}.items():
         entry = proto.metadata_props.add()

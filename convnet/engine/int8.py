@@ -301,7 +301,7 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
 
 def int8_without_data(loaded, folder: str | None, count: int = CALIBRATION_IMAGES,
                       log=print) -> Int8Model:  # fmt: skip
-    """The int8 form for commands that score no data set (predict, serve): calibrated and
+    """The int8 form for commands that score no data set (predict, export): calibrated and
     checked on `folder`'s images where given, else on the run's own data. UserError for
     bare weights without a folder: there are no images to calibrate on."""
     if folder is not None:

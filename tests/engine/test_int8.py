@@ -37,6 +37,7 @@ def test_a_run_in_int8_agrees_with_fp32_and_is_quantized_once(run_dir, capsys, m
     fp32 = evaluate(run_dir, capsys, "--precision", "fp32")
     first = evaluate(run_dir, capsys, "--precision", "int8")
     assert first["precision"] == "int8"
+    assert first["params"] == fp32["params"]  # counted before ONNX Runtime takes the model
     note = first["int8"]
     assert note["calibration"] == "256 of the run's training images (mnist)"
     assert note["checked_images"] == 512 and note["top1_agreement"] >= 0.99
