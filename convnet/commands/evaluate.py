@@ -211,6 +211,17 @@ def _image_facts(result: dict, source, loaded, workers: int) -> dict:
     return facts
 
 
+def _write_report(args: argparse.Namespace, result: dict, evaluation, lang: str) -> str:
+    """--report DIR: the HTML report of this evaluation; returns its path."""
+    from convnet.report.evaluation_report import write_evaluation_report
+    from convnet.report.plots import report_words, split_name
+
+    split = split_name(result["split"], lang)
+    count = result["num_examples"]
+    note = report_words(lang, "note.first", count=count, split=split) if args.test_subset else ""
+    return str(write_evaluation_report(Path(args.report), result, evaluation, note=note, lang=lang))
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from convnet.data.folders import default_workers
     from convnet.engine.device import resolve_device, resolve_precision
@@ -291,17 +302,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if source.kind == "images":
         result.update(_image_facts(result, source, loaded, workers))
     if args.report:
-        from convnet.report.evaluation_report import write_evaluation_report
-        from convnet.report.plots import report_words, split_name
-
-        split = split_name(result["split"], lang)
-        count = result["num_examples"]
-        note = (
-            report_words(lang, "note.first", count=count, split=split) if args.test_subset else ""
-        )
-        result["report"] = str(
-            write_evaluation_report(Path(args.report), result, evaluation, note=note, lang=lang)
-        )
+        result["report"] = _write_report(args, result, evaluation, lang)
     result.pop("confusion_matrix", None)
     if precision == "int8":
         note = result["int8"]
