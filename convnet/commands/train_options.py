@@ -149,6 +149,12 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         help="score the first N held-out images only (default: all)",
     )
     add_recipe_options(parser)
+    _add_image_folder_options(parser)
+    _add_machine_options(parser)
+
+
+def _add_image_folder_options(parser: argparse.ArgumentParser) -> None:
+    """The flags that apply to image files on disk (--data) only."""
     images = parser.add_argument_group("image folders only (--data)")
     images.add_argument(
         "--image-size",
@@ -178,6 +184,10 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
         "W processes with batch B train as one process with batch W·B and the same G "
         "(default: processes × workers)",
     )
+
+
+def _add_machine_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how the run computes and what it writes."""
     machine = parser.add_argument_group("machine and run")
     machine.add_argument("--device", help=DEVICE_HELP + " (default: auto)")
     machine.add_argument("--precision", help=PRECISION_HELP + " (default: auto)")
