@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -93,12 +94,13 @@ def test_the_lock_is_given_back_when_training_fails(tmp_path, folders, capsys, o
 
 @pytest.mark.slow
 def test_two_trainings_at_once_one_refused(tmp_path, mnist_dir):
-    """Two real `convnet train` processes on one --out: one trains (an epoch of 30,000
-    digits, seconds longer than the other takes to start), the other exits 2."""
+    """Two real `convnet train` processes on one --out: the first trains (for as long as it
+    takes the second to start and be refused; then a stop signal ends it with a checkpoint),
+    the second exits 2 naming it."""
     run_dir = tmp_path / "run"
     arguments = [
-        *(sys.executable, "-m", "convnet", "train", "lenet5", "--train-subset", "30000"),
-        *("--test-subset", "64", "--epochs", "1", "--out", str(run_dir)),
+        *(sys.executable, "-m", "convnet", "train", "lenet5", "--train-subset", "3000"),
+        *("--test-subset", "64", "--epochs", "200", "--out", str(run_dir)),
     ]
     first = subprocess.Popen([*arguments, "--threads", "1"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -106,8 +108,14 @@ def test_two_trainings_at_once_one_refused(tmp_path, mnist_dir):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     second = subprocess.run(arguments, capture_output=True, text=True, timeout=300)
-    first.communicate(timeout=300)
-    assert first.returncode == 0
+    while not (run_dir / "metrics.csv").exists() and first.poll() is None:
+        assert time.monotonic() < deadline  # an epoch done: the stop handler is in place
+        time.sleep(0.05)
+    still_training = first.poll() is None
+    first.send_signal(signal.SIGTERM)
+    _, first_errors = first.communicate(timeout=300)
+    assert still_training, first_errors
+    assert first.returncode == 130, first_errors
     assert second.returncode == 2, second.stderr
     assert f"process {first.pid}" in second.stderr and "Traceback" not in second.stderr
     steps = [line.split(",")[0] for line in (run_dir / "steps.csv").read_text().splitlines()]
