@@ -35,7 +35,7 @@ from torch import nn
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from convnet.data.sources import DataSource, mix
+from convnet.data.sources import Batch, DataSource, mix
 from convnet.engine import distributed, run_lock
 from convnet.engine.checkpoint import save_checkpoint, save_weights
 from convnet.engine.config import TrainConfig
@@ -97,7 +97,10 @@ def fit(
     say = log if distributed.current().is_main else silent
     with run_lock.released_at_exit():  # rank 0 locks the run directory in `prepare`
         training = prepare(config, resume, changes or {}, module, say, data, restart)
-        return _train(training, stop_after_epoch, say, log)
+        try:
+            return _train(training, stop_after_epoch, say, log)
+        finally:
+            training.source.close()  # its workers, kept across the epochs
 
 
 def _train(training: Training, stop_after_epoch: int | None, say: Log, log: Log) -> dict:
@@ -344,23 +347,27 @@ def _groups(batches, size: int):
         yield group
 
 
-def _forward_backward(t: Training, group: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+def _forward_backward(t: Training, group: list[Batch]) -> torch.Tensor:
     """Gradients of one optimizer step's batches (mixed where --mixup-alpha or --cutmix-alpha
     say so), their loss divided by all their images, so that K accumulated batches of B give
-    the gradients of one batch of K·B. Returns the summed loss, valid and correct images. A
-    batch too large for memory is the user's to shrink (UserError)."""
-    total = sum(len(labels) for _, labels in group)
+    the gradients of one batch of K·B. Returns the summed loss, valid and correct images, on
+    the device (nothing here waits for it). A batch too large for memory is the user's to
+    shrink (UserError)."""
+    total = sum(len(batch.labels) for batch in group)
     rows = []
     t.optimizer.zero_grad(set_to_none=True)
-    for index, (images, labels) in enumerate(group):
+    for index, (images, labels, erase) in enumerate(group):
+        valid = labels >= 0  # on the host: an undecodable image (-1) has no class to mix
         # The named phases show up in a profile (benchmarks/profile_epoch.py).
         with record_function("data"):
-            images = images.to(t.device, non_blocking=True).contiguous(memory_format=t.layout)
+            images = t.source.device_normalize(images, t.device, erase)
+            images = images.contiguous(memory_format=t.layout)
             labels = labels.to(t.device, non_blocking=True)
         targets = labels
         if t.mixing is not None:
-            valid = labels >= 0  # an undecodable image (-1) has no class to mix
-            images, labels = (images[valid], labels[valid]) if not valid.all() else (images, labels)
+            if not valid.all():
+                valid = valid.to(t.device, non_blocking=True)
+                images, labels = images[valid], labels[valid]
             images, targets = t.mixing(images, labels)
         last = index == len(group) - 1
         # DDP averages the gradients at the last batch's backward only
