@@ -174,7 +174,7 @@ def train_one_epoch(
             _seed_global_draws(mix(config.seed, step, session.rank), device)
             rate = t.schedule(step)
             set_learning_rate(t.optimizer, rate)
-            pending.add(step, rate, _forward_backward(t, group))
+            pending.add(step, rate, _gradients(t, group, step, say))
             every, done = config.checkpoint_every, batch_index + 1
             at_checkpoint = bool(every) and done % every == 0 and done < t.steps
             # one process stops at once when asked; under torchrun the ranks learn of it at
@@ -350,6 +350,25 @@ def _groups(batches, size: int):
         yield group
 
 
+def _gradients(t: Training, group: list[Batch], step: int, say: Log) -> torch.Tensor:
+    """`_forward_backward`; where the compiled step (--compile yes) fails, whatever the
+    compiler raised, the step again uncompiled (its draws seeded again), and the run goes on
+    uncompiled, with a note."""
+    try:
+        return _forward_backward(t, group)
+    except Exception as error:
+        if t.compiled is None or isinstance(error, UserError):
+            raise
+        t.compiled = None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        say(
+            f"Note: compiling the training step failed ({type(error).__name__}: {first}); "
+            "training goes on without compiling (--compile no skips the attempt)."
+        )
+        _seed_global_draws(mix(t.config.seed, step, distributed.current().rank), t.device)
+        return _forward_backward(t, group)
+
+
 def _forward_backward(t: Training, group: list[Batch]) -> torch.Tensor:
     """Gradients of one optimizer step's batches (mixed where --mixup-alpha or --cutmix-alpha
     say so), their loss divided by all their images, so that K accumulated batches of B give
@@ -374,12 +393,14 @@ def _forward_backward(t: Training, group: list[Batch]) -> torch.Tensor:
             images, targets = t.mixing(images, labels)
         last = index == len(group) - 1
         # DDP averages the gradients at the last batch's backward only
-        syncing = contextlib.nullcontext() if last or t.trained is t.model else t.trained.no_sync()
+        alone = not distributed.current().distributed
+        syncing = contextlib.nullcontext() if last or alone else t.trained.no_sync()
         try:
             with syncing:
                 with record_function("forward"):
                     with autocast(t.device, t.precision):
-                        logits = t.trained(images)
+                        forward = t.trained if t.compiled is None else t.compiled
+                        logits = forward(images)
                     loss = loss_sum(logits, targets, t.config.label_smoothing)
                 with record_function("backward"):
                     t.scaler.scale(loss / total).backward()
