@@ -8,8 +8,9 @@ alternating which goes first.
 
 DIR is written once: 1,280 training and 256 validation JPEGs of 500×375 (so decoding, the
 crop and the workers' queues are most of resnet_mini's step). Each run's images/s is its
-results.json's (the epochs' images over their seconds, workers' start-up included); the
-ratio is this checkout's over the other's, round by round.
+results.json's (the epochs' images over their seconds, workers' start-up included), and
+the CPU-seconds the command and its workers took; the ratios are this checkout's images/s
+over the other's, and the other's CPU-seconds over this one's, round by round.
 
 Run: `python benchmarks/data_path_cpu.py --compare-with TREE [--rounds 3]`, TREE another
 checkout (e.g. `git clone --shared . /tmp/base && git -C /tmp/base checkout BASE`).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -52,8 +54,11 @@ def write_folder(root: Path) -> Path:
 
 
 def train(tree: Path, arguments: list[str], out: Path, seed: int) -> dict:
-    """`convnet train ARGUMENTS --seed S --threads 1` of the checkout in `tree`."""
+    """`convnet train ARGUMENTS --seed S --threads 1` of the checkout in `tree`: its images/s
+    (results.json's) and the CPU-seconds it and its workers took (user + system), which
+    other programs on the machine change less than they change the wall time."""
     load = load_average()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, "-m", "convnet", "train", *arguments, "--seed", str(seed),
          "--threads", "1", "--out", str(out), "--json"],
@@ -62,9 +67,12 @@ def train(tree: Path, arguments: list[str], out: Path, seed: int) -> dict:
     )  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"{tree}: convnet train failed:\n{done.stderr[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result = json.loads(done.stdout)
     return {
         "images_per_second": result["images_per_second"],
+        "cpu_seconds": round(cpu, 2),
         "train_seconds": result["train_seconds"],
         "top1_error": result["top1_error"],
         "load_average_before": load,

@@ -141,7 +141,9 @@ class ErasingDraw:
         none = torch.zeros(4, dtype=torch.long)
         if torch.rand(1) >= self.transform.p:  # as torchvision's _RandomApplyTransform
             return none
-        found = self.transform.make_params([torch.empty(shape, dtype=torch.uint8)])
+        # torchvision ≥ 0.21 names it make_params, earlier _get_params
+        draw = getattr(self.transform, "make_params", None) or self.transform._get_params
+        found = draw([torch.empty(shape, dtype=torch.uint8)])
         if found["v"] is None:  # no rectangle of the drawn sizes fitted: nothing erased
             return none
         return torch.tensor([found["i"], found["j"], found["h"], found["w"]])

@@ -88,20 +88,19 @@ class _Reader:
         """One worker's share of a batch, and what the main process must learn."""
         pairs = zip(prepared, indices, strict=True)
         empty = len(prepared) == 0
+        erase = None  # random erasing's rectangles, (N, 4)
+        if self.erasing is not None:
+            erase = (
+                torch.zeros(0, 4, dtype=torch.long)
+                if empty
+                else torch.stack([p[3] for p in prepared])
+            )
         return {
             "images": self.blank[None, :0] if empty else torch.stack([p[0] for p in prepared]),
             "labels": torch.tensor([p[1] for p in prepared], dtype=torch.long),
             "indices": torch.tensor(indices, dtype=torch.long),
             "positions": torch.tensor(positions, dtype=torch.long),
-            "erase": (
-                (
-                    torch.zeros(0, 4, dtype=torch.long)
-                    if empty
-                    else torch.stack([p[3] for p in prepared])
-                )
-                if self.erasing
-                else None
-            ),
+            "erase": erase,
             "failures": [(index, why) for (_, _, why, _), index in pairs if why],
             "error": None,
         }
@@ -266,10 +265,13 @@ class ShardSource:
             auto_augment=auto_augment,
             random_erase=random_erase,
         )
-        self.preprocessing, self.evaluate_transform, self._view, self.train_transform = transforms[
-            :4
-        ]
-        self.device_normalize = transforms[4]
+        (
+            self.preprocessing,
+            self.evaluate_transform,
+            self._view,
+            self.train_transform,
+            self.device_normalize,
+        ) = transforms
         self.blank_shape = tuple(
             getattr(self.evaluate_transform, "shape", None)
             or self.evaluate_transform(Image.new("RGB", (300, 300))).shape

@@ -296,21 +296,20 @@ def ignore_interrupts(worker_id: int) -> None:
 class PersistentLoaders:
     """One DataLoader per split (and batch size), its workers started at its first pass and
     kept (persistent_workers) until `close`: on a GPU machine, starting 8–16 workers and
-    refilling their queues every epoch costs seconds that the GPU waits. `make(batch_size)`
-    builds a split's loader; its sampler is the `_Keys` it is given."""
+    refilling their queues every epoch costs seconds that the GPU waits."""
 
     def __init__(self, workers: int, pin_memory: bool) -> None:
         self.workers, self.pin_memory = workers, pin_memory
         self.held: dict[str, tuple[int, DataLoader, _Keys]] = {}
 
     def get(self, split: str, dataset: Callable[[], Dataset], batch_size: int, keys: list):
-        """The split's loader, reading `keys` in batches of `batch_size` on its next pass."""
+        """The split's loader, reading `keys` in batches of `batch_size` on its next pass;
+        built from `dataset()` at the split's first pass or a new batch size."""
         held = self.held.get(split)
         if held is None or held[0] != batch_size:
             sampler = _Keys()
-            held = (batch_size, _loader(dataset(), batch_size, sampler, self.workers,
-                                        self.pin_memory), sampler)  # fmt: skip
-            self.held[split] = held
+            loader = _loader(dataset(), batch_size, sampler, self.workers, self.pin_memory)
+            held = self.held[split] = (batch_size, loader, sampler)
         held[2].keys = keys
         return held[1]
 
@@ -456,10 +455,13 @@ class FolderSource:
             auto_augment=auto_augment,
             random_erase=random_erase,
         )
-        self.preprocessing, self.evaluate_transform, self._view, self.train_transform = transforms[
-            :4
-        ]
-        self.device_normalize = transforms[4]
+        (
+            self.preprocessing,
+            self.evaluate_transform,
+            self._view,
+            self.train_transform,
+            self.device_normalize,
+        ) = transforms
         self.workers, self.pin_memory = workers, pin_memory
         self.loaders = PersistentLoaders(workers, pin_memory)
         self.eval_batch_size = 64
