@@ -93,18 +93,20 @@ def compare(other: Path, rounds: int, data: Path, scratch: Path) -> dict:
                 runs[side].append(train(tree, arguments, out, seed=round_))
                 print(f"  {name}, round {round_}, {side}: "
                       f"{runs[side][-1]['images_per_second']:,.0f} images/s", flush=True)  # fmt: skip
-        ratios = [
-            a["images_per_second"] / b["images_per_second"]
-            for a, b in zip(runs["this"], runs["other"], strict=True)
-        ]
+        pairs = list(zip(runs["this"], runs["other"], strict=True))
+        ratios = [a["images_per_second"] / b["images_per_second"] for a, b in pairs]
+        cpu = [b["cpu_seconds"] / a["cpu_seconds"] for a, b in pairs]  # above 1: this uses less
         found[name] = {
             "arguments": arguments,
             "runs": runs,
             "ratio": [round(r, 3) for r in ratios],
             "median_ratio": round(statistics.median(ratios), 3),
+            "cpu_seconds_other_over_this": [round(r, 3) for r in cpu],
+            "median_cpu_ratio": round(statistics.median(cpu), 3),
         }
         print(
-            f"{name}: this ÷ other {found[name]['median_ratio']} (per round {found[name]['ratio']})"
+            f"{name}: images/s this ÷ other {found[name]['median_ratio']} (per round "
+            f"{found[name]['ratio']}); CPU-seconds other ÷ this {found[name]['median_cpu_ratio']}"
         )
     return found
 
