@@ -5,9 +5,9 @@ images with --train-images), serves them twice in this process — in fp32, and 
 (convnet.serve.quantized) — and sends each app the same bodies (MNIST test digits as JSON
 pixels, and PNG drawings, as benchmarks/serve_load.py makes them) one request after another
 through the ASGI test client: no network, no concurrency, so the figures are the server's
-own work per request. The two apps take turns, --rounds times; medians of requests per
-wall second and per CPU-second (CPU time: a machine shared with other work lowers it
-little). Beside them: each network's answer alone (one image: PyTorch fp32 against ONNX
+own work per request. The two apps take turns body by body, --rounds times over the bodies;
+medians of requests per wall second and per CPU-second (CPU time: a machine shared with
+other work lowers it little). Beside them: each network's answer alone (one image: PyTorch fp32 against ONNX
 Runtime int8), µs per image; quantizing both networks at the first start and reading them
 back at a later one, seconds; and how often int8's top-1 was fp32's on the bodies sent.
 
@@ -46,16 +46,31 @@ def quiet(line: str) -> None:
     pass
 
 
-def requests_rate(client, bodies: list[tuple[bytes, str]]) -> tuple[float, float, list[dict]]:
-    """Requests per wall second and per CPU-second over `bodies`, and the answers."""
-    answers = []
+def timed_post(client, body: bytes, content_type: str) -> tuple[float, float, dict]:
+    """One request: wall and CPU seconds (the whole process: the app runs in its threads)."""
     wall, cpu = time.perf_counter(), time.process_time()
-    for body, content_type in bodies:
-        reply = client.post("/api/predict", content=body, headers={"Content-Type": content_type})
-        reply.raise_for_status()
-        answers.append(reply.json())
+    reply = client.post("/api/predict", content=body, headers={"Content-Type": content_type})
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return len(bodies) / wall, len(bodies) / cpu, answers
+    reply.raise_for_status()
+    return wall, cpu, reply.json()
+
+
+def one_round(clients: dict, bodies: list[tuple[bytes, str]]) -> tuple[dict, list[bool]]:
+    """Every body sent to each app in turn (which app goes first alternates), so a change in
+    the machine's load falls on both alike: per app, requests per wall second and per
+    CPU-second; and per int8 answer, whether its top-1 was fp32's."""
+    spent = {name: [0.0, 0.0] for name in clients}
+    agreed: list[bool] = []
+    names = list(clients)
+    for index, (body, content_type) in enumerate(bodies):
+        for name in names if index % 2 == 0 else names[::-1]:
+            wall, cpu, answer = timed_post(clients[name], body, content_type)
+            spent[name][0] += wall
+            spent[name][1] += cpu
+            if name == "int8":
+                agreed += [p["agrees_with_fp32"] for p in answer["predictions"]]
+    rates = {name: (len(bodies) / wall, len(bodies) / cpu) for name, (wall, cpu) in spent.items()}
+    return rates, agreed
 
 
 def forward_microseconds(forward, inputs: torch.Tensor) -> float:
@@ -76,8 +91,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, help="default: all 60,000")
     args = parser.parse_args()
     torch.set_num_threads(1)  # the int8 session takes the same budget (Int8Model)
-    facts = hardware()
-    print(hardware_line(facts))
+    print(hardware_line(hardware()))
     fetch_dataset("mnist")
     with tempfile.TemporaryDirectory(prefix="serve-int8-") as folder:
         root = Path(folder)
@@ -86,7 +100,9 @@ def main() -> None:
             train_quickly(model, root, train_subset=args.train_images, log=quiet)[0]
             for model in ("lenet5", "mlp")
         ]
-        served = {name: prepare_models(runs, runs_root=root, log=quiet) for name in ("fp32", "int8")}
+        served = {
+            name: prepare_models(runs, runs_root=root, log=quiet) for name in ("fp32", "int8")
+        }
         started = time.perf_counter()
         quantize(served["int8"], log=quiet)
         first_start = time.perf_counter() - started
@@ -97,16 +113,13 @@ def main() -> None:
 
         bodies = payloads(args.requests)
         clients = {name: TestClient(create_app(models)) for name, models in served.items()}
-        for client in clients.values():
-            requests_rate(client, bodies[:10])  # warm-up
+        one_round(clients, bodies[:10])  # warm-up
         rates: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
         for round_number in range(args.rounds):
-            for name, client in clients.items():
-                wall, cpu, answers = requests_rate(client, bodies)
+            measured, agreed = one_round(clients, bodies)
+            for name, (wall, cpu) in measured.items():
                 rates[name].append((wall, cpu))
                 print(f"round {round_number + 1} {name}: {wall:.1f} requests/s, {cpu:.1f}/CPU-s")
-                if name == "int8":
-                    agreed = [p["agrees_with_fp32"] for a in answers for p in a["predictions"]]
 
         forward = {}
         digit = torch.zeros(28, 28, dtype=torch.uint8)
@@ -129,7 +142,6 @@ def main() -> None:
     }
     ratio = summary["int8"]["requests_per_cpu_second"] / summary["fp32"]["requests_per_cpu_second"]
     document = {
-        "hardware": facts,
         "threads": 1,
         "requests_per_round": len(bodies),
         "train_images": args.train_images or 60000,

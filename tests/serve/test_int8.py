@@ -1,7 +1,7 @@
 """`convnet serve --precision int8` at the app level (convnet/serve/quantized.py): the answers
 are ONNX Runtime's on the int8 file, the fp32 answer rides beside them, everything inside the
-CNN is still the fp32 model's, /api/models says each network's precision, and quantizing is
-paid once."""
+CNN is still the fp32 model's, /api/models says each network's precision, the int8 sessions
+keep the server's thread count, and quantizing is paid once."""
 
 from __future__ import annotations
 
@@ -87,6 +87,9 @@ def test_models_say_their_precision_and_quantizing_is_paid_once(int8_served, cli
         "fp32",
         "fp32",
     ]
+    for model in models.all():  # the server's thread budget (--threads) binds int8 too
+        options = model.int8.session.get_session_options()
+        assert options.intra_op_num_threads == torch.get_num_threads()
     assert sum("Quantizing to int8" in line for line in first) == 2  # one per network
     assert not any("Quantizing to int8" in line for line in second)
     assert sum("agreed with fp32" in line for line in second) == 2
