@@ -8,7 +8,7 @@ through the ASGI test client: no network, no concurrency, so the figures are the
 own work per request. The two apps take turns body by body, --rounds times over the bodies;
 medians of requests per wall second and per CPU-second (CPU time: a machine shared with
 other work lowers it little). Beside them: each network's answer alone (one image: PyTorch fp32 against ONNX
-Runtime int8), µs per image; quantizing both networks at the first start and reading them
+Runtime int8), CPU µs per image; quantizing both networks at the first start and reading them
 back at a later one, seconds; and how often int8's top-1 was fp32's on the bodies sent.
 
     python benchmarks/serve_int8.py [--requests 200] [--rounds 3] [--train-images N]
@@ -74,14 +74,14 @@ def one_round(clients: dict, bodies: list[tuple[bytes, str]]) -> tuple[dict, lis
 
 
 def forward_microseconds(forward, inputs: torch.Tensor) -> float:
-    """µs of one call of `forward` on one image, after a warm-up."""
+    """CPU µs of one call of `forward` on one image (one thread), after a warm-up."""
     with torch.inference_mode():
         for _ in range(50):
             forward(inputs)
-        started = time.perf_counter()
+        started = time.process_time()
         for _ in range(FORWARD_CALLS):
             forward(inputs)
-    return (time.perf_counter() - started) / FORWARD_CALLS * 1e6
+    return (time.process_time() - started) / FORWARD_CALLS * 1e6
 
 
 def main() -> None:
@@ -128,8 +128,8 @@ def main() -> None:
             spec = model.loaded.spec
             inputs = normalize(to_model_input(digit[None], spec.input_size), *spec.normalization)
             forward[model.loaded.name] = {
-                "fp32_pytorch_us": round(forward_microseconds(model.loaded.model, inputs), 1),
-                "int8_onnxruntime_us": round(forward_microseconds(model.int8, inputs), 1),
+                "fp32_pytorch_cpu_us": round(forward_microseconds(model.loaded.model, inputs), 1),
+                "int8_onnxruntime_cpu_us": round(forward_microseconds(model.int8, inputs), 1),
             }
 
     summary = {
@@ -158,7 +158,7 @@ def main() -> None:
             f"{name}: {figures['requests_per_second']} requests/s, "
             f"{figures['requests_per_cpu_second']} per CPU-second"
         )
-    print(f"int8 / fp32 per CPU-second: {ratio:.3f}; answers alone (µs/image): {forward}")
+    print(f"int8 / fp32 per CPU-second: {ratio:.3f}; answers alone (CPU µs/image): {forward}")
     print(f"quantizing at start: {first_start:.1f} s first, {later_start:.2f} s later")
     print(f"saved {save_results(__file__, document)}")
 
