@@ -68,7 +68,7 @@ def test_port_errors_are_clear():
         (["--precision", "bf16"], "answers in fp32 or"),
         (["--calibration-images", "64"], "calibrate --precision int8"),
         (["--precision", "int8", "--calibration-images", "0"], "at least 1"),
-        (["--precision", "int8", "--calibration", "no-such-folder"], "is not a folder"),
+        (["--precision", "int8", "--calibration", "no-such-folder"], "does not exist"),
     ],
 )
 def test_serve_refuses_a_precision_it_cannot_answer_in(
