@@ -541,7 +541,9 @@ def test_the_page_in_int8_badges_the_answers_and_checks_fp32(mnist_dir, tmp_path
                 block = page.locator(f"#prediction-{role}")
                 expect(block.locator(".badge.precision")).to_have_text("int8")
                 expect(block).to_have_attribute("data-precision", "int8")
-                expect(block.locator(".precision-note")).to_contain_text("fp32 says")
+                fp32_answer = block.get_attribute("data-fp32-top")
+                assert fp32_answer, "no fp32 answer beside the int8 one"
+                expect(block.locator(".precision-note")).to_contain_text(f"fp32 says {fp32_answer}")
             expect(page.locator("#head-precision")).to_be_visible()
             fp32_top = page.locator("#prediction-cnn").get_attribute("data-fp32-top")
             expect(page.locator("#output-table tr.best td").first).to_have_text(fp32_top)
