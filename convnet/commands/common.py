@@ -136,8 +136,12 @@ def check_calibration(args: argparse.Namespace, precision: str) -> None:
                 f"command runs in {precision}. Drop them, or add --precision int8."
             )
         return
-    if args.calibration is not None and not Path(args.calibration).is_dir():
-        raise UserError(f"--calibration {args.calibration} is not a folder of images.")
+    folder = args.calibration
+    if folder is not None and not Path(folder).is_dir():
+        what = "is a file" if Path(folder).exists() else "does not exist"
+        raise UserError(
+            f"--calibration {folder} {what}; give a folder of images to calibrate int8 on."
+        )
 
 
 def add_threads_argument(parser: argparse.ArgumentParser, help: str = THREADS_HELP) -> None:

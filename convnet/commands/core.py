@@ -17,6 +17,7 @@ from convnet.commands.common import (
 )
 from convnet.commands.evaluate import WEIGHTS_HELP
 from convnet.errors import UserError
+from convnet.wording import counted
 
 # --- data ------------------------------------------------------------------------------
 
@@ -113,11 +114,11 @@ def _run_shard(args: argparse.Namespace) -> int:
     text = (
         f"{summary['out']}: "
         + ", ".join(
-            f"{entry['images']:,} {split} images in {len(entry['shards'])} shard(s)"
+            f"{entry['images']:,} {split} images in {counted(len(entry['shards']), 'shard')}"
             for split, entry in splits.items()
         )
         + f", {summary['classes']} classes"
-        + (f"; {left_out} file(s) left out (listed in manifest.json)" if left_out else "")
+        + (f"; {counted(left_out, 'file')} left out (listed in manifest.json)" if left_out else "")
         + f". Train on them with --data {summary['out']}."
     )
     emit(args, summary, text)

@@ -29,6 +29,7 @@ from convnet.commands.common import (
     log,
     settings_from_args,
 )
+from convnet.wording import counted
 
 COMMANDS: dict[str, Command] = {}  # nothing top-level: see EVOLUTION below
 
@@ -145,7 +146,7 @@ def run_evolution(args: argparse.Namespace) -> int:
         f"weight decay {settings.weight_decay}, "
         f"augmentation {'on' if settings.augment else 'off'}\n"
         f"{evolution_table(result)}\n{floor_text(result)}\n"
-        f"{machine['cpu']}, {machine['torch_threads']} thread(s) in this call"
+        f"{machine['cpu']}, {counted(machine['torch_threads'], 'thread')} in this call"
         f"{' (every run reused from the cache)' if reused else ''}; budget "
         f"{result.to_dict()['budget_seconds']:.0f} s of training per model\n"
         f"runs: {settings.runs_dir}\nfigure: {figure}"

@@ -26,6 +26,7 @@ from convnet.commands.common import (
 )
 from convnet.commands.evolution import EVOLUTION
 from convnet.i18n import check_language
+from convnet.wording import counted
 
 # --- shift -----------------------------------------------------------------------------
 
@@ -133,7 +134,7 @@ def pooling_table(result) -> str:
         return ""
     measures = ["clean", *(curve.distortion for curve in result.curves)]
     lines = [
-        f"\npooling over {max(len(v['clean']) for v in result.pooling().values())} seed(s), "
+        f"\npooling over {counted(max(len(v['clean']) for v in result.pooling().values()), 'seed')}, "
         "accuracy mean (min–max):",
         f"  {'':<24}" + "".join(f"{name:>22}" for name in measures),
     ]
@@ -282,7 +283,7 @@ def cost_text(result) -> str:
         else ""
     )
     lines.append(
-        f"\n{result.device}, {result.precision}, {result.threads} thread(s), {conditions.clock}, "
+        f"\n{result.device}, {result.precision}, {counted(result.threads, 'thread')}, {conditions.clock}, "
         f"{conditions.rounds} rounds (spread: (max − min) ÷ median of the rounds' medians); "
         f"load average {conditions.load_before} before, {conditions.load_after} after on "
         f"{conditions.cores} cores{ran}"

@@ -27,6 +27,7 @@ from convnet.commands.common import (
 from convnet.commands.train_options import CONFIG_FLAGS, IMAGE_ONLY, configure_train
 from convnet.errors import UserError
 from convnet.i18n import check_language
+from convnet.wording import counted
 
 
 def _given(args: argparse.Namespace) -> dict:
@@ -226,7 +227,7 @@ def result_text(result: dict) -> str:
         lines.append(
             f"trained {result['epochs']} epoch{'s' if result['epochs'] != 1 else ''} in {result['train_seconds']:.1f} s "
             f"({result['images_per_second']:,.0f} images/s, {result['precision']} on "
-            f"{result['device']}, {result['world_size']} process(es) × batch "
+            f"{result['device']}, {counted(result['world_size'], 'process', 'processes')} × batch "
             f"{result['batch_size']})"
         )
     for kind in ("easiest", "hardest"):  # only classes that stand apart (engine.metrics)
@@ -240,7 +241,7 @@ def result_text(result: dict) -> str:
     if result.get("num_skipped"):
         shown = result["skipped"][:10]
         lines.append(
-            f"skipped {result['num_skipped']} file(s): "
+            f"skipped {counted(result['num_skipped'], 'file')}: "
             + "; ".join(f"{s['file']} ({s['reason']})" for s in shown)
             + (
                 f"; and {result['num_skipped'] - len(shown)} more"
@@ -252,7 +253,7 @@ def result_text(result: dict) -> str:
         shown = result["left_out"][:10]
         more = result["num_left_out"] - len(shown)
         lines.append(
-            f"left out {result['num_left_out']} file(s) that are not images to use: "
+            f"left out {counted(result['num_left_out'], 'file')} that are not images to use: "
             + "; ".join(f"{s['file']} ({s['reason']})" for s in shown)
             + (f"; and {more} more" if more else "")
         )

@@ -37,6 +37,7 @@ from convnet.data.ilsvrc import (
 from convnet.data.preparation import DECODE_ERRORS, decode_image
 from convnet.data.scanning import Scan, is_image_name, scan_class_folders
 from convnet.errors import UserError
+from convnet.wording import counted
 
 LAYOUTS = ("split-folders", "class-folders", "ilsvrc")
 SPLITS = ("train", "val")
@@ -148,7 +149,7 @@ def _few_images(files: dict[str, list[Path]]) -> list[str]:
 def _strictly(collection: ImageCollection, strict: bool) -> ImageCollection:
     if strict and collection.skipped:
         raise UserError(
-            f"--strict: {len(collection.skipped)} file(s) in {collection.root} cannot be used: "
+            f"--strict: {counted(len(collection.skipped), 'file')} in {collection.root} cannot be used: "
             + listing([f"{path} ({why})" for path, why in collection.skipped])
             + ". Remove or replace them, or run without --strict to skip them."
         )

@@ -44,6 +44,7 @@ from convnet.data.shard_plan import EpochPlan, Piece, largest_divisor, pieces_of
 from convnet.data.shard_reader import RawSample, read_samples
 from convnet.data.sources import Batch, ignore_interrupts, image_transforms, mix
 from convnet.errors import UserError
+from convnet.wording import counted
 
 
 class _Reader:
@@ -278,8 +279,8 @@ class ShardSource:
         )
         if strict and self.skipped:
             raise UserError(
-                f"--strict: {len(self.skipped)} file(s) were left out of {self.name} when it "
-                f"was written: {listing([f'{path} ({why})' for path, why in self.skipped])}. "
+                f"--strict: {self.name} was written without {counted(len(self.skipped), 'file')}: "
+                f"{listing([f'{path} ({why})' for path, why in self.skipped])}. "
                 "Replace them and write the shards again, or run without --strict."
             )
         self.workers, self.pin_memory = workers, pin_memory

@@ -34,6 +34,7 @@ from convnet.data.shard_manifest import DEFAULT_SHARD_SIZE, FORMAT, MANIFEST_NAM
 from convnet.data.shard_reader import image_suffixes
 from convnet.errors import UserError
 from convnet.files import atomic_write_json, ensure_writable
+from convnet.wording import counted
 
 # Images read ahead of the writer by threads: reading one file at a time from a network file
 # system waits on each round trip, which is what stalls training from folders; 8 requests in
@@ -257,7 +258,7 @@ def write_shards(
         shards = _write_split(collection, out, images, size, positions, left_out)
         if strict and len(left_out) > len(collection.skipped):
             raise UserError(
-                f"--strict: {len(left_out) - len(collection.skipped)} file(s) cannot be "
+                f"--strict: {counted(len(left_out) - len(collection.skipped), 'file')} cannot be "
                 f"written: {left_out[len(collection.skipped)][0]} "
                 f"({left_out[len(collection.skipped)][1]}) …; no manifest was written."
             )

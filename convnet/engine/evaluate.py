@@ -31,6 +31,7 @@ from convnet.engine.metrics import (
     topk_accuracy,
 )
 from convnet.errors import UserError
+from convnet.wording import counted
 
 
 @torch.inference_mode()
@@ -301,7 +302,7 @@ def evaluate(
     skipped = [*source.skipped, *((path, why) for _, path, why in sorted(sums.failed))]
     if strict and skipped:
         raise UserError(
-            f"--strict: {len(skipped)} file(s) in {source.name} cannot be used: "
+            f"--strict: {counted(len(skipped), 'file')} in {source.name} cannot be used: "
             + ", ".join(f"{path} ({why})" for path, why in skipped[:LISTED])
             + (f" and {len(skipped) - LISTED} more" if len(skipped) > LISTED else "")
             + ". Remove or replace them, or run without --strict to skip them."

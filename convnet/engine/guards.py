@@ -16,6 +16,7 @@ from convnet.data.sources import DataSource
 from convnet.engine.run import Run
 from convnet.errors import UserError
 from convnet.files import WriteFailed
+from convnet.wording import counted
 
 # A run whose training loss fell by less than this share has not learned: a 16-step lenet5
 # run went 2.310 → 2.293 and stayed at 82% test error (the mean loss of the first and the
@@ -83,10 +84,10 @@ def check_training_files(
     more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
     if strict:
         raise UserError(
-            f"--strict: {len(failed)} training image(s) of {source.name} cannot "
+            f"--strict: {counted(len(failed), 'training image')} of {source.name} cannot "
             f"be used: {listed}{more}. Remove or replace them, or run without --strict."
         )
-    say(f"Skipped {len(failed)} training image(s) that cannot be used: {listed}{more}.")
+    say(f"Skipped {counted(len(failed), 'training image')} that cannot be used: {listed}{more}.")
     return len(failed)
 
 

@@ -42,6 +42,7 @@ from convnet.engine.weight_fit import find_classifier, load_weights
 from convnet.errors import UserError
 from convnet.files import ensure_writable
 from convnet.models import get_model
+from convnet.wording import counted
 
 Log = Callable[[str], None]
 
@@ -415,14 +416,14 @@ def _start_log(t: Training, resumed: bool, planned: int | None, say: Log) -> Non
     say(
         f"{config.model} on {t.source.train_count:,} training and {t.source.eval_count:,} "
         f"{t.source.eval_split} images of {t.source.name}, {len(config.classes)} classes; "
-        f"{session.world_size} process(es) × batch {config.batch_size}; {t.precision} on "
+        f"{counted(session.world_size, 'process', 'processes')} × batch {config.batch_size}; {t.precision} on "
         f"{session.device}{backend}."
     )
     if t.frozen:
         values = sum(p.numel() for n, p in t.model.named_parameters() if n in set(t.frozen))
         say(
-            f"Frozen (--freeze {' '.join(config.freeze)}): {len(t.frozen)} parameter "
-            f"tensor(s), {values:,} values, which stay as they are."
+            f"Frozen (--freeze {' '.join(config.freeze)}): {counted(len(t.frozen), 'parameter tensor')}, "
+            f"{values:,} values, which stay as they are."
         )
     if session.is_main and config.tensorboard:
         t.board = TensorBoardLog(t.run.path, done if resumed else None)

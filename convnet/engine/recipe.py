@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from convnet.data.sources import steps_per_epoch
 from convnet.errors import UserError
+from convnet.wording import counted
 
 # --- the optimizer ------------------------------------------------------------------------
 
@@ -273,5 +274,5 @@ def short_run_batch(
     steps = epochs * steps_per_epoch(images, fitted * accumulate, world_size)
     return fitted, (
         f"Batch {fitted} instead of the default {batch_size}, so that {images:,} images × "
-        f"{epochs} epoch(s) take {steps} steps and the model learns (--batch-size sets it)."
+        f"{counted(epochs, 'epoch')} take {steps} steps and the model learns (--batch-size sets it)."
     )

@@ -42,6 +42,7 @@ from convnet.files import (
     remove_partial_files,
 )
 from convnet.models import ModelSpec, get_model
+from convnet.wording import counted
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -150,7 +151,7 @@ class LoadedModel:
             if trained_on and get_dataset_spec(trained_on).channels != spec.channels:
                 raise UserError(
                     f"The model was trained on {trained_on}, images of "
-                    f"{get_dataset_spec(trained_on).channels} channel(s), but {dataset} has "
+                    f"{counted(get_dataset_spec(trained_on).channels, 'channel')}, but {dataset} has "
                     f"{spec.channels}; evaluate it on the data set it was trained for."
                 )
             return TensorSource.from_dataset(
@@ -245,8 +246,9 @@ class Run:
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"{self.path} is a file, not a run directory; give another --out.")
         try:
+            made = not self.path.exists()
             make_folder(self.path)
-            run_lock.acquire(self.path, say)
+            run_lock.acquire(self.path, say, made)
             remove_partial_files(self.path)
         except OSError as error:
             run_lock.release(self.path)

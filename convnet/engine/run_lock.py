@@ -39,6 +39,7 @@ LOCK_FILE = ".writer.lock"
 class _Held:
     handle: IO[str]
     count: int
+    made: bool  # the folder was made for this hold: an empty one is removed with the lock
 
 
 _HELD: dict[str, _Held] = {}
@@ -65,9 +66,11 @@ def _describe(holder: dict) -> str:
     )
 
 
-def acquire(folder: Path, say: Callable[[str], None] = print) -> None:
+def acquire(folder: Path, say: Callable[[str], None] = print, made: bool = False) -> None:
     """Hold `folder`'s writer lock (the folder must exist). UserError naming the process that
-    holds it; a lock file left by a process that ended is taken over, and `say` says so."""
+    holds it; a lock file left by a process that ended is taken over, and `say` says so.
+    `made`: the caller has just made the folder, so releasing the lock removes it if it is
+    still empty (a training refused before writing anything leaves no empty run directory)."""
     key = _key(folder)
     if key in _HELD:
         _HELD[key].count += 1
@@ -116,7 +119,7 @@ def acquire(folder: Path, say: Callable[[str], None] = print) -> None:
     }
     handle.write(json.dumps(me))
     handle.flush()
-    _HELD[key] = _Held(handle, 1)
+    _HELD[key] = _Held(handle, 1, made)
 
 
 def release(folder: Path | str) -> None:
@@ -132,6 +135,9 @@ def release(folder: Path | str) -> None:
     with contextlib.suppress(OSError):
         (Path(folder) / LOCK_FILE).unlink()  # while held: a waiter re-checks which file it holds
     held.handle.close()  # closing releases the flock
+    if held.made:
+        with contextlib.suppress(OSError):
+            Path(folder).rmdir()  # only if empty
 
 
 def holds(folder: Path | str) -> bool:

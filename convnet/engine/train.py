@@ -54,6 +54,7 @@ from convnet.engine.run_control import StopRequests
 from convnet.engine.weight_files import read_state_file
 from convnet.errors import UserError
 from convnet.files import atomic_write_json
+from convnet.wording import counted
 
 
 def fit(
@@ -317,7 +318,7 @@ def _patience_spent(t: Training, say: Log) -> bool:
     if patience is None or not history or len(history) - _best_epoch(t) < patience:
         return False
     say(
-        f"Stopped early after epoch {len(history)}: {patience} epoch(s) without a lower "
+        f"Stopped early after epoch {len(history)}: {counted(patience, 'epoch')} without a lower "
         f"{t.source.eval_split} error; the run keeps epoch {_best_epoch(t)}'s weights."
     )
     return True

@@ -23,6 +23,7 @@ from torch import nn
 
 from convnet.engine.weight_files import read_state_file
 from convnet.errors import UserError
+from convnet.wording import counted
 
 
 def find_classifier(model: nn.Module) -> tuple[str, list[str]] | None:
@@ -185,7 +186,7 @@ def adapt_input_channels(
     else:
         return tensors
     log(
-        f"Adapted {first} of {path} from {theirs.shape[1]} to {ours.shape[1]} input channel(s) "
+        f"Adapted {first} of {path} from {theirs.shape[1]} to {counted(ours.shape[1], 'input channel')} "
         f"({'summed over the colours' if ours.shape[1] == 1 else 'repeated for each colour, ÷3'})."
     )
     return {**tensors, first: adapted}

@@ -30,6 +30,7 @@ from convnet.errors import UserError
 from convnet.experiments import CachedRunSettings, cpu_threads
 from convnet.models import get_model, get_model_spec
 from convnet.models.minis import MINI_TRAIN_DEFAULTS
+from convnet.wording import counted
 
 DEFAULT_MODELS = (
     "lenet5",
@@ -215,7 +216,7 @@ def train_or_reuse(
     config.out = str(run_dir)
     resume = run_dir if run.checkpoint_path.is_file() else None
     log(
-        f"{config.model}: training {config.epochs} epoch(s) on "
+        f"{config.model}: training {counted(config.epochs, 'epoch')} on "
         f"{config.train_subset or 'all'} training images into {run_dir}"
     )
     return fit(config, resume=resume, log=log), run_dir, False

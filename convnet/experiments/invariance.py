@@ -32,6 +32,7 @@ from convnet.engine.train import fit
 from convnet.errors import UserError
 from convnet.experiments import CachedRunSettings, cpu_threads
 from convnet.models import get_model_spec
+from convnet.wording import counted
 
 VARIANT_KINDS = ("plain", "augmented", "average", "ablation")
 # The kinds that compare ways to halve the maps (claim 3), each trained with every seed, and
@@ -266,7 +267,7 @@ def train_or_reuse(
     config = TrainConfig(**{**variant.config, "out": str(run_dir)})
     resume = run_dir if run.checkpoint_path.is_file() else None
     log(
-        f"{variant.label}: training {config.epochs} epoch(s) on "
+        f"{variant.label}: training {counted(config.epochs, 'epoch')} on "
         f"{config.train_subset or 'all'} training images into {run_dir}"
     )
     results = fit(config, resume=resume, log=log)

@@ -58,6 +58,7 @@ from convnet.serve.served import (
     shown_recipe,
 )
 from convnet.serve.training import DEFAULT_BUDGET_MINUTES, TrainingBudget, Unfinished
+from convnet.wording import counted
 
 __all__ = [
     "CNN",
@@ -261,7 +262,7 @@ def _train_all(
     partner = reference.origin.run
     if needed:
         log(
-            f"Training {len(needed)} network(s) now, as no run under {runs_root} was trained "
+            f"Training {counted(len(needed), 'network')} now, as no run under {runs_root} was trained "
             f"like {partner} ({recipe_sentence(shown_recipe(reference.loaded.config))}) "
             f"— at most {budget.seconds / 60:g} min (--max-training-minutes):"
         )

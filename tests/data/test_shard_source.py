@@ -17,6 +17,7 @@ import convnet.data.shard_source as shard_source
 from convnet.data.folders import open_image_collection
 from convnet.data.shard_plan import buffer_order
 from convnet.data.shard_source import ShardSource
+from convnet.wording import counted
 from tests.helpers.cli import refused, run_in_process
 from tests.helpers.folder_data import make_split_folders
 from tests.helpers.shard_data import describe_again, make_shards, manifest, rewrite_shard
@@ -213,7 +214,7 @@ def test_damaged_samples_are_skipped_and_listed_by_shard(damage, copy, weights, 
     assert all(row["file"] == str(copy / name) for row in scored["skipped"])
     assert reason in scored["skipped"][-1]["reason"]
     shown = _evaluate(capfd, weights, copy, check=True).stdout  # the text names the shard too
-    assert f"skipped {lost} file(s): {copy / name}" in shown
+    assert f"skipped {counted(lost, 'file')}: {copy / name}" in shown
     strict = _evaluate(capfd, weights, copy, "--strict")
     assert strict.returncode == 2 and str(copy / name) in strict.stderr, strict.stderr
 
@@ -239,7 +240,10 @@ def test_training_lists_damaged_training_samples_and_strict_refuses(copy, capfd)
     describe_again(copy, name)
     common = ["train", "lenet5", "--data", str(copy), "--epochs", "1", "--workers", "0"]
     result = run_in_process(capfd, *common, "--batch-size", "8", "--json", check=True)
-    assert f"Skipped {lost} training image(s) that cannot be used: {copy / name}" in result.stderr
+    assert (
+        f"Skipped {counted(lost, 'training image')} that cannot be used: {copy / name}"
+        in result.stderr
+    )
     assert json.loads(result.stdout)["num_skipped"] == lost
     strict = run_in_process(capfd, *common, "--strict", "--out", str(copy.parent / "strict"))
     assert strict.returncode == 2 and f"{copy / name}" in strict.stderr, strict.stderr

@@ -89,11 +89,15 @@ def test_int8_export_is_a_qdq_onnx_file_that_runs_as_evaluated(run_dir, tmp_path
         (["evaluate", "RUN", "--calibration-images", "64"], "calibrate --precision int8"),
         (["export", "RUN", "--precision", "int8", "--format", "torchscript", "--out", "x.pt"],
          "writes ONNX"),
+        (["evaluate", "RUN", "--precision", "int8", "--calibration", "RUN/no-such-folder"],
+         "no-such-folder does not exist; give a folder of images"),
+        (["evaluate", "RUN", "--precision", "int8", "--calibration", "RUN/config.json"],
+         "config.json is a file; give a folder of images"),
     ],
 )  # fmt: skip
 def test_int8_mistakes_are_refused_in_one_paragraph(arguments, message, trained_run, capsys):
     run_dir, _ = trained_run  # refused before anything is written
-    arguments = [str(run_dir) if argument == "RUN" else argument for argument in arguments]
+    arguments = [argument.replace("RUN", str(run_dir)) for argument in arguments]
     assert main(arguments) == 2
     assert message in capsys.readouterr().err
 

@@ -85,11 +85,17 @@ def test_a_lock_left_by_an_ended_process_is_taken_over_and_said(
     assert Run(run_dir).finished
 
 
-def test_the_lock_is_given_back_when_training_fails(tmp_path, folders, capsys, one_thread):
+@pytest.mark.parametrize("existed", [False, True])
+def test_the_lock_is_given_back_when_training_fails(existed, tmp_path, folders, capsys, one_thread):
+    """…and a run directory the refused training made is not left behind empty; one the
+    user made stays."""
     run_dir = tmp_path / "run"
+    if existed:
+        run_dir.mkdir()
     too_small = ["--data", str(folders), "--workers", "0", "--image-size", "8"]
     refused(capsys, ["train", "lenet5", *too_small, "--out", str(run_dir)], "cannot take")
     assert not run_lock.holds(run_dir) and not (run_dir / LOCK_FILE).exists()
+    assert run_dir.is_dir() == existed
 
 
 @pytest.mark.slow

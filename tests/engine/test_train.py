@@ -102,7 +102,7 @@ def test_resnet_mini_trains_on_it_and_resumes_bit_exactly(
     assert json.loads(capsys.readouterr().out)["top1_error"] == straight["top1_error"]
     # a colour model is not scored on grey digits
     assert main(["evaluate", str(tmp_path / "straight"), "--dataset", "mnist"]) == 2
-    assert "trained on cifar10, images of 3 channel(s), but mnist has 1" in capsys.readouterr().err
+    assert "trained on cifar10, images of 3 channels, but mnist has 1" in capsys.readouterr().err
     # a photo to classify is read in colour, as photos are
     Image.fromarray(np.full((40, 50, 3), 200, dtype=np.uint8)).save(tmp_path / "photo.png")
     assert main(["predict", str(tmp_path / "straight"), str(tmp_path / "photo.png"), "--json"]) == 0
