@@ -87,9 +87,10 @@ class _Preprocess:
     """PIL image -> tensor (a class, not a lambda: workers may pickle it): `steps` on the
     image, then either [0, 1] and normalised by (`mean`, `std`) (float), or with `pixels` the
     uint8 pixels as they are (C, H, W), which the engine normalises on the model's device
-    (`convnet.data.transforms.DeviceNormalize`): a quarter of the bytes from the workers. `keep` is the shorter side
-    its steps need, which `decode` passes to the decoder; `erasing` (training) draws where
-    random erasing falls after the steps, from the same generator (`ErasingDraw`)."""
+    (`convnet.data.transforms.DeviceNormalize`): a quarter of the bytes from the workers.
+    `keep` is the shorter side its steps need, which `decode` passes to the decoder;
+    `erasing` (training) draws where random erasing falls after the steps, from the same
+    generator (`ErasingDraw`)."""
 
     def __init__(
         self,

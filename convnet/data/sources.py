@@ -160,7 +160,7 @@ class TensorSource:
     ) -> None:
         self.name, self.class_names, self.eval_split = name, tuple(class_names), "test"
         (self.train_images, self.train_labels), (self.test_images, self.test_labels) = train, test
-        self.normalization, self.augment = normalization, augment
+        self.augment = augment
         self.device_normalize = DeviceNormalize(*normalization)
         self.augmentation = AUGMENTATIONS[augmentation]  # the data set's own (its registry entry)
         # Further training augmentations, each with the salt of its draws (the data set's own
@@ -462,7 +462,6 @@ class FolderSource:
             self.train_transform,
             self.device_normalize,
         ) = transforms
-        self.workers, self.pin_memory = workers, pin_memory
         self.loaders = PersistentLoaders(workers, pin_memory)
         self.eval_batch_size = 64
         self.failed_training: set[int] = set()  # training images that could not be decoded

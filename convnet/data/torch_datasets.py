@@ -61,13 +61,7 @@ class DatasetSource:
         class_names: tuple[str, ...] | None = None,
         name: str = "dataset",
     ) -> None:
-        self.train, self.evaluation, self.normalization, self.name = (
-            train,
-            evaluation,
-            normalization,
-            name,
-        )
-        self.eval_split = "val"
+        self.train, self.evaluation, self.name, self.eval_split = train, evaluation, name, "val"
         self.device_normalize = DeviceNormalize(*normalization)
         self.train_count = len(train) if train is not None else 0
         self.eval_count = len(evaluation)

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     import torch
 
 COMPILE_CHOICES = ("auto", "yes", "no")
-# `convnet train --compile`: no default rule yet, for want of a measurement on a GPU (where it
-# should pay) and of one that pays on the CPU (its first compile takes minutes on 2 cores).
+# `convnet train --compile`: off unless asked, for want of a measurement on a GPU (where it
+# should pay) and of one on the CPU (where the first step waits for the compiler).
 TRAIN_COMPILE_CHOICES = ("yes", "no")
 # `--compile auto` compiles on a CPU from this many images: there the time saved per image
 # outweighs a first compile with an empty Inductor cache (benchmarks/folder_eval_breakdown.py:
