@@ -104,7 +104,7 @@ def learning_warning(steps: list[dict], num_classes: int) -> str | None:
         return None
     if first - last >= MIN_LOSS_DROP * first:
         return None
-    moved = "rose" if last > first else "barely moved"
+    moved = "rose" if last - first >= MIN_LOSS_DROP * first else "barely moved"
     return (
         f"Warning: the training loss {moved} ({first:.3f} → {last:.3f} over "
         f"{len(steps)} steps), so this model has not learned yet and its errors say "
