@@ -15,10 +15,10 @@ CPU threads; the script prints and saves (recipes_fashion.json) every run's test
 mean ± spread (min–max) of each recipe, and the gain with its spread over seeds.
 
 Run: `python benchmarks/recipes_fashion.py [--seeds 0 1 2] [--epochs 10] [--train-subset 20000]
-[--save-as NAME.json]` (about 30 minutes on a quiet 2-core machine at the defaults). The same
-compute spent as 40 epochs over 5,000 images asks the question where the network overfits,
-the regime a regulariser is for: `--epochs 40 --train-subset 5000 --save-as
-recipes_fashion_5k.json`.
+[--save-as NAME.json]` (about 30 minutes on a quiet 2-core machine at the defaults). Half that
+compute, spent as 40 epochs over 2,500 images, asks the question where the network
+overfits, the regime a regulariser is for: `--epochs 40 --train-subset 2500 --save-as
+recipes_fashion_small.json`.
 """
 
 from __future__ import annotations
