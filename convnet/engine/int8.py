@@ -234,11 +234,12 @@ def _images(source, positions: list[int], normalization: tuple) -> torch.Tensor:
 
 
 def calibration_images(
-    loaded, source, folder: str | None, count: int
+    loaded, source, folder: str | None, count: int, data_dir: Path | None = None
 ) -> tuple[Callable[[], torch.Tensor], str]:
     """What calibrates, in words, and a function that reads those normalised images: `count`
-    of the `--calibration` folder; else of the run's training images; else (bare weights) of
-    the images scored."""
+    of the `--calibration` folder; else of the run's training images (a registered data set
+    read from `data_dir`, else from where the run read it); else (bare weights) of the
+    images scored."""
     if folder is not None:
         calibration = loaded.evaluation_source(data=folder, split="all", workers=0)
         described = f"{{}} images of {folder}"
@@ -249,7 +250,7 @@ def calibration_images(
         from convnet.data.datasets import load_dataset
         from convnet.data.transforms import normalize, to_model_input
 
-        data = load_dataset(loaded.config.dataset, "train", _data_dir(loaded.config))
+        data = load_dataset(loaded.config.dataset, "train", data_dir or _data_dir(loaded.config))
         picked = _sample(len(data.labels), count)
         read = lambda: normalize(to_model_input(data.images[picked], loaded.input_size),  # noqa: E731
                                  *loaded.normalization)  # fmt: skip
@@ -265,9 +266,10 @@ def _data_dir(config) -> Path | None:
 
 
 def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION_IMAGES,
-             log=print) -> Int8Model:  # fmt: skip
+             log=print, data_dir: Path | None = None) -> Int8Model:  # fmt: skip
     """The int8 form of a loaded run or weights file (`LoadedModel`), scored on `source`: its
-    cache lies beside the run, or in convnet's cache for bare weights."""
+    cache lies beside the run, or in convnet's cache for bare weights. `data_dir`: where a
+    registered data set's training images are read (default: where the run read them)."""
     from convnet.data.datasets import default_data_dir
 
     weights = loaded.weights_path
@@ -276,7 +278,7 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
             "--precision int8 quantizes a run's or a file's weights; this model has none."
         )
     cache = weights.parent / "int8" if loaded.config is not None else default_data_dir() / "int8"
-    read_calibration, described = calibration_images(loaded, source, folder, count)
+    read_calibration, described = calibration_images(loaded, source, folder, count, data_dir)
 
     def check() -> tuple[torch.Tensor, torch.Tensor | None, str]:
         positions = _sample(source.eval_count, CHECK_IMAGES, seed=1)
@@ -300,17 +302,19 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
 
 
 def int8_without_data(loaded, folder: str | None, count: int = CALIBRATION_IMAGES,
-                      log=print) -> Int8Model:  # fmt: skip
-    """The int8 form for commands that score no data set (predict, export): calibrated and
-    checked on `folder`'s images where given, else on the run's own data. UserError for
-    bare weights without a folder: there are no images to calibrate on."""
+                      log=print, data_dir: Path | None = None) -> Int8Model:  # fmt: skip
+    """The int8 form for commands that score no data set (predict, export, serve): calibrated
+    and checked on `folder`'s images where given, else on the run's own data (a registered
+    data set read from `data_dir`, else from where the run read it). UserError for bare
+    weights without a folder: there are no images to calibrate on."""
     if folder is not None:
         source = loaded.evaluation_source(data=folder, split="all", workers=0)
     elif loaded.config is not None:
-        source = loaded.evaluation_source(workers=0)
+        where = data_dir or _data_dir(loaded.config)
+        source = loaded.evaluation_source(data_dir=where, workers=0)
     else:
         raise UserError(
             "--precision int8 of bare weights needs images to calibrate on: give "
             "--calibration DIR (a folder of images like those the model will see)."
         )
-    return int8_for(loaded, source, folder, count, log)
+    return int8_for(loaded, source, folder, count, log, data_dir)

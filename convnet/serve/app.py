@@ -5,7 +5,8 @@ GET  /api/messages     the page's texts in every language (?lang=ko: in one), th
                        names for the switch, and the default: --lang, else Accept-Language
 GET  /api/models       both networks: name, parameters, test error, how the run was chosen
                        (given / best of N runs / trained now), whether it is undertrained,
-                       its recipe, and two sentences about it in ?lang (default as for
+                       its recipe, its precision (fp32, or int8 with how it was calibrated
+                       and agreed with fp32), and two sentences about it in ?lang (default as for
                        /api/messages); whether the pair differs in architecture only
                        (`pair.matched`, its differences) and which networks the
                        ?cnn_augment=&ordinary_augment= switches can pick (`choices`)
@@ -13,7 +14,9 @@ GET  /api/samples      MNIST test digits (?index=N, or a random one; ?count=K �
 POST /api/predict      a PNG (drawn or uploaded) or JSON {"pixels": 28×28 of 0…255}, with
                        ?shift_x&shift_y (px, ±6) &rotate (degrees) &scale &noise &seed
                        &cnn_augment&ordinary_augment (which pair answers)
-                       → both networks' probabilities, the CNN's feature maps C1…C5, its
+                       → both networks' probabilities (with `serve --precision int8`
+                       int8's, fp32's beside them: convnet.serve.quantized), the CNN's
+                       feature maps C1…C5 (like all that follows, fp32's), its
                        C1 filters, F6 and output scores (`head`) and `anatomy`, the 28×28
                        pixels the networks saw, and where each looked (Grad-CAM on C3,
                        input saliency: 28×28 maps, centre of mass as [row, column]).

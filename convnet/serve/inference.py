@@ -3,7 +3,9 @@ probabilities, every feature map of the CNN, its F6 cells and output scores, its
 its anatomy (convnet.serve.anatomy), and where each network looked.
 
 Everything is computed on the server from the same 28×28 uint8 digit, so the page shows
-exactly the pixels both networks saw.
+exactly the pixels both networks saw. With `serve --precision int8` the answers come from
+each network's int8 form (convnet.serve.quantized), with the fp32 answer beside them; the
+inside views always come from the fp32 model ("anatomy_precision").
 """
 
 from __future__ import annotations
@@ -72,21 +74,37 @@ def _prepare(served: ServedModel, digit: torch.Tensor) -> torch.Tensor:
     return normalize(to_model_input(digit[None], spec.input_size), *spec.normalization)
 
 
-def _prediction(served: ServedModel, logits: torch.Tensor) -> dict:
+def _answer(served: ServedModel, logits: torch.Tensor) -> dict:
+    """Probabilities (softmax of one image's logits) and the TOP_K classes."""
     probabilities = logits.float().softmax(dim=1)[0]
     top = probabilities.topk(min(TOP_K, len(probabilities)))
     names = served.loaded.class_names
     return {
-        "role": served.role,
-        "name": served.loaded.name,
-        "run": served.origin.run,
-        "augment": served.augment,
         "probabilities": _rounded(probabilities),
         "top": [
             {"index": int(i), "name": names[int(i)], "probability": round(float(p), 6)}
             for p, i in zip(top.values, top.indices, strict=True)
         ],
     }
+
+
+def _prediction(served: ServedModel, inputs: torch.Tensor, logits: torch.Tensor) -> dict:
+    """A network's answer to `inputs` (1, C, H, W), whose fp32 logits are `logits`: from its
+    int8 form where it has one, then with the fp32 answer beside it and whether their top-1
+    classes agree."""
+    found = {
+        "role": served.role,
+        "name": served.loaded.name,
+        "run": served.origin.run,
+        "augment": served.augment,
+        "precision": served.precision,
+    }
+    fp32 = _answer(served, logits)
+    if served.int8 is None:
+        return {**found, **fp32}
+    int8 = _answer(served, served.int8(inputs))
+    agree = int8["top"][0]["index"] == fp32["top"][0]["index"]
+    return {**found, **int8, "fp32": fp32, "agrees_with_fp32": agree}
 
 
 def _outputs(
@@ -154,10 +172,10 @@ def look(models: ServedModels, digit: torch.Tensor, view: View) -> dict:
     seen = apply_view(digit, view)
     cnn, ordinary = models.cnn, models.ordinary
     with torch.inference_mode():
-        cnn_input = _prepare(cnn, seen)
+        cnn_input, ordinary_input = _prepare(cnn, seen), _prepare(ordinary, seen)
         maps, features = feature_maps(cnn, cnn_input)
         head, cnn_logits = head_values(cnn, features)
-        ordinary_logits = ordinary.loaded.model(_prepare(ordinary, seen))
+        ordinary_logits = ordinary.loaded.model(ordinary_input)
         c1 = cnn.loaded.model.features.c1
         filters = {
             "weights": _rounded(c1.weight[:, 0]),
@@ -169,7 +187,12 @@ def look(models: ServedModels, digit: torch.Tensor, view: View) -> dict:
         "view": view.as_dict(),
         "pixels": seen.tolist(),
         "model_input": _rounded(cnn_input[0, 0]),
-        "predictions": [_prediction(cnn, cnn_logits), _prediction(ordinary, ordinary_logits)],
+        "precision": cnn.precision,  # of the answers ("predictions")
+        "anatomy_precision": "fp32",  # of everything else: maps, head, explanations
+        "predictions": [
+            _prediction(cnn, cnn_input, cnn_logits),
+            _prediction(ordinary, ordinary_input, ordinary_logits),
+        ],
         "feature_maps": {
             name: {"shape": list(tensor.shape[1:]), "data": _rounded(tensor[0])}
             for name, tensor in maps.items()

@@ -9,12 +9,16 @@ request — the default pair, or the pair the page's switches pick (`ServedModel
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from convnet.data.datasets import get_dataset_spec
 from convnet.engine.config import TrainConfig
 from convnet.engine.matching import Difference, recipe_differences
 from convnet.engine.run import LoadedModel
 from convnet.i18n import number, percent, text
+
+if TYPE_CHECKING:
+    from convnet.engine.int8 import Int8Model
 
 CNN, ORDINARY = "cnn", "ordinary"
 DEFAULT_MODELS = {CNN: "lenet5", ORDINARY: "mlp"}
@@ -58,13 +62,16 @@ class Origin:
 
 @dataclass
 class ServedModel:
-    """A loaded network, its role on the page, where it came from, and its test error."""
+    """A loaded network, its role on the page, where it came from, and its test error; with
+    `int8` (convnet.serve.quantized), its quantized form, which gives the answers, while the
+    fp32 model still gives every inside view."""
 
     role: str
     loaded: LoadedModel
     origin: Origin | str  # a str: a note, for tools that build a server by hand
     test_error: float | None = None
     test_images: int | None = None
+    int8: Int8Model | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.origin, str):
@@ -74,6 +81,11 @@ class ServedModel:
     def augment(self) -> bool | None:
         """Whether it was trained with augmentation (None: no configuration recorded)."""
         return self.loaded.config.augment if self.loaded.config else None
+
+    @property
+    def precision(self) -> str:
+        """What computes its answers: "int8" (ONNX Runtime) or "fp32" (PyTorch)."""
+        return "fp32" if self.int8 is None else "int8"
 
     @property
     def undertrained(self) -> bool:
@@ -141,6 +153,9 @@ class ServedModel:
             "train_images": config.train_subset if config else None,
             "recipe": self.recipe(),
             "recipe_text": recipe_sentence(self.recipe(), lang),
+            "precision": self.precision,
+            # how it was calibrated and how its top-1 agreed with fp32 when it was made
+            "int8": None if self.int8 is None else self.int8.note,
         }
 
 

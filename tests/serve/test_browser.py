@@ -9,17 +9,21 @@ the system Chromium, which `make setup` installs with apt-get where it runs as r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from convnet.engine import int8
 from convnet.i18n import text
 from tests.helpers.serve import quick_runs
 
@@ -53,12 +57,10 @@ def playwright_or_skip():
     return sync_playwright
 
 
-@pytest.fixture(scope="module")
-def server_url(mnist_dir, tmp_path_factory):
-    """`convnet serve` given two quickly trained (undertrained) runs, on a free port; stopped
-    afterwards. The runs directory is left empty: nothing else is found or trained."""
-    playwright_or_skip()
-    runs = quick_runs(tmp_path_factory)  # trains them unless already there
+@contextlib.contextmanager
+def serving(runs: dict[str, Path], runs_dir: Path, *options: str) -> Iterator[str]:
+    """`convnet serve` of `runs` (lenet5 and mlp) with `options`, on a free port: its URL;
+    stopped afterwards."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -72,7 +74,8 @@ def server_url(mnist_dir, tmp_path_factory):
             "--run",
             str(runs["mlp"]),
             "--runs-dir",
-            str(tmp_path_factory.mktemp("no-runs")),
+            str(runs_dir),
+            *options,
         ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -102,6 +105,16 @@ def server_url(mnist_dir, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def server_url(mnist_dir, tmp_path_factory):
+    """`convnet serve` given two quickly trained (undertrained) runs. The runs directory is
+    left empty: nothing else is found or trained."""
+    playwright_or_skip()
+    runs = quick_runs(tmp_path_factory)  # trains them unless already there
+    with serving(runs, tmp_path_factory.mktemp("no-runs")) as url:
+        yield url
 
 
 def draw_seven(page) -> None:
@@ -321,6 +334,9 @@ def test_inside_the_cnn(server_url):
             best = max(range(10), key=lambda digit: float(answer[digit]))
             expect(page.locator("#output-table tr.best td").first).to_have_text(str(best))
             expect(page.locator("#softmax")).to_contain_text("1.000")
+            expect(page.locator("#softmax")).to_contain_text(same)  # recomputed from the scores
+            expect(page.locator("#head-precision")).to_be_hidden()
+            expect(page.locator("#prediction-cnn .badge.precision")).to_be_hidden()
             assert page.evaluate(DISTINCT_COLOURS, "#f6-map") > 3
 
             # padding and stride: the formula's side for settings and presets
@@ -440,7 +456,9 @@ def test_korean_page_from_the_browser_language_and_the_switch(server_url):
             expect(page.locator("#model-notes li.warning")).to_have_count(len(undertrained))
             for model in undertrained:
                 expect(page.locator("#model-notes")).to_contain_text(model["warning"])
-                expect(page.locator(f"#prediction-{model['role']} .badge")).to_be_visible()
+                expect(
+                    page.locator(f"#prediction-{model['role']} .badge.undertrained")
+                ).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "serve-page-ko.png"), full_page=True)
             page.locator("#explain-card").screenshot(path=str(ARTIFACTS / "serve-explain-ko.png"))
             assert latin_words_left(page, ALLOWED_LATIN | runs) == []
@@ -489,6 +507,49 @@ def test_korean_page_from_the_browser_language_and_the_switch(server_url):
             wait_until_settled(page)
             assert latin_words_left(page, ALLOWED_LATIN | runs) == []
             context.close()
+            assert problems == []
+        finally:
+            browser.close()
+
+
+@pytest.mark.skipif(not int8.cpu_has_vnni(), reason="this CPU has no VNNI")
+def test_the_page_in_int8_badges_the_answers_and_checks_fp32(mnist_dir, tmp_path_factory):
+    """`serve --precision int8`: each answer has its int8 badge and says whether fp32 agrees;
+    the output table is fp32's, and the page's recomputations from the fp32 numbers (the C1
+    cell, the top probability from the scores) still agree with the server's."""
+    from playwright.sync_api import expect
+
+    sync_playwright = playwright_or_skip()
+    folder = tmp_path_factory.mktemp("int8-page")  # quantizing writes beside the runs: copies
+    runs = {
+        model: shutil.copytree(path, folder / path.name)
+        for model, path in quick_runs(tmp_path_factory).items()
+    }
+    options = ("--precision", "int8", "--calibration-images", "16")
+    with serving(runs, folder, *options) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="en-US")
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto(url)
+            draw_seven(page)
+            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
+            wait_until_settled(page)
+            same = text("en", "page.sharing.same")
+            for role in ("cnn", "ordinary"):
+                block = page.locator(f"#prediction-{role}")
+                expect(block.locator(".badge.precision")).to_have_text("int8")
+                expect(block).to_have_attribute("data-precision", "int8")
+                fp32_answer = block.get_attribute("data-fp32-top")
+                assert fp32_answer, "no fp32 answer beside the int8 one"
+                expect(block.locator(".precision-note")).to_contain_text(f"fp32 says {fp32_answer}")
+            expect(page.locator("#head-precision")).to_be_visible()
+            fp32_top = page.locator("#prediction-cnn").get_attribute("data-fp32-top")
+            expect(page.locator("#output-table tr.best td").first).to_have_text(fp32_top)
+            expect(page.locator("#softmax")).to_contain_text(same)
+            expect(page.locator("#sharing-equation")).to_contain_text(same)
+            page.screenshot(path=str(ARTIFACTS / "serve-page-int8.png"), full_page=True)
             assert problems == []
         finally:
             browser.close()

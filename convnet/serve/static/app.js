@@ -440,9 +440,19 @@ function showModels() {
     item.dataset.role = model.role;
     notes.push(item);
     if (model.undertrained) notes.push(element("li", `⚠ ${model.warning}`, "warning"));
+    if (model.int8) {
+      notes.push(element("li", t("page.precision.note", {
+        role: t(`page.role.${model.role}`), count: number(model.int8.calibration_images),
+        agreement: percent(model.int8.top1_agreement, 1), checked: number(model.int8.checked_images),
+      }), "precision"));
+    }
     const block = $(ROLES[model.role]);
     block.querySelector(".model-name").textContent = model.name;
-    block.querySelector(".badge").hidden = !model.undertrained;
+    block.querySelector(".badge.undertrained").hidden = !model.undertrained;
+    const precision = block.querySelector(".badge.precision");
+    precision.hidden = model.precision === "fp32";
+    precision.textContent = model.precision;
+    precision.title = t("page.precision.badge_title");
   }
   $("model-notes").replaceChildren(...notes);
   showPair();

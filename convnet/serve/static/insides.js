@@ -241,7 +241,13 @@ export function showHead(reply) {
       scale: t(scale.signed ? "page.layer.scale_signed" : "page.layer.scale", { top: number(scale.top, 2) }),
     });
   }
-  const [cnn, ordinary] = ["cnn", "ordinary"].map((role) => reply.predictions.find((p) => p.role === role));
+  // F6 and the scores are the fp32 model's (anatomy_precision): so are the probabilities beside
+  // them, even where the answers come from int8 (serve --precision int8), whose own are in step 3.
+  const [cnn, ordinary] = ["cnn", "ordinary"].map((role) => {
+    const prediction = reply.predictions.find((p) => p.role === role);
+    return prediction.fp32 || prediction;
+  });
+  $("head-precision").hidden = reply.precision === reply.anatomy_precision;
   const best = cnn.top[0].index;
   const bar = (probability, role) => {
     const holder = element("span", "", `bar ${role}`);
@@ -268,8 +274,16 @@ export function showHead(reply) {
   );
   const total = cnn.probabilities.reduce((a, b) => a + b, 0);
   const rbf = reply.anatomy.output === "rbf";
-  $("softmax").textContent = t(rbf ? "page.head.softmax_rbf" : "page.head.softmax", {
+  const softmax = $("softmax");
+  softmax.textContent = t(rbf ? "page.head.softmax_rbf" : "page.head.softmax", {
     digit: best, score: output ? number(output[best], 2) : "—", probability: percent(cnn.probabilities[best], 1),
     total: number(total, 3),
   });
+  if (output) {
+    // the top probability recomputed here from the ten scores, against the server's fp32 one
+    const top = Math.max(...output);
+    const exponentials = output.map((score) => Math.exp(score - top));
+    const mine = exponentials[best] / exponentials.reduce((a, b) => a + b, 0);
+    softmax.append(" ", t("page.head.recomputed", { probability: percent(mine, 2) }), " ", mark(agrees(mine, cnn.probabilities[best])));
+  }
 }

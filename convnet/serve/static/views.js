@@ -77,11 +77,24 @@ export function layerColour(values) {
 // ---- predictions, maps, filters -----------------------------------------------------
 
 // The data attributes say which view and probabilities a block shows (the browser test reads them).
+// An int8 answer (serve --precision int8) comes with the fp32 model's: the block says whether
+// their top-1 agrees on this drawing.
 export function showPredictions(predictions, view, undertrained) {
   for (const prediction of predictions) {
     const block = $(ROLES[prediction.role]);
     block.dataset.view = JSON.stringify(view);
     block.dataset.probabilities = prediction.probabilities.join(",");
+    block.dataset.precision = prediction.precision;
+    const note = block.querySelector(".precision-note");
+    note.hidden = !prediction.fp32;
+    block.dataset.fp32Top = prediction.fp32 ? prediction.fp32.top[0].name : "";
+    if (prediction.fp32) {
+      const agree = prediction.agrees_with_fp32;
+      note.textContent = t(agree ? "page.precision.agree" : "page.precision.differ", {
+        digit: prediction.fp32.top[0].name, probability: percent(prediction.fp32.top[0].probability, 1),
+      });
+      note.className = `precision-note hint ${agree ? "agree" : "disagree"}`;
+    }
     const list = block.querySelector(".top");
     list.replaceChildren(
       ...prediction.top.map((entry, rank) => {
