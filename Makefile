@@ -49,8 +49,9 @@ system-packages:
 demo: setup
 	$(BIN)/convnet demo
 
+# Two pytest workers: most tests use one thread, so two keep two cores busy (pytest-xdist).
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

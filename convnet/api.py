@@ -49,12 +49,11 @@ def _default_classes(name: str) -> int:
 
 
 def _classes_in_weights(name: str, path: Path, in_channels: int | None, options: dict) -> int:
-    """The class count a weights file was saved for: the leading size of the model's
-    classifier (`find_classifier`) as stored in the file; the default when it has none."""
+    """The class count a weights file was saved for (`classes_in_file`); the model's default
+    when the file does not say."""
     import torch
 
-    from convnet.engine.weight_files import read_state_file
-    from convnet.engine.weight_fit import find_classifier, strip_to_fit
+    from convnet.engine.weight_fit import classes_in_file
     from convnet.models import get_model
 
     default = _default_classes(name)
@@ -63,11 +62,7 @@ def _classes_in_weights(name: str, path: Path, in_channels: int | None, options:
             probe = get_model(name, num_classes=default, in_channels=in_channels, **options)
     except (RuntimeError, NotImplementedError):  # e.g. data-dependent initialization
         probe = get_model(name, num_classes=default, in_channels=in_channels, **options)
-    classifier = find_classifier(probe)
-    tensors, _ = strip_to_fit(read_state_file(path)[0], probe.state_dict())
-    if classifier is None or classifier[1][0] not in tensors:
-        return default
-    return int(tensors[classifier[1][0]].shape[0])
+    return classes_in_file(probe, path) or default
 
 
 def create_model(

@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 
 import pytest
-import torch
 
 from convnet.data.datasets import default_data_dir, fetch_dataset, load_dataset
 
@@ -20,27 +19,37 @@ from tests.helpers.folder_data import make_split_folders  # noqa: E402
 # Fixtures of the generated CIFAR-10 files, for the data and engine tests that read them.
 pytest_plugins = ["tests.helpers.cifar_data"]
 
-
-# One CPU thread for what this process computes: the tests' networks are small and the
-# machines they run on shared, and a second OpenMP thread waiting for a busy core made
-# tests up to 20 times slower (a resnet101 backward pass: 12 s instead of 0.6 s), which is
-# why `convnet` itself picks one thread on a busy machine (convnet/engine/threads.py).
-# Commands run in subprocesses still make their own choice.
-torch.set_num_threads(1)
-
 # The process's own settings, before any command run in it (`convnet.cli.main`) changed them.
-THREADS = torch.get_num_threads()
-STOP_HANDLERS = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+SETTINGS: dict = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_settings():
+    """One CPU thread for what this process computes: the tests' networks are small and the
+    machines they run on shared, and a second OpenMP thread waiting for a busy core made
+    tests up to 20 times slower (a resnet101 backward pass: 12 s instead of 0.6 s), which is
+    why `convnet` itself picks one thread on a busy machine (convnet/engine/threads.py).
+    Commands run in subprocesses still make their own choice. A fixture, not module code:
+    `make test`'s coordinating process (pytest-xdist) runs no test and imports no torch."""
+    import torch
+
+    torch.set_num_threads(1)
+    SETTINGS["threads"] = torch.get_num_threads()
+    SETTINGS["stop_handlers"] = {
+        number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)
+    }
 
 
 @pytest.fixture(autouse=True)
-def process_state_restored():
+def process_state_restored(process_settings):
     """What a command run in this process may change for the rest of the process, given back
     after each test (and after a module's fixture that ran one): the CPU thread count
     (--threads, or the automatic choice) and the handlers of the stop signals."""
+    import torch
+
     yield
-    torch.set_num_threads(THREADS)
-    for number, handler in STOP_HANDLERS.items():
+    torch.set_num_threads(SETTINGS["threads"])
+    for number, handler in SETTINGS["stop_handlers"].items():
         signal.signal(number, handler)
 
 
@@ -88,6 +97,8 @@ def shards(folders, tmp_path_factory) -> Path:
 def one_thread():
     """One thread per process: two spinning OpenMP threads on a busy 2-core machine are ~40×
     slower than one (measured: lenet5 step 170 ms vs 4.5 ms)."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -226,7 +226,7 @@ def result_text(result: dict) -> str:
     if "train_seconds" in result:
         lines.append(
             f"trained {result['epochs']} epoch{'s' if result['epochs'] != 1 else ''} in {result['train_seconds']:.1f} s "
-            f"({result['images_per_second']:,.0f} images/s, {result['precision']} on "
+            f"({_rate(result['images_per_second'])} images/s, {result['precision']} on "
             f"{result['device']}, {counted(result['world_size'], 'process', 'processes')} × batch "
             f"{result['batch_size']})"
         )
@@ -425,3 +425,10 @@ COMMANDS: dict[str, Command] = {
         run_demo,
     ),
 }
+
+
+def _rate(images_per_second: float) -> str:
+    """Images per second with the digits that tell: 12,345, 42.7, 0.31."""
+    if images_per_second >= 100:
+        return f"{images_per_second:,.0f}"
+    return f"{images_per_second:.3g}"

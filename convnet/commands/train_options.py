@@ -14,6 +14,7 @@ from convnet.commands.common import (
     add_lang_argument,
     add_threads_argument,
 )
+from convnet.engine.compiling import TRAIN_COMPILE_CHOICES
 
 # The flags of `convnet train` that set a field of the run's configuration (TrainConfig),
 # each named as its field, and those that steer the command itself. Every flag is in one of
@@ -27,6 +28,7 @@ CONFIG_FLAGS = (
     "lr_milestones", "lr_gamma", "lr_min", "head_lr_scale", "mixup_alpha", "cutmix_alpha",
     "auto_augment", "random_erase", "model_ema", "model_ema_decay", "model_ema_steps",
     "clip_grad_norm", "grad_accum_steps", "freeze", "patience", "recipe", "shard_streams",
+    "compile",
 )  # fmt: skip
 COMMAND_FLAGS = ("download", "threads", "stop_after_epoch", "config", "resume", "json",
                  "print_config", "lang")  # fmt: skip
@@ -195,6 +197,12 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         "--backend", help="auto, gloo or nccl: how processes under torchrun talk (default: auto)"
     )
     add_threads_argument(machine)
+    machine.add_argument(
+        "--compile",
+        choices=TRAIN_COMPILE_CHOICES,
+        help="compile the training step, forward and backward (torch.compile; default: no); "
+        "where compiling fails the step runs uncompiled, with a note",
+    )
     machine.add_argument(
         "--checkpoint-every",
         type=int,

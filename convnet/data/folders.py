@@ -320,8 +320,8 @@ class FolderDataset(torch.utils.data.Dataset):
 
     The transform's `decode(path)` reads the file (default `decode_image`). A file that
     cannot be decoded or prepared gives label -1 and a zero image of the transform's output
-    shape, so one bad JPEG among 1.28 million neither stops an epoch nor breaks a batch;
-    callers drop label -1 and report the indices (`decode_failure` says why).
+    shape and type, so one bad JPEG among 1.28 million neither stops an epoch nor breaks a
+    batch; callers drop label -1 and report the indices (`decode_failure` says why).
     """
 
     def __init__(
@@ -333,6 +333,7 @@ class FolderDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.decode = getattr(transform, "decode", decode_image)
         self._blank_shape: torch.Size | None = getattr(transform, "shape", None)
+        self._blank_dtype = getattr(transform, "dtype", torch.float32)
 
     def __len__(self) -> int:
         return len(self.collection.samples)
@@ -340,7 +341,7 @@ class FolderDataset(torch.utils.data.Dataset):
     def _blank(self) -> torch.Tensor:
         if self._blank_shape is None:
             self._blank_shape = self.transform(Image.new("RGB", (300, 300))).shape
-        return torch.zeros(self._blank_shape)
+        return torch.zeros(self._blank_shape, dtype=self._blank_dtype)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         path, label = self.collection.samples[index]

@@ -84,9 +84,13 @@ class BoundedAspect:
 
 
 class _Preprocess:
-    """PIL image -> normalised float tensor (a class, not a lambda: workers may pickle it):
-    `steps` on the image, then `after` on the normalised tensor (random erasing). `keep` is
-    the shorter side its steps need, which `decode` passes to the decoder."""
+    """PIL image -> tensor (a class, not a lambda: workers may pickle it): `steps` on the
+    image, then either [0, 1] and normalised by (`mean`, `std`) (float), or with `pixels` the
+    uint8 pixels as they are (C, H, W), which the engine normalises on the model's device
+    (`convnet.data.transforms.DeviceNormalize`): a quarter of the bytes from the workers.
+    `keep` is the shorter side its steps need, which `decode` passes to the decoder;
+    `erasing` (training) draws where random erasing falls after the steps, from the same
+    generator (`ErasingDraw`)."""
 
     def __init__(
         self,
@@ -95,10 +99,13 @@ class _Preprocess:
         std,
         channels: int,
         keep: int | None = None,
-        after: Sequence[Callable] = (),
+        *,
+        pixels: bool = False,
+        erasing: ErasingDraw | None = None,
     ) -> None:
         self.steps, self.mean, self.std, self.channels = steps, list(mean), list(std), channels
-        self.keep, self.after = keep, list(after)
+        self.keep, self.pixels, self.erasing = keep, pixels, erasing
+        self.dtype = torch.uint8 if pixels else torch.float32
 
     def decode(self, path: Path | str) -> Image.Image:
         return decode_image(path, self.keep)
@@ -108,15 +115,39 @@ class _Preprocess:
             image = image.convert("L")
         for step in self.steps:
             image = step(image)
-        tensor = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float)
-        tensor = TF.normalize(tensor, self.mean, self.std)
-        for step in self.after:
-            tensor = step(tensor)
-        return tensor
+        tensor = TF.pil_to_tensor(image)
+        if self.pixels:
+            return tensor
+        return TF.normalize(TF.convert_image_dtype(tensor, torch.float), self.mean, self.std)
 
     def __repr__(self) -> str:
         steps = ", ".join(repr(step) for step in self.steps)
         return f"Preprocess([{steps}], mean={self.mean}, std={self.std})"
+
+
+class ErasingDraw:
+    """Where torchvision's RandomErasing(p) (v2, value 0) erases an image of a given shape,
+    drawn from torch's generator exactly as it draws (whether, then the rectangle): (top,
+    left, height, width), height 0 where it erases nothing. Drawn in the worker, right after
+    the image's other draws; `convnet.data.transforms.erase_rectangles` applies it on the
+    device after normalising, where 0 is the mean, as torchvision erases the normalised
+    tensor."""
+
+    def __init__(self, probability: float) -> None:
+        from torchvision.transforms import v2
+
+        self.transform = v2.RandomErasing(p=probability)
+
+    def __call__(self, shape: torch.Size) -> torch.Tensor:
+        none = torch.zeros(4, dtype=torch.long)
+        if torch.rand(1) >= self.transform.p:  # as torchvision's _RandomApplyTransform
+            return none
+        # torchvision ≥ 0.21 names it make_params, earlier _get_params
+        draw = getattr(self.transform, "make_params", None) or self.transform._get_params
+        found = draw([torch.empty(shape, dtype=torch.uint8)])
+        if found["v"] is None:  # no rectangle of the drawn sizes fitted: nothing erased
+            return none
+        return torch.tensor([found["i"], found["j"], found["h"], found["w"]])
 
 
 class DigitPreprocess:
@@ -125,6 +156,8 @@ class DigitPreprocess:
     28×28, padded or resized to the model's input)."""
 
     decode = staticmethod(read_image)
+    dtype = torch.float32
+    erasing = None
 
     def __init__(self, size: tuple[int, int, int], mean, std) -> None:
         self.shape, self.mean, self.std = torch.Size(size), mean, std
@@ -152,10 +185,13 @@ def evaluation_transform(
     std: float | Sequence[float],
     interpolation: InterpolationMode = InterpolationMode.BILINEAR,
     channels: int = 3,
-) -> Callable[[Image.Image], torch.Tensor]:
+    *,
+    pixels: bool = False,
+) -> _Preprocess:
     """torchvision's ImageNet evaluation preprocessing (its ImageClassification preset): the
-    shorter side resized to `resize`, a centre crop of `crop`, [0, 1], then normalised. An
-    image of extreme aspect is first cut to MAX_ASPECT about its centre (`BoundedAspect`)."""
+    shorter side resized to `resize`, a centre crop of `crop`, [0, 1], then normalised (with
+    `pixels`, uint8 left to the device to normalise). An image of extreme aspect is first cut
+    to MAX_ASPECT about its centre (`BoundedAspect`)."""
     from torchvision import transforms
 
     steps = [
@@ -164,7 +200,7 @@ def evaluation_transform(
         transforms.CenterCrop(crop),
     ]
     mean, std = _per_channel(mean, channels), _per_channel(std, channels)
-    return _Preprocess(steps, mean, std, channels, keep=resize)
+    return _Preprocess(steps, mean, std, channels, keep=resize, pixels=pixels)
 
 
 def training_transform(
@@ -172,25 +208,28 @@ def training_transform(
     mean: float | Sequence[float],
     std: float | Sequence[float],
     channels: int = 3,
-) -> Callable[[Image.Image], torch.Tensor]:
+    *,
+    pixels: bool = False,
+) -> _Preprocess:
     """The standard ImageNet augmentation (Szegedy et al. 2015's crops, as torchvision's
     references train): a random crop of 8–100% of the area and 3/4–4/3 aspect, resized to
-    `crop`, and a horizontal flip half the time."""
+    `crop`, and a horizontal flip half the time (`pixels`: as `evaluation_transform`)."""
     from torchvision import transforms
 
     steps = [transforms.RandomResizedCrop(crop, antialias=True), transforms.RandomHorizontalFlip()]
     keep = math.ceil(crop / math.sqrt(SMALLEST_CROP_AREA))
     mean, std = _per_channel(mean, channels), _per_channel(std, channels)
-    return _Preprocess(steps, mean, std, channels, keep=keep)
+    return _Preprocess(steps, mean, std, channels, keep=keep, pixels=pixels)
 
 
 def policy_transform(
     base: _Preprocess, auto_augment: str | None, random_erase: float
 ) -> _Preprocess:
     """`base` (the crop-and-flip augmentation, or evaluation's resize and centre crop with
-    --no-augment) followed by torchvision's automatic augmentation policy on the image and
-    random erasing on the normalised tensor, as its reference script trains (--auto-augment
-    ra | ta_wide | augmix | imagenet; --random-erase P erases with 0, the mean)."""
+    --no-augment) followed by torchvision's automatic augmentation policy on the image, and
+    random erasing as its reference script trains (--auto-augment ra | ta_wide | augmix |
+    imagenet; --random-erase P erases with 0, the mean, once normalised): its rectangle is
+    drawn here (`ErasingDraw`) and set to 0 where the pixels are normalised."""
     from torchvision.transforms import v2
 
     policies = {
@@ -200,8 +239,10 @@ def policy_transform(
         "imagenet": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
     }
     steps = [*base.steps, *([policies[auto_augment]()] if auto_augment else [])]
-    after = [v2.RandomErasing(p=random_erase)] if random_erase > 0 else []
-    return _Preprocess(steps, base.mean, base.std, base.channels, base.keep, after)
+    erasing = ErasingDraw(random_erase) if random_erase > 0 else None
+    return _Preprocess(
+        steps, base.mean, base.std, base.channels, base.keep, pixels=base.pixels, erasing=erasing
+    )
 
 
 def photo_transform(

@@ -18,7 +18,8 @@ undecodable file is: with --strict the engine stops at the epoch's end (an evalu
 scored), and the files the manifest lists as left out while writing are refused at once.
 Each shard is checked against its manifest (size and SHA-256) before
 a process first reads from it (`verify_shard`), which reads it whole once; a shard that
-differs is refused.
+differs is refused. The shards checked are marked in shared memory, so the source's
+workers, kept across epochs as a folder's are, check each shard once between them.
 
 Evaluation reads the held-out shards in the manifest's order, rank r taking shards r, r + W,
 …: every image once, scored as the folder's.
@@ -48,51 +49,60 @@ from convnet.wording import counted
 
 class _Reader:
     """What a worker needs to turn samples into tensors: the shards, the class numbering,
-    a transform, the shards already verified (and those it verifies)."""
+    a transform, and which shards have been verified (a bool per shard, in shared memory)."""
 
-    def __init__(self, shards, remap, transform, blank_shape, verified) -> None:
+    def __init__(self, shards, remap, transform, blank, verified: torch.Tensor) -> None:
         self.shards, self.remap, self.transform = shards, remap, transform
         self.decode = getattr(transform, "decode", decode_image)
-        self.blank_shape, self.verified = blank_shape, set(verified)
-        self.newly_verified: list[str] = []
+        self.blank, self.verified = blank, verified
+        self.erasing = getattr(transform, "erasing", None)
 
     def samples(self, shard: int, first: int, count: int) -> Iterator[RawSample]:
         entry = self.shards[shard]
-        if str(entry.path) not in self.verified:
+        if not self.verified[shard]:
             verify_shard(entry)
-            self.verified.add(str(entry.path))
-            self.newly_verified.append(str(entry.path))
+            self.verified[shard] = True
         yield from read_samples(entry, first, count, len(self.remap))
 
     def prepare(self, raw: RawSample, epoch_seed: tuple[int, int] | None):
-        """(tensor, label, why): the prepared image, or a blank with label -1 and the reason."""
+        """(tensor, label, why, erase): the prepared image, or a blank with label -1 and the
+        reason; with random erasing, its rectangle, drawn after the image's other draws."""
+        with torch.random.fork_rng(devices=[]):
+            if epoch_seed is not None:  # the image's own draws: (seed, epoch, index)
+                torch.manual_seed(mix(*epoch_seed, raw.index))
+            image, label = self._prepared(raw)
+            erase = self.erasing(image.shape) if self.erasing else None
+        return image, label, raw.why, erase
+
+    def _prepared(self, raw: RawSample) -> tuple[torch.Tensor, int]:
         if raw.why is None:
             try:
-                with torch.random.fork_rng(devices=[]):
-                    if epoch_seed is not None:  # the image's own draws: (seed, epoch, index)
-                        torch.manual_seed(mix(*epoch_seed, raw.index))
-                    image = self.decode(raw.image)
-                    image.filename = f"sample {raw.key}"  # for the digit preparation's messages
-                    image = self.transform(image)
-                return image, self.remap[raw.label], None
+                image = self.decode(raw.image)
+                image.filename = f"sample {raw.key}"  # for the digit preparation's messages
+                return self.transform(image), self.remap[raw.label]
             except (*DECODE_ERRORS, UserError) as error:
                 text = str(error).strip().splitlines()[0] if str(error).strip() else ""
                 raw.why = f"sample {raw.key} cannot be decoded ({type(error).__name__}: {text})"
-        return torch.zeros(self.blank_shape), -1, raw.why
+        return self.blank, -1
 
     def chunk(self, prepared: list, indices: list[int], positions: list[int]) -> dict:
         """One worker's share of a batch, and what the main process must learn."""
-        shape = (0, *self.blank_shape)
         pairs = zip(prepared, indices, strict=True)
-        failures = [(index, why) for (_, _, why), index in pairs if why]
-        verified, self.newly_verified = self.newly_verified, []
+        empty = len(prepared) == 0
+        erase = None  # random erasing's rectangles, (N, 4)
+        if self.erasing is not None:
+            erase = (
+                torch.zeros(0, 4, dtype=torch.long)
+                if empty
+                else torch.stack([p[3] for p in prepared])
+            )
         return {
-            "images": torch.stack([p[0] for p in prepared]) if prepared else torch.empty(shape),
+            "images": self.blank[None, :0] if empty else torch.stack([p[0] for p in prepared]),
             "labels": torch.tensor([p[1] for p in prepared], dtype=torch.long),
             "indices": torch.tensor(indices, dtype=torch.long),
             "positions": torch.tensor(positions, dtype=torch.long),
-            "failures": failures,
-            "verified": verified,
+            "erase": erase,
+            "failures": [(index, why) for (_, _, why, _), index in pairs if why],
             "error": None,
         }
 
@@ -103,24 +113,29 @@ def _worker() -> tuple[int, int]:
 
 
 class _TrainStreams(IterableDataset):
-    """One rank's streams of one epoch; each worker yields its chunk of every step."""
+    """One rank's streams; each worker yields its chunk of every step of the epoch that
+    `epoch` (in shared memory: seed, epoch, first step) names when a pass begins, so the
+    workers are started once and kept from epoch to epoch."""
 
     def __init__(
         self,
         reader: _Reader,
-        plan: EpochPlan,
+        pieces: list[Piece],
+        streams: int,
         rank: int,
         world_size: int,
         batch_size: int,
-        start: int,
-        steps: int,
     ) -> None:
-        self.reader, self.plan, self.rank, self.world_size = reader, plan, rank, world_size
-        self.global_batch, self.start, self.steps = world_size * batch_size, start, steps
+        self.reader, self.pieces, self.streams = reader, pieces, streams
+        self.rank, self.world_size, self.global_batch = rank, world_size, world_size * batch_size
+        self.epoch = torch.zeros(3, dtype=torch.long).share_memory_()
 
-    def _stream(self, stream: int, first: int) -> Iterator[RawSample]:
+    def steps(self, plan: EpochPlan) -> int:
+        return math.ceil(plan.positions / self.global_batch)
+
+    def _stream(self, plan: EpochPlan, stream: int, first: int) -> Iterator[RawSample]:
         """Stream `stream`'s samples from its `first` output on, in its buffer's order."""
-        plan, order = self.plan, self.plan.order(stream)
+        order = plan.order(stream)
         if first >= plan.length:
             return
         needed = np.zeros(plan.length, dtype=bool)
@@ -140,19 +155,19 @@ class _TrainStreams(IterableDataset):
 
     def __iter__(self):
         worker, workers = _worker()
-        plan, streams = self.plan, self.plan.streams
+        seed, epoch, start = self.epoch.tolist()
+        plan, streams = EpochPlan(self.pieces, self.streams, seed, epoch), self.streams
         own = list(range(self.rank, streams, self.world_size))[worker::workers]
-        first = plan.window(self.start, self.global_batch)
-        readers = {g: self._stream(g, stream_range(g, streams, first).start) for g in own}
-        seed = (plan.seed, plan.epoch)
+        first = plan.window(start, self.global_batch)
+        readers = {g: self._stream(plan, g, stream_range(g, streams, first).start) for g in own}
         try:
-            for step in range(self.start, self.steps):
+            for step in range(start, self.steps(plan)):
                 window = plan.window(step, self.global_batch)
                 taken = sorted(
                     (i * streams + g, g) for g in own for i in stream_range(g, streams, window)
                 )
                 raws = [next(readers[g]) for _, g in taken]
-                prepared = [self.reader.prepare(raw, seed) for raw in raws]
+                prepared = [self.reader.prepare(raw, (seed, epoch)) for raw in raws]
                 yield self.reader.chunk(prepared, [r.index for r in raws], [p for p, _ in taken])
         except UserError as error:  # a shard that is not the manifest's: the main process stops
             yield {"error": str(error)}
@@ -251,7 +266,13 @@ class ShardSource:
             auto_augment=auto_augment,
             random_erase=random_erase,
         )
-        self.preprocessing, self.evaluate_transform, self._view, self.train_transform = transforms
+        (
+            self.preprocessing,
+            self.evaluate_transform,
+            self._view,
+            self.train_transform,
+            self.device_normalize,
+        ) = transforms
         self.blank_shape = tuple(
             getattr(self.evaluate_transform, "shape", None)
             or self.evaluate_transform(Image.new("RGB", (300, 300))).shape
@@ -271,17 +292,26 @@ class ShardSource:
                 f"{self.streams} (or start a new run, whose --shard-streams may differ)."
             )
         self.eval_batch_size = 64
-        self.verified: set[str] = set()  # shard paths whose SHA-256 this process checked
+        # whether each shard's SHA-256 was checked, by this process or one of its workers
+        self.verified = {
+            "train": torch.zeros(len(self.train_shards), dtype=torch.bool).share_memory_(),
+            "eval": torch.zeros(len(self.eval_shards), dtype=torch.bool).share_memory_(),
+        }
         self.failed_training: set[int] = set()
         self._why: dict[tuple[str, int], str] = {}  # (split, index): why it was not used
+        # the persistent loaders: training's with its streams, evaluation's by batch size
+        self._train: tuple[int, DataLoader, _TrainStreams] | None = None
+        self._eval: tuple[int, DataLoader] | None = None
 
     @property
     def epoch_length(self) -> int:
         """Images trained on per epoch over all ranks, the padding included."""
         return self.streams * math.ceil(self.train_count / self.streams)
 
-    def _reader(self, shards: list[Shard], transform: Callable) -> _Reader:
-        return _Reader(shards, self.remap, transform, self.blank_shape, self.verified)
+    def _reader(self, split: str, transform: Callable) -> _Reader:
+        shards = self.train_shards if split == "train" else self.eval_shards
+        blank = torch.zeros(self.blank_shape, dtype=getattr(transform, "dtype", torch.float32))
+        return _Reader(shards, self.remap, transform, blank, self.verified[split])
 
     def _loader(self, dataset: IterableDataset, workers: int) -> DataLoader:
         return DataLoader(
@@ -290,14 +320,14 @@ class ShardSource:
             num_workers=workers,
             worker_init_fn=ignore_interrupts,
             prefetch_factor=4 if workers > 0 else None,
+            persistent_workers=workers > 0,
         )
 
     def _receive(self, chunk: dict, split: str) -> dict:
-        """Learn from a worker's chunk: a refused shard, verified shards, unusable images
-        (which the engine lists, or refuses with --strict, as a folder's undecodable files)."""
+        """Learn from a worker's chunk: a refused shard, unusable images (which the engine
+        lists, or refuses with --strict, as a folder's undecodable files)."""
         if chunk.get("error"):
             raise UserError(chunk["error"])
-        self.verified.update(chunk["verified"])
         for index, why in chunk["failures"]:
             self._why[(split, index)] = why
             if split == "train":
@@ -313,12 +343,17 @@ class ShardSource:
         world_size: int = 1,
         start_batch: int = 0,
     ) -> Iterator[Batch]:
-        plan = EpochPlan(self.train_pieces, self.streams, seed, epoch)
-        steps = math.ceil(plan.positions / (world_size * batch_size))
         workers = largest_divisor(self.streams // world_size, self.workers) if self.workers else 0
-        reader = self._reader(self.train_shards, self.train_transform)
-        dataset = _TrainStreams(reader, plan, rank, world_size, batch_size, start_batch, steps)
-        chunks = iter(self._loader(dataset, workers))
+        if self._train is None or self._train[0] != batch_size:
+            reader = self._reader("train", self.train_transform)
+            streams = _TrainStreams(
+                reader, self.train_pieces, self.streams, rank, world_size, batch_size
+            )
+            self._train = (batch_size, self._loader(streams, workers), streams)
+        _, loader, streams = self._train
+        streams.epoch.copy_(torch.tensor([seed, epoch, start_batch]))  # read as a pass begins
+        steps = streams.steps(EpochPlan(self.train_pieces, self.streams, seed, epoch))
+        chunks = iter(loader)
         for _ in range(start_batch, steps):
             parts = [self._receive(next(chunks), "train") for _ in range(max(workers, 1))]
             yield self._in_position_order(parts)
@@ -328,23 +363,36 @@ class ShardSource:
         positions = torch.cat([part["positions"] for part in parts])
         destination = torch.empty_like(positions)
         destination[positions.argsort()] = torch.arange(len(positions))
-        images = torch.empty((len(positions), *self.blank_shape), pin_memory=self.pin_memory)
+        images = torch.empty(
+            (len(positions), *self.blank_shape),
+            dtype=parts[0]["images"].dtype,
+            pin_memory=self.pin_memory,
+        )
         labels = torch.empty(len(positions), dtype=torch.long)
+        erasing = parts[0]["erase"] is not None
+        erase = torch.empty(len(positions), 4, dtype=torch.long) if erasing else None
         start = 0
         for part in parts:
             rows = destination[start : start + len(part["positions"])]
             images.index_copy_(0, rows, part["images"])
             labels.index_copy_(0, rows, part["labels"])
+            if erase is not None:
+                erase.index_copy_(0, rows, part["erase"])
             start += len(rows)
-        return images, labels
+        return Batch(images, labels, erase)
 
     def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
-        pieces = self.eval_pieces[rank::world_size]
-        workers = min(self.workers, len(pieces))
-        reader = self._reader(self.eval_shards, self.evaluate_transform)
-        for chunk in self._loader(_EvalShards(reader, pieces, batch_size), workers):
+        if self._eval is None or self._eval[0] != batch_size:
+            pieces = self.eval_pieces[rank::world_size]
+            shards = _EvalShards(self._reader("eval", self.evaluate_transform), pieces, batch_size)
+            self._eval = (batch_size, self._loader(shards, min(self.workers, len(pieces))))
+        for chunk in self._eval[1]:
             self._receive(chunk, "eval")
             yield chunk["images"], chunk["labels"], chunk["indices"]
+
+    def close(self) -> None:
+        """Stop the workers (their loaders stop them as they go)."""
+        self._train = self._eval = None
 
     def _place(self, split: str, index: int) -> tuple[str, Shard]:
         shards = self.train_shards if split == "train" else self.eval_shards
@@ -353,17 +401,15 @@ class ShardSource:
 
     def eval_image(self, index: int) -> torch.Tensor:
         _, shard = self._place("eval", index)
-        reader = self._reader(self.eval_shards, self._view)
+        reader = self._reader("eval", self._view)
         raw = next(reader.samples(self.eval_shards.index(shard), index - shard.offset, 1))
-        self.verified.update(reader.newly_verified)
-        return reader.prepare(raw, None)[0] if raw.why is None else torch.zeros(self.blank_shape)
+        return reader.prepare(raw, None)[0]
 
     def eval_label(self, index: int) -> int:
         """The class of held-out image `index` (-1 where its sample has none usable)."""
         _, shard = self._place("eval", index)
-        reader = self._reader(self.eval_shards, self._view)
+        reader = self._reader("eval", self._view)
         raw = next(reader.samples(self.eval_shards.index(shard), index - shard.offset, 1))
-        self.verified.update(reader.newly_verified)
         return self.remap[raw.label] if raw.why is None else -1
 
     def training_failure(self, index: int) -> tuple[str, str]:

@@ -10,9 +10,12 @@ Three implementations, one contract:
 - `ShardSource` (convnet/data/shard_source.py): the same images as WebDataset tar shards,
   read as streams (`convnet data shard` writes them).
 
-The contract (`DataSource`): batches of (normalised float images (N, C, H, W), labels (N,))
-for training, and (images, labels, indices) for evaluation. A label of -1 marks an image
-that could not be decoded: it adds nothing to the loss or the scores.
+The contract (`DataSource`): batches of (images (N, C, H, W), labels (N,), erasing) for
+training, and (images, labels, indices) for evaluation, the images as the source keeps them
+— uint8 pixels from image files, float in [0, 1] from memory — and `device_normalize`, which
+the engine calls on every batch to make it the model's input on its device (normalised, and
+erased where random erasing drew a rectangle). A label of -1 marks an image that could not
+be decoded: it adds nothing to the loss or the scores.
 
 Order: one permutation of the training images per epoch, seeded by (seed, epoch), of which
 rank r of W takes positions r, r + W, r + 2W, … (as DistributedSampler; the shorter ranks
@@ -23,6 +26,11 @@ one-process run with batch W·B, and a run resumed mid-epoch continues as if nev
 Shards keep that rule with an order of their own that reads whole shards in turn
 (convnet/data/shard_plan.py); a source whose epoch is longer than its images (padding) says
 so by `epoch_length`, which sets the steps of an epoch.
+
+Image files are decoded by DataLoader workers started once per source and split and kept
+across epochs (persistent): what changes from one epoch to the next — the order, and the
+(seed, epoch) of each image's draws — reaches them through the sampler's keys
+(`_Keys`), so an epoch's batches are those of fresh workers. `close` stops them.
 """
 
 from __future__ import annotations
@@ -31,10 +39,10 @@ import math
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from convnet.data.datasets import get_dataset_spec, load_dataset
 from convnet.data.folders import FolderDataset, ImageCollection, open_image_collection
@@ -48,10 +56,20 @@ from convnet.data.preparation import (
     policy_transform,
     training_transform,
 )
-from convnet.data.transforms import AUGMENTATIONS, normalize, to_model_input
+from convnet.data.transforms import AUGMENTATIONS, DeviceNormalize, to_model_input
 from convnet.errors import UserError
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+
+class Batch(NamedTuple):
+    """A training batch: the images as the source keeps them (uint8 pixels, or float in
+    [0, 1]; not yet normalised), their labels (-1: undecodable), and where random erasing
+    falls on image files, (N, 4) rectangles (`DeviceNormalize`), or None."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    erase: torch.Tensor | None = None
+
+
 # Resize before the centre crop for evaluation: torchvision's 256 → 224 ratio.
 CROP_FRACTION = 0.875
 
@@ -90,6 +108,7 @@ class DataSource(Protocol):
     eval_count: int
     eval_batch_size: int  # images per evaluation batch
     skipped: list[tuple[Path, str]]  # files left out, and why
+    device_normalize: DeviceNormalize  # a batch as yielded -> the model's input on its device
 
     def train_batches(
         self,
@@ -116,6 +135,9 @@ class DataSource(Protocol):
     def failure(self, index: int) -> tuple[str, str]:
         """(file, why) of a held-out image that could not be decoded."""
 
+    def close(self) -> None:
+        """Stop the source's worker processes, if it has any (a later batch starts them again)."""
+
 
 class TensorSource:
     """A data set held in memory: `images` float (N, C, H, W) in [0, 1], `labels` (N,)."""
@@ -138,7 +160,8 @@ class TensorSource:
     ) -> None:
         self.name, self.class_names, self.eval_split = name, tuple(class_names), "test"
         (self.train_images, self.train_labels), (self.test_images, self.test_labels) = train, test
-        self.normalization, self.augment = normalization, augment
+        self.augment = augment
+        self.device_normalize = DeviceNormalize(*normalization)
         self.augmentation = AUGMENTATIONS[augmentation]  # the data set's own (its registry entry)
         # Further training augmentations, each with the salt of its draws (the data set's own
         # has salt 1): --auto-augment's policy, then --random-erase, which fills with the
@@ -205,14 +228,13 @@ class TensorSource:
             batch = self.train_images[indices]
             for (augmentation, _), uniform in zip(augmentations, draws, strict=True):
                 batch = augmentation.apply(batch, uniform[indices])
-            yield normalize(batch, *self.normalization), self.train_labels[indices]
+            yield Batch(batch, self.train_labels[indices])
 
     def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
         positions = torch.arange(rank, self.eval_count, world_size)
         for start in range(0, len(positions), batch_size):
             indices = positions[start : start + batch_size]
-            images = normalize(self.test_images[indices], *self.normalization)
-            yield images, self.test_labels[indices], indices
+            yield self.test_images[indices], self.test_labels[indices], indices
 
     def eval_image(self, index: int) -> torch.Tensor:
         return self.test_images[index]
@@ -226,20 +248,42 @@ class TensorSource:
     def failure(self, index: int) -> tuple[str, str]:
         return f"test image {index}", "unreadable"
 
+    def close(self) -> None:
+        """Nothing to stop: batches are slices of tensors in memory."""
+
 
 class _SeededSamples(Dataset):
-    """Each sample's random augmentation drawn from (seed, epoch, index)."""
+    """Training samples by key (seed, epoch, index): each sample's random augmentation drawn
+    from those numbers, its random erasing's rectangle last (`ErasingDraw`), so the
+    workers, which keep this dataset for the whole run, need only the keys of an epoch."""
 
-    def __init__(self, dataset: Dataset, seed: int, epoch: int) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, epoch
+    def __init__(self, dataset: Dataset, erasing: Callable | None = None) -> None:
+        self.dataset, self.erasing = dataset, erasing
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: tuple[int, int, int]):
+        seed, epoch, index = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix(self.seed, self.epoch, index))
-            return self.dataset[index]
+            torch.manual_seed(mix(seed, epoch, index))
+            sample = self.dataset[index]
+            if self.erasing is None:
+                return sample
+            return (*sample, self.erasing(sample[0].shape))
+
+
+class _Keys(Sampler):
+    """The keys a persistent loader's next pass reads, in order: set before each pass."""
+
+    def __init__(self) -> None:
+        self.keys: list = []
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 def ignore_interrupts(worker_id: int) -> None:
@@ -249,17 +293,40 @@ def ignore_interrupts(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _loader(
-    dataset: Dataset, batch_size: int, indices: list[int], workers: int, pin: bool
-) -> DataLoader:
+class PersistentLoaders:
+    """One DataLoader per split (and batch size), its workers started at its first pass and
+    kept (persistent_workers) until `close`: on a GPU machine, starting 8–16 workers and
+    refilling their queues every epoch costs seconds that the GPU waits."""
+
+    def __init__(self, workers: int, pin_memory: bool) -> None:
+        self.workers, self.pin_memory = workers, pin_memory
+        self.held: dict[str, tuple[int, DataLoader, _Keys]] = {}
+
+    def get(self, split: str, dataset: Callable[[], Dataset], batch_size: int, keys: list):
+        """The split's loader, reading `keys` in batches of `batch_size` on its next pass;
+        built from `dataset()` at the split's first pass or a new batch size."""
+        held = self.held.get(split)
+        if held is None or held[0] != batch_size:
+            sampler = _Keys()
+            loader = _loader(dataset(), batch_size, sampler, self.workers, self.pin_memory)
+            held = self.held[split] = (batch_size, loader, sampler)
+        held[2].keys = keys
+        return held[1]
+
+    def close(self) -> None:
+        self.held.clear()  # the loaders' iterators stop their workers as they go
+
+
+def _loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: int, pin: bool):
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=indices,
+        sampler=sampler,
         num_workers=workers,
         pin_memory=pin,
         worker_init_fn=ignore_interrupts,
         prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=workers > 0,
     )
 
 
@@ -273,10 +340,12 @@ def image_transforms(
     digits: bool = False,
     auto_augment: str | None = None,
     random_erase: float = 0.0,
-) -> tuple[dict, Callable, Callable, Callable]:
+) -> tuple[dict, Callable, Callable, Callable, DeviceNormalize]:
     """How image files become a model's input, for every source of image files (folders,
-    shards): (the preprocessing for results.json, the evaluation transform, the same
-    unnormalised for showing an image, the training transform)."""
+    shards): (the preprocessing for results.json, the evaluation transform, the same for
+    showing an image (float in [0, 1]), the training transform, and the normalisation the
+    engine applies on the device). The workers' transforms give photos as uint8 pixels and
+    digits (prepared as MNIST was: resized, not representable in uint8) as float in [0, 1]."""
     channels, crop = input_size[0], input_size[1]
     mean, std = normalization
     resize = resize or round(crop / CROP_FRACTION)
@@ -292,21 +361,24 @@ def image_transforms(
     )
     extra = {"interpolation": interpolation} if interpolation is not None else {}
     if digits:  # as `convnet predict` prepares a file for a model trained on digits
-        evaluate_transform = DigitPreprocess(input_size, mean, std)
-        view = DigitPreprocess(input_size, 0.0, 1.0)
+        view = evaluate_transform = DigitPreprocess(input_size, 0.0, 1.0)
+        device_normalize = DeviceNormalize(mean, std)
     else:
         evaluate_transform = evaluation_transform(
-            resize, crop, mean, std, channels=channels, **extra
+            resize, crop, mean, std, channels=channels, pixels=True, **extra
         )
         view = evaluation_transform(resize, crop, 0.0, 1.0, channels=channels, **extra)
+        device_normalize = DeviceNormalize(
+            tuple(evaluate_transform.mean), tuple(evaluate_transform.std)
+        )
     train_transform = (
-        training_transform(crop, mean, std, channels)
+        training_transform(crop, mean, std, channels, pixels=True)
         if augment and not digits
         else evaluate_transform
     )
     if auto_augment or random_erase:
         train_transform = policy_transform(train_transform, auto_augment, random_erase)
-    return preprocessing, evaluate_transform, view, train_transform
+    return preprocessing, evaluate_transform, view, train_transform, device_normalize
 
 
 class FolderSource:
@@ -383,8 +455,14 @@ class FolderSource:
             auto_augment=auto_augment,
             random_erase=random_erase,
         )
-        self.preprocessing, self.evaluate_transform, self._view, self.train_transform = transforms
-        self.workers, self.pin_memory = workers, pin_memory
+        (
+            self.preprocessing,
+            self.evaluate_transform,
+            self._view,
+            self.train_transform,
+            self.device_normalize,
+        ) = transforms
+        self.loaders = PersistentLoaders(workers, pin_memory)
         self.eval_batch_size = 64
         self.failed_training: set[int] = set()  # training images that could not be decoded
 
@@ -420,21 +498,26 @@ class FolderSource:
         start_batch: int = 0,
     ) -> Iterator[Batch]:
         order = epoch_order(self.train_count, seed, epoch, rank, world_size)
-        dataset = _SeededSamples(
-            FolderDataset(self.train_collection, self.train_transform), seed, epoch
-        )
-        indices = order[start_batch * batch_size :].tolist()
-        for images, labels, positions in _loader(
-            dataset, batch_size, indices, self.workers, self.pin_memory
-        ):
+        keys = [(seed, epoch, index) for index in order[start_batch * batch_size :].tolist()]
+        loader = self.loaders.get("train", self._train_samples, batch_size, keys)
+        for images, labels, positions, *erase in loader:
             if (labels < 0).any():  # undecodable: left out of the loss, listed by the engine
                 self.failed_training.update(positions[labels < 0].tolist())
-            yield images, labels
+            yield Batch(images, labels, *erase)
+
+    def _train_samples(self) -> _SeededSamples:
+        dataset = FolderDataset(self.train_collection, self.train_transform)
+        return _SeededSamples(dataset, self.train_transform.erasing)
 
     def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
-        dataset = FolderDataset(self.eval_collection, self.evaluate_transform)
         indices = list(range(rank, self.eval_count, world_size))
-        yield from _loader(dataset, batch_size, indices, self.workers, self.pin_memory)
+        yield from self.loaders.get("eval", self._eval_samples, batch_size, indices)
+
+    def _eval_samples(self) -> FolderDataset:
+        return FolderDataset(self.eval_collection, self.evaluate_transform)
+
+    def close(self) -> None:
+        self.loaders.close()
 
     def eval_image(self, index: int) -> torch.Tensor:
         try:

@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from convnet.data.sources import Batch, epoch_order, mix
-from convnet.data.transforms import normalize
+from convnet.data.transforms import DeviceNormalize
 from convnet.errors import UserError
 
 
@@ -61,13 +61,8 @@ class DatasetSource:
         class_names: tuple[str, ...] | None = None,
         name: str = "dataset",
     ) -> None:
-        self.train, self.evaluation, self.normalization, self.name = (
-            train,
-            evaluation,
-            normalization,
-            name,
-        )
-        self.eval_split = "val"
+        self.train, self.evaluation, self.name, self.eval_split = train, evaluation, name, "val"
+        self.device_normalize = DeviceNormalize(*normalization)
         self.train_count = len(train) if train is not None else 0
         self.eval_count = len(evaluation)
         if self.eval_count == 0:
@@ -98,6 +93,7 @@ class DatasetSource:
         return image, _label(label, where or f"item {index}")
 
     def _stack(self, items: list[tuple[torch.Tensor, int]], split: str) -> Batch:
+        """Float images in [0, 1] (normalised on the device) and their labels, checked."""
         images = torch.stack([image for image, _ in items])
         labels = torch.tensor([label for _, label in items])
         if labels.min() < 0 or labels.max() >= len(self.class_names):
@@ -105,7 +101,7 @@ class DatasetSource:
                 f"A {split} label is outside the {len(self.class_names)} classes "
                 f"({', '.join(self.class_names[:5])}…)."
             )
-        return normalize(images, *self.normalization), labels
+        return Batch(images, labels)
 
     def train_batches(
         self,
@@ -131,7 +127,7 @@ class DatasetSource:
         for start in range(0, len(positions), batch_size):
             indices = positions[start : start + batch_size]
             items = [self._item(self.evaluation, i, f"held-out item {i}") for i in indices]
-            images, labels = self._stack(items, "held-out")
+            images, labels, _ = self._stack(items, "held-out")
             yield images, labels, torch.tensor(indices)
 
     def eval_image(self, index: int) -> torch.Tensor:
@@ -145,3 +141,6 @@ class DatasetSource:
 
     def failure(self, index: int) -> tuple[str, str]:
         return f"held-out item {index}", "unreadable"
+
+    def close(self) -> None:
+        """Nothing to stop: items are read in this process."""

@@ -1,4 +1,5 @@
-"""Whole-batch tensor transforms: padding to a model's input and the random augmentations.
+"""Whole-batch tensor transforms: padding to a model's input, normalising on the model's
+device, and the random augmentations.
 
 Everything works on (N, C, H, W) float tensors in [0, 1] with background 0, so a batch of
 thousands of images is one call rather than thousands of per-image Python transforms.
@@ -48,6 +49,45 @@ def normalize(
     if not isinstance(std, (int, float)):
         std = images.new_tensor(std)[:, None, None]
     return (images - mean) / std
+
+
+@dataclass(frozen=True)
+class DeviceNormalize:
+    """A batch as a data source yields it -> the model's input on its device, in one place
+    for training and evaluation: moved (without waiting, from pinned memory), uint8 pixels
+    made [0, 1] (÷ 255, as torchvision's convert_image_dtype), normalised, and the random
+    erasing drawn in the workers applied (`erase_rectangles`). Image files come from the
+    workers as uint8 (3·H·W bytes an image, a quarter of float32's); in-memory data sets and
+    prepared digits as float in [0, 1]. On the CPU the numbers are those of normalising in
+    the workers, bit for bit (tests/data/test_device_input.py)."""
+
+    mean: float | tuple[float, ...]
+    std: float | tuple[float, ...]
+
+    def __call__(
+        self, images: torch.Tensor, device: torch.device, erase: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        images = images.to(device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        images = normalize(images, self.mean, self.std)
+        if erase is not None:
+            images = erase_rectangles(images, erase.to(device, non_blocking=True))
+        return images
+
+
+def erase_rectangles(images: torch.Tensor, rectangles: torch.Tensor) -> torch.Tensor:
+    """Set one rectangle of each normalised image (N, C, H, W) to 0, torchvision's
+    RandomErasing value: `rectangles` (N, 4) holds (top, left, height, width) in pixels,
+    height 0 for an image left whole (convnet/data/preparation.py: `ErasingDraw`)."""
+    height, width = images.shape[-2:]
+    top, left, tall, wide = rectangles.unbind(1)
+    rows = torch.arange(height, device=images.device)
+    columns = torch.arange(width, device=images.device)
+    inside_rows = (rows >= top[:, None]) & (rows < (top + tall)[:, None])
+    inside_columns = (columns >= left[:, None]) & (columns < (left + wide)[:, None])
+    inside = inside_rows[:, :, None] & inside_columns[:, None, :]
+    return images.masked_fill(inside[:, None], 0.0)
 
 
 def random_affine(

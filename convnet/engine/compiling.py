@@ -1,4 +1,5 @@
-"""Compiling a model for inference (torch.compile), and when an evaluation pays for it.
+"""Compiling a model (torch.compile): for inference, and when an evaluation pays for it; for
+training, where `--compile yes` asks.
 
 Imports nothing heavy, so the command line can name the choices in its help at once.
 """
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
     import torch
 
 COMPILE_CHOICES = ("auto", "yes", "no")
+# `convnet train --compile`: off unless asked, for want of a measurement on a GPU (where it
+# should pay) and of one on the CPU (where the first step waits for the compiler).
+TRAIN_COMPILE_CHOICES = ("yes", "no")
 # `--compile auto` compiles on a CPU from this many images: there the time saved per image
 # outweighs a first compile with an empty Inductor cache (benchmarks/folder_eval_breakdown.py:
 # resnet18 bf16 on a quiet 2-core AMD EPYC, 10.4 ms per image eager against 8.8 compiled,
@@ -39,3 +43,13 @@ def compiled_for_inference(model: torch.nn.Module) -> Callable[[torch.Tensor], t
     import torch
 
     return torch.compile(model, dynamic=False, options={"freezing": True})
+
+
+def compiled_for_training(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` (or its DistributedDataParallel wrapper) compiled for the training step: the
+    forward pass and, from it, the backward pass, fused by Inductor (Triton kernels on a GPU).
+    The weights stay the model's own, so checkpoints, the moving average and evaluation read
+    them unchanged. The epoch's shorter last batch compiles once more."""
+    import torch
+
+    return torch.compile(model)

@@ -24,6 +24,7 @@ from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
 from convnet.data.shard_manifest import is_shard_data
+from convnet.engine.compiling import TRAIN_COMPILE_CHOICES
 from convnet.engine.tensorboard import check_available
 from convnet.errors import UserError
 from convnet.models import ModelSpec, get_model_spec
@@ -81,6 +82,7 @@ RANGES = {
     "train_subset": (lambda v: v >= 1, "must be at least 1"),
     "test_subset": (lambda v: v >= 1, "must be at least 1"),
     "workers": (lambda v: v >= 0, "must be 0 or more"),
+    "compile": (lambda v: v in TRAIN_COMPILE_CHOICES, "must be yes or no"),
     "shard_streams": (lambda v: v >= 1, "must be at least 1"),
     "image_size": (lambda v: v >= 8, "must be at least 8"),
     "opt": (lambda v: v in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
@@ -163,6 +165,7 @@ class TrainConfig:
     backend: str = "auto"  # under torchrun: gloo on CPUs, nccl on GPUs
     out: str | None = None
     checkpoint_every: int = 0  # also checkpoint every N steps (0: at the end of each epoch)
+    compile: str = "no"  # torch.compile the training step: yes | no
     tensorboard: bool = False  # also write TensorBoard event files (RUN/tensorboard)
     train_subset: int | None = None  # train on N images only (quick looks, tests)
     test_subset: int | None = None  # evaluate on the first N held-out images only

@@ -113,6 +113,23 @@ def resolve_precision(name: str, device: torch.device, inference: bool = False) 
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
+def cudnn_benchmark(device: torch.device, input_size: tuple[int, ...] | None) -> bool:
+    """Whether cuDNN should time its convolution algorithms for each new input shape and keep
+    the fastest (torch.backends.cudnn.benchmark): on CUDA with inputs of one `input_size`
+    (None: sizes that vary), where a run meets a handful of shapes — the steps' batch, an
+    epoch's shorter last batch, the evaluation's — and each search, once, pays for itself
+    within steps. Elsewhere there is nothing to search, and with varying sizes every new
+    shape would search again."""
+    return device.type == "cuda" and input_size is not None
+
+
+def set_cudnn_benchmark(device: torch.device, input_size: tuple[int, ...] | None) -> None:
+    """Turn the search on where `cudnn_benchmark` says (a process-wide setting; never off:
+    a caller of the Python API may have turned it on)."""
+    if cudnn_benchmark(device, input_size):
+        torch.backends.cudnn.benchmark = True
+
+
 AUTOCAST_TYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from convnet.data.sources import DataSource
-from convnet.data.transforms import normalize
+from convnet.data.transforms import DeviceNormalize
 from convnet.engine import distributed
 from convnet.engine.compiling import compiled_for_inference
 from convnet.engine.device import fast_inference, is_out_of_memory
@@ -44,7 +44,8 @@ def predict_logits(
     batch_size: int | None = None,
 ) -> torch.Tensor:
     """Logits (fp32, on the CPU) for float images in [0, 1], in batches, through the shared
-    fast-inference path (bf16 autocast + channels-last, or fp32)."""
+    fast-inference path (bf16 autocast + channels-last, or fp32), normalised on `device`."""
+    to_input = DeviceNormalize(*normalization)
     was_training = model.training
     model.eval()
     outputs = []
@@ -53,7 +54,7 @@ def predict_logits(
     try:
         with fast_inference(model, device, precision) as prepare:
             for start in range(0, len(images), batch_size):
-                batch = normalize(images[start : start + batch_size].to(device), *normalization)
+                batch = to_input(images[start : start + batch_size], device)
                 outputs.append(model(prepare(batch)).float().cpu())
     finally:
         model.train(was_training)
@@ -122,27 +123,30 @@ class Evaluation:
 
 
 class _Forward:
-    """Logits (fp32, on the CPU) of prepared batches: through the compiled model while it
-    works, else the model itself; a batch too large for memory is halved until it fits."""
+    """Logits (fp32, on the CPU) of a source's batches, made the model's input on its device
+    by the source's `device_normalize` and put in its layout (`prepare`): through the
+    compiled model while it works, else the model itself; a batch too large for memory is
+    halved until it fits."""
 
     def __init__(
         self,
         model: nn.Module,
         prepare: Callable,
         device: torch.device,
+        to_input: DeviceNormalize,
         batch_size: int,
         compile_model: bool,
         log: Callable[[str], None],
     ) -> None:
         self.model, self.prepare, self.device, self.batch_size = model, prepare, device, batch_size
-        self.log, self.halved = log, []
+        self.to_input, self.log, self.halved = to_input, log, []
         self.compiled = [compiled_for_inference(model)] if compile_model else []
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if self.compiled and not self.halved:
             return self._compiled(images)
         try:
-            return self.model(self.prepare(images.to(self.device, non_blocking=True))).float().cpu()
+            return self.model(self.prepare(self.to_input(images, self.device))).float().cpu()
         except (RuntimeError, MemoryError) as error:
             if not is_out_of_memory(error):
                 raise
@@ -164,7 +168,7 @@ class _Forward:
             padding = images.new_zeros(self.batch_size - count, *images.shape[1:])
             images = torch.cat([images, padding])
         try:
-            batch = self.prepare(images.to(self.device, non_blocking=True))
+            batch = self.prepare(self.to_input(images, self.device))
             return self.compiled[0](batch).float().cpu()[:count]
         except Exception as error:  # whatever the compiler raises: go on uncompiled
             self.compiled.clear()
@@ -262,7 +266,8 @@ def evaluate(
     started = time.perf_counter()
     try:
         with fast_inference(model, device, precision) as prepare:
-            forward = _Forward(model, prepare, device, batch_size, compile_model, log)
+            to_input = source.device_normalize
+            forward = _Forward(model, prepare, device, to_input, batch_size, compile_model, log)
             for images, labels, indices in source.eval_batches(
                 batch_size, session.rank, session.world_size
             ):

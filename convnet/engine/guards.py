@@ -92,8 +92,8 @@ def check_training_files(
 
 
 def learning_warning(steps: list[dict], num_classes: int) -> str | None:
-    """A warning, with what to change, when the training loss barely moved over the run's
-    steps (rows of steps.csv); None when it fell or is already low (fine-tuning)."""
+    """A warning, with what to change, when the training loss barely moved or rose over the
+    run's steps (rows of steps.csv); None when it fell or is already low (fine-tuning)."""
     tenth = max(1, len(steps) // 10)
     if len(steps) < 2:
         return None
@@ -104,8 +104,9 @@ def learning_warning(steps: list[dict], num_classes: int) -> str | None:
         return None
     if first - last >= MIN_LOSS_DROP * first:
         return None
+    moved = "rose" if last > first else "barely moved"
     return (
-        f"Warning: the training loss barely moved ({first:.3f} → {last:.3f} over "
+        f"Warning: the training loss {moved} ({first:.3f} → {last:.3f} over "
         f"{len(steps)} steps), so this model has not learned yet and its errors say "
         "little. Train for more steps: more --epochs, all the training images (no "
         "--train-subset) or a smaller --batch-size (an epoch takes images / batch size "

@@ -21,8 +21,9 @@ from torch.optim.swa_utils import AveragedModel
 from convnet.data.sources import DataSource, steps_per_epoch, training_data
 from convnet.engine import distributed, run_lock
 from convnet.engine.checkpoint import TrainState, load_checkpoint
+from convnet.engine.compiling import compiled_for_training
 from convnet.engine.config import TrainConfig
-from convnet.engine.device import grad_scaler, layout_for, resolve_precision
+from convnet.engine.device import grad_scaler, layout_for, resolve_precision, set_cudnn_benchmark
 from convnet.engine.evaluate import Evaluation
 from convnet.engine.guards import check_input
 from convnet.engine.recipe import (
@@ -71,6 +72,7 @@ class Training:
     step_rows: list[tuple] = field(default_factory=list)  # steps.csv rows not yet written
     board: TensorBoardLog | None = None  # --tensorboard: written with steps.csv and metrics.csv
     reported: int = 0  # undecodable training images listed so far
+    compiled: nn.Module | None = None  # --compile yes: `trained` compiled, until that fails
 
     @property
     def device(self) -> torch.device:
@@ -143,6 +145,7 @@ def prepare(
         _build, config, run, source, module, resume, say
     )
     state = distributed.broadcast_object(state) or TrainState()
+    set_cudnn_benchmark(session.device, config.model_inputs()[0])  # every batch: one size
     if ema is not None and session.distributed:  # rank 0's average, resumed or fresh
         ema.load_state_dict(
             distributed.broadcast_object(_cpu_state(ema) if session.is_main else None)
@@ -181,6 +184,8 @@ def prepare(
         batch_mixing(config.mixup_alpha, config.cutmix_alpha, len(config.classes)),
         frozen,
     )
+    if config.compile == "yes":
+        training.compiled = compiled_for_training(trained)
     _start_log(training, saved is not None, planned, say)
     return training
 

@@ -9,8 +9,9 @@ from convnet.engine.config import TrainConfig
 from convnet.engine.run import Run
 from convnet.errors import UserError
 
-# What `--resume RUN` may change: where the data lies and how it is read, how long to train.
-RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device", "tensorboard")
+# What `--resume RUN` may change: where the data lies and how it is read, how long to train,
+# where and how the steps compute.
+RESUMABLE_CHANGES = ("epochs", "data", "data_dir", "workers", "device", "tensorboard", "compile")
 
 
 def resumed_config(

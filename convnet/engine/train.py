@@ -35,7 +35,7 @@ from torch import nn
 from torch.profiler import record_function
 from tqdm import tqdm
 
-from convnet.data.sources import DataSource, mix
+from convnet.data.sources import Batch, DataSource, mix
 from convnet.engine import distributed, run_lock
 from convnet.engine.checkpoint import save_checkpoint, save_weights
 from convnet.engine.config import TrainConfig
@@ -98,7 +98,10 @@ def fit(
     say = log if distributed.current().is_main else silent
     with run_lock.released_at_exit():  # rank 0 locks the run directory in `prepare`
         training = prepare(config, resume, changes or {}, module, say, data, restart)
-        return _train(training, stop_after_epoch, say, log)
+        try:
+            return _train(training, stop_after_epoch, say, log)
+        finally:
+            training.source.close()  # its workers, kept across the epochs
 
 
 def _train(training: Training, stop_after_epoch: int | None, say: Log, log: Log) -> dict:
@@ -115,7 +118,7 @@ def _train(training: Training, stop_after_epoch: int | None, say: Log, log: Log)
             sums, seconds, images = train_one_epoch(training, epoch, stop, say)
             end_epoch(training, epoch, sums, seconds, images, say)
             # Asked to stop during the evaluation or the writes: the epoch's checkpoint is
-            # whole, so stop here (under torchrun the ranks agree at the next step instead).
+            # whole, so stop here (under torchrun the ranks agree at the next logging point).
             if stop.requested and not session.distributed and epoch + 1 < epochs:
                 say(
                     f"Interrupted: checkpoint saved at the end of epoch {epoch + 1}. Continue "
@@ -137,8 +140,9 @@ def train_one_epoch(
 ) -> tuple[dict, float, int]:
     """One pass over the training images, from the step a resumed run stopped at. Returns
     the epoch's sums (loss, correct, seen), its seconds and the images this process trained.
-    Each optimizer step takes --grad-accum-steps batches. Ctrl-C or SIGTERM on any rank stops
-    every rank after the same whole step."""
+    Each optimizer step takes --grad-accum-steps batches. The steps' counts stay on the
+    device until a logging point (`_Pending`); Ctrl-C or SIGTERM stops after the step it
+    came in (under torchrun: every rank after the same step, the next logging point's)."""
     config, state, session, device = t.config, t.state, distributed.current(), t.device
     started = time.perf_counter()
     sums = dict(state.totals or {"loss": 0.0, "correct": 0, "seen": 0})
@@ -164,35 +168,38 @@ def train_one_epoch(
         session.world_size,
         state.batch * accumulate,
     )
-    step_ended = time.perf_counter()
+    pending = _Pending(time.perf_counter())
     with progress:  # the bar is cleared however the epoch ends
         for batch_index, group in enumerate(_groups(batches, accumulate), start=state.batch):
             step = epoch * t.steps + batch_index
             _seed_global_draws(mix(config.seed, step, session.rank), device)
             rate = t.schedule(step)
             set_learning_rate(t.optimizer, rate)
-            counts = _forward_backward(t, group)
-            loss_total, valid, correct, stop_asked = _step_counts(counts, stop.requested)
-            if not math.isfinite(loss_total):  # every rank sees the same sum: all stop
-                if not session.is_main:
-                    raise distributed.PeerFailure(0)
-                raise _stopped(t, f"loss became {loss_total} at epoch {epoch + 1}, step {step}")
+            pending.add(step, rate, _gradients(t, group, step, say))
+            every, done = config.checkpoint_every, batch_index + 1
+            at_checkpoint = bool(every) and done % every == 0 and done < t.steps
+            # one process stops at once when asked; under torchrun the ranks learn of it at
+            # the logging points, which are the same steps on every rank
+            logging = (
+                at_checkpoint
+                or done == t.steps
+                or done % LOG_INTERVAL == 0
+                or (stop.requested and not session.distributed)
+            )
+            stop_asked = logging and pending.read(t, epoch, stop.requested)
             _optimizer_step(t, step)
-            sums = {
-                "loss": sums["loss"] + loss_total,
-                "seen": sums["seen"] + int(valid),
-                "correct": sums["correct"] + int(correct),
-            }
-            step_started, step_ended = step_ended, time.perf_counter()
-            speed = round(valid / max(step_ended - step_started, 1e-9), 1)
-            t.step_rows.append((step + 1, epoch + 1, loss_total / max(valid, 1), rate, speed))
+            pending.ended(time.perf_counter())
             progress.update()
+            state.batch = done
+            if not logging:
+                continue
+            sums = pending.logged(t, epoch, sums)
             progress.set_postfix(
                 loss=f"{sums['loss'] / max(sums['seen'], 1):.4f}",
                 acc=f"{sums['correct'] / max(sums['seen'], 1):.4f}",
                 refresh=False,
             )
-            state.batch, state.totals = batch_index + 1, sums
+            state.totals = sums
             seconds = state.train_seconds + time.perf_counter() - started
             if stop_asked:  # Ctrl-C or SIGTERM on some rank: all stop after this whole step
                 checkpoint(t, seconds)
@@ -202,8 +209,7 @@ def train_one_epoch(
                     f"Continue with: convnet train --resume {t.run.path}"
                 )
                 raise KeyboardInterrupt
-            every = config.checkpoint_every
-            if every and state.batch % every == 0 and state.batch < t.steps:
+            if at_checkpoint:
                 checkpoint(t, seconds)
     return sums, time.perf_counter() - started, sums["seen"] - seen_before
 
@@ -345,32 +351,57 @@ def _groups(batches, size: int):
         yield group
 
 
-def _forward_backward(t: Training, group: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+def _gradients(t: Training, group: list[Batch], step: int, say: Log) -> torch.Tensor:
+    """`_forward_backward`; where the compiled step (--compile yes) fails, whatever the
+    compiler raised, the step again uncompiled (its draws seeded again), and the run goes on
+    uncompiled, with a note."""
+    try:
+        return _forward_backward(t, group)
+    except Exception as error:
+        if t.compiled is None or isinstance(error, UserError):
+            raise
+        t.compiled = None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        say(
+            f"Note: compiling the training step failed ({type(error).__name__}: {first}); "
+            "training goes on without compiling (--compile no skips the attempt)."
+        )
+        _seed_global_draws(mix(t.config.seed, step, distributed.current().rank), t.device)
+        return _forward_backward(t, group)
+
+
+def _forward_backward(t: Training, group: list[Batch]) -> torch.Tensor:
     """Gradients of one optimizer step's batches (mixed where --mixup-alpha or --cutmix-alpha
     say so), their loss divided by all their images, so that K accumulated batches of B give
-    the gradients of one batch of K·B. Returns the summed loss, valid and correct images. A
-    batch too large for memory is the user's to shrink (UserError)."""
-    total = sum(len(labels) for _, labels in group)
+    the gradients of one batch of K·B. Returns the summed loss, valid and correct images, on
+    the device (nothing here waits for it). A batch too large for memory is the user's to
+    shrink (UserError)."""
+    total = sum(len(batch.labels) for batch in group)
     rows = []
     t.optimizer.zero_grad(set_to_none=True)
-    for index, (images, labels) in enumerate(group):
+    for index, (images, labels, erase) in enumerate(group):
+        valid = labels >= 0  # on the host: an undecodable image (-1) has no class to mix
         # The named phases show up in a profile (benchmarks/profile_epoch.py).
         with record_function("data"):
-            images = images.to(t.device, non_blocking=True).contiguous(memory_format=t.layout)
+            images = t.source.device_normalize(images, t.device, erase)
+            images = images.contiguous(memory_format=t.layout)
             labels = labels.to(t.device, non_blocking=True)
         targets = labels
         if t.mixing is not None:
-            valid = labels >= 0  # an undecodable image (-1) has no class to mix
-            images, labels = (images[valid], labels[valid]) if not valid.all() else (images, labels)
+            if not valid.all():
+                valid = valid.to(t.device, non_blocking=True)
+                images, labels = images[valid], labels[valid]
             images, targets = t.mixing(images, labels)
         last = index == len(group) - 1
         # DDP averages the gradients at the last batch's backward only
-        syncing = contextlib.nullcontext() if last or t.trained is t.model else t.trained.no_sync()
+        alone = not distributed.current().distributed
+        syncing = contextlib.nullcontext() if last or alone else t.trained.no_sync()
         try:
             with syncing:
                 with record_function("forward"):
                     with autocast(t.device, t.precision):
-                        logits = t.trained(images)
+                        forward = t.trained if t.compiled is None else t.compiled
+                        logits = forward(images)
                     loss = loss_sum(logits, targets, t.config.label_smoothing)
                 with record_function("backward"):
                     t.scaler.scale(loss / total).backward()
@@ -390,15 +421,67 @@ def _forward_backward(t: Training, group: list[tuple[torch.Tensor, torch.Tensor]
     return rows[0] if len(rows) == 1 else torch.stack(rows).sum(0)
 
 
-def _step_counts(counts: torch.Tensor, stop_asked: bool) -> tuple[float, float, float, bool]:
-    """The step's summed loss, valid and correct images over all ranks, and whether any rank
-    was asked to stop: one collective, one transfer to the host."""
-    if distributed.current().distributed:
-        flag = torch.tensor([float(stop_asked)], device=counts.device)
-        counts = distributed.all_reduce_sum(torch.cat([counts, flag]))
-        stop_asked = bool(counts[3] > 0)
-    loss_total, valid, correct = counts[:3].tolist()
-    return loss_total, valid, correct, stop_asked
+# Steps between two reads of the steps' counts (loss, valid and correct images) from the
+# device, the logging interval: reading them makes the host wait for the device to finish,
+# so that on a GPU the next batches could not be queued while it works. They are also read
+# at a checkpoint, at the end of an epoch and when one process is asked to stop. steps.csv
+# gets the same rows whatever the interval (tests/engine/test_step_logging.py).
+LOG_INTERVAL = 50
+
+
+class _Pending:
+    """The steps since the last logging point: their counts, still on the device, their
+    learning rates and their seconds (the host's: on a GPU the device's work is queued, so a
+    step's own seconds mean something over an interval, not alone)."""
+
+    def __init__(self, now: float) -> None:
+        self.last_end, self.steps, self.counts, self.values = now, [], [], []
+
+    def add(self, step: int, rate: float, counts: torch.Tensor) -> None:
+        self.steps.append([step, rate, 0.0])
+        self.counts.append(counts)
+
+    def ended(self, now: float) -> None:
+        self.steps[-1][2], self.last_end = now - self.last_end, now
+
+    def read(self, t: Training, epoch: int, stop_asked: bool) -> bool:
+        """Bring the counts to the host, summed over all ranks with whether any was asked to
+        stop: one collective, one transfer, before the step's optimizer step. A loss that is
+        not a number stops the run, naming its step (the weights of later steps are lost:
+        the checkpoint kept is older than all of them)."""
+        counts = torch.stack(self.counts)
+        if distributed.current().distributed:
+            flag = torch.tensor([float(stop_asked)], device=counts.device)
+            summed = distributed.all_reduce_sum(torch.cat([counts.flatten(), flag])).tolist()
+            self.values = [summed[i : i + 3] for i in range(0, len(summed) - 1, 3)]
+            stop_asked = summed[-1] > 0
+        else:
+            self.values = counts.tolist()
+        for (step, _, _), (loss_total, _, _) in zip(self.steps, self.values, strict=True):
+            if not math.isfinite(loss_total):  # every rank sees the same sums: all stop
+                if not distributed.current().is_main:
+                    raise distributed.PeerFailure(0)
+                last = self.steps[-1][0]
+                found = "" if step == last else f" (read at step {last})"
+                raise _stopped(
+                    t, f"loss became {loss_total} at epoch {epoch + 1}, step {step}{found}"
+                )
+        return stop_asked
+
+    def logged(self, t: Training, epoch: int, sums: dict) -> dict:
+        """Add the steps read to `sums` and their rows to steps.csv's; start a new interval."""
+        for (step, rate, seconds), (loss_total, valid, correct) in zip(
+            self.steps, self.values, strict=True
+        ):
+            sums = {
+                "loss": sums["loss"] + loss_total,
+                "seen": sums["seen"] + int(valid),
+                "correct": sums["correct"] + int(correct),
+            }
+            speed = round(valid / max(seconds, 1e-9), 1)
+            t.step_rows.append((step + 1, epoch + 1, loss_total / max(valid, 1), rate, speed))
+        self.steps, self.counts, self.values = [], [], []
+        return sums
 
 
 def _optimizer_step(t: Training, step: int) -> None:

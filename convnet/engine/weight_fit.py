@@ -50,6 +50,21 @@ def find_classifier(model: nn.Module) -> tuple[str, list[str]] | None:
     return found if len(leading) == 1 and None not in leading else None
 
 
+def classes_in_file(
+    model: nn.Module, path: Path, tensors: dict[str, torch.Tensor] | None = None
+) -> int | None:
+    """The class count a weights file was saved for: the leading size, as stored in the file
+    (or its `tensors`, read already), of `model`'s classifier (`find_classifier`); None when
+    the model has none or the file does not hold it. `model` may live on the meta device."""
+    classifier = find_classifier(model)
+    if classifier is None:
+        return None
+    tensors = read_state_file(path)[0] if tensors is None else tensors
+    tensors, _ = strip_to_fit(tensors, model.state_dict())
+    stored = tensors.get(classifier[1][0])
+    return int(stored.shape[0]) if stored is not None and stored.dim() else None
+
+
 def shared_prefix(keys: Iterable[str]) -> str | None:
     """The first dotted component every key starts with ("model." for "model.fc.weight",
     "model.conv1.weight"), or None when they do not all share one."""

@@ -14,30 +14,10 @@ from convnet.engine.config import dataset_inputs
 from convnet.engine.preparations import choose_preparation, trained_preparation
 from convnet.engine.run import LoadedModel
 from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, read_state_file
-from convnet.engine.weight_fit import load_weights, strip_to_fit
+from convnet.engine.weight_fit import classes_in_file, load_weights, strip_to_fit
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec
 from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
-
-
-def _classes_in_file(
-    model: nn.Module, path: Path, num_classes: int, tensors: dict | None = None
-) -> int | None:
-    """The class count a weights file was saved for: the output size, as stored in the file
-    (or its `tensors`, read already), of the model's last layer whose output size is the
-    class count (its classifier)."""
-    tensors = read_state_file(path)[0] if tensors is None else tensors
-    tensors, _ = strip_to_fit(tensors, model.state_dict())
-    classifier = [
-        key
-        for key, value in model.state_dict().items()
-        if key.endswith("weight") and value.dim() >= 2 and value.shape[0] == num_classes
-    ]
-    for key in reversed(classifier):
-        for stored in (key, f"module.{key}", f"_orig_mod.{key}"):
-            if stored in tensors and tensors[stored].dim() >= 2:
-                return int(tensors[stored].shape[0])
-    return None
 
 
 def _channels_in_file(model: nn.Module, tensors: dict) -> int | None:
@@ -97,7 +77,7 @@ def load_weights_argument(
                 _imagenet_categories(name) if challenge and len(classes) == 1000 else tuple(classes)
             )
         else:
-            count = _classes_in_file(probe, path, 1000 if challenge else 10, stored)
+            count = classes_in_file(probe, path, stored)
             dataset_names = get_dataset_spec(dataset or "mnist").class_names
             if challenge and count == 1000 and dataset is None:
                 class_names = _imagenet_categories(name)
@@ -116,7 +96,7 @@ def load_weights_argument(
     try:
         metadata = load_weights(model, path)
     except UserError:
-        count = _classes_in_file(model, path, len(class_names))
+        count = classes_in_file(model, path)
         if classes is not None and count is not None and count != len(class_names):
             shown = ", ".join(classes[:5]) + (", …" if len(classes) > 5 else "")
             raise UserError(

@@ -130,18 +130,27 @@ def create_app(
         openapi_url=None,
         description="Draw a digit and watch a CNN see it.",
     )
-    static = _load_static()
-    # A thread-safe count, taken without waiting: the app may be driven from several event
-    # loops (a test client's), and a request beyond it must not queue.
-    busy = threading.BoundedSemaphore(max_busy)
-    catalogs = {lang: messages(lang, PAGE_MESSAGES) for lang in LANGUAGES}
+    _add_refusals(app, language)
+    for route, (content, media_type) in _load_static().items():
+        app.add_api_route(
+            route, _static_file(content, media_type), methods=["GET"], include_in_schema=False
+        )
+    _add_api(app, models, samples, language, max_busy, body_seconds)
+    return app
 
-    def page_language(request: Request, lang: str | None) -> str:
-        if lang is None:
-            return language or choose_language(request.headers.get("accept-language"))
-        if lang not in LANGUAGES:
-            raise RequestError(404, "no_language", asked=lang, languages=", ".join(LANGUAGES))
-        return lang
+
+def _static_file(content: bytes, media_type: str):
+    """The route answering one of the page's files, held in memory."""
+
+    async def serve_file() -> Response:
+        return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    return serve_file
+
+
+def _add_refusals(app: FastAPI, language: str | None) -> None:
+    """Security headers on every answer, and every failure as a JSON refusal in the request's
+    language (convnet.serve.refusals)."""
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -182,16 +191,70 @@ def create_app(
         told = RequestError(error.status_code, name or "other", message=str(error.detail))
         return refusal(request, told, language)
 
-    def static_route(route: str):
-        content, media_type = static[route]
 
-        async def serve_file() -> Response:
-            return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
+def _limits(max_busy: int, body_seconds: float) -> dict:
+    """The bounds a client must keep, as /api/models tells them."""
+    return {
+        "body_bytes": MAX_BODY_BYTES,
+        "body_seconds": body_seconds,
+        "busy": max_busy,
+        "image_side": MAX_IMAGE_SIDE,
+        "shift": MAX_SHIFT,
+        "rotate": MAX_ROTATE,
+        "scale": list(SCALE_RANGE),
+        "noise": MAX_NOISE,
+    }
 
-        return serve_file
 
-    for route in STATIC_FILES:
-        app.add_api_route(route, static_route(route), methods=["GET"], include_in_schema=False)
+def _samples(samples: ImageDataset | None, index: int | None, count: int) -> dict:
+    """`count` test digits from `index` on (a random start when None), wrapping around."""
+    if samples is None:
+        raise RequestError(503, "no_samples")
+    total = len(samples.labels)
+    if index is not None and index >= total:
+        raise RequestError(404, "no_sample", index=index, last=total - 1)
+    first = random.randrange(total) if index is None else index
+    indices = [(first + offset) % total for offset in range(count)]
+    return {
+        "total": total,
+        "samples": [
+            {
+                "index": i,
+                "label": int(samples.labels[i]),
+                "name": samples.class_names[int(samples.labels[i])],
+                "pixels": samples.images[i].tolist(),
+            }
+            for i in indices
+        ],
+    }
+
+
+def _add_api(
+    app: FastAPI,
+    models: ServedModels,
+    samples: ImageDataset | None,
+    language: str | None,
+    max_busy: int,
+    body_seconds: float,
+) -> None:
+    """The /api routes (the module's docstring lists them)."""
+    # A thread-safe count, taken without waiting: the app may be driven from several event
+    # loops (a test client's), and a request beyond it must not queue.
+    busy = threading.BoundedSemaphore(max_busy)
+    catalogs = {lang: messages(lang, PAGE_MESSAGES) for lang in LANGUAGES}
+
+    def page_language(request: Request, lang: str | None) -> str:
+        if lang is None:
+            return language or choose_language(request.headers.get("accept-language"))
+        if lang not in LANGUAGES:
+            raise RequestError(404, "no_language", asked=lang, languages=", ".join(LANGUAGES))
+        return lang
+
+    def picked(cnn_augment: bool | None, ordinary_augment: bool | None) -> ServedModels:
+        try:
+            return models.pick(cnn_augment, ordinary_augment)
+        except KeyError:
+            raise RequestError(404, "no_network", served=json.dumps(models.choices())) from None
 
     @app.get("/api/messages")
     async def page_messages(request: Request, lang: str | None = Query(None)) -> dict:
@@ -202,12 +265,6 @@ def create_app(
             "languages": {code: text(code, LANGUAGE_NAME) for code in LANGUAGES},
             "messages": {code: catalogs[code] for code in LANGUAGES if lang in (None, code)},
         }
-
-    def picked(cnn_augment: bool | None, ordinary_augment: bool | None) -> ServedModels:
-        try:
-            return models.pick(cnn_augment, ordinary_augment)
-        except KeyError:
-            raise RequestError(404, "no_network", served=json.dumps(models.choices())) from None
 
     @app.get("/api/models")
     async def list_models(
@@ -225,41 +282,14 @@ def create_app(
             "choices": models.choices(),
             "default": {CNN: models.cnn.augment, ORDINARY: models.ordinary.augment},
             "samples": samples is not None,
-            "limits": {
-                "body_bytes": MAX_BODY_BYTES,
-                "body_seconds": body_seconds,
-                "busy": max_busy,
-                "image_side": MAX_IMAGE_SIDE,
-                "shift": MAX_SHIFT,
-                "rotate": MAX_ROTATE,
-                "scale": list(SCALE_RANGE),
-                "noise": MAX_NOISE,
-            },
+            "limits": _limits(max_busy, body_seconds),
         }
 
     @app.get("/api/samples")
     async def sample_digits(
         index: int | None = Query(None, ge=0), count: int = Query(1, ge=1, le=MAX_SAMPLES)
     ) -> dict:
-        if samples is None:
-            raise RequestError(503, "no_samples")
-        total = len(samples.labels)
-        if index is not None and index >= total:
-            raise RequestError(404, "no_sample", index=index, last=total - 1)
-        first = random.randrange(total) if index is None else index
-        indices = [(first + offset) % total for offset in range(count)]
-        return {
-            "total": total,
-            "samples": [
-                {
-                    "index": i,
-                    "label": int(samples.labels[i]),
-                    "name": samples.class_names[int(samples.labels[i])],
-                    "pixels": samples.images[i].tolist(),
-                }
-                for i in indices
-            ],
-        }
+        return _samples(samples, index, count)
 
     @app.post("/api/predict")
     async def predict(
@@ -293,5 +323,3 @@ def create_app(
             return await run_in_threadpool(look, pair, digit, view)
         finally:
             busy.release()
-
-    return app

@@ -150,8 +150,7 @@ class ServedModel:
             "warning": self.warning(lang) if self.undertrained else None,
             "epochs": config.epochs if config else None,
             "augment": self.augment,
-            "train_images": config.train_subset if config else None,
-            "recipe": self.recipe(),
+            "recipe": self.recipe(),  # with its training images (the subset, or all)
             "recipe_text": recipe_sentence(self.recipe(), lang),
             "precision": self.precision,
             # how it was calibrated and how its top-1 agreed with fp32 when it was made

@@ -1,4 +1,5 @@
-"""benchmarks/gpu_path.py: refused without a GPU, and the folder it draws."""
+"""benchmarks/gpu_path.py: its help, refused without a GPU, and the folder it draws (its
+steps run on a GPU machine, or on the CPU with --dry-run)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ import pytest
 import torch
 
 
-def test_gpu_path_refuses_without_a_gpu(monkeypatch, capsys):
+def test_gpu_path_says_what_it_measures(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["gpu_path.py", "--help"])
+    with pytest.raises(SystemExit) as stopped:
+        gpu_path.main()
+    assert stopped.value.code == 0
+    shown = capsys.readouterr().out
+    assert "--dry-run" in shown and "--steps" in shown and "--timm-train" in shown
+
+
+@pytest.mark.parametrize("timm", [[], ["--timm-train", __file__]])
+def test_gpu_path_refuses_without_a_gpu(timm, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(sys, "argv", ["gpu_path.py", "--timm-train", __file__])
+    monkeypatch.setattr(sys, "argv", ["gpu_path.py", *timm])
     with pytest.raises(SystemExit) as stopped:
         gpu_path.main()
     assert stopped.value.code == 2

@@ -304,3 +304,12 @@ def test_a_run_repeated_from_its_config_json_has_the_same_weights(mnist_dir, tmp
         document.pop("out")
     assert saved[0] == saved[1] and saved[2]["seed"] == 4
     assert (first / "model.safetensors").read_bytes() == (again / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"), [(12345.6, "12,346"), (42.71, "42.7"), (0.3123, "0.312")]
+)
+def test_a_slow_rate_is_not_printed_as_zero(rate, shown):
+    from convnet.commands.train import _rate
+
+    assert _rate(rate) == shown

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -57,11 +58,11 @@ def test_two_ranks_train_on_the_batches_of_one_at_twice_the_batch(shards):
     single = _epoch(_source(shards), 8)
     assert len(single) == 4  # 30 images as 4 streams of 8 (2 repeated): 32 positions
     ranks = [_epoch(_source(shards, world_size=2), 4, rank, 2) for rank in (0, 1)]
-    for step, (images, labels) in enumerate(single):
+    for step, (images, labels, _) in enumerate(single):
         for rank in (0, 1):
             assert torch.equal(ranks[rank][step][0], images[rank::2])
             assert torch.equal(ranks[rank][step][1], labels[rank::2])
-    labels = torch.cat([labels for _, labels in single])
+    labels = torch.cat([batch.labels for batch in single])
     assert sorted(labels.tolist()[:TRAIN]) != labels.tolist()[:TRAIN]  # shuffled
     counts = torch.bincount(labels, minlength=5)
     assert counts.sum() == 32 and (counts >= 6).all()  # every image, and 2 repeated
@@ -73,15 +74,49 @@ def test_the_order_is_seeded_and_exact_from_any_step(shards):
     assert all(torch.equal(a[0], b[0]) for a, b in zip(whole, _epoch(source, 8), strict=True))
     resumed = _epoch(source, 8, start=2)  # a run resumed at step 2 of the epoch
     assert all(torch.equal(a[0], b[0]) for a, b in zip(whole[2:], resumed, strict=True))
-    other = torch.cat([labels for _, labels in _epoch(source, 8, epoch=2)])
-    assert not torch.equal(torch.cat([labels for _, labels in whole]), other)
+    other = torch.cat([batch.labels for batch in _epoch(source, 8, epoch=2)])
+    assert not torch.equal(torch.cat([batch.labels for batch in whole]), other)
 
 
 def test_worker_processes_give_the_same_batches(shards):
     alone = _epoch(_source(shards), 8)
     shared = _epoch(_source(shards, workers=2), 8)  # 2 decoding processes, 2 streams each
-    for (first, first_labels), (second, second_labels) in zip(alone, shared, strict=True):
+    for (first, first_labels, _), (second, second_labels, _) in zip(alone, shared, strict=True):
         assert torch.equal(first, second) and torch.equal(first_labels, second_labels)
+
+
+def test_workers_are_kept_across_epochs_and_shards_verified_once(shards, tmp_path, monkeypatch):
+    """2 workers started once for 3 epochs (one resumed mid-way), each epoch's batches those
+    of no workers; every shard's SHA-256 checked once by each source (by one of the two
+    workers, or by the source without workers)."""
+    path = tmp_path / "starts"
+    checked = tmp_path / "checked"
+    verify = shard_source.verify_shard
+
+    def record_start(worker_id: int) -> None:
+        with path.open("a") as handle:
+            handle.write("started\n")
+
+    def record_check(shard) -> None:
+        with checked.open("a") as handle:
+            handle.write(f"{shard.path}\n")
+        verify(shard)
+
+    monkeypatch.setattr(shard_source, "ignore_interrupts", record_start)
+    monkeypatch.setattr(shard_source, "verify_shard", record_check)
+    kept, alone = _source(shards, workers=2), _source(shards)
+    try:
+        for epoch, start in ((1, 0), (2, 0), (2, 1)):
+            ours, theirs = (_epoch(s, 8, epoch=epoch, start=start) for s in (kept, alone))
+            for mine, other in zip(ours, theirs, strict=True):
+                assert torch.equal(mine.images, other.images)
+                assert torch.equal(mine.labels, other.labels)
+    finally:
+        kept.close()
+    assert len(path.read_text().splitlines()) == 2
+    counts = Counter(checked.read_text().splitlines())
+    assert len(counts) == len(manifest(shards)["splits"]["train"]["shards"])
+    assert set(counts.values()) == {2}
 
 
 def test_each_rank_reads_its_own_images(shards, monkeypatch):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
+from convnet.data import sources
 from convnet.data.sources import TensorSource, _SeededSamples, epoch_order
 from convnet.data.transforms import AUGMENTATIONS
 from tests.helpers.cifar_data import (
@@ -21,7 +24,7 @@ def test_augmentation_is_drawn_per_image_not_per_batch(registered, tmp_path):
     assert source.channels == 3 and source.augmentation is AUGMENTATIONS["crop_flip"]
 
     def epoch(batch_size: int) -> torch.Tensor:
-        return torch.cat([images for images, _ in source.train_batches(1, batch_size, seed=5)])
+        return torch.cat([batch.images for batch in source.train_batches(1, batch_size, seed=5)])
 
     small, large = epoch(7), epoch(64)
     assert torch.equal(small, large)
@@ -31,7 +34,7 @@ def test_augmentation_is_drawn_per_image_not_per_batch(registered, tmp_path):
 def epoch_unaugmented(source: TensorSource) -> torch.Tensor:
     source.augment = False
     try:
-        return torch.cat([images for images, _ in source.train_batches(1, 64, seed=5)])
+        return torch.cat([batch.images for batch in source.train_batches(1, 64, seed=5)])
     finally:
         source.augment = True
 
@@ -59,9 +62,46 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index():
         def __getitem__(self, index):
             return torch.rand(3)
 
-    samples = _SeededSamples(Noise(), seed=0, epoch=0)
-    first = samples[2]
+    samples = _SeededSamples(Noise())
+    first = samples[0, 0, 2]  # (seed, epoch, index): what the workers are asked for
     torch.rand(5)  # other draws in between change nothing
-    assert torch.equal(samples[2], first) and not torch.equal(samples[1], first)
-    samples.epoch = 1
-    assert not torch.equal(samples[2], first)
+    assert torch.equal(samples[0, 0, 2], first) and not torch.equal(samples[0, 0, 1], first)
+    assert not torch.equal(samples[0, 1, 2], first)
+
+
+def _counting_starts(monkeypatch, module, path):
+    """Each worker process's start, as a line in `path` (workers may be other processes)."""
+
+    def record(worker_id: int) -> None:
+        with open(path, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+
+    monkeypatch.setattr(module, "ignore_interrupts", record)
+    return lambda: len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_workers_start_once_and_epochs_keep_their_seeded_order(tmp_path, monkeypatch):
+    """Two epochs and two evaluations through 2 persistent workers: 2 starts for training, 2
+    for evaluation, and each epoch's batches those of a source without workers (the
+    seeded order, each image's own draws), a resumed epoch's too."""
+    from tests.helpers.folder_data import make_split_folders
+
+    folder = make_split_folders(tmp_path / "data", 4, 2)
+    starts = _counting_starts(monkeypatch, sources, tmp_path / "starts")
+    options = dict(workers=2, random_erase=0.5)
+    kept = sources.FolderSource(folder, (3, 16, 16), ((0.5,) * 3, (0.25,) * 3), **options)
+    fresh = sources.FolderSource(folder, (3, 16, 16), ((0.5,) * 3, (0.25,) * 3), workers=0,
+                                 random_erase=0.5)  # fmt: skip
+    try:
+        for epoch, start in ((0, 0), (1, 0), (1, 2)):
+            ours, theirs = (list(s.train_batches(epoch, 4, 7, start_batch=start))
+                            for s in (kept, fresh))  # fmt: skip
+            assert len(ours) == len(theirs) == 5 - start
+            for mine, other in zip(ours, theirs, strict=True):
+                assert all(torch.equal(a, b) for a, b in zip(mine, other, strict=True))
+            assert starts() == 2
+        for _ in range(2):
+            assert sum(len(labels) for _, labels, _ in kept.eval_batches(4)) == 10
+        assert starts() == 4
+    finally:
+        kept.close()

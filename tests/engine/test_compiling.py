@@ -163,3 +163,70 @@ def test_the_command_compiles_when_asked_and_says_so(scored, tmp_path, monkeypat
             ]
         )
     assert exit_status.value.code == 2
+
+
+# --- `convnet train --compile yes` ---------------------------------------------------------
+
+
+def _training(out, **values):
+    from convnet.engine.train import TrainConfig
+
+    base = dict(model="lenet5", dataset="mnist", train_subset=96, test_subset=50, epochs=1,
+                batch_size=32, precision="fp32", device="cpu", out=str(out), lr=0.05)  # fmt: skip
+    return TrainConfig(**{**base, **values})
+
+
+def test_compile_yes_runs_every_training_step_through_the_compiled_model(
+    mnist_dir, tmp_path, monkeypatch, one_thread
+):
+    """Checked without a compiler: the compiled model stands in for torch.compile's, and the
+    steps' forward passes go through it (the evaluations through the model itself)."""
+    import convnet.engine.prepare as prepare_module
+    from convnet.engine.train import fit
+
+    calls = []
+
+    class StandIn(torch.nn.Module):
+        """As torch.compile's module: no truth value of its own (len() is the model's)."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def __len__(self):
+            raise TypeError(f"{type(self.model).__name__} does not support len()")
+
+        def forward(self, images):
+            calls.append(len(images))
+            return self.model(images)
+
+    monkeypatch.setattr(prepare_module, "compiled_for_training", StandIn)
+    fit(_training(tmp_path / "run", compile="yes"), log=lambda message: None)
+    assert calls == [32, 32, 32]
+
+
+def test_a_training_compile_that_fails_goes_on_uncompiled_with_the_same_weights(
+    mnist_dir, tmp_path, monkeypatch, one_thread
+):
+    from safetensors.torch import load_file
+
+    import convnet.engine.prepare as prepare_module
+    from convnet.engine.train import fit
+
+    def failing(model):
+        def forward(images):
+            raise RuntimeError("no C++ compiler found\nmore")
+
+        return forward
+
+    monkeypatch.setattr(prepare_module, "compiled_for_training", failing)
+    said = []
+    fit(_training(tmp_path / "compiled", compile="yes"), log=said.append)
+    fit(_training(tmp_path / "eager"), log=lambda message: None)
+    notes = [line for line in said if line.startswith("Note: compiling the training step")]
+    assert notes == [
+        "Note: compiling the training step failed (RuntimeError: no C++ compiler found); "
+        "training goes on without compiling (--compile no skips the attempt)."
+    ]
+    compiled, eager = (load_file(tmp_path / n / "model.safetensors") for n in ("compiled", "eager"))
+    assert all(torch.equal(compiled[name], eager[name]) for name in eager)

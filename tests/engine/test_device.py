@@ -14,7 +14,13 @@ from torch.nn import functional as F
 
 import convnet.engine.prepare as prepare_module
 from convnet.engine.checkpoint import read_state_file
-from convnet.engine.device import fast_inference, machine_devices, mps_available, resolve_device
+from convnet.engine.device import (
+    cudnn_benchmark,
+    fast_inference,
+    machine_devices,
+    mps_available,
+    resolve_device,
+)
 from convnet.engine.train import TrainConfig, fit
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec, list_models
@@ -188,3 +194,20 @@ def test_bf16_channels_last_is_faithful_to_fp32():
     assert fast.dtype == torch.bfloat16
     assert F.cosine_similarity(reference, fast.float(), dim=1).min() >= 0.999
     assert model.conv1.weight.is_contiguous()  # the model's layout is given back
+
+
+def test_cudnn_searches_its_algorithms_on_cuda_with_fixed_shapes_only():
+    size = (3, 224, 224)
+    assert cudnn_benchmark(torch.device("cuda", 0), size)
+    assert not cudnn_benchmark(torch.device("cuda", 0), None)  # sizes that vary
+    assert not any(cudnn_benchmark(torch.device(name), size) for name in ("cpu", "mps"))
+
+
+def test_training_turns_the_search_on_where_the_decision_says(mnist_dir, tmp_path, monkeypatch):
+    """Set in one place, `prepare`, from the run's device and its model's one input size."""
+    asked = []
+    monkeypatch.setattr(prepare_module, "set_cudnn_benchmark", lambda *a: asked.append(a))
+    config = TrainConfig(model="lenet5", dataset="mnist", train_subset=64, test_subset=32,
+                         epochs=1, device="cpu", out=str(tmp_path / "run"))  # fmt: skip
+    fit(config, log=lambda message: None)
+    assert asked == [(torch.device("cpu"), (1, 32, 32))]

@@ -90,9 +90,9 @@ def test_int8_export_is_a_qdq_onnx_file_that_runs_as_evaluated(run_dir, tmp_path
         (["export", "RUN", "--precision", "int8", "--format", "torchscript", "--out", "x.pt"],
          "writes ONNX"),
         (["evaluate", "RUN", "--precision", "int8", "--calibration", "RUN/no-such-folder"],
-         "no-such-folder does not exist; give a folder of images"),
+         "no-such-folder does not exist; give a folder of class folders"),
         (["evaluate", "RUN", "--precision", "int8", "--calibration", "RUN/config.json"],
-         "config.json is a file; give a folder of images"),
+         "config.json is a file; give a folder of class folders"),
     ],
 )  # fmt: skip
 def test_int8_mistakes_are_refused_in_one_paragraph(arguments, message, trained_run, capsys):

@@ -44,6 +44,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 START_TIMEOUT = 120
 
 
+ANSWER_WAIT_MS = 30_000
+
+
 def playwright_or_skip():
     if not CHROMIUM.is_file():
         pytest.skip(
@@ -51,9 +54,12 @@ def playwright_or_skip():
             "when it runs as root on Debian; elsewhere install the 'chromium' package."
         )
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         pytest.skip("Playwright for Python is not installed: pip install -e '.[test]'.")
+    # An answer takes 20–60 ms of a quiet core, but the first (the explanations' warm-up) on
+    # a 2-core machine shared with other jobs took over 5 s, Playwright's default wait.
+    expect.set_options(timeout=ANSWER_WAIT_MS)
     return sync_playwright
 
 
