@@ -49,10 +49,9 @@ system-packages:
 demo: setup
 	$(BIN)/convnet demo
 
-# Two pytest workers: most tests use one thread, so two keep two cores busy (pytest-xdist);
-# an idle worker takes tests queued for the other, as the longest tests take 20–50 s.
+# Two pytest workers: most tests use one thread, so two keep two cores busy (pytest-xdist).
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist worksteal
+	$(BIN)/python -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
