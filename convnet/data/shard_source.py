@@ -37,12 +37,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from convnet.data.folder_source import ignore_interrupts, image_transforms
 from convnet.data.ilsvrc import listing
 from convnet.data.preparation import DECODE_ERRORS, decode_image
 from convnet.data.shard_manifest import Shard, is_pattern, open_shards, verify_shard
 from convnet.data.shard_plan import EpochPlan, Piece, largest_divisor, pieces_of, stream_range
 from convnet.data.shard_reader import RawSample, read_samples
-from convnet.data.sources import Batch, ignore_interrupts, image_transforms, mix
+from convnet.data.sources import Batch, mix
 from convnet.errors import UserError
 from convnet.wording import counted
 

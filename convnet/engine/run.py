@@ -26,8 +26,9 @@ from pathlib import Path
 from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
+from convnet.data.folder_source import FolderSource
 from convnet.data.shard_manifest import is_shard_data
-from convnet.data.sources import DataSource, FolderSource, TensorSource
+from convnet.data.sources import DataSource, TensorSource
 from convnet.engine import run_lock
 from convnet.engine.config import TrainConfig
 from convnet.engine.preparations import choose_preparation, trained_preparation

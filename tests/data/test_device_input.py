@@ -11,9 +11,10 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
+from convnet.data.folder_source import FolderSource, _SeededSamples
 from convnet.data.folders import FolderDataset
 from convnet.data.preparation import DigitPreprocess, _Preprocess
-from convnet.data.sources import FolderSource, _SeededSamples, epoch_order
+from convnet.data.sources import epoch_order
 from convnet.data.transforms import erase_rectangles
 from tests.helpers.folder_data import make_split_folders
 

@@ -6,8 +6,9 @@ import os
 
 import torch
 
-from convnet.data import sources
-from convnet.data.sources import TensorSource, _SeededSamples, epoch_order
+from convnet.data import folder_source
+from convnet.data.folder_source import _SeededSamples
+from convnet.data.sources import TensorSource, epoch_order
 from convnet.data.transforms import AUGMENTATIONS
 from tests.helpers.cifar_data import (
     fetch,
@@ -87,10 +88,10 @@ def test_workers_start_once_and_epochs_keep_their_seeded_order(tmp_path, monkeyp
     from tests.helpers.folder_data import make_split_folders
 
     folder = make_split_folders(tmp_path / "data", 4, 2)
-    starts = _counting_starts(monkeypatch, sources, tmp_path / "starts")
+    starts = _counting_starts(monkeypatch, folder_source, tmp_path / "starts")
     options = dict(workers=2, random_erase=0.5)
-    kept = sources.FolderSource(folder, (3, 16, 16), ((0.5,) * 3, (0.25,) * 3), **options)
-    fresh = sources.FolderSource(folder, (3, 16, 16), ((0.5,) * 3, (0.25,) * 3), workers=0,
+    kept = folder_source.FolderSource(folder, (3, 16, 16), ((0.5,) * 3, (0.25,) * 3), **options)
+    fresh = folder_source.FolderSource(folder, (3, 16, 16), ((0.5,) * 3, (0.25,) * 3), workers=0,
                                  random_erase=0.5)  # fmt: skip
     try:
         for epoch, start in ((0, 0), (1, 0), (1, 2)):

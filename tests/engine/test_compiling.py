@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from convnet.data.sources import FolderSource
+from convnet.data.folder_source import FolderSource
 from convnet.engine import compiling
 from convnet.engine.compiling import COMPILE_FROM_IMAGES, should_compile
 from convnet.engine.evaluate import evaluate

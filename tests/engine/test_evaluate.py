@@ -103,7 +103,7 @@ def test_metrics_equal_a_hand_count(tmp_path):
     """Seven classes (so top-5 is not trivially right) and a small random network: the
     streamed evaluation must equal top-k and per-class counts done here by hand."""
 
-    from convnet.data.sources import FolderSource
+    from convnet.data.folder_source import FolderSource
     from convnet.engine.evaluate import evaluate
 
     for split, count in (("train", 1), ("val", 5)):
