@@ -8,7 +8,7 @@
 and the experiments all call it. It reads top to bottom: `prepare` resolves the
 configuration once and builds what training needs (a `Training`); each epoch is
 `train_one_epoch`, then `end_epoch` scores the held-out images with the shared `evaluate`
-and commits the epoch (weights, metrics.csv, checkpoint); `results` is what the run returns.
+and commits the epoch (weights, metrics.csv, checkpoint); `results` (convnet.engine.results) is what the run returns.
 The recipe — optimizer, learning-rate schedule, loss, the batch of a short run — is
 `convnet.engine.recipe`; the defaults of each data source and model, `convnet.engine.config`.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -43,17 +42,17 @@ from convnet.engine.device import autocast, is_out_of_memory
 from convnet.engine.evaluate import Evaluation, evaluate
 from convnet.engine.guards import (
     check_training_files,
-    learning_warning,
     out_of_memory,
     resumable_after_write_failure,
 )
 from convnet.engine.preparations import trained_preparation
 from convnet.engine.prepare import Log, Training, prepare, silent
 from convnet.engine.recipe import loss_sum, set_learning_rate
+from convnet.engine.results import best_epoch, results
 from convnet.engine.run_control import StopRequests
+from convnet.engine.step_counts import Pending, stopped_error
 from convnet.engine.weight_files import read_state_file
 from convnet.errors import UserError
-from convnet.files import atomic_write_json
 from convnet.wording import counted
 
 
@@ -141,7 +140,7 @@ def train_one_epoch(
     """One pass over the training images, from the step a resumed run stopped at. Returns
     the epoch's sums (loss, correct, seen), its seconds and the images this process trained.
     Each optimizer step takes --grad-accum-steps batches. The steps' counts stay on the
-    device until a logging point (`_Pending`); Ctrl-C or SIGTERM stops after the step it
+    device until a logging point (`Pending`, convnet/engine/step_counts.py); Ctrl-C or SIGTERM stops after the step it
     came in (under torchrun: every rank after the same step, the next logging point's)."""
     config, state, session, device = t.config, t.state, distributed.current(), t.device
     started = time.perf_counter()
@@ -168,7 +167,7 @@ def train_one_epoch(
         session.world_size,
         state.batch * accumulate,
     )
-    pending = _Pending(time.perf_counter())
+    pending = Pending(time.perf_counter())
     with progress:  # the bar is cleared however the epoch ends
         for batch_index, group in enumerate(_groups(batches, accumulate), start=state.batch):
             step = epoch * t.steps + batch_index
@@ -248,7 +247,7 @@ def end_epoch(t: Training, epoch: int, sums: dict, seconds: float, images: int, 
             ema_eval_top5_error=kept.result["top5_error"],
         )
     state.epoch, state.batch, state.totals = epoch + 1, 0, None
-    improved = config.patience is None or _best_epoch(t) == state.epoch
+    improved = config.patience is None or best_epoch(t) == state.epoch
     if improved:
         t.kept = kept
     if t.board is not None:
@@ -292,7 +291,7 @@ def checkpoint(t: Training, seconds: float | None = None) -> None:
     t.step_rows.clear()
     if not all(bool(torch.isfinite(p.detach()).all()) for p in t.model.parameters()):
         shown = state.epoch if state.batch == 0 else state.epoch + 1  # 0: the epoch before's end
-        raise _stopped(
+        raise stopped_error(
             t, f"the weights became non-finite at epoch {shown}, batch {state.batch or t.steps}"
         )
     kept = replace(state, grad_scaler=t.scaler.state_dict())
@@ -305,21 +304,14 @@ def checkpoint(t: Training, seconds: float | None = None) -> None:
 # --- the kept weights ---------------------------------------------------------------------
 
 
-def _best_epoch(t: Training) -> int:
-    """The epoch whose kept weights (the moving average's, with --model-ema) had the lowest
-    held-out error; the earliest of equals."""
-    key = "ema_eval_error" if t.ema is not None else "eval_error"
-    return min(t.state.history, key=lambda row: (row[key], row["epoch"]))["epoch"]
-
-
 def _patience_spent(t: Training, say: Log) -> bool:
     """--patience N: whether N epochs have passed since the best one (said once)."""
     patience, history = t.config.patience, t.state.history
-    if patience is None or not history or len(history) - _best_epoch(t) < patience:
+    if patience is None or not history or len(history) - best_epoch(t) < patience:
         return False
     say(
         f"Stopped early after epoch {len(history)}: {counted(patience, 'epoch')} without a lower "
-        f"{t.source.eval_split} error; the run keeps epoch {_best_epoch(t)}'s weights."
+        f"{t.source.eval_split} error; the run keeps epoch {best_epoch(t)}'s weights."
     )
     return True
 
@@ -429,61 +421,6 @@ def _forward_backward(t: Training, group: list[Batch]) -> torch.Tensor:
 LOG_INTERVAL = 50
 
 
-class _Pending:
-    """The steps since the last logging point: their counts, still on the device, their
-    learning rates and their seconds (the host's: on a GPU the device's work is queued, so a
-    step's own seconds mean something over an interval, not alone)."""
-
-    def __init__(self, now: float) -> None:
-        self.last_end, self.steps, self.counts, self.values = now, [], [], []
-
-    def add(self, step: int, rate: float, counts: torch.Tensor) -> None:
-        self.steps.append([step, rate, 0.0])
-        self.counts.append(counts)
-
-    def ended(self, now: float) -> None:
-        self.steps[-1][2], self.last_end = now - self.last_end, now
-
-    def read(self, t: Training, epoch: int, stop_asked: bool) -> bool:
-        """Bring the counts to the host, summed over all ranks with whether any was asked to
-        stop: one collective, one transfer, before the step's optimizer step. A loss that is
-        not a number stops the run, naming its step (the weights of later steps are lost:
-        the checkpoint kept is older than all of them)."""
-        counts = torch.stack(self.counts)
-        if distributed.current().distributed:
-            flag = torch.tensor([float(stop_asked)], device=counts.device)
-            summed = distributed.all_reduce_sum(torch.cat([counts.flatten(), flag])).tolist()
-            self.values = [summed[i : i + 3] for i in range(0, len(summed) - 1, 3)]
-            stop_asked = summed[-1] > 0
-        else:
-            self.values = counts.tolist()
-        for (step, _, _), (loss_total, _, _) in zip(self.steps, self.values, strict=True):
-            if not math.isfinite(loss_total):  # every rank sees the same sums: all stop
-                if not distributed.current().is_main:
-                    raise distributed.PeerFailure(0)
-                last = self.steps[-1][0]
-                found = "" if step == last else f" (read at step {last})"
-                raise _stopped(
-                    t, f"loss became {loss_total} at epoch {epoch + 1}, step {step}{found}"
-                )
-        return stop_asked
-
-    def logged(self, t: Training, epoch: int, sums: dict) -> dict:
-        """Add the steps read to `sums` and their rows to steps.csv's; start a new interval."""
-        for (step, rate, seconds), (loss_total, valid, correct) in zip(
-            self.steps, self.values, strict=True
-        ):
-            sums = {
-                "loss": sums["loss"] + loss_total,
-                "seen": sums["seen"] + int(valid),
-                "correct": sums["correct"] + int(correct),
-            }
-            speed = round(valid / max(seconds, 1e-9), 1)
-            t.step_rows.append((step + 1, epoch + 1, loss_total / max(valid, 1), rate, speed))
-        self.steps, self.counts, self.values = [], [], []
-        return sums
-
-
 def _optimizer_step(t: Training, step: int) -> None:
     """Clip the gradients' norm (--clip-grad-norm), step, and update the moving average
     every --model-ema-steps steps."""
@@ -505,84 +442,3 @@ def _seed_global_draws(seed: int, device: torch.device) -> None:
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
-
-
-def _stopped(t: Training, reason: str) -> UserError:
-    kept = (
-        f"The last good checkpoint is kept in {t.run.checkpoint_path}"
-        if t.run.checkpoint_path.is_file()
-        else "No checkpoint had been written yet"
-    )
-    return UserError(f"Training stopped: {reason}. {kept}; try a smaller --lr.")
-
-
-# --- the results --------------------------------------------------------------------------
-
-
-def results(t: Training, evaluation: Evaluation, log: Log) -> dict:
-    """The run's results (rank 0; {} on the others), written to results.json: the last
-    evaluation, how training went, and a check that every replica holds the same weights."""
-    config, session, source = t.config, distributed.current(), t.source
-    # Every replica must hold the same weights; a real check, since it is cheap.
-    digests = (
-        distributed.gather_objects(distributed.weight_digest(t.model))
-        if session.distributed
-        else []
-    )
-    if not session.is_main:
-        return {}
-    if len(set(digests)) > 1:
-        log(f"Warning: the {len(digests)} replicas ended with different weights: {digests}")
-    history, seconds = t.state.history, t.state.train_seconds
-    seen = sum(row["images_per_second"] * row["epoch_seconds"] for row in history)
-    result = {
-        "model": config.model,
-        "dataset": config.source_name,
-        **({"data_dir": config.data} if config.data else {}),
-        **evaluation.result,
-        "params": sum(p.numel() for p in t.model.parameters()),
-        "epochs": config.epochs,
-        "train_seconds": round(seconds, 3),
-        "images_per_second": round(seen / max(seconds, 1e-9), 1),
-        "precision": t.precision,
-        "device": str(session.device),
-        "threads": torch.get_num_threads(),
-        "world_size": session.world_size,
-        "backend": session.backend,
-        "batch_size": config.batch_size,
-        "global_batch_size": config.batch_size * session.world_size,
-        "replicas_identical": len(set(digests)) <= 1,
-        "run_dir": str(t.run.path),
-    }
-    if digests:
-        result["weight_digests"] = digests
-    result["kept"] = _kept_description(t)
-    if t.frozen:
-        result["frozen"] = {"patterns": list(config.freeze), "parameters": list(t.frozen)}
-    warning = learning_warning(t.run.steps(), len(config.classes))
-    result["warnings"] = [*result.get("warnings", []), *([warning] if warning else [])]
-    for index in sorted(source.failed_training):
-        path, why = source.training_failure(index)
-        result["skipped"].append({"file": path, "reason": why})
-    result["num_skipped"] = len(result["skipped"])
-    if source.kind == "images":  # how the images were read, as `convnet evaluate` reports it
-        result["layout"], result["workers"] = source.layout, config.workers
-        result["preprocessing"] = {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in source.preprocessing.items()
-        }
-    with resumable_after_write_failure(t.run):
-        atomic_write_json(t.run.results_path, result)
-    return result
-
-
-def _kept_description(t: Training) -> dict:
-    """Which weights model.safetensors holds and why, for results.json and the report."""
-    epoch = _best_epoch(t) if t.config.patience is not None else len(t.state.history)
-    weights = "moving average" if t.ema is not None else "model"
-    why = (
-        f"the {t.source.eval_split} error's best epoch (--patience {t.config.patience})"
-        if t.config.patience is not None
-        else "the last epoch"
-    )
-    return {"weights": weights, "epoch": epoch, "epochs_trained": len(t.state.history), "why": why}

@@ -1,5 +1,5 @@
 """The steps' counts stay on the device between logging points (convnet/engine/train.py:
-`LOG_INTERVAL`, `_Pending`): steps.csv and the weights are those of reading them every
+`LOG_INTERVAL`, `step_counts.Pending`): steps.csv and the weights are those of reading them every
 step, and the step itself reads nothing from the device in between."""
 
 from __future__ import annotations
