@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from convnet.data.datasets import default_data_dir, fetch_dataset, load_dataset
 
@@ -66,16 +67,24 @@ def mnist_test(mnist_dir):
 
 
 @pytest.fixture(scope="session")
-def trained_run(mnist_dir, tmp_path_factory) -> tuple[Path, dict]:
+def trained_run(mnist_dir, tmp_path_factory, worker_id) -> tuple[Path, dict]:
     """One epoch of lenet5 on the full MNIST training set, through the command line (in a
     process of its own, as a user runs it). The full set, not a subset: its tests ask for
     what a trained network does (97.5% after one epoch, 9 of 10 drawn digits read in every
-    light, explanations on the strokes), and the epoch costs seconds."""
-    run_dir = tmp_path_factory.mktemp("runs") / "lenet5"
-    result = run_cli(
-        "train", "lenet5", "--epochs", "1", "--out", str(run_dir), "--json", check=True
-    )
-    return run_dir, json.loads(result.stdout)
+    light, explanations on the strokes), and the epoch costs seconds. Trained once per
+    session: under pytest-xdist the first worker to need it trains it while holding a file
+    lock in the directory the workers share, and the others wait and read it."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent  # the session's directory, above each worker's own
+    run_dir, result_file = root / "trained-lenet5", root / "trained-lenet5.json"
+    with FileLock(f"{result_file}.lock"):
+        if not result_file.is_file():
+            result = run_cli(
+                "train", "lenet5", "--epochs", "1", "--out", str(run_dir), "--json", check=True
+            )
+            result_file.write_text(result.stdout)
+    return run_dir, json.loads(result_file.read_text())
 
 
 @pytest.fixture(scope="session")

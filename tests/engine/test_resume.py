@@ -139,6 +139,8 @@ KILL_TEST_RUN = [
     "2",
     "--train-subset",
     "3000",
+    "--test-subset",
+    "1000",
     "--batch-size",
     "128",
     "--checkpoint-every",

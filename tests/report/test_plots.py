@@ -285,3 +285,25 @@ def test_run_report_shows_steps_and_says_when_built_from_a_subset(subset_run, dr
     write_run_report(run, loaded, evaluation)
     assert "steps.png" not in (run_dir / "report.html").read_text()
     assert json.loads((run_dir / "results.json").read_text())["num_examples"] == 500
+
+
+def test_an_image_grid_places_each_image_under_its_caption(drawn):
+    """Images and captions in one pair of axes: each image at its cell (a row of `columns`,
+    then the next row), drawn as dark ink on light paper, its caption just above it."""
+    ink = torch.zeros(10, 1, 32, 32)
+    ink[:, :, 8:24, 8:24] = 1.0  # a dark square in each
+    plots.image_grid(ink, [f"#{index}" for index in range(10)], Path("grid.png"), "Grid", 4)
+    axis = drawn[-1].axes[0]
+    places = [image.get_extent() for image in axis.images]
+    assert len(places) == 10 and len(drawn[-1].axes) == 1
+    lefts = sorted({round(left) for left, *_ in places})
+    tops = sorted({round(top) for *_, top in places})
+    assert len(lefts) == 4 and len(tops) == 3  # 4 columns, rows of 4, 4 and 2
+    assert places[4][0] == places[0][0] and places[4][3] > places[0][2]  # below the first
+    for image, text in zip(axis.images, axis.texts, strict=True):
+        left, right, bottom, top = image.get_extent()
+        x, y = text.get_position()
+        assert left < x < right and top - 32 < y < top  # centred, in the band above
+        assert image.get_cmap().name == "gray_r" and image.get_array().max() == 1.0
+    plots.image_grid(ink[:3], ["a", "b", "c"], Path("few.png"), "Few", 8)
+    assert drawn[-1].get_figwidth() < drawn[-2].get_figwidth()  # as wide as 3 images

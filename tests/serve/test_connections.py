@@ -157,7 +157,7 @@ def test_1100_idle_connections_do_not_starve_the_server(tmp_path):
     has kept the server waiting longest, so the server's descriptors stay bounded, other clients are answered at once,
     the idle ones are all closed by the header deadline, and the log holds a line or two."""
     raise_own_file_limit(1300)
-    started = start(tmp_path / "server.log", "--header-seconds", "3", "--files", "1024")
+    started = start(tmp_path / "server.log", "--header-seconds", "2", "--files", "1024")
     idle: list[socket.socket] = []
     try:
         for _ in range(1100):
@@ -171,7 +171,7 @@ def test_1100_idle_connections_do_not_starve_the_server(tmp_path):
             begun = time.monotonic()
             assert get(started.port) == 200
             timings.append(time.monotonic() - begun)
-        time.sleep(4)  # past the header deadline
+        time.sleep(2.5)  # past the header deadline
         still_open = 0
         for client in idle:
             client.setblocking(False)
