@@ -24,11 +24,22 @@ LANGUAGE_NAME = "language.name"  # each catalog names its language in that langu
 LANGUAGE_TAG = re.compile(r"^\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*$")
 
 
-class _KeepMissing(dict):
-    """Placeholder values for str.format_map: a value not given stays visible as {name}."""
+class _Filler(string.Formatter):
+    """Fills a message's placeholders: a value not given stays visible as {name}, and
+    `{count:image|images}` writes the noun in the number the count takes (English; a
+    language without plurals writes the noun once)."""
 
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
+    def get_value(self, key, args, kwargs):
+        return kwargs[key] if key in kwargs else "{" + str(key) + "}"
+
+    def format_field(self, value, format_spec: str) -> str:
+        if "|" in format_spec:
+            singular, plural = format_spec.split("|", 1)
+            return singular if str(value) == "1" else plural
+        return super().format_field(value, format_spec)
+
+
+_FILLER = _Filler()
 
 
 @cache
@@ -67,10 +78,11 @@ def messages(lang: str, prefixes: tuple[str, ...] = ()) -> dict[str, str]:
 
 def text(lang: str, key: str, **values: object) -> str:
     """The message `key` in `lang` (else in English, else the key itself) with its
-    placeholders filled from `values`; a placeholder without a value stays as {name}."""
+    placeholders filled from `values`; a placeholder without a value stays as {name}. A
+    whole number may choose a noun's number: "{epochs} {epochs:epoch|epochs}"."""
     code = lang if lang in LANGUAGES else DEFAULT_LANGUAGE
     template = _load(code).get(key, _load(DEFAULT_LANGUAGE).get(key, key))
-    return template.format_map(_KeepMissing(values))
+    return _FILLER.vformat(template, (), values)
 
 
 def placeholders(template: str) -> set[str]:

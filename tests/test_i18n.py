@@ -121,3 +121,14 @@ def test_an_unknown_language_is_refused_with_the_choices():
     assert all(lang in message for lang in i18n.LANGUAGES)
     with pytest.raises(UserError):
         i18n.catalog("fr")
+
+
+def test_a_count_chooses_its_noun_in_english_and_korean_writes_it_once():
+    assert i18n.text("en", "lecture.how.brief", epochs=1, images="x").startswith(
+        "brief training: 1 epoch on"
+    )
+    assert "3 epochs on" in i18n.text("en", "lecture.how.brief", epochs=3, images="x")
+    assert "1에폭" in i18n.text("ko", "lecture.how.brief", epochs=1, images="x")
+    assert i18n.text("en", "lecture.how.brief").startswith("brief training: {epochs} epochs")
+    english = " ".join(i18n.catalog("en").values())
+    assert "(s)" not in english.replace("row(s) and column(s)", "")  # the page's own words

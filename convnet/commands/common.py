@@ -118,8 +118,8 @@ def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
     """--calibration DIR and --calibration-images N, which calibrate --precision int8."""
     parser.add_argument(
         "--calibration", metavar="DIR", help="--precision int8: calibrate on the images of "
-        "this folder, laid out as --data is (a folder per class, named as the model's "
-        "classes; default: the run's training images; for bare weights, those scored)",
+        "this folder (any layout, no labels; default: the run's training images; for bare "
+        "weights, those scored)",
     )  # fmt: skip
     parser.add_argument(
         "--calibration-images", type=int, metavar="N", default=256,
@@ -141,8 +141,8 @@ def check_calibration(args: argparse.Namespace, precision: str) -> None:
     if folder is not None and not Path(folder).is_dir():
         what = "is a file" if Path(folder).exists() else "does not exist"
         raise UserError(
-            f"--calibration {folder} {what}; give a folder of class folders named as the "
-            "model's classes, as --data takes, to calibrate int8 on."
+            f"--calibration {folder} {what}; give a folder of images like those the model "
+            "will see (any layout, no labels needed) to calibrate int8 on."
         )
 
 

@@ -72,20 +72,16 @@ class _Files:
 
 
 def transform_for(loaded):
-    """The preparation of `loaded`'s files, to [0, 1] (its normalization is applied with the
-    batch), with the shape of one prepared image as `.shape`."""
-    import torch
+    """The preparation of `loaded`'s files, to [0, 1] (`file_transform`)."""
+    from convnet.data.preparation import file_transform
 
-    from convnet.data.preparation import DigitPreprocess, photo_transform
-
-    size = loaded.input_size
-    if not loaded.photos:
-        return DigitPreprocess(size, 0.0, 1.0)
-    transform = photo_transform(
-        size, loaded.preprocessing.get("resize"), loaded.preprocessing.get("interpolation")
+    preprocessing = loaded.preprocessing
+    return file_transform(
+        loaded.input_size,
+        loaded.photos,
+        preprocessing.get("resize"),
+        preprocessing.get("interpolation"),
     )
-    transform.shape = torch.Size(size)
-    return transform
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -256,6 +256,23 @@ def photo_transform(
     return evaluation_transform(resize, size[1], 0.0, 1.0, channels=size[0], **extra)
 
 
+def file_transform(
+    input_size: tuple[int, int, int],
+    photos: bool,
+    resize: int | None = None,
+    interpolation=None,
+) -> Callable:
+    """How one image file becomes a model's input in [0, 1] (its normalization is applied
+    with the batch): a digit model's preparation (`DigitPreprocess`), else the photo
+    preparation (`photo_transform`). `.decode(path)` reads the file; `.shape` is one
+    prepared image's. What `predict`, `explain` and int8 calibration on files use."""
+    if not photos:
+        return DigitPreprocess(input_size, 0.0, 1.0)
+    transform = photo_transform(input_size, resize, interpolation)
+    transform.shape = torch.Size(input_size)
+    return transform
+
+
 def load_photo(source: str | Path | bytes, size: tuple[int, int, int]) -> torch.Tensor:
     """A photo file as `photo_transform` prepares it: float (C, H, W) in [0, 1]."""
     transform = photo_transform(size)

@@ -2,8 +2,8 @@
 
 `--precision int8` (evaluate, predict, export --format onnx) exports the model's plain
 fp32 form to ONNX, calibrates its activation ranges on a stated number of images — the run's
-own training images, a folder given with `--calibration DIR`, or else the images it scores
-— and quantizes it with ONNX Runtime's `quantize_static`: QDQ format, weights int8 per
+own training images, any folder of images given with `--calibration DIR` (no labels, any
+layout), or else the images it scores — and quantizes it with ONNX Runtime's `quantize_static`: QDQ format, weights int8 per
 output channel, activations uint8 (U8S8, which VNNI's `vpdpbusd` multiplies without the
 saturation older AVX-512 has), min–max calibration; the classifier (the last matrix
 product) stays fp32. The quantized file is kept beside the
@@ -233,6 +233,45 @@ def _images(source, positions: list[int], normalization: tuple) -> torch.Tensor:
     return torch.stack([normalize(source.eval_image(i), *normalization) for i in positions])
 
 
+class ImageFiles:
+    """Every image file under a folder, whatever its layout and without labels (found as
+    class folders are: links followed once, hidden files left out), each prepared as
+    `convnet predict` prepares a file for the model: the images of `--calibration DIR`."""
+
+    def __init__(self, folder: str, loaded) -> None:
+        from convnet.data.preparation import file_transform
+        from convnet.data.scanning import scan_class_folders
+
+        root = Path(folder)
+        self.paths = scan_class_folders(root, {"": root}).files[""]
+        if not self.paths:
+            raise UserError(
+                f"--calibration {folder} holds no image files, in it or in any folder under "
+                "it; give a folder of images like those the model will see."
+            )
+        preprocessing = loaded.preprocessing
+        self.transform = file_transform(
+            loaded.input_size,
+            loaded.photos,
+            preprocessing.get("resize"),
+            preprocessing.get("interpolation"),
+        )
+        self.eval_count = len(self.paths)
+
+    def eval_image(self, index: int) -> torch.Tensor:
+        """The `index`-th file prepared, float (C, H, W) in [0, 1]; UserError if unreadable."""
+        from convnet.data.decoding import DECODE_ERRORS
+
+        path = self.paths[index]
+        try:
+            return self.transform(self.transform.decode(path))
+        except (*DECODE_ERRORS, UserError) as error:
+            raise UserError(
+                f"--calibration: {path} cannot be read as an image ({error}). Remove it, or "
+                "calibrate on another folder."
+            ) from None
+
+
 def calibration_images(
     loaded, source, folder: str | None, count: int, data_dir: Path | None = None
 ) -> tuple[Callable[[], torch.Tensor], str]:
@@ -241,7 +280,7 @@ def calibration_images(
     read from `data_dir`, else from where the run read it); else (bare weights) of the
     images scored."""
     if folder is not None:
-        calibration = loaded.evaluation_source(data=folder, split="all", workers=0)
+        calibration = ImageFiles(folder, loaded)
         described = f"{{}} images of {folder}"
     elif loaded.config is not None and loaded.config.data is not None:  # folders or shards
         calibration = loaded.evaluation_source(data=loaded.config.data, split="train", workers=0)
@@ -287,7 +326,11 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
         if labels is not None and bool((labels < 0).any()):  # unlabelled images
             labels = None
         images = _images(source, positions, loaded.normalization)
-        return images, labels, f"{len(positions)} of the images scored"
+        described = f"{len(positions)} of the images scored"
+        if isinstance(source, ImageFiles) and folder is not None:  # the calibration folder
+            shared = len(set(positions) & set(_sample(source.eval_count, count)))
+            described = f"{len(positions)} images of {folder}, {shared} of which calibrated it"
+        return images, labels, described
 
     key = f"{weights_digest(weights)}|{described}|{tuple(loaded.input_size)}|{loaded.normalization}"
     return int8_model(
@@ -308,7 +351,7 @@ def int8_without_data(loaded, folder: str | None, count: int = CALIBRATION_IMAGE
     data set read from `data_dir`, else from where the run read it). UserError for bare
     weights without a folder: there are no images to calibrate on."""
     if folder is not None:
-        source = loaded.evaluation_source(data=folder, split="all", workers=0)
+        source = ImageFiles(folder, loaded)
     elif loaded.config is not None:
         where = data_dir or _data_dir(loaded.config)
         source = loaded.evaluation_source(data_dir=where, workers=0)

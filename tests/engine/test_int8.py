@@ -90,9 +90,9 @@ def test_int8_export_is_a_qdq_onnx_file_that_runs_as_evaluated(run_dir, tmp_path
         (["export", "RUN", "--precision", "int8", "--format", "torchscript", "--out", "x.pt"],
          "writes ONNX"),
         (["evaluate", "RUN", "--precision", "int8", "--calibration", "RUN/no-such-folder"],
-         "no-such-folder does not exist; give a folder of class folders"),
+         "no-such-folder does not exist; give a folder of images"),
         (["evaluate", "RUN", "--precision", "int8", "--calibration", "RUN/config.json"],
-         "config.json is a file; give a folder of class folders"),
+         "config.json is a file; give a folder of images"),
     ],
 )  # fmt: skip
 def test_int8_mistakes_are_refused_in_one_paragraph(arguments, message, trained_run, capsys):
@@ -145,3 +145,40 @@ def test_bare_weights_in_int8_need_a_folder_to_calibrate_on(trained_run, tmp_pat
     weights = str(run_dir / "model.safetensors")
     code = main(["predict", "lenet5", "--weights", weights, str(image), "--precision", "int8"])
     assert code == 2 and "--calibration DIR" in capsys.readouterr().err
+
+
+@needs_vnni
+def test_any_folder_of_images_calibrates_without_labels(
+    trained_run, mnist_dir, tmp_path, capsys, monkeypatch
+):
+    """Bare weights calibrated on a folder of digit files in no class layout (some loose,
+    some in a folder of their own): the answers agree with fp32, and the note says how many
+    of the checked images also calibrated it. A folder with no image, or with a file that
+    is not one, is refused in one paragraph."""
+    from PIL import Image
+
+    from convnet.data.datasets import load_dataset
+
+    test = load_dataset("mnist", "test", mnist_dir)
+    monkeypatch.setenv("CONVNET_DATA_DIR", str(tmp_path / "cache"))  # bare weights' int8 cache
+    folder = tmp_path / "digits"
+    (folder / "more").mkdir(parents=True)
+    for index in range(40):
+        where = folder / "more" if index % 2 else folder
+        Image.fromarray(test.images[index].numpy().squeeze()).save(where / f"{index}.png")
+    weights = str(trained_run[0] / "model.safetensors")
+    arguments = ["predict", "lenet5", "--weights", weights, str(folder / "0.png"),
+                 "--precision", "int8", "--calibration-images", "16", "--json"]  # fmt: skip
+    assert main([*arguments, "--calibration", str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[0]["top"][0]["index"] == int(test.labels[0])
+    assert f"of 40 images of {folder}, 16 of which calibrated it" in captured.err
+
+    (tmp_path / "empty" / "inside").mkdir(parents=True)
+    assert main([*arguments, "--calibration", str(tmp_path / "empty")]) == 2
+    assert "holds no image files" in capsys.readouterr().err
+    shutil.copytree(folder, tmp_path / "with-a-bad-file")
+    (tmp_path / "with-a-bad-file" / "more" / "1.png").write_bytes(b"not a picture")
+    assert main([*arguments, "--calibration", str(tmp_path / "with-a-bad-file")]) == 2
+    error = capsys.readouterr().err
+    assert "1.png cannot be read as an image" in error and "Traceback" not in error

@@ -31,7 +31,7 @@ def test_lecture_report_end_to_end(mnist_dir, tmp_path, capsys):
     page = out.read_text()
     positions = [page.index(f"<h2>Claim {n}</h2>") for n in range(1, 9)]
     assert positions == sorted(positions)
-    assert "brief training: 1 epoch(s) on the first 300 training images" in page
+    assert "brief training: 1 epoch on the first 300 training images" in page
     assert page.count("class='verdict'") == 8
     # 300 images train no network to the floor: the claims that compare networks give no verdict
     sections = {n: page[page.index(f"<h2>Claim {n}</h2>") :] for n in range(1, 9)}
