@@ -35,7 +35,9 @@ CROP_FRACTION = 0.875
 class _SeededSamples(Dataset):
     """Training samples by key (seed, epoch, index): each sample's random augmentation drawn
     from those numbers, its random erasing's rectangle last (`ErasingDraw`), so the
-    workers, which keep this dataset for the whole run, need only the keys of an epoch."""
+    workers, which keep this dataset for the whole run, need only the keys of an epoch.
+    Only the CPU's generator is seeded (the transforms draw there): `torch.manual_seed`
+    visits every device, and before CUDA starts it formats the caller's stack for each."""
 
     def __init__(self, dataset: Dataset, erasing: Callable | None = None) -> None:
         self.dataset, self.erasing = dataset, erasing
@@ -46,7 +48,7 @@ class _SeededSamples(Dataset):
     def __getitem__(self, key: tuple[int, int, int]):
         seed, epoch, index = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix(seed, epoch, index))
+            torch.default_generator.manual_seed(mix(seed, epoch, index))  # CPU draws only
             sample = self.dataset[index]
             if self.erasing is None:
                 return sample

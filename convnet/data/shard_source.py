@@ -70,7 +70,7 @@ class _Reader:
         reason; with random erasing, its rectangle, drawn after the image's other draws."""
         with torch.random.fork_rng(devices=[]):
             if epoch_seed is not None:  # the image's own draws: (seed, epoch, index)
-                torch.manual_seed(mix(*epoch_seed, raw.index))
+                torch.default_generator.manual_seed(mix(*epoch_seed, raw.index))
             image, label = self._prepared(raw)
             erase = self.erasing(image.shape) if self.erasing else None
         return image, label, raw.why, erase

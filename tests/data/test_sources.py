@@ -70,6 +70,27 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index():
     assert not torch.equal(samples[0, 1, 2], first)
 
 
+def test_per_image_seeding_touches_only_the_cpu_generator(monkeypatch):
+    """torch.manual_seed would visit every device, per image (before CUDA starts, formatting
+    the caller's stack for each). The draws stay those of the CPU generator seeded by
+    (seed, epoch, index)."""
+
+    class Noise(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return torch.rand(3)
+
+    def every_device(seed):
+        raise AssertionError("torch.manual_seed called per image")
+
+    monkeypatch.setattr(torch, "manual_seed", every_device)
+    drawn = _SeededSamples(Noise())[7, 1, 0]
+    generator = torch.Generator().manual_seed(folder_source.mix(7, 1, 0))
+    assert torch.equal(drawn, torch.rand(3, generator=generator))
+
+
 def _counting_starts(monkeypatch, module, path):
     """Each worker process's start, as a line in `path` (workers may be other processes)."""
 
