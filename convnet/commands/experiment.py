@@ -343,7 +343,8 @@ def configure_report(parser: argparse.ArgumentParser) -> None:
         "--out",
         default="runs/lecture/lecture.html",
         metavar="FILE",
-        help="the page; its figures go in lecture_figures/ beside it",
+        help="the page; its figures go in a folder beside it named after it "
+        "(lecture.html: lecture_figures/)",
     )
     lecture.add_argument("--epochs", type=int, default=3, help="brief training epochs")
     lecture.add_argument(

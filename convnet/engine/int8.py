@@ -3,13 +3,13 @@
 `--precision int8` (evaluate, predict, export --format onnx) exports the model's plain
 fp32 form to ONNX, calibrates its activation ranges on a stated number of images — the run's
 own training images, any folder of images given with `--calibration DIR` (no labels, any
-layout), or else the images it scores — and quantizes it with ONNX Runtime's `quantize_static`: QDQ format, weights int8 per
-output channel, activations uint8 (U8S8, which VNNI's `vpdpbusd` multiplies without the
-saturation older AVX-512 has), min–max calibration; the classifier (the last matrix
-product) stays fp32. The quantized file is kept beside the
-run (`RUN/int8/`) or in the cache (`~/.cache/convnet/int8/`), keyed by the weights' SHA-256
-and the calibration, so calibrating and optimizing are paid once; with it, a JSON note of
-how it agrees with fp32 on held-out images.
+layout), or else the images it scores — and quantizes it with ONNX Runtime's
+`quantize_static`: QDQ format, weights int8 per output channel, activations uint8 (U8S8,
+which VNNI's `vpdpbusd` multiplies without the saturation older AVX-512 has), min–max
+calibration; the classifier (the last matrix product) stays fp32. The quantized file is
+kept beside the run (`RUN/int8/`) or in the cache (`~/.cache/convnet/int8/`), keyed by the
+weights' SHA-256 and the calibration, so calibrating and optimizing are paid once; with it,
+a JSON note of how it agrees with fp32 on held-out images.
 
 Why ONNX Runtime (docs/benchmarks.md, "int8 inference"): on this 2-core AMD EPYC it ran
 resnet18 2.05× convnet's bf16 path, beside 2.10× for PyTorch's PT2E quantization with the
@@ -128,7 +128,7 @@ def int8_model(
         except Exception:  # a damaged cache file: make it again
             log(f"Note: {path} could not be read; quantizing again.")
     read_calibration, described = calibration
-    log(f"Quantizing to int8 with ONNX Runtime, calibrated on {described} (paid once) …")
+    log(f"Quantizing to int8 with ONNX Runtime, calibrated on {described}; paid once …")
     images = read_calibration()
     atomic_write_bytes(path, _quantized_bytes(model, input_size, images))
     quantized = Int8Model(path, {})
@@ -266,9 +266,10 @@ class ImageFiles:
         try:
             return self.transform(self.transform.decode(path))
         except (*DECODE_ERRORS, UserError) as error:
+            reason = str(error).strip().removeprefix(f"{path}: ").rstrip(".")
             raise UserError(
-                f"--calibration: {path} cannot be read as an image ({error}). Remove it, or "
-                "calibrate on another folder."
+                f"--calibration: {path}: {reason or type(error).__name__}. Take it out of "
+                "the folder, or calibrate on another."
             ) from None
 
 
@@ -305,10 +306,12 @@ def _data_dir(config) -> Path | None:
 
 
 def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION_IMAGES,
-             log=print, data_dir: Path | None = None) -> Int8Model:  # fmt: skip
+             log=print, data_dir: Path | None = None,
+             checked: str = "the images scored") -> Int8Model:  # fmt: skip
     """The int8 form of a loaded run or weights file (`LoadedModel`), scored on `source`: its
     cache lies beside the run, or in convnet's cache for bare weights. `data_dir`: where a
-    registered data set's training images are read (default: where the run read them)."""
+    registered data set's training images are read (default: where the run read them);
+    `checked`: what `source`'s images are, in the note of how int8 agreed with fp32."""
     from convnet.data.datasets import default_data_dir
 
     weights = loaded.weights_path
@@ -326,8 +329,8 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
         if labels is not None and bool((labels < 0).any()):  # unlabelled images
             labels = None
         images = _images(source, positions, loaded.normalization)
-        described = f"{len(positions)} of the images scored"
-        if isinstance(source, ImageFiles) and folder is not None:  # the calibration folder
+        described = f"{len(positions)} of {checked}"
+        if isinstance(source, ImageFiles):  # the calibration folder: say how they overlap
             shared = len(set(positions) & set(_sample(source.eval_count, count)))
             described = f"{len(positions)} images of {folder}, {shared} of which calibrated it"
         return images, labels, described
@@ -360,4 +363,4 @@ def int8_without_data(loaded, folder: str | None, count: int = CALIBRATION_IMAGE
             "--precision int8 of bare weights needs images to calibrate on: give "
             "--calibration DIR (a folder of images like those the model will see)."
         )
-    return int8_for(loaded, source, folder, count, log, data_dir)
+    return int8_for(loaded, source, folder, count, log, data_dir, "the run's held-out images")

@@ -51,7 +51,10 @@ def shift_figure(result: ShiftResult, path: Path, lang: str = "en") -> Path:
     of the count over the whole test set."""
     original = result.original.numpy()
     shifted = result.shifted.numpy()
-    figure, axes = plt.subplots(1, 4, figsize=(13, 3.4), width_ratios=[1, 1, 1, 1.5])
+    # constrained: the third panel's two-line title and the histogram's axis label need room
+    figure, axes = plt.subplots(
+        1, 4, figsize=(13, 3.4), width_ratios=[1, 1, 1, 1.5], layout="constrained"
+    )
     digit = words(lang, "figure.shift.digit", index=str(result.index), label=result.label)
     for axis, image, title in (
         (axes[0], original, digit),

@@ -35,7 +35,6 @@ from convnet.report import claims_plots, lecture_claims, lecture_cost, lecture_c
 from convnet.report.lecture_words import NOT_JUDGED, Section, Words, code, table, variant_label
 from convnet.report.run_report import STYLE
 
-FIGURES = "lecture_figures"
 VERDICT_COLOURS = {
     "supported": "#2a9d4b",
     "not supported": "#d1495b",
@@ -107,15 +106,27 @@ def judging_command(settings: LectureSettings, w: Words) -> str:
     )
 
 
+def figures_folder(out: Path) -> Path:
+    """Where a page's figures go: beside it, named after it (lecture.html: lecture_figures/),
+    so pages in two languages in one folder keep their own."""
+    return out.parent / f"{out.stem}_figures"
+
+
 def render(
-    sections: list[Section], how: str, seconds: float, variants: list[Variant], w: Words
+    sections: list[Section],
+    how: str,
+    seconds: float,
+    variants: list[Variant],
+    w: Words,
+    figures: str = "lecture_figures",
 ) -> str:
-    """The page: how the networks were trained, then one section per claim."""
+    """The page: how the networks were trained, then one section per claim, its figures
+    read from the folder `figures` beside it."""
     parts = []
     for s in sections:
         colour = VERDICT_COLOURS.get(s.verdict, "#7f8c9a")
         alt = html.escape(w("figure_alt", number=s.number), quote=True)
-        figure = f"<img src='{FIGURES}/{s.figure}' alt='{alt}'>" if s.figure else ""
+        figure = f"<img src='{figures}/{s.figure}' alt='{alt}'>" if s.figure else ""
         parts.append(
             f"<section><h2>{w('claim_heading', number=s.number)}</h2>"
             f"<p class='claim'>{html.escape(s.claim)}</p><p>{code(s.command)}</p>"
@@ -155,7 +166,7 @@ def write_lecture_report(
     w = Words(check_language(lang))
     started = time.perf_counter()
     out = Path(out)
-    figures = out.parent / FIGURES
+    figures = figures_folder(out)
     invariance_settings, reused = choose_invariance(settings)
     log(f"Claims 1, 3, 5: {training_note(settings, reused, Words('en'))}")
     how = training_note(settings, reused, w)
@@ -175,7 +186,8 @@ def write_lecture_report(
         lecture_cost.claim_imagenet(Path(settings.runs_dir).parent, w),
         lecture_counts.claim_depth(w),
     ]
-    page = render(sections, how, time.perf_counter() - started, result.variants, w)
+    seconds = time.perf_counter() - started
+    page = render(sections, how, seconds, result.variants, w, figures.name)
     atomic_write_text(out, page)
     log(f"Wrote {out} in {time.perf_counter() - started:.0f} s")
     return out

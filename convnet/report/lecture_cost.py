@@ -139,14 +139,27 @@ def claim_cost(repeats: int, figures: Path, w: Words) -> Section:
     )
 
 
+# Runs lie at most this deep under the runs folder (runs/<group>/<run>/config.json): a
+# deeper walk of a folder such as /tmp or the home folder would be unbounded.
+RUN_DEPTH = 3
+
+
 def _runs_on(runs_root: Path, datasets: set[str]) -> list[str]:
+    """The runs under `runs_root` (at most RUN_DEPTH folders down, 2,000 configurations)
+    whose data set is one of `datasets`; a config.json that is not a run's is passed over."""
+    if not runs_root.is_dir():
+        return []
+    paths = [
+        p for depth in range(1, RUN_DEPTH + 1) for p in runs_root.glob("*/" * depth + CONFIG_FILE)
+    ]
     found = []
-    for path in sorted(runs_root.glob("**/" + CONFIG_FILE))[:2000] if runs_root.is_dir() else []:
+    for path in sorted(paths)[:2000]:
         try:
-            if json.loads(path.read_text()).get("dataset") in datasets:
-                found.append(str(path.parent))
-        except (OSError, ValueError):
+            config = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deep
             continue
+        if isinstance(config, dict) and config.get("dataset") in datasets:
+            found.append(str(path.parent))
     return found
 
 

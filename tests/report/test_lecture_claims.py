@@ -214,3 +214,30 @@ def test_claim_5_fills_every_sentence_from_its_table(lang):
     assert re.search(r"\{\w+\}", section.measured + section.why) is None
     if lang == "en":
         assert "only on noise; on horizontal shift it falls further, to 90.0%" in section.measured
+
+
+def test_claim_7_finds_imagenet_runs_and_passes_over_other_config_files(tmp_path):
+    """Runs found at most three folders down; a config.json that is a list, nested too deep
+    to parse, or not JSON at all is not a run's and is passed over, not a traceback."""
+    from convnet.report.lecture_cost import _runs_on
+
+    def config(relative: str, text: str) -> None:
+        path = tmp_path / relative / "config.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+
+    config("a", '{"dataset": "imagenet"}')
+    config("group/b", '{"dataset": "imagenet"}')
+    config("group/c", '{"dataset": "mnist"}')
+    config("x/y/z/too-deep", '{"dataset": "imagenet"}')
+    config("list", "[1, 2]")
+    config("nested", "[" * 100_000 + "]" * 100_000)
+    config("broken", "{not json")
+    assert _runs_on(tmp_path, {"imagenet"}) == [str(tmp_path / "a"), str(tmp_path / "group/b")]
+
+
+def test_pages_in_one_folder_keep_their_own_figures(tmp_path):
+    from convnet.report.lecture import figures_folder
+
+    assert figures_folder(tmp_path / "lecture.html") == tmp_path / "lecture_figures"
+    assert figures_folder(tmp_path / "lecture-ko.html") == tmp_path / "lecture-ko_figures"
