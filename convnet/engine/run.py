@@ -155,6 +155,12 @@ class LoadedModel:
                     f"{counted(get_dataset_spec(trained_on).channels, 'channel')}, but {dataset} has "
                     f"{spec.channels}; evaluate it on the data set it was trained for."
                 )
+            if config is not None and tuple(self.class_names) != tuple(spec.class_names):
+                raise UserError(
+                    f"The model's classes are {_few(self.class_names)}, but {dataset}'s are "
+                    f"{_few(spec.class_names)}: its answers would be scored against labels "
+                    "that name other things. Evaluate it on the data set it was trained for."
+                )
             return TensorSource.from_dataset(
                 dataset,
                 self.input_size,
@@ -201,6 +207,11 @@ class LoadedModel:
                 )
             source.class_names = self.class_names  # the weights' own names (ImageNet's)
         return source
+
+
+def _few(names) -> str:
+    """The first three class names and how many there are: "0, 1, 2, … (10)"."""
+    return ", ".join(map(str, names[:3])) + (f", … ({len(names)})" if len(names) > 3 else "")
 
 
 def _same_folder(first: str, second: str) -> bool:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from convnet.cli import main
 from convnet.engine.metrics import easiest_and_hardest
-from tests.helpers.cli import assert_user_error, run_in_process
+from tests.helpers.cli import assert_user_error, refused, run_in_process
 from tests.helpers.digit_drawings import with_orientation
 from tests.helpers.folder_data import make_split_folders, pattern
 from tests.helpers.images import MODES, _in_mode, digit_png
@@ -228,8 +228,6 @@ def test_evaluate_prepares_digit_files_as_predict_does(trained_run, mnist_test, 
 def test_a_crop_the_model_cannot_take_is_refused_naming_it(crop, folder_run, capsys):
     """lenet5 trained at 32×32: a 48 crop ended in "mat1 and mat2 shapes cannot be
     multiplied" (a traceback); now the size check of training, naming the flag."""
-    from tests.helpers.cli import refused
-
     refused(
         capsys,
         ["evaluate", str(folder_run), "--crop", crop, "--workers", "0"],
@@ -263,11 +261,20 @@ def test_the_preparation_follows_the_run_the_weights_file_or_the_flag(folder_run
 
 
 def test_a_resize_smaller_than_the_crop_is_refused_naming_both(folder_run, capsys):
-    from tests.helpers.cli import refused
-
     data = str(folder_run.parent / "data")
     refused(
         capsys,
         ["evaluate", str(folder_run), "--data", data, "--resize", "20", "--workers", "0"],
         "--resize 20 is smaller than the centre crop 32",
+    )
+
+
+def test_a_run_scored_on_a_data_set_of_other_classes_is_refused(trained_run, capsys):
+    """MNIST's digits and Fashion-MNIST's clothes: ten classes of one channel each, but a
+    '1' is not a 'Trouser'; refused before any image is read."""
+    refused(
+        capsys,
+        ["evaluate", str(trained_run[0]), "--dataset", "fashion-mnist"],
+        "The model's classes are 0, 1, 2, … (10), but fashion-mnist's are T-shirt/top,",
+        "the data set it was trained for",
     )
