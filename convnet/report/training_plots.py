@@ -44,7 +44,11 @@ def training_curves_figure(
     legend_outside(error_axis)
     for axis in (loss_axis, error_axis):
         axis.grid(alpha=0.3)
-        axis.xaxis.get_major_locator().set_params(integer=True)
+        if len(epochs) <= 10:  # every epoch its tick (one epoch: 1, not 0.96 … 1.04)
+            axis.set_xticks(epochs)
+            axis.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
+        else:
+            axis.xaxis.get_major_locator().set_params(integer=True)
     if note:
         figure.suptitle(note, fontsize=9)
     figure.tight_layout()

@@ -111,6 +111,18 @@ def test_error_axis_labels_are_plain_percentages_and_zero_is_drawn_at_a_floor(er
     plots.plt.close(figure)
 
 
+@pytest.mark.parametrize("epochs", [1, 3, 25])
+def test_the_epoch_axis_ticks_whole_epochs(epochs):
+    figure = training_plots.training_curves_figure(history([(0.3, 0.2)] * epochs))
+    figure.canvas.draw()
+    for axis in figure.axes:
+        ticks = [tick for tick in axis.get_xticks() if axis.get_xlim()[0] <= tick]
+        ticks = [tick for tick in ticks if tick <= axis.get_xlim()[1]]
+        assert ticks and all(float(tick).is_integer() for tick in ticks), ticks
+        assert 1 in ticks or epochs > 10
+    plots.plt.close(figure)
+
+
 def test_an_error_of_zero_everywhere_is_a_linear_axis():
     figure = training_plots.training_curves_figure(history([(0.0, 0.0), (0.0, 0.0)]))
     figure.canvas.draw()
