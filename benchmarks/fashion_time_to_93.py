@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import hardware, hardware_line, judge, load_average, save_results  # noqa: E402
-from folder_train_speed import require_timm  # noqa: E402
+from folder_train_speed import require_timm, thread_environment  # noqa: E402
 
 from convnet.data.datasets import fetch_dataset, load_dataset  # noqa: E402
 
@@ -108,16 +108,13 @@ class Trainer:
 
     def __init__(self, name: str, command: list[str], core: int, read, out: Path) -> None:
         self.name, self.read, self.out = name, read, out
-        environment = {**os.environ, "OMP_NUM_THREADS": "1",
-                       "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent),
-                                                                   os.environ.get("PYTHONPATH")]))}  # fmt: skip
         self.log = (out.parent / f"{name}.log").open("w")
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             ["taskset", "-c", str(core), *command],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=environment,
+            env=thread_environment(1),  # one OpenMP thread; this checkout's convnet
             start_new_session=True,
         )
         self.epochs: list[dict] = []
