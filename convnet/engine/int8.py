@@ -128,8 +128,8 @@ def int8_model(
         except Exception:  # a damaged cache file: make it again
             log(f"Note: {path} could not be read; quantizing again.")
     read_calibration, described = calibration
+    images = read_calibration()  # an unusable image is refused before the line below
     log(f"Quantizing to int8 with ONNX Runtime, calibrated on {described}; paid once …")
-    images = read_calibration()
     atomic_write_bytes(path, _quantized_bytes(model, input_size, images))
     quantized = Int8Model(path, {})
     note = {

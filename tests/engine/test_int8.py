@@ -180,8 +180,10 @@ def test_any_folder_of_images_calibrates_without_labels(
     assert "holds no image files" in capsys.readouterr().err
     shutil.copytree(folder, tmp_path / "with-a-bad-file")
     (tmp_path / "with-a-bad-file" / "more" / "1.png").write_bytes(b"not a picture")
-    assert main([*arguments, "--calibration", str(tmp_path / "with-a-bad-file")]) == 2
+    every = ["--calibration-images", "40"]  # the bad file among those that calibrate
+    assert main([*arguments, *every, "--calibration", str(tmp_path / "with-a-bad-file")]) == 2
     error = capsys.readouterr().err
     bad = str(tmp_path / "with-a-bad-file" / "more" / "1.png")
     assert f"--calibration: {bad}: " in error and error.count(bad) == 1, error
+    assert "Quantizing" not in error  # refused before it says it quantizes
     assert "Traceback" not in error
