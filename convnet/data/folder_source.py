@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -112,6 +113,23 @@ def _loader(dataset: Dataset, batch_size: int, sampler: Sampler, workers: int, p
     )
 
 
+@dataclass(frozen=True)
+class ImageTransforms:
+    """What `image_transforms` makes, read by every source of image files."""
+
+    preprocessing: dict
+    evaluate: Callable
+    view: Callable
+    train: Callable
+    device_normalize: DeviceNormalize
+
+    def adopted_by(self, source) -> None:
+        """Set them on `source` under the names the engine and the commands read."""
+        source.preprocessing, source.evaluate_transform = self.preprocessing, self.evaluate
+        source._view, source.train_transform = self.view, self.train
+        source.device_normalize = self.device_normalize
+
+
 def image_transforms(
     input_size: tuple[int, int, int],
     normalization: tuple,
@@ -122,11 +140,11 @@ def image_transforms(
     digits: bool = False,
     auto_augment: str | None = None,
     random_erase: float = 0.0,
-) -> tuple[dict, Callable, Callable, Callable, DeviceNormalize]:
+) -> ImageTransforms:
     """How image files become a model's input, for every source of image files (folders,
-    shards): (the preprocessing for results.json, the evaluation transform, the same for
+    shards): the preprocessing for results.json, the evaluation transform, the same for
     showing an image (float in [0, 1]), the training transform, and the normalisation the
-    engine applies on the device). The workers' transforms give photos as uint8 pixels and
+    engine applies on the device. The workers' transforms give photos as uint8 pixels and
     digits (prepared as MNIST was: resized, not representable in uint8) as float in [0, 1]."""
     channels, crop = input_size[0], input_size[1]
     mean, std = normalization
@@ -160,7 +178,9 @@ def image_transforms(
     )
     if auto_augment or random_erase:
         train_transform = policy_transform(train_transform, auto_augment, random_erase)
-    return preprocessing, evaluate_transform, view, train_transform, device_normalize
+    return ImageTransforms(
+        preprocessing, evaluate_transform, view, train_transform, device_normalize
+    )
 
 
 class FolderSource:
@@ -227,7 +247,7 @@ class FolderSource:
         # one scan may serve both splits (a folder of class folders): each entry once
         self.left_out = list(dict.fromkeys(item for c in both for item in c.left_out))
         self.warnings = list(dict.fromkeys(line for c in both for line in c.warnings))
-        transforms = image_transforms(
+        image_transforms(
             input_size,
             normalization,
             augment=augment,
@@ -236,14 +256,7 @@ class FolderSource:
             digits=digits,
             auto_augment=auto_augment,
             random_erase=random_erase,
-        )
-        (
-            self.preprocessing,
-            self.evaluate_transform,
-            self._view,
-            self.train_transform,
-            self.device_normalize,
-        ) = transforms
+        ).adopted_by(self)
         self.loaders = PersistentLoaders(workers, pin_memory)
         self.eval_batch_size = 64
         self.failed_training: set[int] = set()  # training images that could not be decoded

@@ -257,7 +257,7 @@ class ShardSource:
             *(shard_set.skipped.get("train", []) if train else []),
             *shard_set.skipped.get(self.eval_split, []),
         ]
-        transforms = image_transforms(
+        image_transforms(
             input_size,
             normalization,
             augment=augment,
@@ -266,14 +266,7 @@ class ShardSource:
             digits=digits,
             auto_augment=auto_augment,
             random_erase=random_erase,
-        )
-        (
-            self.preprocessing,
-            self.evaluate_transform,
-            self._view,
-            self.train_transform,
-            self.device_normalize,
-        ) = transforms
+        ).adopted_by(self)
         self.blank_shape = tuple(
             getattr(self.evaluate_transform, "shape", None)
             or self.evaluate_transform(Image.new("RGB", (300, 300))).shape
