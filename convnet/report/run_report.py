@@ -5,6 +5,7 @@ descriptions and citations stay as the registry has them)."""
 from __future__ import annotations
 
 import html
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -153,70 +154,89 @@ def write_run_report(
     """Figures plus report.html in the run directory, for a run on any data source, in
     `lang`; returns the page's path. Figures of a run on part of its data say so in their
     titles."""
-
-    def words(key: str, **values: object) -> str:
-        return report_words(lang, key, **values)
-
-    figures = run.figures
     result = evaluation.result
     split = result["split"]
-    shown_split = split_name(split, lang)
     history = run.history()
-    steps = run.steps()
-    names = list(evaluation.source.class_names)
     trained_note, scored_note = subset_notes(loaded.config, split, result["num_examples"], lang)
     both = "; ".join(note for note in (trained_note, scored_note) if note)
+    parts = [
+        *_training_parts(run, history, split, trained_note, both, lang),
+        *_error_parts(run, evaluation, both, scored_note, lang),
+        *_model_parts(loaded, lang),
+    ]
+    words = partial(report_words, lang)
+    page = (
+        f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(words('page_title', model=loaded.name))}</title>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<style>{STYLE}</style></head><body>"
+        f"{_header(loaded, evaluation, history, lang)}{''.join(parts)}</body></html>\n"
+    )
+    atomic_write_text(run.report_path, page)
+    return run.report_path
+
+
+def _training_parts(
+    run: Run, history: list[dict], split: str, trained_note: str, both: str, lang: str
+) -> list[str]:
+    """The training section: the curves per epoch, the loss and rate of every step, and the
+    table of epochs."""
+    words = partial(report_words, lang)
+    figures, steps = run.figures, run.steps()
     parts = []
     if history or steps:
         parts.append(f"<h2>{words('training')}</h2>")
     if history:
         training_plots.training_curves(history, figures / "curves.png", split, both, lang=lang)
         parts.append(f"<img src='{FIGURES}/curves.png' alt='{words('alt.curves')}'>")
-        parts.append(f"<p>{words('lag', split=shown_split)}</p>")
+        parts.append(f"<p>{words('lag', split=split_name(split, lang))}</p>")
     if steps:
         training_plots.training_steps(steps, figures / "steps.png", trained_note, lang=lang)
         parts.append(f"<img src='{FIGURES}/steps.png' alt='{words('alt.steps')}'>")
     if history:
-        header = [
-            words(f"history.{key}", split=shown_split)
-            for key in (
-                "epoch",
-                "train_loss",
-                "train_error",
-                "loss",
-                "error",
-                "top5_error",
-                "images_per_second",
-                "seconds",
-            )
+        parts.append(_history_table(history, split, lang))
+    return parts
+
+
+def _history_table(history: list[dict], split: str, lang: str) -> str:
+    """One row per epoch: losses, errors, images/s and seconds."""
+    keys = ("epoch", "train_loss", "train_error", "loss", "error", "top5_error",
+            "images_per_second", "seconds")  # fmt: skip
+    header = [report_words(lang, f"history.{key}", split=split_name(split, lang)) for key in keys]
+
+    def pct(value: float) -> str:
+        return i18n.percent(value, lang, 2)
+
+    rows = [
+        [
+            int(r["epoch"]),
+            i18n.number(r["train_loss"], lang, 4),
+            pct(r["train_error"]),
+            i18n.number(r["eval_loss"], lang, 4) if "eval_loss" in r else "–",
+            pct(r["eval_error"]),
+            pct(r["eval_top5_error"]) if "eval_top5_error" in r else "–",
+            i18n.number(r["images_per_second"], lang),
+            i18n.number(r["epoch_seconds"], lang, 1),
         ]
+        for r in history
+    ]
+    return _table(header, rows)
 
-        def pct(value: float) -> str:
-            return i18n.percent(value, lang, 2)
 
-        parts.append(
-            _table(
-                header,
-                [
-                    [
-                        int(r["epoch"]),
-                        i18n.number(r["train_loss"], lang, 4),
-                        pct(r["train_error"]),
-                        i18n.number(r["eval_loss"], lang, 4) if "eval_loss" in r else "–",
-                        pct(r["eval_error"]),
-                        pct(r["eval_top5_error"]) if "eval_top5_error" in r else "–",
-                        i18n.number(r["images_per_second"], lang),
-                        i18n.number(r["epoch_seconds"], lang, 1),
-                    ]
-                    for r in history
-                ],
-            )
-        )
-    parts.append(f"<h2>{words('errs')}</h2>")
+def _error_parts(
+    run: Run, evaluation: Evaluation, both: str, scored_note: str, lang: str
+) -> list[str]:
+    """The errors section: confusions, per-class accuracy, the most confident mistakes and
+    the files that could not be scored."""
+    words = partial(report_words, lang)
+    figures, result = run.figures, evaluation.result
+    names = list(evaluation.source.class_names)
+    parts = [f"<h2>{words('errs')}</h2>"]
     if len(names) <= plots.MANY_CLASSES:
         plots.confusion_figure(
-            result["confusion_matrix"], names, figures / "confusion.png", split, both, lang=lang
-        )
+            result["confusion_matrix"], names, figures / "confusion.png", result["split"], both,
+            lang=lang,
+        )  # fmt: skip
         parts.append(f"<img src='{FIGURES}/confusion.png' alt='{words('alt.confusion')}'>")
     plots.class_accuracy_figure(result, figures / "per_class.png", both, lang=lang)
     parts.append(f"<img src='{FIGURES}/per_class.png' alt='{words('alt.per_class')}'>")
@@ -243,12 +263,19 @@ def write_run_report(
                 [[item["file"], item["reason"]] for item in result["skipped"]],
             )
         )
+    return parts
+
+
+def _model_parts(loaded: LoadedModel, lang: str) -> list[str]:
+    """The model section: its description and per-layer accounting (and for LeNet-5, which
+    published table it matches)."""
+    words = partial(report_words, lang)
     summary = summarize(loaded.model.cpu(), loaded.input_size, loaded.name)
-    parts.append(
+    parts = [
         f"<h2>{words('model.title')}</h2>"
         + f"<p>{html.escape(loaded.spec.description)}.</p>"
         + summary_table(summary, lang)
-    )
+    ]
     if loaded.spec.family == "LeNet":
         matches = [source for source, ok in matching_sources(summary).items() if ok]
         which = (
@@ -258,6 +285,14 @@ def write_run_report(
         )
         lecture = words("lenet.lecture", command="<code>convnet report lecture</code>")
         parts.append(f"<p>{which} {lecture}</p>")
+    return parts
+
+
+def _header(loaded: LoadedModel, evaluation: Evaluation, history: list[dict], lang: str) -> str:
+    """The title, the paper and the cards: errors, parameters, images scored, time."""
+    words = partial(report_words, lang)
+    result = evaluation.result
+    shown_split = split_name(result["split"], lang)
     parameters = sum(p.numel() for p in loaded.model.parameters())
     cards = [
         (words("card.error", split=shown_split), i18n.percent(result["top1_error"], lang, 2)),
@@ -269,7 +304,7 @@ def write_run_report(
         seconds = i18n.number(sum(r["epoch_seconds"] for r in history), lang)
         cards.append((words("card.time"), words("seconds", seconds=seconds)))
     title = words("title", model=loaded.name, dataset=evaluation.source.name)
-    header = (
+    return (
         f"<h1>{html.escape(title)}</h1>"
         f"<p class='lead'>{html.escape(loaded.spec.paper)}</p><div class='cards'>"
         + "".join(
@@ -277,11 +312,3 @@ def write_run_report(
         )
         + "</div>"
     )
-    page = (
-        f"<!doctype html><html lang='{lang}'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(words('page_title', model=loaded.name))}</title>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<style>{STYLE}</style></head><body>{header}{''.join(parts)}</body></html>\n"
-    )
-    atomic_write_text(run.report_path, page)
-    return run.report_path
