@@ -194,6 +194,31 @@ def cost_bars(result: CostResult, path: Path, lang: str = "en") -> Path:
         1, 3, figsize=(15, 3.8), width_ratios=[1.2, 1.4, 1]
     )
     settings = [(kind, batch) for kind in ("inference", "training") for batch in ("1", "256")]
+    _time_panel(time_axis, result, settings, lang)
+    _share_panel(share_axis, result, settings, lang)
+    _memory_panel(memory_axis, result, lang)
+    conditions = result.conditions
+    clock = "cpu" if conditions is not None and conditions.cpu_share is not None else "wall"
+    load = conditions.load if conditions is not None else result.load_average[0]
+    figure.suptitle(
+        words(
+            lang,
+            "figure.cost.machine",
+            device=result.device,
+            precision=result.precision,
+            threads=result.threads,
+            clock=words(lang, f"cost.clock.{clock}"),
+            load=i18n.number(load or 0.0, lang, 1),
+            cores=conditions.cores if conditions is not None else "?",
+        ),
+        fontsize=9,
+    )
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def _time_panel(time_axis: plt.Axes, result: CostResult, settings: list, lang: str) -> None:
+    """Microseconds per image of each model in each setting, as dots on a log axis."""
     width = 0.6 / max(1, len(result.models) - 1)
     times = []
     for index, model in enumerate(result.models):
@@ -220,6 +245,10 @@ def cost_bars(result: CostResult, path: Path, lang: str = "en") -> Path:
     time_axis.grid(axis="y", alpha=0.3)
     legend_outside(time_axis)
 
+
+def _share_panel(share_axis: plt.Axes, result: CostResult, settings: list, lang: str) -> None:
+    """Each layer type's share of the time, stacked per model and setting, with the
+    lecture's 2/3."""
     bars = [(model.model, kind, batch) for model in result.models for kind, batch in settings]
     kinds = list(LAYER_COLOURS)
     bottoms = np.zeros(len(bars))
@@ -267,6 +296,9 @@ def cost_bars(result: CostResult, path: Path, lang: str = "en") -> Path:
     )
     share_axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
 
+
+def _memory_panel(memory_axis: plt.Axes, result: CostResult, lang: str) -> None:
+    """Weights and activations per image of each model, in KiB on a log axis."""
     names = [model.model for model in result.models]
     positions = np.arange(len(names))
     weights = [m.weight_bytes / 1024 for m in result.models]
@@ -295,24 +327,6 @@ def cost_bars(result: CostResult, path: Path, lang: str = "en") -> Path:
     )
     memory_axis.grid(axis="y", alpha=0.3)
     legend_outside(memory_axis)
-    conditions = result.conditions
-    clock = "cpu" if conditions is not None and conditions.cpu_share is not None else "wall"
-    load = conditions.load if conditions is not None else result.load_average[0]
-    figure.suptitle(
-        words(
-            lang,
-            "figure.cost.machine",
-            device=result.device,
-            precision=result.precision,
-            threads=result.threads,
-            clock=words(lang, f"cost.clock.{clock}"),
-            load=i18n.number(load or 0.0, lang, 1),
-            cores=conditions.cores if conditions is not None else "?",
-        ),
-        fontsize=9,
-    )
-    figure.tight_layout()
-    return save_figure(figure, path)
 
 
 @drawn_in_language
