@@ -63,10 +63,23 @@ def evolution_figure(result: EvolutionResult, path: Path, lang: str = "en") -> P
     year, ours against Dive into Deep Learning's after 10 epochs and the Fashion-MNIST
     benchmark's ResNet-18."""
     outcomes = result.by_depth()
-    passing = [outcome for outcome in outcomes if result.passes(outcome)]
     figure, (depth_axis, table_axis) = plt.subplots(
         1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.1, 1]}
     )
+    _depth_panel(depth_axis, result, outcomes, lang)
+    notes = _notes(result, lang)
+    if notes:  # above the axes' titles, one line higher for each note
+        figure.suptitle("\n".join(notes), fontsize=9, y=0.99 + 0.045 * len(notes))
+    _accuracy_bars(table_axis, result, outcomes, lang)
+    for axis in (depth_axis, table_axis):
+        axis.spines[["top", "right"]].set_visible(False)
+    return save_figure(figure, path)
+
+
+def _depth_panel(depth_axis: plt.Axes, result: EvolutionResult, outcomes: list, lang: str) -> None:
+    """Test error against depth: the models above the floor coloured by year and joined,
+    those under it hollow, each labelled."""
+    passing = [outcome for outcome in outcomes if result.passes(outcome)]
     years = [outcome.year or 0 for outcome in passing]
     if passing:
         depth_axis.scatter(
@@ -115,12 +128,15 @@ def evolution_figure(result: EvolutionResult, path: Path, lang: str = "en") -> P
         ylabel=words(lang, "error_axis"),
         title=words(lang, "depth_title", dataset=result.settings["dataset"]),
     )
-    notes = _notes(result, lang)
-    if notes:  # above the axes' titles, one line higher for each note
-        figure.suptitle("\n".join(notes), fontsize=9, y=0.99 + 0.045 * len(notes))
     depth_axis.margins(x=0.2, y=0.12)
     depth_axis.grid(alpha=0.3)
 
+
+def _accuracy_bars(
+    table_axis: plt.Axes, result: EvolutionResult, outcomes: list, lang: str
+) -> None:
+    """Test accuracy per family in order of year: ours, the book's after 10 epochs and the
+    benchmark's."""
     width = 0.27
     outcomes = sorted(outcomes, key=lambda outcome: (outcome.year or 0, outcome.depth))
     positions = range(len(outcomes))
@@ -167,6 +183,3 @@ def evolution_figure(result: EvolutionResult, path: Path, lang: str = "en") -> P
         loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False, fontsize=8
     )
     table_axis.grid(axis="y", alpha=0.3)
-    for axis in (depth_axis, table_axis):
-        axis.spines[["top", "right"]].set_visible(False)
-    return save_figure(figure, path)
