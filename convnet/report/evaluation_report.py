@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from functools import partial
 from pathlib import Path
 
 from convnet import i18n
@@ -102,6 +103,11 @@ def _class_cards(
     return f"<div class='classes'>{''.join(cards)}</div>"
 
 
+def _words(lang: str, key: str, **values: object) -> str:
+    """The catalog's `report.evaluation.<key>` in `lang`."""
+    return report_words(lang, f"evaluation.{key}", **values)
+
+
 def write_evaluation_report(
     out_dir: Path,
     result: dict,
@@ -114,12 +120,9 @@ def write_evaluation_report(
     `lang`; return the page's path. `note` (e.g. "on the first 500 val images") goes into
     the figures' titles when only part of the images was scored."""
 
-    def words(key: str, **values: object) -> str:
-        return report_words(lang, f"evaluation.{key}", **values)
-
+    words = partial(_words, lang)
     out_dir = Path(out_dir)
     names = [row["name"] for row in result["per_class"]]
-    split = split_name(result["split"], lang)
     plots.class_accuracy_figure(result, out_dir / FIGURES / "per_class.png", note, lang=lang)
     plots.confusion_figure(
         result["confusion_matrix"],
@@ -129,43 +132,8 @@ def write_evaluation_report(
         note,
         lang=lang,
     )
-    cards = [
-        (words("top1"), i18n.percent(result["top1_error"], lang, 2)),
-        (words("top5"), i18n.percent(result["top5_error"], lang, 2)),
-        (words("images"), i18n.number(result["num_examples"], lang)),
-        (words("images_per_second"), i18n.number(result["eval_images_per_second"], lang, 1)),
-        (words("skipped_card"), i18n.number(result["num_skipped"], lang)),
-    ]
-    pre = result.get("preprocessing")
-    preparation = (
-        words(
-            "prepared",
-            layout=html.escape(result["layout"]),
-            split=html.escape(split),
-            resize=pre["resize"],
-            crop=pre["crop"],
-            interpolation=html.escape(pre["interpolation"]),
-        )
-        if pre
-        else words("in_memory", split=html.escape(split))
-    )
-    lead = words(
-        "lead",
-        weights=html.escape(result["weights"]),
-        dataset=html.escape(result["dataset"]),
-        preparation=preparation,
-        precision=html.escape(result["precision"]),
-        device=html.escape(result["device"]),
-    )
-    heading = words("heading", model=result["model"], dataset=Path(result["dataset"]).name)
     parts = [
-        f"<h1>{html.escape(heading)}</h1>",
-        f"<p class='lead'>{lead}</p>",
-        "<div class='cards'>"
-        + "".join(
-            f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
-        )
-        + "</div>",
+        *_evaluation_header(result, lang),
         f"<h2>{words('per_class')}</h2>"
         f"<img src='{FIGURES}/per_class.png' alt='{words('per_class')}'>",
         f"<h2>{words('confusion')}</h2>"
@@ -205,3 +173,49 @@ def write_evaluation_report(
     path = out_dir / REPORT_FILE
     atomic_write_text(path, page)
     return path
+
+
+def _evaluation_header(result: dict, lang: str) -> list[str]:
+    """The heading, the lead (weights, data, how the images were prepared, precision,
+    device) and the cards (errors, images, images/s, files skipped)."""
+
+    words = partial(_words, lang)
+    split = split_name(result["split"], lang)
+    cards = [
+        (words("top1"), i18n.percent(result["top1_error"], lang, 2)),
+        (words("top5"), i18n.percent(result["top5_error"], lang, 2)),
+        (words("images"), i18n.number(result["num_examples"], lang)),
+        (words("images_per_second"), i18n.number(result["eval_images_per_second"], lang, 1)),
+        (words("skipped_card"), i18n.number(result["num_skipped"], lang)),
+    ]
+    pre = result.get("preprocessing")
+    preparation = (
+        words(
+            "prepared",
+            layout=html.escape(result["layout"]),
+            split=html.escape(split),
+            resize=pre["resize"],
+            crop=pre["crop"],
+            interpolation=html.escape(pre["interpolation"]),
+        )
+        if pre
+        else words("in_memory", split=html.escape(split))
+    )
+    lead = words(
+        "lead",
+        weights=html.escape(result["weights"]),
+        dataset=html.escape(result["dataset"]),
+        preparation=preparation,
+        precision=html.escape(result["precision"]),
+        device=html.escape(result["device"]),
+    )
+    heading = words("heading", model=result["model"], dataset=Path(result["dataset"]).name)
+    return [
+        f"<h1>{html.escape(heading)}</h1>",
+        f"<p class='lead'>{lead}</p>",
+        "<div class='cards'>"
+        + "".join(
+            f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
+        )
+        + "</div>",
+    ]
