@@ -280,8 +280,8 @@ def calibration_images(
     of the `--calibration` folder; else of the run's training images (a registered data set
     read from `data_dir`, else from where the run read it); else (bare weights) of the
     images scored."""
-    if folder is not None:
-        calibration = ImageFiles(folder, loaded)
+    if folder is not None:  # the folder's files, scanned once when they are also checked
+        calibration = source if isinstance(source, ImageFiles) else ImageFiles(folder, loaded)
         described = f"{{}} images of {folder}"
     elif loaded.config is not None and loaded.config.data is not None:  # folders or shards
         calibration = loaded.evaluation_source(data=loaded.config.data, split="train", workers=0)
