@@ -203,7 +203,7 @@ def test_a_disk_that_fills_up_keeps_the_last_checkpoint_and_resumes_exactly(
     mnist_dir, tmp_path, monkeypatch, capsys
 ):
     straight = tmp_path / "straight"
-    assert main([*TRAIN, "--out", str(straight)]) == 0
+    assert main([*TRAIN, "--out", str(straight), "--no-report"]) == 0
     run_dir = tmp_path / "run"
     real_replace, checkpoints = os.replace, []
 
@@ -225,7 +225,7 @@ def test_a_disk_that_fills_up_keeps_the_last_checkpoint_and_resumes_exactly(
     optimizer = torch.optim.SGD(parameter_groups(model, 0.0), lr=0.1, momentum=0.9)
     assert load_checkpoint(run_dir / "checkpoint.safetensors", model, optimizer).epoch == 1
     assert not list(run_dir.glob(f".*{files.PARTIAL_SUFFIX}"))
-    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert main(["train", "--resume", str(run_dir), "--no-report"]) == 0
     expected, actual = (load_file(path / "model.safetensors") for path in (straight, run_dir))
     assert all(torch.equal(expected[name], actual[name]) for name in expected)
 

@@ -323,7 +323,7 @@ def run_train(args: argparse.Namespace) -> int:
         if args.resume:
             config, changes = None, _resume_changes(args, launched_rank)
             alone = os.environ.get("WORLD_SIZE", "1") == "1"  # not under torchrun
-            if alone and _report_missing(Path(args.resume), changes):
+            if alone and not args.no_report and _report_missing(Path(args.resume), changes):
                 return _write_missing_report(args, changes)
         else:
             config, changes = build_config(args), None
@@ -373,9 +373,12 @@ def run_train(args: argparse.Namespace) -> int:
             f"{result['epochs']}; run directory: {result['run_dir']}",
         )
         return 0
-    result = finish_run(
-        Path(result["run_dir"]), result, session.device.type, result["precision"], lang
-    )
+    if args.no_report:
+        result.pop("confusion_matrix", None)
+    else:
+        result = finish_run(
+            Path(result["run_dir"]), result, session.device.type, result["precision"], lang
+        )
     emit(args, result, result_text(result))
     return 0
 

@@ -31,7 +31,7 @@ CONFIG_FLAGS = (
     "compile",
 )  # fmt: skip
 COMMAND_FLAGS = ("download", "threads", "stop_after_epoch", "config", "resume", "json",
-                 "print_config", "lang")  # fmt: skip
+                 "print_config", "lang", "no_report")  # fmt: skip
 # Flags that only mean something for image files on disk (--data DIR).
 IMAGE_ONLY = ("image_size", "val_fraction", "strict", "workers", "shard_streams")
 
@@ -238,4 +238,10 @@ def _add_machine_options(parser: argparse.ArgumentParser) -> None:
         help="continue a run from its checkpoint (--epochs N continues it to N epochs)",
     )
     add_lang_argument(machine, "the run's report (report.html and its figures)")
+    machine.add_argument(
+        "--no-report",
+        action="store_true",
+        help="write no report (report.html and its figures, about 2 s) at the end, e.g. in a "
+        "sweep; 'convnet train --resume RUN_DIR' writes it later",
+    )
     machine.add_argument("--json", action="store_true", help=JSON_HELP)

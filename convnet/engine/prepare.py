@@ -361,7 +361,7 @@ def _build(
             "(not under torchrun) writes it without training."
         )
         raise UserError(
-            f"{run.path} has finished its {config.epochs} epochs; resume it with "
+            f"{run.path} has finished its {counted(config.epochs, 'epoch')}; resume it with "
             f"--epochs N (more than {config.epochs}) to train it further.{report}"
         )
     return model, optimizer, ema, state, frozen

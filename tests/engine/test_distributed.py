@@ -45,7 +45,17 @@ def single_run(folders, tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     try:
         code = main(
-            ["train", *TRAIN, "--data", str(folders), "--batch-size", "16", "--out", str(run_dir)]
+            [
+                "train",
+                *TRAIN,
+                "--data",
+                str(folders),
+                "--batch-size",
+                "16",
+                "--out",
+                str(run_dir),
+                "--no-report",
+            ]  # fmt: skip
         )
     finally:
         torch.set_num_threads(threads)
@@ -126,7 +136,7 @@ def test_two_nodes_match_one_process_and_resume(folders, single_run, tmp_path, c
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["train", "--resume", str(run_dir), "--json"]) == 0
+        assert main(["train", "--resume", str(run_dir), "--json", "--no-report"]) == 0
     finally:
         torch.set_num_threads(threads)
     captured = capsys.readouterr()
@@ -170,7 +180,7 @@ def test_two_nodes_train_on_shards_and_survive_a_failure(shards, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        single = ["train", *common, "--batch-size", "16", "--data", str(shards)]
+        single = ["train", *common, "--batch-size", "16", "--data", str(shards), "--no-report"]
         assert main([*single, "--out", str(tmp_path / "one")]) == 0
     finally:
         torch.set_num_threads(threads)
@@ -235,6 +245,7 @@ def test_two_nodes_train_a_data_set_in_memory(mnist_dir, tmp_path):
         "fp32",
         "--no-augment",
         "--json",
+        "--no-report",
     ]
     double = two_nodes([[*common, "--batch-size", "16", "--out", str(tmp_path / "two")]] * 2)
     assert all(result.returncode == 0 for result in double), double[0].stderr[-3000:]

@@ -149,6 +149,7 @@ KILL_TEST_RUN = [
     "fp32",
     "--device",
     "cpu",
+    "--no-report",
 ]
 
 
@@ -193,7 +194,9 @@ def check_kill_and_resume(straight, killed, straight_dir, killed_dir, tmp_path) 
     stale = killed_dir / f".{CHECKPOINT_FILE}.killed{PARTIAL_SUFFIX}"
     stale.write_bytes((killed_dir / CHECKPOINT_FILE).read_bytes()[:1000])
 
-    resumed = run_cli("train", "--resume", str(killed_dir), env=SINGLE_THREAD, check=True)
+    resumed = run_cli(
+        "train", "--resume", str(killed_dir), "--no-report", env=SINGLE_THREAD, check=True
+    )
     position = f"at epoch {state['epoch'] + 1}, batch {state['batch']}"
     assert position in resumed.stderr, resumed.stderr
     assert straight.wait(timeout=300) == 0, (tmp_path / "straight.log").read_text()

@@ -131,11 +131,15 @@ def test_two_trainings_at_once_one_refused(tmp_path, mnist_dir):
 def test_a_finished_run_without_its_report_gets_it_from_resume(
     tmp_path, mnist_dir, capsys, one_thread
 ):
+    """A run trained with --no-report (or killed between results.json and its report) gets
+    the report from `train --resume`, nothing trained again."""
     run_dir = tmp_path / "run"
-    assert run_in_process(capsys, *SHORT, "--out", str(run_dir)).returncode == 0
+    trained = run_in_process(capsys, *SHORT, "--out", str(run_dir), "--no-report", "--json")
+    assert trained.returncode == 0 and "report" not in json.loads(trained.stdout)
+    assert not (run_dir / "report.html").exists() and not (run_dir / "figures").exists()
     results = (run_dir / "results.json").read_bytes()
     weights = (run_dir / "model.safetensors").read_bytes()
-    (run_dir / "report.html").unlink()  # as a kill between results.json and the report leaves it
+    refused(capsys, ["train", "--resume", str(run_dir), "--no-report"], "Its report is missing")
     result = run_in_process(capsys, "train", "--resume", str(run_dir), "--json")
     assert result.returncode == 0, result.stderr
     assert "has no report; writing it (nothing is trained)" in result.stderr
@@ -144,7 +148,7 @@ def test_a_finished_run_without_its_report_gets_it_from_resume(
     assert (run_dir / "results.json").read_bytes() == results
     assert (run_dir / "model.safetensors").read_bytes() == weights
     # with the report there, a resume with nothing to train is refused as before
-    refused(capsys, ["train", "--resume", str(run_dir)], "has finished its 1 epochs")
+    refused(capsys, ["train", "--resume", str(run_dir)], "has finished its 1 epoch;")
 
 
 def test_the_lock_is_counted_within_one_process(tmp_path):

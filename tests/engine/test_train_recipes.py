@@ -95,6 +95,7 @@ def test_recipe_options_under_torchrun(folders, tmp_path):
     document = json.loads(result.stdout)
     assert document["world_size"] == 2 and document["replicas_identical"]
     assert document["kept"]["weights"] == "moving average"
+    assert (out / "report.html").is_file()  # written by rank 0 alone
 
 
 def config(mnist_dir, out, **values) -> TrainConfig:
@@ -155,27 +156,36 @@ def test_a_run_with_every_option_killed_and_resumed_ends_bit_for_bit(mnist_dir, 
     """SIGKILL at a random step (checkpoints every step), then --resume: the same weights
     and the same moving average as the run never interrupted."""
     arguments = ["train", "lenet5", *MNIST, *ALL_OPTIONS, "--epochs", "2", "--batch-size", "16",
-                 "--precision", "fp32", "--threads", "1", "--checkpoint-every", "1", *CPU]  # fmt: skip
+                 "--precision", "fp32", "--threads", "1", "--checkpoint-every", "1", *CPU, "--no-report"]  # fmt: skip
     command = [sys.executable, "-m", "convnet", *arguments]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    subprocess.run([*command, "--out", str(straight)], check=True, capture_output=True,
-                   timeout=600)  # fmt: skip
-    stop_at = random.Random(os.getpid()).randint(2, 14)  # of 16 steps
-    process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 300
-    steps = killed / "steps.csv"
-    while time.monotonic() < deadline and process.poll() is None:
-        if steps.is_file() and len(steps.read_text().splitlines()) > stop_at:
-            os.kill(process.pid, signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it was killed"
-    resumed = subprocess.run(  # one thread, as before: the same summation order
-        [sys.executable, "-m", "convnet", "train", "--resume", str(killed), "--threads", "1"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # the uninterrupted run beside the one killed (one thread each: the same sums either way)
+    log = (tmp_path / "straight.log").open("w")  # a file, not a pipe: a full pipe would stall it
+    uninterrupted = subprocess.Popen([*command, "--out", str(straight)],
+                                     stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
+    try:
+        stop_at = random.Random(os.getpid()).randint(2, 14)  # of 16 steps
+        process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 300
+        steps = killed / "steps.csv"
+        while time.monotonic() < deadline and process.poll() is None:
+            if steps.is_file() and len(steps.read_text().splitlines()) > stop_at:
+                os.kill(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it was killed"
+        resumed = subprocess.run(  # one thread, as before: the same summation order
+            [sys.executable, "-m", "convnet", "train", "--resume", str(killed), "--threads", "1",
+             "--no-report"],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert uninterrupted.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()
+    finally:  # never leave a training process behind a failed assertion
+        if uninterrupted.poll() is None:
+            uninterrupted.kill()
+        log.close()
     for name in ("model.safetensors", "checkpoint.safetensors"):
         first, second = (load_file(path / name) for path in (straight, killed))
         assert first.keys() == second.keys()

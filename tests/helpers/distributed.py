@@ -37,6 +37,7 @@ def _torchrun(*arguments: str) -> subprocess.CompletedProcess:
             *CPU,
             "--backend",
             "gloo",
+            "--no-report",  # rank 0's report is tested in test_train_recipes.py's torchrun run
         ],
         capture_output=True,
         text=True,

@@ -54,7 +54,7 @@ def two_nodes(
                 "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
                 "--max-restarts", str(max_restarts),
-                "-m", module, "train", *arguments, *CPU, "--backend", "gloo",
+                "-m", module, "train", *arguments, *CPU, "--backend", "gloo", "--no-report",
             ]  # fmt: skip
             processes.append(
                 (subprocess.Popen(command, stdout=out, stderr=err, env=environment), out, err)
