@@ -20,6 +20,37 @@ from tests.helpers.folder_data import make_split_folders  # noqa: E402
 # Fixtures of the generated CIFAR-10 files, for the data and engine tests that read them.
 pytest_plugins = ["tests.helpers.cifar_data"]
 
+# The longest files (processes, servers, a browser), run first. `make test` hands whole files
+# to its two workers in collection order (pytest-xdist, --dist loadfile); a long file collected
+# last kept one worker busy for up to half a minute after the other had run out of work.
+LONGEST_FIRST = (
+    "engine/test_distributed.py",
+    "serve/test_connections.py",
+    "serve/test_browser.py",
+    "engine/test_export.py",
+    "engine/test_train_recipes.py",
+    "engine/test_resume.py",
+    "data/test_images.py",
+    "report/test_lecture.py",
+    "commands/test_train_command.py",
+    "engine/test_run_lock.py",
+    "engine/test_weight_files.py",
+    "commands/test_evolution_command.py",
+    "serve/test_memory.py",
+    "engine/test_run_control.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """LONGEST_FIRST's files first, in its order; the rest as collected (a stable sort)."""
+
+    def place(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=place)
+
+
 # The process's own settings, before any command run in it (`convnet.cli.main`) changed them.
 SETTINGS: dict = {}
 
