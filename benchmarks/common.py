@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -141,12 +142,35 @@ def commit_facts(tree: Path | str = ROOT) -> dict:
     }
 
 
-def command_line() -> str:
-    """How this benchmark was started, with its path relative to the repository."""
-    script = Path(sys.argv[0])
+def portable(argument: str) -> str:
+    """An absolute path as a reader can use it: relative to the repository inside it, its
+    last part elsewhere (the folders of the machine that ran it mean nothing to a reader)."""
+    path = Path(argument)
+    if not path.is_absolute() or not Path(*path.parts[:2]).exists():  # "/api/predict": a URL's
+        return argument
     with contextlib.suppress(ValueError):
-        script = script.resolve().relative_to(ROOT)
-    return shlex.join(["python", str(script), *sys.argv[1:]])
+        return str(path.resolve().relative_to(ROOT))
+    return path.name
+
+
+def command_line() -> str:
+    """How this benchmark was started, its paths as `portable` writes them."""
+    return shlex.join(["python", *map(portable, sys.argv)])
+
+
+ABSOLUTE_PATH = re.compile(r"""(?:^|(?<=[\s(=]))/[^\s"',;)]+""")
+
+
+def portable_document(value):
+    """`value` (a saved result: dicts, lists, strings, numbers) with every absolute path in
+    its strings written as `portable` writes it."""
+    if isinstance(value, dict):
+        return {key: portable_document(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable_document(item) for item in value]
+    if isinstance(value, str):
+        return ABSOLUTE_PATH.sub(lambda match: portable(match.group()), value)
+    return value
 
 
 def provenance() -> dict:
@@ -167,10 +191,11 @@ def provenance() -> dict:
 def save_results(script: str, document: dict, name: str | None = None) -> Path:
     """Write SCRIPT.json (or NAME.json) beside the script, stamped with its provenance.
 
-    The one place every saved result gets its commit, command line, machine, date and load.
+    The one place every saved result gets its commit, command line, machine, date and load;
+    its paths are written as `portable` writes them.
     """
     path = Path(script).with_suffix(".json") if name is None else Path(script).with_name(name)
-    atomic_write_json(path, {**provenance(), **document})
+    atomic_write_json(path, portable_document({**provenance(), **document}))
     return path
 
 

@@ -22,9 +22,16 @@ The recipes (each trainer's own; the difference is what the benchmark measures):
   epoch would run at the warm-up's 1e-5), batch 128, bf16 autocast
   (`--amp --amp-dtype bfloat16`), channels-last, `--no-prefetcher` (its prefetcher is CUDA's).
 
-Run: `python benchmarks/fashion_time_to_93.py --timm-train PATH [--epochs 10] [--target 0.93]
-[--time-cap-minutes 45]`: about 40 minutes on a 2-core machine; it saves
-fashion_time_to_93.json and a picture of both accuracy curves against time
+Each trainer's schedule has a length of its own (`--epochs`, `--timm-epochs`). Give timm the
+epochs that fit in twice the time convnet needs: its cosine then ends, fully annealed, at the
+moment the goal sets, and if it has not reached the target by then the goal is met whatever
+a shorter schedule would have done later (timm ten epochs in 2026-12: 89.5%, still climbing).
+The ratio is then a lower bound: timm's time at its last score below the target over
+convnet's time to it.
+
+Run: `python benchmarks/fashion_time_to_93.py --timm-train PATH [--epochs 10]
+[--timm-epochs 17] [--target 0.93] [--time-cap-minutes 70]`: about an hour on a 2-core
+machine; it saves fashion_time_to_93.json and a picture of both accuracy curves against time
 (fashion_time_to_93.png).
 """
 
@@ -166,11 +173,13 @@ def draw(trainers: list[Trainer], target: float, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--timm-train", metavar="PATH", help="a copy of timm's train.py")
-    parser.add_argument("--epochs", type=int, default=10, help="each trainer's schedule")
+    parser.add_argument("--epochs", type=int, default=10, help="convnet's schedule")
+    parser.add_argument("--timm-epochs", type=int, help="timm's schedule (default: --epochs)")
     parser.add_argument("--target", type=float, default=0.93, help="test accuracy to reach")
-    parser.add_argument("--time-cap-minutes", type=float, default=45)
+    parser.add_argument("--time-cap-minutes", type=float, default=70)
     parser.add_argument("--keep", metavar="DIR", help="write the folder and runs here, kept")
     args = parser.parse_args()
+    timm_epochs = args.timm_epochs or args.epochs
     timm_train = require_timm(args.timm_train)
     if shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
         raise SystemExit("This benchmark pins each trainer to a core of its own: it needs "
@@ -186,7 +195,7 @@ def main() -> None:
             Trainer("convnet", convnet_command(data, scratch / "convnet", args.epochs), 0,
                     convnet_accuracies, scratch / "convnet"),
             Trainer("timm train.py", timm_command(timm_train, data, scratch / "timm",
-                    args.epochs), 1, timm_accuracies, scratch / "timm"),
+                    timm_epochs), 1, timm_accuracies, scratch / "timm"),
         ]  # fmt: skip
         running = list(trainers)
         while running:
@@ -200,6 +209,10 @@ def main() -> None:
     times = {t.name: t.time_to(args.target) for t in trainers}
     ratio = (times["timm train.py"] / times["convnet"]
              if times["convnet"] and times["timm train.py"] else None)  # fmt: skip
+    # timm below the target at its last score: it needs longer than that, so at least this
+    timm_scored = trainers[1].epochs[-1]["seconds"] if trainers[1].epochs else 0.0
+    at_least = (timm_scored / times["convnet"]
+                if times["convnet"] and not times["timm train.py"] else None)  # fmt: skip
     for trainer in trainers:
         reached = times[trainer.name]
         best = max((e["accuracy"] for e in trainer.epochs), default=0.0)
@@ -207,20 +220,24 @@ def main() -> None:
               f"{args.target:.0%} not reached (best {best:.2%}, {trainer.stopped_why})"))  # fmt: skip
     if ratio:
         print(f"convnet reached {args.target:.0%} {ratio:.2f}× sooner than timm's train.py")
+    if at_least:
+        print(f"convnet reached {args.target:.0%} at least {at_least:.2f}× sooner than timm's "
+              f"train.py (timm below it after {timm_scored:.0f} s)")  # fmt: skip
     document = {
         "hardware": facts,
         "load_average_end": load_average(),
-        "settings": {"epochs": args.epochs, "target": args.target,
+        "settings": {"epochs": args.epochs, "timm_epochs": timm_epochs, "target": args.target,
                      "time_cap_minutes": args.time_cap_minutes,
                      "commands": {"convnet": " ".join(convnet_command(Path("DIR"), Path("RUN"),
                                                                       args.epochs)[1:]),
                                   "timm": " ".join(timm_command(Path("train.py"), Path("DIR"),
-                                                                Path("OUT"), args.epochs)[1:])}},
+                                                                Path("OUT"), timm_epochs)[1:])}},
         "trainers": {t.name: {"epochs": t.epochs, "seconds_to_target": times[t.name],
                               "stopped": t.stopped_why} for t in trainers},
         "ratio": ratio,
+        "ratio_at_least": at_least,
         "targets": judge({f"convnet reaches {args.target:.0%} ≥ {GOAL}× sooner than timm":
-                          bool(ratio and ratio >= GOAL)}),
+                          (ratio or at_least or 0) >= GOAL}),
     }  # fmt: skip
     print(f"saved {save_results(__file__, document)} and {figure.name}")
 

@@ -13,13 +13,23 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def test_saved_results_record_commit_command_machine_dates_and_load(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / "some_benchmark.py"), "--repeats", "3"])
+    arguments = [
+        "--repeats",
+        "3",
+        "--keep",
+        str(tmp_path / "runs" / "out"),
+        "--data",
+        str(BENCHMARKS),
+    ]
+    monkeypatch.setattr(sys, "argv", [str(BENCHMARKS / "some_benchmark.py"), *arguments])
     path = common.save_results(str(tmp_path / "some_benchmark.py"), {"figure": 1.5})
     saved = json.loads(path.read_text())
     assert path == tmp_path / "some_benchmark.json" and saved["figure"] == 1.5
     assert re.fullmatch(r"[0-9a-f]{40}", saved["commit"]), saved["commit"]
     assert isinstance(saved["tree_dirty"], bool) and isinstance(saved["changed_files"], list)
-    assert saved["command"] == "python benchmarks/some_benchmark.py --repeats 3"
+    assert saved["command"] == (
+        "python benchmarks/some_benchmark.py --repeats 3 --keep out --data benchmarks"
+    )
     machine = saved["machine"]
     assert {"cpu", "vendor", "cores", "isa", "torch", "python"} <= set(machine)
     assert set(machine["isa"]) <= set(common.ISA_FEATURES)
@@ -28,6 +38,13 @@ def test_saved_results_record_commit_command_machine_dates_and_load(tmp_path, mo
         assert len(saved["load_average"][moment]) == 3  # 1, 5 and 15 minutes
     named = common.save_results(str(tmp_path / "x.py"), {}, name="experiment_cost.json")
     assert named == tmp_path / "experiment_cost.json"
+
+
+def test_saved_results_name_no_folder_of_the_machine_that_ran_them():
+    """The paths in saved results are the repository's own or bare names (`portable`)."""
+    for path in BENCHMARKS.glob("*.json"):
+        text = path.read_text()
+        assert json.loads(text) == common.portable_document(json.loads(text)), path.name
 
 
 def test_saved_results_and_documentation_do_not_make_the_tree_dirty(monkeypatch):
