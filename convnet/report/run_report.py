@@ -170,7 +170,7 @@ def write_run_report(
         f"<title>{html.escape(words('page_title', model=loaded.name))}</title>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<style>{STYLE}</style></head><body>"
-        f"{_header(loaded, evaluation, history, lang)}{''.join(parts)}</body></html>\n"
+        f"{_header(run, loaded, evaluation, history, lang)}{''.join(parts)}</body></html>\n"
     )
     atomic_write_text(run.report_path, page)
     return run.report_path
@@ -288,8 +288,11 @@ def _model_parts(loaded: LoadedModel, lang: str) -> list[str]:
     return parts
 
 
-def _header(loaded: LoadedModel, evaluation: Evaluation, history: list[dict], lang: str) -> str:
-    """The title, the paper and the cards: errors, parameters, images scored, time."""
+def _header(
+    run: Run, loaded: LoadedModel, evaluation: Evaluation, history: list[dict], lang: str
+) -> str:
+    """The title, the paper and the cards: errors, parameters, images scored, training
+    images × epochs, time."""
     words = partial(report_words, lang)
     result = evaluation.result
     shown_split = split_name(result["split"], lang)
@@ -300,6 +303,10 @@ def _header(loaded: LoadedModel, evaluation: Evaluation, history: list[dict], la
         (words("card.parameters"), i18n.number(parameters, lang)),
         (words("card.images", split=shown_split), i18n.number(result["num_examples"], lang)),
     ]
+    results = run.results() if run.finished else {}
+    if "num_train_examples" in results:  # results of older runs do not say
+        trained = f"{i18n.number(results['num_train_examples'], lang)} × {len(history)}"
+        cards.append((words("card.training"), trained))
     if history:
         seconds = i18n.number(sum(r["epoch_seconds"] for r in history), lang)
         cards.append((words("card.time"), words("seconds", seconds=seconds)))

@@ -87,6 +87,11 @@ def test_train_evaluate_predict_and_report(
         "figures/per_class.png",
     ):
         assert (run_dir / name).is_file(), name
+    # the folders: 16 training images in each of 5 classes (tests/conftest.py)
+    trained_on = 600 if kind == "idx" else len(list((folders / "train").rglob("*.*")))
+    assert trained["num_train_examples"] == trained_on
+    card = f"<div>training images × epochs</div><div class='big'>{trained_on:,} × 6</div>"
+    assert card in (run_dir / "report.html").read_text()
     history = Run(run_dir).history()
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
     assert {"train_loss", "train_error", "eval_loss", "eval_error", "eval_top5_error"} <= set(
