@@ -40,8 +40,8 @@ def plain_model(model: nn.Module) -> nn.Module:
     """A copy of `model` in evaluation mode in which every fast-path layer of ours is the
     standard layer it computes the same function as (each is a subclass that only overrides
     `forward`, so the swap keeps parameters and state_dict keys)."""
+    from convnet.models.compact import FastDropout, GlobalAveragePool
     from convnet.models.lenet import WholeInputConv2d
-    from convnet.models.minis import FastDropout, GlobalAveragePool
 
     plain = copy.deepcopy(model).float().eval()
     plain.to(memory_format=torch.contiguous_format)

@@ -29,7 +29,7 @@ from convnet.engine.train import fit
 from convnet.errors import UserError
 from convnet.experiments import CachedRunSettings, cpu_threads
 from convnet.models import get_model, get_model_spec
-from convnet.models.minis import MINI_TRAIN_DEFAULTS
+from convnet.models.compact import MINI_TRAIN_DEFAULTS
 from convnet.wording import counted
 
 DEFAULT_MODELS = (

@@ -7,10 +7,21 @@ weights too), so the parameter count is torchvision's published 6,624,904.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
+from torch import nn
 from torchvision import models as tv
 
+from convnet.models.compact import (
+    FastDropout,
+    GlobalAveragePool,
+    concatenate_channels,
+    conv_bn_relu,
+    register_compact,
+)
 from convnet.models.imagenet import ChallengeEntry, ImageNetModel, register_torchvision
+from convnet.models.registry import FeaturesThenHead
 
 SZEGEDY_2015 = "Szegedy et al. Going deeper with convolutions. CVPR 2015 (arXiv:1409.4842)"
 
@@ -65,3 +76,99 @@ register_torchvision(
     aux_logits=False,
     init_weights=True,
 )
+
+
+# --- the compact member, for 32×32 grey images (convnet/models/compact.py) ---
+
+
+class Inception(nn.Module):
+    """Four parallel branches concatenated along channels: 1×1; 1×1 reduction → 3×3;
+    1×1 reduction → 5×5; 3×3 max pooling → 1×1 projection (paper Fig. 2b)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        ones: int,
+        threes_reduce: int,
+        threes: int,
+        fives_reduce: int,
+        fives: int,
+        pool_projection: int,
+    ):
+        super().__init__()
+        conv = conv_bn_relu
+        self.branch1 = conv(in_channels, ones, 1)
+        self.branch3 = nn.Sequential(
+            conv(in_channels, threes_reduce, 1), conv(threes_reduce, threes, 3)
+        )
+        self.branch5 = nn.Sequential(
+            conv(in_channels, fives_reduce, 1), conv(fives_reduce, fives, 5)
+        )
+        self.branch_pool = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1), conv(in_channels, pool_projection, 1)
+        )
+        self.out_channels = ones + threes + fives + pool_projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branches = (self.branch1(x), self.branch3(x), self.branch5(x), self.branch_pool(x))
+        return concatenate_channels(*branches)
+
+
+# GoogLeNet's Table 1 widths (#1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj) at
+# 1/4, for modules 3a–3b (8×8 here), 4a–4e (4×4) and 5a–5b (2×2).
+GOOGLENET_MINI_MODULES = {
+    "3": ((16, 24, 32, 4, 8, 8), (32, 32, 48, 8, 24, 16)),
+    "4": (
+        (48, 24, 52, 4, 12, 16),
+        (40, 28, 56, 6, 16, 16),
+        (32, 32, 64, 6, 16, 16),
+        (28, 36, 72, 8, 16, 16),
+        (64, 40, 80, 8, 32, 32),
+    ),
+    "5": ((64, 40, 80, 8, 32, 32), (96, 48, 96, 12, 32, 32)),
+}
+
+
+class GoogLeNetMini(FeaturesThenHead):
+    """GoogLeNet's stem (convolution, pooling, 1×1 then 3×3 convolution, pooling), nine
+    Inception modules with max pooling after 3b and 4e, global average pooling, dropout
+    0.4 and one fully connected layer (paper Table 1). Auxiliary classifiers left out: the
+    paper found their effect small (§5: about 0.5%)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.4):
+        super().__init__()
+        # The 7×7 stride-2 first convolution becomes 3×3 stride 1 for 32-pixel inputs.
+        stem = OrderedDict(
+            conv1=conv_bn_relu(in_channels, 16, 3),
+            pool1=nn.MaxPool2d(3, stride=2, padding=1),  # 32 → 16
+            conv2_reduce=conv_bn_relu(16, 16, 1),
+            conv2=conv_bn_relu(16, 48, 3),
+            pool2=nn.MaxPool2d(3, stride=2, padding=1),  # 16 → 8
+        )
+        layers, channels = stem, 48
+        for stage, modules in GOOGLENET_MINI_MODULES.items():
+            for letter, widths in zip("abcde", modules, strict=False):
+                module = Inception(channels, *widths)
+                layers[f"inception{stage}{letter}"] = module
+                channels = module.out_channels
+            if stage != "5":
+                layers[f"pool{stage}"] = nn.MaxPool2d(3, stride=2, padding=1)  # 8 → 4 → 2
+        self.features = nn.Sequential(layers)
+        self.head = nn.Sequential(
+            GlobalAveragePool(),
+            nn.Flatten(),
+            FastDropout(dropout),
+            nn.Linear(channels, num_classes),
+        )
+
+
+@register_compact(
+    "googlenet_mini",
+    "GoogLeNet",
+    "GoogLeNet in miniature: stem + nine Inception "
+    "modules (1×1/3×3/5×5/pool branches), global average pooling",
+    SZEGEDY_2015,
+    2014,
+)
+def googlenet_mini(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    return GoogLeNetMini(num_classes, in_channels)

@@ -1,6 +1,6 @@
-"""The compact member of each family (convnet/models/minis.py, issue 6): registry entries,
-the family's depth and defining idea, a few training steps, and the layers that keep the
-channels-last layout."""
+"""The compact member of each family (defined in the family's file, sharing
+convnet/models/compact.py; issue 6): registry entries, the family's depth and defining idea,
+a few training steps, and the layers that keep the channels-last layout."""
 
 from __future__ import annotations
 
@@ -101,7 +101,8 @@ def test_each_keeps_its_familys_defining_idea():
     assert sum(conv.kernel_size == (1, 1) for conv in layers_of(nin, nn.Conv2d)) == 6
     assert isinstance(nin.head[0], nn.AdaptiveAvgPool2d)
 
-    from convnet.models.minis import BasicBlock, Inception
+    from convnet.models.googlenet import Inception
+    from convnet.models.resnet import BasicBlock
 
     googlenet = get_model("googlenet_mini")
     modules = layers_of(googlenet, Inception)
@@ -130,7 +131,8 @@ def _channels_last_input(*shape: int) -> torch.Tensor:
 def test_layout_keeping_layers_compute_the_plain_operation(layer):
     """Same values and gradients as the plain PyTorch operation, and gradients that come
     back channels-last like the inputs (channels-first ones make training slow)."""
-    from convnet.models.minis import BasicBlock, GlobalAveragePool, concatenate_channels
+    from convnet.models.compact import GlobalAveragePool, concatenate_channels
+    from convnet.models.resnet import BasicBlock
 
     ours, plain = {
         "global_average_pool": (GlobalAveragePool(), nn.AdaptiveAvgPool2d(1)),
@@ -154,7 +156,7 @@ def test_layout_keeping_layers_compute_the_plain_operation(layer):
 
 
 def test_dropout_keeps_each_value_with_probability_one_minus_p():
-    from convnet.models.minis import FastDropout
+    from convnet.models.compact import FastDropout
 
     dropout, x = FastDropout(0.4), torch.ones(200_000)
     torch.manual_seed(0)
