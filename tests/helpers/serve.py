@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
+
+from PIL import Image
 
 from convnet.engine.matching import partner_config
 from convnet.engine.run import Run, newest_run
@@ -15,7 +18,8 @@ with warnings.catch_warnings():  # starlette prefers httpx2 now; httpx still wor
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-__all__ = ["QUICK", "TestClient", "partner_run", "post_json", "quick_runs", "quick_runs_root"]
+__all__ = ["QUICK", "TestClient", "partner_run", "png_of_size", "post_json", "post_png", "quick_runs",
+           "quick_runs_root"]  # fmt: skip
 
 QUICK = dict(train_subset=2000, test_subset=500, batch_size=32)
 
@@ -56,4 +60,18 @@ def post_json(client, document, **params):
         content=json.dumps(document),
         params=params,
         headers={"Content-Type": "application/json"},
+    )
+
+
+def png_of_size(width: int, height: int) -> bytes:
+    """A black PNG of the size given: blank, so the app refuses it as an image without a digit."""
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 0).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def post_png(client, data: bytes, **params):
+    """POST a PNG to /api/predict, as the page's canvas sends a drawing."""
+    return client.post(
+        "/api/predict", content=data, params=params, headers={"Content-Type": "image/png"}
     )

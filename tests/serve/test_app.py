@@ -1,194 +1,32 @@
 """The web app's API through the ASGI test client (convnet/serve/app.py): shapes, agreement
-with the models, limits, every way a request can be refused, generated requests answered
-or refused cleanly, a failed request that leaves the server serving, and the page's texts
-in the message catalog."""
+with the models, limits and every way a request can be refused. Generated requests and
+faults are in test_app_robustness.py, the page's texts in test_app_catalog.py."""
 
 from __future__ import annotations
 
-import errno
+import asyncio
 import io
 import json
-import re
-import warnings
+import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from PIL import Image
-
-from convnet.engine.run import LoadedModel
-from convnet.models import get_model, get_model_spec
-from convnet.serve.app import create_app
-from convnet.serve.models import CNN, ORDINARY, ServedModel, ServedModels
-
-with warnings.catch_warnings():  # starlette prefers httpx2 now; httpx still works
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
-import asyncio
-import math
-from importlib import resources
-
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 from starlette.requests import Request
 from torch.nn import functional as F
 
 from convnet import i18n
 from convnet.data.transforms import normalize, to_model_input
-from convnet.serve.anatomy import POOLING_KINDS
-from convnet.serve.app import MAX_BODY_BYTES, PAGE_MESSAGES, RequestError, read_body_limited
-from convnet.serve.models import DEFAULT_MODELS, MAX_SERVED_ERROR
-from tests.helpers.serve import post_json
-from tests.helpers.strategies import image_bytes
-
-
-def test_the_server_answers_a_failed_request_and_goes_on(monkeypatch):
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-
-    import convnet.serve.bodies as bodies
-    from convnet.engine.run import LoadedModel
-    from convnet.serve.app import create_app
-    from convnet.serve.models import CNN, ORDINARY, ServedModel, ServedModels
-
-    served = [
-        ServedModel(
-            role,
-            LoadedModel(
-                name, get_model_spec(name), get_model(name).eval(), tuple(str(i) for i in range(10))
-            ),
-            "untrained",
-        )
-        for role, name in ((CNN, "lenet5"), (ORDINARY, "mlp"))
-    ]
-    client = TestClient(create_app(ServedModels(*served)))
-    buffer = io.BytesIO()
-    Image.fromarray((np.eye(28) * 255).astype(np.uint8)).save(buffer, format="PNG")
-    png = {"content": buffer.getvalue(), "headers": {"Content-Type": "image/png"}}
-    real = bodies.load_digit
-    for fault, status in ((MemoryError(), 503), (OSError(errno.ENOSPC, "No space left"), 503)):
-
-        def fail(*args, fault=fault, **kwargs):
-            raise fault
-
-        monkeypatch.setattr(bodies, "load_digit", fail)
-        answer = client.post("/api/predict", **png)
-        assert answer.status_code == status and "error" in answer.json(), answer.text
-        monkeypatch.setattr(bodies, "load_digit", real)
-        assert client.post("/api/predict", **png).status_code == 200  # still serving
-
-
-@pytest.fixture(scope="module")
-def untrained_client():
-    """The real app over untrained LeNet-5 and MLP: how they answer does not depend on
-    training, and building them takes milliseconds."""
-    torch.manual_seed(0)
-    served = []
-    for role, name in ((CNN, "lenet5"), (ORDINARY, "mlp")):
-        model = get_model(name, num_classes=10).eval()
-        loaded = LoadedModel(name, get_model_spec(name), model, tuple(str(i) for i in range(10)))
-        served.append(ServedModel(role, loaded, "untrained, for tests"))
-    return TestClient(create_app(ServedModels(*served)))
-
-
-pixel_value = st.one_of(
-    st.integers(-5, 300),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.none(),
-    st.booleans(),
-    st.text(max_size=3),
+from convnet.serve.app import (
+    MAX_BODY_BYTES,
+    PAGE_MESSAGES,
+    RequestError,
+    create_app,
+    read_body_limited,
 )
-json_documents = st.one_of(
-    st.fixed_dictionaries(
-        {
-            "pixels": st.lists(
-                st.lists(st.integers(0, 255), min_size=28, max_size=28), min_size=28, max_size=28
-            )
-        }
-    ),
-    st.fixed_dictionaries(
-        {
-            "pixels": st.lists(
-                st.lists(pixel_value, min_size=26, max_size=29), min_size=26, max_size=29
-            )
-        }
-    ),
-    st.recursive(
-        st.none() | st.booleans() | st.floats() | st.text(max_size=5),
-        lambda inner: (
-            st.lists(inner, max_size=4)
-            | st.dictionaries(st.sampled_from(["pixels", "x", ""]), inner, max_size=3)
-        ),
-        max_leaves=20,
-    ),
-).map(lambda document: json.dumps(document).encode())
-parameter_value = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.integers(-(2**70), 2**70).map(str),
-    st.text(max_size=6),
-)
-requests = st.tuples(
-    st.sampled_from(
-        [
-            "image/png",
-            "application/json",
-            "application/json; charset=utf-8",
-            "IMAGE/PNG",
-            "text/plain",
-            "",
-            "multipart/form-data; boundary=x",
-        ]
-    ),
-    st.one_of(image_bytes, json_documents, st.binary(max_size=200)),
-    st.dictionaries(
-        st.sampled_from(["shift_x", "shift_y", "rotate", "scale", "noise", "seed", "other"]),
-        parameter_value,
-        max_size=3,
-    ),
-)
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(requests)
-def test_predict_answers_or_refuses_cleanly(untrained_client, request_parts):
-    content_type, body, parameters = request_parts
-    headers = {"Content-Type": content_type} if content_type else {}
-    reply = untrained_client.post("/api/predict", content=body, params=parameters, headers=headers)
-    assert reply.status_code == 200 or 400 <= reply.status_code < 500, reply.text
-    document = reply.json()
-    if reply.status_code == 200:
-        assert [p["role"] for p in document["predictions"]] == [CNN, ORDINARY]
-        assert np.asarray(document["pixels"]).shape == (28, 28)
-    else:
-        assert isinstance(document["error"], str) and document["error"]
-
-
-def test_server_refuses_json_nested_past_the_parsers_stack(untrained_client):
-    body = b'{"pixels": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
-    reply = untrained_client.post(
-        "/api/predict", content=body, headers={"Content-Type": "application/json"}
-    )
-    assert reply.status_code == 400 and "nested too deeply" in reply.json()["error"]
-
-
-def test_server_refuses_a_png_past_pillows_own_pixel_limit(untrained_client):
-    """Pillow raises (not warns) past twice its limit, before our side check could answer."""
-    from tests.helpers.images import png_header_only
-
-    reply = untrained_client.post(
-        "/api/predict",
-        content=png_header_only(20_000, 20_000),
-        headers={"Content-Type": "image/png"},
-    )
-    assert reply.status_code == 413 and "4096×4096" in reply.json()["error"]
-
+from convnet.serve.models import MAX_SERVED_ERROR
+from tests.helpers.serve import TestClient, png_of_size, post_json, post_png
 
 SHAPES = {
     "c1": [6, 28, 28],
@@ -207,18 +45,6 @@ def stroke_png(size: int = 200, width: int = 18) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def png_of_size(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("L", (width, height), 0).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def post_png(client, data: bytes, **params):
-    return client.post(
-        "/api/predict", content=data, params=params, headers={"Content-Type": "image/png"}
-    )
 
 
 def nested_shape(value) -> list[int]:
@@ -460,116 +286,3 @@ def test_no_request_path_reaches_files(client, path):
 def test_wrong_method_is_json(client):
     reply = client.get("/api/predict")
     assert reply.status_code == 405 and "error" in reply.json()
-
-
-def page_sources() -> dict[str, str]:
-    """The page's files, and the module that words the server's sentences about the models."""
-    package = resources.files("convnet.serve")
-    files = {
-        name: package / "static" / name
-        for name in ("index.html", "app.js", "views.js", "insides.js", "explorer.js", "i18n.js")
-    }
-    return {
-        name: path.read_text("utf-8")
-        for name, path in {**files, "served.py": package / "served.py"}.items()
-    }
-
-
-def test_every_text_the_page_asks_for_is_in_the_catalog():
-    """The keys named in the page's HTML and scripts, and in the server's sentences, exist in
-    English (test_i18n checks that every language has every English key)."""
-    english = i18n.catalog("en")
-    named = set()
-    for name, source in page_sources().items():
-        pattern = (
-            r'data-i18n(?:-label)?="([^"]+)"'
-            if name.endswith(".html")
-            else (r'"((?:page|number)\.[a-z_.]+)"')
-        )
-        found = set(re.findall(pattern, source))
-        assert found or name == "i18n.js", name
-        named |= found
-    named |= {f"page.role.{role}" for role in DEFAULT_MODELS}  # built from a role's name
-    named |= {f"page.layer.kind.{kind}" for kind in POOLING_KINDS.values()}  # from a layer's kind
-    named |= {"page.layer.kind.convolution", "page.layer.kind.other"}
-    assert sorted(named - set(english)) == []
-    assert len(named) > 60
-
-
-def refusal_names() -> set[str]:
-    """The catalog names of every refusal the server words: RequestError(status, name, …)
-    in convnet/serve and UserError(message, key, …) in the image reader it passes on."""
-    import ast
-
-    sources = [
-        *(resources.files("convnet.serve").iterdir()),
-        resources.files("convnet.data") / "images.py",
-    ]
-    names = set()
-    for source in sources:
-        if not source.name.endswith(".py"):
-            continue
-        for node in ast.walk(ast.parse(source.read_text("utf-8"))):
-            called = isinstance(node, ast.Call) and getattr(node.func, "id", None)
-            named = called in {"RequestError", "UserError"} and len(node.args) > 1
-            if named and isinstance(node.args[1], ast.Constant):
-                names.add(node.args[1].value)
-    return names
-
-
-def test_every_refusal_has_a_sentence_in_every_language():
-    names = refusal_names()
-    assert {"image_blank", "busy", "no_network", "body_too_slow"} <= names
-    for lang in i18n.LANGUAGES:
-        assert (
-            sorted(
-                f"server.error.{name}"
-                for name in names
-                if f"server.error.{name}" not in i18n.catalog(lang)
-            )
-            == []
-        )
-
-
-@pytest.mark.parametrize("lang", i18n.LANGUAGES)
-def test_refusals_are_worded_in_the_language_asked(client, served, mnist_test, lang):
-    """?lang= (what the page sends), else --lang, else Accept-Language words the error."""
-    limit = i18n.text(lang, "server.error.parameter.at_most", limit="6")
-    cases = [
-        (
-            lambda **k: post_png(client, png_of_size(64, 64), **k),
-            422,
-            i18n.text(lang, "server.error.image_blank"),
-        ),
-        (
-            lambda **k: post_json(
-                client, {"pixels": mnist_test.images[0].tolist()}, shift_x=7, **k
-            ),
-            422,
-            i18n.text(lang, "server.error.parameters", problems=f"shift_x: {limit}"),
-        ),
-        (
-            lambda **k: client.get("/nowhere", params=k),
-            404,
-            i18n.text(lang, "server.error.not_found"),
-        ),
-        (
-            lambda **k: client.get("/api/samples", params={"index": 10**6, **k}),
-            404,
-            i18n.text(
-                lang,
-                "server.error.no_sample",
-                index=i18n.number(10**6, lang),
-                last=i18n.number(len(mnist_test.labels) - 1, lang),
-            ),
-        ),
-    ]
-    for ask, status, expected in cases:
-        reply = ask(lang=lang)
-        assert (reply.status_code, reply.json()["error"]) == (status, expected)
-    browser = client.get("/nowhere", headers={"Accept-Language": f"{lang},xx;q=0.5"})
-    assert browser.json()["error"] == i18n.text(lang, "server.error.not_found")
-    fixed = TestClient(create_app(served, mnist_test, language=lang))
-    assert fixed.get("/nowhere", headers={"Accept-Language": "xx"}).json()["error"] == (
-        i18n.text(lang, "server.error.not_found")
-    )
