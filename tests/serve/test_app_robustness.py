@@ -9,32 +9,26 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 import convnet.serve.bodies as bodies
-from convnet.engine.run import LoadedModel
-from convnet.models import get_model, get_model_spec
 from convnet.serve.app import create_app
-from convnet.serve.models import CNN, ORDINARY, ServedModel, ServedModels
+from convnet.serve.models import CNN, ORDINARY
+from tests.helpers.bounded_server import untrained_models
 from tests.helpers.serve import TestClient
 from tests.helpers.strategies import image_bytes
 
 
-def test_the_server_answers_a_failed_request_and_goes_on(monkeypatch):
-    served = [
-        ServedModel(
-            role,
-            LoadedModel(
-                name, get_model_spec(name), get_model(name).eval(), tuple(str(i) for i in range(10))
-            ),
-            "untrained",
-        )
-        for role, name in ((CNN, "lenet5"), (ORDINARY, "mlp"))
-    ]
-    client = TestClient(create_app(ServedModels(*served)))
+@pytest.fixture(scope="module")
+def untrained_client():
+    """The real app over untrained LeNet-5 and MLP: how they answer does not depend on
+    training, and building them takes milliseconds."""
+    return TestClient(create_app(untrained_models()))
+
+
+def test_the_server_answers_a_failed_request_and_goes_on(untrained_client, monkeypatch):
     buffer = io.BytesIO()
     Image.fromarray((np.eye(28) * 255).astype(np.uint8)).save(buffer, format="PNG")
     png = {"content": buffer.getvalue(), "headers": {"Content-Type": "image/png"}}
@@ -45,23 +39,10 @@ def test_the_server_answers_a_failed_request_and_goes_on(monkeypatch):
             raise fault
 
         monkeypatch.setattr(bodies, "load_digit", fail)
-        answer = client.post("/api/predict", **png)
+        answer = untrained_client.post("/api/predict", **png)
         assert answer.status_code == status and "error" in answer.json(), answer.text
         monkeypatch.setattr(bodies, "load_digit", real)
-        assert client.post("/api/predict", **png).status_code == 200  # still serving
-
-
-@pytest.fixture(scope="module")
-def untrained_client():
-    """The real app over untrained LeNet-5 and MLP: how they answer does not depend on
-    training, and building them takes milliseconds."""
-    torch.manual_seed(0)
-    served = []
-    for role, name in ((CNN, "lenet5"), (ORDINARY, "mlp")):
-        model = get_model(name, num_classes=10).eval()
-        loaded = LoadedModel(name, get_model_spec(name), model, tuple(str(i) for i in range(10)))
-        served.append(ServedModel(role, loaded, "untrained, for tests"))
-    return TestClient(create_app(ServedModels(*served)))
+        assert untrained_client.post("/api/predict", **png).status_code == 200  # still serving
 
 
 pixel_value = st.one_of(
