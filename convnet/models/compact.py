@@ -71,9 +71,9 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Se
 # The engine trains convolutional networks channels-last (convnet/engine/device.py,
 # layout_for). An operation whose gradient comes back channels-first makes every elementwise
 # backward below it mix layouts, the slow path: ReLU's backward on 128×16×32×32 bf16 maps
-# took 10 ms mixed, 0.5 ms with both channels-last (2-core Xeon). The three layers below
-# compute exactly what the plain PyTorch ones do, with dense channels-last gradients in a
-# channels-last network.
+# took 10 ms mixed, 0.5 ms with both channels-last (2-core Xeon). The two layers below (and
+# googlenet.py's concatenate_channels) compute exactly what the plain PyTorch ones do, with
+# dense channels-last gradients in a channels-last network.
 
 
 class GlobalAveragePool(nn.AdaptiveAvgPool2d):
@@ -97,31 +97,6 @@ class FastDropout(nn.Dropout):
             return x
         keep = torch.rand_like(x, dtype=torch.float32) >= self.p
         return x * keep / (1.0 - self.p)
-
-
-class _ConcatenateChannels(torch.autograd.Function):
-    """torch.cat along channels whose gradient hands each input a dense copy in the
-    gradient's layout rather than a strided slice (ReLU's backward on a slice: 0.59 vs
-    0.08 ms)."""
-
-    @staticmethod
-    def forward(ctx, *tensors: torch.Tensor) -> torch.Tensor:
-        ctx.widths = [tensor.shape[1] for tensor in tensors]
-        return torch.cat(tensors, dim=1)
-
-    @staticmethod
-    def backward(ctx, gradient: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        parts = gradient.split(ctx.widths, dim=1)
-        return tuple(part.clone(memory_format=torch.preserve_format) for part in parts)
-
-
-@torch.fx.wrap  # one node in a traced graph (convnet.analysis.summary counts depth on it)
-def concatenate_channels(*tensors: torch.Tensor) -> torch.Tensor:
-    """torch.cat along channels; the dense-gradient Function only where a gradient is taken
-    (an exporter or a tracer without gradients records the plain torch.cat)."""
-    if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in tensors):
-        return _ConcatenateChannels.apply(*tensors)
-    return torch.cat(tensors, dim=1)
 
 
 # The shared recipe of `convnet experiment evolution`, also each model's `convnet train`

@@ -13,13 +13,7 @@ import torch
 from torch import nn
 from torchvision import models as tv
 
-from convnet.models.compact import (
-    FastDropout,
-    GlobalAveragePool,
-    concatenate_channels,
-    conv_bn_relu,
-    register_compact,
-)
+from convnet.models.compact import FastDropout, GlobalAveragePool, conv_bn_relu, register_compact
 from convnet.models.imagenet import ChallengeEntry, ImageNetModel, register_torchvision
 from convnet.models.registry import FeaturesThenHead
 
@@ -79,6 +73,34 @@ register_torchvision(
 
 
 # --- the compact member, for 32×32 grey images (convnet/models/compact.py) ---
+
+
+class _ConcatenateChannels(torch.autograd.Function):
+    """torch.cat along channels whose gradient hands each input a dense copy in the
+    gradient's layout rather than a strided slice (ReLU's backward on a slice: 0.59 vs
+    0.08 ms)."""
+
+    @staticmethod
+    def forward(ctx, *tensors: torch.Tensor) -> torch.Tensor:
+        ctx.widths = [tensor.shape[1] for tensor in tensors]
+        return torch.cat(tensors, dim=1)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        parts = gradient.split(ctx.widths, dim=1)
+        return tuple(part.clone(memory_format=torch.preserve_format) for part in parts)
+
+
+# Wrapped here, in the module whose code calls it: torch.fx.wrap patches the globals of the
+# module it is called in. One node in a traced graph (convnet.analysis.summary counts depth
+# on it).
+@torch.fx.wrap
+def concatenate_channels(*tensors: torch.Tensor) -> torch.Tensor:
+    """torch.cat along channels; the dense-gradient Function only where a gradient is taken
+    (an exporter or a tracer without gradients records the plain torch.cat)."""
+    if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in tensors):
+        return _ConcatenateChannels.apply(*tensors)
+    return torch.cat(tensors, dim=1)
 
 
 class Inception(nn.Module):

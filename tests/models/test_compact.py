@@ -131,7 +131,8 @@ def _channels_last_input(*shape: int) -> torch.Tensor:
 def test_layout_keeping_layers_compute_the_plain_operation(layer):
     """Same values and gradients as the plain PyTorch operation, and gradients that come
     back channels-last like the inputs (channels-first ones make training slow)."""
-    from convnet.models.compact import GlobalAveragePool, concatenate_channels
+    from convnet.models.compact import GlobalAveragePool
+    from convnet.models.googlenet import concatenate_channels
     from convnet.models.resnet import BasicBlock
 
     ours, plain = {
