@@ -192,7 +192,7 @@ def fit(
     automatic choice)."""
     from dataclasses import fields
 
-    from convnet.engine.config import TrainConfig, with_recipe
+    from convnet.engine.config import TrainConfig, refuse_without_effect, with_recipe
     from convnet.engine.threads import cpu_threads
     from convnet.engine.train import fit as train
 
@@ -207,6 +207,7 @@ def fit(
     places = {"dataset": dataset, "data": folder, "out": out and str(out)}
     values = {key: value for key, value in {**options, **places}.items() if value is not None}
     values = with_recipe(values)
+    refuse_without_effect(options, values)
     source = None
     if own_data:
         source, values["custom_data"] = _dataset_source(

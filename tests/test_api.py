@@ -175,4 +175,6 @@ def test_fit_refuses_unknown_options_and_bad_values(tmp_path):
         convnet.fit("lenet5", epoch=1, out=tmp_path)
     with pytest.raises(UserError, match="--epochs must be at least 1"):
         convnet.fit("lenet5", epochs=0, out=tmp_path)
+    with pytest.raises(UserError, match="--model-ema-decay"):  # needs model_ema=True
+        convnet.fit("lenet5", model_ema_decay=0.99, out=tmp_path)
     assert not any(tmp_path.iterdir())

@@ -71,7 +71,7 @@ def refuse_for_shards(names: list[str], data: str | None) -> None:
 def build_config(args: argparse.Namespace):
     """The run's configuration: --config FILE or --recipe NAME (if given), with the flags
     given on top."""
-    from convnet.engine.config import TrainConfig, with_recipe
+    from convnet.engine.config import TrainConfig, refuse_without_effect, with_recipe
     from convnet.engine.saved_config import check_model_options
 
     values = _given(args)
@@ -107,6 +107,7 @@ def build_config(args: argparse.Namespace):
         if "data" in values or "dataset" in values:  # the flag names the source
             base.pop("data", None), base.pop("dataset", None)
     merged = {**base, **values}
+    refuse_without_effect(_given(args), merged)
     if merged.get("data") and merged.get("dataset"):
         raise UserError("Give either --dataset NAME or --data DIR, not both.")
     if merged.get("data"):

@@ -29,6 +29,7 @@ from convnet.engine.tensorboard import check_available
 from convnet.errors import UserError
 from convnet.models import ModelSpec, get_model_spec
 from convnet.models.imagenet import IMAGENET_NORMALIZATION
+from convnet.wording import counted
 
 # Defaults by kind of data source, where a model's registry entry sets none.
 SOURCE_DEFAULTS: dict[str, dict] = {
@@ -271,8 +272,20 @@ class TrainConfig:
                 "--momentum is SGD's and RMSprop's; AdamW keeps its own averages (its betas). "
                 "Drop --momentum, or choose --opt sgd-nesterov, sgd or rmsprop."
             )
+        if self.lr_scheduler == "multistep" and not self.lr_milestones:
+            raise UserError(
+                "--lr-scheduler multistep decays the rate at the epochs --lr-milestones names; "
+                "give them (e.g. --lr-milestones 30 60 80), or choose --lr-scheduler step."
+            )
+        if None not in (self.epochs, self.lr_warmup_epochs) and self.lr_warmup_epochs > self.epochs:
+            raise UserError(
+                f"--lr-warmup-epochs {self.lr_warmup_epochs:g} is longer than the run's "
+                f"{counted(self.epochs, 'epoch')}: the rate would never reach its peak. Shorten the warm-up."
+            )
         if self.lr is not None and self.lr_min >= self.lr:
             raise UserError(f"--lr-min {self.lr_min} must lie below the peak --lr {self.lr}.")
+        if isinstance(self.freeze, str):  # fit(freeze="features.*"): one pattern
+            self.freeze = [self.freeze]
         if any(not isinstance(pattern, str) or not pattern for pattern in self.freeze):
             raise UserError("--freeze takes parameter-name patterns, e.g. 'features.*'.")
         if self.tensorboard:
@@ -381,6 +394,39 @@ def with_recipe(values: dict) -> dict:
     if values.get("opt") == "adamw" and values.get("momentum") is None:
         recipe.pop("momentum", None)
     return {**recipe, **values}
+
+
+def refuse_without_effect(given: set[str] | dict, values: dict) -> None:
+    """Refuse options given (`given`: their field names) that the rest of the configuration
+    (`values`, recipe and defaults included) would ignore, naming what each needs: a schedule's
+    option beside another schedule, the moving average's options without it, an augmentation
+    policy beside --no-augment."""
+    scheduler = values.get("lr_scheduler") or "cosine"
+    augmenting = values.get("augment") is not False
+    needs = {
+        "lr_milestones": (scheduler == "multistep", "--lr-scheduler multistep"),
+        "lr_step_size": (scheduler == "step", "--lr-scheduler step"),
+        "lr_gamma": (scheduler in ("step", "multistep"), "--lr-scheduler step or multistep"),
+        "lr_min": (scheduler == "cosine", "--lr-scheduler cosine"),
+        "model_ema_decay": (bool(values.get("model_ema")), "--model-ema"),
+        "model_ema_steps": (bool(values.get("model_ema")), "--model-ema"),
+    }
+    ignored = [
+        f"--{name.replace('_', '-')} (it needs {need})"
+        for name, (applies, need) in needs.items()
+        if name in given and not applies
+    ]
+    policies = [
+        f"--{name.replace('_', '-')}"
+        for name in ("auto_augment", "random_erase")
+        if values.get(name) and not augmenting
+    ]
+    if policies and {"augment", "auto_augment", "random_erase"} & set(given):
+        ignored.append(f"{' and '.join(policies)} (augmentation, which --no-augment turns off)")
+    if ignored:
+        raise UserError(
+            f"{'; '.join(ignored)}: no effect in this run. Give what each needs, or leave it out."
+        )
 
 
 def dataset_inputs(spec: ModelSpec, dataset: str | None) -> tuple[tuple[int, int, int], tuple]:

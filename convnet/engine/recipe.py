@@ -32,7 +32,8 @@ from convnet.wording import counted
 def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
     """Stop training the parameters whose names match any of `patterns` (fnmatch, e.g.
     'features.*'); returns their names. A pattern that matches nothing is a UserError, so a
-    typing mistake does not train what was meant to stay fixed."""
+    typing mistake does not train what was meant to stay fixed; so are patterns that leave
+    nothing to train."""
     names = [name for name, _ in model.named_parameters()]
     for pattern in patterns:
         if not fnmatch.filter(names, pattern):
@@ -42,6 +43,12 @@ def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
                 f"named {shown}."
             )
     frozen = [name for name in names if any(fnmatch.fnmatch(name, p) for p in patterns)]
+    if len(frozen) == len(names):
+        raise UserError(
+            f"--freeze {' '.join(patterns)} matches every parameter of this model, so nothing "
+            "would be trained. Freeze part of it (e.g. 'features.*'), or score the model as it "
+            "is with convnet evaluate."
+        )
     for name, parameter in model.named_parameters():
         if name in frozen:
             parameter.requires_grad_(False)

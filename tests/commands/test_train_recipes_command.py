@@ -67,10 +67,17 @@ def test_a_recipe_file_of_ones_own(tmp_path, capsys):
         (["--auto-augment", "fancy"], "--auto-augment must be one of ra, ta_wide"),
         (["--random-erase", "1.5"], "--random-erase must be a probability"),
         (["--grad-accum-steps", "0"], "--grad-accum-steps must be at least 1"),
-        (["--lr-milestones", "5", "3"], "--lr-milestones must be increasing"),
+        (["--lr-scheduler", "multistep", "--lr-milestones", "5", "3"], "must be increasing"),
         (["--opt", "adamw", "--momentum", "0.9"], "AdamW keeps its own"),
         (["--lr", "0.01", "--lr-min", "0.1"], "--lr-min 0.1 must lie below"),
         (["--warmup-fraction", "0.1", "--lr-warmup-epochs", "1"], "not both"),
+        (["--lr-milestones", "3", "5"], "--lr-milestones (it needs --lr-scheduler multistep)"),
+        (["--lr-scheduler", "step", "--lr-min", "0.001"], "--lr-min (it needs --lr-scheduler"),
+        (["--model-ema-decay", "0.99"], "--model-ema-decay (it needs --model-ema)"),
+        (["--no-augment", "--auto-augment", "ra"], "which --no-augment turns off"),
+        (["--recipe", "torchvision-resnet-v2", "--no-augment"], "--auto-augment and --random"),
+        (["--lr-scheduler", "multistep"], "give them (e.g. --lr-milestones 30 60 80)"),
+        (["--lr-warmup-epochs", "3", "--epochs", "2"], "longer than the run's 2 epochs"),
     ],
 )
 def test_recipe_mistakes_are_refused_in_one_paragraph(arguments, message, capsys):

@@ -132,6 +132,8 @@ def test_freeze_stops_training_what_matches_and_refuses_a_pattern_that_matches_n
     assert len(grouped) == len(trainable)
     with pytest.raises(UserError, match="matches no parameter"):
         freeze(get_model("lenet5"), ["backbone.*"])
+    with pytest.raises(UserError, match="matches every parameter"):
+        freeze(get_model("lenet5"), ["features.*", "head.*"])
 
 
 def test_a_short_run_counts_optimizer_steps_with_accumulation():
