@@ -39,6 +39,7 @@ class TrainState:
     train_images: int | None = None  # the run's training images: a resumed run needs the same
     grad_scaler: dict = field(default_factory=dict)  # fp16's loss scale; {} otherwise
     global_batch: int | None = None  # images per step, all processes: a resumed run needs the same
+    threads: int | None = None  # CPU threads it trained with: a resumed run takes the same
 
     def step(self, steps_per_epoch: int) -> int:
         """The number of steps taken."""

@@ -37,6 +37,7 @@ from convnet.engine.recipe import (
 from convnet.engine.resume import resumed_config
 from convnet.engine.run import Run
 from convnet.engine.tensorboard import TensorBoardLog
+from convnet.engine.threads import resume_threads
 from convnet.engine.weight_files import weights_path
 from convnet.engine.weight_fit import find_classifier, load_weights
 from convnet.errors import UserError
@@ -403,6 +404,13 @@ def _start_log(t: Training, resumed: bool, planned: int | None, say: Log) -> Non
     done = state.step(t.steps)
     if resumed:
         say(f"Resuming {t.run.path} at epoch {state.epoch + 1}, batch {state.batch}.")
+        threads = resume_threads(state.threads)
+        if threads is not None:
+            say(
+                f"Training on {counted(threads, 'CPU thread')}, as the run did (another count "
+                "sums in another order, so it would not continue bit for bit); --threads N "
+                "chooses another."
+            )
         if planned is not None and planned != config.epochs:
             say(
                 f"Continuing to {config.epochs} epochs (planned: {planned}); the learning-rate "

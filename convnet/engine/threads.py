@@ -77,18 +77,22 @@ def automatic_threads(
     return 1 if load_average >= cpus else default
 
 
+# Whether the count in use is the automatic choice (no --threads given): a resumed run then
+# takes the count it trained with (resume_threads).
+_chosen = {"automatically": False}
+
+
 @contextlib.contextmanager
 def cpu_threads(threads: int = 0) -> Iterator[int]:
     """Run the block with `threads` CPU threads (0: `automatic_threads()`), then restore."""
     import torch
 
-    before = torch.get_num_threads()
-    chosen = threads or automatic_threads()
-    torch.set_num_threads(chosen)
+    before, automatic = torch.get_num_threads(), _chosen["automatically"]
     try:
-        yield chosen
+        yield use_threads(threads)
     finally:
         torch.set_num_threads(before)
+        _chosen["automatically"] = automatic
 
 
 def use_threads(threads: int = 0) -> int:
@@ -98,4 +102,20 @@ def use_threads(threads: int = 0) -> int:
 
     chosen = threads or automatic_threads()
     torch.set_num_threads(chosen)
+    _chosen["automatically"] = not threads
     return chosen
+
+
+def resume_threads(recorded: int | None) -> int | None:
+    """A resumed run's thread count: the `recorded` one it trained with, where the count in
+    use was chosen automatically, differs and the machine has that many CPUs (another count
+    sums in another order, so the run would not continue bit for bit). Returns the count it
+    switched to, else None (--threads given, the same count, or too few CPUs)."""
+    import torch
+
+    if not _chosen["automatically"] or not recorded or recorded == torch.get_num_threads():
+        return None
+    if recorded > (os.cpu_count() or 1):
+        return None
+    torch.set_num_threads(recorded)
+    return recorded

@@ -294,7 +294,7 @@ def checkpoint(t: Training, seconds: float | None = None) -> None:
         raise stopped_error(
             t, f"the weights became non-finite at epoch {shown}, batch {state.batch or t.steps}"
         )
-    kept = replace(state, grad_scaler=t.scaler.state_dict())
+    kept = replace(state, grad_scaler=t.scaler.state_dict(), threads=torch.get_num_threads())
     if seconds is not None:
         kept.train_seconds = seconds
     with resumable_after_write_failure(run):

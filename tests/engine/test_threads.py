@@ -41,3 +41,23 @@ def test_a_core_kept_busy_is_not_counted_as_idle():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_a_resumed_run_takes_its_thread_count_unless_threads_are_given(monkeypatch):
+    """Another thread count sums in another order: a resumed run continues bit for bit only
+    on the count it trained with, so the automatic choice gives way to it; --threads wins."""
+    import torch
+
+    monkeypatch.setattr(threads, "automatic_threads", lambda: 1)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    before, automatic = torch.get_num_threads(), threads._chosen["automatically"]
+    try:
+        with threads.cpu_threads(0):
+            assert threads.resume_threads(None) is None  # a checkpoint from before the record
+            assert threads.resume_threads(8) is None  # more CPUs than this machine has
+            assert threads.resume_threads(2) == 2 and torch.get_num_threads() == 2
+        with threads.cpu_threads(1):  # --threads 1 given
+            assert threads.resume_threads(2) is None and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert threads._chosen["automatically"] == automatic  # restored with the count
