@@ -231,6 +231,13 @@ def result_text(result: dict) -> str:
             f"{result['device']}, {counted(result['world_size'], 'process', 'processes')} × batch "
             f"{result['batch_size']})"
         )
+    kept = result.get("kept")
+    if kept and (kept["weights"] != "model" or kept.get("patience") is not None):
+        lines.append(
+            f"kept: the {'moving average' if kept['weights'] != 'model' else 'weights'} of "
+            f"epoch {kept['epoch']} of {kept['epochs_trained']}, {kept['why']}; the scores "
+            "above are its"
+        )
     for kind in ("easiest", "hardest"):  # only classes that stand apart (engine.metrics)
         named = ", ".join(f"{r['name']} {r['accuracy']:.2%}" for r in result[kind])
         lines.append(f"{kind}: {named or 'no class stands apart'}")

@@ -86,4 +86,10 @@ def _kept_description(t: Training) -> dict:
         if t.config.patience is not None
         else "the last epoch"
     )
-    return {"weights": weights, "epoch": epoch, "epochs_trained": len(t.state.history), "why": why}
+    return {
+        "weights": weights,
+        "epoch": epoch,
+        "epochs_trained": len(t.state.history),
+        "patience": t.config.patience,
+        "why": why,
+    }

@@ -26,6 +26,7 @@ h1{margin-bottom:.2em} .lead{color:#555;margin-top:0} img{max-width:100%}
 table{border-collapse:collapse;margin:1em 0} td,th{padding:.25em .7em;border-bottom:1px solid #ddd;text-align:right}
 th:first-child,td:first-child{text-align:left} .big{font-size:2em;font-weight:600}
 .cards{display:flex;gap:2em;flex-wrap:wrap} .card{background:#f4f6f8;padding:.8em 1.2em;border-radius:8px}
+.kept{margin:1em 0 0}
 """
 
 
@@ -200,8 +201,9 @@ def _training_parts(
 
 def _history_table(history: list[dict], split: str, lang: str) -> str:
     """One row per epoch: losses, errors, images/s and seconds."""
+    averaged = bool(history) and all("ema_eval_error" in r for r in history)  # --model-ema
     keys = ("epoch", "train_loss", "train_error", "loss", "error", "top5_error",
-            "images_per_second", "seconds")  # fmt: skip
+            *(("ema_error",) if averaged else ()), "images_per_second", "seconds")  # fmt: skip
     header = [report_words(lang, f"history.{key}", split=split_name(split, lang)) for key in keys]
 
     def pct(value: float) -> str:
@@ -215,6 +217,7 @@ def _history_table(history: list[dict], split: str, lang: str) -> str:
             i18n.number(r["eval_loss"], lang, 4) if "eval_loss" in r else "–",
             pct(r["eval_error"]),
             pct(r["eval_top5_error"]) if "eval_top5_error" in r else "–",
+            *((pct(r["ema_eval_error"]),) if averaged else ()),
             i18n.number(r["images_per_second"], lang),
             i18n.number(r["epoch_seconds"], lang, 1),
         ]
@@ -318,4 +321,22 @@ def _header(
             f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
         )
         + "</div>"
+        + _kept(results.get("kept"), shown_split, words)
     )
+
+
+def _kept(kept: dict | None, split: str, words) -> str:
+    """A line saying which weights the run kept as its model, where that is not simply the
+    last epoch's (--model-ema, --patience): the scores above are theirs."""
+    if not kept or (kept["weights"] == "model" and kept.get("patience") is None):
+        return ""
+    weights = words("kept.average" if kept["weights"] != "model" else "kept.weights")
+    reason = (
+        words("kept.best", split=split, patience=kept["patience"])
+        if kept.get("patience") is not None
+        else ""
+    )
+    line = words(
+        "kept", weights=weights, epoch=kept["epoch"], trained=kept["epochs_trained"], reason=reason
+    )
+    return f"<p class='kept'>{html.escape(line)}</p>"

@@ -33,13 +33,16 @@ def training_curves_figure(
     loss_axis.set(
         xlabel=words("epoch"), ylabel=words("cross_entropy"), title=words("training_loss")
     )
-    train_error = [100 * row["train_error"] for row in history]
-    eval_error = [100 * row["eval_error"] for row in history]
-    train_error, eval_error = percent_log_axis(
-        error_axis, [train_error, eval_error], words("error_axis"), lang
-    )
-    error_axis.plot(epochs, train_error, "o-", label=words("train"))
-    error_axis.plot(epochs, eval_error, "s-", label=split_name(split, lang))
+    series = {
+        words("train"): [100 * row["train_error"] for row in history],
+        split_name(split, lang): [100 * row["eval_error"] for row in history],
+    }
+    if all("ema_eval_error" in row for row in history):  # --model-ema: the kept model's
+        shown = words("moving_average", split=split_name(split, lang))
+        series[shown] = [100 * row["ema_eval_error"] for row in history]
+    drawn = percent_log_axis(error_axis, list(series.values()), words("error_axis"), lang)
+    for label, values, marker in zip(series, drawn, ("o-", "s-", "^-"), strict=False):
+        error_axis.plot(epochs, values, marker, label=label)
     error_axis.set(xlabel=words("epoch"), title=words("error_title"))
     legend_outside(error_axis)
     for axis in (loss_axis, error_axis):

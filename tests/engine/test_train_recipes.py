@@ -95,7 +95,9 @@ def test_recipe_options_under_torchrun(folders, tmp_path):
     document = json.loads(result.stdout)
     assert document["world_size"] == 2 and document["replicas_identical"]
     assert document["kept"]["weights"] == "moving average"
-    assert (out / "report.html").is_file()  # written by rank 0 alone
+    page = (out / "report.html").read_text()  # written by rank 0 alone
+    assert "The model kept (model.safetensors, scored above): the moving average" in page
+    assert "error, moving average</th>" in page  # its column in the epochs' table
 
 
 def config(mnist_dir, out, **values) -> TrainConfig:
@@ -145,7 +147,7 @@ def test_early_stopping_keeps_the_best_epoch(mnist_dir, tmp_path, monkeypatch, o
     monkeypatch.setattr(train_module, "save_weights", save_weights)
     result = fit(config(mnist_dir, tmp_path / "run", batch_size=64, epochs=6, patience=2),
                  log=quiet)  # fmt: skip
-    assert result["kept"] == {"weights": "model", "epoch": 2, "epochs_trained": 4,
+    assert result["kept"] == {"weights": "model", "epoch": 2, "epochs_trained": 4, "patience": 2,
                               "why": "the test error's best epoch (--patience 2)"}  # fmt: skip
     assert len(saved) == 2 and result["top1_error"] == 0.4
     history = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
