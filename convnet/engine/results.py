@@ -60,8 +60,15 @@ def results(t: Training, evaluation: Evaluation, log: Log) -> dict:
     result["kept"] = _kept_description(t)
     if t.frozen:
         result["frozen"] = {"patterns": list(config.freeze), "parameters": list(t.frozen)}
-    warning = learning_warning(t.run.steps(), len(config.classes))
-    result["warnings"] = [*result.get("warnings", []), *([warning] if warning else [])]
+    warnings = [learning_warning(t.run.steps(), len(config.classes))]
+    if config.patience is not None and source.eval_split == "test":
+        warnings.append(
+            f"--patience chose epoch {result['kept']['epoch']} by its test error, so that error "
+            "is an optimistic estimate (the test images took part in the choice). For an "
+            "unbiased one, early-stop on a validation split: an image folder with val/, or "
+            "convnet.fit with a (training, validation) pair."
+        )
+    result["warnings"] = [*result.get("warnings", []), *filter(None, warnings)]
     for index in sorted(source.failed_training):
         path, why = source.training_failure(index)
         result["skipped"].append({"file": path, "reason": why})

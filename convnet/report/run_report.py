@@ -321,21 +321,22 @@ def _header(
             f"<div class='card'><div>{k}</div><div class='big'>{v}</div></div>" for k, v in cards
         )
         + "</div>"
-        + _kept(results.get("kept"), shown_split, words)
+        + _kept(results.get("kept"), result["split"], lang)
     )
 
 
-def _kept(kept: dict | None, split: str, words) -> str:
+def _kept(kept: dict | None, split: str, lang: str) -> str:
     """A line saying which weights the run kept as its model, where that is not simply the
     last epoch's (--model-ema, --patience): the scores above are theirs."""
     if not kept or (kept["weights"] == "model" and kept.get("patience") is None):
         return ""
+    words = partial(report_words, lang)
     weights = words("kept.average" if kept["weights"] != "model" else "kept.weights")
-    reason = (
-        words("kept.best", split=split, patience=kept["patience"])
-        if kept.get("patience") is not None
-        else ""
-    )
+    reason = ""
+    if kept.get("patience") is not None:
+        reason = words("kept.best", split=split_name(split, lang), patience=kept["patience"])
+        if split == "test":  # chosen on the very images scored
+            reason += words("kept.optimistic")
     line = words(
         "kept", weights=weights, epoch=kept["epoch"], trained=kept["epochs_trained"], reason=reason
     )

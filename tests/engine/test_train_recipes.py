@@ -150,6 +150,7 @@ def test_early_stopping_keeps_the_best_epoch(mnist_dir, tmp_path, monkeypatch, o
     assert result["kept"] == {"weights": "model", "epoch": 2, "epochs_trained": 4, "patience": 2,
                               "why": "the test error's best epoch (--patience 2)"}  # fmt: skip
     assert len(saved) == 2 and result["top1_error"] == 0.4
+    assert any("chose epoch 2 by its test error" in line for line in result["warnings"])
     history = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(history) == 1 + 4
 
