@@ -363,13 +363,19 @@ def load_recipe(name: str) -> dict:
         )
     try:
         document = json.loads(path.read_text())
+        if not isinstance(document, dict) or not isinstance(document.get("values"), dict):
+            raise ValueError('it is not an object with "values", an object of options')
+        extra = sorted(set(document) - {"description", "source", "notes", "values"})
+        if extra:
+            raise ValueError(
+                f"{', '.join(extra)}: a recipe holds description, source, notes and values only"
+            )
         values = document["values"]
-        if not isinstance(values, dict):
-            raise ValueError('"values" is not an object')
         unknown = sorted(set(values) - {item.name for item in fields(TrainConfig)})
         if unknown:
             raise ValueError(
-                f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not options of a run"
+                f"{', '.join(unknown)} {'is not an option' if len(unknown) == 1 else 'are not options'} "
+                "of a run"
             )
         TrainConfig.from_json(json.dumps(values)).validate()
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:

@@ -58,6 +58,23 @@ def test_a_recipe_file_of_ones_own(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    "document, message",
+    [
+        ([1, 2], 'it is not an object with "values"'),
+        ({"lr": 0.1}, 'it is not an object with "values"'),
+        ({"values": {"lr": 0.1}, "extra": 1}, "extra: a recipe holds description, source"),
+        ({"values": {"lr": 0.1, "speed": 2}}, "speed is not an option of a run"),
+    ],
+)
+def test_a_damaged_recipe_file_is_refused_saying_what_is_wrong(document, message, tmp_path, capsys):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(document))
+    assert main(["train", "lenet5", "--recipe", str(path), "--print-config"]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(
     "arguments, message",
     [
         (["--recipe", "no-such-recipe"], "Unknown recipe 'no-such-recipe'"),
