@@ -63,7 +63,7 @@ def decode_failure(path: Path, transform: Callable | None = None) -> str | None:
     except (*DECODE_ERRORS, UserError) as error:
         text = str(error).strip().splitlines()[0] if str(error).strip() else ""
         if isinstance(error, UserError):  # our own sentence: no class name before it
-            return f"cannot be decoded: {text.rstrip('.')}"
+            return f"cannot be decoded: {text.removeprefix(f'{path}: ').rstrip('.')}"
         return f"cannot be decoded ({type(error).__name__}{': ' + text if text else ''})"
     return None
 

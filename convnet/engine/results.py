@@ -41,7 +41,7 @@ def results(t: Training, evaluation: Evaluation, log: Log) -> dict:
         **({"data_dir": config.data} if config.data else {}),
         **evaluation.result,
         "params": sum(p.numel() for p in t.model.parameters()),
-        "num_train_examples": source.train_count,
+        "num_train_examples": source.train_count - len(source.failed_training),  # read
         "epochs": config.epochs,
         "train_seconds": round(seconds, 3),
         "images_per_second": round(seen / max(seconds, 1e-9), 1),

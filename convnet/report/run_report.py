@@ -117,8 +117,9 @@ def subset_notes(
         trained = plots.subset_note(
             min(config.train_subset, total or config.train_subset), total, training_images, lang
         )
-    scored_note = plots.subset_note(scored, split_size(config, split), split_images, lang)
-    if config.test_subset and not scored_note:
+    total = split_size(config, split)  # None for image folders: their size is not known here
+    scored_note = "" if total is None else plots.subset_note(scored, total, split_images, lang)
+    if total is None and config.test_subset and scored >= config.test_subset:
         scored_note = plots.subset_note(scored, None, split_images, lang)
     return (
         report_words(lang, "note.trained", note=trained) if trained else "",
@@ -302,7 +303,12 @@ def _header(
     parameters = sum(p.numel() for p in loaded.model.parameters())
     cards = [
         (words("card.error", split=shown_split), i18n.percent(result["top1_error"], lang, 2)),
-        (words("card.top5"), i18n.percent(result["top5_error"], lang, 2)),
+        # top-5 of 5 classes or fewer is always right: no card
+        *(
+            [(words("card.top5"), i18n.percent(result["top5_error"], lang, 2))]
+            if len(result.get("per_class", ())) > 5
+            else []
+        ),
         (words("card.parameters"), i18n.number(parameters, lang)),
         (words("card.images", split=shown_split), i18n.number(result["num_examples"], lang)),
     ]
