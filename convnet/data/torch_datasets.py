@@ -35,14 +35,31 @@ def as_image(item: object, where: str) -> torch.Tensor:
             "images are tensors (C, H, W), uint8 or float in [0, 1], or PIL images."
         )
     image = item[None] if item.dim() == 2 else item
-    return image.float().div(255) if image.dtype == torch.uint8 else image.float()
+    if image.dtype == torch.uint8:
+        return image.float().div(255)
+    image = image.float()
+    if image.numel() and (image.min() < 0 or image.max() > 1):  # 0–255, or normalised already
+        raise UserError(
+            f"{where} is a float image with values from {image.min().item():g} to "
+            f"{image.max().item():g}; convnet takes float images in [0, 1] (or uint8 in 0–255) "
+            "and normalises them itself. Divide by 255, or leave out the dataset's Normalize."
+        )
+    return image
 
 
 def _label(item: object, where: str) -> int:
+    """A class index: an integer (or an integer-valued number or one-element tensor) ≥ 0."""
+    value = item.item() if isinstance(item, torch.Tensor) and item.numel() == 1 else item
     try:
-        return int(item)
+        index = int(value)
+        if index != value or index < 0:
+            raise ValueError
+        return index
     except (TypeError, ValueError):
-        raise UserError(f"{where} has no class index for a label ({item!r}).") from None
+        raise UserError(
+            f"{where}'s label {value!r} is not a class index (0, 1, 2, …): convnet.fit takes "
+            "(image, label) pairs whose label is the class's number."
+        ) from None
 
 
 class DatasetSource:

@@ -59,3 +59,25 @@ def test_a_dataset_that_is_not_images_is_refused(tmp_path):
     words = [("a", 0), ("b", 1)]
     with pytest.raises(UserError, match="not an image"):
         convnet.fit("lenet5", data=(words, words), epochs=1, out=tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [
+        (torch.rand(8, 1, 32, 32), torch.rand(8), "label 0."),
+        (torch.rand(8, 1, 32, 32), -torch.ones(8, dtype=torch.long), "label -1 is not a class"),
+        (
+            255 * torch.rand(8, 1, 32, 32),
+            torch.zeros(8, dtype=torch.long),
+            "float images in [0, 1]",
+        ),
+        (torch.randn(8, 1, 32, 32), torch.zeros(8, dtype=torch.long), "leave out the dataset's"),
+    ],
+)
+def test_labels_that_are_not_class_indices_and_images_outside_0_1_are_refused(
+    images, labels, message, tmp_path
+):
+    data = TensorDataset(images, labels)
+    with pytest.raises(UserError) as refused:
+        convnet.fit("lenet5", data=(data, data), epochs=1, out=tmp_path / "run")
+    assert message in str(refused.value)
