@@ -277,10 +277,12 @@ class TrainConfig:
                 "--lr-scheduler multistep decays the rate at the epochs --lr-milestones names; "
                 "give them (e.g. --lr-milestones 30 60 80), or choose --lr-scheduler step."
             )
-        if None not in (self.epochs, self.lr_warmup_epochs) and self.lr_warmup_epochs > self.epochs:
+        warmup, epochs = self.lr_warmup_epochs, self.epochs
+        if warmup is not None and epochs is not None and warmup > epochs:
             raise UserError(
-                f"--lr-warmup-epochs {self.lr_warmup_epochs:g} is longer than the run's "
-                f"{counted(self.epochs, 'epoch')}: the rate would never reach its peak. Shorten the warm-up."
+                f"--lr-warmup-epochs {warmup:g} is longer than the run's "
+                f"{counted(epochs, 'epoch')}: the rate would never reach its peak. Shorten "
+                "the warm-up."
             )
         if self.lr is not None and self.lr_min >= self.lr:
             raise UserError(f"--lr-min {self.lr_min} must lie below the peak --lr {self.lr}.")
@@ -373,10 +375,8 @@ def load_recipe(name: str) -> dict:
         values = document["values"]
         unknown = sorted(set(values) - {item.name for item in fields(TrainConfig)})
         if unknown:
-            raise ValueError(
-                f"{', '.join(unknown)} {'is not an option' if len(unknown) == 1 else 'are not options'} "
-                "of a run"
-            )
+            verb = "is not an option" if len(unknown) == 1 else "are not options"
+            raise ValueError(f"{', '.join(unknown)} {verb} of a run")
         TrainConfig.from_json(json.dumps(values)).validate()
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise UserError(f"The recipe {path} is not usable ({error}).") from None
