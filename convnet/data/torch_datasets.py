@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from convnet.data.sources import Batch, epoch_order, mix
 from convnet.data.transforms import DeviceNormalize
@@ -62,6 +62,14 @@ def _label(item: object, where: str) -> int:
         ) from None
 
 
+def _where(dataset: Dataset, index: int, split: str) -> str:
+    """How a refusal names an item: by its index in the user's own dataset where fit() split
+    one Dataset into seeded subsets, else by its place in the split given."""
+    if isinstance(dataset, Subset):
+        return f"dataset item {dataset.indices[index]}"
+    return f"{split} item {index}" if split else f"item {index}"
+
+
 class DatasetSource:
     """Training and held-out items of the user's Datasets (the held-out one may be None:
     evaluation only needs `evaluation`)."""
@@ -84,7 +92,7 @@ class DatasetSource:
         self.eval_count = len(evaluation)
         if self.eval_count == 0:
             raise UserError("The held-out dataset given to convnet has no items.")
-        first, _ = self._item(evaluation, 0, "held-out item 0")
+        first, _ = self._item(evaluation, 0, "held-out")
         self.input_size = tuple(first.shape)
         labels = getattr(train, "classes", None) or getattr(evaluation, "classes", None)
         self.class_names = tuple(class_names or (str(name) for name in labels or ()))
@@ -98,16 +106,19 @@ class DatasetSource:
             self.class_names = tuple(str(index) for index in range(max(seen) + 1))
         self.eval_batch_size = max(1, min(1000, 4_000_000 // max(1, first.numel())))
 
-    def _item(self, dataset: Dataset, index: int, where: str) -> tuple[torch.Tensor, int]:
+    def _item(self, dataset: Dataset, index: int, split: str) -> tuple[torch.Tensor, int]:
+        """Item `index` of `dataset`, checked; `split` ("training", "held-out") names it in a
+        refusal, "" where the size was checked already."""
         image, label = dataset[index]
-        image = as_image(image, where or f"item {index}")
-        if where and getattr(self, "input_size", image.shape) != tuple(image.shape):
+        where = _where(dataset, index, split)
+        image = as_image(image, where)
+        if split and getattr(self, "input_size", image.shape) != tuple(image.shape):
             raise UserError(
                 f"{where} is an image of {tuple(image.shape)}, but the first held-out item is "
                 f"{self.input_size}: convnet.fit needs images of one size (resize them in "
                 "the dataset's transform)."
             )
-        return image, _label(label, where or f"item {index}")
+        return image, _label(label, where)
 
     def _stack(self, items: list[tuple[torch.Tensor, int]], split: str) -> Batch:
         """Float images in [0, 1] (normalised on the device) and their labels, checked."""
@@ -136,14 +147,14 @@ class DatasetSource:
                 for index in order[start : start + batch_size]:
                     # the dataset's own transform draws from (seed, epoch, index)
                     torch.default_generator.manual_seed(mix(seed, epoch, index))
-                    items.append(self._item(self.train, index, f"training item {index}"))
+                    items.append(self._item(self.train, index, "training"))
             yield self._stack(items, "training")
 
     def eval_batches(self, batch_size: int, rank: int = 0, world_size: int = 1):
         positions = list(range(rank, self.eval_count, world_size))
         for start in range(0, len(positions), batch_size):
             indices = positions[start : start + batch_size]
-            items = [self._item(self.evaluation, i, f"held-out item {i}") for i in indices]
+            items = [self._item(self.evaluation, i, "held-out") for i in indices]
             images, labels, _ = self._stack(items, "held-out")
             yield images, labels, torch.tensor(indices)
 

@@ -45,7 +45,7 @@ def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
     frozen = [name for name in names if any(fnmatch.fnmatch(name, p) for p in patterns)]
     if len(frozen) == len(names):
         raise UserError(
-            f"--freeze {' '.join(patterns)} matches every parameter of this model, so nothing "
+            f"--freeze {' '.join(repr(p) for p in patterns)} matches every parameter of this model, so nothing "
             "would be trained. Freeze part of it (e.g. 'features.*'), or score the model as it "
             "is with convnet evaluate."
         )

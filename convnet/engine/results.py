@@ -42,7 +42,7 @@ def results(t: Training, evaluation: Evaluation, log: Log) -> dict:
         **evaluation.result,
         "params": sum(p.numel() for p in t.model.parameters()),
         "num_train_examples": source.train_count - len(source.failed_training),  # read
-        "epochs": config.epochs,
+        "epochs": len(t.state.history),  # trained: fewer than planned where --patience stopped
         "train_seconds": round(seconds, 3),
         "images_per_second": round(seen / max(seconds, 1e-9), 1),
         "precision": t.precision,

@@ -81,3 +81,12 @@ def test_labels_that_are_not_class_indices_and_images_outside_0_1_are_refused(
     with pytest.raises(UserError) as refused:
         convnet.fit("lenet5", data=(data, data), epochs=1, out=tmp_path / "run")
     assert message in str(refused.value)
+
+
+def test_a_refusal_names_the_item_by_its_index_in_the_users_dataset(tmp_path):
+    """fit() splits one Dataset into shuffled subsets; the message still names index 5."""
+    labels = torch.zeros(64, dtype=torch.float32)
+    labels[5] = 0.5
+    data = TensorDataset(torch.rand(64, 1, 32, 32), labels)
+    with pytest.raises(UserError, match="dataset item 5's label 0.5 is not a class index"):
+        convnet.fit("lenet5", data=data, epochs=1, out=tmp_path / "run")
