@@ -104,9 +104,15 @@ def learning_warning(steps: list[dict], num_classes: int) -> str | None:
         return None
     if first - last >= MIN_LOSS_DROP * first:
         return None
-    moved = "rose" if last - first >= MIN_LOSS_DROP * first else "barely moved"
+    if last - first >= MIN_LOSS_DROP * first:  # diverging: the step is too large
+        return (
+            f"Warning: the training loss rose ({first:.3f} → {last:.3f} over {len(steps)} "
+            "steps), so this model has not learned and its errors say little. The learning "
+            "rate is likely too high for it: try a lower --lr, a longer warm-up "
+            "(--lr-warmup-epochs) or --clip-grad-norm."
+        )
     return (
-        f"Warning: the training loss {moved} ({first:.3f} → {last:.3f} over "
+        f"Warning: the training loss barely moved ({first:.3f} → {last:.3f} over "
         f"{len(steps)} steps), so this model has not learned yet and its errors say "
         "little. Train for more steps: more --epochs, all the training images (no "
         "--train-subset) or a smaller --batch-size (an epoch takes images / batch size "

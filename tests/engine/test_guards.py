@@ -196,9 +196,10 @@ def test_a_run_whose_loss_did_not_move_warns(losses, warned):
         assert all(flag in warning for flag in ("--epochs", "--train-subset", "--batch-size"))
 
 
-def test_a_loss_that_rose_is_said_to_have_risen():
+def test_a_loss_that_rose_is_said_to_have_risen_with_a_lower_rate_advised():
     warning = learning_warning(_steps([1.4] * 4 + [2.8] * 4), num_classes=3)
     assert "the training loss rose (1.400 → 2.800 over 8 steps)" in warning
+    assert "try a lower --lr" in warning and "higher --lr" not in warning
 
 
 def test_a_run_that_does_not_learn_says_so(mnist_dir, tmp_path, capsys):

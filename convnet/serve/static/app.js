@@ -582,8 +582,11 @@ async function start() {
   useCatalog(lang, state.catalogs.messages[lang]);
   startExplorer();
   render();
-  if (!(await loadModels(lang))) return;
-  $("sample").disabled = !state.models.samples;
+  // The reply, not state.models: a language chosen while it loaded keeps the latter unset
+  // until its own reply, and whether samples exist does not depend on the language.
+  const models = await loadModels(lang);
+  if (!models) return;
+  $("sample").disabled = !models.samples;
 }
 
 start();
