@@ -36,7 +36,7 @@ from common import hardware, hardware_line, load_average, save_results  # noqa: 
 
 import convnet  # noqa: E402
 from convnet.data.datasets import fetch_dataset  # noqa: E402
-from convnet.engine.config import load_recipe  # noqa: E402
+from convnet.engine.named_recipes import load_recipe  # noqa: E402
 
 NAMED = "fashion-mnist-random-erasing"
 PAPER = {"ResNet-20": (4.39, 4.02), "WRN-28-10": (4.01, 3.65)}  # Zhong et al. 2020, Table 1

@@ -192,7 +192,8 @@ def fit(
     automatic choice)."""
     from dataclasses import fields
 
-    from convnet.engine.config import TrainConfig, refuse_without_effect, with_recipe
+    from convnet.engine.config import TrainConfig
+    from convnet.engine.named_recipes import refuse_without_effect, with_recipe
     from convnet.engine.threads import cpu_threads
     from convnet.engine.train import fit as train
 
@@ -202,6 +203,8 @@ def fit(
         raise UserError(
             f"fit() has no option {', '.join(unknown)}; it takes {', '.join(sorted(known))}."
         )
+    if isinstance(options.get("freeze"), str):  # freeze="features.*": one pattern
+        options["freeze"] = [options["freeze"]]
     own_data = data is not None and not isinstance(data, (str, Path))
     folder = None if own_data or data is None else str(data)
     places = {"dataset": dataset, "data": folder, "out": out and str(out)}

@@ -71,16 +71,17 @@ def refuse_for_shards(names: list[str], data: str | None) -> None:
 def build_config(args: argparse.Namespace):
     """The run's configuration: --config FILE or --recipe NAME (if given), with the flags
     given on top."""
-    from convnet.engine.config import TrainConfig, refuse_without_effect, with_recipe
+    from convnet.engine.config import TrainConfig
+    from convnet.engine.named_recipes import refuse_without_effect, with_recipe
     from convnet.engine.saved_config import check_model_options
 
-    values = _given(args)
+    given = _given(args)
     if args.config and args.recipe:
         raise UserError(
             "--config starts from a run's whole configuration and --recipe from a named "
             "recipe; give one of the two."
         )
-    values = with_recipe(values)
+    values = with_recipe(given)
     base: dict = {}
     if args.config:
         try:
@@ -107,7 +108,7 @@ def build_config(args: argparse.Namespace):
         if "data" in values or "dataset" in values:  # the flag names the source
             base.pop("data", None), base.pop("dataset", None)
     merged = {**base, **values}
-    refuse_without_effect(_given(args), merged)
+    refuse_without_effect(given, merged)
     if merged.get("data") and merged.get("dataset"):
         raise UserError("Give either --dataset NAME or --data DIR, not both.")
     if merged.get("data"):
@@ -197,7 +198,7 @@ def _list_recipes(args: argparse.Namespace) -> int:
     """`convnet train --recipe list`: the named recipes and what each is."""
     import json
 
-    from convnet.engine.config import RECIPES, recipe_names
+    from convnet.engine.named_recipes import RECIPES, recipe_names
 
     found = {name: json.loads((RECIPES / f"{name}.json").read_text()) for name in recipe_names()}
     text = "\n".join(f"{name}: {recipe['description']}" for name, recipe in found.items())

@@ -38,10 +38,11 @@ def as_image(item: object, where: str) -> torch.Tensor:
     if image.dtype == torch.uint8:
         return image.float().div(255)
     image = image.float()
-    if image.numel() and (image.min() < 0 or image.max() > 1):  # 0–255, or normalised already
+    low, high = torch.aminmax(image) if image.numel() else (0.0, 1.0)  # one pass
+    if low < 0 or high > 1:  # 0–255, or normalised already
         raise UserError(
-            f"{where} is a float image with values from {image.min().item():g} to "
-            f"{image.max().item():g}; convnet takes float images in [0, 1] (or uint8 in 0–255) "
+            f"{where} is a float image with values from {float(low):g} to "
+            f"{float(high):g}; convnet takes float images in [0, 1] (or uint8 in 0–255) "
             "and normalises them itself. Divide by 255, or leave out the dataset's Normalize."
         )
     return image

@@ -44,10 +44,11 @@ def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
             )
     frozen = [name for name in names if any(fnmatch.fnmatch(name, p) for p in patterns)]
     if len(frozen) == len(names):
+        given = " ".join(repr(pattern) for pattern in patterns)
         raise UserError(
-            f"--freeze {' '.join(repr(p) for p in patterns)} matches every parameter of this model, so nothing "
-            "would be trained. Freeze part of it (e.g. 'features.*'), or score the model as it "
-            "is with convnet evaluate."
+            f"--freeze {given} matches every parameter of this model, so nothing would be "
+            "trained. Freeze part of it (e.g. 'features.*'), or score the model as it is with "
+            "convnet evaluate."
         )
     for name, parameter in model.named_parameters():
         if name in frozen:

@@ -63,10 +63,10 @@ def results(t: Training, evaluation: Evaluation, log: Log) -> dict:
     warnings = [learning_warning(t.run.steps(), len(config.classes))]
     if config.patience is not None and source.eval_split == "test":
         warnings.append(
-            f"Warning: --patience chose epoch {result['kept']['epoch']} by its test error, so that error "
-            "is an optimistic estimate (the test images took part in the choice). For an "
-            "unbiased one, early-stop on a validation split: an image folder with val/, or "
-            "convnet.fit with a (training, validation) pair."
+            f"Warning: --patience chose epoch {result['kept']['epoch']} by its test error, so "
+            "that error is an optimistic estimate (the test images took part in the choice). "
+            "For an unbiased one, early-stop on a validation split: an image folder with val/, "
+            "or convnet.fit with a (training, validation) pair."
         )
     result["warnings"] = [*result.get("warnings", []), *filter(None, warnings)]
     for index in sorted(source.failed_training):

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from convnet.cli import main
-from convnet.engine.config import RECIPES, TrainConfig, load_recipe, recipe_names
+from convnet.engine.config import TrainConfig
+from convnet.engine.named_recipes import RECIPES, load_recipe, recipe_names
 
 
 @pytest.mark.parametrize("name", recipe_names())

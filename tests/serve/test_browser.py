@@ -2,119 +2,31 @@
 headless by Playwright. Draw a stroke, see predictions and feature maps, shift the digit and
 see both networks answer again; the page in Korean (from the browser's language and from the
 switch) with no English left but names and units; screenshots go to test-artifacts/.
-
-Playwright's own browser download is never used (it cannot work offline): the test drives
-the system Chromium, which `make setup` installs with apt-get where it runs as root.
+The browser and the page's gestures: tests/helpers/browser.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import queue
-import re
 import shutil
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from convnet.engine import int8
 from convnet.i18n import text
+from tests.helpers.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    draw_seven,
+    explanation_centres,
+    hover_cell,
+    playwright_or_skip,
+    predictions,
+    serving,
+    wait_until_settled,
+)
 from tests.helpers.serve import quick_runs
-
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps dialling out, which a closed
-# network refuses; none of these change what the page does.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-START_TIMEOUT = 120
-# The first answer to a drawing, in milliseconds. Alone it comes in a second or two; the suite
-# runs this file beside the other worker's multi-process tests (torchrun, servers) on two
-# cores, and an int8 page's first answer there once took over Playwright's default of 30 s.
-FIRST_ANSWER_MS = 90_000
-
-
-ANSWER_WAIT_MS = 30_000
-
-
-def playwright_or_skip():
-    if not CHROMIUM.is_file():
-        pytest.skip(
-            f"Chromium is not installed at {CHROMIUM}: 'make setup' installs it with apt-get "
-            "when it runs as root on Debian; elsewhere install the 'chromium' package."
-        )
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        pytest.skip("Playwright for Python is not installed: pip install -e '.[test]'.")
-    # An answer takes 20–60 ms of a quiet core, but the first (the explanations' warm-up) on
-    # a 2-core machine shared with other jobs took over 5 s, Playwright's default wait.
-    expect.set_options(timeout=ANSWER_WAIT_MS)
-    return sync_playwright
-
-
-@contextlib.contextmanager
-def serving(runs: dict[str, Path], runs_dir: Path, *options: str) -> Iterator[str]:
-    """`convnet serve` of `runs` (lenet5 and mlp) with `options`, on a free port: its URL;
-    stopped afterwards."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "convnet",
-            "serve",
-            "--port",
-            "0",
-            "--run",
-            str(runs["lenet5"]),
-            "--run",
-            str(runs["mlp"]),
-            "--runs-dir",
-            str(runs_dir),
-            *options,
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stderr], daemon=True
-    ).start()
-    deadline, seen = time.monotonic() + START_TIMEOUT, []
-    url = None
-    while url is None and time.monotonic() < deadline and process.poll() is None:
-        try:
-            seen.append(lines.get(timeout=0.5))
-        except queue.Empty:
-            continue
-        match = re.search(r"Open (http://127\.0\.0\.1:\d+/)", seen[-1])
-        url = match.group(1) if match else None
-    try:
-        if url is None:
-            pytest.fail("convnet serve did not start:\n" + "".join(seen[-20:]))
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -125,28 +37,6 @@ def server_url(mnist_dir, tmp_path_factory):
     runs = quick_runs(tmp_path_factory)  # trains them unless already there
     with serving(runs, tmp_path_factory.mktemp("no-runs")) as url:
         yield url
-
-
-def draw_seven(page) -> None:
-    box = page.locator("#pad").bounding_box()
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        return box["x"] + x * box["width"], box["y"] + y * box["height"]
-
-    page.mouse.move(*at(0.25, 0.22))
-    page.mouse.down()
-    page.mouse.move(*at(0.75, 0.22), steps=8)
-    page.mouse.move(*at(0.45, 0.85), steps=10)
-    page.mouse.up()
-
-
-def predictions(page) -> dict:
-    return page.evaluate(
-        """() => Object.fromEntries(["cnn", "ordinary"].map((role) => {
-            const block = document.getElementById(`prediction-${role}`);
-            return [role, {view: block.dataset.view, probabilities: block.dataset.probabilities}];
-        }))"""
-    )
 
 
 DISTINCT_COLOURS = """(selector) => {
@@ -161,14 +51,6 @@ SEEN_PIXELS = """() => {
     const canvas = document.getElementById("seen");
     return Array.from(canvas.getContext("2d").getImageData(0, 0, 28, 28).data).join(",");
 }"""
-
-
-def explanation_centres(page) -> dict:
-    """Each network's heat centre (row, column) as the explanation panel drew it."""
-    return page.evaluate(
-        """() => Object.fromEntries(["cnn", "ordinary"].map((role) =>
-            [role, document.getElementById(`explain-${role}`).dataset.centre]))"""
-    )
 
 
 def test_draw_see_and_shift(server_url):
@@ -195,9 +77,7 @@ def test_draw_see_and_shift(server_url):
 
             draw_seven(page)
             for role in ("cnn", "ordinary"):
-                expect(page.locator(f"#prediction-{role} .top li")).to_have_count(
-                    3, timeout=FIRST_ANSWER_MS
-                )
+                expect(page.locator(f"#prediction-{role} .top li")).to_have_count(3)
             for layer, count in {"c1": 6, "s2": 6, "c3": 16, "s4": 16, "c5": 1}.items():
                 expect(page.locator(f".maps-{layer} canvas")).to_have_count(count)
             page.wait_for_selector("body[data-busy='0']")
@@ -251,20 +131,6 @@ def test_draw_see_and_shift(server_url):
             browser.close()
 
 
-def hover_cell(page, selector: str, row: int, column: int) -> None:
-    """Point at cell (row, column) of the map canvas `selector` (its grid from its size)."""
-    canvas = page.locator(selector)
-    width, height = canvas.evaluate("(c) => [c.width, c.height]")
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    canvas.hover(
-        position={
-            "x": (column + 0.5) * box["width"] / width,
-            "y": (row + 0.5) * box["height"] / height,
-        }
-    )
-
-
 def output_side(size: int, kernel: int, padding: int, stride: int) -> int:
     return (
         max((size + 2 * padding - kernel) // stride + 1, 0) if size + 2 * padding >= kernel else 0
@@ -288,9 +154,7 @@ def test_inside_the_cnn(server_url):
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.goto(server_url)
             draw_seven(page)
-            expect(page.locator("#prediction-cnn .top li")).to_have_count(
-                3, timeout=FIRST_ANSWER_MS
-            )
+            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
             wait_until_settled(page)
             same = text("en", "page.sharing.same")
             assert page.evaluate(DISTINCT_COLOURS, ".legend canvas") > 100
@@ -436,12 +300,6 @@ def latin_words_left(page, allowed: set[str]) -> list[str]:
     return sorted(set(page.evaluate(LATIN_WORDS)) - allowed)
 
 
-def wait_until_settled(page) -> None:
-    page.wait_for_function(
-        """() => (document.body.dataset.busy ?? "0") === "0" && !document.querySelector("#model-notes [data-i18n]")"""
-    )
-
-
 def test_korean_page_from_the_browser_language_and_the_switch(server_url):
     from playwright.sync_api import expect
 
@@ -461,9 +319,7 @@ def test_korean_page_from_the_browser_language_and_the_switch(server_url):
             expect(page.locator("h1")).to_have_text(text("ko", "page.heading"))
             assert page.evaluate("document.documentElement.lang") == "ko"
             draw_seven(page)
-            expect(page.locator("#prediction-cnn .top li")).to_have_count(
-                3, timeout=FIRST_ANSWER_MS
-            )
+            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
             wait_until_settled(page)
             page.click("#sweep")
             expect(page.locator("#sweep-figure")).to_be_visible(timeout=60_000)
@@ -550,9 +406,7 @@ def test_the_page_in_int8_badges_the_answers_and_checks_fp32(mnist_dir, tmp_path
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.goto(url)
             draw_seven(page)
-            expect(page.locator("#prediction-cnn .top li")).to_have_count(
-                3, timeout=FIRST_ANSWER_MS
-            )
+            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
             wait_until_settled(page)
             same = text("en", "page.sharing.same")
             for role in ("cnn", "ordinary"):
