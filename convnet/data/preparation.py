@@ -11,6 +11,10 @@ Files are decoded by the one decoder (convnet/data/decoding.py), told how many p
 preparation needs so that a large JPEG is decoded reduced. An image whose sides differ by more
 than MAX_ASPECT times is cut to that aspect about its centre before it is resized: the centre
 crop never reaches further (resized on its short side, a 1×8000 PNG asked for 6.3 GB and ended in a traceback).
+
+The evaluation steps call Pillow as torchvision's Resize and CenterCrop do on a PIL image,
+pixel for pixel (tests/data/test_preparation.py), without importing torchvision: its import
+takes 1.2 s of every `evaluate`, `predict` and `serve` start (it imports torch._dynamo).
 """
 
 from __future__ import annotations
@@ -18,15 +22,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from convnet.data.decoding import DECODE_ERRORS, open_image
 from convnet.data.images import SHEET_SIDE, as_photo, mnist_style, oriented, to_grey
+from convnet.data.transforms import normalize
 from convnet.errors import UserError
+
+if TYPE_CHECKING:  # torchvision is imported where it is used (convnet/models/imagenet.py)
+    from torchvision.transforms import InterpolationMode
 
 # The longest side a photo keeps, as a multiple of its shorter side, before it is resized:
 # the centre crop takes at most the shorter side's length of it (crop ≤ resize), so 32 leaves
@@ -85,6 +93,53 @@ class BoundedAspect:
         return f"BoundedAspect({MAX_ASPECT})"
 
 
+class ResizeShorterSide:
+    """The shorter side resized to `size`, the longer in proportion (rounded down), with
+    Pillow's antialiased filter `interpolation` ("bilinear", "bicubic", ...): torchvision's
+    Resize(size, antialias=True) on a PIL image."""
+
+    def __init__(self, size: int, interpolation: str = "bilinear") -> None:
+        self.size, self.interpolation = size, interpolation
+        self.resample = Image.Resampling[interpolation.upper().replace("-EXACT", "")]
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        short, long = sorted((width, height))
+        new_short, new_long = self.size, int(self.size * long / short)
+        size = (new_short, new_long) if width <= height else (new_long, new_short)
+        return image if size == image.size else image.resize(size, self.resample)
+
+    def __repr__(self) -> str:
+        return f"ResizeShorterSide({self.size}, {self.interpolation})"
+
+
+class CentreCrop:
+    """The centre `size`×`size` of an image (offsets rounded half to even), padded with 0
+    first where a side is shorter: torchvision's CenterCrop on a PIL image."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        width, height = image.size
+        if width < self.size or height < self.size:
+            padded = Image.new(image.mode, (max(width, self.size), max(height, self.size)))
+            padded.paste(image, ((padded.width - width) // 2, (padded.height - height) // 2))
+            image, (width, height) = padded, padded.size
+        top = int(round((height - self.size) / 2.0))
+        left = int(round((width - self.size) / 2.0))
+        return image.crop((left, top, left + self.size, top + self.size))
+
+    def __repr__(self) -> str:
+        return f"CentreCrop({self.size})"
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """An 8-bit PIL image as uint8 (C, H, W) (torchvision's pil_to_tensor)."""
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True))
+    return pixels.view(image.height, image.width, -1).permute(2, 0, 1)
+
+
 class _Preprocess:
     """PIL image -> tensor (a class, not a lambda: workers may pickle it): `steps` on the
     image, then either [0, 1] and normalised by (`mean`, `std`) (float), or with `pixels` the
@@ -117,10 +172,10 @@ class _Preprocess:
             image = image.convert("L")
         for step in self.steps:
             image = step(image)
-        tensor = TF.pil_to_tensor(image)
+        tensor = to_tensor(image)
         if self.pixels:
             return tensor
-        return TF.normalize(TF.convert_image_dtype(tensor, torch.float), self.mean, self.std)
+        return normalize(tensor.float() / 255, tuple(self.mean), tuple(self.std))
 
     def __repr__(self) -> str:
         steps = ", ".join(repr(step) for step in self.steps)
@@ -185,7 +240,7 @@ def evaluation_transform(
     crop: int,
     mean: float | Sequence[float],
     std: float | Sequence[float],
-    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    interpolation: InterpolationMode | str | None = None,
     channels: int = 3,
     *,
     pixels: bool = False,
@@ -193,14 +248,10 @@ def evaluation_transform(
     """torchvision's ImageNet evaluation preprocessing (its ImageClassification preset): the
     shorter side resized to `resize`, a centre crop of `crop`, [0, 1], then normalised (with
     `pixels`, uint8 left to the device to normalise). An image of extreme aspect is first cut
-    to MAX_ASPECT about its centre (`BoundedAspect`)."""
-    from torchvision import transforms
-
-    steps = [
-        BoundedAspect(),
-        transforms.Resize(resize, interpolation=interpolation, antialias=True),
-        transforms.CenterCrop(crop),
-    ]
+    to MAX_ASPECT about its centre (`BoundedAspect`). `interpolation`: a name or
+    torchvision's InterpolationMode; None: bilinear."""
+    interpolation = getattr(interpolation, "value", interpolation) or "bilinear"
+    steps = [BoundedAspect(), ResizeShorterSide(resize, interpolation), CentreCrop(crop)]
     mean, std = _per_channel(mean, channels), _per_channel(std, channels)
     return _Preprocess(steps, mean, std, channels, keep=resize, pixels=pixels)
 
@@ -254,8 +305,7 @@ def photo_transform(
     normalization is applied with the batch), the shorter side resized to `resize` (default
     size / 0.875: 256 for 224, torchvision's ratio) and centre-cropped to the model's input."""
     resize = resize or round(size[1] / 0.875)
-    extra = {"interpolation": interpolation} if interpolation is not None else {}
-    return evaluation_transform(resize, size[1], 0.0, 1.0, channels=size[0], **extra)
+    return evaluation_transform(resize, size[1], 0.0, 1.0, interpolation, channels=size[0])
 
 
 def file_transform(

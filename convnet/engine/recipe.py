@@ -206,6 +206,8 @@ def batch_mixing(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
     one of the two at random for each batch where both are on (as its reference script);
     None when both are off. Their draws come from PyTorch's global generator, which the loop
     seeds for every step."""
+    if mixup_alpha <= 0 and cutmix_alpha <= 0:
+        return None
     from torchvision.transforms import v2
 
     mixes = []
@@ -213,8 +215,6 @@ def batch_mixing(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
         mixes.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
     if cutmix_alpha > 0:
         mixes.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
-    if not mixes:
-        return None
     return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
 
 

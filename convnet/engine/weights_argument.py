@@ -48,8 +48,6 @@ def load_weights_argument(
     class names and preprocessing), or a local file (safetensors, or a PyTorch file of
     tensors, loaded without running code). `classes` are the class folders of the data it is
     to score (`data_name`), in order: the model is built for as many classes."""
-    import torchvision
-
     spec = get_model_spec(name)
     preprocessing: dict = {}
     normalization, input_size = spec.normalization, spec.input_size
@@ -61,6 +59,8 @@ def load_weights_argument(
                 f"torchvision's {name} {weights} weights classify {len(class_names)} classes, "
                 f"but {data_name} has {len(classes)}; they need the 1,000 ImageNet classes."
             )
+        import torchvision
+
         preset = torchvision.models.get_model_weights(name)[weights].transforms()
         input_size = (3, preset.crop_size[0], preset.crop_size[0])
         normalization = (tuple(preset.mean), tuple(preset.std))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision import models as tv
 
 from convnet.models.compact import FastDropout, conv_relu, init_relu_network, register_compact
 from convnet.models.imagenet import ChallengeEntry, ImageNetModel, register_torchvision
@@ -19,7 +18,7 @@ KRIZHEVSKY_2012 = (
 )
 
 
-class AlexNet(tv.AlexNet, ImageNetModel):
+class AlexNet(ImageNetModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
@@ -29,7 +28,6 @@ class AlexNet(tv.AlexNet, ImageNetModel):
 
 register_torchvision(
     "alexnet",
-    tv.alexnet,
     AlexNet,
     family="AlexNet",
     small_side=64,

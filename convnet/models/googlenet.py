@@ -11,7 +11,6 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torchvision import models as tv
 
 from convnet.models.compact import FastDropout, GlobalAveragePool, conv_bn_relu, register_compact
 from convnet.models.imagenet import ChallengeEntry, ImageNetModel, register_torchvision
@@ -20,7 +19,7 @@ from convnet.models.registry import FeaturesThenHead
 SZEGEDY_2015 = "Szegedy et al. Going deeper with convolutions. CVPR 2015 (arXiv:1409.4842)"
 
 
-class GoogLeNet(tv.GoogLeNet, ImageNetModel):
+class GoogLeNet(ImageNetModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self._transform_input(x)
         for name in (
@@ -60,7 +59,6 @@ class GoogLeNet(tv.GoogLeNet, ImageNetModel):
 
 register_torchvision(
     "googlenet",
-    tv.googlenet,
     GoogLeNet,
     family="GoogLeNet",
     description="GoogLeNet (Inception v1): 9 Inception modules, global average pooling",

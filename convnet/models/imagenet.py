@@ -5,11 +5,15 @@ torchvision defines AlexNet, VGG, GoogLeNet and ResNet; we do not rewrite them. 
 calls torchvision's builder and gives the result `forward_features` / `forward_head` by
 switching it to a subclass that only adds methods, so its state_dict keys stay
 torchvision's and torchvision's weight files load unchanged.
+
+torchvision is imported when one of these models is first built, not when the registry
+is: `import torchvision` costs about 1.1 s and 165 MB per process (it imports
+torch._dynamo), which LeNet-5 and the compact models never need.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from dataclasses import dataclass
 
 from torch import nn
@@ -67,7 +71,8 @@ CHALLENGE_ENTRIES: dict[str, ChallengeEntry] = {}
 
 class ImageNetModel(nn.Module):
     """Mixin of the wrapped torchvision classifiers (each family adds forward_features and
-    forward_head, whose composition is torchvision's forward)."""
+    forward_head, whose composition is torchvision's forward). A family's mixin is named
+    as torchvision's class it extends."""
 
     def prepare_state_dict(self, tensors: dict) -> dict:
         """Adapt a weights file's tensors to this model (only GoogLeNet has to)."""
@@ -95,10 +100,19 @@ def replace_first_conv(model: nn.Module, in_channels: int) -> None:
             return
 
 
+@functools.cache
+def wrapped_class(methods: type[ImageNetModel]) -> type[nn.Module]:
+    """torchvision's class of the same name as `methods`, with those methods added."""
+    from torchvision import models
+
+    base = getattr(models, methods.__name__)
+    namespace = {"__module__": methods.__module__, "__doc__": base.__doc__}
+    return type(methods.__name__, (methods, base), namespace)
+
+
 def register_torchvision(
     name: str,
-    torchvision_builder: Callable[..., nn.Module],
-    wrapper: type[nn.Module],
+    methods: type[ImageNetModel],
     *,
     family: str,
     description: str,
@@ -107,17 +121,21 @@ def register_torchvision(
     small_side: int = 32,
     **fixed: object,
 ) -> None:
-    """Register `name`: torchvision's builder (no weights), re-classed to `wrapper`."""
+    """Register `name`: torchvision's builder of that name (no weights), re-classed to
+    torchvision's class with the family's `methods` added."""
 
     def build(num_classes: int = 1000, in_channels: int = 3, **config: object) -> nn.Module:
+        from torchvision import models
+
+        torchvision_builder = getattr(models, name)
         model = torchvision_builder(weights=None, num_classes=num_classes, **{**fixed, **config})
-        model.__class__ = wrapper  # adds methods only; attributes and keys are unchanged
+        model.__class__ = wrapped_class(methods)  # adds methods only; keys are unchanged
         if in_channels != 3:
             replace_first_conv(model, in_channels)
         return model
 
     build.__name__ = name
-    build.__doc__ = f"{description} (torchvision.models.{torchvision_builder.__name__})."
+    build.__doc__ = f"{description} (torchvision.models.{name})."
     register_model(
         name,
         family=family,

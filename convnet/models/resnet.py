@@ -10,7 +10,6 @@ from collections import OrderedDict
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision import models as tv
 
 from convnet.models.compact import GlobalAveragePool, register_compact
 from convnet.models.imagenet import ChallengeEntry, ImageNetModel, register_torchvision
@@ -25,7 +24,7 @@ HE_2016 = (
 RESNET_ENTRY = ChallengeEntry(2015, 3.57, "MSRA (ensemble of 6 ResNets)", HE_2016 + ", Table 5")
 
 
-class ResNet(tv.ResNet, ImageNetModel):
+class ResNet(ImageNetModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -40,7 +39,6 @@ BLOCKS = {18: "basic", 34: "basic", 50: "bottleneck", 101: "bottleneck", 152: "b
 for _depth, _block in BLOCKS.items():
     register_torchvision(
         f"resnet{_depth}",
-        getattr(tv, f"resnet{_depth}"),
         ResNet,
         family="ResNet",
         description=f"ResNet-{_depth}: {_block} residual blocks, global average pooling",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision import models as tv
 
 from convnet.models.compact import (
     GREY_32,
@@ -29,7 +28,7 @@ SIMONYAN_2015 = (
 VGG_ENTRY = ChallengeEntry(2014, 7.3, "VGG (ensemble of 7 nets)", SIMONYAN_2015 + ", Table 7")
 
 
-class VGG(tv.VGG, ImageNetModel):
+class VGG(ImageNetModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
@@ -45,7 +44,6 @@ for _depth, _letter in CONFIGURATIONS.items():
         _name = f"vgg{_depth}{_suffix}"
         register_torchvision(
             _name,
-            getattr(tv, _name),
             VGG,
             family="VGG",
             entry=VGG_ENTRY,
