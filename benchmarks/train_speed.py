@@ -61,6 +61,7 @@ from convnet.models.pooling import kernel_status  # noqa: E402
 
 ACCURACY = 0.99  # the test accuracy both pipelines race to
 TARGET_RATIO = 5  # issue 19: time to 99% at least 5× shorter than the tutorial's
+STRETCH_RATIO = 12  # issue 31: the same, 12× shorter
 
 
 def tutorial_data(root: Path) -> tuple[MNIST, MNIST]:
@@ -249,7 +250,11 @@ def median_spread(values: list[float]) -> str:
 
 def fast_run_options(args: argparse.Namespace) -> dict:
     """The fast run's settings beyond its epochs (None: lenet5's own default)."""
-    options = {"batch_size": args.fast_batch_size or None, "lr": args.fast_lr}
+    options = {
+        "batch_size": args.fast_batch_size or None,
+        "lr": args.fast_lr,
+        "label_smoothing": args.fast_label_smoothing,
+    }
     if args.fast_no_augment:
         options["augment"] = False
     return {key: value for key, value in options.items() if value is not None}
@@ -257,7 +262,12 @@ def fast_run_options(args: argparse.Namespace) -> dict:
 
 def fast_run_command(args: argparse.Namespace) -> str:
     """The fast run as a user would type it."""
-    flags = {"batch_size": "--batch-size", "lr": "--lr", "augment": "--no-augment"}
+    flags = {
+        "batch_size": "--batch-size",
+        "lr": "--lr",
+        "label_smoothing": "--label-smoothing",
+        "augment": "--no-augment",
+    }
     options = fast_run_options(args)
     words = [
         f"{flags[key]} {value}" if key != "augment" else flags[key]
@@ -332,6 +342,8 @@ def report(results: dict[str, list[dict]], seeds: list[int], args: argparse.Name
     targets = {
         f"time to 99% ≥ {TARGET_RATIO}× shorter than the tutorial's (every seed; every seed "
         "of both reaches 99%)": every_seed and min(time_ratio) >= TARGET_RATIO,
+        f"time to 99% ≥ {STRETCH_RATIO}× shorter than the tutorial's (every seed)": every_seed
+        and min(time_ratio) >= STRETCH_RATIO,
         "99% in ≤ 10 s (median; every seed reaches 99%)": None not in fast_times
         and statistics.median(fast_times) <= 10,
         "evaluation ≥ 3× tutorial": min(eval_ratio) >= 3,
@@ -356,6 +368,7 @@ def main() -> None:
         help="the quick run's --batch-size (0: lenet5's default)",
     )
     parser.add_argument("--fast-lr", type=float, help="the quick run's --lr")
+    parser.add_argument("--fast-label-smoothing", type=float, help="the quick run's")
     parser.add_argument(
         "--fast-no-augment", action="store_true", help="the quick run's --no-augment"
     )
