@@ -13,7 +13,9 @@ order alternating, as a user would: `convnet evaluate` and `benchmarks/timm_fold
 (`timm.data.create_dataset` + `create_loader`). Needs timm: `pip install -e .[benchmark]`.
 With `--precisions int8` convnet runs `--precision int8` (quantized by ONNX Runtime, issue 31)
 against timm in bf16, its fastest CPU path; the quantization is made once before the timed
-runs (its seconds are saved as `int8_setup_seconds`) and its agreement with fp32 is saved.
+runs (its seconds are saved as `int8_setup_seconds`) and its agreement with fp32 is saved (a
+figure: these random weights leave near-ties; benchmarks/int8_speed.py judges agreement with
+trained weights on real images).
 Run: `python benchmarks/folder_eval_speed.py [--images 1000] [--repeats 3] [--workers N]`.
 """
 
@@ -45,7 +47,6 @@ from convnet.models import get_model  # noqa: E402
 
 PEER = Path(__file__).with_name("timm_folder_eval.py")
 TARGET_RATIO = 1.5  # issues 19 and 31: convnet ≥ 1.5× timm's pipeline, whole commands
-TARGET_AGREEMENT = 0.99  # issue 31: int8's top-1 class is fp32's on at least 99% of images
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # torchvision's mean and std
 
 
@@ -270,11 +271,9 @@ def main() -> None:
             ratio = summaries[precision]["command_ratio"]
             versus = f"convnet {precision} whole command ≥ {TARGET_RATIO}× timm bf16"
             targets[f"{versus} (measured {ratio}×)"] = ratio >= TARGET_RATIO
-    if setup:
-        agreement = setup["int8"]["top1_agreement"]
-        targets[f"int8 top-1 agreement with fp32 ≥ {TARGET_AGREEMENT} (measured {agreement})"] = (
-            agreement >= TARGET_AGREEMENT
-        )
+    if setup:  # random weights on synthetic photos: near-ties, so a figure, not the target
+        print(f"int8 top-1 agreement with fp32: {setup['int8']['top1_agreement']} (the target, "
+              "≥ 0.99 with trained weights on real images: benchmarks/int8_speed.py)")  # fmt: skip
     print(hardware_line(hardware()))
     document = {
         "image_size": [500, 375],

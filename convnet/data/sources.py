@@ -36,6 +36,7 @@ across epochs (persistent): what changes from one epoch to the next — the orde
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -123,6 +124,28 @@ class DataSource(Protocol):
         """Stop the source's worker processes, if it has any (a later batch starts them again)."""
 
 
+def physical_memory() -> int:
+    """This machine's memory in bytes."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(name: str, count: int, input_size: tuple[int, int, int]) -> None:
+    """Refuse (UserError) to prepare `count` images of data set `name` in memory at the
+    model's `input_size` where, as float32, they would take over half the machine's memory
+    (fashion-mnist at resnet18's 3×224×224: 42 GB)."""
+    needed = count * math.prod(input_size) * 4
+    memory = physical_memory()
+    if needed > memory / 2:
+        side = "×".join(str(size) for size in input_size)
+        raise UserError(
+            f"Holding {name}'s {count:,} images in memory at the model's input, {side}, "
+            f"takes {needed / 1e9:.1f} GB as float32, more than half of this machine's "
+            f"{memory / 1e9:.1f} GB. Train on fewer images (--train-subset N, --test-subset "
+            "N), or choose a network made for small images (e.g. resnet_mini, 32×32; "
+            "convnet --help lists them)."
+        )
+
+
 class TensorSource:
     """A data set held in memory: `images` float (N, C, H, W) in [0, 1], `labels` (N,)."""
 
@@ -176,14 +199,15 @@ class TensorSource:
         """A registered data set (checksums verified), padded or resized to `input_size`.
         With `train=False` only the test split is read (evaluation)."""
         empty = (torch.empty(0, *input_size), torch.empty(0, dtype=torch.long))
-        splits = []
+        loaded = []
         for split, count, wanted in (("train", train_subset, train), ("test", test_subset, True)):
-            if not wanted:
-                splits.append(empty)
-                continue
-            data = load_dataset(name, split, data_dir)
-            data = data.subset(count) if count else data
-            splits.append((to_model_input(data.images, input_size), data.labels))
+            data = load_dataset(name, split, data_dir) if wanted else None
+            loaded.append(data.subset(count) if data is not None and count else data)
+        check_memory(name, sum(len(data.labels) for data in loaded if data), input_size)
+        splits = [
+            (to_model_input(data.images, input_size), data.labels) if data else empty
+            for data in loaded
+        ]
         spec = get_dataset_spec(name)
         return cls(
             name, spec.class_names, splits[0], splits[1], normalization, augment,

@@ -318,3 +318,16 @@ def test_a_slow_rate_is_not_printed_as_zero(rate, shown):
     from convnet.commands.train import _rate
 
     assert _rate(rate) == shown
+
+
+def test_a_data_set_too_large_for_memory_at_the_models_input_is_refused(
+    mnist_dir, tmp_path, capsys, monkeypatch
+):
+    """MNIST's 70,000 images at resnet18's 3×224×224 would take 42 GB as float32: refused
+    before any is prepared, on a machine of 24 GB as on this one."""
+    from convnet.data import sources
+
+    monkeypatch.setattr(sources, "physical_memory", lambda: 24 * 2**30)
+    arguments = ["train", "resnet18", "--dataset", "mnist", "--out", str(tmp_path / "run")]
+    refused(capsys, [*arguments, "--data-dir", str(mnist_dir)], "42.1 GB", "--train-subset")
+    assert not (tmp_path / "run").exists()
