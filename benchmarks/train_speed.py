@@ -361,7 +361,10 @@ def report(results: dict[str, list[dict]], seeds: list[int], args: argparse.Name
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--fast-epochs", type=int, default=2, help="epochs of convnet's quick run")
     parser.add_argument(
@@ -371,7 +374,9 @@ def main() -> None:
         help="the quick run's --batch-size (0: lenet5's default)",
     )
     parser.add_argument("--fast-lr", type=float, default=0.07, help="the quick run's --lr")
-    parser.add_argument("--fast-label-smoothing", type=float, default=0.1, help="the quick run's")
+    parser.add_argument(
+        "--fast-label-smoothing", type=float, default=0.1, help="the quick run's --label-smoothing"
+    )
     parser.add_argument(
         "--fast-augment", action="store_true", help="the quick run augments (as lenet5's recipe)"
     )
@@ -386,7 +391,8 @@ def main() -> None:
         "--compare-with",
         metavar="TREE",
         type=Path,
-        help="another convnet checkout to train beside this one (see above)",
+        help="another convnet checkout to train beside this one, interleaved (the module's "
+        "docstring says how)",
     )
     parser.add_argument(
         "--compare-threads",

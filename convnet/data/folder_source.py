@@ -315,11 +315,16 @@ class FolderSource:
         self.loaders.close()
 
     def eval_image(self, index: int) -> torch.Tensor:
+        """The `index`-th held-out image prepared (C, H, W); zeros where it cannot be decoded."""
         try:
-            return self._view(getattr(self._view, "decode", decode_image)(self.eval_path(index)))
+            return self.read_eval_image(index)
         except (*DECODE_ERRORS, UserError):
             crop = self.preprocessing["crop"]
             return torch.zeros(self.preprocessing["channels"], crop, crop)
+
+    def read_eval_image(self, index: int) -> torch.Tensor:
+        """`eval_image`, raising the decoder's error (or UserError) where the file is unreadable."""
+        return self._view(getattr(self._view, "decode", decode_image)(self.eval_path(index)))
 
     def eval_label(self, index: int) -> int:
         return self.eval_collection.samples[index][1]

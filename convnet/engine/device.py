@@ -87,7 +87,7 @@ def resolve_precision(name: str, device: torch.device, inference: bool = False) 
     cannot run (`inference`: the commands that only score)."""
     if name == "int8" and not inference:
         raise UserError(
-            "--precision int8 is for inference (evaluate, predict, export): a quantized "
+            "--precision int8 is for inference (evaluate, predict, export, serve): a quantized "
             "model does not train. Train in bf16 or fp32, then evaluate with --precision int8."
         )
     if name == "int8":

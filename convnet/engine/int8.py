@@ -118,7 +118,8 @@ def int8_model(
 ) -> Int8Model:
     """The int8 form of `model` (fp32, evaluation mode), from `cache` when it holds one for
     `key` (the weights' digest and the calibration), else made now: calibrated on the
-    normalised images `calibration[0]()` returns (`calibration[1]` says what they are), then
+    normalised images `calibration[0]()` returns (`calibration[1]` says what they are, "{}"
+    for how many), then
     compared with fp32 on `check()` (images, their labels or None, and what they are). The
     images are read only when the cache has no file: a cached model costs no decoding."""
     from onnxruntime import __version__ as runtime_version
@@ -132,6 +133,7 @@ def int8_model(
             log(f"Note: {path} could not be read; quantizing again.")
     read_calibration, described = calibration
     images = read_calibration()  # an unusable image is refused before the line below
+    described = described.format(len(images))
     log(f"Quantizing to int8 with ONNX Runtime, calibrated on {described}; paid once …")
     atomic_write_bytes(path, _quantized_bytes(model, input_size, images))
     quantized = Int8Model(path, {})
@@ -236,6 +238,28 @@ def _images(source, positions: list[int], normalization: tuple) -> torch.Tensor:
     return torch.stack([normalize(source.eval_image(i), *normalization) for i in positions])
 
 
+def _readable(source, wanted: int, seed: int = 0) -> list[int]:
+    """`_sample`'s positions, the files that cannot be decoded (which evaluation skips)
+    replaced by the next in the same seeded order: a source that reads files strictly has
+    `read_eval_image`; the others hold no unreadable images."""
+    read = getattr(source, "read_eval_image", None)
+    if read is None:
+        return _sample(source.eval_count, wanted, seed)
+    from convnet.data.decoding import DECODE_ERRORS
+
+    order = torch.randperm(source.eval_count, generator=torch.Generator().manual_seed(seed))
+    kept = []
+    for position in order.tolist():
+        try:
+            read(position)
+        except (*DECODE_ERRORS, UserError):
+            continue
+        kept.append(position)
+        if len(kept) == wanted:
+            break
+    return sorted(kept)
+
+
 class ImageFiles:
     """Every image file under a folder, whatever its layout and without labels (found as
     class folders are: links followed once, hidden files left out), each prepared as
@@ -279,8 +303,8 @@ class ImageFiles:
 def calibration_images(
     loaded, source, folder: str | None, count: int, data_dir: Path | None = None
 ) -> tuple[Callable[[], torch.Tensor], str]:
-    """What calibrates, in words, and a function that reads those normalised images: `count`
-    of the `--calibration` folder; else of the run's training images (a registered data set
+    """What calibrates, in words ("{}" for how many), and a function that reads those
+    normalised images: `count` of the `--calibration` folder; else of the run's training images (a registered data set
     read from `data_dir`, else from where the run read it); else (bare weights) of the
     images scored."""
     if folder is not None:  # the folder's files, scanned once when they are also checked
@@ -297,11 +321,12 @@ def calibration_images(
         picked = _sample(len(data.labels), count)
         read = lambda: normalize(to_model_input(data.images[picked], loaded.input_size),  # noqa: E731
                                  *loaded.normalization)  # fmt: skip
-        return read, f"{len(picked)} of the run's training images ({loaded.config.dataset})"
+        return read, f"{{}} of the run's training images ({loaded.config.dataset})"
     else:
         calibration, described = source, "{} of the images scored (no training data known)"
-    picked = _sample(calibration.eval_count, count)
-    return lambda: _images(calibration, picked, loaded.normalization), described.format(len(picked))
+    # read only where the cache has no model; files evaluation skips are left out
+    read = lambda: _images(calibration, _readable(calibration, count), loaded.normalization)  # noqa: E731
+    return read, described
 
 
 def _data_dir(config) -> Path | None:
@@ -326,7 +351,7 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
     read_calibration, described = calibration_images(loaded, source, folder, count, data_dir)
 
     def check() -> tuple[torch.Tensor, torch.Tensor | None, str]:
-        positions = _sample(source.eval_count, CHECK_IMAGES, seed=1)
+        positions = _readable(source, CHECK_IMAGES, seed=1)
         label = getattr(source, "eval_label", None)  # a source that cannot say: no labels
         labels = torch.tensor([label(index) for index in positions]) if label else None
         if labels is not None and bool((labels < 0).any()):  # unlabelled images
@@ -338,7 +363,10 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
             described = f"{len(positions)} images of {folder}, {shared} of which calibrated it"
         return images, labels, described
 
-    key = f"{weights_digest(weights)}|{described}|{tuple(loaded.input_size)}|{loaded.normalization}"
+    key = (
+        f"{weights_digest(weights)}|{described.format(count)}|{tuple(loaded.input_size)}|"
+        f"{loaded.normalization}"
+    )
     return int8_model(
         loaded.model,
         tuple(loaded.input_size),

@@ -187,3 +187,52 @@ def test_any_folder_of_images_calibrates_without_labels(
     assert f"--calibration: {bad}: " in error and error.count(bad) == 1, error
     assert "Quantizing" not in error  # refused before it says it quantizes
     assert "Traceback" not in error
+
+
+@needs_vnni
+def test_files_evaluation_skips_neither_calibrate_nor_check(
+    trained_run, mnist_dir, tmp_path, capsys, monkeypatch
+):
+    """Bare weights on a class folder holding two files that are not images: evaluation
+    skips them, and int8 is calibrated and checked on the other 30, so its note's count
+    and error are the evaluation's own."""
+    from PIL import Image
+
+    from convnet.data.datasets import load_dataset
+
+    test = load_dataset("mnist", "test", mnist_dir)
+    monkeypatch.setenv("CONVNET_DATA_DIR", str(tmp_path / "cache"))  # bare weights' int8 cache
+    folder = tmp_path / "digits"
+    for digit in range(10):  # three of each class
+        (folder / str(digit)).mkdir(parents=True)
+        for index in (test.labels == digit).nonzero()[:3, 0].tolist():
+            image = Image.fromarray(test.images[index].numpy().squeeze())
+            image.save(folder / str(digit) / f"{index}.png")
+    for name in ("a", "b"):
+        (folder / "0" / f"{name}.png").write_bytes(b"not a picture")
+    weights = str(trained_run[0] / "model.safetensors")
+    result = json.loads(
+        cli_json(
+            capsys,
+            "evaluate",
+            "lenet5",
+            "--weights",
+            weights,
+            "--data",
+            str(folder),
+            "--precision",
+            "int8",
+            "--json",
+        )  # fmt: skip
+    )
+    assert result["num_examples"] == 30 and len(result["skipped"]) == 2
+    note = result["int8"]
+    assert note["calibration_images"] == note["checked_images"] == 30, note
+    assert note["int8_top1_error"] == round(result["top1_error"], 6)
+
+
+def cli_json(capsys, *arguments: str) -> str:
+    code = main(list(arguments))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
