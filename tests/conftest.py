@@ -72,6 +72,25 @@ def process_settings():
     }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def memory_given_back():
+    """After each test file, its objects collected and the C heap's free pages returned to
+    the system (glibc's malloc_trim): a worker that ran the files before keeps no more than
+    what it still holds. Without it each of the two workers grew to about 1 GB (summed PSS
+    of the suite's processes: 4.33 GiB at its peak)."""
+    yield
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    library = ctypes.util.find_library("c")
+    if library:
+        trim = getattr(ctypes.CDLL(library), "malloc_trim", None)
+        if trim is not None:
+            trim(0)
+
+
 @pytest.fixture(autouse=True)
 def process_state_restored(process_settings):
     """What a command run in this process may change for the rest of the process, given back
