@@ -4,7 +4,10 @@ In one run, times `python -c "import torch"`, `convnet --help`, `convnet data li
 `convnet train --help` as fresh processes, one of each per round in a rotating order (so a
 change of load falls on all of them alike), after one untimed warm-up round; reports the
 median of each and its ratio to importing torch. Target: each convnet command takes at most
-0.3× the time of importing torch, which none of them should need.
+0.3× the time of importing torch, which none of them should need. Timed beside them, not
+judged: `import torch, torchvision`, and a whole scoring command, `convnet evaluate lenet5`
+on 1,000 MNIST test digits (random weights, one thread), which imports torch but not
+torchvision (convnet imports it only to build torchvision's own networks).
 
     python benchmarks/cli_startup.py [--rounds 7]
 
@@ -19,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +38,12 @@ COMMANDS: dict[str, list[str]] = {
     "convnet data list": ["-m", "convnet", "data", "list"],
     "convnet train --help": ["-m", "convnet", "train", "--help"],
 }
+# Timed, not judged ("{weights}": a file the script writes).
+CONTEXT: dict[str, list[str]] = {
+    "import torch, torchvision": ["-c", "import torch, torchvision"],
+    "convnet evaluate lenet5": ["-m", "convnet", "evaluate", "lenet5", "--weights", "{weights}",
+                                "--dataset", "mnist", "--test-subset", "1000", "--threads", "1"],
+}  # fmt: skip
 
 
 def environment() -> dict[str, str]:
@@ -59,18 +69,34 @@ def seconds_to_run(arguments: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def measure(rounds: int) -> dict[str, list[float]]:
+def measure(rounds: int, commands: dict[str, list[str]]) -> dict[str, list[float]]:
     """Seconds of each command in each round; round r starts with command r (mod count)."""
     env = environment()
-    names = list(COMMANDS)
+    names = list(commands)
     for name in names:  # warm-up: the files in the page cache, as for a user's second call
-        seconds_to_run(COMMANDS[name], env)
+        seconds_to_run(commands[name], env)
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
         for name in order:
-            times[name].append(seconds_to_run(COMMANDS[name], env))
+            times[name].append(seconds_to_run(commands[name], env))
     return times
+
+
+def with_weights(folder: Path) -> dict[str, list[str]]:
+    """COMMANDS and CONTEXT, "{weights}" replaced by random LeNet-5 weights in `folder`."""
+    import torch
+
+    from convnet.engine.checkpoint import save_weights
+    from convnet.models import get_model
+
+    torch.manual_seed(0)
+    weights = folder / "lenet5.safetensors"
+    save_weights(weights, get_model("lenet5"))
+    return {
+        name: [str(weights) if word == "{weights}" else word for word in arguments]
+        for name, arguments in {**COMMANDS, **CONTEXT}.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be at least 1")
     facts = hardware()
     print(hardware_line(facts), flush=True)
-    times = measure(args.rounds)
+    with tempfile.TemporaryDirectory() as folder:
+        times = measure(args.rounds, with_weights(Path(folder)))
     medians = {name: statistics.median(values) for name, values in times.items()}
     baseline = medians[BASELINE]
     # Per round too: the ratio within one round, where the load was the same for both.
@@ -90,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, values in times.items()
     }
     rows = []
-    print(f"{'command':<22}{'median s':>10}{'min s':>8}{'max s':>8}{'× torch':>9}{'paired':>8}")
+    print(f"{'command':<26}{'median s':>10}{'min s':>8}{'max s':>8}{'× torch':>9}{'paired':>8}")
     for name, values in times.items():
         ratio = medians[name] / baseline
         rows.append(
@@ -103,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(
-            f"{name:<22}{medians[name]:>10.3f}{min(values):>8.3f}{max(values):>8.3f}"
+            f"{name:<26}{medians[name]:>10.3f}{min(values):>8.3f}{max(values):>8.3f}"
             f"{ratio:>9.2f}{paired[name]:>8.2f}"
         )
     print(f"load average now {load_average()}")
