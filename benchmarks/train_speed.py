@@ -12,7 +12,7 @@ which scores every epoch too. Why: two epochs are the fewest in which every seed
 reached 99% (after one, all were above 1%); batch 128 runs about 1.2× the images/s of batch
 64, but at lenet5's rate, 0.05, two of three seeds ended above 1%; label smoothing 0.1 at
 rate 0.07 brought every seed below it. The shift/rotate/scale augmentation that lenet5's
-full recipe needs for its 0.5% costs a quarter of each step and nothing here: in two epochs
+full recipe needs for its 0.5% is work on every image that buys nothing here: in two epochs
 the network is far from overfitting (the tutorial does not augment either). Time to 99% is the training seconds up
 to the end of the first epoch at ≥ 99%. Printed per seed and as medians with their spread:
 each side's time to 99% and their ratio (tutorial ÷ convnet), images/s of each and their
