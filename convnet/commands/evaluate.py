@@ -104,7 +104,11 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, help="images per forward pass (default: the data source's)"
     )
     parser.add_argument(
-        "--test-subset", type=int, metavar="N", help="score the first N images only (default: all)"
+        "--test-subset",
+        type=int,
+        metavar="N",
+        help="score the first N images only (default: all; a run scored on its own data: "
+        "its own --test-subset)",
     )
     parser.add_argument(
         "--extremes",

@@ -114,7 +114,7 @@ def learning_warning(steps: list[dict], num_classes: int) -> str | None:
     return (
         f"Warning: the training loss barely moved ({first:.3f} → {last:.3f} over "
         f"{len(steps)} steps), so this model has not learned yet and its errors say "
-        "little. Train for more steps: more --epochs, all the training images (no "
-        "--train-subset) or a smaller --batch-size (an epoch takes images / batch size "
-        "steps); a higher --lr can also help."
+        "little. Train for more steps: more --epochs, more of the training images (a "
+        "larger --train-subset, or none) or a smaller --batch-size (an epoch takes images / "
+        "batch size steps); a higher --lr can also help."
     )
