@@ -231,33 +231,34 @@ def _sample(count: int, wanted: int, seed: int = 0) -> list[int]:
     return sorted(order.tolist())
 
 
-def _images(source, positions: list[int], normalization: tuple) -> torch.Tensor:
-    """Held-out images of `source` as the model saw them, normalised."""
+def _images(
+    source, wanted: int, normalization: tuple, seed: int = 0
+) -> tuple[list[int], torch.Tensor]:
+    """`_sample`'s positions of `source`'s held-out images and those images as the model saw
+    them, normalised. A file that cannot be decoded (which evaluation skips) is replaced by
+    the next in the same seeded order: a source that can meet one has `read_eval_image`,
+    which raises there; the others hold no unreadable images."""
     from convnet.data.transforms import normalize
 
-    return torch.stack([normalize(source.eval_image(i), *normalization) for i in positions])
-
-
-def _readable(source, wanted: int, seed: int = 0) -> list[int]:
-    """`_sample`'s positions, the files that cannot be decoded (which evaluation skips)
-    replaced by the next in the same seeded order: a source that reads files strictly has
-    `read_eval_image`; the others hold no unreadable images."""
     read = getattr(source, "read_eval_image", None)
     if read is None:
-        return _sample(source.eval_count, wanted, seed)
-    from convnet.data.decoding import DECODE_ERRORS
+        positions = _sample(source.eval_count, wanted, seed)
+        read_images = [source.eval_image(position) for position in positions]
+    else:
+        from convnet.data.decoding import DECODE_ERRORS
 
-    order = torch.randperm(source.eval_count, generator=torch.Generator().manual_seed(seed))
-    kept = []
-    for position in order.tolist():
-        try:
-            read(position)
-        except (*DECODE_ERRORS, UserError):
-            continue
-        kept.append(position)
-        if len(kept) == wanted:
-            break
-    return sorted(kept)
+        order = torch.randperm(source.eval_count, generator=torch.Generator().manual_seed(seed))
+        found: dict[int, torch.Tensor] = {}
+        for position in order.tolist():
+            if len(found) == wanted:
+                break
+            try:
+                found[position] = read(position)
+            except (*DECODE_ERRORS, UserError):
+                continue
+        positions = sorted(found)
+        read_images = [found[position] for position in positions]
+    return positions, torch.stack([normalize(image, *normalization) for image in read_images])
 
 
 class ImageFiles:
@@ -325,8 +326,7 @@ def calibration_images(
     else:
         calibration, described = source, "{} of the images scored (no training data known)"
     # read only where the cache has no model; files evaluation skips are left out
-    read = lambda: _images(calibration, _readable(calibration, count), loaded.normalization)  # noqa: E731
-    return read, described
+    return lambda: _images(calibration, count, loaded.normalization)[1], described
 
 
 def _data_dir(config) -> Path | None:
@@ -351,12 +351,11 @@ def int8_for(loaded, source, folder: str | None = None, count: int = CALIBRATION
     read_calibration, described = calibration_images(loaded, source, folder, count, data_dir)
 
     def check() -> tuple[torch.Tensor, torch.Tensor | None, str]:
-        positions = _readable(source, CHECK_IMAGES, seed=1)
+        positions, images = _images(source, CHECK_IMAGES, loaded.normalization, seed=1)
         label = getattr(source, "eval_label", None)  # a source that cannot say: no labels
         labels = torch.tensor([label(index) for index in positions]) if label else None
         if labels is not None and bool((labels < 0).any()):  # unlabelled images
             labels = None
-        images = _images(source, positions, loaded.normalization)
         described = f"{len(positions)} of {checked}"
         if isinstance(source, ImageFiles):  # the calibration folder: say how they overlap
             shared = len(set(positions) & set(_sample(source.eval_count, count)))
