@@ -9,7 +9,7 @@ boundary integers, truncation, splices), random bytes and hand-made hostile ones
 - POST /api/predict, called in-process through ASGI (no network) on the real app over
   untrained models, with hostile headers (Content-Length missing, wrong, huge or not a
   number; odd Content-Types), query strings and bodies cut into random chunks (those
-  requests, the ASGI call and the judging of answers are in tools/fuzz_http.py);
+  requests, the ASGI call and the judging of answers are in tools/fuzz_requests.py);
 - and, in tools/fuzz_inputs.py: compressed files and archives with bombs (archive), photos of
   every format and extreme aspect ratios (photo), damaged config.json (config), weights with
   NaN, integers or other names (weights), and class folders with link loops (folder).
@@ -49,7 +49,7 @@ from pathlib import Path
 import fuzz_inputs
 import numpy as np
 import torch
-from fuzz_http import call_app, judge_reply, predict_request, untrained_app
+from fuzz_requests import call_app, judge_reply, predict_request, untrained_app
 from PIL import Image
 
 from convnet.data.idx import IDX_TYPES, encode_idx, idx_to_tensor

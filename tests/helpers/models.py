@@ -61,3 +61,15 @@ def device_of(model: nn.Module) -> torch.device:
 def computes(model: nn.Module) -> bool:
     """Whether the model has real weights: values can be checked, not only shapes."""
     return device_of(model).type != "meta"
+
+
+def seeded(name: str, num_classes: int, **config) -> nn.Module:
+    """Registered model `name` with the weights of seed 0."""
+    torch.manual_seed(0)
+    return get_model(name, num_classes=num_classes, **config)
+
+
+def assert_same_tensors(actual: dict, expected: dict) -> None:
+    assert sorted(actual) == sorted(expected)
+    for key in expected:
+        assert torch.equal(actual[key], expected[key]), key
