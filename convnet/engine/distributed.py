@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +31,7 @@ from convnet.engine.device import resolve_device
 from convnet.errors import UserError
 
 BACKENDS = ("auto", "gloo", "nccl")
+SETTLE_SECONDS = 0.1  # see stop()
 T = TypeVar("T")
 
 
@@ -160,6 +162,14 @@ def stop() -> None:
     if dist.is_available() and dist.is_initialized():
         with contextlib.suppress(Exception):  # tearing down after an error must not hide it
             dist.destroy_process_group()
+        # A gloo worker thread frees the last collective's tensors after the collective
+        # returns, and needs the GIL to do it. Were the interpreter already shutting down, the
+        # thread would be killed inside a C++ destructor: "terminate called without an active
+        # exception", exit status -6 (pytorch/pytorch#190489): about 1 run in 13 of
+        # tests/engine/test_train_recipes.py's torchrun test. Once DistributedDataParallel has
+        # wrapped a model, the group's threads outlive destroy_process_group() (and the
+        # wrapper), so nothing joins them; sleeping hands them the GIL.
+        time.sleep(SETTLE_SECONDS)
     _current = _NOT_STARTED
 
 
