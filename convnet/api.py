@@ -48,12 +48,15 @@ def _default_classes(name: str) -> int:
     return 1000 if name in CHALLENGE_ENTRIES else 10
 
 
-def _classes_in_weights(name: str, path: Path, in_channels: int | None, options: dict) -> int:
-    """The class count a weights file was saved for (`classes_in_file`); the model's default
-    when the file does not say."""
+def _weights_shape(
+    name: str, path: Path, in_channels: int | None, options: dict
+) -> tuple[int, int | None]:
+    """The class count and input channels a weights file was saved for (`classes_in_file`,
+    `channels_in_file`): the model's default class count when the file does not say."""
     import torch
 
-    from convnet.engine.weight_fit import classes_in_file
+    from convnet.engine.weight_files import read_state_file
+    from convnet.engine.weight_fit import channels_in_file, classes_in_file
     from convnet.models import get_model
 
     default = _default_classes(name)
@@ -62,7 +65,8 @@ def _classes_in_weights(name: str, path: Path, in_channels: int | None, options:
             probe = get_model(name, num_classes=default, in_channels=in_channels, **options)
     except (RuntimeError, NotImplementedError):  # e.g. data-dependent initialization
         probe = get_model(name, num_classes=default, in_channels=in_channels, **options)
-    return classes_in_file(probe, path) or default
+    stored = read_state_file(path)[0]
+    return classes_in_file(probe, path, stored) or default, channels_in_file(probe, stored)
 
 
 def create_model(
@@ -82,19 +86,20 @@ def create_model(
     `download=True` fetched there first, its hash checked). `num_classes` defaults to the
     class count of the weights, else 1000 for the ImageNet families and 10 for the others;
     a different count keeps a fresh classifier (fine-tuning, said in one line to `log`).
-    `options` go to the model's builder (e.g. `width` where it has one). UserError for an
+    `in_channels` defaults to those of the weights' first convolution (3 for lenet5 trained
+    on image folders), else the model's own. `options` go to the model's builder (e.g. `width` where it has one). UserError for an
     unknown name or weights that do not fit."""
     from convnet.engine.weight_files import weights_path
     from convnet.engine.weight_fit import load_weights
     from convnet.models import get_model
 
     path = weights_path(name, str(weights), download=download) if weights else None
-    if num_classes is None:
-        num_classes = (
-            _classes_in_weights(name, path, in_channels, options)
-            if path is not None
-            else _default_classes(name)
-        )
+    if path is not None:
+        saved_classes, saved_channels = _weights_shape(name, path, in_channels, options)
+        num_classes = saved_classes if num_classes is None else num_classes
+        in_channels = saved_channels if in_channels is None else in_channels
+    elif num_classes is None:
+        num_classes = _default_classes(name)
     model = get_model(name, num_classes=num_classes, in_channels=in_channels, **options)
     if path is not None:
         load_weights(model, path, replace_classifier=True, log=log)

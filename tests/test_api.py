@@ -64,7 +64,7 @@ def test_list_models_takes_wildcards(pattern, expected):
     assert convnet.list_models(pattern) == expected
 
 
-def test_create_model_loads_a_file_and_takes_its_class_count(tmp_path):
+def test_create_model_loads_a_file_and_takes_its_class_count_and_channels(tmp_path):
     torch.manual_seed(1)
     three = get_model("lenet5", num_classes=3)
     save_file(three.state_dict(), tmp_path / "three.safetensors")
@@ -77,6 +77,11 @@ def test_create_model_loads_a_file_and_takes_its_class_count(tmp_path):
     )
     assert fine_tuned(torch.zeros(1, 1, 32, 32)).shape == (1, 5)
     assert torch.equal(fine_tuned.features.c1.weight, three.features.c1.weight)
+    colour = get_model("lenet5", num_classes=5, in_channels=3)  # trained on image folders
+    save_file(colour.state_dict(), tmp_path / "colour.safetensors")
+    loaded = convnet.create_model("lenet5", weights=tmp_path / "colour.safetensors")
+    assert loaded(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+    assert torch.equal(loaded.features.c1.weight, colour.features.c1.weight)
     assert convnet.create_model("alexnet").classifier[-1].out_features == 1000
     with pytest.raises(UserError, match="Unknown model"):
         convnet.create_model("lenet6")

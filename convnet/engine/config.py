@@ -278,6 +278,13 @@ class TrainConfig:
                 "give them (e.g. --lr-milestones 30 60 80), or choose --lr-scheduler step."
             )
         warmup, epochs = self.lr_warmup_epochs, self.epochs
+        late = [m for m in self.lr_milestones if epochs is not None and m >= epochs]
+        if self.lr_scheduler == "multistep" and late:
+            raise UserError(
+                f"--lr-milestones {' '.join(map(str, late))}: the run ends after "
+                f"{counted(epochs, 'epoch')}, so the rate would never decay there. Give "
+                f"milestones below {epochs}, or more --epochs."
+            )
         if warmup is not None and epochs is not None and warmup > epochs:
             raise UserError(
                 f"--lr-warmup-epochs {warmup:g} is longer than the run's "

@@ -65,6 +65,17 @@ def classes_in_file(
     return int(stored.shape[0]) if stored is not None and stored.dim() else None
 
 
+def channels_in_file(model: nn.Module, tensors: dict[str, torch.Tensor]) -> int | None:
+    """The input channels a weights file's `tensors` were saved for: those of `model`'s first
+    convolution's kernel (out, in, h, w) as stored; None without one. `model` may live on the
+    meta device."""
+    expected = model.state_dict()
+    tensors, _ = strip_to_fit(tensors, expected)
+    first = next((key for key, value in expected.items() if value.dim() == 4), None)
+    kernel = tensors.get(first) if first is not None else None
+    return int(kernel.shape[1]) if kernel is not None and kernel.dim() == 4 else None
+
+
 def shared_prefix(keys: Iterable[str]) -> str | None:
     """The first dotted component every key starts with ("model." for "model.fc.weight",
     "model.conv1.weight"), or None when they do not all share one."""

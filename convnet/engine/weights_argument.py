@@ -7,27 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
 from convnet.engine.config import dataset_inputs
 from convnet.engine.preparations import choose_preparation, trained_preparation
 from convnet.engine.run import LoadedModel
 from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, read_state_file
-from convnet.engine.weight_fit import classes_in_file, load_weights, strip_to_fit
+from convnet.engine.weight_fit import (
+    channels_in_file,
+    classes_in_file,
+    load_weights,
+)
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec
 from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
-
-
-def _channels_in_file(model: nn.Module, tensors: dict) -> int | None:
-    """The input channels a weights file was saved for: those of the model's first
-    convolution's kernel (out, in, h, w) as stored in the file; None without one."""
-    expected = model.state_dict()
-    tensors, _ = strip_to_fit(tensors, expected)
-    first = next((key for key, value in expected.items() if value.dim() == 4), None)
-    kernel = tensors.get(first) if first is not None else None
-    return int(kernel.shape[1]) if kernel is not None and kernel.dim() == 4 else None
 
 
 def _imagenet_categories(name: str) -> tuple[str, ...]:
@@ -87,7 +80,7 @@ def load_weights_argument(
                 class_names = tuple(str(index) for index in range(count))
         if classes is None and dataset is not None:  # its channels and normalization
             input_size, normalization = dataset_inputs(spec, dataset)
-        elif input_size[0] == 1 and _channels_in_file(probe, stored) == 3:
+        elif input_size[0] == 1 and channels_in_file(probe, stored) == 3:
             # a model registered for digits, trained on image folders: RGB, normalised as
             # training on image files normalises it (engine/config.py `model_inputs`)
             input_size, normalization = (3, *input_size[1:]), IMAGENET_NORMALIZATION

@@ -96,6 +96,10 @@ def test_a_damaged_recipe_file_is_refused_saying_what_is_wrong(document, message
         (["--recipe", "torchvision-resnet-v2", "--no-augment"], "--auto-augment and --random"),
         (["--lr-scheduler", "multistep"], "give them (e.g. --lr-milestones 30 60 80)"),
         (["--lr-warmup-epochs", "3", "--epochs", "2"], "longer than the run's 2 epochs"),
+        (
+            ["--lr-scheduler", "multistep", "--lr-milestones", "2", "5", "--epochs", "5"],
+            "--lr-milestones 5: the run ends after 5 epochs",
+        ),
     ],
 )
 def test_recipe_mistakes_are_refused_in_one_paragraph(arguments, message, capsys):

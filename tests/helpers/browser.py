@@ -94,6 +94,13 @@ def serving(runs: dict[str, Path], runs_dir: Path, *options: str) -> Iterator[st
         if url is None:
             pytest.fail("convnet serve did not start:\n" + "".join(seen[-20:]))
         yield url
+    except AssertionError as error:  # what the server logged tells a failure's side
+        with contextlib.suppress(queue.Empty):
+            while True:
+                seen.append(lines.get_nowait())
+        raise AssertionError(
+            f"{error}\nconvnet serve's log, last lines:\n{''.join(seen[-20:])}"
+        ) from error
     finally:
         process.terminate()
         try:
@@ -101,6 +108,24 @@ def serving(runs: dict[str, Path], runs_dir: Path, *options: str) -> Iterator[st
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def expect_answer(page) -> None:
+    """Wait for the first answer (the CNN's top three); failing, say what the page knew: its
+    error line and its request counters, which tell a request never sent, one still out,
+    and one that failed apart."""
+    from playwright.sync_api import expect
+
+    try:
+        expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
+    except AssertionError as error:
+        seen = page.evaluate(
+            """() => ({error: document.getElementById("error").hidden ? null
+                        : document.getElementById("error").textContent,
+                       busy: document.body.dataset.busy ?? null,
+                       answers: document.body.dataset.predictions ?? null})"""
+        )
+        raise AssertionError(f"no answer on the page: {seen}") from error
 
 
 def draw_seven(page) -> None:

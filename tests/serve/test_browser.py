@@ -19,6 +19,7 @@ from tests.helpers.browser import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     draw_seven,
+    expect_answer,
     explanation_centres,
     hover_cell,
     playwright_or_skip,
@@ -154,7 +155,7 @@ def test_inside_the_cnn(server_url):
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.goto(server_url)
             draw_seven(page)
-            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
+            expect_answer(page)
             wait_until_settled(page)
             same = text("en", "page.sharing.same")
             assert page.evaluate(DISTINCT_COLOURS, ".legend canvas") > 100
@@ -319,7 +320,7 @@ def test_korean_page_from_the_browser_language_and_the_switch(server_url):
             expect(page.locator("h1")).to_have_text(text("ko", "page.heading"))
             assert page.evaluate("document.documentElement.lang") == "ko"
             draw_seven(page)
-            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
+            expect_answer(page)
             wait_until_settled(page)
             page.click("#sweep")
             expect(page.locator("#sweep-figure")).to_be_visible(timeout=60_000)
@@ -406,7 +407,7 @@ def test_the_page_in_int8_badges_the_answers_and_checks_fp32(mnist_dir, tmp_path
             page.on("pageerror", lambda error: problems.append(str(error)))
             page.goto(url)
             draw_seven(page)
-            expect(page.locator("#prediction-cnn .top li")).to_have_count(3)
+            expect_answer(page)
             wait_until_settled(page)
             same = text("en", "page.sharing.same")
             for role in ("cnn", "ordinary"):
