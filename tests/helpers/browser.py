@@ -129,6 +129,10 @@ def expect_answer(page) -> None:
 
 
 def draw_seven(page) -> None:
+    """Draw a 7 on the pad once the page has loaded its words and networks: before, the
+    layout they change could move the pad from under the strokes (they then missed it on a
+    loaded machine, and no request was ever sent)."""
+    page.wait_for_function("() => document.body.dataset.ready === '1'")
     box = page.locator("#pad").bounding_box()
 
     def at(x: float, y: float) -> tuple[float, float]:

@@ -587,6 +587,7 @@ async function start() {
   const models = await loadModels(lang);
   if (!models) return;
   $("sample").disabled = !models.samples;
+  document.body.dataset.ready = "1"; // laid out in its language, with the networks' notes
 }
 
 start();
