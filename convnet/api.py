@@ -87,8 +87,8 @@ def create_model(
     class count of the weights, else 1000 for the ImageNet families and 10 for the others;
     a different count keeps a fresh classifier (fine-tuning, said in one line to `log`).
     `in_channels` defaults to those of the weights' first convolution (3 for lenet5 trained
-    on image folders), else the model's own. `options` go to the model's builder (e.g. `width` where it has one). UserError for an
-    unknown name or weights that do not fit."""
+    on image folders), else the model's own. `options` go to the model's builder (e.g.
+    `width` where it has one). UserError for an unknown name or weights that do not fit."""
     from convnet.engine.weight_files import weights_path
     from convnet.engine.weight_fit import load_weights
     from convnet.models import get_model

@@ -13,11 +13,7 @@ from convnet.engine.config import dataset_inputs
 from convnet.engine.preparations import choose_preparation, trained_preparation
 from convnet.engine.run import LoadedModel
 from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, read_state_file
-from convnet.engine.weight_fit import (
-    channels_in_file,
-    classes_in_file,
-    load_weights,
-)
+from convnet.engine.weight_fit import channels_in_file, classes_in_file, load_weights
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec
 from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
