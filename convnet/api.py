@@ -53,18 +53,12 @@ def _weights_shape(
 ) -> tuple[int, int | None]:
     """The class count and input channels a weights file was saved for (`classes_in_file`,
     `channels_in_file`): the model's default class count when the file does not say."""
-    import torch
-
     from convnet.engine.weight_files import read_state_file
     from convnet.engine.weight_fit import channels_in_file, classes_in_file
-    from convnet.models import get_model
+    from convnet.models import shapes_model
 
     default = _default_classes(name)
-    try:
-        with torch.device("meta"):  # only names and shapes: allocate nothing
-            probe = get_model(name, num_classes=default, in_channels=in_channels, **options)
-    except (RuntimeError, NotImplementedError):  # e.g. data-dependent initialization
-        probe = get_model(name, num_classes=default, in_channels=in_channels, **options)
+    probe = shapes_model(name, num_classes=default, in_channels=in_channels, **options)
     stored = read_state_file(path)[0]
     return classes_in_file(probe, path, stored) or default, channels_in_file(probe, stored)
 
@@ -114,20 +108,15 @@ def summary(
     one example of `input_size` (C, H, W: no batch dimension; a registered model's default
     is its registry input). str() of the result is the table `convnet summary` prints;
     `.to_dict()` its JSON. UserError when the model cannot take the input."""
-    import torch
 
     from convnet.analysis.summary import summarize
-    from convnet.models import get_model, get_model_spec
+    from convnet.models import get_model_spec, shapes_model
 
     name = ""
     if isinstance(model, str):
         name, spec = model, get_model_spec(model)
         input_size = tuple(input_size or spec.input_size)
-        try:  # shapes and counts need no arithmetic: the meta device allocates nothing
-            with torch.device("meta"):
-                model = get_model(name, num_classes=num_classes, in_channels=input_size[0])
-        except (RuntimeError, NotImplementedError):
-            model = get_model(name, num_classes=num_classes, in_channels=input_size[0])
+        model = shapes_model(name, num_classes=num_classes, in_channels=input_size[0])
     elif input_size is None:
         raise UserError("summary() of a module of your own needs its input_size, e.g. (3, 32, 32).")
     try:

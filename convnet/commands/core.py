@@ -207,18 +207,6 @@ def _published_text(name: str, summary) -> str:
     return "\n".join(lines)
 
 
-def _meta_model(name: str, num_classes: int, in_channels: int):
-    import torch
-
-    from convnet.models import get_model
-
-    try:
-        with torch.device("meta"):
-            return get_model(name, num_classes=num_classes, in_channels=in_channels)
-    except (RuntimeError, NotImplementedError):  # e.g. data-dependent initialization
-        return get_model(name, num_classes=num_classes, in_channels=in_channels)
-
-
 def run_summary(args: argparse.Namespace) -> int:
     from convnet.analysis.summary import LENET5_SOURCES, matching_sources, summarize
     from convnet.models import get_model_spec
@@ -247,14 +235,15 @@ def run_summary(args: argparse.Namespace) -> int:
             )
         model = loaded.model
     else:
-        # Shapes and counts need no arithmetic: build on the meta device (no memory, no
-        # initialization) where the model allows it, so VGG-19 at 224×224 takes a moment.
+        # Shapes and counts need no arithmetic: an ImageNet-size network is built on the meta
+        # device (no memory, no initialization), so VGG-19 at 224×224 takes a moment.
+        from convnet.models import shapes_model
         from convnet.models.imagenet import CHALLENGE_ENTRIES
 
         classes = args.num_classes
         if classes is None:
             classes = 1000 if args.model in CHALLENGE_ENTRIES else 10
-        model = _meta_model(args.model, classes, size[0])
+        model = shapes_model(args.model, classes, size[0])
     try:
         summary = summarize(model, size, args.model)
     except RuntimeError as error:

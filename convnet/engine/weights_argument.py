@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from convnet.data.datasets import get_dataset_spec
 from convnet.engine.config import dataset_inputs
 from convnet.engine.preparations import choose_preparation, trained_preparation
@@ -15,7 +13,7 @@ from convnet.engine.run import LoadedModel
 from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, read_state_file
 from convnet.engine.weight_fit import channels_in_file, classes_in_file, load_weights
 from convnet.errors import UserError
-from convnet.models import get_model, get_model_spec
+from convnet.models import get_model, get_model_spec, shapes_model
 from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
 
 
@@ -59,8 +57,7 @@ def load_weights_argument(
         if not path.is_file():
             raise UserError(f"Weights file {path} does not exist.")
         stored = read_state_file(path)[0]
-        with torch.device("meta"):  # only the layer names are needed: allocate nothing
-            probe = get_model(name, num_classes=1000 if challenge else 10)
+        probe = shapes_model(name, num_classes=1000 if challenge else 10)
         if classes is not None:
             class_names = (
                 _imagenet_categories(name) if challenge and len(classes) == 1000 else tuple(classes)

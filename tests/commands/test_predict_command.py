@@ -135,3 +135,50 @@ def test_photos_of_any_size_aspect_and_phone_format_are_answered(
     )
     assert result.returncode == 0, result.stderr
     assert "top" in json.loads(result.stdout)[0]
+
+
+# Runs `predict MODEL --weights FILE IMAGE` then `summary MODEL` for each model in a fresh
+# interpreter, and prints after each the modules of the compiler stack imported so far.
+COMPILER_PROBE = """
+import contextlib, io, json, sys
+from convnet.cli import main
+for name, weights, image in json.loads(sys.argv[1]):
+    for argv in (["predict", name, "--weights", weights, image], ["summary", name]):
+        with contextlib.redirect_stdout(io.StringIO()):
+            status = main(argv)
+        loaded = [m for m in ("torch._dynamo", "torchvision") if m in sys.modules]
+        print(json.dumps({"argv": argv[:2], "status": status, "loaded": loaded}))
+"""
+
+
+def test_weights_and_summaries_of_compact_models_import_no_compiler(tmp_path):
+    """Below ImageNet size, reading a weights file's shapes (and a summary's) builds the model
+    on the CPU: built on the meta device, its initialisation went through torch._refs, which
+    imports torch._dynamo (1.5 s of the command's start)."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    from convnet.models import MODELS
+    from convnet.models.registry import META_INPUT_WIDTH
+
+    image = stroke(tmp_path / "digit.png")
+    jobs = []
+    for name, spec in MODELS.items():
+        if spec.input_size[2] < META_INPUT_WIDTH:
+            weights = tmp_path / f"{name}.safetensors"
+            save_file(get_model(name).state_dict(), weights)
+            jobs.append((name, str(weights), image))
+    assert len(jobs) >= 8  # lenet5, its 1998 form, mlp and the minis
+    result = subprocess.run(
+        [sys.executable, "-c", COMPILER_PROBE, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(reports) == 2 * len(jobs)
+    for report in reports:
+        assert report["status"] == 0 and report["loaded"] == [], report
