@@ -94,7 +94,7 @@ def get_model(
 # From this input width on, a registered network is ImageNet-size (AlexNet's 61 M parameters
 # to VGG-19's 144 M): `shapes_model` builds it on the meta device, which allocates nothing.
 # The others build on the CPU in milliseconds; on the meta device their initialisation would
-# go through torch._refs, whose first use imports torch._dynamo (1.5 s of a command's start).
+# go through torch._refs, whose first use imports torch._dynamo (seconds of a command's start).
 META_INPUT_WIDTH = 224
 
 

@@ -154,7 +154,7 @@ for name, weights, image in json.loads(sys.argv[1]):
 def test_weights_and_summaries_of_compact_models_import_no_compiler(tmp_path):
     """Below ImageNet size, reading a weights file's shapes (and a summary's) builds the model
     on the CPU: built on the meta device, its initialisation went through torch._refs, which
-    imports torch._dynamo (1.5 s of the command's start)."""
+    imports torch._dynamo, seconds of the command's start."""
     import subprocess
     import sys
 
