@@ -53,13 +53,13 @@ def _weights_shape(
 ) -> tuple[int, int | None]:
     """The class count and input channels a weights file was saved for (`classes_in_file`,
     `channels_in_file`): the model's default class count when the file does not say."""
-    from convnet.engine.weight_files import read_state_file
+    from convnet.engine.weight_files import read_weights_file
     from convnet.engine.weight_fit import channels_in_file, classes_in_file
     from convnet.models import shapes_model
 
     default = _default_classes(name)
     probe = shapes_model(name, num_classes=default, in_channels=in_channels, **options)
-    stored = read_state_file(path)[0]
+    stored = read_weights_file(path)[0]
     return classes_in_file(probe, path, stored) or default, channels_in_file(probe, stored)
 
 

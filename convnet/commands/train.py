@@ -309,19 +309,24 @@ def run_train(args: argparse.Namespace) -> int:
     from convnet.engine.run import Run
     from convnet.engine.train import fit
 
-    check_counts(
-        args,
-        "epochs",
-        "batch_size",
-        "train_subset",
-        "test_subset",
-        "stop_after_epoch",
-        "checkpoint_every",
-    )
-    lang = check_language(args.lang)
-    apply_threads(args)
     rank_text = os.environ.get("RANK", "0")
     launched_rank = int(rank_text) if rank_text.isdigit() else 0
+    try:
+        check_counts(
+            args,
+            "epochs",
+            "batch_size",
+            "train_subset",
+            "test_subset",
+            "stop_after_epoch",
+            "checkpoint_every",
+        )
+        lang = check_language(args.lang)
+        apply_threads(args)
+    except UserError:
+        if launched_rank != 0:  # every rank made the same mistake: rank 0 reports it
+            return 2
+        raise
     if args.recipe == "list":
         return _list_recipes(args)
     if args.print_config:

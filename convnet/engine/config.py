@@ -20,6 +20,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from convnet.data.datasets import get_dataset_spec
@@ -258,6 +259,10 @@ class TrainConfig:
         if self.custom_data is not None and (self.dataset or self.data):
             raise UserError("Give a Dataset of your own, a data set's name or a folder, not two.")
         _ = self.spec  # an unknown model is refused with the registered names
+        from convnet.engine.device import PRECISIONS, resolve_precision
+
+        if self.precision not in PRECISIONS:  # before any process group forms, as the rest
+            resolve_precision(self.precision, torch.device("cpu"))  # refuses it, saying why
         for name, (holds, wanted) in RANGES.items():
             value = getattr(self, name)
             if value is not None and not holds(value):
@@ -280,10 +285,11 @@ class TrainConfig:
         warmup, epochs = self.lr_warmup_epochs, self.epochs
         late = [m for m in self.lr_milestones if epochs is not None and m >= epochs]
         if self.lr_scheduler == "multistep" and late:
+            below = f", or give a new run milestones below {epochs}" if epochs > 1 else ""
             raise UserError(
                 f"--lr-milestones {' '.join(map(str, late))}: the run ends after "
-                f"{counted(epochs, 'epoch')}, so the rate would never decay there. Give "
-                f"milestones below {epochs}, or more --epochs."
+                f"{counted(epochs, 'epoch')}, so the rate would never decay there. Train for "
+                f"more than {max(late)} epochs (--epochs){below}."
             )
         if warmup is not None and epochs is not None and warmup > epochs:
             raise UserError(

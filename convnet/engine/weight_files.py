@@ -148,11 +148,23 @@ def strip_wrapper_prefixes(tensors: dict[str, torch.Tensor]) -> dict[str, torch.
     return tensors
 
 
-def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a safetensors file, or tensors of a PyTorch file (no code run)."""
+def check_weights_file(path: Path | str) -> Path:
+    """`path`, which must be a file: UserError for a folder (a run directory's weights are
+    its model.safetensors) or nothing there."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(
+            f"{path} is a folder, not a weights file. For a run directory, give the run itself "
+            "(e.g. 'convnet predict RUN_DIR IMAGE') or its model.safetensors."
+        )
     if not path.is_file():
         raise UserError(f"Weights file {path} does not exist.")
+    return path
+
+
+def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, or tensors of a PyTorch file (no code run)."""
+    path = check_weights_file(path)
     data = path.read_bytes()
     try:
         tensors = load_safetensors_bytes(data)
@@ -186,6 +198,20 @@ def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
             f"under {', '.join(repr(key) for key in CONTAINER_KEYS)}."
         )
     return strip_wrapper_prefixes(dict(tensors)), {}
+
+
+def read_weights_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """`read_state_file` for a model's weights: a training checkpoint (the model beside the
+    optimizer's state and the run's place, `checkpoint.save_checkpoint`) is refused, saying
+    which file holds the weights."""
+    tensors, metadata = read_state_file(path)
+    if "state" in metadata and "param_groups" in metadata:
+        raise UserError(
+            f"{path} is a training checkpoint (the model with the optimizer's state, for "
+            "'convnet train --resume'), not a weights file: give the model.safetensors beside "
+            "it, or the run directory itself."
+        )
+    return tensors, metadata
 
 
 def _load_failure(error: Exception) -> str:
@@ -276,8 +302,7 @@ def weights_path(name: str, weights: str, *, download: bool = False) -> Path:
     path = Path(weights)
     if WEIGHT_NAME.match(weights) and not path.exists():
         return hub_weights(name, weights, download=download)[0]
-    if not path.is_file():
-        raise UserError(f"Weights file {path} does not exist.")
+    check_weights_file(path)
     if download:
         raise UserError(
             f"--download fetches torchvision weights by name (e.g. IMAGENET1K_V1); {weights} "

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from convnet.engine.weight_files import read_state_file
+from convnet.engine.weight_files import read_weights_file
 from convnet.errors import UserError
 from convnet.wording import counted
 
@@ -59,7 +59,7 @@ def classes_in_file(
     classifier = find_classifier(model)
     if classifier is None:
         return None
-    tensors = read_state_file(path)[0] if tensors is None else tensors
+    tensors = read_weights_file(path)[0] if tensors is None else tensors
     tensors, _ = strip_to_fit(tensors, model.state_dict())
     stored = tensors.get(classifier[1][0])
     return int(stored.shape[0]) if stored is not None and stored.dim() else None
@@ -237,7 +237,7 @@ def load_weights(
     `adapt_channels`, weights for grey images start a colour model and the other way round
     (`adapt_input_channels`)."""
     log = log or _to_standard_error
-    tensors, metadata = read_state_file(path)
+    tensors, metadata = read_weights_file(path)
     if hasattr(model, "prepare_state_dict"):  # e.g. GoogLeNet drops torchvision's aux heads
         tensors = model.prepare_state_dict(tensors)
     expected = model.state_dict()

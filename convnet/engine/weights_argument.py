@@ -10,7 +10,7 @@ from convnet.data.datasets import get_dataset_spec
 from convnet.engine.config import dataset_inputs
 from convnet.engine.preparations import choose_preparation, trained_preparation
 from convnet.engine.run import LoadedModel
-from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, read_state_file
+from convnet.engine.weight_files import WEIGHT_NAME, hub_weights, read_weights_file
 from convnet.engine.weight_fit import channels_in_file, classes_in_file, load_weights
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec, shapes_model
@@ -54,9 +54,7 @@ def load_weights_argument(
         preprocessing = {"resize": preset.resize_size[0], "interpolation": preset.interpolation}
     else:
         path = Path(weights)
-        if not path.is_file():
-            raise UserError(f"Weights file {path} does not exist.")
-        stored = read_state_file(path)[0]
+        stored = read_weights_file(path)[0]
         probe = shapes_model(name, num_classes=1000 if challenge else 10)
         if classes is not None:
             class_names = (

@@ -202,6 +202,29 @@ def test_a_mistake_under_torchrun_is_reported_once(tmp_path):
     assert "convnet/engine" not in result.stderr  # no traceback from our code, only torchrun's
 
 
+@pytest.mark.parametrize(
+    "mistake, said",
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--lang", "xx"], "xx"),
+        (["--precision", "fp64"], "Unknown precision 'fp64'"),
+        (["--precision", "int8"], "--precision int8 is for inference"),
+    ],
+    ids=["count", "language", "unknown precision", "int8 in training"],
+)
+def test_a_mistake_every_rank_makes_is_reported_by_rank_0_alone(mistake, said, monkeypatch, capsys):
+    """Checked before any process group forms (here there is none to join): rank 0 reports
+    it, the others exit 2 saying nothing. Each was printed by both ranks, one of them
+    prefixed "(rank 1)"."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, lines in (("1", 0), ("0", 1)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train", "lenet5", *mistake, "--no-report"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("convnet: error") == lines and "Traceback" not in error, error
+    assert said in error
+
+
 # --- bad input ------------------------------------------------------------------------
 
 

@@ -217,6 +217,24 @@ def test_damaged_safetensors_and_missing_files_are_user_errors(tmp_path):
         read_state_file(path)
     with pytest.raises(UserError, match="does not exist"):
         read_state_file(tmp_path / "absent.safetensors")
+    with pytest.raises(UserError, match="is a folder, not a weights file"):
+        read_state_file(tmp_path)
+
+
+def test_a_training_checkpoint_given_as_weights_names_the_weights_file(tmp_path, capfd):
+    """A run's checkpoint.safetensors holds the model under "model." beside the optimizer's
+    state: it was refused as weights "saved for another model"."""
+    model = get_model("lenet5")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    path = tmp_path / "checkpoint.safetensors"
+    checkpoint.save_checkpoint(path, model, optimizer, checkpoint.TrainState())
+    assert checkpoint.load_checkpoint(path, model, optimizer).epoch == 0  # resumable as ever
+    with pytest.raises(UserError, match="is a training checkpoint"):
+        load_weights(get_model("lenet5"), path)
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(image)
+    result = run_in_process(capfd, "predict", "lenet5", "--weights", str(path), str(image))
+    assert_user_error(result, "give the model.safetensors beside it")
 
 
 # --- torchvision's weights by name -------------------------------------------------------
