@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -257,6 +258,7 @@ def end_epoch(t: Training, epoch: int, sums: dict, seconds: float, images: int, 
             "model": config.model,
             "dataset": config.source_name,
             "num_classes": str(len(config.classes)),
+            "class_names": json.dumps(list(config.classes)),  # for the file read on its own
         }
         # how its image files are prepared, for the file read without its run (a Dataset of
         # the user's own says nothing of it)

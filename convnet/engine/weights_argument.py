@@ -4,6 +4,7 @@ the LoadedModel a run directory would give."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from convnet.data.datasets import get_dataset_spec
@@ -15,6 +16,19 @@ from convnet.engine.weight_fit import channels_in_file, classes_in_file, load_we
 from convnet.errors import UserError
 from convnet.models import get_model, get_model_spec, shapes_model
 from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
+
+
+def saved_class_names(metadata: dict[str, str], count: int | None) -> tuple[str, ...] | None:
+    """The class names a weights file's metadata holds ("class_names", a JSON list, as
+    `convnet train` writes them), where they are `count` strings; else None (older files,
+    other tools' files, or a damaged entry, which is ignored rather than trusted)."""
+    try:
+        names = json.loads(metadata.get("class_names", "null"))
+    except ValueError:
+        return None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        return None
+    return tuple(names) if names and (count is None or len(names) == count) else None
 
 
 def _imagenet_categories(name: str) -> tuple[str, ...]:
@@ -54,7 +68,7 @@ def load_weights_argument(
         preprocessing = {"resize": preset.resize_size[0], "interpolation": preset.interpolation}
     else:
         path = Path(weights)
-        stored = read_weights_file(path)[0]
+        stored, stored_metadata = read_weights_file(path)
         probe = shapes_model(name, num_classes=1000 if challenge else 10)
         if classes is not None:
             class_names = (
@@ -63,7 +77,10 @@ def load_weights_argument(
         else:
             count = classes_in_file(probe, path, stored)
             dataset_names = get_dataset_spec(dataset or "mnist").class_names
-            if challenge and count == 1000 and dataset is None:
+            saved_names = saved_class_names(stored_metadata, count)
+            if saved_names is not None and dataset is None:  # written by convnet train
+                class_names = saved_names
+            elif challenge and count == 1000 and dataset is None:
                 class_names = _imagenet_categories(name)
             elif count is None or count == len(dataset_names):
                 class_names = dataset_names

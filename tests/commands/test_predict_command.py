@@ -14,6 +14,7 @@ from PIL import Image
 
 import convnet.commands.predict as predict_module
 import convnet.engine.evaluate as evaluate_module
+from convnet.cli import main
 from convnet.engine.checkpoint import save_weights
 from convnet.models import get_model
 from tests.helpers.cli import refused, run_in_process
@@ -182,3 +183,19 @@ def test_weights_and_summaries_of_compact_models_import_no_compiler(tmp_path):
     assert len(reports) == 2 * len(jobs)
     for report in reports:
         assert report["status"] == 0 and report["loaded"] == [], report
+
+
+def test_weights_of_a_folder_run_name_its_classes(folders, tmp_path, capsys):
+    """model.safetensors carries the run's class names: the file given alone answers with
+    them, as the run does (it used to answer 0-4)."""
+    out = tmp_path / "run"
+    train = ["train", "lenet5", "--data", str(folders), "--epochs", "1", "--workers", "0"]
+    assert main([*train, "--out", str(out), "--no-report", "--threads", "1"]) == 0
+    capsys.readouterr()
+    image = str(next((folders / "val").rglob("*.JPEG")))
+    answers = []
+    for target in (["lenet5", "--weights", str(out / "model.safetensors")], [str(out)]):
+        assert main(["predict", *target, image]) == 0
+        answers.append(capsys.readouterr().out)
+    names = sorted(path.name for path in (folders / "train").iterdir())
+    assert answers[0] == answers[1] and any(name in answers[0] for name in names), answers
