@@ -11,8 +11,8 @@ writer gives identical bytes for identical tensors and metadata, in any process.
 
 from __future__ import annotations
 
+import errno
 import json
-import pickle
 import re
 import sys
 from collections.abc import Mapping
@@ -172,21 +172,20 @@ def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         metadata = json.loads(data[8 : 8 + header_length]).get("__metadata__", {})
         return strip_wrapper_prefixes(tensors), metadata
     except (SafetensorError, ValueError, json.JSONDecodeError) as error:
-        if data[8:10] in (b'{"', b"{'") or len(data) < 8:  # a safetensors header, damaged
+        if len(data) < 8:
+            raise UserError(
+                f"{path} holds {len(data)} bytes: too few for any weights file (a safetensors "
+                "file's header alone takes 8)."
+            ) from None
+        if data[8:10] in (b'{"', b"{'"):  # a safetensors header, damaged
             raise UserError(
                 f"{path} is a damaged or truncated safetensors file ({error}); write it again "
                 "(for a run: 'convnet train --resume' or train anew)."
             ) from None
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        RuntimeError,
-        EOFError,
-        OSError,
-        ValueError,
-        SafetensorError,
-    ) as error:
+    except Exception as error:  # the restricted unpickler fails on garbage in many ways (an
+        # IndexError for a text file); it runs no code, so each means a file it cannot read
         raise UserError(
             f"{path} is neither a safetensors file nor a PyTorch file of plain tensors; refusing "
             f"to load it (nothing in it was run). {_load_failure(error)}"
@@ -219,6 +218,8 @@ def _load_failure(error: Exception) -> str:
     for an unreadable pickle advises loading with weights_only=False, which would run the
     file's code: convnet never does that, so only the unpickler's reason is kept."""
     text = str(error).strip()
+    if isinstance(error, OSError) and error.errno == errno.EINVAL or "zip archive" in text:
+        return "It looks cut short: a PyTorch file is a zip archive, and this one has no end."
     if "WeightsUnpickler error:" in text:  # the reason follows PyTorch's advice
         reason = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
         return f"PyTorch's restricted loader says: {reason}."

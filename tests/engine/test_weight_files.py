@@ -221,6 +221,27 @@ def test_damaged_safetensors_and_missing_files_are_user_errors(tmp_path):
         read_state_file(tmp_path)
 
 
+def _cut_pytorch_file(path: Path) -> bytes:
+    torch.save({"weight": torch.randn(100, 100)}, path)
+    return path.read_bytes()[:5000]
+
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (b"this is not a weights file\n", "neither a safetensors file nor a PyTorch file"),
+        (b"hi", "holds 2 bytes: too few for any weights file"),
+        (_cut_pytorch_file, "It looks cut short"),
+    ],
+    ids=["text (a traceback: IndexError)", "2 bytes", "cut short"],
+)
+def test_files_that_are_not_weights_are_told_apart(content, said, tmp_path):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content(tmp_path / "whole.pt") if callable(content) else content)
+    with pytest.raises(UserError, match=said):
+        read_state_file(path)
+
+
 def test_a_training_checkpoint_given_as_weights_names_the_weights_file(tmp_path, capfd):
     """A run's checkpoint.safetensors holds the model under "model." beside the optimizer's
     state: it was refused as weights "saved for another model"."""
