@@ -174,8 +174,9 @@ def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     except (SafetensorError, ValueError, json.JSONDecodeError) as error:
         if len(data) < 8:
             raise UserError(
-                f"{path} holds {len(data)} bytes: too few for any weights file (a safetensors "
-                "file's header alone takes 8)."
+                f"{path} holds {len(data)} bytes, too few for any weights file: it is damaged "
+                "or truncated; write it again (for a run: 'convnet train --resume' or train "
+                "anew)."
             ) from None
         if data[8:10] in (b'{"', b"{'"):  # a safetensors header, damaged
             raise UserError(

@@ -230,7 +230,7 @@ def _cut_pytorch_file(path: Path) -> bytes:
     "content, said",
     [
         (b"this is not a weights file\n", "neither a safetensors file nor a PyTorch file"),
-        (b"hi", "holds 2 bytes: too few for any weights file"),
+        (b"hi", "holds 2 bytes, too few for any weights file"),
         (_cut_pytorch_file, "It looks cut short"),
     ],
     ids=["text (a traceback: IndexError)", "2 bytes", "cut short"],
