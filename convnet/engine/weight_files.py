@@ -219,7 +219,7 @@ def _load_failure(error: Exception) -> str:
     for an unreadable pickle advises loading with weights_only=False, which would run the
     file's code: convnet never does that, so only the unpickler's reason is kept."""
     text = str(error).strip()
-    if isinstance(error, OSError) and error.errno == errno.EINVAL or "zip archive" in text:
+    if (isinstance(error, OSError) and error.errno == errno.EINVAL) or "zip archive" in text:
         return "It looks cut short: a PyTorch file is a zip archive, and this one has no end."
     if "WeightsUnpickler error:" in text:  # the reason follows PyTorch's advice
         reason = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]

@@ -18,7 +18,7 @@ from convnet.models import get_model, get_model_spec, shapes_model
 from convnet.models.imagenet import CHALLENGE_ENTRIES, IMAGENET_NORMALIZATION
 
 
-def saved_class_names(metadata: dict[str, str], count: int | None) -> tuple[str, ...] | None:
+def _saved_class_names(metadata: dict[str, str], count: int | None) -> tuple[str, ...] | None:
     """The class names a weights file's metadata holds ("class_names", a JSON list, as
     `convnet train` writes them), where they are `count` strings; else None (older files,
     other tools' files, or a damaged entry, which is ignored rather than trusted)."""
@@ -77,7 +77,7 @@ def load_weights_argument(
         else:
             count = classes_in_file(probe, path, stored)
             dataset_names = get_dataset_spec(dataset or "mnist").class_names
-            saved_names = saved_class_names(stored_metadata, count)
+            saved_names = _saved_class_names(stored_metadata, count)
             if saved_names is not None and dataset is None:  # written by convnet train
                 class_names = saved_names
             elif challenge and count == 1000 and dataset is None:
