@@ -72,9 +72,24 @@ def test_draw_see_and_shift(server_url):
                     problems.append(f"{r.status} {r.url}: {r.text()}") if r.status >= 400 else None
                 ),
             )
+            # the networks' notes held back: until they arrive the pad takes no strokes
+            gate: dict = {"open": False, "held": []}
+
+            def hold(route) -> None:
+                if gate["open"]:
+                    route.continue_()
+                else:
+                    gate["held"].append(route)
+
+            page.route("**/api/models*", hold)
             page.goto(server_url)
+            expect(page.locator("#pad")).to_have_css("pointer-events", "none")
+            gate["open"] = True
+            for route in gate["held"]:
+                route.continue_()
             expect(page.locator("#model-notes")).to_contain_text("lenet5")
             expect(page.locator("#model-notes")).to_contain_text("mlp")
+            expect(page.locator("#pad")).to_have_css("pointer-events", "auto")
 
             draw_seven(page)
             for role in ("cnn", "ordinary"):
