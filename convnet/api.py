@@ -49,17 +49,16 @@ def _default_classes(name: str) -> int:
 
 
 def _weights_shape(
-    name: str, path: Path, in_channels: int | None, options: dict
+    name: str, path: Path, stored: dict, in_channels: int | None, options: dict
 ) -> tuple[int, int | None]:
-    """The class count and input channels a weights file was saved for (`classes_in_file`,
-    `channels_in_file`): the model's default class count when the file does not say."""
-    from convnet.engine.weight_files import read_weights_file
+    """The class count and input channels a weights file (its tensors `stored`) was saved
+    for (`classes_in_file`, `channels_in_file`): the model's default class count when the
+    file does not say."""
     from convnet.engine.weight_fit import channels_in_file, classes_in_file
     from convnet.models import shapes_model
 
     default = _default_classes(name)
     probe = shapes_model(name, num_classes=default, in_channels=in_channels, **options)
-    stored = read_weights_file(path)[0]
     return classes_in_file(probe, path, stored) or default, channels_in_file(probe, stored)
 
 
@@ -83,20 +82,21 @@ def create_model(
     `in_channels` defaults to those of the weights' first convolution (3 for lenet5 trained
     on image folders), else the model's own. `options` go to the model's builder (e.g.
     `width` where it has one). UserError for an unknown name or weights that do not fit."""
-    from convnet.engine.weight_files import weights_path
+    from convnet.engine.weight_files import read_weights_file, weights_path
     from convnet.engine.weight_fit import load_weights
     from convnet.models import get_model
 
     path = weights_path(name, str(weights), download=download) if weights else None
+    stored = read_weights_file(path) if path is not None else None  # read once
     if path is not None:
-        saved_classes, saved_channels = _weights_shape(name, path, in_channels, options)
+        saved_classes, saved_channels = _weights_shape(name, path, stored[0], in_channels, options)
         num_classes = saved_classes if num_classes is None else num_classes
         in_channels = saved_channels if in_channels is None else in_channels
     elif num_classes is None:
         num_classes = _default_classes(name)
     model = get_model(name, num_classes=num_classes, in_channels=in_channels, **options)
     if path is not None:
-        load_weights(model, path, replace_classifier=True, log=log)
+        load_weights(model, path, replace_classifier=True, log=log, stored=stored)
     return model
 
 

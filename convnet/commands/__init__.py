@@ -15,6 +15,7 @@ and `convnet data list` start at once (tests/commands/test_common.py checks both
 COMMAND_MODULES = [
     "core",
     "train",
+    "demo",
     "evaluate",
     "predict",
     "export",

@@ -13,13 +13,9 @@ import os
 from pathlib import Path
 
 from convnet.commands.common import (
-    DATA_DIR_HELP,
-    JSON_HELP,
     Command,
-    add_lang_argument,
     apply_threads,
     check_counts,
-    data_dir,
     download_if_asked,
     emit,
     log,
@@ -323,17 +319,12 @@ def run_train(args: argparse.Namespace) -> int:
         )
         lang = check_language(args.lang)
         apply_threads(args)
-    except UserError:
-        if launched_rank != 0:  # every rank made the same mistake: rank 0 reports it
-            return 2
-        raise
-    if args.recipe == "list":
-        return _list_recipes(args)
-    if args.print_config:
-        return _print_config(args)
-    restart = _continues(args)
-    resume = args.resume or (args.out if restart else None)
-    try:
+        if args.recipe == "list":
+            return _list_recipes(args)
+        if args.print_config:
+            return _print_config(args)
+        restart = _continues(args)
+        resume = args.resume or (args.out if restart else None)
         if args.resume:
             config, changes = None, _resume_changes(args, launched_rank)
             alone = os.environ.get("WORLD_SIZE", "1") == "1"  # not under torchrun
@@ -397,49 +388,12 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def configure_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--epochs", type=int, help="fewer epochs for a quicker look (default: lenet5's recipe)"
-    )
-    parser.add_argument("--out", metavar="RUN_DIR", default="runs/demo", help="the run directory")
-    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
-    add_lang_argument(parser, "the run's report")
-    parser.add_argument("--json", action="store_true", help=JSON_HELP)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from convnet.data.datasets import fetch_dataset
-    from convnet.engine.config import TrainConfig
-    from convnet.engine.train import fit
-
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs must be at least 1, not {args.epochs}.")
-    lang = check_language(args.lang)
-    fetch_dataset("mnist", data_dir(args), log=log)
-    log(f"Training lenet5 on MNIST into {args.out} …")
-    config = TrainConfig(
-        model="lenet5", dataset="mnist", data_dir=args.data_dir, epochs=args.epochs, out=args.out
-    )
-    result = finish_run(Path(args.out), fit(config, log=log), lang=lang)
-    emit(
-        args,
-        result,
-        result_text(result) + f"\n\nOpen {result['report']} in a browser to see the report.",
-    )
-    return 0
-
-
 COMMANDS: dict[str, Command] = {
     "train": Command(
         "train a model on a data set or an image folder; writes a run directory with weights "
         "and a report",
         configure_train,
         run_train,
-    ),
-    "demo": Command(
-        "fetch MNIST, train LeNet-5, evaluate it and write its report",
-        configure_demo,
-        run_demo,
     ),
 }
 

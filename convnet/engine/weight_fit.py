@@ -225,6 +225,7 @@ def load_weights(
     replace_classifier: bool = False,
     adapt_channels: bool = False,
     log: Callable[[str], None] | None = None,
+    stored: tuple[dict[str, torch.Tensor], dict[str, str]] | None = None,
 ) -> dict[str, str]:
     """Load a weights file into `model` and return the file's metadata; a file that does
     not fit, or whose weights are not finite floating-point numbers, is a UserError naming
@@ -235,9 +236,10 @@ def load_weights(
     keeps the model's freshly initialised classifier, saying so in one line to `log`
     (default: standard error, so that a command's JSON on standard output stays whole). With
     `adapt_channels`, weights for grey images start a colour model and the other way round
-    (`adapt_input_channels`)."""
+    (`adapt_input_channels`). `stored`: the file's tensors and metadata where the caller
+    has read them already (`read_weights_file`), so that a large file is read once."""
     log = log or _to_standard_error
-    tensors, metadata = read_weights_file(path)
+    tensors, metadata = stored if stored is not None else read_weights_file(path)
     if hasattr(model, "prepare_state_dict"):  # e.g. GoogLeNet drops torchvision's aux heads
         tensors = model.prepare_state_dict(tensors)
     expected = model.state_dict()

@@ -53,6 +53,7 @@ def load_weights_argument(
     preprocessing: dict = {}
     normalization, input_size = spec.normalization, spec.input_size
     challenge = name in CHALLENGE_ENTRIES
+    read = None  # a local file's tensors and metadata
     if WEIGHT_NAME.match(weights) and not Path(weights).exists():
         path, class_names = hub_weights(name, weights)
         if classes is not None and len(classes) != len(class_names):
@@ -68,7 +69,8 @@ def load_weights_argument(
         preprocessing = {"resize": preset.resize_size[0], "interpolation": preset.interpolation}
     else:
         path = Path(weights)
-        stored, stored_metadata = read_weights_file(path)
+        read = read_weights_file(path)  # once: load_weights below takes it
+        stored, stored_metadata = read
         probe = shapes_model(name, num_classes=1000 if challenge else 10)
         if classes is not None:
             class_names = (
@@ -92,10 +94,9 @@ def load_weights_argument(
             # a model registered for digits, trained on image folders: RGB, normalised as
             # training on image files normalises it (engine/config.py `model_inputs`)
             input_size, normalization = (3, *input_size[1:]), IMAGENET_NORMALIZATION
-        del stored
     model = get_model(name, num_classes=len(class_names), in_channels=input_size[0])
     try:
-        metadata = load_weights(model, path)
+        metadata = load_weights(model, path, stored=read)
     except UserError:
         count = classes_in_file(model, path)
         if classes is not None and count is not None and count != len(class_names):
