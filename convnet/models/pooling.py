@@ -1,15 +1,20 @@
-"""2×2 max pooling with a compiled CPU kernel: LeNet-5's S2 and S4 (`MaxPool2x2`).
+"""2×2 max pooling with a compiled CPU kernel for inference: LeNet-5's S2 and S4 (`MaxPool2x2`).
 
 PyTorch's native CPU max pooling spends far longer than reading and writing its tensors
-takes on LeNet-5's narrow maps (6 and 16 channels; benchmarks/lenet_kernels.py: 6.5 ms
-forward for C1's maps at batch 256 in bf16, against 0.5 ms at copy bandwidth). The kernel in
-kernels/max_pool_2x2.cpp does the same arithmetic in one pass, bit for bit (ties to the
-first position of the window, NaN wins, gradients routed to that position; the tests compare
-it with `F.max_pool2d`). It is compiled at first use by `torch.utils.cpp_extension` into
-PyTorch's extension cache, once per machine and source, in about a second: no PyTorch
-headers are included. Where there is no compiler, the build fails, the tensor is not a
-float32 or bfloat16 CPU tensor, or the pooling is being traced or exported, `MaxPool2x2`
-runs the native operator. Setting CONVNET_COMPILED_KERNELS=0 turns the kernel off.
+takes on LeNet-5's narrow maps (6 channels: too few for its vector loop over channels;
+benchmarks/lenet_kernels.py: 6.4 ms forward for C1's maps at batch 256 in bf16 on one thread,
+against 0.15 ms at copy bandwidth). The kernel in kernels/max_pool_2x2.cpp computes the same
+forward pass in one single-threaded pass, bit for bit (ties to the first position of the
+window, NaN wins; the tests compare it with `F.max_pool2d`), for evaluation, prediction and
+serving. Training takes PyTorch's own forward and backward: they run on all of PyTorch's
+threads, and `convnet train lenet5` ran 1.18× (1.05-1.27×) the images/s with them on two
+threads as with this kernel's single-threaded forward and backward, and 0.96× (0.91-0.99×)
+on one (benchmarks/train_speed_compare.json, train_speed_compare_1_thread.json). The kernel is compiled at first use by
+`torch.utils.cpp_extension` into PyTorch's extension cache, once per machine and source, in
+about a second: no PyTorch headers are included. Where there is no compiler, the build
+fails, the tensor is not a float32 or bfloat16 CPU tensor, or the pooling is being traced or
+exported, `MaxPool2x2` runs the native operator. Setting CONVNET_COMPILED_KERNELS=0 turns the
+kernel off.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 SOURCE = Path(__file__).parent / "kernels" / "max_pool_2x2.cpp"
@@ -58,18 +62,9 @@ def compiled_kernel() -> ctypes.CDLL | None:
                     verbose=False,
                 )
                 library = ctypes.CDLL(str(path))
-                for name in ("convnet_max_pool_2x2_forward", "convnet_max_pool_2x2_backward"):
-                    function = getattr(library, name)
-                    function.restype = ctypes.c_int
-                    function.argtypes = [
-                        ctypes.c_void_p,
-                        ctypes.c_void_p,
-                        ctypes.c_void_p,
-                        ctypes.c_int,
-                        ctypes.c_void_p,
-                        ctypes.c_void_p,
-                        ctypes.c_void_p,
-                    ]
+                function = library.convnet_max_pool_2x2_forward
+                function.restype = ctypes.c_int
+                function.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int] + [ctypes.c_void_p] * 3
             except Exception as error:  # no compiler, no ninja, a failed build: native pooling
                 library, reason = None, f"not available ({type(error).__name__}: {error})"
                 reason = reason.splitlines()[0][:300]
@@ -95,20 +90,14 @@ def _layout(tensor: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _pointer(tensor: torch.Tensor | None) -> int | None:
-    return None if tensor is None else tensor.data_ptr()
-
-
-def _forward(library: ctypes.CDLL, x: torch.Tensor, keep_argmax: bool):
+def _forward(library: ctypes.CDLL, x: torch.Tensor) -> torch.Tensor:
     batch, channels, height, width = x.shape
     output = torch.empty(
         (batch, channels, height // 2, width // 2), dtype=x.dtype, memory_format=_layout(x)
     )
-    argmax = torch.empty_like(output, dtype=torch.uint8) if keep_argmax else None
     status = library.convnet_max_pool_2x2_forward(
-        _pointer(x),
-        _pointer(output),
-        _pointer(argmax),
+        x.data_ptr(),
+        output.data_ptr(),
         DTYPES[x.dtype],
         _int64s(x.shape),
         _int64s(x.stride()),
@@ -116,42 +105,7 @@ def _forward(library: ctypes.CDLL, x: torch.Tensor, keep_argmax: bool):
     )
     if status:
         raise RuntimeError(f"max_pool_2x2 kernel refused dtype {x.dtype}")
-    return output, argmax
-
-
-class _MaxPool2x2Function(torch.autograd.Function):
-    """Autograd for the kernel: keeps one byte per output (which of the four won)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        output, argmax = _forward(_state["library"], x, keep_argmax=True)
-        ctx.save_for_backward(argmax)
-        ctx.input_shape, ctx.input_strides = x.shape, x.stride()
-        ctx.layout = _layout(x)
-        return output
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
-        (argmax,) = ctx.saved_tensors
-        library = _state["library"]
-        # the kernel reads the gradient with the argmax's strides
-        grad_output = grad_output.to(argmax.device).contiguous(memory_format=ctx.layout)
-        if grad_output.stride() != argmax.stride():
-            grad_output = torch.empty_like(argmax, dtype=grad_output.dtype).copy_(grad_output)
-        grad_input = torch.empty(ctx.input_shape, dtype=grad_output.dtype, memory_format=ctx.layout)
-        if ctx.input_shape[-2] % 2 or ctx.input_shape[-1] % 2:  # a row or column no window reads
-            grad_input.zero_()
-        library.convnet_max_pool_2x2_backward(
-            _pointer(grad_output),
-            _pointer(argmax),
-            _pointer(grad_input),
-            DTYPES[grad_output.dtype],
-            _int64s(ctx.input_shape),
-            _int64s(grad_input.stride()),
-            _int64s(argmax.stride()),
-        )
-        return grad_input
+    return output
 
 
 def _kernel_applies(x: torch.Tensor) -> bool:
@@ -170,16 +124,16 @@ def _kernel_applies(x: torch.Tensor) -> bool:
 
 
 def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
-    """`F.max_pool2d(x, 2)`, through the compiled kernel where it applies."""
-    if not _kernel_applies(x):
+    """`F.max_pool2d(x, 2)`, through the compiled kernel where it applies and no gradient is
+    taken; in training, PyTorch's own forward and backward (the module docstring says why)."""
+    if (torch.is_grad_enabled() and x.requires_grad) or not _kernel_applies(x):
         return F.max_pool2d(x, 2)
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _MaxPool2x2Function.apply(x)
-    return _forward(_state["library"], x, keep_argmax=False)[0]
+    return _forward(_state["library"], x)
 
 
 class MaxPool2x2(nn.MaxPool2d):
-    """`nn.MaxPool2d(2)` (same repr, no state), computed by the compiled kernel on the CPU."""
+    """`nn.MaxPool2d(2)` (same repr, no state), computed by the compiled kernel on the CPU
+    where no gradient is taken."""
 
     def __init__(self) -> None:
         super().__init__(2)

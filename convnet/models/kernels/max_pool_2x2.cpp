@@ -1,12 +1,10 @@
-// 2×2 max pooling, stride 2, no padding, floor mode, on the CPU: forward (with the position
-// of each window's maximum, 0-3 in row-major order) and backward, for dense float32 and
-// bfloat16 tensors, channels-last or contiguous.
+// 2×2 max pooling, stride 2, no padding, floor mode, on the CPU: the forward pass of
+// inference, for dense float32 and bfloat16 tensors, channels-last or contiguous.
 //
 // Bit for bit what PyTorch's native max_pool2d computes (ATen's cpu/MaxPoolKernel.cpp):
 // a value replaces the running maximum when it is greater or NaN, scanning the window in
 // row-major order, so ties go to the first position and NaN wins (bfloat16 NaNs come out as
-// 0x7FC0, as the native kernel's float accumulator writes them); the backward adds each
-// output gradient to a zeroed input gradient at that position (0 + g, so -0 becomes +0).
+// 0x7FC0, as the native kernel's float accumulator writes them).
 // Called through ctypes from convnet/models/pooling.py; no PyTorch headers, so it compiles
 // in about a second.
 
@@ -51,7 +49,7 @@ inline uint32_t store_bits(float value, uint16_t) {
 struct Shape {
   int64_t batch, channels, height, width;
   const int64_t* in;   // input (and input gradient) strides
-  const int64_t* out;  // output (and argmax, output gradient) strides
+  const int64_t* out;  // output strides
 };
 
 // One step of the scan: does `challenger` replace `best`? Bitwise | rather than ||, so the
@@ -67,7 +65,7 @@ inline bool replaces(float challenger, float best) {
 // instead would break ties wrongly).
 template <typename T, int step>
 inline void pool_run(const T* __restrict__ top, int64_t right, int64_t down, int64_t count,
-                     T* __restrict__ output, uint8_t* __restrict__ argmax) {
+                     T* __restrict__ output) {
   const T* __restrict__ bottom = top + down;
   for (int64_t i = 0; i < count; ++i) {
     const int64_t at = step * i;
@@ -79,14 +77,13 @@ inline void pool_run(const T* __restrict__ top, int64_t right, int64_t down, int
     const bool take_lower = replaces(value_of(lower, T()), value_of(upper, T()));
     const uint32_t best = choose(take_lower, lower, upper);
     output[i] = from_bits(store_bits(value_of(best, T()), T()), T());
-    if (argmax != nullptr) argmax[i] = static_cast<uint8_t>(choose(take_lower, 2 + take_d, take_b));
   }
 }
 
 // Dense tensors only: channels-last (channel stride 1) or contiguous (width stride 1); the
-// output and argmax have the same layout as the input.
+// output has the same layout as the input.
 template <typename T>
-void forward(const T* input, T* output, uint8_t* argmax, const Shape& s) {
+void forward(const T* input, T* output, const Shape& s) {
   const int64_t out_h = s.height / 2, out_w = s.width / 2;
   const int64_t* in = s.in;
   const int64_t* out = s.out;
@@ -96,60 +93,14 @@ void forward(const T* input, T* output, uint8_t* argmax, const Shape& s) {
         for (int64_t ow = 0; ow < out_w; ++ow) {
           const int64_t to = n * out[0] + oh * out[2] + ow * out[3];
           pool_run<T, 1>(input + n * in[0] + 2 * oh * in[2] + 2 * ow * in[3], in[3], in[2],
-                         s.channels, output + to, argmax ? argmax + to : nullptr);
+                         s.channels, output + to);
         }
     } else {  // contiguous: each row's windows are two elements apart
       for (int64_t c = 0; c < s.channels; ++c)
         for (int64_t oh = 0; oh < out_h; ++oh) {
           const int64_t to = n * out[0] + c * out[1] + oh * out[2];
           pool_run<T, 2>(input + n * in[0] + c * in[1] + 2 * oh * in[2], 1, in[2], out_w,
-                         output + to, argmax ? argmax + to : nullptr);
-        }
-    }
-  }
-}
-
-// The backward of `pool_run`: each window's four input gradients, written whole: the output
-// gradient where the maximum was, as PyTorch computes it (0 + g into a zeroed gradient, so
-// -0 becomes +0), and +0 at the other three.
-template <typename T, int step>
-inline void route_run(const T* __restrict__ grad_output, const uint8_t* __restrict__ argmax,
-                      T* __restrict__ top, int64_t right, int64_t down, int64_t count) {
-  T* __restrict__ bottom = top + down;
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t at = step * i;
-    const float sum = 0.0f + value_of(bits_of(grad_output[i]), T());
-    const uint32_t g = store_bits(sum, T());
-    const uint32_t where = argmax[i];
-    top[at] = from_bits(choose(where == 0, g, 0), T());
-    top[at + right] = from_bits(choose(where == 1, g, 0), T());
-    bottom[at] = from_bits(choose(where == 2, g, 0), T());
-    bottom[at + right] = from_bits(choose(where == 3, g, 0), T());
-  }
-}
-
-// Where the height or width is odd, the last row or column belongs to no window: the caller
-// zeroes the input gradient first.
-template <typename T>
-void backward(const T* grad_output, const uint8_t* argmax, T* grad_input, const Shape& s) {
-  const int64_t out_h = s.height / 2, out_w = s.width / 2;
-  const int64_t* in = s.in;
-  const int64_t* out = s.out;
-  for (int64_t n = 0; n < s.batch; ++n) {
-    if (in[1] == 1) {
-      for (int64_t oh = 0; oh < out_h; ++oh)
-        for (int64_t ow = 0; ow < out_w; ++ow) {
-          const int64_t from = n * out[0] + oh * out[2] + ow * out[3];
-          route_run<T, 1>(grad_output + from, argmax + from,
-                          grad_input + n * in[0] + 2 * oh * in[2] + 2 * ow * in[3], in[3], in[2],
-                          s.channels);
-        }
-    } else {
-      for (int64_t c = 0; c < s.channels; ++c)
-        for (int64_t oh = 0; oh < out_h; ++oh) {
-          const int64_t from = n * out[0] + c * out[1] + oh * out[2];
-          route_run<T, 2>(grad_output + from, argmax + from,
-                          grad_input + n * in[0] + c * in[1] + 2 * oh * in[2], 1, in[2], out_w);
+                         output + to);
         }
     }
   }
@@ -159,31 +110,15 @@ void backward(const T* grad_output, const uint8_t* argmax, T* grad_input, const 
 
 extern "C" {
 
-// dtype: 0 float32, 1 bfloat16. argmax may be null (inference). sizes: n, c, h, w of the input.
-// grad_input: zeroed by the caller where the height or width is odd.
-int convnet_max_pool_2x2_forward(const void* input, void* output, uint8_t* argmax, int dtype,
+// dtype: 0 float32, 1 bfloat16. sizes: n, c, h, w of the input.
+int convnet_max_pool_2x2_forward(const void* input, void* output, int dtype,
                                  const int64_t* sizes, const int64_t* in_strides,
                                  const int64_t* out_strides) {
   const Shape s{sizes[0], sizes[1], sizes[2], sizes[3], in_strides, out_strides};
   if (dtype == 0) {
-    forward(static_cast<const float*>(input), static_cast<float*>(output), argmax, s);
+    forward(static_cast<const float*>(input), static_cast<float*>(output), s);
   } else if (dtype == 1) {
-    forward(static_cast<const uint16_t*>(input), static_cast<uint16_t*>(output), argmax, s);
-  } else {
-    return 1;
-  }
-  return 0;
-}
-
-int convnet_max_pool_2x2_backward(const void* grad_output, const uint8_t* argmax,
-                                  void* grad_input, int dtype, const int64_t* sizes,
-                                  const int64_t* in_strides, const int64_t* out_strides) {
-  const Shape s{sizes[0], sizes[1], sizes[2], sizes[3], in_strides, out_strides};
-  if (dtype == 0) {
-    backward(static_cast<const float*>(grad_output), argmax, static_cast<float*>(grad_input), s);
-  } else if (dtype == 1) {
-    backward(static_cast<const uint16_t*>(grad_output), argmax,
-             static_cast<uint16_t*>(grad_input), s);
+    forward(static_cast<const uint16_t*>(input), static_cast<uint16_t*>(output), s);
   } else {
     return 1;
   }
