@@ -48,7 +48,7 @@ inline uint32_t store_bits(float value, uint16_t) {
 // Sizes: batch, channels, input height and width; strides in elements, (n, c, h, w).
 struct Shape {
   int64_t batch, channels, height, width;
-  const int64_t* in;   // input (and input gradient) strides
+  const int64_t* in;   // input strides
   const int64_t* out;  // output strides
 };
 
