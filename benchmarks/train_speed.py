@@ -379,7 +379,11 @@ def main() -> None:
     facts = hardware()
     print(f"# LeNet-5 time to 99% — {hardware_line(facts)}", flush=True)
     pooling = kernel_status()
-    print(f"# LeNet-5's compiled max-pooling kernel: {pooling}", flush=True)
+    print(
+        f"# LeNet-5's compiled max-pooling kernel (evaluation only; training takes PyTorch's "
+        f"pooling): {pooling}",
+        flush=True,
+    )
     comparison = None
     arguments = {
         **vars(args),

@@ -109,6 +109,10 @@ def _train(training: Training, stop_after_epoch: int | None, say: Log, log: Log)
     session = distributed.current()
     epochs, run = training.config.epochs, training.run
     stop = StopRequests()
+    if stop_after_epoch is not None and stop_after_epoch >= epochs:  # the flag does nothing
+        say(
+            f"--stop-after-epoch {stop_after_epoch}: the run ends after {counted(epochs, 'epoch')}."
+        )
     # Ctrl-C or SIGTERM (a scheduler's notice) any time from here on, also during an
     # evaluation or a write, stops the run after a whole step with a checkpoint.
     with stop, contextlib.closing(training.board) if training.board else contextlib.nullcontext():

@@ -13,8 +13,8 @@ on one (benchmarks/train_speed_compare.json, train_speed_compare_1_thread.json).
 `torch.utils.cpp_extension` into PyTorch's extension cache, once per machine and source, in
 about a second: no PyTorch headers are included. Where there is no compiler, the build
 fails, the tensor is not a float32 or bfloat16 CPU tensor, or the pooling is being traced or
-exported, `MaxPool2x2` runs the native operator. Setting CONVNET_COMPILED_KERNELS=0 turns the
-kernel off.
+exported, `MaxPool2x2` runs the native operator. Setting CONVNET_COMPILED_KERNELS=0 (or
+false, off, no) turns the kernel off.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 SOURCE = Path(__file__).parent / "kernels" / "max_pool_2x2.cpp"
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+OFF = {"0", "false", "off", "no"}  # CONVNET_COMPILED_KERNELS values that turn the kernel off
 _lock = threading.Lock()
 _state: dict = {}  # "library": the loaded kernel or None; "reason": why it is not used
 
@@ -46,8 +47,9 @@ def compiled_kernel() -> ctypes.CDLL | None:
         if "library" in _state:
             return _state["library"]
         library, reason = None, "compiled"
-        if os.environ.get("CONVNET_COMPILED_KERNELS", "1") == "0":
-            reason = "turned off (CONVNET_COMPILED_KERNELS=0)"
+        setting = os.environ.get("CONVNET_COMPILED_KERNELS", "1")
+        if setting.strip().lower() in OFF:
+            reason = f"turned off (CONVNET_COMPILED_KERNELS={setting})"
         else:
             try:
                 # importing it warns "No CUDA runtime is found" on CPU-only machines

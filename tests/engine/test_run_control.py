@@ -44,3 +44,15 @@ def test_a_stop_signal_saves_a_checkpoint_and_says_how_to_resume(signal_name, mn
     with safe_open(run_dir / "checkpoint.safetensors", "pt") as checkpoint:
         state = json.loads(checkpoint.metadata()["state"])
     assert state["epoch"] * 24 + state["batch"] >= 24  # at least one whole epoch of 24 steps
+
+
+def test_a_stop_at_or_past_the_end_says_it_changes_nothing(mnist_dir, tmp_path, capsys):
+    from convnet.cli import main
+
+    arguments = ["train", "lenet5", "--dataset", "mnist", "--epochs", "1", "--no-report"]
+    subset = ["--train-subset", "256", "--test-subset", "64", "--threads", "1"]
+    out = ["--out", str(tmp_path / "run"), "--stop-after-epoch", "2", "--json"]
+    assert main([*arguments, *subset, *out]) == 0
+    captured = capsys.readouterr()
+    assert "--stop-after-epoch 2: the run ends after 1 epoch." in captured.err
+    assert "stopped_after_epoch" not in json.loads(captured.out)

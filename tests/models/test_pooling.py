@@ -130,8 +130,9 @@ def test_without_a_compiler_the_native_operator_runs(without_compiler):
     assert x.grad is not None
 
 
-def test_the_kernel_can_be_turned_off(monkeypatch):
-    monkeypatch.setenv("CONVNET_COMPILED_KERNELS", "0")
+@pytest.mark.parametrize("setting", ["0", "false", "Off", "no"])
+def test_the_kernel_can_be_turned_off(monkeypatch, setting):
+    monkeypatch.setenv("CONVNET_COMPILED_KERNELS", setting)
     pooling._reset_for_tests()
     try:
         assert pooling.compiled_kernel() is None and kernel_status().startswith("turned off")
