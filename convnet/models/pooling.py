@@ -2,19 +2,19 @@
 
 PyTorch's native CPU max pooling spends far longer than reading and writing its tensors
 takes on LeNet-5's narrow maps (6 channels: too few for its vector loop over channels;
-benchmarks/lenet_kernels.py: 6.4 ms forward for C1's maps at batch 256 in bf16 on one thread,
-against 0.15 ms at copy bandwidth). The kernel in kernels/max_pool_2x2.cpp computes the same
-forward pass in one single-threaded pass, bit for bit (ties to the first position of the
-window, NaN wins; the tests compare it with `F.max_pool2d`), for evaluation, prediction and
-serving. Training takes PyTorch's own forward and backward: they run on all of PyTorch's
+benchmarks/lenet_kernels.py: 6.5 ms forward for C1's maps at batch 256 in bf16 on one
+thread, against 0.15 ms at copy bandwidth). The kernel in kernels/max_pool_2x2.cpp computes
+the same forward pass in one single-threaded pass, bit for bit (ties to the first position of
+the window, NaN wins; the tests compare it with `F.max_pool2d`), for evaluation, prediction
+and serving. Training takes PyTorch's own forward and backward: they run on all of PyTorch's
 threads, and `convnet train lenet5` ran 1.18× (1.05-1.27×) the images/s with them on two
 threads as with this kernel's single-threaded forward and backward, and 0.96× (0.91-0.99×)
-on one (benchmarks/train_speed_compare.json, train_speed_compare_1_thread.json). The kernel is compiled at first use by
-`torch.utils.cpp_extension` into PyTorch's extension cache, once per machine and source, in
-about a second: no PyTorch headers are included. Where there is no compiler, the build
-fails, the tensor is not a float32 or bfloat16 CPU tensor, or the pooling is being traced or
-exported, `MaxPool2x2` runs the native operator. Setting CONVNET_COMPILED_KERNELS=0 (or
-false, off, no) turns the kernel off.
+on one (benchmarks/train_speed_compare.json, train_speed_compare_1_thread.json). The kernel
+is compiled at first use by `torch.utils.cpp_extension` into PyTorch's extension cache, once
+per machine and source, in about a second: no PyTorch headers are included. Where there is
+no compiler, the build fails, the tensor is not a float32 or bfloat16 CPU tensor, or the
+pooling is being traced or exported, `MaxPool2x2` runs the native operator. Setting
+CONVNET_COMPILED_KERNELS=0 (or false, off, no) turns the kernel off.
 """
 
 from __future__ import annotations
