@@ -94,6 +94,13 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g} (n={len(values)})"
 
 
+def median_spread(values: list[float]) -> str:
+    """Median (min, max) of a list of measurements."""
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.median(values):.4g} (min {min(values):.4g}, max {max(values):.4g})"
+
+
 def verdict(met: bool) -> str:
     """How every benchmark states a target: judged in code, never by hand."""
     return "met" if met else "NOT met"
