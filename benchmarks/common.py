@@ -199,11 +199,33 @@ def save_results(script: str, document: dict, name: str | None = None) -> Path:
     """Write SCRIPT.json (or NAME.json) beside the script, stamped with its provenance.
 
     The one place every saved result gets its commit, command line, machine, date and load;
-    its paths are written as `portable` writes them.
+    its paths are written as `portable` writes them. A result saved there by another command
+    (the README and docs quote those files: a one-seed trial must not replace a five-seed
+    measurement) is kept: this one goes to benchmarks/trials/ (not versioned) instead, with a
+    line that says so. Re-running the recorded command replaces it.
     """
     path = Path(script).with_suffix(".json") if name is None else Path(script).with_name(name)
-    atomic_write_json(path, portable_document({**provenance(), **document}))
+    document = portable_document({**provenance(), **document})
+    recorded = _recorded_command(path)
+    if recorded not in (None, document["command"]):
+        moment = STARTED.strftime("%Y%m%d-%H%M%S")
+        kept, path = path, path.parent / "trials" / f"{path.stem}-{moment}.json"
+        print(
+            f"{kept.name} holds the result of another command ({recorded}), which is kept; "
+            f"this one is saved as {path.parent.name}/{path.name}. Re-run that command to "
+            f"replace it, or move this file over it.",
+            file=sys.stderr,
+        )
+    atomic_write_json(path, document)
     return path
+
+
+def _recorded_command(path: Path) -> str | None:
+    """The command that made a saved result (None: no result there, or one not readable)."""
+    try:
+        return json.loads(path.read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def dumps(document: dict) -> str:

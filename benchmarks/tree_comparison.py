@@ -1,6 +1,6 @@
 """LeNet-5 training of this checkout against another convnet checkout (train_speed.py's
-`--compare-with TREE`): both through their command line (`convnet train lenet5 --epochs N
---seed S --json`), interleaved run by run, so an engine change is measured against the code
+`--compare-with TREE`): both through their command line (the fast run, `convnet train lenet5
+--epochs N ... --seed S --json`), interleaved run by run, so an engine change is measured against the code
 before it in the same run, on the same machine."""
 
 from __future__ import annotations
@@ -30,9 +30,14 @@ def tree_environment(tree: Path, extensions: Path) -> dict:
 
 
 def command_line_run(
-    tree: Path, seed: int, epochs: int, out: Path, environment: dict, threads: int | None = None
+    tree: Path,
+    seed: int,
+    flags: list[str],
+    out: Path,
+    environment: dict,
+    threads: int | None = None,
 ) -> dict:
-    """`convnet train lenet5 --epochs N --seed S [--threads T]` of the convnet in `tree`, in a
+    """`convnet train lenet5 FLAGS --seed S [--threads T]` of the convnet in `tree`, in a
     subprocess with `environment` (`tree_environment`)."""
     import csv
     import json
@@ -45,8 +50,7 @@ def command_line_run(
             "convnet",
             "train",
             "lenet5",
-            "--epochs",
-            str(epochs),
+            *flags,
             "--seed",
             str(seed),
             "--out",
@@ -78,7 +82,7 @@ def command_line_run(
 
 
 def compare(
-    tree: Path, seeds: list[int], epochs: int, scratch: Path, threads: int | None = None
+    tree: Path, seeds: list[int], flags: list[str], scratch: Path, threads: int | None = None
 ) -> dict:
     """This checkout against `tree`, alternating run by run; which goes first alternates too,
     so a machine that speeds up or slows down during the benchmark favours neither."""
@@ -92,9 +96,7 @@ def compare(
         pair = [("this", here), ("other", tree)]
         for name, root in pair if position % 2 == 0 else pair[::-1]:
             out = scratch / f"{name}-{seed}"
-            runs[name].append(
-                command_line_run(root, seed, epochs, out, environments[root], threads)
-            )
+            runs[name].append(command_line_run(root, seed, flags, out, environments[root], threads))
             print(
                 f"  seed {seed}, {name}: {runs[name][-1]['images_per_second']:,.0f} images/s, "
                 f"time to 99% {runs[name][-1]['time_to_99']}",

@@ -5,6 +5,7 @@ one evaluation of the engine; and `load_target`, the model of `evaluate`, `predi
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from convnet.commands.common import (
@@ -59,7 +60,11 @@ def load_target(args: argparse.Namespace):
                 f"'{args.target}' is a model name: give its trained weights with --weights FILE "
                 "(or torchvision's weights by NAME), or give a run directory instead."
             )
-        return Run(args.target).load()
+        run = Run(args.target)
+        loaded = run.load()
+        if note := run.unfinished_note():
+            print(note, file=sys.stderr)
+        return loaded
     if is_directory and not is_model:
         raise UserError(
             f"{args.target} is a directory, and --weights goes with a model name: a run "

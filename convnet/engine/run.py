@@ -209,6 +209,22 @@ class Run:
             and self.results() is not None
         )
 
+    def unfinished_note(self) -> str | None:
+        """For a run whose weights are there but whose training stopped early (--stop-after-epoch,
+        Ctrl-C, a crash): one line saying after which epoch, and how to finish it. None for a
+        finished run, or one whose configuration cannot be read."""
+        if self.finished or not self.weights_path.is_file():
+            return None
+        try:
+            epochs = self.read_config().epochs
+        except UserError:
+            return None
+        done = len(self.history())
+        return (
+            f"Note: {self.path} has not finished: these are its weights after epoch {done} of "
+            f"{epochs}. Finish it with 'convnet train --resume {self.path}'."
+        )
+
     def test_error(self) -> float | None:
         results = self.results()
         try:

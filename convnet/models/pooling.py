@@ -1,20 +1,19 @@
-"""2×2 max pooling with a compiled CPU kernel for inference: LeNet-5's S2 and S4 (`MaxPool2x2`).
+"""2×2 max pooling with a compiled CPU kernel: LeNet-5's S2 and S4 (`MaxPool2x2`).
 
 PyTorch's native CPU max pooling spends far longer than reading and writing its tensors
 takes on LeNet-5's narrow maps (6 channels: too few for its vector loop over channels;
 benchmarks/lenet_kernels.py: 6.5 ms forward for C1's maps at batch 256 in bf16 on one
 thread, against 0.15 ms at copy bandwidth). The kernel in kernels/max_pool_2x2.cpp computes
-the same forward pass in one single-threaded pass, bit for bit (ties to the first position of
-the window, NaN wins; the tests compare it with `F.max_pool2d`), for evaluation, prediction
-and serving. Training takes PyTorch's own forward and backward: they run on all of PyTorch's
-threads, and `convnet train lenet5` ran 1.18× (1.05-1.27×) the images/s with them on two
-threads as with this kernel's single-threaded forward and backward, and 0.96× (0.91-0.99×)
-on one (benchmarks/train_speed_compare.json, train_speed_compare_1_thread.json). The kernel
-is compiled at first use by `torch.utils.cpp_extension` into PyTorch's extension cache, once
-per machine and source, in about a second: no PyTorch headers are included. Where there is
-no compiler, the build fails, the tensor is not a float32 or bfloat16 CPU tensor, or the
-pooling is being traced or exported, `MaxPool2x2` runs the native operator. Setting
-CONVNET_COMPILED_KERNELS=0 (or false, off, no) turns the kernel off.
+the same forward pass bit for bit (ties to the first position of the window, NaN wins; the
+tests compare it with `F.max_pool2d`), split over PyTorch's own OpenMP threads. Where a
+gradient is taken it also writes the maxima's indices as `max_pool2d_with_indices` does,
+and PyTorch's own backward pass routes the gradient by them, so training computes PyTorch's
+gradients, bit for bit. The kernel is compiled at first use by `torch.utils.cpp_extension`
+into PyTorch's extension cache, once per machine and source, in about a second: no PyTorch
+headers are included. Where there is no compiler, the build fails, the tensor is not a
+float32 or bfloat16 CPU tensor, or the pooling is being traced or exported, `MaxPool2x2` runs
+the native operator. Setting CONVNET_COMPILED_KERNELS=0 (or false, off, no) turns the kernel
+off.
 """
 
 from __future__ import annotations
@@ -59,14 +58,20 @@ def compiled_kernel() -> ctypes.CDLL | None:
                 path = load(
                     name="convnet_max_pool_2x2",
                     sources=[str(SOURCE)],
-                    extra_cflags=["-O3"],
+                    extra_cflags=["-O3", "-fopenmp"],
+                    extra_ldflags=["-fopenmp"],
                     is_python_module=False,
                     verbose=False,
                 )
                 library = ctypes.CDLL(str(path))
                 function = library.convnet_max_pool_2x2_forward
                 function.restype = ctypes.c_int
-                function.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int] + [ctypes.c_void_p] * 3
+                function.argtypes = (
+                    [ctypes.c_void_p] * 3
+                    + [ctypes.c_int]
+                    + [ctypes.c_void_p] * 3
+                    + [ctypes.c_int64]
+                )
             except Exception as error:  # no compiler, no ninja, a failed build: native pooling
                 library, reason = None, f"not available ({type(error).__name__}: {error})"
                 reason = reason.splitlines()[0][:300]
@@ -92,22 +97,44 @@ def _layout(tensor: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _forward(library: ctypes.CDLL, x: torch.Tensor) -> torch.Tensor:
+def _forward(x: torch.Tensor, with_indices: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The pooled maps, and with `with_indices` each maximum's index in its input plane (int64,
+    what `max_pool2d_with_indices` returns), split over PyTorch's threads."""
     batch, channels, height, width = x.shape
     output = torch.empty(
         (batch, channels, height // 2, width // 2), dtype=x.dtype, memory_format=_layout(x)
     )
-    status = library.convnet_max_pool_2x2_forward(
+    indices = torch.empty_like(output, dtype=torch.int64) if with_indices else None
+    status = _state["library"].convnet_max_pool_2x2_forward(
         x.data_ptr(),
         output.data_ptr(),
+        None if indices is None else indices.data_ptr(),
         DTYPES[x.dtype],
         _int64s(x.shape),
         _int64s(x.stride()),
         _int64s(output.stride()),
+        torch.get_num_threads(),
     )
     if status:
         raise RuntimeError(f"max_pool_2x2 kernel refused dtype {x.dtype}")
-    return output
+    return output, indices
+
+
+class _MaxPool2x2Function(torch.autograd.Function):
+    """The kernel's forward pass with indices; PyTorch's own backward pass reads them."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        output, indices = _forward(x, with_indices=True)
+        ctx.save_for_backward(x, indices)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> torch.Tensor:
+        x, indices = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad_output, x, [2, 2], [2, 2], [0, 0], [1, 1], False, indices
+        )
 
 
 def _kernel_applies(x: torch.Tensor) -> bool:
@@ -126,16 +153,17 @@ def _kernel_applies(x: torch.Tensor) -> bool:
 
 
 def max_pool_2x2(x: torch.Tensor) -> torch.Tensor:
-    """`F.max_pool2d(x, 2)`, through the compiled kernel where it applies and no gradient is
-    taken; in training, PyTorch's own forward and backward (the module docstring says why)."""
-    if (torch.is_grad_enabled() and x.requires_grad) or not _kernel_applies(x):
+    """`F.max_pool2d(x, 2)`, through the compiled kernel where it applies: its forward pass,
+    and where a gradient is taken PyTorch's backward pass from the kernel's indices."""
+    if not _kernel_applies(x):
         return F.max_pool2d(x, 2)
-    return _forward(_state["library"], x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _MaxPool2x2Function.apply(x)
+    return _forward(x, with_indices=False)[0]
 
 
 class MaxPool2x2(nn.MaxPool2d):
-    """`nn.MaxPool2d(2)` (same repr, no state), computed by the compiled kernel on the CPU
-    where no gradient is taken."""
+    """`nn.MaxPool2d(2)` (same repr, no state), computed by the compiled kernel on the CPU."""
 
     def __init__(self) -> None:
         super().__init__(2)

@@ -40,6 +40,23 @@ def test_saved_results_record_commit_command_machine_dates_and_load(tmp_path, mo
     assert named == tmp_path / "experiment_cost.json"
 
 
+def test_a_result_of_another_command_is_kept_and_this_one_saved_as_a_trial(
+    tmp_path, monkeypatch, capsys
+):
+    script = str(tmp_path / "train_speed.py")
+    monkeypatch.setattr(sys, "argv", [script, "--seeds", "0", "1", "2", "3", "4"])
+    quoted = common.save_results(script, {"figure": 15.0})
+    monkeypatch.setattr(sys, "argv", [script, "--seeds", "0"])
+    trial = common.save_results(script, {"figure": 9.0})
+    assert json.loads(quoted.read_text())["figure"] == 15.0
+    assert trial.parent == tmp_path / "trials" and trial.name.startswith("train_speed-")
+    assert json.loads(trial.read_text())["figure"] == 9.0
+    assert "holds the result of another command" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", [script, "--seeds", "0", "1", "2", "3", "4"])
+    assert common.save_results(script, {"figure": 16.0}) == quoted  # the same command: replaced
+    assert json.loads(quoted.read_text())["figure"] == 16.0
+
+
 def test_saved_results_name_no_folder_of_the_machine_that_ran_them():
     """The paths in saved results are the repository's own or bare names (`portable`)."""
     for path in BENCHMARKS.glob("*.json"):

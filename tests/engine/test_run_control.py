@@ -56,3 +56,26 @@ def test_a_stop_at_or_past_the_end_says_it_changes_nothing(mnist_dir, tmp_path, 
     captured = capsys.readouterr()
     assert "--stop-after-epoch 2: the run ends after 1 epoch." in captured.err
     assert "stopped_after_epoch" not in json.loads(captured.out)
+
+
+def test_an_unfinished_run_says_so_where_its_weights_are_used(trained_run, tmp_path, capsys):
+    """Evaluating (as predicting, explaining and exporting: the same loading) a run stopped
+    with --stop-after-epoch notes whose weights these are, and how to finish it; a finished
+    run has no note."""
+    from convnet.cli import main
+    from convnet.engine.run import Run
+
+    run = tmp_path / "run"
+    arguments = ["train", "lenet5", "--dataset", "mnist", "--epochs", "2", "--no-report"]
+    subset = ["--train-subset", "256", "--test-subset", "64", "--threads", "1"]
+    assert main([*arguments, *subset, "--out", str(run), "--stop-after-epoch", "1"]) == 0
+    capsys.readouterr()
+    evaluate = ["evaluate", str(run), "--test-subset", "64", "--json"]
+    assert main(evaluate) == 0
+    captured = capsys.readouterr()
+    assert (
+        f"Note: {run} has not finished: these are its weights after epoch 1 of 2. "
+        f"Finish it with 'convnet train --resume {run}'."
+    ) in captured.err
+    assert "top1_error" in json.loads(captured.out)
+    assert Run(trained_run[0]).unfinished_note() is None

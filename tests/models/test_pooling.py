@@ -1,9 +1,10 @@
-"""LeNet-5's compiled 2×2 max pooling for inference (convnet/models/pooling.py): bit for bit
-PyTorch's `F.max_pool2d(x, 2)`; PyTorch's own operator where a gradient is taken, and where
-the kernel cannot be built."""
+"""LeNet-5's compiled 2×2 max pooling (convnet/models/pooling.py): bit for bit PyTorch's
+`F.max_pool2d(x, 2)`, its indices and its gradients; PyTorch's own operator where the kernel
+cannot be built."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -72,9 +73,9 @@ def counting_kernel_calls(monkeypatch) -> list:
     calls = []
     forward = pooling._forward
 
-    def counted(library, x):
+    def counted(x, with_indices):
         calls.append(tuple(x.shape))
-        return forward(library, x)
+        return forward(x, with_indices)
 
     monkeypatch.setattr(pooling, "_forward", counted)
     return calls
@@ -82,27 +83,56 @@ def counting_kernel_calls(monkeypatch) -> list:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=list(LAYOUTS))
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
-    "shape", [(8, 6, 28, 28), (4, 16, 10, 10), (3, 5, 7, 9), (2, 1, 2, 2), (1, 33, 4, 6)]
+    "shape",
+    [(8, 6, 28, 28), (4, 16, 10, 10), (3, 5, 7, 9), (2, 1, 2, 2), (1, 33, 4, 6), (24, 6, 28, 28)],
 )
-def test_the_forward_pass_is_bit_for_bit_pytorchs(compiled, dtype, layout, shape, monkeypatch):
+def test_the_forward_pass_is_bit_for_bit_pytorchs(
+    compiled, dtype, layout, shape, threads, monkeypatch
+):
+    """(24, 6, 28, 28) is large enough to be split over the threads."""
     calls = counting_kernel_calls(monkeypatch)
     x = awkward_maps(shape, dtype, sum(shape)).contiguous(memory_format=LAYOUTS[layout])
-    ours, native = max_pool_2x2(x), F.max_pool2d(x, 2)
+    with torch_threads(threads):
+        ours, native = max_pool_2x2(x), F.max_pool2d(x, 2)
     assert calls == [shape]
     assert ours.stride() == native.stride() and same_bits(ours, native)
 
 
-def test_where_a_gradient_is_taken_pytorchs_own_operator_runs(compiled, monkeypatch):
-    """Training: PyTorch's forward and backward, on all its threads (faster than a
-    single-threaded kernel there; the module docstring has the measurement)."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("layout", LAYOUTS, ids=list(LAYOUTS))
+@pytest.mark.parametrize("shape", [(24, 6, 28, 28), (4, 16, 10, 10), (3, 5, 7, 9)])
+def test_training_takes_the_kernels_maxima_and_pytorchs_backward(
+    compiled, dtype, layout, shape, monkeypatch
+):
+    """Where a gradient is taken the kernel also writes the maxima's indices, as
+    `max_pool2d_with_indices` does, and PyTorch's backward pass routes the gradient by them:
+    the same gradients, bit for bit, as PyTorch's pooling (ties, signed zeros, NaN)."""
     calls = counting_kernel_calls(monkeypatch)
-    x = torch.randn(4, 6, 8, 8).contiguous(memory_format=torch.channels_last).requires_grad_()
-    output = max_pool_2x2(x)
-    assert output.grad_fn.name() == "MaxPool2DWithIndicesBackward0" and calls == []
+    maps = awkward_maps(shape, dtype, 7 + sum(shape)).contiguous(memory_format=LAYOUTS[layout])
     with torch.no_grad():
-        max_pool_2x2(x)
-    assert calls == [(4, 6, 8, 8)]
+        _, indices = pooling._forward(maps, with_indices=True)
+    _, native_indices = torch.ops.aten.max_pool2d_with_indices(maps, [2, 2], [2, 2])
+    assert indices.stride() == native_indices.stride() and torch.equal(indices, native_indices)
+    calls.clear()
+    ours, native = maps.clone().requires_grad_(), maps.clone().requires_grad_()
+    output = max_pool_2x2(ours)
+    assert calls == [shape] and output.grad_fn.name() == "_MaxPool2x2FunctionBackward"
+    gradient = awkward_maps(output.shape, dtype, 3).nan_to_num(0.0, 1.0, -1.0)
+    output.backward(gradient.contiguous(memory_format=LAYOUTS[layout]))
+    F.max_pool2d(native, 2).backward(gradient.contiguous(memory_format=LAYOUTS[layout]))
+    assert ours.grad.stride() == native.grad.stride() and same_bits(ours.grad, native.grad)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_lenet5_infers_with_the_kernel_as_with_pytorchs_pooling(compiled, monkeypatch):

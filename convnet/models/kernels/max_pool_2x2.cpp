@@ -1,5 +1,6 @@
-// 2×2 max pooling, stride 2, no padding, floor mode, on the CPU: the forward pass of
-// inference, for dense float32 and bfloat16 tensors, channels-last or contiguous.
+// 2×2 max pooling, stride 2, no padding, floor mode, on the CPU: the forward pass, for dense
+// float32 and bfloat16 tensors, channels-last or contiguous, with or without the indices of the
+// maxima that PyTorch's backward pass (max_pool2d_with_indices_backward) reads.
 //
 // Bit for bit what PyTorch's native max_pool2d computes (ATen's cpu/MaxPoolKernel.cpp):
 // a value replaces the running maximum when it is greater or NaN, scanning the window in
@@ -62,10 +63,14 @@ inline bool replaces(float challenger, float best) {
 // one window position; 2: contiguous, the positions of one row). `right` and `down` lead to the
 // window's other elements. Scanning a, b, c, d in order equals pairing max(a, b) with
 // max(c, d) under the same rule: the first of equal values, the last NaN (pairing a with c
-// instead would break ties wrongly).
-template <typename T, int step>
+// instead would break ties wrongly). With `indexed`, each maximum's index in its input plane
+// (row · width + column) too, as PyTorch's max_pool2d_with_indices writes it: `first` is the
+// first window's top-left index, and the windows' top-left indices lie `step - 1` · 2 apart
+// (channels-last: every window of the run is at the same position).
+template <typename T, int step, bool indexed>
 inline void pool_run(const T* __restrict__ top, int64_t right, int64_t down, int64_t count,
-                     T* __restrict__ output) {
+                     T* __restrict__ output, int64_t* __restrict__ indices, int64_t first,
+                     int64_t width) {
   const T* __restrict__ bottom = top + down;
   for (int64_t i = 0; i < count; ++i) {
     const int64_t at = step * i;
@@ -77,48 +82,71 @@ inline void pool_run(const T* __restrict__ top, int64_t right, int64_t down, int
     const bool take_lower = replaces(value_of(lower, T()), value_of(upper, T()));
     const uint32_t best = choose(take_lower, lower, upper);
     output[i] = from_bits(store_bits(value_of(best, T()), T()), T());
+    if (indexed) {
+      const int64_t offset = choose(take_lower, width + take_d, take_b);
+      indices[i] = first + (step - 1) * 2 * i + offset;
+    }
   }
 }
 
-// Dense tensors only: channels-last (channel stride 1) or contiguous (width stride 1); the
-// output has the same layout as the input.
-template <typename T>
-void forward(const T* input, T* output, const Shape& s) {
-  const int64_t out_h = s.height / 2, out_w = s.width / 2;
+// The images [begin, end) of the batch. Dense tensors only: channels-last (channel stride 1)
+// or contiguous (width stride 1); the output and the indices have the input's layout.
+template <typename T, bool indexed>
+void forward(const T* input, T* output, int64_t* indices, const Shape& s, int64_t begin,
+             int64_t end) {
+  const int64_t out_h = s.height / 2, out_w = s.width / 2, width = s.width;
   const int64_t* in = s.in;
   const int64_t* out = s.out;
-  for (int64_t n = 0; n < s.batch; ++n) {
+  for (int64_t n = begin; n < end; ++n) {
     if (in[1] == 1) {  // channels-last: each window position's channels are contiguous
       for (int64_t oh = 0; oh < out_h; ++oh)
         for (int64_t ow = 0; ow < out_w; ++ow) {
           const int64_t to = n * out[0] + oh * out[2] + ow * out[3];
-          pool_run<T, 1>(input + n * in[0] + 2 * oh * in[2] + 2 * ow * in[3], in[3], in[2],
-                         s.channels, output + to);
+          pool_run<T, 1, indexed>(input + n * in[0] + 2 * oh * in[2] + 2 * ow * in[3], in[3],
+                                  in[2], s.channels, output + to,
+                                  indexed ? indices + to : nullptr, 2 * oh * width + 2 * ow,
+                                  width);
         }
     } else {  // contiguous: each row's windows are two elements apart
       for (int64_t c = 0; c < s.channels; ++c)
         for (int64_t oh = 0; oh < out_h; ++oh) {
           const int64_t to = n * out[0] + c * out[1] + oh * out[2];
-          pool_run<T, 2>(input + n * in[0] + c * in[1] + 2 * oh * in[2], 1, in[2], out_w,
-                         output + to);
+          pool_run<T, 2, indexed>(input + n * in[0] + c * in[1] + 2 * oh * in[2], 1, in[2],
+                                  out_w, output + to, indexed ? indices + to : nullptr,
+                                  2 * oh * width, width);
         }
     }
   }
+}
+
+// The batch split over `threads` OpenMP threads, whole images each: PyTorch's own pool, as
+// this library is linked to the OpenMP runtime PyTorch has loaded (libgomp.so.1). Small
+// batches stay on this thread, where waking the others would cost more than they save.
+template <typename T>
+void forward_threaded(const T* input, T* output, int64_t* indices, const Shape& s,
+                      int64_t threads) {
+  const auto run = indices == nullptr ? forward<T, false> : forward<T, true>;
+  const bool split = threads > 1 && s.batch > 1 && s.batch * s.channels * s.height * s.width >= 65536;
+#pragma omp parallel for num_threads(threads) schedule(static) if (split)
+  for (int64_t n = 0; n < s.batch; ++n) run(input, output, indices, s, n, n + 1);
 }
 
 }  // namespace
 
 extern "C" {
 
-// dtype: 0 float32, 1 bfloat16. sizes: n, c, h, w of the input.
-int convnet_max_pool_2x2_forward(const void* input, void* output, int dtype,
+// dtype: 0 float32, 1 bfloat16. sizes: n, c, h, w of the input. indices: null, or int64 with
+// the output's strides. threads: how many to split the batch over.
+int convnet_max_pool_2x2_forward(const void* input, void* output, int64_t* indices, int dtype,
                                  const int64_t* sizes, const int64_t* in_strides,
-                                 const int64_t* out_strides) {
+                                 const int64_t* out_strides, int64_t threads) {
   const Shape s{sizes[0], sizes[1], sizes[2], sizes[3], in_strides, out_strides};
   if (dtype == 0) {
-    forward(static_cast<const float*>(input), static_cast<float*>(output), s);
+    forward_threaded(static_cast<const float*>(input), static_cast<float*>(output), indices, s,
+                     threads);
   } else if (dtype == 1) {
-    forward(static_cast<const uint16_t*>(input), static_cast<uint16_t*>(output), s);
+    forward_threaded(static_cast<const uint16_t*>(input), static_cast<uint16_t*>(output),
+                     indices, s, threads);
   } else {
     return 1;
   }
