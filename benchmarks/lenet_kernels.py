@@ -1,17 +1,18 @@
 """Micro-benchmarks of the two LeNet-5 kernels docs/benchmarks.md discusses.
 
 1. Max pooling of C1's six 28×28 maps at batch 256, bf16, channels-last (as the engine
-   runs): PyTorch's native forward and its forward + backward (training's), convnet's
-   compiled kernel's forward (convnet/models/pooling.py; inference's), the same forward
-   written as three strided maxima, and oneDNN's own forward (`torch.mkldnn_max_pool2d`), checked bit
-   for bit against the native one. The memory floor: the bytes read and written once ÷ the
+   runs): PyTorch's native forward and its forward + backward, convnet's compiled kernel's
+   forward (convnet/models/pooling.py) and its forward + PyTorch's backward (training's), the
+   same forward written as three strided maxima, and oneDNN's own forward
+   (`torch.mkldnn_max_pool2d`), checked bit for bit against the native one. The memory floor: the bytes read and written once ÷ the
    bandwidth of a 64 MiB copy into memory already touched, measured here.
 2. C5 at batch 128 (16 maps of 5×5 → 120): `nn.Conv2d` against the matrix product
    `WholeInputConv2d` computes, forward + backward, in fp32 and in bf16 autocast.
 
 Medians of many calls (milliseconds per call) after warm-up; the native and compiled pooling
 alternate call by call, so a machine whose load changes favours neither. Run:
-`python benchmarks/lenet_kernels.py [--repeats 50] [--threads N]`; saved in benchmarks/lenet_kernels.json.
+`python benchmarks/lenet_kernels.py [--repeats 50] [--threads N]`; saved in
+benchmarks/lenet_kernels.json (with --threads 1) or lenet_kernels_N_threads.json.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ def pooling(repeats: int) -> dict:
                 "native_forward_ms": lambda: native(maps),
                 "compiled_forward_ms": lambda: max_pool_2x2(maps),
                 "native_forward_backward_ms": forward_backward(native),
+                "compiled_forward_backward_ms": forward_backward(max_pool_2x2),
             },
             repeats,
         ),
@@ -157,9 +159,11 @@ def main() -> None:
     print(f"C5 at batch {C5_BATCH}, forward + backward (ms per call):")
     for key, value in conv.items():
         print(f"  {key:<40} {value}")
+    threads = torch.get_num_threads()
     path = save_results(
         __file__,
-        {"repeats": args.repeats, "threads": torch.get_num_threads(), "pooling": pool, "c5": conv},
+        {"repeats": args.repeats, "threads": threads, "pooling": pool, "c5": conv},
+        name=None if threads == 1 else f"lenet_kernels_{threads}_threads.json",
     )
     print(f"# load average {load_average()} at the end; saved {path.name}")
 

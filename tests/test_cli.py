@@ -70,6 +70,14 @@ def test_user_errors_exit_2_without_traceback(tmp_path, trained_run, capfd):
     half.mkdir()
     (half / "config.json").write_text((run_dir / "config.json").read_text())
     assert_user_error(run_in_process(capfd, "evaluate", str(half)), "has no weights", "--resume")
+    (half / "metrics.csv").write_text((run_dir / "metrics.csv").read_text())  # an epoch ended
+    message = run_in_process(capfd, "evaluate", str(half))
+    assert_user_error(message, "has no weights", "the file was removed")
+    assert "--resume" not in message.stderr
+    assert_user_error(
+        run_in_process(capfd, "evaluate", str(run_dir / "config.json")),
+        "is a file, not a run directory",
+    )
     not_image = tmp_path / "notes.png"
     not_image.write_text("hello")
     assert_user_error(
@@ -80,6 +88,10 @@ def test_user_errors_exit_2_without_traceback(tmp_path, trained_run, capfd):
     assert_user_error(
         run_in_process(capfd, "predict", str(run_dir), str(tmp_path / "absent.png")), "no such file"
     )
+    if Path("/dev/null").exists():
+        assert_user_error(
+            run_in_process(capfd, "predict", str(run_dir), "/dev/null"), "not a regular file"
+        )
     wrong = tmp_path / "wrong.safetensors"
     from safetensors.torch import save_file
 

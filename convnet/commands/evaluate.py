@@ -60,10 +60,9 @@ def load_target(args: argparse.Namespace):
                 f"'{args.target}' is a model name: give its trained weights with --weights FILE "
                 "(or torchvision's weights by NAME), or give a run directory instead."
             )
-        run = Run(args.target)
-        loaded = run.load()
-        if note := run.unfinished_note():
-            print(note, file=sys.stderr)
+        loaded = Run(args.target).load()
+        if loaded.unfinished:
+            print(loaded.unfinished, file=sys.stderr)
         return loaded
     if is_directory and not is_model:
         raise UserError(
@@ -310,6 +309,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     }
     if source.kind == "images":
         result.update(_image_facts(result, source, loaded, workers))
+    if loaded.unfinished:
+        result["warnings"] = [*result.get("warnings", []), loaded.unfinished]
     if args.report:
         result["report"] = _write_report(args, result, evaluation, lang)
     result.pop("confusion_matrix", None)

@@ -64,6 +64,8 @@ def _opened(source: str | Path | bytes, label: str) -> Image.Image:
             f"(e.g. {path / '*.jpg'}); a folder of class folders is scored by "
             "'convnet evaluate RUN --data DIR'."
         )
+    if path.exists() and not path.is_file():
+        raise UserError(f"{label}: not a regular file (a device, a pipe or a socket).")
     if not path.is_file():
         raise UserError(f"{label}: no such file.")
     if path.stat().st_size == 0:

@@ -37,6 +37,7 @@ class LoadedModel:
     preprocessing: dict = field(default_factory=dict)  # photos: resize, interpolation
     preparation_reason: str = ""  # why `photos` is what it is (engine/preparations.py)
     weights_path: Path | None = None  # the file its weights came from
+    unfinished: str | None = None  # a run's note that its training stopped early (Run.load)
 
     @property
     def preparation(self) -> str:

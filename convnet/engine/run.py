@@ -41,6 +41,7 @@ from convnet.files import (
     remove_partial_files,
 )
 from convnet.models import get_model
+from convnet.wording import counted
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -126,6 +127,8 @@ class Run:
     def read_config(self, purpose: str = "") -> TrainConfig:
         """The saved configuration; a UserError says what is wrong with a missing or damaged one."""
         prefix = f"Cannot {purpose}: " if purpose else ""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{prefix}{self.path} is a file, not a run directory.")
         if not self.path.is_dir():
             raise UserError(f"{prefix}run directory {self.path} does not exist.")
         if not self.config_path.is_file():
@@ -241,6 +244,12 @@ class Run:
         a UserError, since the run holds the weights but not the module's code."""
         config = self.read_config()
         if not self.weights_path.is_file():
+            if self.history():  # an epoch ended, so the weights were written, then removed
+                raise UserError(
+                    f"{self.path} has no weights ({WEIGHTS_FILE}), though it trained "
+                    f"{counted(len(self.history()), 'epoch')}: the file was removed. Train the "
+                    "run again, or restore the file."
+                )
             raise UserError(
                 f"{self.path} has no weights ({WEIGHTS_FILE}): the run did not finish an epoch. "
                 f"Continue it with 'convnet train --resume {self.path}'."
@@ -294,6 +303,7 @@ class Run:
             normalization=normalization,
             preparation_reason=why,
             weights_path=self.weights_path,
+            unfinished=self.unfinished_note(),
         )
 
 
