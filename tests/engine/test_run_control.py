@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from convnet.engine.run import Run
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])  # Ctrl-C; a scheduler's notice
@@ -56,14 +58,14 @@ def test_a_stop_at_or_past_the_end_says_it_changes_nothing(mnist_dir, tmp_path, 
     captured = capsys.readouterr()
     assert "--stop-after-epoch 2: the run ends after 1 epoch." in captured.err
     assert "stopped_after_epoch" not in json.loads(captured.out)
+    assert Run(tmp_path / "run").unfinished_note() is None  # a finished run has no note
 
 
-def test_an_unfinished_run_says_so_where_its_weights_are_used(trained_run, tmp_path, capsys):
+def test_an_unfinished_run_says_so_where_its_weights_are_used(mnist_dir, tmp_path, capsys):
     """Evaluating (as predicting, explaining and exporting: the same loading) a run stopped
-    with --stop-after-epoch notes whose weights these are, and how to finish it; a finished
-    run has no note."""
+    with --stop-after-epoch notes whose weights these are, and how to finish it, on standard
+    error and among --json's warnings."""
     from convnet.cli import main
-    from convnet.engine.run import Run
 
     run = tmp_path / "run"
     arguments = ["train", "lenet5", "--dataset", "mnist", "--epochs", "2", "--no-report"]
@@ -78,4 +80,3 @@ def test_an_unfinished_run_says_so_where_its_weights_are_used(trained_run, tmp_p
         f"Finish it with 'convnet train --resume {run}'."
     ) in captured.err
     assert json.loads(captured.out)["warnings"][-1].startswith(f"Note: {run} has not finished")
-    assert Run(trained_run[0]).unfinished_note() is None
