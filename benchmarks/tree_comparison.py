@@ -1,7 +1,7 @@
 """LeNet-5 training of this checkout against another convnet checkout (train_speed.py's
 `--compare-with TREE`): both through their command line (the fast run, `convnet train lenet5
---epochs N ... --seed S --json`), interleaved run by run, so an engine change is measured against the code
-before it in the same run, on the same machine."""
+--epochs N ... --seed S --json`), interleaved run by run, so an engine change is measured
+against the code before it in the same run, on the same machine."""
 
 from __future__ import annotations
 
