@@ -21,6 +21,24 @@ from convnet.models import get_model
 ACCURACY = 0.99  # the test accuracy the tutorial and convnet race to
 
 
+def convnet_figures(result: dict, history: list[dict]) -> dict:
+    """What the race reads from a convnet run: its `--json` result (or `fit`'s) and its
+    history (`Run.history`, metrics.csv by epoch): images/s, training seconds, final test
+    error, and the training seconds up to the end of the first epoch at ACCURACY (None if
+    none got there)."""
+    elapsed, time_to_99 = 0.0, None
+    for row in history:
+        elapsed += row["epoch_seconds"]
+        if time_to_99 is None and row["eval_error"] <= 1 - ACCURACY:
+            time_to_99 = elapsed
+    return {
+        "images_per_second": result["images_per_second"],
+        "train_seconds": result["train_seconds"],
+        "test_error": result["top1_error"],
+        "time_to_99": time_to_99,
+    }
+
+
 def tutorial_data(root: Path) -> tuple[MNIST, MNIST]:
     """torchvision's MNIST over our verified files, with the tutorial's per-image transforms."""
     raw = root / "MNIST" / "raw"

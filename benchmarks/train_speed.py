@@ -53,7 +53,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import hardware, hardware_line, median_spread, save_results  # noqa: E402
-from mnist_tutorial import ACCURACY, tutorial_data, tutorial_run  # noqa: E402
+from mnist_tutorial import ACCURACY, convnet_figures, tutorial_data, tutorial_run  # noqa: E402
 from tree_comparison import compare  # noqa: E402
 
 from convnet.data.datasets import fetch_dataset  # noqa: E402
@@ -81,16 +81,8 @@ def convnet_run(seed: int, scratch: Path, epochs: int | None, **overrides) -> di
     )
     result = fit(config, log=lambda message: None)
     history = Run(result["run_dir"]).history()
-    elapsed, time_to_99 = 0.0, None
-    for row in history:
-        elapsed += row["epoch_seconds"]
-        if time_to_99 is None and row["eval_error"] <= 1 - ACCURACY:
-            time_to_99 = elapsed
     return {
-        "images_per_second": result["images_per_second"],
-        "train_seconds": result["train_seconds"],
-        "test_error": result["top1_error"],
-        "time_to_99": time_to_99,
+        **convnet_figures(result, history),
         "epochs": result["epochs"],
         "epoch_errors": [row["eval_error"] for row in history],
     }

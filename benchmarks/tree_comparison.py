@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 from common import commit_of, median_spread
-from mnist_tutorial import ACCURACY
+from mnist_tutorial import convnet_figures
+
+from convnet.engine.run import Run
 
 
 def tree_environment(tree: Path, extensions: Path) -> dict:
@@ -39,7 +41,6 @@ def command_line_run(
 ) -> dict:
     """`convnet train lenet5 FLAGS --seed S [--threads T]` of the convnet in `tree`, in a
     subprocess with `environment` (`tree_environment`)."""
-    import csv
     import json
     import subprocess
 
@@ -65,20 +66,8 @@ def command_line_run(
         check=True,
         timeout=3600,
     )
-    result = json.loads(completed.stdout)
-    elapsed, time_to_99 = 0.0, None
-    with (out / "metrics.csv").open() as handle:
-        for row in csv.DictReader(handle):  # held-out error: "eval_error" (older: "test_error")
-            elapsed += float(row["epoch_seconds"])
-            error = float(row.get("eval_error") or row["test_error"])
-            if time_to_99 is None and error <= 1 - ACCURACY:
-                time_to_99 = elapsed
-    return {
-        "images_per_second": result["images_per_second"],
-        "train_seconds": result["train_seconds"],
-        "test_error": result["top1_error"],
-        "time_to_99": time_to_99,
-    }
+    # Run.history reads an older tree's metrics.csv too (its "test_error" as "eval_error")
+    return convnet_figures(json.loads(completed.stdout), Run(out).history())
 
 
 def compare(

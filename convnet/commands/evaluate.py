@@ -5,7 +5,6 @@ one evaluation of the engine; and `load_target`, the model of `evaluate`, `predi
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from convnet.commands.common import (
@@ -62,7 +61,7 @@ def load_target(args: argparse.Namespace):
             )
         loaded = Run(args.target).load()
         if loaded.unfinished:
-            print(loaded.unfinished, file=sys.stderr)
+            log(loaded.unfinished)
         return loaded
     if is_directory and not is_model:
         raise UserError(

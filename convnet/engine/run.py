@@ -244,11 +244,11 @@ class Run:
         a UserError, since the run holds the weights but not the module's code."""
         config = self.read_config()
         if not self.weights_path.is_file():
-            if self.history():  # an epoch ended, so the weights were written, then removed
+            if trained := len(self.history()):  # the weights were written, then removed
                 raise UserError(
                     f"{self.path} has no weights ({WEIGHTS_FILE}), though it trained "
-                    f"{counted(len(self.history()), 'epoch')}: the file was removed. Train the "
-                    "run again, or restore the file."
+                    f"{counted(trained, 'epoch')}: the file was removed. Train the run again, "
+                    "or restore the file."
                 )
             raise UserError(
                 f"{self.path} has no weights ({WEIGHTS_FILE}): the run did not finish an epoch. "
